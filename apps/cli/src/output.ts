@@ -1,0 +1,38 @@
+/** How the CLI talks to people and scripts. */
+import { CkptError } from '@ckpt/core';
+
+/** Exit codes of the `ckpt` command. */
+export const ExitCode = {
+  OK: 0,
+  /** The operation failed (bad image, process gone, kernel refused…). */
+  FAILURE: 1,
+  /** The command line was wrong. */
+  USAGE: 2,
+} as const;
+
+/** A usage mistake: printed with a hint to run --help. */
+export class UsageError extends Error {}
+
+/** Print `value` as one JSON document (bigints as strings). */
+export function printJson(value: unknown): void {
+  process.stdout.write(
+    `${JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2)}\n`,
+  );
+}
+
+/**
+ * Report a failure on one line, no stack trace (set CKPT_DEBUG=1 for it),
+ * and return the exit code.
+ */
+export function reportError(e: unknown, json: boolean): number {
+  if (process.env.CKPT_DEBUG) console.error(e);
+  if (e instanceof UsageError) {
+    process.stderr.write(`ckpt: ${e.message}\nRun 'ckpt --help' for usage.\n`);
+    return ExitCode.USAGE;
+  }
+  const err =
+    e instanceof CkptError ? e : new CkptError('EINVAL', `internal error: ${(e as Error)?.message ?? String(e)}`);
+  if (json) printJson({ ok: false, error: err.toJSON() });
+  else process.stderr.write(`ckpt: error: ${err.oneLine()}\n`);
+  return ExitCode.FAILURE;
+}

@@ -1,0 +1,12 @@
+/**
+ * @ckpt/arch-x86 — x86-64 task state: registers, xstate, debug registers,
+ * the syscall convention for injection, and the syscall-restart rules.
+ *
+ * @packageDocumentation
+ */
+export * from './debugregs.js';
+export * from './regs.js';
+export * from './restart.js';
+export * from './syscall.js';
+export * from './xstate.js';
+export * from './plugin.js';

@@ -1,0 +1,148 @@
+/**
+ * Synchronous byte sources and sinks for the image stream. ckpt's engine is
+ * synchronous (ptrace must be driven from one thread, step by step), so the
+ * image is read and written with blocking calls on plain file descriptors:
+ * regular files, pipes and terminals alike, never seeking.
+ */
+import * as fs from 'node:fs';
+import { CkptError } from '../errors.js';
+
+/** Where image bytes come from. */
+export interface ByteSource {
+  /** Read up to `len` bytes into `buf` at `off`; 0 means end of stream. */
+  read(buf: Buffer, off: number, len: number): number;
+  /** Total stream size when known in advance (regular files), else undefined. */
+  readonly size?: number;
+  close(): void;
+}
+
+/** Where image bytes go. */
+export interface ByteSink {
+  /** Write all of `buf`. */
+  write(buf: Buffer): void;
+  close(): void;
+}
+
+// A non-blocking descriptor (a shared stdin, say) answers EAGAIN; wait a
+// little and retry instead of failing or spinning.
+const pause = new Int32Array(new SharedArrayBuffer(4));
+function waitBriefly(): void {
+  Atomics.wait(pause, 0, 0, 2);
+}
+
+function isErrno(e: unknown, code: string): boolean {
+  return (e as NodeJS.ErrnoException)?.code === code;
+}
+
+/** A source over a file descriptor. */
+export class FdSource implements ByteSource {
+  readonly size?: number;
+  constructor(
+    readonly fd: number,
+    readonly name = `fd ${fd}`,
+    private readonly ownsFd = false,
+  ) {
+    const st = fs.fstatSync(fd);
+    if (st.isFile()) this.size = st.size;
+  }
+
+  /** Open a path (or `-` for standard input). */
+  static open(path: string): FdSource {
+    if (path === '-') return new FdSource(0, 'standard input');
+    try {
+      return new FdSource(fs.openSync(path, 'r'), path, true);
+    } catch (e) {
+      throw new CkptError('ENOENT', `cannot open image '${path}': ${(e as Error).message}`, {
+        path,
+      });
+    }
+  }
+
+  read(buf: Buffer, off: number, len: number): number {
+    for (;;) {
+      try {
+        return fs.readSync(this.fd, buf, off, len, null);
+      } catch (e) {
+        if (isErrno(e, 'EAGAIN')) {
+          waitBriefly();
+          continue;
+        }
+        if (isErrno(e, 'EOF')) return 0;
+        throw new CkptError('EIO', `reading ${this.name}: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  close(): void {
+    if (this.ownsFd) fs.closeSync(this.fd);
+  }
+}
+
+/** A source over an in-memory buffer (tests, small images). */
+export class BufferSource implements ByteSource {
+  private pos = 0;
+  constructor(private readonly data: Buffer) {}
+  get size(): number {
+    return this.data.length;
+  }
+  read(buf: Buffer, off: number, len: number): number {
+    const n = Math.min(len, this.data.length - this.pos);
+    this.data.copy(buf, off, this.pos, this.pos + n);
+    this.pos += n;
+    return n;
+  }
+  close(): void {}
+}
+
+/** A sink over a file descriptor. */
+export class FdSink implements ByteSink {
+  constructor(
+    readonly fd: number,
+    readonly name = `fd ${fd}`,
+    private readonly ownsFd = false,
+  ) {}
+
+  /** Create/truncate a path (or `-` for standard output). */
+  static open(path: string): FdSink {
+    if (path === '-') return new FdSink(1, 'standard output');
+    try {
+      return new FdSink(fs.openSync(path, 'w', 0o600), path, true);
+    } catch (e) {
+      throw new CkptError('EIO', `cannot create image '${path}': ${(e as Error).message}`, {
+        path,
+      });
+    }
+  }
+
+  write(buf: Buffer): void {
+    let off = 0;
+    while (off < buf.length) {
+      try {
+        off += fs.writeSync(this.fd, buf, off, buf.length - off);
+      } catch (e) {
+        if (isErrno(e, 'EAGAIN')) {
+          waitBriefly();
+          continue;
+        }
+        throw new CkptError('EIO', `writing ${this.name}: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  close(): void {
+    if (this.ownsFd) fs.closeSync(this.fd);
+  }
+}
+
+/** A sink that collects everything in memory. */
+export class BufferSink implements ByteSink {
+  private readonly chunks: Buffer[] = [];
+  write(buf: Buffer): void {
+    this.chunks.push(Buffer.from(buf));
+  }
+  /** Everything written so far. */
+  contents(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+  close(): void {}
+}

@@ -1,0 +1,189 @@
+/**
+ * `CkptCtx`: the state of one checkpoint or restart (linux-cr's
+ * `struct ckpt_ctx`). It carries the image stream, the objhash, the
+ * deferqueue, user and internal flags, the pid array with the active
+ * position, the first error, statistics, a logger and a progress reporter.
+ */
+import { objrefRecord } from './codec/core-records.js';
+import type { ImageReader, RecordHeader } from './codec/reader.js';
+import type { RecordSchema } from './codec/record.js';
+import { RecordType } from './codec/types.js';
+import type { ImageWriter } from './codec/writer.js';
+import { DeferQueue } from './deferqueue.js';
+import { CkptError } from './errors.js';
+import { ContextFlags } from './flags.js';
+import { type Logger, type Progress, silentLogger, silentProgress } from './log.js';
+import { ObjHash } from './objhash.js';
+import type { Registry } from './registry.js';
+
+/** Counters reported by `--json` summaries. */
+export interface CkptStats {
+  tasks: number;
+  pages: number;
+  /** Image bytes written or read. */
+  bytes: number;
+  /** Named durations in milliseconds (e.g. `frozen`, `memory`). */
+  durations: Record<string, number>;
+}
+
+/** Options shared by both kinds of context. */
+export interface CtxOptions {
+  registry: Registry;
+  uflags?: bigint;
+  logger?: Logger;
+  progress?: Progress;
+}
+
+/** State common to checkpoint and restart. */
+export abstract class CkptCtx {
+  readonly registry: Registry;
+  readonly objhash = new ObjHash();
+  readonly deferqueue = new DeferQueue();
+  /** User flags (see `CheckpointFlags`, `RestartFlags`). */
+  readonly uflags: bigint;
+  /** Internal flags (see `ContextFlags`). */
+  kflags: number;
+  /** Pids of the tree in image order (depth-first from the root). */
+  pids: number[] = [];
+  /** Index in {@link pids} of the task being worked on. */
+  active = 0;
+  /** First error recorded; later ones are only logged. */
+  firstError: CkptError | undefined;
+  readonly stats: CkptStats = { tasks: 0, pages: 0, bytes: 0, durations: {} };
+  readonly log: Logger;
+  readonly progress: Progress;
+
+  protected constructor(opts: CtxOptions, kflags: number) {
+    this.registry = opts.registry;
+    this.uflags = opts.uflags ?? 0n;
+    this.kflags = kflags;
+    this.log = opts.logger ?? silentLogger;
+    this.progress = opts.progress ?? silentProgress;
+  }
+
+  /** True when user flag `flag` is set. */
+  has(flag: bigint): boolean {
+    return (this.uflags & flag) !== 0n;
+  }
+
+  /** Record the first error (later ones are logged) and return it. */
+  setError(e: CkptError): CkptError {
+    if (this.firstError) {
+      this.log.debug(`further error: ${e.oneLine()}`);
+    } else {
+      this.firstError = e;
+      this.kflags |= ContextFlags.ERROR;
+    }
+    return this.firstError;
+  }
+
+  /** Time `fn` and add it to `stats.durations[name]`. */
+  timed<T>(name: string, fn: () => T): T {
+    const t0 = performance.now();
+    try {
+      return fn();
+    } finally {
+      this.stats.durations[name] = (this.stats.durations[name] ?? 0) + performance.now() - t0;
+    }
+  }
+
+  /** Discard the objhash and run deferqueue destructors (end of operation). */
+  dispose(): void {
+    this.deferqueue.destroy();
+    this.objhash.clear();
+  }
+}
+
+/** Context of a checkpoint: writes the image. */
+export class CheckpointCtx extends CkptCtx {
+  constructor(
+    readonly writer: ImageWriter,
+    opts: CtxOptions,
+  ) {
+    super(opts, ContextFlags.CHECKPOINT);
+  }
+
+  /** Write one structured record. */
+  write<T>(schema: RecordSchema<T>, value: T): void {
+    this.writer.write(schema, value);
+  }
+
+  /**
+   * Reference a shared object, writing it first if this is its first
+   * appearance in the image (linux-cr's `checkpoint_obj()`): an objref
+   * record, then the type's own records. Returns the objref.
+   * `key` is the object's kernel identity.
+   */
+  checkpointObj(type: string, key: string, obj: unknown): number {
+    const ops = this.registry.objectOps(type);
+    const found = this.objhash.lookup(type, key);
+    // Objects collected by leak detection are in the hash already, but
+    // not yet written: the checkpointed flag tells the two cases apart.
+    const entry = found ?? this.objhash.track(type, key, obj).entry;
+    if (!entry.checkpointed) {
+      this.write(objrefRecord, { objType: ops.id, objref: entry.objref });
+      entry.checkpointed = true;
+      ops.checkpoint(this, entry.obj, entry.objref);
+    }
+    return entry.objref;
+  }
+}
+
+/** Context of a restart: reads the image. */
+export class RestartCtx extends CkptCtx {
+  constructor(
+    readonly reader: ImageReader,
+    opts: CtxOptions,
+  ) {
+    super(opts, ContextFlags.RESTART);
+  }
+
+  /**
+   * Consume the next record, restoring any shared objects defined before it
+   * (objref records), and return its framing.
+   */
+  nextRecord(): RecordHeader {
+    for (;;) {
+      const h = this.reader.next();
+      if (!h) {
+        throw new CkptError('EUNEXPECTED', `image ended where more records were expected`, {
+          offset: this.reader.offset,
+        });
+      }
+      if (h.type !== RecordType.OBJREF) return h;
+      this.restoreObj(h);
+    }
+  }
+
+  /** Consume the next record (after any object definitions); it must be of `schema`. */
+  read<T>(schema: RecordSchema<T>): T {
+    const h = this.nextRecord();
+    this.reader.expect(h, schema.type);
+    return this.reader.decode(schema, h);
+  }
+
+  /** The object restored for `objref`, which must be of `type`. */
+  fetchObj<T>(objref: number, type: string): T {
+    return this.objhash.fetch<T>(objref, type);
+  }
+
+  private restoreObj(h: RecordHeader): void {
+    const { objType, objref } = this.reader.decode(objrefRecord, h);
+    const ops = this.registry.objectOpsById(objType);
+    if (!ops) {
+      throw new CkptError(
+        'EUNEXPECTED',
+        `objref record at offset ${h.offset} defines an object of unknown type ${objType} (missing plugin?)`,
+        { offset: h.offset, recordType: h.type },
+      );
+    }
+    if (this.objhash.get(objref)) {
+      throw new CkptError('EBADOBJREF', `objref ${objref} is defined twice (second at offset ${h.offset})`, {
+        offset: h.offset,
+        recordType: h.type,
+      });
+    }
+    const obj = ops.restore(this, objref);
+    this.objhash.insert(objref, ops.name, obj);
+  }
+}

@@ -1,0 +1,26 @@
+/**
+ * @ckpt/core — the checkpoint/restart engine's core: the image codec, the
+ * context, the objhash and deferqueue, the ops tables and plugin API, and
+ * typed errors. Subsystem packages plug into it; it imports none of them.
+ *
+ * @packageDocumentation
+ */
+export * from './codec/core-records.js';
+export * from './codec/io.js';
+export * from './codec/reader.js';
+export * from './codec/record.js';
+export * from './codec/schema.js';
+export * from './codec/types.js';
+export * from './codec/writer.js';
+export * from './context.js';
+export * from './core-plugin.js';
+export * from './deferqueue.js';
+export * from './errors.js';
+export * from './flags.js';
+export * from './image.js';
+export * from './log.js';
+export * from './objhash.js';
+export * from './registry.js';
+export type * from './task.js';
+export * from './kernel/index.js';
+export * from './proc/index.js';

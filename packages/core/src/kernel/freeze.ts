@@ -1,0 +1,139 @@
+/**
+ * Freezing one task with PTRACE_SEIZE + PTRACE_INTERRUPT, and letting it go.
+ *
+ * Safety: a seized tracee is detached by the kernel when its tracer exits,
+ * however it exits (SIGKILL included), and SEIZE never sends a signal of its
+ * own. So if ckpt dies at any point, the target resumes as if nothing had
+ * happened — unless we set PTRACE_O_EXITKILL, which we never do here.
+ *
+ * What the target sees, by the state it was in:
+ * - running or sleeping: it stops in an interrupt trap. A sleeping syscall
+ *   is interrupted and the task stops with the syscall's restart code in
+ *   the return register (e.g. -ERESTART_RESTARTBLOCK for nanosleep); on
+ *   resume the kernel restarts the syscall transparently.
+ * - stopped by job control ('T'): SEIZE re-traps it into a group-stop,
+ *   reported as PTRACE_EVENT_STOP with the stop signal; after detach it is
+ *   still stopped.
+ * - about to receive a signal: we see a signal-delivery-stop first; we let
+ *   the signal be delivered and wait again for our interrupt.
+ */
+import { CkptError } from '../errors.js';
+import { errno, libc, sysError } from './libc.js';
+import { readStat, readStatus } from '../proc/index.js';
+import { cont, detach, getEventMsg, interrupt, seize } from './ptrace.js';
+import { type WaitStatus, waitForStop, waitStop } from './wait.js';
+
+const SIGKILL = 9;
+const SIGSTOP = 19;
+
+/** Options of {@link freezeTask}. */
+export interface FreezeOptions {
+  /** PTRACE_O_* flags to seize with (e.g. TRACESYSGOOD | TRACECLONE | TRACEFORK). */
+  ptraceOptions?: number;
+  /** How long to wait for the task to stop (default 10 s). */
+  timeoutMs?: number;
+}
+
+/** A task held in a ptrace stop by this process. */
+export interface FrozenTask {
+  pid: number;
+  /** The stop that holds it: an interrupt trap, or a group-stop. */
+  stop: Extract<WaitStatus, { kind: 'stopped' }>;
+  /** It was in a job-control stop (state 'T') before we seized it. */
+  wasStopped: boolean;
+  /** Tasks it created (clone/fork/vfork events) while we were freezing it. */
+  newTasks: number[];
+}
+
+/** How to leave a frozen task: as it was, stopped (SIGSTOP), or killed. */
+export type UnfreezeMode = 'resume' | 'stopped' | 'kill';
+
+/**
+ * Stop `pid` (a thread id works too) under ptrace, consistently: when this
+ * returns, the task is in a ptrace stop and will stay there until
+ * {@link unfreezeTask}. Throws ESRCH if it vanished, EBUSY if another
+ * tracer holds it, EPERM if we may not trace it.
+ */
+export function freezeTask(pid: number, options: FreezeOptions = {}): FrozenTask {
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const wasStopped = readStat(pid).state === 'T';
+  try {
+    seize(pid, options.ptraceOptions ?? 0);
+  } catch (e) {
+    const tracer = tracerOf(pid);
+    if (tracer !== 0) {
+      const by = tracer === process.pid ? 'this process (frozen twice?)' : `pid ${tracer} (a debugger or another ckpt?)`;
+      throw new CkptError(
+        'EBUSY',
+        `cannot freeze pid ${pid}: it is already traced by ${by}`,
+        { pid, syscall: 'PTRACE_SEIZE' },
+        { cause: e },
+      );
+    }
+    throw e;
+  }
+  const newTasks: number[] = [];
+  try {
+    interrupt(pid);
+    for (let rounds = 0; rounds < 64; rounds++) {
+      const st = waitForStop(pid, { timeoutMs });
+      if (st.stop === 'interrupt' || st.stop === 'group') {
+        return { pid, stop: st, wasStopped, newTasks };
+      }
+      if (st.stop === 'event') {
+        newTasks.push(Number(getEventMsg(pid)));
+        cont(pid, 0);
+      } else {
+        // A signal raced with our interrupt: deliver it as the kernel would
+        // have, and wait again (the interrupt stays pending).
+        cont(pid, st.stop === 'signal-delivery' ? st.signal : 0);
+      }
+    }
+    throw new CkptError('EAGAIN', `pid ${pid} kept receiving signals and never stopped`, { pid });
+  } catch (e) {
+    releaseQuietly(pid);
+    throw e;
+  }
+}
+
+function tracerOf(pid: number): number {
+  try {
+    return readStatus(pid).tracerPid;
+  } catch {
+    return 0;
+  }
+}
+
+function releaseQuietly(pid: number): void {
+  try {
+    detach(pid, 0);
+  } catch {
+    // Gone or not stopped: the kernel detaches it when we exit anyway.
+  }
+}
+
+/**
+ * Release a task frozen by {@link freezeTask}.
+ * - 'resume': detach; it continues as it was (a job-control-stopped task
+ *   stays stopped, an interrupted syscall is restarted).
+ * - 'stopped': leave it in a job-control stop (SIGSTOP), untraced.
+ * - 'kill': SIGKILL it and collect its exit.
+ */
+export function unfreezeTask(task: FrozenTask | number, mode: UnfreezeMode = 'resume'): void {
+  const pid = typeof task === 'number' ? task : task.pid;
+  if (mode === 'kill') {
+    if (libc().kill(pid, SIGKILL) === -1) throw sysError('kill', errno(), `killing pid ${pid}`, { pid });
+    // The tracer is told of the death first; consume that report.
+    for (;;) {
+      const st = waitStop(pid, { timeoutMs: 10_000 });
+      if (st.kind !== 'stopped') return;
+    }
+  }
+  if (mode === 'stopped') {
+    // Queued now, dequeued after detach: the task then group-stops untraced.
+    if (libc().kill(pid, SIGSTOP) === -1) {
+      throw sysError('kill', errno(), `stopping pid ${pid}`, { pid });
+    }
+  }
+  detach(pid, 0);
+}

@@ -1,0 +1,59 @@
+/**
+ * The kernel interface: libc through koffi, ptrace, freezing, memory
+ * access, syscall injection, pidfds, kcmp, prctl and process spawning.
+ */
+export type { SyscallConvention } from './convention.js';
+export { type FreezeOptions, type FrozenTask, freezeTask, type UnfreezeMode, unfreezeTask } from './freeze.js';
+export { findSyscallInsn, type InjectorOptions, injectSyscall, SyscallInjector } from './inject.js';
+export { KCMP, type KcmpType, kcmp, sameFile } from './kcmp.js';
+export { errnoName } from './libc.js';
+export { type MemRange, ProcMem, readMemory, readRanges, writeMemory, writeRanges } from './memory.js';
+export { grabFd, pidfdGetfd, pidfdOpen } from './pidfd.js';
+export {
+  decodePrctlMmMap,
+  encodePrctlMmMap,
+  PR,
+  PR_SET_MM,
+  PRCTL_MM_MAP_SIZE,
+  type PrctlMmMap,
+  prctl,
+} from './prctl.js';
+export {
+  cont,
+  detach,
+  getEventMsg,
+  getRegset,
+  getSiginfo,
+  getSigmask,
+  getSyscallInfo,
+  interrupt,
+  listen,
+  NT,
+  PTRACE,
+  PTRACE_EVENT,
+  PTRACE_O,
+  peekSiginfo,
+  peekUser,
+  pokeUser,
+  SIGINFO_SIZE,
+  type SyscallInfo,
+  seize,
+  setOptions,
+  setRegset,
+  setSiginfo,
+  setSigmask,
+  singlestep,
+  syscallStep,
+} from './ptrace.js';
+export { processExists, sendSignal, sendThreadSignal } from './signal.js';
+export { type SpawnOptions, type StdioTarget, spawnDetached, spawnProcess } from './spawn.js';
+export {
+  __WALL,
+  decodeWaitStatus,
+  describeEnd,
+  reap,
+  type WaitOptions,
+  type WaitStatus,
+  waitForStop,
+  waitStop,
+} from './wait.js';

@@ -1,0 +1,45 @@
+/**
+ * kcmp(2): do two processes share a kernel object? This is how ckpt keys
+ * shared files, address spaces, fd tables, fs info, signal handlers, io
+ * contexts and SysV semaphore undo lists in the objhash.
+ */
+import { CkptError } from '../errors.js';
+import { errno, libc, sysError } from './libc.js';
+
+/** kcmp types (linux/kcmp.h). */
+export const KCMP = {
+  FILE: 0,
+  VM: 1,
+  FILES: 2,
+  FS: 3,
+  SIGHAND: 4,
+  IO: 5,
+  SYSVSEM: 6,
+} as const;
+
+/** One of the {@link KCMP} values. */
+export type KcmpType = (typeof KCMP)[keyof typeof KCMP];
+
+const NAMES = ['KCMP_FILE', 'KCMP_VM', 'KCMP_FILES', 'KCMP_FS', 'KCMP_SIGHAND', 'KCMP_IO', 'KCMP_SYSVSEM'];
+
+/**
+ * Compare a kernel object of `pid1` with one of `pid2`. Returns 0 if it is
+ * the same object, -1 or 1 otherwise (a stable order of the kernel's
+ * pointers, usable for sorting). `idx1`/`idx2` are fds for KCMP_FILE.
+ */
+export function kcmp(pid1: number, pid2: number, type: KcmpType, idx1 = 0, idx2 = 0): -1 | 0 | 1 {
+  const c = libc();
+  if (!c.kcmp) throw new CkptError('ENOSYS', `kcmp is not wired up for ${process.arch}`);
+  const r = Number(c.kcmp(c.kcmpNr, pid1, pid2, type, idx1, idx2));
+  if (r === -1) {
+    const what = type === KCMP.FILE ? ` of fd ${idx1} of pid ${pid1} and fd ${idx2} of pid ${pid2}` : ` of pids ${pid1} and ${pid2}`;
+    throw sysError(NAMES[type] ?? 'kcmp', errno(), `comparing ${NAMES[type] ?? type}${what}`, { pid: pid1 });
+  }
+  // The kernel returns 0 equal, 1 less, 2 greater.
+  return r === 0 ? 0 : r === 1 ? -1 : 1;
+}
+
+/** True if fd `fd1` of `pid1` and fd `fd2` of `pid2` are the same open file. */
+export function sameFile(pid1: number, fd1: number, pid2: number, fd2: number): boolean {
+  return kcmp(pid1, pid2, KCMP.FILE, fd1, fd2) === 0;
+}

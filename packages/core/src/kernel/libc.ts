@@ -1,0 +1,144 @@
+/**
+ * The libc bindings of the kernel interface, loaded once on first use.
+ *
+ * Every function here is a thin koffi binding: it returns what libc returns
+ * (-1 with errno set on failure). Callers turn failures into `CkptError`s with
+ * {@link sysError}. Pointer arguments are Node `Buffer`s (koffi passes their
+ * memory directly, without copying) or raw addresses as `bigint`.
+ *
+ * All calls are synchronous and run on the calling (main) thread: ptrace
+ * requires that every request for a tracee comes from the thread that
+ * attached to it.
+ */
+import koffi from 'koffi';
+import { CkptError, type CkptErrorCode } from '../errors.js';
+
+/** A value passed to a C `long`/`uintptr_t` parameter. */
+export type CLong = number | bigint;
+
+// `syscall(2)` numbers of the host for the calls glibc does not wrap.
+const HOST_SYSCALLS: Record<string, { kcmp: number }> = {
+  x64: { kcmp: 312 },
+  arm64: { kcmp: 272 },
+  s390x: { kcmp: 343 },
+};
+
+function bind() {
+  const lib = koffi.load('libc.so.6');
+  const host = HOST_SYSCALLS[process.arch];
+  return {
+    // ptrace is variadic in C; on the supported ABIs a fixed four-argument
+    // prototype passes the arguments in the same registers. Two prototypes:
+    // `data` as an integer, or as a pointer to our memory.
+    ptrace: lib.func('long ptrace(int request, int pid, uintptr_t addr, uintptr_t data)'),
+    ptraceBuf: lib.func('long ptrace(int request, int pid, uintptr_t addr, void *data)'),
+    waitpid: lib.func('int waitpid(int pid, void *status, int options)'),
+    kill: lib.func('int kill(int pid, int sig)'),
+    tgkill: lib.func('int tgkill(int tgid, int tid, int sig)'),
+    processVmReadv: lib.func(
+      'long process_vm_readv(int pid, void *lvec, ulong liovcnt, void *rvec, ulong riovcnt, ulong flags)',
+    ),
+    processVmWritev: lib.func(
+      'long process_vm_writev(int pid, void *lvec, ulong liovcnt, void *rvec, ulong riovcnt, ulong flags)',
+    ),
+    pidfdOpen: lib.func('int pidfd_open(int pid, uint flags)'),
+    pidfdGetfd: lib.func('int pidfd_getfd(int pidfd, int targetfd, uint flags)'),
+    prctl: lib.func('int prctl(int option, ulong a2, ulong a3, ulong a4, ulong a5)'),
+    kcmp: host
+      ? lib.func(`long syscall(long nr, int pid1, int pid2, int type, ulong idx1, ulong idx2)`)
+      : undefined,
+    kcmpNr: host?.kcmp ?? -1,
+    close: lib.func('int close(int fd)'),
+    pread: lib.func('long pread(int fd, void *buf, ulong count, int64_t offset)'),
+    pwrite: lib.func('long pwrite(int fd, void *buf, ulong count, int64_t offset)'),
+    // posix_spawn and its helper objects (opaque buffers we allocate).
+    posixSpawn: lib.func(
+      'int posix_spawn(_Out_ int *pid, str path, void *actions, void *attr, str *argv, str *envp)',
+    ),
+    posixSpawnp: lib.func(
+      'int posix_spawnp(_Out_ int *pid, str file, void *actions, void *attr, str *argv, str *envp)',
+    ),
+    fileActionsInit: lib.func('int posix_spawn_file_actions_init(void *actions)'),
+    fileActionsDestroy: lib.func('int posix_spawn_file_actions_destroy(void *actions)'),
+    fileActionsAddOpen: lib.func(
+      'int posix_spawn_file_actions_addopen(void *actions, int fd, str path, int oflag, uint mode)',
+    ),
+    fileActionsAddDup2: lib.func(
+      'int posix_spawn_file_actions_adddup2(void *actions, int fd, int newfd)',
+    ),
+    attrInit: lib.func('int posix_spawnattr_init(void *attr)'),
+    attrDestroy: lib.func('int posix_spawnattr_destroy(void *attr)'),
+    attrSetFlags: lib.func('int posix_spawnattr_setflags(void *attr, short flags)'),
+    attrSetSigMask: lib.func('int posix_spawnattr_setsigmask(void *attr, void *sigset)'),
+    attrSetSigDefault: lib.func('int posix_spawnattr_setsigdefault(void *attr, void *sigset)'),
+    sigfillset: lib.func('int sigfillset(void *set)'),
+    sigemptyset: lib.func('int sigemptyset(void *set)'),
+  };
+}
+
+let bound: ReturnType<typeof bind> | undefined;
+
+/** The libc bindings, loaded on first use. */
+export function libc(): ReturnType<typeof bind> {
+  bound ??= bind();
+  return bound;
+}
+
+/** errno of the last libc call made through koffi on this thread. */
+export function errno(): number {
+  return koffi.errno();
+}
+
+/** Reset errno, for calls (like PTRACE_PEEKUSER) whose -1 may be a value. */
+export function clearErrno(): void {
+  koffi.errno(0);
+}
+
+/** Address of a Buffer's memory, for fields of structs passed to the kernel. */
+export function addressOf(buf: Buffer): bigint {
+  return koffi.address(buf);
+}
+
+const ERRNO_NAMES: Record<number, string> = {
+  1: 'EPERM',
+  2: 'ENOENT',
+  3: 'ESRCH',
+  4: 'EINTR',
+  5: 'EIO',
+  9: 'EBADF',
+  10: 'ECHILD',
+  11: 'EAGAIN',
+  12: 'ENOMEM',
+  13: 'EACCES',
+  14: 'EFAULT',
+  16: 'EBUSY',
+  22: 'EINVAL',
+  38: 'ENOSYS',
+};
+
+/** Symbolic name of an errno value ("EPERM"), or "errno N". */
+export function errnoName(e: number): string {
+  return ERRNO_NAMES[e] ?? `errno ${e}`;
+}
+
+// errnos callers need to tell apart get their own codes: the process is
+// gone, not allowed, bad address. Anything else is ESYS.
+const SPECIFIC_CODES: Record<number, CkptErrorCode> = { 1: 'EPERM', 3: 'ESRCH', 14: 'EFAULT' };
+
+/**
+ * The `CkptError` for a failed system call, with the errno and syscall in
+ * its context: code ESRCH, EPERM or EFAULT for those errnos, else ESYS.
+ */
+export function sysError(
+  syscall: string,
+  err: number,
+  what: string,
+  context: { pid?: number; fd?: number; address?: bigint } = {},
+): CkptError {
+  const code: CkptErrorCode = SPECIFIC_CODES[err] ?? 'ESYS';
+  return new CkptError(code, `${what}: ${syscall} failed with ${errnoName(err)}`, {
+    ...context,
+    syscall,
+    errno: err,
+  });
+}

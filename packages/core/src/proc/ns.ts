@@ -1,0 +1,62 @@
+/**
+ * /proc/PID/ns/*: one magic link per namespace the task is in, whose text
+ * "TYPE:[INODE]" names the namespace. Two tasks share a namespace exactly
+ * when the inode numbers (on the nsfs device) are equal.
+ */
+import { malformed, procPath, readProcDir, readProcLink } from './util.js';
+
+/** Namespace link names in /proc/PID/ns. `*_for_children` is what new children will get. */
+export type NsType =
+  | 'cgroup'
+  | 'ipc'
+  | 'mnt'
+  | 'net'
+  | 'pid'
+  | 'pid_for_children'
+  | 'time'
+  | 'time_for_children'
+  | 'user'
+  | 'uts';
+
+/** One namespace of a task. */
+export interface NsLink {
+  /** The link name (a `*_for_children` link's text says `pid:`/`time:`). */
+  type: string;
+  /** Inode number of the namespace. */
+  inode: number;
+}
+
+/**
+ * Parses the text of a namespace link, e.g. "net:[4026531833]".
+ * @param name - the link name, reported as the type (and in errors)
+ * @throws CkptError EINVAL when the text is not "TYPE:[INODE]"
+ */
+export function parseNsLink(name: string, text: string): NsLink {
+  const m = /^([a-z_]+):\[(\d+)\]$/.exec(text);
+  if (!m) throw malformed(`ns/${name}`, `expected "TYPE:[INODE]", got '${text}'`);
+  return { type: name, inode: Number(m[2]) };
+}
+
+/**
+ * Reads one namespace link of a process.
+ * @throws CkptError ENOENT for a zombie (it has left its namespaces), ESRCH when gone
+ */
+export function readNamespace(pid: number, type: NsType): NsLink {
+  return parseNsLink(type, readProcLink(pid, `ns/${type}`));
+}
+
+/**
+ * Reads every namespace link the kernel offers for a process, sorted by
+ * type. Which types exist depends on the kernel configuration.
+ * @throws CkptError ESRCH when the process is gone, ENOENT for a zombie
+ */
+export function readNamespaces(pid: number): NsLink[] {
+  return readProcDir(pid, 'ns')
+    .sort()
+    .map((name) => parseNsLink(name, readProcLink(pid, `ns/${name}`)));
+}
+
+/** Path of a namespace link, to open it for setns(2) or compare with stat(2). */
+export function nsPath(pid: number, type: NsType): string {
+  return procPath(pid, `ns/${type}`);
+}

@@ -1,0 +1,231 @@
+/**
+ * /proc/PID/pagemap: one native-endian u64 per virtual page, saying
+ * whether the page is present in RAM or swapped out. Checkpoint uses it to
+ * stream only the pages that exist instead of every page of every VMA.
+ */
+import { closeSync, openSync, readSync } from 'node:fs';
+import { endianness } from 'node:os';
+import { CkptError } from '../errors.js';
+import { procError, procPath } from './util.js';
+
+/** Base page size of the supported architectures (x86-64, s390x). Pagemap counts base pages even under THP. */
+export const PAGE_SIZE = 4096;
+const PAGE_SHIFT = 12n;
+const ENTRY_BYTES = 8;
+
+/** A decoded pagemap entry (Documentation/admin-guide/mm/pagemap.rst). */
+export interface PagemapEntry {
+  /** Bit 63: the page is in RAM. */
+  present: boolean;
+  /** Bit 62: the page is in swap. */
+  swapped: boolean;
+  /** Bit 61: a page-cache page of a file, or shared anonymous memory. */
+  filePage: boolean;
+  /** Bit 57: userfaultfd write-protected. */
+  uffdWp: boolean;
+  /** Bit 56: mapped by this process only. */
+  exclusive: boolean;
+  /** Bit 55: written since the soft-dirty bits were last cleared (always 0 without CONFIG_MEM_SOFT_DIRTY). */
+  softDirty: boolean;
+  /** Bits 0-54 of a present page: its page frame number (0 without CAP_SYS_ADMIN). */
+  pfn: bigint;
+  /** Bits 0-4 of a swapped page. */
+  swapType: number;
+  /** Bits 5-54 of a swapped page. */
+  swapOffset: bigint;
+}
+
+const BITS_0_54 = (1n << 55n) - 1n;
+
+/** Splits one raw pagemap entry into its fields. */
+export function decodePagemapEntry(e: bigint): PagemapEntry {
+  const present = ((e >> 63n) & 1n) === 1n;
+  const swapped = ((e >> 62n) & 1n) === 1n;
+  const low = e & BITS_0_54;
+  return {
+    present,
+    swapped,
+    filePage: ((e >> 61n) & 1n) === 1n,
+    uffdWp: ((e >> 57n) & 1n) === 1n,
+    exclusive: ((e >> 56n) & 1n) === 1n,
+    softDirty: ((e >> 55n) & 1n) === 1n,
+    pfn: present ? low : 0n,
+    swapType: swapped ? Number(low & 0x1fn) : 0,
+    swapOffset: swapped ? low >> 5n : 0n,
+  };
+}
+
+/** A run of consecutive pages: `pages` pages from address `start`. */
+export interface PageRun {
+  start: bigint;
+  pages: number;
+}
+
+/** Which pages {@link pageRuns} keeps. */
+export interface PageRunOptions {
+  /**
+   * Skip pages with bit 61 set: unmodified page-cache pages of a private
+   * file mapping can be re-read from the file. (Shared anonymous pages set
+   * the bit too, so do not use this for shmem VMAs.)
+   */
+  excludeFilePages?: boolean;
+}
+
+// The entries are read through a Uint32Array: testing the flag bits on the
+// high half avoids creating a BigInt per page. Which half is high depends
+// on the host byte order.
+const HI = endianness() === 'LE' ? 1 : 0;
+const PRESENT_OR_SWAPPED = 0xc0000000;
+const FILE_PAGE = 0x20000000;
+
+/** Appends the selected pages among `count` entries to `runs`, extending its last run when contiguous. */
+function appendRuns(
+  words: Uint32Array,
+  count: number,
+  base: bigint,
+  opts: PageRunOptions,
+  runs: PageRun[],
+): void {
+  const skip = opts.excludeFilePages ? FILE_PAGE : 0;
+  let i = 0;
+  while (i < count) {
+    let hi = words[2 * i + HI] as number;
+    if ((hi & PRESENT_OR_SWAPPED) === 0 || (hi & skip) !== 0) {
+      i++;
+      continue;
+    }
+    const first = i;
+    do {
+      i++;
+      hi = i < count ? (words[2 * i + HI] as number) : 0;
+    } while ((hi & PRESENT_OR_SWAPPED) !== 0 && (hi & skip) === 0);
+    // Runs found in one call are separated by gaps; only one starting at
+    // the first entry can continue the previous chunk's last run.
+    const last = first === 0 ? runs[runs.length - 1] : undefined;
+    if (last && last.start + BigInt(last.pages * PAGE_SIZE) === base) last.pages += i;
+    else runs.push({ start: base + BigInt(first * PAGE_SIZE), pages: i - first });
+  }
+}
+
+/**
+ * Coalesces the present or swapped pages among `entries` (the pagemap of
+ * the range starting at `start`) into runs, in address order.
+ */
+export function pageRuns(
+  entries: BigUint64Array,
+  start: bigint,
+  opts: PageRunOptions = {},
+): PageRun[] {
+  const words = new Uint32Array(entries.buffer, entries.byteOffset, entries.length * 2);
+  const runs: PageRun[] = [];
+  appendRuns(words, entries.length, start, opts, runs);
+  return runs;
+}
+
+function checkRange(pid: number, start: bigint, end: bigint): void {
+  const mask = BigInt(PAGE_SIZE - 1);
+  if (start < 0n || end <= start || (start & mask) !== 0n || (end & mask) !== 0n) {
+    throw new CkptError(
+      'EINVAL',
+      `pagemap range 0x${start.toString(16)}-0x${end.toString(16)} is not a non-empty page-aligned range`,
+      { pid, address: start },
+    );
+  }
+}
+
+/**
+ * Fills `into` with the entries from page `firstPage`. Past the end of the
+ * user address space (e.g. [vsyscall]) the kernel returns nothing; those
+ * entries read as 0 (not present).
+ */
+function readEntries(
+  fd: number,
+  path: string,
+  pid: number,
+  firstPage: bigint,
+  into: Uint8Array,
+): void {
+  let done = 0;
+  while (done < into.length) {
+    let n: number;
+    try {
+      n = readSync(
+        fd,
+        into,
+        done,
+        into.length - done,
+        firstPage * BigInt(ENTRY_BYTES) + BigInt(done),
+      );
+    } catch (e) {
+      throw procError(e, path, pid);
+    }
+    if (n === 0) break;
+    done += n;
+  }
+  into.fill(0, done);
+}
+
+function openPagemap(pid: number): { fd: number; path: string } {
+  const path = procPath(pid, 'pagemap');
+  try {
+    return { fd: openSync(path, 'r'), path };
+  } catch (e) {
+    throw procError(e, path, pid);
+  }
+}
+
+/**
+ * Reads the raw pagemap entries of [start, end) with one pread.
+ * @throws CkptError EINVAL for an unaligned or empty range, ESRCH when the process is gone
+ */
+export function readPagemap(pid: number, start: bigint, end: bigint): BigUint64Array {
+  checkRange(pid, start, end);
+  const out = new BigUint64Array(Number((end - start) >> PAGE_SHIFT));
+  const { fd, path } = openPagemap(pid);
+  try {
+    readEntries(fd, path, pid, start >> PAGE_SHIFT, new Uint8Array(out.buffer));
+  } finally {
+    closeSync(fd);
+  }
+  return out;
+}
+
+/** Pages per pread in {@link readPageRuns}: 8 MiB of entries, 4 GiB of address space. */
+const CHUNK_PAGES = 1 << 20;
+
+/**
+ * The present or swapped pages of [start, end) of a process, coalesced into
+ * runs. A VMA of up to 4 GiB takes one pread; larger ones (such as huge
+ * PROT_NONE reservations) are read in chunks so that the buffer stays small.
+ * Measured on the development VM (Linux 6.18, Node 20, 2 vCPUs): a fully
+ * touched 1 GiB region (262144 pages, one run) takes 5-20 ms warm, nearly
+ * all of it in the kernel's pread (coalescing takes 0.3 ms), and 40-100 ms
+ * on the first calls while the JIT warms up. The worst case, every other
+ * page present (131072 runs), adds 30-45 ms of coalescing.
+ * @throws CkptError EINVAL for an unaligned or empty range, ESRCH when the process is gone
+ */
+export function readPageRuns(
+  pid: number,
+  start: bigint,
+  end: bigint,
+  opts: PageRunOptions = {},
+): PageRun[] {
+  checkRange(pid, start, end);
+  const total = (end - start) >> PAGE_SHIFT;
+  const chunk = Number(total < BigInt(CHUNK_PAGES) ? total : BigInt(CHUNK_PAGES));
+  const bytes = new Uint8Array(chunk * ENTRY_BYTES);
+  const words = new Uint32Array(bytes.buffer);
+  const runs: PageRun[] = [];
+  const { fd, path } = openPagemap(pid);
+  try {
+    for (let page = 0n; page < total; page += BigInt(chunk)) {
+      const count = Number(total - page < BigInt(chunk) ? total - page : BigInt(chunk));
+      const view = bytes.subarray(0, count * ENTRY_BYTES);
+      readEntries(fd, path, pid, (start >> PAGE_SHIFT) + page, view);
+      appendRuns(words, count, start + (page << PAGE_SHIFT), opts, runs);
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return runs;
+}

@@ -1,0 +1,99 @@
+/**
+ * Helpers for the kernel-layer live tests: C programs compiled at test
+ * time, and bookkeeping so every process a test starts is killed.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { processExists, reap, sendSignal } from '../../../src/kernel/index.js';
+
+/** Compile C `source` (cached by content) and return the binary's path. */
+export function compileC(name: string, source: string, flags: string[] = []): string {
+  const dir = join(tmpdir(), 'ckpt-kernel-tests');
+  mkdirSync(dir, { recursive: true });
+  const hash = createHash('sha256').update(source).update(flags.join(' ')).digest('hex').slice(0, 12);
+  const bin = join(dir, `${name}-${hash}`);
+  if (!existsSync(bin)) {
+    const src = `${bin}.c`;
+    writeFileSync(src, source);
+    execFileSync('gcc', ['-O1', '-o', `${bin}.tmp`, src, ...flags]);
+    execFileSync('mv', [`${bin}.tmp`, bin]);
+  }
+  return bin;
+}
+
+const started = new Set<number>();
+
+/** Remember `pid` so {@link killStarted} kills it. Returns `pid`. */
+export function track(pid: number): number {
+  started.add(pid);
+  return pid;
+}
+
+/** SIGKILL every tracked process that still exists, and reap our children. */
+export function killStarted(): void {
+  for (const pid of started) {
+    if (processExists(pid)) {
+      try {
+        sendSignal(pid, 9);
+      } catch {
+        // Already gone.
+      }
+    }
+    reap(pid);
+  }
+  started.clear();
+}
+
+/** Sleep without blocking the event loop. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Poll `cond` every 10 ms until it is true or `timeoutMs` passes. */
+export async function waitUntil(cond: () => boolean, timeoutMs = 5000): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await sleep(10);
+  }
+  return cond();
+}
+
+/**
+ * Transpile core's kernel layer (with the proc readers and errors.ts it uses) to plain JavaScript in a
+ * temporary directory, so a separate `node` process can run it, e.g. as a
+ * tracer that a test kills. Returns the path of the kernel index.js.
+ */
+export async function transpileKernelForNode(): Promise<string> {
+  const ts = (await import('typescript')).default;
+  const src = fileURLToPath(new URL('../../../src/', import.meta.url));
+  const out = mkdtempSync(join(tmpdir(), 'ckpt-kernel-js-'));
+  const dirs = ['kernel', 'proc'];
+  const files = ['errors.ts', ...dirs.flatMap((d) => readdirSync(join(src, d)).map((f) => `${d}/${f}`))];
+  for (const d of dirs) mkdirSync(join(out, d));
+  for (const f of files.filter((f) => f.endsWith('.ts'))) {
+    const js = ts.transpileModule(readFileSync(join(src, f), 'utf8'), {
+      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+    }).outputText;
+    writeFileSync(join(out, f.replace(/\.ts$/, '.js')), js);
+  }
+  writeFileSync(join(out, 'package.json'), '{"type":"module"}');
+  // koffi's entry point is at the root of its package.
+  const koffiDir = dirname(createRequire(import.meta.url).resolve('koffi'));
+  mkdirSync(join(out, 'node_modules'));
+  symlinkSync(koffiDir, join(out, 'node_modules', 'koffi'));
+  return join(out, 'kernel', 'index.js');
+}
