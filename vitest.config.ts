@@ -5,7 +5,10 @@ import { defineConfig } from 'vitest/config';
 // packages/x/src; the build is checked separately by `turbo run build`.
 const packages = ['core', 'mm', 'fs', 'ipc', 'ns', 'creds', 'arch-x86', 'arch-s390'];
 const alias = Object.fromEntries(
-  packages.map((p) => [`@ckpt/${p}`, fileURLToPath(new URL(`./packages/${p}/src/index.ts`, import.meta.url))]),
+  packages.map((p) => [
+    `@ckpt/${p}`,
+    fileURLToPath(new URL(`./packages/${p}/src/index.ts`, import.meta.url)),
+  ]),
 );
 
 // Two projects: `unit` tests pure code and needs no privileges; `live` drives

@@ -10,6 +10,10 @@ import { join } from 'node:path';
 const dir = mkdtempSync(join(tmpdir(), 'ckpt-demo-'));
 const image = join(dir, 'sample.img');
 const root = new URL('..', import.meta.url).pathname;
-execFileSync(process.execPath, [join(root, 'scripts/make-sample-image.mjs'), image], { stdio: 'inherit' });
+execFileSync(process.execPath, [join(root, 'scripts/make-sample-image.mjs'), image], {
+  stdio: 'inherit',
+});
 console.log(`\n$ ckpt info ${image}`);
-execFileSync(process.execPath, [join(root, 'apps/cli/dist/bin.js'), 'info', image], { stdio: 'inherit' });
+execFileSync(process.execPath, [join(root, 'apps/cli/dist/bin.js'), 'info', image], {
+  stdio: 'inherit',
+});

@@ -3,9 +3,10 @@
  * fixture is started, told to go (or signalled), and must PASS; negative
  * cases corrupt the state from outside and the fixture must notice (FAIL).
  */
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+
 import fs from 'node:fs';
 import path from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   compileAll,
   type FixtureHandle,

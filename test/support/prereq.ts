@@ -12,7 +12,9 @@ export function isRoot(): boolean {
 /** Throws with a clear message when not running as root. */
 export function requireRoot(): void {
   if (!isRoot()) {
-    throw new Error('live tests must run as root (they ptrace and create processes with chosen pids)');
+    throw new Error(
+      'live tests must run as root (they ptrace and create processes with chosen pids)',
+    );
   }
 }
 

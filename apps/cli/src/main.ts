@@ -13,7 +13,11 @@ import { loadRegistry } from './plugins.js';
 export const commands: readonly Command[] = [infoCommand];
 
 const globalOptions: Record<string, OptionSpec> = {
-  help: { type: 'boolean', short: 'h', description: 'show help (ckpt COMMAND --help for a command)' },
+  help: {
+    type: 'boolean',
+    short: 'h',
+    description: 'show help (ckpt COMMAND --help for a command)',
+  },
   version: { type: 'boolean', short: 'V', description: 'print the version' },
   json: { type: 'boolean', description: 'machine-readable JSON output' },
   plugin: { type: 'string', multiple: true, description: 'load a plugin module (repeatable)' },
@@ -85,7 +89,8 @@ export async function main(argv: string[]): Promise<number> {
     try {
       return await command.run({ positionals: positionals.slice(1), values, registry });
     } catch (e) {
-      if (e instanceof Error && e.message === 'usage') throw new UsageError(`usage: ${command.usage}`);
+      if (e instanceof Error && e.message === 'usage')
+        throw new UsageError(`usage: ${command.usage}`);
       throw e;
     }
   } catch (e) {

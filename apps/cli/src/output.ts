@@ -31,7 +31,9 @@ export function reportError(e: unknown, json: boolean): number {
     return ExitCode.USAGE;
   }
   const err =
-    e instanceof CkptError ? e : new CkptError('EINVAL', `internal error: ${(e as Error)?.message ?? String(e)}`);
+    e instanceof CkptError
+      ? e
+      : new CkptError('EINVAL', `internal error: ${(e as Error)?.message ?? String(e)}`);
   if (json) printJson({ ok: false, error: err.toJSON() });
   else process.stderr.write(`ckpt: error: ${err.oneLine()}\n`);
   return ExitCode.FAILURE;

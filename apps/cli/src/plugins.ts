@@ -2,8 +2,9 @@
  * The plugins the CLI loads: core and ckpt's own subsystems (registered
  * exactly like third-party plugins), plus any given with `--plugin`.
  */
-import { pathToFileURL } from 'node:url';
+
 import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { archS390Plugin } from '@ckpt/arch-s390';
 import { archX86Plugin } from '@ckpt/arch-x86';
 import { CkptError, type CkptPlugin, corePlugin, Registry } from '@ckpt/core';
@@ -34,7 +35,8 @@ function isPlugin(x: unknown): x is CkptPlugin {
  * export, or its export named `plugin`, must be a plugin object.
  */
 export async function importPlugin(spec: string): Promise<CkptPlugin> {
-  const target = spec.startsWith('.') || path.isAbsolute(spec) ? pathToFileURL(path.resolve(spec)).href : spec;
+  const target =
+    spec.startsWith('.') || path.isAbsolute(spec) ? pathToFileURL(path.resolve(spec)).href : spec;
   let mod: Record<string, unknown>;
   try {
     mod = (await import(target)) as Record<string, unknown>;
@@ -43,7 +45,10 @@ export async function importPlugin(spec: string): Promise<CkptPlugin> {
   }
   const candidate = mod.default ?? mod.plugin;
   if (!isPlugin(candidate)) {
-    throw new CkptError('EINVAL', `plugin '${spec}' does not export a plugin object (default export or 'plugin')`);
+    throw new CkptError(
+      'EINVAL',
+      `plugin '${spec}' does not export a plugin object (default export or 'plugin')`,
+    );
   }
   return candidate;
 }

@@ -5,8 +5,8 @@
  * @packageDocumentation
  */
 export * from './debugregs.js';
+export * from './plugin.js';
 export * from './regs.js';
 export * from './restart.js';
 export * from './syscall.js';
 export * from './xstate.js';
-export * from './plugin.js';

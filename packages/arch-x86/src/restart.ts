@@ -25,7 +25,7 @@
  *   it (the kernel has already stored the remaining time in `rem` if
  *   given). POSIX allows EINTR for all of these, and it is what CRIU does.
  */
-import { type UserRegs } from './regs.js';
+import type { UserRegs } from './regs.js';
 import { NR } from './syscall.js';
 
 /** Restart codes a syscall leaves in rax (include/linux/errno.h), negated. */
@@ -37,9 +37,7 @@ const EINTR = 4;
 const TIMER_ABSTIME = 1n;
 
 /** How a saved task relates to an interrupted syscall. */
-export type RestartKind =
-  | { kind: 'none' }
-  | { kind: 'restart'; code: number; nr: number };
+export type RestartKind = { kind: 'none' } | { kind: 'restart'; code: number; nr: number };
 
 /** Is the task stopped inside an interrupted syscall, and with which restart code? */
 export function syscallRestartState(regs: UserRegs): RestartKind {
@@ -47,7 +45,12 @@ export function syscallRestartState(regs: UserRegs): RestartKind {
   const ret = -BigInt.asIntN(64, regs.rax);
   if (nr < 0n) return { kind: 'none' };
   const code = Number(ret);
-  if (code === ERESTARTSYS || code === ERESTARTNOINTR || code === ERESTARTNOHAND || code === ERESTART_RESTARTBLOCK) {
+  if (
+    code === ERESTARTSYS ||
+    code === ERESTARTNOINTR ||
+    code === ERESTARTNOHAND ||
+    code === ERESTART_RESTARTBLOCK
+  ) {
     return { kind: 'restart', code, nr: Number(nr) };
   }
   return { kind: 'none' };
@@ -85,7 +88,12 @@ export function resumeRegs(
   if (state.code !== ERESTART_RESTARTBLOCK) return reexecute();
   if (options.sameTask) {
     return {
-      regs: { ...regs, rax: BigInt(NR.restart_syscall), rip: regs.rip - 2n, orig_rax: 0xffff_ffff_ffff_ffffn },
+      regs: {
+        ...regs,
+        rax: BigInt(NR.restart_syscall),
+        rip: regs.rip - 2n,
+        orig_rax: 0xffff_ffff_ffff_ffffn,
+      },
       action: 'restart-syscall',
     };
   }

@@ -74,7 +74,10 @@ export function writeXstate(pid: number, xstate: Buffer): void {
 /** Decode the software-reserved bytes and the XSAVE header of an xstate buffer. */
 export function decodeXstateInfo(xstate: Buffer): XstateInfo {
   if (xstate.length < XSAVE_HEADER_OFFSET + 64) {
-    throw new CkptError('EINVAL', `xstate buffer is ${xstate.length} bytes, too short for an XSAVE header`);
+    throw new CkptError(
+      'EINVAL',
+      `xstate buffer is ${xstate.length} bytes, too short for an XSAVE header`,
+    );
   }
   const magic = xstate.readUInt32LE(SW_BYTES_OFFSET);
   if (magic !== FP_XSTATE_MAGIC1) {

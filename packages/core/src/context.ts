@@ -178,10 +178,14 @@ export class RestartCtx extends CkptCtx {
       );
     }
     if (this.objhash.get(objref)) {
-      throw new CkptError('EBADOBJREF', `objref ${objref} is defined twice (second at offset ${h.offset})`, {
-        offset: h.offset,
-        recordType: h.type,
-      });
+      throw new CkptError(
+        'EBADOBJREF',
+        `objref ${objref} is defined twice (second at offset ${h.offset})`,
+        {
+          offset: h.offset,
+          recordType: h.type,
+        },
+      );
     }
     const obj = ops.restore(this, objref);
     this.objhash.insert(objref, ops.name, obj);

@@ -16,5 +16,13 @@ import { definePlugin } from './registry.js';
 /** The plugin that declares core's records. Always registered first. */
 export const corePlugin = definePlugin({
   name: '@ckpt/core',
-  records: [headerRecord, headerArchRecord, bufferRecord, stringRecord, objrefRecord, tailRecord, errorRecord],
+  records: [
+    headerRecord,
+    headerArchRecord,
+    bufferRecord,
+    stringRecord,
+    objrefRecord,
+    tailRecord,
+    errorRecord,
+  ],
 });

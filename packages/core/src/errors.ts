@@ -73,7 +73,8 @@ export class CkptError extends Error {
     const c = this.context;
     if (c.pid !== undefined && !this.message.includes(`pid ${c.pid}`)) where.push(`pid ${c.pid}`);
     if (c.fd !== undefined && !this.message.includes(`fd ${c.fd}`)) where.push(`fd ${c.fd}`);
-    if (c.offset !== undefined && !this.message.includes('offset')) where.push(`offset ${c.offset}`);
+    if (c.offset !== undefined && !this.message.includes('offset'))
+      where.push(`offset ${c.offset}`);
     if (c.recordType !== undefined && !this.message.includes('record')) {
       where.push(`record type ${c.recordType}`);
     }

@@ -10,7 +10,7 @@ import {
   FORMAT_MINOR,
   headerRecord,
   IMAGE_MAGIC,
-  kernelConstants,
+  type kernelConstants,
   tailRecord,
 } from './codec/core-records.js';
 import type { ImageReader } from './codec/reader.js';
@@ -103,7 +103,10 @@ export function readHeader(reader: ImageReader): ImageHeader {
     );
   }
   const payload = reader.payload(h);
-  if (payload.length < IMAGE_MAGIC.length || !payload.subarray(0, IMAGE_MAGIC.length).equals(IMAGE_MAGIC)) {
+  if (
+    payload.length < IMAGE_MAGIC.length ||
+    !payload.subarray(0, IMAGE_MAGIC.length).equals(IMAGE_MAGIC)
+  ) {
     throw new CkptError('EBADMAGIC', 'not a ckpt image: wrong magic in the header', {
       offset: 0,
       recordType: h.type,
@@ -124,7 +127,10 @@ export function readHeader(reader: ImageReader): ImageHeader {
  * Refuse an image whose arch or kernel constants differ from this system's,
  * before anything is created (restart's first step).
  */
-export function validateHeader(header: ImageHeader, running: { archId: number; constants: KernelConstants }): void {
+export function validateHeader(
+  header: ImageHeader,
+  running: { archId: number; constants: KernelConstants },
+): void {
   if (header.archId !== running.archId) {
     throw new CkptError(
       'ENOTSUP',
@@ -189,7 +195,12 @@ export function* walkImage(reader: ImageReader, registry: Registry): Generator<R
       return;
     }
     const kind = registry.recordKind(h.type);
-    const view: RecordView = { offset: h.offset, type: h.type, name: kind?.name ?? 'unknown', len: h.len };
+    const view: RecordView = {
+      offset: h.offset,
+      type: h.type,
+      name: kind?.name ?? 'unknown',
+      len: h.len,
+    };
     if (kind?.kind === 'struct') {
       const value = reader.decode(kind, h);
       view.value = kind.toJSON(value);

@@ -53,7 +53,14 @@ export class ObjHash {
       found.users++;
       return { entry: found, isNew: false };
     }
-    const entry: ObjEntry<T> = { objref: ++this.lastRef, type, key, obj, users: 1, checkpointed: false };
+    const entry: ObjEntry<T> = {
+      objref: ++this.lastRef,
+      type,
+      key,
+      obj,
+      users: 1,
+      checkpointed: false,
+    };
     this.byKey.set(ObjHash.fullKey(type, key), entry);
     this.byRef.set(entry.objref, entry);
     return { entry, isNew: true };
@@ -85,7 +92,10 @@ export class ObjHash {
   fetch<T>(objref: number, type: string): T {
     const entry = this.byRef.get(objref);
     if (!entry) {
-      throw new CkptError('EBADOBJREF', `objref ${objref} (${type}) is referenced but was never defined in the image`);
+      throw new CkptError(
+        'EBADOBJREF',
+        `objref ${objref} (${type}) is referenced but was never defined in the image`,
+      );
     }
     if (entry.type !== type) {
       throw new CkptError(

@@ -102,7 +102,10 @@ export function definePlugin(plugin: CkptPlugin): CkptPlugin {
 }
 
 function duplicate(what: string, plugin: string, other: string): never {
-  throw new CkptError('EEXIST', `plugin ${plugin} registers ${what}, already registered by ${other}`);
+  throw new CkptError(
+    'EEXIST',
+    `plugin ${plugin} registers ${what}, already registered by ${other}`,
+  );
 }
 
 /** The ops tables built from a set of plugins. */
@@ -171,7 +174,12 @@ export class Registry {
       const prev = this.objectsByName.get(ops.name);
       if (prev) duplicate(`object type '${ops.name}'`, by, prev.plugin);
       const prevId = this.objectsById.get(ops.id);
-      if (prevId) duplicate(`object type id ${ops.id} (${ops.name})`, by, this.objectsByName.get(prevId.name)!.plugin);
+      if (prevId)
+        duplicate(
+          `object type id ${ops.id} (${ops.name})`,
+          by,
+          this.objectsByName.get(prevId.name)!.plugin,
+        );
       once(`on:${ops.name}`, `object type '${ops.name}'`);
       once(`oi:${ops.id}`, `object type id ${ops.id}`);
     }
@@ -179,7 +187,10 @@ export class Registry {
       const prev = this.phaseList.find((p) => p.phase.name === phase.name);
       if (prev) duplicate(`task phase '${phase.name}'`, by, prev.plugin);
       if (!Number.isFinite(phase.order)) {
-        throw new CkptError('EINVAL', `plugin ${by}: task phase '${phase.name}' needs a numeric order`);
+        throw new CkptError(
+          'EINVAL',
+          `plugin ${by}: task phase '${phase.name}' needs a numeric order`,
+        );
       }
       once(`ph:${phase.name}`, `task phase '${phase.name}'`);
     }

@@ -6,7 +6,10 @@ import type { Command } from './command.js';
 function printView(v: RecordView): void {
   process.stdout.write(`@${v.offset} ${v.name} (type ${v.type}, ${v.len} bytes)\n`);
   for (const line of v.lines ?? []) process.stdout.write(`    ${line}\n`);
-  if (v.raw) process.stdout.write(`    data: ${v.raw.size} bytes${v.raw.head ? `: ${v.raw.head}${v.raw.size > 32 ? '…' : ''}` : ''}\n`);
+  if (v.raw)
+    process.stdout.write(
+      `    data: ${v.raw.size} bytes${v.raw.head ? `: ${v.raw.head}${v.raw.size > 32 ? '…' : ''}` : ''}\n`,
+    );
 }
 
 export const infoCommand: Command = {

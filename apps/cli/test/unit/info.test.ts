@@ -21,7 +21,9 @@ function ckpt(args: string[], input?: Buffer) {
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'ckpt-info-'));
   image = join(dir, 'sample.img');
-  const r = spawnSync(process.execPath, [join(root, 'scripts/make-sample-image.mjs'), image], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [join(root, 'scripts/make-sample-image.mjs'), image], {
+    encoding: 'utf8',
+  });
   expect(r.status, r.stderr).toBe(0);
 });
 
@@ -55,7 +57,13 @@ describe('ckpt info', () => {
     expect(r.code).toBe(0);
     const doc = JSON.parse(r.stdout);
     expect(doc.ok).toBe(true);
-    expect(doc.records.map((x: { name: string }) => x.name)).toEqual(['header', 'string', 'objref', 'buffer', 'tail']);
+    expect(doc.records.map((x: { name: string }) => x.name)).toEqual([
+      'header',
+      'string',
+      'objref',
+      'buffer',
+      'tail',
+    ]);
     expect(doc.records[0].value.release).toBeTypeOf('string');
   });
 
@@ -70,7 +78,11 @@ describe('ckpt info', () => {
       },
       /checksum mismatch at tail \(offset \d+\)/,
     ],
-    ['over-long', (b) => Buffer.concat([b, Buffer.from('garbage!')]), /after the tail record at offset \d+/],
+    [
+      'over-long',
+      (b) => Buffer.concat([b, Buffer.from('garbage!')]),
+      /after the tail record at offset \d+/,
+    ],
     ['empty', () => Buffer.alloc(0), /offset 0/],
     [
       'bad length',
@@ -114,7 +126,9 @@ describe('ckpt', () => {
     expect(help.stdout).toMatch(/Usage: ckpt \[options\] COMMAND/);
     expect(help.stdout).toMatch(/info\s+print an image/);
     const v = ckpt(['--version']);
-    expect(v.stdout.trim()).toBe(JSON.parse(readFileSync(join(root, 'apps/cli/package.json'), 'utf8')).version);
+    expect(v.stdout.trim()).toBe(
+      JSON.parse(readFileSync(join(root, 'apps/cli/package.json'), 'utf8')).version,
+    );
     expect(ckpt(['info', '--help']).stdout).toMatch(/Usage: ckpt info/);
   });
 

@@ -11,9 +11,9 @@ import type { ByteSource } from './io.js';
 import {
   MAX_STRUCT_PAYLOAD,
   RAW_PREFIX_SIZE,
+  type RawRecordKind,
   RECORD_ALIGN,
   RECORD_HEADER_SIZE,
-  type RawRecordKind,
   type RecordSchema,
 } from './record.js';
 import { RecordType } from './types.js';
@@ -95,10 +95,14 @@ export class ImageReader {
   read<T>(schema: RecordSchema<T>): T {
     const h = this.next();
     if (!h) {
-      throw new CkptError('EUNEXPECTED', `expected a ${this.describe(schema.type)} record, found the end of the image`, {
-        offset: this.offset,
-        recordType: schema.type,
-      });
+      throw new CkptError(
+        'EUNEXPECTED',
+        `expected a ${this.describe(schema.type)} record, found the end of the image`,
+        {
+          offset: this.offset,
+          recordType: schema.type,
+        },
+      );
     }
     this.expect(h, schema.type);
     return this.decode(schema, h);
@@ -189,7 +193,10 @@ export class ImageReader {
   private readHeader(): RecordHeader | null {
     if (this.ended) return null;
     if (this.current && this.pending > 0) {
-      throw new CkptError('EINVAL', `record at offset ${this.current.offset} was not fully consumed`);
+      throw new CkptError(
+        'EINVAL',
+        `record at offset ${this.current.offset} was not fully consumed`,
+      );
     }
     const at = this.offset;
     // The tail's checksum covers everything before the tail's header.
@@ -201,12 +208,18 @@ export class ImageReader {
       got += n;
     }
     if (got === 0) {
-      throw new CkptError('ETRUNC', `image ends at offset ${at} without a tail record (truncated)`, {
-        offset: at,
-      });
+      throw new CkptError(
+        'ETRUNC',
+        `image ends at offset ${at} without a tail record (truncated)`,
+        {
+          offset: at,
+        },
+      );
     }
     if (got < RECORD_HEADER_SIZE) {
-      throw new CkptError('ETRUNC', `image truncated inside a record header at offset ${at}`, { offset: at });
+      throw new CkptError('ETRUNC', `image truncated inside a record header at offset ${at}`, {
+        offset: at,
+      });
     }
     const type = this.head.readUInt32LE(0);
     const len = this.head.readUInt32LE(4);
@@ -247,9 +260,13 @@ export class ImageReader {
     }
     const probe = Buffer.allocUnsafe(1);
     if (this.source.read(probe, 0, 1) !== 0) {
-      throw new CkptError('ETRAILING', `unexpected data after the tail record at offset ${this.offset}`, {
-        offset: this.offset,
-      });
+      throw new CkptError(
+        'ETRAILING',
+        `unexpected data after the tail record at offset ${this.offset}`,
+        {
+          offset: this.offset,
+        },
+      );
     }
     this.ended = true;
     this.tail = { header: h, ...tail };
@@ -298,9 +315,13 @@ export class ImageReader {
   }
 
   private bad(h: RecordHeader, message: string): CkptError {
-    return new CkptError('EBADREC', `${this.describe(h.type)} record at offset ${h.offset}: ${message}`, {
-      offset: h.offset,
-      recordType: h.type,
-    });
+    return new CkptError(
+      'EBADREC',
+      `${this.describe(h.type)} record at offset ${h.offset}: ${message}`,
+      {
+        offset: h.offset,
+        recordType: h.type,
+      },
+    );
   }
 }

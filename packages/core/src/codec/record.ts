@@ -74,7 +74,10 @@ export function defineRecord<F extends Fields>(
       codec.check(value, name);
       const size = codec.size(value);
       if (size > MAX_STRUCT_PAYLOAD) {
-        throw new CkptError('EINVAL', `${name} record of ${size} bytes exceeds the structured-record limit`);
+        throw new CkptError(
+          'EINVAL',
+          `${name} record of ${size} bytes exceeds the structured-record limit`,
+        );
       }
       const buf = Buffer.alloc(size);
       codec.write(value, buf, 0);

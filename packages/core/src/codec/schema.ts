@@ -261,7 +261,7 @@ export function array<T>(of: Codec<T>, max = 1 << 20): Codec<T[]> {
     check(v, path) {
       if (!Array.isArray(v)) invalid(path, 'not an array');
       if (v.length > max) invalid(path, `more than ${max} items`);
-      v.forEach((item, i) => of.check(item, `${path}[${i}]`));
+      for (let i = 0; i < v.length; i++) of.check(v[i] as T, `${path}[${i}]`);
     },
     write(v, buf, off) {
       buf.writeUInt32LE(v.length, off);
@@ -308,7 +308,8 @@ export function struct<F extends Fields>(fields: F): StructCodec<F> {
   let fixedSize: number | undefined = 0;
   let minSize = 0;
   for (const [, c] of entries) {
-    fixedSize = fixedSize !== undefined && c.fixedSize !== undefined ? fixedSize + c.fixedSize : undefined;
+    fixedSize =
+      fixedSize !== undefined && c.fixedSize !== undefined ? fixedSize + c.fixedSize : undefined;
     minSize += c.minSize;
   }
   const codec: StructCodec<F> = {

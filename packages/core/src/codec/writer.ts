@@ -10,8 +10,8 @@ import type { ByteSink } from './io.js';
 import {
   alignRecord,
   RAW_PREFIX_SIZE,
-  RECORD_HEADER_SIZE,
   type RawRecordKind,
+  RECORD_HEADER_SIZE,
   type RecordSchema,
 } from './record.js';
 
@@ -59,7 +59,11 @@ export class ImageWriter {
     head.writeUInt32LE(this.checkLen(len, kind.name), 4);
     head.writeBigUInt64LE(BigInt(size), 8);
     this.put(head);
-    this.openRaw = { remaining: size, pad: len - RECORD_HEADER_SIZE - RAW_PREFIX_SIZE - size, name: kind.name };
+    this.openRaw = {
+      remaining: size,
+      pad: len - RECORD_HEADER_SIZE - RAW_PREFIX_SIZE - size,
+      name: kind.name,
+    };
     this.records++;
     return at;
   }
@@ -130,7 +134,8 @@ export class ImageWriter {
 
   private writeFramed(type: number, payload: Buffer, count = true): number {
     this.assertOpen();
-    if (this.openRaw) throw new CkptError('EINVAL', `record ${type} written inside an open raw record`);
+    if (this.openRaw)
+      throw new CkptError('EINVAL', `record ${type} written inside an open raw record`);
     const at = this.offset;
     const len = this.checkLen(alignRecord(RECORD_HEADER_SIZE + payload.length), String(type));
     const head = Buffer.allocUnsafe(RECORD_HEADER_SIZE);
@@ -145,7 +150,10 @@ export class ImageWriter {
 
   private checkLen(len: number, name: string): number {
     if (len > 0xffff_ffff) {
-      throw new CkptError('EINVAL', `${name} record of ${len} bytes exceeds the 4 GiB record limit`);
+      throw new CkptError(
+        'EINVAL',
+        `${name} record of ${len} bytes exceeds the 4 GiB record limit`,
+      );
     }
     return len;
   }

@@ -18,8 +18,8 @@
  *   the signal be delivered and wait again for our interrupt.
  */
 import { CkptError } from '../errors.js';
-import { errno, libc, sysError } from './libc.js';
 import { readStat, readStatus } from '../proc/index.js';
+import { errno, libc, sysError } from './libc.js';
 import { cont, detach, getEventMsg, interrupt, seize } from './ptrace.js';
 import { type WaitStatus, waitForStop, waitStop } from './wait.js';
 
@@ -62,7 +62,10 @@ export function freezeTask(pid: number, options: FreezeOptions = {}): FrozenTask
   } catch (e) {
     const tracer = tracerOf(pid);
     if (tracer !== 0) {
-      const by = tracer === process.pid ? 'this process (frozen twice?)' : `pid ${tracer} (a debugger or another ckpt?)`;
+      const by =
+        tracer === process.pid
+          ? 'this process (frozen twice?)'
+          : `pid ${tracer} (a debugger or another ckpt?)`;
       throw new CkptError(
         'EBUSY',
         `cannot freeze pid ${pid}: it is already traced by ${by}`,
@@ -122,7 +125,8 @@ function releaseQuietly(pid: number): void {
 export function unfreezeTask(task: FrozenTask | number, mode: UnfreezeMode = 'resume'): void {
   const pid = typeof task === 'number' ? task : task.pid;
   if (mode === 'kill') {
-    if (libc().kill(pid, SIGKILL) === -1) throw sysError('kill', errno(), `killing pid ${pid}`, { pid });
+    if (libc().kill(pid, SIGKILL) === -1)
+      throw sysError('kill', errno(), `killing pid ${pid}`, { pid });
     // The tracer is told of the death first; consume that report.
     for (;;) {
       const st = waitStop(pid, { timeoutMs: 10_000 });

@@ -3,11 +3,24 @@
  * access, syscall injection, pidfds, kcmp, prctl and process spawning.
  */
 export type { SyscallConvention } from './convention.js';
-export { type FreezeOptions, type FrozenTask, freezeTask, type UnfreezeMode, unfreezeTask } from './freeze.js';
+export {
+  type FreezeOptions,
+  type FrozenTask,
+  freezeTask,
+  type UnfreezeMode,
+  unfreezeTask,
+} from './freeze.js';
 export { findSyscallInsn, type InjectorOptions, injectSyscall, SyscallInjector } from './inject.js';
 export { KCMP, type KcmpType, kcmp, sameFile } from './kcmp.js';
 export { errnoName } from './libc.js';
-export { type MemRange, ProcMem, readMemory, readRanges, writeMemory, writeRanges } from './memory.js';
+export {
+  type MemRange,
+  ProcMem,
+  readMemory,
+  readRanges,
+  writeMemory,
+  writeRanges,
+} from './memory.js';
 export { grabFd, pidfdGetfd, pidfdOpen } from './pidfd.js';
 export {
   decodePrctlMmMap,

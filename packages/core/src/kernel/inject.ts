@@ -15,8 +15,8 @@
 import { CkptError } from '../errors.js';
 import { readMaps } from '../proc/index.js';
 import type { SyscallConvention } from './convention.js';
-import { readRanges, ProcMem } from './memory.js';
-import { NT, getRegset, setRegset, singlestep } from './ptrace.js';
+import { ProcMem, readRanges } from './memory.js';
+import { getRegset, NT, setRegset, singlestep } from './ptrace.js';
 import { waitForStop } from './wait.js';
 
 const SIGTRAP = 5;
@@ -63,9 +63,16 @@ export class SyscallInjector {
 
   /** Run syscall `nr` with `args` (up to six) in the task; returns the raw result (negative errno on failure). */
   call(nr: number, args: readonly (bigint | number)[] = []): bigint {
-    if (this.closed) throw new CkptError('EINVAL', `syscall injector for pid ${this.pid} is closed`, { pid: this.pid });
+    if (this.closed)
+      throw new CkptError('EINVAL', `syscall injector for pid ${this.pid} is closed`, {
+        pid: this.pid,
+      });
     const regs = Buffer.from(this.saved);
-    this.conv.setSyscall(regs, nr, args.map((a) => BigInt.asUintN(64, BigInt(a))));
+    this.conv.setSyscall(
+      regs,
+      nr,
+      args.map((a) => BigInt.asUintN(64, BigInt(a))),
+    );
     this.conv.setIp(regs, this.syscallAddr);
     setRegset(this.pid, NT.PRSTATUS, regs);
     singlestep(this.pid, 0);
@@ -130,7 +137,11 @@ export class SyscallInjector {
 
   private unmapScratch(): void {
     if (this.scratchAddr === undefined) return;
-    this.callChecked(this.conv.nr.munmap, [this.scratchAddr, this.scratchSize], 'munmap of the scratch area');
+    this.callChecked(
+      this.conv.nr.munmap,
+      [this.scratchAddr, this.scratchSize],
+      'munmap of the scratch area',
+    );
     this.scratchAddr = undefined;
     this.scratchSize = 0;
   }

@@ -20,7 +20,15 @@ export const KCMP = {
 /** One of the {@link KCMP} values. */
 export type KcmpType = (typeof KCMP)[keyof typeof KCMP];
 
-const NAMES = ['KCMP_FILE', 'KCMP_VM', 'KCMP_FILES', 'KCMP_FS', 'KCMP_SIGHAND', 'KCMP_IO', 'KCMP_SYSVSEM'];
+const NAMES = [
+  'KCMP_FILE',
+  'KCMP_VM',
+  'KCMP_FILES',
+  'KCMP_FS',
+  'KCMP_SIGHAND',
+  'KCMP_IO',
+  'KCMP_SYSVSEM',
+];
 
 /**
  * Compare a kernel object of `pid1` with one of `pid2`. Returns 0 if it is
@@ -32,8 +40,13 @@ export function kcmp(pid1: number, pid2: number, type: KcmpType, idx1 = 0, idx2 
   if (!c.kcmp) throw new CkptError('ENOSYS', `kcmp is not wired up for ${process.arch}`);
   const r = Number(c.kcmp(c.kcmpNr, pid1, pid2, type, idx1, idx2));
   if (r === -1) {
-    const what = type === KCMP.FILE ? ` of fd ${idx1} of pid ${pid1} and fd ${idx2} of pid ${pid2}` : ` of pids ${pid1} and ${pid2}`;
-    throw sysError(NAMES[type] ?? 'kcmp', errno(), `comparing ${NAMES[type] ?? type}${what}`, { pid: pid1 });
+    const what =
+      type === KCMP.FILE
+        ? ` of fd ${idx1} of pid ${pid1} and fd ${idx2} of pid ${pid2}`
+        : ` of pids ${pid1} and ${pid2}`;
+    throw sysError(NAMES[type] ?? 'kcmp', errno(), `comparing ${NAMES[type] ?? type}${what}`, {
+      pid: pid1,
+    });
   }
   // The kernel returns 0 equal, 1 less, 2 greater.
   return r === 0 ? 0 : r === 1 ? -1 : 1;

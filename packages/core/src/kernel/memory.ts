@@ -38,15 +38,14 @@ function encodeIovecs(ranges: readonly MemRange[]): Buffer {
   return buf;
 }
 
-function transfer(
-  write: boolean,
-  pid: number,
-  ranges: readonly MemRange[],
-  local: Buffer,
-): void {
+function transfer(write: boolean, pid: number, ranges: readonly MemRange[], local: Buffer): void {
   const total = ranges.reduce((n, r) => n + r.length, 0);
   if (local.length < total) {
-    throw new CkptError('EINVAL', `local buffer of ${local.length} bytes is smaller than the ${total} bytes of the ranges`, { pid });
+    throw new CkptError(
+      'EINVAL',
+      `local buffer of ${local.length} bytes is smaller than the ${total} bytes of the ranges`,
+      { pid },
+    );
   }
   const name = write ? 'process_vm_writev' : 'process_vm_readv';
   const fn = write ? libc().processVmWritev : libc().processVmReadv;
@@ -61,14 +60,23 @@ function transfer(
     const got = Number(fn(pid, liov, 1, encodeIovecs(batch), batch.length, 0));
     if (got === -1) {
       const at = batch[0]?.addr ?? 0n;
-      throw sysError(name, errno(), `${write ? 'writing' : 'reading'} memory of pid ${pid} at 0x${at.toString(16)}`, { pid, address: at });
+      throw sysError(
+        name,
+        errno(),
+        `${write ? 'writing' : 'reading'} memory of pid ${pid} at 0x${at.toString(16)}`,
+        { pid, address: at },
+      );
     }
     if (got < want) {
       // Partial transfers stop at the first range that is not (fully) mapped.
       let done = got;
       const bad = batch.find((r) => (done -= r.length) < 0) ?? batch[0];
       const at = bad ? bad.addr : 0n;
-      throw new CkptError('EFAULT', `${write ? 'writing' : 'reading'} memory of pid ${pid} stopped in the range at 0x${at.toString(16)} (${got} of ${want} bytes transferred; unmapped or protected?)`, { pid, address: at, syscall: name });
+      throw new CkptError(
+        'EFAULT',
+        `${write ? 'writing' : 'reading'} memory of pid ${pid} stopped in the range at 0x${at.toString(16)} (${got} of ${want} bytes transferred; unmapped or protected?)`,
+        { pid, address: at, syscall: name },
+      );
     }
     offset += want;
     first += batch.length;
@@ -113,7 +121,12 @@ export class ProcMem {
     try {
       this.fd = openSync(`/proc/${pid}/mem`, writable ? 'r+' : 'r');
     } catch (e) {
-      throw new CkptError('ESRCH', `cannot open /proc/${pid}/mem: ${(e as Error).message}`, { pid, path: `/proc/${pid}/mem` }, { cause: e });
+      throw new CkptError(
+        'ESRCH',
+        `cannot open /proc/${pid}/mem: ${(e as Error).message}`,
+        { pid, path: `/proc/${pid}/mem` },
+        { cause: e },
+      );
     }
   }
 
@@ -143,10 +156,19 @@ export class ProcMem {
       const at = addr + BigInt(done);
       const n = Number(fn(this.fd, buf.subarray(done), buf.length - done, at));
       if (n === -1 && errno() !== 5) {
-        throw sysError(write ? 'pwrite' : 'pread', errno(), `${what} /proc/${this.pid}/mem at 0x${at.toString(16)}`, { pid: this.pid, address: at });
+        throw sysError(
+          write ? 'pwrite' : 'pread',
+          errno(),
+          `${what} /proc/${this.pid}/mem at 0x${at.toString(16)}`,
+          { pid: this.pid, address: at },
+        );
       }
       if (n <= 0) {
-        throw new CkptError('EFAULT', `${what} memory of pid ${this.pid} at 0x${at.toString(16)} failed: address not mapped`, { pid: this.pid, address: at, syscall: write ? 'pwrite' : 'pread' });
+        throw new CkptError(
+          'EFAULT',
+          `${what} memory of pid ${this.pid} at 0x${at.toString(16)} failed: address not mapped`,
+          { pid: this.pid, address: at, syscall: write ? 'pwrite' : 'pread' },
+        );
       }
       done += n;
     }

@@ -109,8 +109,17 @@ export function decodePrctlMmMap(buf: Buffer): PrctlMmMap {
 }
 
 /** prctl on this process with integer arguments; returns the result. */
-export function prctl(option: number, a2: number | bigint = 0, a3: number | bigint = 0, a4: number | bigint = 0, a5: number | bigint = 0): number {
+export function prctl(
+  option: number,
+  a2: number | bigint = 0,
+  a3: number | bigint = 0,
+  a4: number | bigint = 0,
+  a5: number | bigint = 0,
+): number {
   const r = libc().prctl(option, a2, a3, a4, a5);
-  if (r === -1) throw sysError('prctl', errno(), `prctl option ${option} on this process`, { pid: process.pid });
+  if (r === -1)
+    throw sysError('prctl', errno(), `prctl option ${option} on this process`, {
+      pid: process.pid,
+    });
   return r;
 }

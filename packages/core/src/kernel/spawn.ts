@@ -70,7 +70,8 @@ export function spawnProcess(argv: readonly string[], options: SpawnOptions = {}
     c.attrSetSigDefault(attr, sigs);
     c.sigemptyset(sigs);
     c.attrSetSigMask(attr, sigs);
-    const flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | (options.setsid ? POSIX_SPAWN_SETSID : 0);
+    const flags =
+      POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | (options.setsid ? POSIX_SPAWN_SETSID : 0);
     c.attrSetFlags(attr, flags);
 
     const env = Object.entries(options.env ?? process.env)
@@ -106,7 +107,10 @@ export function spawnDetached(command: string): number {
   });
   const pid = Number.parseInt(out.trim(), 10);
   if (!Number.isInteger(pid) || pid <= 0) {
-    throw new CkptError('ESYS', `could not start '${command}' in the background: got '${out.trim()}'`);
+    throw new CkptError(
+      'ESYS',
+      `could not start '${command}' in the background: got '${out.trim()}'`,
+    );
   }
   return pid;
 }

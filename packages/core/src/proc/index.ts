@@ -9,51 +9,30 @@
  *
  * @packageDocumentation
  */
-export { type ProcStat, parseStat, readStat } from './stat.js';
-export { type IdSet, type ProcStatus, parseStatus, readStatus } from './status.js';
+
+export {
+  type Fdinfo,
+  type FdStat,
+  type FdTarget,
+  type FileType,
+  listFds,
+  O_CLOEXEC,
+  type OpenFile,
+  parseFdinfo,
+  parseFdTarget,
+  readFdinfo,
+  readFdTarget,
+  readOpenFiles,
+  statFd,
+} from './fdinfo.js';
 export {
   type MapsEntry,
-  type VmaKind,
   mapsFilePath,
   parseMaps,
   parseMapsLine,
   readMaps,
+  type VmaKind,
 } from './maps.js';
-export {
-  type SmapsEntry,
-  type SmapsRollup,
-  type SmapsSizes,
-  VM_FLAG_MEANINGS,
-  parseSmaps,
-  parseSmapsRollup,
-  readSmaps,
-  readSmapsRollup,
-} from './smaps.js';
-export {
-  PAGE_SIZE,
-  type PageRun,
-  type PageRunOptions,
-  type PagemapEntry,
-  decodePagemapEntry,
-  pageRuns,
-  readPageRuns,
-  readPagemap,
-} from './pagemap.js';
-export {
-  type FdStat,
-  type FdTarget,
-  type Fdinfo,
-  type FileType,
-  O_CLOEXEC,
-  type OpenFile,
-  listFds,
-  parseFdTarget,
-  parseFdinfo,
-  readFdTarget,
-  readFdinfo,
-  readOpenFiles,
-  statFd,
-} from './fdinfo.js';
 export {
   type NsLink,
   type NsType,
@@ -62,7 +41,28 @@ export {
   readNamespace,
   readNamespaces,
 } from './ns.js';
-export { type ProcessInfo, collectSubtree, scanProcesses, threadsOf } from './tree.js';
+export {
+  decodePagemapEntry,
+  PAGE_SIZE,
+  type PagemapEntry,
+  type PageRun,
+  type PageRunOptions,
+  pageRuns,
+  readPagemap,
+  readPageRuns,
+} from './pagemap.js';
+export {
+  parseSmaps,
+  parseSmapsRollup,
+  readSmaps,
+  readSmapsRollup,
+  type SmapsEntry,
+  type SmapsRollup,
+  type SmapsSizes,
+  VM_FLAG_MEANINGS,
+} from './smaps.js';
+export { type ProcStat, parseStat, readStat } from './stat.js';
+export { type IdSet, type ProcStatus, parseStatus, readStatus } from './status.js';
 export {
   type AuxvEntry,
   parseAuxv,
@@ -78,3 +78,4 @@ export {
   readRoot,
   readTimerslackNs,
 } from './task.js';
+export { collectSubtree, type ProcessInfo, scanProcesses, threadsOf } from './tree.js';

@@ -3,7 +3,7 @@
  * and turning errno failures into {@link CkptError}s that say whether the
  * process went away or only one of its files did.
  */
-import { existsSync, readFileSync, readlinkSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { constants } from 'node:os';
 import { CkptError } from '../errors.js';
 

@@ -12,17 +12,22 @@ export function arbitraryFor(codec: Codec<any>): fc.Arbitrary<any> {
   if (t === 'str') {
     // Bound by characters such that the UTF-8 length fits the limit.
     const limit = codec.limit ?? 64;
-    return fc.string({ maxLength: limit, unit: 'grapheme' }).filter((s) => Buffer.byteLength(s) <= limit);
+    return fc
+      .string({ maxLength: limit, unit: 'grapheme' })
+      .filter((s) => Buffer.byteLength(s) <= limit);
   }
   if (t === 'bytes') {
-    return fc.uint8Array({ maxLength: Math.min(codec.limit ?? 64, 256) }).map((a) => Buffer.from(a));
+    return fc
+      .uint8Array({ maxLength: Math.min(codec.limit ?? 64, 256) })
+      .map((a) => Buffer.from(a));
   }
   const fixedMatch = /^u8\[(\d+)\]$/.exec(t);
   if (fixedMatch) {
     const n = Number(fixedMatch[1]);
     return fc.uint8Array({ minLength: n, maxLength: n }).map((a) => Buffer.from(a));
   }
-  if (codec.item) return fc.array(arbitraryFor(codec.item), { maxLength: Math.min(codec.limit ?? 16, 16) });
+  if (codec.item)
+    return fc.array(arbitraryFor(codec.item), { maxLength: Math.min(codec.limit ?? 16, 16) });
   if (t === 'struct') {
     const fields = (codec as StructCodec<any>).fields;
     const rec: Record<string, fc.Arbitrary<any>> = {};

@@ -5,8 +5,16 @@ describe('DeferQueue', () => {
   it('runs works in order and returns how many ran', () => {
     const q = new DeferQueue();
     const log: string[] = [];
-    q.add('a', (d) => log.push(`fn:${d}`), (d) => log.push(`dtor:${d}`));
-    q.add('b', (d) => log.push(`fn:${d}`), (d) => log.push(`dtor:${d}`));
+    q.add(
+      'a',
+      (d) => log.push(`fn:${d}`),
+      (d) => log.push(`dtor:${d}`),
+    );
+    q.add(
+      'b',
+      (d) => log.push(`fn:${d}`),
+      (d) => log.push(`dtor:${d}`),
+    );
     expect(q.run()).toBe(2);
     expect(log).toEqual(['fn:a', 'fn:b']);
     q.destroy();
@@ -16,7 +24,11 @@ describe('DeferQueue', () => {
   it('stops at the first error; destroy calls dtor only for works that never ran', () => {
     const q = new DeferQueue();
     const log: string[] = [];
-    q.add(1, () => log.push('fn1'), () => log.push('dtor1'));
+    q.add(
+      1,
+      () => log.push('fn1'),
+      () => log.push('dtor1'),
+    );
     q.add(
       2,
       () => {
@@ -25,7 +37,11 @@ describe('DeferQueue', () => {
       },
       () => log.push('dtor2'),
     );
-    q.add(3, () => log.push('fn3'), () => log.push('dtor3'));
+    q.add(
+      3,
+      () => log.push('fn3'),
+      () => log.push('dtor3'),
+    );
     q.add(4, () => log.push('fn4'));
     expect(() => q.run()).toThrow('boom');
     expect(q.size).toBe(2);
@@ -37,8 +53,16 @@ describe('DeferQueue', () => {
   it('destroy without run calls every dtor', () => {
     const q = new DeferQueue();
     const seen: number[] = [];
-    q.add(1, () => {}, (d) => seen.push(d));
-    q.add(2, () => {}, (d) => seen.push(d));
+    q.add(
+      1,
+      () => {},
+      (d) => seen.push(d),
+    );
+    q.add(
+      2,
+      () => {},
+      (d) => seen.push(d),
+    );
     q.destroy();
     expect(seen).toEqual([1, 2]);
     expect(q.run()).toBe(0);

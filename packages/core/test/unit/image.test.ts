@@ -10,8 +10,8 @@ import {
   ImageReader,
   ImageWriter,
   makeHeader,
-  readHeader,
   RecordType,
+  readHeader,
   runningConstants,
   stringRecord,
   validateHeader,
@@ -41,10 +41,20 @@ describe('image framing', () => {
     expect(img.length % 8).toBe(0);
     for (const pipe of [false, true]) {
       const views = walk(img, pipe);
-      expect(views.map((v) => v.name)).toEqual(['header', 'string', 'objref', 'buffer', 'buffer', 'tail']);
+      expect(views.map((v) => v.name)).toEqual([
+        'header',
+        'string',
+        'objref',
+        'buffer',
+        'buffer',
+        'tail',
+      ]);
       expect(views[5]!.value).toMatchObject({ records: '5' });
       expect(views[1]!.value).toEqual({ value: 'hello, image' });
-      expect(views[3]!.raw).toEqual({ size: 19, head: Buffer.from('0123456789abcdefXYZ').toString('hex') });
+      expect(views[3]!.raw).toEqual({
+        size: 19,
+        head: Buffer.from('0123456789abcdefXYZ').toString('hex'),
+      });
       expect(views[4]!.raw!.size).toBe(0);
       for (const v of views) expect(v.offset % 8).toBe(0);
     }
@@ -222,10 +232,16 @@ describe('header validation', () => {
   it('accepts this system and refuses other arches or constants', () => {
     const h = makeHeader({ archId: 1, nsig: 64 });
     expect(() => validateHeader(h, { archId: 1, constants: runningConstants(64) })).not.toThrow();
-    expect(() => validateHeader(h, { archId: 3, constants: runningConstants(64) })).toThrow(/taken on x86_64/);
-    expect(() => validateHeader(h, { archId: 1, constants: runningConstants(65) })).toThrow(/nsig is 64/);
+    expect(() => validateHeader(h, { archId: 3, constants: runningConstants(64) })).toThrow(
+      /taken on x86_64/,
+    );
+    expect(() => validateHeader(h, { archId: 1, constants: runningConstants(65) })).toThrow(
+      /nsig is 64/,
+    );
     const other = { ...h, constants: { ...h.constants, pageSize: 65536 } };
-    expect(() => validateHeader(other, { archId: 1, constants: runningConstants(64) })).toThrow(/pageSize/);
+    expect(() => validateHeader(other, { archId: 1, constants: runningConstants(64) })).toThrow(
+      /pageSize/,
+    );
   });
 
   it('a stringRecord cannot be written inside an open raw record', () => {

@@ -36,7 +36,9 @@ describe('ObjHash', () => {
     const h = new ObjHash();
     h.insert(5, 'pipe', 'P');
     expect(h.fetch(5, 'pipe')).toBe('P');
-    expect(() => h.fetch(6, 'pipe')).toThrow(/objref 6 \(pipe\) is referenced but was never defined/);
+    expect(() => h.fetch(6, 'pipe')).toThrow(
+      /objref 6 \(pipe\) is referenced but was never defined/,
+    );
     expect(() => h.fetch(5, 'file')).toThrow(/refers to a pipe object where a file was expected/);
     expect(() => h.insert(5, 'pipe', 'Q')).toThrow(CkptError);
     expect(() => h.insert(0, 'pipe', 'Q')).toThrow(/invalid objref 0/);

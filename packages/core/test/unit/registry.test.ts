@@ -10,9 +10,9 @@ import {
   ImageReader,
   ImageWriter,
   makeHeader,
-  readHeader,
   Registry,
   RestartCtx,
+  readHeader,
   u32,
   writeHeader,
 } from '../../src/index.js';
@@ -44,11 +44,29 @@ describe('Registry', () => {
       [base, /plugin base is registered twice/],
       [{ name: 'x1', records: [rec] }, /record type 7200 \(dup\), already registered by base/],
       [{ name: 'x2', records: [defineRecord(7201, 'dup', 'y', {})] }, /record name 'dup'/],
-      [{ name: 'x3', objects: [{ name: 'thing', id: 2, checkpoint: noop, restore: () => 0 }] }, /object type 'thing'/],
-      [{ name: 'x4', objects: [{ name: 'other', id: 1, checkpoint: noop, restore: () => 0 }] }, /object type id 1/],
+      [
+        { name: 'x3', objects: [{ name: 'thing', id: 2, checkpoint: noop, restore: () => 0 }] },
+        /object type 'thing'/,
+      ],
+      [
+        { name: 'x4', objects: [{ name: 'other', id: 1, checkpoint: noop, restore: () => 0 }] },
+        /object type id 1/,
+      ],
       [{ name: 'x5', phases: [phase('p', 2)] }, /task phase 'p'/],
-      [{ name: 'x6', files: [{ kind: 'weird', id: 9, match: () => true, checkpoint: noop, restore: () => 0 }] }, /file handler 'weird'/],
-      [{ name: 'x7', vmas: [{ kind: 'new', id: 1, match: () => true, checkpoint: noop, restore: noop }] }, /VMA handler 'new' \(id 1\)/],
+      [
+        {
+          name: 'x6',
+          files: [{ kind: 'weird', id: 9, match: () => true, checkpoint: noop, restore: () => 0 }],
+        },
+        /file handler 'weird'/,
+      ],
+      [
+        {
+          name: 'x7',
+          vmas: [{ kind: 'new', id: 1, match: () => true, checkpoint: noop, restore: noop }],
+        },
+        /VMA handler 'new' \(id 1\)/,
+      ],
       [{ name: 'x8', phases: [phase('q', 1), phase('q', 2)] }, /task phase 'q'/],
     ];
     for (const [plugin, message] of cases) {
@@ -71,12 +89,27 @@ describe('Registry', () => {
       definePlugin({
         name: 'h',
         files: [
-          { kind: 'pipe', id: 2, match: (f) => f.target.startsWith('pipe:'), checkpoint: noop, restore: () => 0 },
+          {
+            kind: 'pipe',
+            id: 2,
+            match: (f) => f.target.startsWith('pipe:'),
+            checkpoint: noop,
+            restore: () => 0,
+          },
           { kind: 'any', id: 3, match: () => true, checkpoint: noop, restore: () => 0 },
         ],
       }),
     ]);
-    const file = { pid: 1, fd: 3, target: 'pipe:[5]', flags: 0, pos: 0n, mode: 0, dev: 0n, ino: 5n };
+    const file = {
+      pid: 1,
+      fd: 3,
+      target: 'pipe:[5]',
+      flags: 0,
+      pos: 0n,
+      mode: 0,
+      dev: 0n,
+      ino: 5n,
+    };
     expect(r.fileHandlerFor(file)?.kind).toBe('pipe');
     expect(r.fileHandlerFor({ ...file, target: '/x' })?.kind).toBe('any');
     expect(r.fileHandlerById(2)?.kind).toBe('pipe');
@@ -108,7 +141,9 @@ describe('a third-party plugin, registered from outside core', () => {
     expect(writer.records).toBe(1 + 2 * 2 + 3);
 
     world.clear();
-    const reader = new ImageReader(new BufferSource(sink.contents()), (t) => registry.recordName(t));
+    const reader = new ImageReader(new BufferSource(sink.contents()), (t) =>
+      registry.recordName(t),
+    );
     const rst = new RestartCtx(reader, { registry });
     readHeader(reader);
     for (const pid of [100, 101, 102]) {
@@ -130,8 +165,8 @@ describe('a third-party plugin, registered from outside core', () => {
     const reader = new ImageReader(new BufferSource(sink.contents()));
     const rst = new RestartCtx(reader, { registry });
     readHeader(reader);
-    expect(() => registry.phases()[0]!.restore(rst, { pid: 1, savedPid: 1, data: new Map() })).toThrow(
-      /objref 9 \(eventcount\) is referenced but was never defined/,
-    );
+    expect(() =>
+      registry.phases()[0]!.restore(rst, { pid: 1, savedPid: 1, data: new Map() }),
+    ).toThrow(/objref 9 \(eventcount\) is referenced but was never defined/);
   });
 });

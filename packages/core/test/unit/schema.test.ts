@@ -5,8 +5,8 @@ import {
   bool,
   bytes,
   CkptError,
-  corePlugin,
   Cursor,
+  corePlugin,
   defineRecord,
   fixed,
   type RecordSchema,
@@ -32,7 +32,10 @@ const kitchenSink = defineRecord(7001, 'kitchen_sink', 'every field kind', {
   j: struct({ x: u32(), y: array(struct({ p: u8(), q: str(8) }), 4) }),
 });
 
-const schemas = [kitchenSink, ...(corePlugin.records ?? []).filter((k) => k.kind === 'struct')] as RecordSchema[];
+const schemas = [
+  kitchenSink,
+  ...(corePlugin.records ?? []).filter((k) => k.kind === 'struct'),
+] as RecordSchema[];
 
 describe('record schemas', () => {
   for (const schema of schemas) {

@@ -1,6 +1,7 @@
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { requireRoot } from '../../../../../test/support/prereq.js';
+import { isCkptError } from '../../../src/errors.js';
 import {
   freezeTask,
   getRegset,
@@ -13,7 +14,6 @@ import {
   unfreezeTask,
 } from '../../../src/kernel/index.js';
 import { readStat, readStatus } from '../../../src/proc/index.js';
-import { isCkptError } from '../../../src/errors.js';
 import { compileC, killStarted, sleep, track, waitUntil } from './support.js';
 
 // A counter in a file tells whether the target is really running.

@@ -110,10 +110,26 @@ describe('syscall injection', () => {
 
     // A struct prctl_mm_map with garbage must be refused (EINVAL), not crash the target.
     const mmScratch = inj.scratch(256);
-    writeMemory(pid, mmScratch, encodePrctlMmMap({
-      startCode: 1n, endCode: 0n, startData: 0n, endData: 0n, startBrk: 0n, brk: 0n,
-      startStack: 0n, argStart: 0n, argEnd: 0n, envStart: 0n, envEnd: 0n, auxv: 0n, auxvSize: 0, exeFd: -1,
-    }));
+    writeMemory(
+      pid,
+      mmScratch,
+      encodePrctlMmMap({
+        startCode: 1n,
+        endCode: 0n,
+        startData: 0n,
+        endData: 0n,
+        startBrk: 0n,
+        brk: 0n,
+        startStack: 0n,
+        argStart: 0n,
+        argEnd: 0n,
+        envStart: 0n,
+        envEnd: 0n,
+        auxv: 0n,
+        auxvSize: 0,
+        exeFd: -1,
+      }),
+    );
     expect(inj.call(NR_PRCTL, [PR.SET_MM, 14, mmScratch, 104, 0])).toBe(-22n);
 
     // Latency of one injected call.

@@ -52,7 +52,9 @@ int main(int argc, char **argv) {
 }
 `;
 
-function startTarget(sizeMb: number): Promise<{ pid: number; buf: bigint; ro: bigint; out: string }> {
+function startTarget(
+  sizeMb: number,
+): Promise<{ pid: number; buf: bigint; ro: bigint; out: string }> {
   const out = `/tmp/ckpt-mem-${process.pid}-${sizeMb}`;
   const bin = compileC(`memtarget${sizeMb}`, TARGET, [`-DSIZE_MB=${sizeMb}`]);
   const pid = track(spawnProcess([bin, out]));
@@ -87,7 +89,10 @@ describe('memory', () => {
     const frozen = freezeTask(t.pid);
     expect(readMemory(t.pid, t.buf, 8).equals(Buffer.alloc(8, 1))).toBe(true);
     // 256 scattered 16-byte ranges, one per 4 KiB page: bytes 0..15 of each.
-    const ranges = Array.from({ length: 256 }, (_, i) => ({ addr: t.buf + BigInt(i * 4096), length: 16 }));
+    const ranges = Array.from({ length: 256 }, (_, i) => ({
+      addr: t.buf + BigInt(i * 4096),
+      length: 16,
+    }));
     const pattern = Buffer.alloc(256 * 16);
     for (let i = 0; i < pattern.length; i++) pattern[i] = i % 16;
     writeRanges(t.pid, ranges, pattern);
@@ -121,7 +126,10 @@ describe('memory', () => {
 
   it('fails with EFAULT on an unmapped address, naming the pid and address', async () => {
     const t = await startTarget(1);
-    for (const read of [() => readMemory(t.pid, 0x1000n, 16), () => new ProcMem(t.pid, false).read(0x1000n, 16)]) {
+    for (const read of [
+      () => readMemory(t.pid, 0x1000n, 16),
+      () => new ProcMem(t.pid, false).read(0x1000n, 16),
+    ]) {
       try {
         read();
         expect.unreachable();
@@ -148,7 +156,10 @@ describe('memory', () => {
       );
     const vmWrite = time(() => writeMemory(t.pid, t.buf, buf));
     const vmRead = time(() => readRanges(t.pid, [{ addr: t.buf, length: size }], buf));
-    const pages = Array.from({ length: size >> 12 }, (_, i) => ({ addr: t.buf + BigInt(i << 12), length: 4096 }));
+    const pages = Array.from({ length: size >> 12 }, (_, i) => ({
+      addr: t.buf + BigInt(i << 12),
+      length: 4096,
+    }));
     const vmReadPages = time(() => readRanges(t.pid, pages, buf));
     const mem = new ProcMem(t.pid);
     const pmWrite = time(() => mem.write(t.buf, buf));

@@ -23,7 +23,11 @@ import { processExists, reap, sendSignal } from '../../../src/kernel/index.js';
 export function compileC(name: string, source: string, flags: string[] = []): string {
   const dir = join(tmpdir(), 'ckpt-kernel-tests');
   mkdirSync(dir, { recursive: true });
-  const hash = createHash('sha256').update(source).update(flags.join(' ')).digest('hex').slice(0, 12);
+  const hash = createHash('sha256')
+    .update(source)
+    .update(flags.join(' '))
+    .digest('hex')
+    .slice(0, 12);
   const bin = join(dir, `${name}-${hash}`);
   if (!existsSync(bin)) {
     const src = `${bin}.c`;
@@ -82,7 +86,10 @@ export async function transpileKernelForNode(): Promise<string> {
   const src = fileURLToPath(new URL('../../../src/', import.meta.url));
   const out = mkdtempSync(join(tmpdir(), 'ckpt-kernel-js-'));
   const dirs = ['kernel', 'proc'];
-  const files = ['errors.ts', ...dirs.flatMap((d) => readdirSync(join(src, d)).map((f) => `${d}/${f}`))];
+  const files = [
+    'errors.ts',
+    ...dirs.flatMap((d) => readdirSync(join(src, d)).map((f) => `${d}/${f}`)),
+  ];
   for (const d of dirs) mkdirSync(join(out, d));
   for (const f of files.filter((f) => f.endsWith('.ts'))) {
     const js = ts.transpileModule(readFileSync(join(src, f), 'utf8'), {

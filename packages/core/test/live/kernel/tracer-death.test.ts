@@ -8,7 +8,14 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { requireRoot } from '../../../../../test/support/prereq.js';
 import { spawnProcess } from '../../../src/kernel/index.js';
 import { readStat, readStatus } from '../../../src/proc/index.js';
-import { compileC, killStarted, sleep, track, transpileKernelForNode, waitUntil } from './support.js';
+import {
+  compileC,
+  killStarted,
+  sleep,
+  track,
+  transpileKernelForNode,
+  waitUntil,
+} from './support.js';
 
 const COUNTER = `
 #include <stdio.h>
@@ -62,9 +69,13 @@ describe('tracer death', () => {
         }
       });
 
-      const tracer = spawn(process.execPath, ['--input-type=module', '-e', TRACER(kernelJs), String(pid), stage], {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
+      const tracer = spawn(
+        process.execPath,
+        ['--input-type=module', '-e', TRACER(kernelJs), String(pid), stage],
+        {
+          stdio: ['ignore', 'pipe', 'inherit'],
+        },
+      );
       tracers.push(tracer);
       await new Promise<void>((resolve, reject) => {
         tracer.stdout?.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());

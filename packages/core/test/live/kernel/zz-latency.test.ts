@@ -1,5 +1,18 @@
 import { it } from 'vitest';
-import { freezeTask, getRegset, NT, setRegset, singlestep, spawnProcess, unfreezeTask, waitForStop, getSigmask, sendSignal, reap } from '../../../src/kernel/index.js';
+import {
+  freezeTask,
+  getRegset,
+  getSigmask,
+  NT,
+  reap,
+  sendSignal,
+  setRegset,
+  singlestep,
+  spawnProcess,
+  unfreezeTask,
+  waitForStop,
+} from '../../../src/kernel/index.js';
+
 it('latency', async () => {
   const pid = spawnProcess(['/bin/sleep', '1000']);
   await new Promise((r) => setTimeout(r, 100));
@@ -16,7 +29,11 @@ it('latency', async () => {
   for (let i = 0; i < n; i++) getSigmask(pid);
   console.log('getsigmask us', ((performance.now() - t0) * 1000) / n);
   t0 = performance.now();
-  for (let i = 0; i < 200; i++) { singlestep(pid); waitForStop(pid); }
+  for (let i = 0; i < 200; i++) {
+    singlestep(pid);
+    waitForStop(pid);
+  }
   console.log('step+wait us', ((performance.now() - t0) * 1000) / 200);
-  sendSignal(pid, 9); reap(pid);
+  sendSignal(pid, 9);
+  reap(pid);
 });

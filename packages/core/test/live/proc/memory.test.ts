@@ -4,8 +4,8 @@ import {
   decodePagemapEntry,
   mapsFilePath,
   readMaps,
-  readPageRuns,
   readPagemap,
+  readPageRuns,
   readSmaps,
   readSmapsRollup,
 } from '../../../src/proc/index.js';

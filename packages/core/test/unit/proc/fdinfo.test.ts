@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { O_CLOEXEC, parseFdTarget, parseFdinfo } from '../../../src/proc/index.js';
+import { O_CLOEXEC, parseFdinfo, parseFdTarget } from '../../../src/proc/index.js';
 import { sample } from './fixtures.js';
 
 describe('parseFdinfo', () => {
