@@ -5,12 +5,14 @@
 import { parseArgs } from 'node:util';
 import pkg from '../package.json' with { type: 'json' };
 import type { Command, OptionSpec } from './commands/command.js';
+import { checkpointCommand } from './commands/checkpoint.js';
 import { infoCommand } from './commands/info.js';
+import { restartCommand } from './commands/restart.js';
 import { ExitCode, reportError, UsageError } from './output.js';
 import { loadRegistry } from './plugins.js';
 
 /** Every subcommand, in the order --help lists them. */
-export const commands: readonly Command[] = [infoCommand];
+export const commands: readonly Command[] = [checkpointCommand, restartCommand, infoCommand];
 
 const globalOptions: Record<string, OptionSpec> = {
   help: {

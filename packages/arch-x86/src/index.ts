@@ -4,9 +4,12 @@
  *
  * @packageDocumentation
  */
+export * from './arch.js';
+export * from './cpu.js';
 export * from './debugregs.js';
 export * from './plugin.js';
 export * from './regs.js';
 export * from './restart.js';
 export * from './syscall.js';
 export * from './xstate.js';
+export * from './stub.js';

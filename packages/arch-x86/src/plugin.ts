@@ -1,9 +1,12 @@
 /** The @ckpt/arch-x86 plugin object. */
 import { type CkptPlugin, definePlugin } from '@ckpt/core';
+import { x86_64Arch } from './arch.js';
+import { cpuPhase, cpuRecord } from './cpu.js';
 
-/**
- * The x86-64 arch plugin. Its records and the CPU phase are registered by
- * the single-process checkpoint work; today it contributes the modules
- * exported beside it (registers, xstate, syscall convention).
- */
-export const archX86Plugin: CkptPlugin = definePlugin({ name: '@ckpt/arch-x86' });
+/** x86-64: the arch support, the CPU record and the CPU phase. */
+export const archX86Plugin: CkptPlugin = definePlugin({
+  name: '@ckpt/arch-x86',
+  arch: x86_64Arch,
+  records: [cpuRecord],
+  phases: [cpuPhase],
+});

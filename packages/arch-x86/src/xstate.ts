@@ -3,19 +3,20 @@
  * PTRACE_GETREGSET NT_X86_XSTATE returns it: the XSAVE standard
  * (non-compacted) layout.
  *
- * - bytes 0..511: the legacy FXSAVE area (x87, MXCSR, XMM0-15). Its unused
- *   tail at 464 holds the kernel's "software reserved" bytes
- *   (struct _fpx_sw_bytes): magic1, extended_size, xfeatures (the kernel's
- *   enabled mask, i.e. XCR0 as exposed to user space), xstate_size.
+ * - bytes 0..511: the legacy FXSAVE area (x87, MXCSR, XMM0-15). Its
+ *   software-usable tail at 464 holds, in the ptrace and core-dump format,
+ *   XCR0 (the kernel's enabled feature mask) as one u64 — measured on Linux
+ *   6.18. Signal frames put `struct _fpx_sw_bytes` there instead (magic1
+ *   0x46505853, extended_size, xfeatures, xstate_size); both are decoded.
  * - bytes 512..575: the XSAVE header; XSTATE_BV says which components are
  *   not in their initial state.
  * - from 576: the extended components (AVX's upper YMM halves first).
  */
 import { CkptError, getRegset, NT, setRegset } from '@ckpt/core';
 
-/** Magic of the software-reserved bytes ("XSFP"). */
+/** Magic of `struct _fpx_sw_bytes` in signal frames ("XSFP"). */
 export const FP_XSTATE_MAGIC1 = 0x46505853;
-/** Offset of `struct _fpx_sw_bytes` in the legacy area. */
+/** Offset of the software-usable bytes (XCR0, or `_fpx_sw_bytes`) in the legacy area. */
 export const SW_BYTES_OFFSET = 464;
 /** Offset of the XSAVE header. */
 export const XSAVE_HEADER_OFFSET = 512;
@@ -57,7 +58,7 @@ export interface XstateInfo {
   xfeatures: bigint;
   /** Components that are not in their initial state. */
   xstateBv: bigint;
-  /** Size of the xstate in bytes (the kernel's xstate_size). */
+  /** Size of the xstate in bytes. */
   xstateSize: number;
 }
 
@@ -71,7 +72,10 @@ export function writeXstate(pid: number, xstate: Buffer): void {
   setRegset(pid, NT.X86_XSTATE, xstate);
 }
 
-/** Decode the software-reserved bytes and the XSAVE header of an xstate buffer. */
+/**
+ * Decode the feature mask and the XSAVE header of an xstate buffer, in the
+ * ptrace format (XCR0 at 464) or the signal-frame format (fx_sw_bytes).
+ */
 export function decodeXstateInfo(xstate: Buffer): XstateInfo {
   if (xstate.length < XSAVE_HEADER_OFFSET + 64) {
     throw new CkptError(
@@ -79,18 +83,23 @@ export function decodeXstateInfo(xstate: Buffer): XstateInfo {
       `xstate buffer is ${xstate.length} bytes, too short for an XSAVE header`,
     );
   }
-  const magic = xstate.readUInt32LE(SW_BYTES_OFFSET);
-  if (magic !== FP_XSTATE_MAGIC1) {
+  const xstateBv = xstate.readBigUInt64LE(XSAVE_HEADER_OFFSET);
+  if (xstate.readUInt32LE(SW_BYTES_OFFSET) === FP_XSTATE_MAGIC1) {
+    return {
+      xfeatures: xstate.readBigUInt64LE(SW_BYTES_OFFSET + 8),
+      xstateSize: xstate.readUInt32LE(SW_BYTES_OFFSET + 16),
+      xstateBv,
+    };
+  }
+  const xfeatures = xstate.readBigUInt64LE(SW_BYTES_OFFSET);
+  // x87 and SSE are always enabled on x86-64: anything else is not xstate.
+  if ((xfeatures & 3n) !== 3n || (xstateBv & ~xfeatures) !== 0n) {
     throw new CkptError(
       'EINVAL',
-      `xstate buffer has no kernel software-reserved bytes (magic 0x${magic.toString(16)}, expected 0x${FP_XSTATE_MAGIC1.toString(16)})`,
+      `xstate buffer has no valid feature mask (XCR0 0x${xfeatures.toString(16)}, XSTATE_BV 0x${xstateBv.toString(16)})`,
     );
   }
-  return {
-    xfeatures: xstate.readBigUInt64LE(SW_BYTES_OFFSET + 8),
-    xstateSize: xstate.readUInt32LE(SW_BYTES_OFFSET + 16),
-    xstateBv: xstate.readBigUInt64LE(XSAVE_HEADER_OFFSET),
-  };
+  return { xfeatures, xstateSize: xstate.length, xstateBv };
 }
 
 /** Names of the components in `mask` ("bit N" for unknown ones). */

@@ -131,6 +131,12 @@ export class CheckpointCtx extends CkptCtx {
 
 /** Context of a restart: reads the image. */
 export class RestartCtx extends CkptCtx {
+  /**
+   * Where fds that led outside the checkpointed tree are reconnected:
+   * saved fd number → fd of the restarting process.
+   */
+  inheritFds: ReadonlyMap<number, number> = new Map();
+
   constructor(
     readonly reader: ImageReader,
     opts: CtxOptions,

@@ -11,6 +11,7 @@ import {
   stringRecord,
   tailRecord,
 } from './codec/core-records.js';
+import { taskRecord, treeRecord } from './engine/records.js';
 import { definePlugin } from './registry.js';
 
 /** The plugin that declares core's records. Always registered first. */

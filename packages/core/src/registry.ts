@@ -5,10 +5,11 @@
  * handlers. Core imports no subsystem: the CLI (or a library user) builds a
  * {@link Registry} from the plugins it wants.
  */
+import type { ArchSupport } from './arch.js';
 import type { RecordKind } from './codec/record.js';
 import type { CheckpointCtx, RestartCtx } from './context.js';
 import { CkptError } from './errors.js';
-import type { CheckpointTask, FileInfo, RestartTask, VmaInfo } from './task.js';
+import type { CheckpointTask, FileInfo, RestartTask, SavedVma, VmaInfo } from './task.js';
 
 /**
  * How to save, recreate and count the users of one type of shared object
@@ -81,8 +82,15 @@ export interface VmaHandler {
   /** Number stored in VMA records to pick the restore handler. */
   readonly id: number;
   match(vma: VmaInfo): boolean;
-  checkpoint(ctx: CheckpointCtx, task: CheckpointTask, vma: VmaInfo): void;
-  restore(ctx: RestartCtx, task: RestartTask): void;
+  /** Describe the region (and how many pages follow) for the VMA record. */
+  describe(task: CheckpointTask, vma: VmaInfo): SavedVma;
+  /** Which pages of the region to save (runs of present pages). */
+  pages(task: CheckpointTask, vma: VmaInfo): { start: bigint; pages: number }[];
+  /**
+   * Recreate the region in `task`. Its pages are written afterwards; a
+   * returned function runs after that (e.g. to drop a temporary PROT_WRITE).
+   */
+  restore(ctx: RestartCtx, task: RestartTask, vma: SavedVma): void | (() => void);
 }
 
 /** What a plugin contributes. Every part is optional. */
@@ -94,6 +102,8 @@ export interface CkptPlugin {
   readonly phases?: readonly TaskPhase[];
   readonly files?: readonly FileHandler[];
   readonly vmas?: readonly VmaHandler[];
+  /** An architecture this plugin supports (arch packages only). */
+  readonly arch?: ArchSupport;
 }
 
 /** Identity helper that type-checks a plugin declaration. */
@@ -118,6 +128,7 @@ export class Registry {
   private readonly phaseList: { phase: TaskPhase; plugin: string; seq: number }[] = [];
   private readonly fileList: { handler: FileHandler; plugin: string }[] = [];
   private readonly vmaList: { handler: VmaHandler; plugin: string }[] = [];
+  private readonly archs = new Map<number, { arch: ArchSupport; plugin: string }>();
 
   constructor(plugins: readonly CkptPlugin[] = []) {
     for (const p of plugins) this.use(p);
@@ -150,6 +161,7 @@ export class Registry {
     }
     for (const handler of plugin.files ?? []) this.fileList.push({ handler, plugin: by });
     for (const handler of plugin.vmas ?? []) this.vmaList.push({ handler, plugin: by });
+    if (plugin.arch) this.archs.set(plugin.arch.archId, { arch: plugin.arch, plugin: by });
     this.pluginList.push(plugin);
     return this;
   }
@@ -194,6 +206,10 @@ export class Registry {
       }
       once(`ph:${phase.name}`, `task phase '${phase.name}'`);
     }
+    if (plugin.arch) {
+      const prev = this.archs.get(plugin.arch.archId);
+      if (prev) duplicate(`arch ${plugin.arch.machine}`, by, prev.plugin);
+    }
     for (const [list, label, mine] of [
       [this.fileList, 'file handler', plugin.files ?? []],
       [this.vmaList, 'VMA handler', plugin.vmas ?? []],
@@ -210,6 +226,11 @@ export class Registry {
   /** Registered plugins, in registration order. */
   get plugins(): readonly CkptPlugin[] {
     return this.pluginList;
+  }
+
+  /** The arch support registered for `archId`, if any. */
+  arch(archId: number): ArchSupport | undefined {
+    return this.archs.get(archId)?.arch;
   }
 
   /** The record kind registered for `type`, if any. */

@@ -38,6 +38,17 @@ function encodeIovecs(ranges: readonly MemRange[]): Buffer {
   return buf;
 }
 
+// A partial transfer stops at the first byte that is not mapped (or not
+// writable): find its address from the count transferred.
+function stopAddress(ranges: readonly MemRange[], transferred: number): bigint {
+  let left = transferred;
+  for (const r of ranges) {
+    if (left < r.length) return r.addr + BigInt(left);
+    left -= r.length;
+  }
+  return 0n;
+}
+
 function transfer(write: boolean, pid: number, ranges: readonly MemRange[], local: Buffer): void {
   const total = ranges.reduce((n, r) => n + r.length, 0);
   if (local.length < total) {
@@ -68,13 +79,10 @@ function transfer(write: boolean, pid: number, ranges: readonly MemRange[], loca
       );
     }
     if (got < want) {
-      // Partial transfers stop at the first range that is not (fully) mapped.
-      let done = got;
-      const bad = batch.find((r) => (done -= r.length) < 0) ?? batch[0];
-      const at = bad ? bad.addr : 0n;
+      const at = stopAddress(batch, got);
       throw new CkptError(
         'EFAULT',
-        `${write ? 'writing' : 'reading'} memory of pid ${pid} stopped in the range at 0x${at.toString(16)} (${got} of ${want} bytes transferred; unmapped or protected?)`,
+        `${write ? 'writing' : 'reading'} memory of pid ${pid} stopped at 0x${at.toString(16)} (${got} of ${want} bytes transferred; unmapped or protected?)`,
         { pid, address: at, syscall: name },
       );
     }

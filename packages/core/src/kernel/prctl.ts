@@ -81,7 +81,9 @@ export function encodePrctlMmMap(m: PrctlMmMap): Buffer {
     m.envEnd,
     m.auxv,
   ];
-  words.forEach((w, i) => buf.writeBigUInt64LE(BigInt.asUintN(64, w), i * 8));
+  words.forEach((w, i) => {
+    buf.writeBigUInt64LE(BigInt.asUintN(64, w), i * 8);
+  });
   buf.writeUInt32LE(m.auxvSize, 96);
   buf.writeUInt32LE(m.exeFd >>> 0, 100);
   return buf;

@@ -3,7 +3,9 @@ import {
   BufferSink,
   BufferSource,
   CheckpointCtx,
+  type CheckpointTask,
   type CkptPlugin,
+  type FileInfo,
   corePlugin,
   definePlugin,
   defineRecord,
@@ -12,6 +14,7 @@ import {
   makeHeader,
   Registry,
   RestartCtx,
+  type RestartTask,
   readHeader,
   u32,
   writeHeader,
@@ -19,7 +22,19 @@ import {
 import { type EventCounter, eventCountPlugin, world } from '../fixtures/eventcount-plugin.js';
 
 const noop = () => {};
+// This plugin's phases only use pid and data; the kernel-facing parts of a
+// task are exercised by the live tests.
+const ckptTask = (pid: number) => ({ pid, data: new Map() }) as unknown as CheckpointTask;
+const rstTask = (pid: number) => ({ pid, savedPid: pid, data: new Map() }) as unknown as RestartTask;
 const phase = (name: string, order: number) => ({ name, order, checkpoint: noop, restore: noop });
+const vma = (kind: string, id: number) => ({
+  kind,
+  id,
+  match: () => false,
+  describe: () => ({ start: 0n, end: 0n, prot: 0, flags: 0, pgoff: 0n, path: '', kind: id, nrPages: 0 }),
+  pages: () => [],
+  restore: noop,
+});
 
 describe('Registry', () => {
   it('orders task phases by order, then registration', () => {
@@ -38,7 +53,7 @@ describe('Registry', () => {
       objects: [{ name: 'thing', id: 1, checkpoint: noop, restore: () => 0 }],
       phases: [phase('p', 1)],
       files: [{ kind: 'weird', id: 1, match: () => false, checkpoint: noop, restore: () => 0 }],
-      vmas: [{ kind: 'odd', id: 1, match: () => false, checkpoint: noop, restore: noop }],
+      vmas: [vma('odd', 1)],
     });
     const cases: [CkptPlugin, RegExp][] = [
       [base, /plugin base is registered twice/],
@@ -63,7 +78,7 @@ describe('Registry', () => {
       [
         {
           name: 'x7',
-          vmas: [{ kind: 'new', id: 1, match: () => true, checkpoint: noop, restore: noop }],
+          vmas: [vma('new', 1)],
         },
         /VMA handler 'new' \(id 1\)/,
       ],
@@ -92,7 +107,7 @@ describe('Registry', () => {
           {
             kind: 'pipe',
             id: 2,
-            match: (f) => f.target.startsWith('pipe:'),
+            match: (f) => f.target.kind === 'pipe',
             checkpoint: noop,
             restore: () => 0,
           },
@@ -100,18 +115,9 @@ describe('Registry', () => {
         ],
       }),
     ]);
-    const file = {
-      pid: 1,
-      fd: 3,
-      target: 'pipe:[5]',
-      flags: 0,
-      pos: 0n,
-      mode: 0,
-      dev: 0n,
-      ino: 5n,
-    };
+    const file = { pid: 1, fd: 3, target: { kind: 'pipe', text: 'pipe:[5]', inode: 5 } } as FileInfo;
     expect(r.fileHandlerFor(file)?.kind).toBe('pipe');
-    expect(r.fileHandlerFor({ ...file, target: '/x' })?.kind).toBe('any');
+    expect(r.fileHandlerFor({ ...file, target: { kind: 'path', text: '/x', path: '/x' } })?.kind).toBe('any');
     expect(r.fileHandlerById(2)?.kind).toBe('pipe');
   });
 });
@@ -130,7 +136,7 @@ describe('a third-party plugin, registered from outside core', () => {
     const ckpt = new CheckpointCtx(writer, { registry });
     writeHeader(writer, makeHeader({ archId: 1, nsig: 64 }));
     for (const pid of [100, 101, 102]) {
-      for (const p of registry.phases()) p.checkpoint(ckpt, { pid, data: new Map() });
+      for (const p of registry.phases()) p.checkpoint(ckpt, ckptTask(pid));
     }
     writer.finish();
     // Shared counter written once: 2 counters, 3 task references, 2 objref records.
@@ -147,7 +153,7 @@ describe('a third-party plugin, registered from outside core', () => {
     const rst = new RestartCtx(reader, { registry });
     readHeader(reader);
     for (const pid of [100, 101, 102]) {
-      for (const p of registry.phases()) p.restore(rst, { pid, savedPid: pid, data: new Map() });
+      for (const p of registry.phases()) p.restore(rst, rstTask(pid));
     }
     expect(reader.next()).toBeNull();
     expect(world.get(100)).toEqual({ name: 'ticks', value: 41n });
@@ -166,7 +172,7 @@ describe('a third-party plugin, registered from outside core', () => {
     const rst = new RestartCtx(reader, { registry });
     readHeader(reader);
     expect(() =>
-      registry.phases()[0]!.restore(rst, { pid: 1, savedPid: 1, data: new Map() }),
+      registry.phases()[0]!.restore(rst, rstTask(1)),
     ).toThrow(/objref 9 \(eventcount\) is referenced but was never defined/);
   });
 });

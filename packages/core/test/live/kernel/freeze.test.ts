@@ -14,7 +14,7 @@ import {
   unfreezeTask,
 } from '../../../src/kernel/index.js';
 import { readStat, readStatus } from '../../../src/proc/index.js';
-import { compileC, killStarted, sleep, track, waitUntil } from './support.js';
+import { compileC, freshPath, killStarted, sleep, track, waitUntil } from './support.js';
 
 // A counter in a file tells whether the target is really running.
 const COUNTER = `
@@ -56,7 +56,7 @@ describe('freeze', () => {
   });
 
   it('keeps counting after a freeze and resume', async () => {
-    const out = `/tmp/ckpt-counter-${process.pid}`;
+    const out = freshPath('counter');
     const bin = compileC('counter', COUNTER);
     const pid = track(spawnProcess([bin, out]));
     const read = () => {

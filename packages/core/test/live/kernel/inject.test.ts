@@ -35,7 +35,9 @@ const x86: SyscallConvention = {
     r.writeBigUInt64LE(BigInt(nr), R.rax);
     r.writeBigInt64LE(-1n, R.orig_rax);
     r.writeBigUInt64LE(r.readBigUInt64LE(R.eflags) & ~0x500n, R.eflags);
-    ARGS.forEach((off, i) => r.writeBigUInt64LE(args[i] ?? 0n, off));
+    ARGS.forEach((off, i) => {
+      r.writeBigUInt64LE(args[i] ?? 0n, off);
+    });
   },
   getReturn: (r) => r.readBigInt64LE(R.rax),
 };

@@ -13,7 +13,7 @@ import {
   writeMemory,
   writeRanges,
 } from '../../../src/kernel/index.js';
-import { compileC, killStarted, track, waitUntil } from './support.js';
+import { compileC, freshPath, killStarted, track, waitUntil } from './support.js';
 
 // Publishes the addresses of a writable buffer and a read-only page; on
 // SIGUSR1 writes the sum of the buffer and the first word of the read-only
@@ -55,7 +55,7 @@ int main(int argc, char **argv) {
 function startTarget(
   sizeMb: number,
 ): Promise<{ pid: number; buf: bigint; ro: bigint; out: string }> {
-  const out = `/tmp/ckpt-mem-${process.pid}-${sizeMb}`;
+  const out = freshPath('mem');
   const bin = compileC(`memtarget${sizeMb}`, TARGET, [`-DSIZE_MB=${sizeMb}`]);
   const pid = track(spawnProcess([bin, out]));
   const parse = () => {

@@ -38,6 +38,14 @@ export function compileC(name: string, source: string, flags: string[] = []): st
   return bin;
 }
 
+let tmpCount = 0;
+
+/** A fresh path (nothing there yet) for a file a test program writes. */
+export function freshPath(name: string): string {
+  tmpCount += 1;
+  return join(tmpdir(), `ckpt-${name}-${process.pid}-${tmpCount}`);
+}
+
 const started = new Set<number>();
 
 /** Remember `pid` so {@link killStarted} kills it. Returns `pid`. */

@@ -10,6 +10,7 @@ import { spawnProcess } from '../../../src/kernel/index.js';
 import { readStat, readStatus } from '../../../src/proc/index.js';
 import {
   compileC,
+  freshPath,
   killStarted,
   sleep,
   track,
@@ -58,7 +59,7 @@ describe('tracer death', () => {
 
   for (const stage of ['seized', 'interrupted', 'frozen']) {
     it(`the target keeps running when the tracer is SIGKILLed (${stage})`, async () => {
-      const out = `/tmp/ckpt-tracer-death-${process.pid}-${stage}`;
+      const out = freshPath('tracer-death');
       const counter = () => Number(readFileSync(out, 'utf8') || '-1');
       const pid = track(spawnProcess([compileC('counter2', COUNTER), out]));
       await waitUntil(() => {

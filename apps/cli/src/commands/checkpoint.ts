@@ -1,0 +1,60 @@
+/** `ckpt checkpoint`: save a live process into an image. */
+import { checkpoint, FdSink, type LeaveMode } from '@ckpt/core';
+import { printJson, UsageError } from '../output.js';
+import { terminalProgress } from '../progress.js';
+import type { Command } from './command.js';
+
+export const checkpointCommand: Command = {
+  name: 'checkpoint',
+  summary: 'save a running process into an image',
+  usage: 'ckpt checkpoint PID -o FILE|- [--leave-running|--kill|--leave-stopped] [--json]',
+  help: `Freezes process PID, writes its whole state (memory, registers, open files,
+signal state, credentials) to FILE ('-' for standard output), then lets it
+continue (--leave-running, the default), kills it (--kill) or leaves it
+stopped (--leave-stopped). If the checkpoint fails, the process is left
+running as it was and the image ends with an error record.`,
+  options: {
+    output: { type: 'string', short: 'o', description: 'image file, or - for standard output' },
+    'leave-running': { type: 'boolean', description: 'let the process continue (default)' },
+    kill: { type: 'boolean', description: 'kill the process once the image is complete' },
+    'leave-stopped': { type: 'boolean', description: 'leave the process stopped (SIGSTOP)' },
+  },
+  run({ positionals, values, registry }) {
+    const pidArg = positionals[0];
+    if (!pidArg || positionals.length > 1 || !values.output) throw new Error('usage');
+    const pid = Number(pidArg);
+    if (!Number.isInteger(pid) || pid <= 0) throw new UsageError(`'${pidArg}' is not a pid`);
+    const modes = (['leave-running', 'kill', 'leave-stopped'] as const).filter((m) => values[m]);
+    if (modes.length > 1) throw new UsageError(`choose one of --${modes.join(', --')}`);
+    const leave: LeaveMode = modes[0] === 'kill' ? 'kill' : modes[0] === 'leave-stopped' ? 'stopped' : 'running';
+    const output = String(values.output);
+    if (output === '-' && process.stdout.isTTY) {
+      throw new UsageError('refusing to write an image to a terminal; redirect standard output or use -o FILE');
+    }
+    const sink = FdSink.open(output);
+    const t0 = performance.now();
+    try {
+      const r = checkpoint({ pid, output: sink, registry, leave, progress: terminalProgress() });
+      const summary = {
+        ok: true,
+        pids: r.pids,
+        image: output,
+        bytes: r.bytes,
+        records: r.records,
+        pages: r.pages,
+        leave,
+        durationMs: Math.round(performance.now() - t0),
+        phasesMs: Object.fromEntries(Object.entries(r.durations).map(([k, v]) => [k, Math.round(v * 10) / 10])),
+      };
+      if (values.json) printJson(summary);
+      else if (output !== '-') {
+        process.stderr.write(
+          `checkpointed pid ${r.pids.join(', ')}: ${r.pages} pages, ${(r.bytes / 2 ** 20).toFixed(1)} MiB in ${summary.durationMs} ms -> ${output}\n`,
+        );
+      }
+    } finally {
+      sink.close();
+    }
+    return 0;
+  },
+};

@@ -1,0 +1,79 @@
+/** `ArchSupport` for x86-64: what core's engine needs from this package. */
+import { type ArchHeader, ArchId, type ArchSupport, type SyscallName } from '@ckpt/core';
+import { x86_64Stub } from './stub.js';
+import { NR, x86_64Syscalls } from './syscall.js';
+import { assertXstateCompatible, decodeXstateInfo, readXstate } from './xstate.js';
+
+/** x86-64 numbers of every syscall core and the subsystems inject. */
+export const X86_64_SYSCALLS: Readonly<Record<SyscallName, number>> = {
+  read: NR.read,
+  write: NR.write,
+  close: NR.close,
+  lseek: NR.lseek,
+  brk: NR.brk,
+  mmap: NR.mmap,
+  mprotect: NR.mprotect,
+  munmap: NR.munmap,
+  mremap: NR.mremap,
+  madvise: NR.madvise,
+  openat: NR.openat,
+  dup3: NR.dup3,
+  fcntl: NR.fcntl,
+  ioctl: NR.ioctl,
+  chdir: 80,
+  fchdir: 81,
+  chroot: 161,
+  umask: 95,
+  getpid: NR.getpid,
+  kill: NR.kill,
+  setpgid: NR.setpgid,
+  getpgid: NR.getpgid,
+  setsid: NR.setsid,
+  getsid: NR.getsid,
+  setgroups: 116,
+  setresuid: 117,
+  setresgid: 119,
+  setfsuid: 122,
+  setfsgid: 123,
+  capget: 125,
+  capset: 126,
+  prctl: NR.prctl,
+  arch_prctl: NR.arch_prctl,
+  personality: NR.personality,
+  rt_sigaction: NR.rt_sigaction,
+  rt_sigprocmask: NR.rt_sigprocmask,
+  sigaltstack: NR.sigaltstack,
+  rt_sigqueueinfo: NR.rt_sigqueueinfo,
+  rt_tgsigqueueinfo: NR.rt_tgsigqueueinfo,
+  set_tid_address: NR.set_tid_address,
+  set_robust_list: NR.set_robust_list,
+  get_robust_list: 274,
+  prlimit64: NR.prlimit64,
+  pidfd_open: NR.pidfd_open,
+  pidfd_getfd: 438,
+  clone3: NR.clone3,
+  exit_group: NR.exit_group,
+};
+
+/** This CPU's xstate features and size, read from a stopped task's xstate. */
+function xstateOf(pid: number) {
+  return decodeXstateInfo(readXstate(pid));
+}
+
+/** x86-64 support for the engine. */
+export const x86_64Arch: ArchSupport = {
+  archId: ArchId.X86_64,
+  machine: 'x86_64',
+  // _NSIG on x86: signals 1..64.
+  nsig: 64,
+  convention: x86_64Syscalls,
+  syscalls: X86_64_SYSCALLS,
+  headerArch(pid: number): ArchHeader {
+    const info = xstateOf(pid);
+    return { features: info.xfeatures, xstateSize: info.xstateSize, data: Buffer.alloc(0) };
+  },
+  checkHeaderArch(h: ArchHeader, pid: number): void {
+    assertXstateCompatible(h.features, xstateOf(pid).xfeatures);
+  },
+  stub: x86_64Stub,
+};

@@ -1,0 +1,61 @@
+/**
+ * The CPU state of an x86-64 task: general registers (with fs/gs base),
+ * the whole xstate area (x87, SSE, AVX, AVX-512, …) and the debug
+ * registers, saved and restored by one phase that runs last on restart.
+ */
+import { array, defineRecord, fixed, type TaskPhase, u64, bytes, CkptError } from '@ckpt/core';
+import { readDebugRegs, writeDebugRegs } from './debugregs.js';
+import { decodeRegs, encodeRegs, USER_REGS_SIZE } from './regs.js';
+import { resumeRegs } from './restart.js';
+import { decodeXstateInfo, readXstate, writeXstate } from './xstate.js';
+
+/** Record type of the x86-64 CPU state (arch range 201–299). */
+export const CPU_X86_64_RECORD = 201;
+
+export const cpuRecord = defineRecord(
+  CPU_X86_64_RECORD,
+  'cpu_x86_64',
+  'x86-64 registers, xstate, debug registers',
+  {
+    /** `struct user_regs_struct` as PTRACE_GETREGSET NT_PRSTATUS returns it. */
+    regs: fixed(USER_REGS_SIZE),
+    /** The NT_X86_XSTATE area (XSAVE layout with the kernel's software bytes). */
+    xstate: bytes(1 << 16),
+    /** DR0–DR3, DR6, DR7. */
+    debug: array(u64('hex'), 6),
+  },
+);
+
+const DEBUG_NAMES = ['dr0', 'dr1', 'dr2', 'dr3', 'dr6', 'dr7'] as const;
+
+/** Saves and restores the CPU state; order 1000 so it is restored last. */
+export const cpuPhase: TaskPhase = {
+  name: 'cpu',
+  order: 1000,
+  checkpoint(ctx, task) {
+    const dr = readDebugRegs(task.pid);
+    ctx.write(cpuRecord, {
+      regs: task.regs,
+      xstate: readXstate(task.pid),
+      debug: DEBUG_NAMES.map((n) => dr[n]),
+    });
+  },
+  restore(ctx, task) {
+    const rec = ctx.read(cpuRecord);
+    // Load the image's xstate into a buffer of this kernel's layout.
+    const current = readXstate(task.pid);
+    const saved = decodeXstateInfo(rec.xstate);
+    const here = decodeXstateInfo(current);
+    if (saved.xstateSize > current.length || (saved.xfeatures & ~here.xfeatures) !== 0n) {
+      throw new CkptError(
+        'ENOTSUP',
+        `pid ${task.savedPid}: saved xstate (${saved.xstateSize} bytes, features 0x${saved.xfeatures.toString(16)}) does not fit this CPU (${here.xstateSize} bytes, 0x${here.xfeatures.toString(16)})`,
+        { pid: task.savedPid },
+      );
+    }
+    writeXstate(task.pid, rec.xstate.subarray(0, Math.min(rec.xstate.length, current.length)));
+    const debug = Object.fromEntries(DEBUG_NAMES.map((n, i) => [n, rec.debug[i] ?? 0n]));
+    writeDebugRegs(task.pid, debug as Record<(typeof DEBUG_NAMES)[number], bigint>);
+    task.finalRegs = encodeRegs(resumeRegs(decodeRegs(rec.regs)).regs);
+  },
+};

@@ -1,0 +1,103 @@
+/**
+ * What core needs from an architecture package. An arch plugin provides one
+ * `ArchSupport` (see `CkptPlugin.arch`); the engine picks the one matching
+ * the machine it runs on, and refuses images of another arch up front.
+ */
+import type { SyscallConvention } from './kernel/convention.js';
+
+/**
+ * The system calls subsystems run inside tasks, by name; each arch maps
+ * them to its numbers.
+ */
+export type SyscallName =
+  | 'read'
+  | 'write'
+  | 'close'
+  | 'lseek'
+  | 'brk'
+  | 'mmap'
+  | 'mprotect'
+  | 'munmap'
+  | 'mremap'
+  | 'madvise'
+  | 'openat'
+  | 'dup3'
+  | 'fcntl'
+  | 'ioctl'
+  | 'chdir'
+  | 'fchdir'
+  | 'chroot'
+  | 'umask'
+  | 'getpid'
+  | 'kill'
+  | 'setpgid'
+  | 'getpgid'
+  | 'setsid'
+  | 'getsid'
+  | 'setgroups'
+  | 'setresuid'
+  | 'setresgid'
+  | 'setfsuid'
+  | 'setfsgid'
+  | 'capget'
+  | 'capset'
+  | 'prctl'
+  | 'arch_prctl'
+  | 'personality'
+  | 'rt_sigaction'
+  | 'rt_sigprocmask'
+  | 'sigaltstack'
+  | 'rt_sigqueueinfo'
+  | 'rt_tgsigqueueinfo'
+  | 'set_tid_address'
+  | 'set_robust_list'
+  | 'get_robust_list'
+  | 'prlimit64'
+  | 'pidfd_open'
+  | 'pidfd_getfd'
+  | 'clone3'
+  | 'exit_group';
+
+/** Arch header values of an image. */
+export interface ArchHeader {
+  /** Arch-defined feature mask (XCR0 on x86). */
+  features: bigint;
+  /** Arch-defined size of the extended register area. */
+  xstateSize: number;
+  data: Buffer;
+}
+
+/**
+ * A tiny static executable that only waits (a `pause()` loop). Restart
+ * spawns it and clones every restored task out of it, so each new task
+ * starts from a known, minimal address space.
+ */
+export interface StubProgram {
+  /** The ELF file image. */
+  elf: Buffer;
+  /** Address of a syscall instruction inside it. */
+  syscallAddr: bigint;
+  /** A writable area inside it for syscall arguments. */
+  scratchAddr: bigint;
+  scratchSize: number;
+}
+
+/** An architecture as the engine sees it. */
+export interface ArchSupport {
+  /** `ArchId` value stored in image headers. */
+  readonly archId: number;
+  /** `os.machine()` name, e.g. `x86_64`. */
+  readonly machine: string;
+  /** Number of signals (`_NSIG`), saved in the header. */
+  readonly nsig: number;
+  readonly convention: SyscallConvention;
+  readonly syscalls: Readonly<Record<SyscallName, number>>;
+  /** The arch header of an image taken on this machine; `pid` is any task ckpt holds stopped. */
+  headerArch(pid: number): ArchHeader;
+  /**
+   * Throw a clear error when this machine cannot restore an image with
+   * arch header `h`; `pid` is any task ckpt holds stopped (for CPU probes).
+   */
+  checkHeaderArch(h: ArchHeader, pid: number): void;
+  readonly stub: StubProgram;
+}

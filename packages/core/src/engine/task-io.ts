@@ -1,0 +1,61 @@
+/**
+ * Small helpers for subsystems that run syscalls inside a task and need to
+ * pass it strings or structs through the task's scratch area.
+ */
+import { CkptError } from '../errors.js';
+import type { TaskMemory, TaskSyscalls } from '../task.js';
+
+const AT_FDCWD = -100;
+
+/** What the helpers need of a task (both checkpoint and restart tasks have it). */
+export interface TaskAccess {
+  readonly pid: number;
+  readonly sys: TaskSyscalls;
+  readonly mem: TaskMemory;
+}
+
+/**
+ * Copy `parts` into the task's scratch area, each 8-byte aligned, and
+ * return their addresses in order.
+ */
+export function stage(task: TaskAccess, parts: readonly Buffer[]): bigint[] {
+  let size = 0;
+  const offsets = parts.map((p) => {
+    const at = size;
+    size += (p.length + 7) & ~7;
+    return at;
+  });
+  const base = task.sys.scratch(Math.max(size, 8));
+  const all = Buffer.alloc(size);
+  parts.forEach((p, i) => p.copy(all, offsets[i]));
+  if (size > 0) task.mem.write(base, all);
+  return offsets.map((o) => base + BigInt(o));
+}
+
+/** A NUL-terminated C string. */
+export function cString(s: string): Buffer {
+  return Buffer.concat([Buffer.from(s, 'utf8'), Buffer.alloc(1)]);
+}
+
+/**
+ * Open `path` inside the task (relative paths against its cwd) and return
+ * the new fd; a failure names the pid and path.
+ */
+export function openInTask(task: TaskAccess, path: string, flags: number, mode = 0): number {
+  const [addr] = stage(task, [cString(path)]);
+  const r = task.sys.call('openat', [AT_FDCWD, addr!, flags, mode]);
+  if (r < 0n && r > -4096n) {
+    throw new CkptError('ESYS', `cannot open ${path} in pid ${task.pid}: errno ${-r}`, {
+      pid: task.pid,
+      path,
+      syscall: 'openat',
+      errno: Number(-r),
+    });
+  }
+  return Number(r);
+}
+
+/** Close `fd` inside the task, ignoring errors. */
+export function closeInTask(task: TaskAccess, fd: number): void {
+  task.sys.call('close', [fd]);
+}

@@ -1,0 +1,227 @@
+/**
+ * The memory phase: the whole address space of a task. Checkpoint writes the
+ * layout (mm record), then each VMA with its pages. Restart empties the new
+ * task's address space, moves this kernel's vdso/vvar to the saved
+ * addresses, recreates every VMA, writes the pages, and installs brk, the
+ * arg/env areas, auxv and the exe file with prctl(PR_SET_MM_MAP).
+ */
+import {
+  type CheckpointCtx,
+  type CheckpointTask,
+  CkptError,
+  closeInTask,
+  encodePrctlMmMap,
+  openInTask,
+  PR,
+  PR_SET_MM,
+  PRCTL_MM_MAP_SIZE,
+  type RestartCtx,
+  type RestartTask,
+  readAuxv,
+  readExe,
+  readMaps,
+  readSmaps,
+  stage,
+  type TaskPhase,
+  type VmaHandler,
+  type VmaInfo,
+} from '@ckpt/core';
+import { countPages, dumpPages, type PageRun, restorePages } from './pages.js';
+import { mmRecord, VmaKind, vmaRecord } from './records.js';
+import { unsupported } from './vmas.js';
+
+const O_RDONLY_CLOEXEC = 0o2000000;
+const MREMAP_MAYMOVE = 1;
+const MREMAP_FIXED = 2;
+const PROT_NONE = 0;
+const MAP_PRIVATE_ANON = 0x22;
+
+const SPECIAL_KINDS: Record<string, number> = {
+  vdso: VmaKind.VDSO,
+  vvar: VmaKind.VVAR,
+  vvar_vclock: VmaKind.VVAR_VCLOCK,
+};
+
+interface PlannedVma {
+  vma: VmaInfo;
+  handler: VmaHandler;
+  runs: PageRun[];
+}
+
+function plan(ctx: CheckpointCtx, task: CheckpointTask): PlannedVma[] {
+  const own = task.ownMappings;
+  const out: PlannedVma[] = [];
+  for (const vma of readSmaps(task.pid)) {
+    // [vsyscall] is fixed by the kernel above user space; ckpt's scratch
+    // area is not the task's.
+    if (vma.kind === 'vsyscall') continue;
+    if (own.some((m) => vma.start >= m.start && vma.end <= m.end)) continue;
+    const handler = ctx.registry.vmaHandlerFor(vma);
+    if (!handler) throw unsupported(task, vma);
+    out.push({ vma, handler, runs: handler.pages(task, vma) });
+  }
+  return out;
+}
+
+function checkpointMm(ctx: CheckpointCtx, task: CheckpointTask): void {
+  const vmas = plan(ctx, task);
+  const st = task.stat;
+  const brk = task.sys.check('brk', [0], 'reading brk');
+  const auxv = readAuxv(task.pid).flatMap((e) => [BigInt(e.type), e.value]);
+  ctx.write(mmRecord, {
+    startCode: st.startcode,
+    endCode: st.endcode,
+    startData: st.startData,
+    endData: st.endData,
+    startBrk: st.startBrk,
+    brk,
+    startStack: st.startstack,
+    argStart: st.argStart,
+    argEnd: st.argEnd,
+    envStart: st.envStart,
+    envEnd: st.envEnd,
+    auxv,
+    exe: readExe(task.pid),
+    layout: vmas.map((p) => ({ start: p.vma.start, end: p.vma.end, kind: p.handler.id })),
+  });
+  const total = vmas.reduce((n, p) => n + countPages(p.runs), 0);
+  ctx.progress.start(`memory of pid ${task.pid}`, ctx.stats.pages + total);
+  for (const p of vmas) {
+    ctx.write(vmaRecord, { ...p.handler.describe(task, p.vma), nrPages: countPages(p.runs) });
+    dumpPages(ctx, task.mem, p.runs);
+  }
+  ctx.progress.end();
+}
+
+/** Unmap everything the new task inherited from the stub, keeping what restart needs. */
+function clearAddressSpace(task: RestartTask): Map<number, { start: bigint; end: bigint }> {
+  const specials = new Map<number, { start: bigint; end: bigint }>();
+  for (const m of readMaps(task.pid)) {
+    const special = SPECIAL_KINDS[m.kind];
+    if (special !== undefined) {
+      specials.set(special, { start: m.start, end: m.end });
+      continue;
+    }
+    if (m.kind === 'vsyscall') continue;
+    if (m.start >= task.restorer.start && m.end <= task.restorer.end) continue;
+    task.sys.check('munmap', [m.start, m.end - m.start], 'emptying the address space');
+  }
+  return specials;
+}
+
+/**
+ * Move this kernel's vdso/vvar pages to where the image had them, through a
+ * temporary area so that moves cannot collide with each other.
+ */
+function placeSpecials(
+  task: RestartTask,
+  current: Map<number, { start: bigint; end: bigint }>,
+  wanted: readonly { start: bigint; end: bigint; kind: number }[],
+): void {
+  const moves: { from: { start: bigint; end: bigint }; to: bigint; size: bigint }[] = [];
+  for (const [kind, from] of current) {
+    const to = wanted.find((w) => w.kind === kind);
+    const size = from.end - from.start;
+    if (!to) {
+      task.sys.check('munmap', [from.start, size], 'removing an unused vdso area');
+      continue;
+    }
+    if (to.end - to.start !== size) {
+      throw new CkptError(
+        'ENOTSUP',
+        `pid ${task.savedPid}: this kernel's ${kindName(kind)} is ${size} bytes, the image's ${to.end - to.start}; restart on the kernel the image was taken on`,
+        { pid: task.savedPid },
+      );
+    }
+    moves.push({ from, to: to.start, size });
+  }
+  for (const w of wanted) {
+    if (!current.has(w.kind)) {
+      throw new CkptError('ENOTSUP', `pid ${task.savedPid}: the image has a ${kindName(w.kind)} but this kernel gives none`, {
+        pid: task.savedPid,
+      });
+    }
+  }
+  if (moves.length === 0) return;
+  const total = moves.reduce((n, m) => n + m.size, 0n);
+  let tmp = task.sys.check('mmap', [0, total, PROT_NONE, MAP_PRIVATE_ANON, -1, 0], 'reserving a temporary area');
+  const parked = moves.map((m) => {
+    const at = tmp;
+    tmp += m.size;
+    task.sys.check('mremap', [m.from.start, m.size, m.size, MREMAP_MAYMOVE | MREMAP_FIXED, at], 'moving the vdso');
+    return at;
+  });
+  moves.forEach((m, i) => {
+    task.sys.check('mremap', [parked[i]!, m.size, m.size, MREMAP_MAYMOVE | MREMAP_FIXED, m.to], 'placing the vdso');
+  });
+}
+
+function kindName(kind: number): string {
+  return Object.entries(SPECIAL_KINDS).find(([, k]) => k === kind)?.[0] ?? `kind ${kind}`;
+}
+
+function restoreMm(ctx: RestartCtx, task: RestartTask): void {
+  const mm = ctx.read(mmRecord);
+  task.keepRestorerClear(mm.layout);
+  const specials = clearAddressSpace(task);
+  placeSpecials(
+    task,
+    specials,
+    mm.layout.filter((l) => l.kind === VmaKind.VDSO || l.kind === VmaKind.VVAR || l.kind === VmaKind.VVAR_VCLOCK),
+  );
+  const total = mm.layout.length;
+  ctx.progress.start(`memory of pid ${task.savedPid}`, 0);
+  for (let i = 0; i < total; i++) {
+    const vma = ctx.read(vmaRecord);
+    const handler = ctx.registry.vmaHandlerById(vma.kind);
+    if (!handler) {
+      throw new CkptError('EBADREC', `VMA record of unknown kind ${vma.kind} (missing plugin?)`, {
+        recordType: vmaRecord.type,
+        offset: ctx.reader.offset,
+      });
+    }
+    const after = handler.restore(ctx, task, vma);
+    restorePages(ctx, task.mem, vma.nrPages, vma);
+    after?.();
+  }
+  ctx.progress.end();
+  setMmMap(task, mm);
+}
+
+function setMmMap(task: RestartTask, mm: ReturnType<typeof mmRecord.decode>): void {
+  const exeFd = openInTask(task, mm.exe, O_RDONLY_CLOEXEC);
+  try {
+    const auxv = Buffer.alloc(mm.auxv.length * 8);
+    mm.auxv.forEach((v, i) => auxv.writeBigUInt64LE(v, i * 8));
+    const [auxvAddr] = stage(task, [auxv]);
+    const map = encodePrctlMmMap({
+      startCode: mm.startCode,
+      endCode: mm.endCode,
+      startData: mm.startData,
+      endData: mm.endData,
+      startBrk: mm.startBrk,
+      brk: mm.brk,
+      startStack: mm.startStack,
+      argStart: mm.argStart,
+      argEnd: mm.argEnd,
+      envStart: mm.envStart,
+      envEnd: mm.envEnd,
+      auxv: auxvAddr!,
+      auxvSize: auxv.length,
+      exeFd,
+    });
+    // The auxv stays staged first in the scratch area; the map goes after it.
+    const [, mapAddr] = stage(task, [auxv, map]);
+    task.sys.check('prctl', [PR.SET_MM, PR_SET_MM.MAP, mapAddr!, PRCTL_MM_MAP_SIZE, 0], 'prctl(PR_SET_MM_MAP)');
+  } finally {
+    closeInTask(task, exeFd);
+  }
+}
+
+/** The memory phase (order 200: after credentials are read, before files). */
+export const mmPhase: TaskPhase = {
+  name: 'mm',
+  order: 200,
+  checkpoint: checkpointMm,
+  restore: restoreMm,
+};

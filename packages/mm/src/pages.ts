@@ -1,0 +1,135 @@
+/**
+ * Page contents: streamed in chunks of at most {@link CHUNK_PAGES} pages,
+ * each a `pgarr` record (the addresses) and a raw `buffer` record (the
+ * bytes), read from and written to the task through /proc/PID/mem. Only one
+ * chunk is ever held in memory.
+ */
+import {
+  bufferRecord,
+  type CheckpointCtx,
+  CkptError,
+  PAGE_SIZE,
+  type RestartCtx,
+  type TaskMemory,
+} from '@ckpt/core';
+import { pgarrRecord } from './records.js';
+
+/** Pages per chunk: 4 MiB of data, 8 KiB of addresses. */
+export const CHUNK_PAGES = 1024;
+const PAGE = BigInt(PAGE_SIZE);
+
+/** Contiguous page runs, as pagemap gives them. */
+export interface PageRun {
+  start: bigint;
+  pages: number;
+}
+
+/** Total pages in `runs`. */
+export function countPages(runs: readonly PageRun[]): number {
+  let n = 0;
+  for (const r of runs) n += r.pages;
+  return n;
+}
+
+// One buffer per process: chunks are written out before the next is read.
+let chunkBuffer: Buffer | undefined;
+function chunk(): Buffer {
+  chunkBuffer ??= Buffer.allocUnsafe(CHUNK_PAGES * PAGE_SIZE);
+  return chunkBuffer;
+}
+
+/** Split runs into chunks of at most CHUNK_PAGES pages. */
+function* chunks(runs: readonly PageRun[]): Generator<PageRun[]> {
+  let out: PageRun[] = [];
+  let n = 0;
+  for (const run of runs) {
+    let start = run.start;
+    let left = run.pages;
+    while (left > 0) {
+      const take = Math.min(left, CHUNK_PAGES - n);
+      out.push({ start, pages: take });
+      n += take;
+      left -= take;
+      start += BigInt(take) * PAGE;
+      if (n === CHUNK_PAGES) {
+        yield out;
+        out = [];
+        n = 0;
+      }
+    }
+  }
+  if (n > 0) yield out;
+}
+
+/** Write the pages of `runs`, read from `mem`, as pgarr + buffer chunks. */
+export function dumpPages(ctx: CheckpointCtx, mem: TaskMemory, runs: readonly PageRun[]): void {
+  const buf = chunk();
+  for (const part of chunks(runs)) {
+    const addrs: bigint[] = [];
+    let off = 0;
+    for (const run of part) {
+      const bytes = run.pages * PAGE_SIZE;
+      mem.readInto(run.start, buf.subarray(off, off + bytes));
+      off += bytes;
+      for (let i = 0; i < run.pages; i++) addrs.push(run.start + BigInt(i) * PAGE);
+    }
+    ctx.write(pgarrRecord, { addrs });
+    ctx.writer.writeRaw(bufferRecord, buf.subarray(0, off));
+    ctx.stats.pages += addrs.length;
+    ctx.progress.update(ctx.stats.pages);
+  }
+}
+
+/**
+ * Read `nrPages` pages of chunks and write them into `mem`; every address
+ * must lie in [start, end).
+ */
+export function restorePages(
+  ctx: RestartCtx,
+  mem: TaskMemory,
+  nrPages: number,
+  range: { start: bigint; end: bigint },
+): void {
+  const buf = chunk();
+  let left = nrPages;
+  while (left > 0) {
+    const { addrs } = ctx.read(pgarrRecord);
+    if (addrs.length === 0 || addrs.length > left || addrs.length > CHUNK_PAGES) {
+      throw new CkptError('EBADREC', `page chunk of ${addrs.length} pages where ${left} remain for this region`, {
+        offset: ctx.reader.offset,
+      });
+    }
+    const h = ctx.nextRecord();
+    const size = ctx.reader.rawSize(h, bufferRecord);
+    if (size !== addrs.length * PAGE_SIZE) {
+      throw new CkptError('EBADREC', `page data of ${size} bytes for ${addrs.length} pages`, {
+        offset: h.offset,
+        recordType: h.type,
+      });
+    }
+    ctx.reader.rawRead(h, buf, 0, size);
+    ctx.reader.skip(h);
+    // Write runs of consecutive addresses with one call each.
+    let i = 0;
+    while (i < addrs.length) {
+      const start = addrs[i]!;
+      if (start < range.start || start + PAGE > range.end || start % PAGE !== 0n) {
+        throw new CkptError('EBADREC', `page at 0x${start.toString(16)} lies outside its region`, {
+          offset: h.offset,
+        });
+      }
+      let j = i + 1;
+      while (j < addrs.length && addrs[j] === start + BigInt(j - i) * PAGE) j++;
+      if (addrs[j - 1]! + PAGE > range.end) {
+        throw new CkptError('EBADREC', `pages up to 0x${addrs[j - 1]!.toString(16)} run past their region`, {
+          offset: h.offset,
+        });
+      }
+      mem.write(start, buf.subarray(i * PAGE_SIZE, j * PAGE_SIZE));
+      i = j;
+    }
+    left -= addrs.length;
+    ctx.stats.pages += addrs.length;
+    ctx.progress.update(ctx.stats.pages);
+  }
+}

@@ -1,0 +1,65 @@
+/** The memory subsystem's records (401–449). */
+import { array, defineRecord, RecordType, str, struct, u32, u64 } from '@ckpt/core';
+
+/** Ids of the VMA kinds (the `kind` field of VMA records). */
+export const VmaKind = {
+  ANON_PRIVATE: 1,
+  FILE_PRIVATE: 2,
+  ANON_SHARED: 3,
+  FILE_SHARED: 4,
+  VDSO: 5,
+  VVAR: 6,
+  VVAR_VCLOCK: 7,
+} as const;
+
+/** Printable names of {@link VmaKind}. */
+export const VMA_KIND_NAMES: Record<number, string> = {
+  1: 'anon-private',
+  2: 'file-private',
+  3: 'anon-shared',
+  4: 'file-shared',
+  5: 'vdso',
+  6: 'vvar',
+  7: 'vvar_vclock',
+};
+
+/** The address-space layout of a task, before its VMAs. */
+export const mmRecord = defineRecord(RecordType.MM, 'mm', 'address space layout', {
+  startCode: u64('hex'),
+  endCode: u64('hex'),
+  startData: u64('hex'),
+  endData: u64('hex'),
+  startBrk: u64('hex'),
+  brk: u64('hex'),
+  startStack: u64('hex'),
+  argStart: u64('hex'),
+  argEnd: u64('hex'),
+  envStart: u64('hex'),
+  envEnd: u64('hex'),
+  /** The auxiliary vector as saved by the kernel (type, value pairs). */
+  auxv: array(u64('hex'), 512),
+  /** /proc/PID/exe. */
+  exe: str(4096),
+  /** Every VMA's range and kind, so restart can plan before reading them. */
+  layout: array(struct({ start: u64('hex'), end: u64('hex'), kind: u32('dec', VMA_KIND_NAMES) }), 1 << 20),
+});
+
+/** One memory region; its pages follow in `pgarr` + `buffer` chunks. */
+export const vmaRecord = defineRecord(RecordType.VMA, 'vma', 'memory region', {
+  start: u64('hex'),
+  end: u64('hex'),
+  prot: u32('hex'),
+  flags: u32('hex'),
+  pgoff: u64('hex'),
+  path: str(4096),
+  kind: u32('dec', VMA_KIND_NAMES),
+  nrPages: u32(),
+});
+
+/**
+ * A chunk of pages: their addresses; the contents follow in one `buffer`
+ * record (count × page size bytes), as the seed's `ckpt_hdr_pgarr`.
+ */
+export const pgarrRecord = defineRecord(RecordType.PGARR, 'pgarr', 'addresses of a chunk of pages', {
+  addrs: array(u64('hex'), 1 << 16),
+});

@@ -1,0 +1,198 @@
+/**
+ * The VMA kinds ckpt knows, each with both directions side by side: how
+ * it is described and which pages are saved at checkpoint, and how it is
+ * recreated at restart. Pages themselves are streamed by the mm phase.
+ */
+import {
+  type CheckpointTask,
+  CkptError,
+  closeInTask,
+  openInTask,
+  type RestartTask,
+  readPageRuns,
+  type SavedVma,
+  type VmaHandler,
+  type VmaInfo,
+} from '@ckpt/core';
+import { VmaKind } from './records.js';
+
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+export const PROT_EXEC = 4;
+const MAP_SHARED = 0x01;
+const MAP_PRIVATE = 0x02;
+const MAP_FIXED = 0x10;
+const MAP_ANONYMOUS = 0x20;
+const MAP_GROWSDOWN = 0x100;
+const O_RDONLY = 0;
+const O_RDWR = 2;
+const O_CLOEXEC = 0o2000000;
+
+/** PROT_* bits of a maps entry. */
+export function protOf(vma: VmaInfo): number {
+  return (vma.read ? PROT_READ : 0) | (vma.write ? PROT_WRITE : 0) | (vma.exec ? PROT_EXEC : 0);
+}
+
+function mapFlags(vma: VmaInfo): number {
+  return (vma.shared ? MAP_SHARED : MAP_PRIVATE) | (vma.vmFlags.has('gd') ? MAP_GROWSDOWN : 0);
+}
+
+function describe(vma: VmaInfo, kind: number, path = ''): SavedVma {
+  return {
+    start: vma.start,
+    end: vma.end,
+    prot: protOf(vma),
+    flags: mapFlags(vma),
+    pgoff: vma.offset,
+    path,
+    kind,
+    nrPages: 0,
+  };
+}
+
+/** Page runs of `vma`, minus the ranges ckpt itself mapped in the task. */
+function presentPages(task: CheckpointTask, vma: VmaInfo, excludeFilePages: boolean) {
+  const runs = readPageRuns(task.pid, vma.start, vma.end, { excludeFilePages });
+  if (task.ownMappings.length === 0) return runs;
+  return runs.filter((r) => !task.ownMappings.some((m) => r.start >= m.start && r.start < m.end));
+}
+
+function mmap(task: RestartTask, vma: SavedVma, prot: number, flags: number, fd = -1): void {
+  const len = vma.end - vma.start;
+  const r = task.sys.check(
+    'mmap',
+    [vma.start, len, prot, flags | MAP_FIXED, fd, vma.pgoff],
+    `mapping 0x${vma.start.toString(16)}-0x${vma.end.toString(16)}${vma.path ? ` (${vma.path})` : ''}`,
+  );
+  if (r !== vma.start) {
+    throw new CkptError('EFAULT', `pid ${task.savedPid}: region 0x${vma.start.toString(16)} was mapped at 0x${r.toString(16)}`, {
+      pid: task.savedPid,
+      address: vma.start,
+    });
+  }
+}
+
+/** A shared mapping whose pages are written must be writable while they are. */
+function writableWhileFilled(task: RestartTask, vma: SavedVma): { prot: number; after?: () => void } {
+  if (vma.nrPages === 0 || vma.prot & PROT_WRITE) return { prot: vma.prot };
+  return {
+    prot: vma.prot | PROT_WRITE,
+    after: () => {
+      task.sys.check('mprotect', [vma.start, vma.end - vma.start, vma.prot], 'restoring protection');
+    },
+  };
+}
+
+const isAnonKind = (v: VmaInfo) => v.kind === 'anon' || v.kind === 'heap' || v.kind === 'stack';
+/** Shared anonymous memory shows as "/dev/zero (deleted)" in maps. */
+const isShmemAnon = (v: VmaInfo) => v.shared && v.deleted && v.pathname === '/dev/zero';
+
+/** Private anonymous memory: heap, stacks, malloc arenas, PROT_NONE guards. */
+export const anonPrivate: VmaHandler = {
+  kind: 'anon-private',
+  id: VmaKind.ANON_PRIVATE,
+  match: (v) => !v.shared && isAnonKind(v),
+  describe: (_task, v) => describe(v, VmaKind.ANON_PRIVATE),
+  // The shared zero page counts as a file page: skipping those skips
+  // pages that were only ever read, which restart gives back as zeros.
+  pages: (task, v) => presentPages(task, v, true),
+  restore(_ctx, task, vma) {
+    // Pages are written through /proc/PID/mem, which may write any page of
+    // a private mapping: map with the final protection straight away.
+    mmap(task, vma, vma.prot, (vma.flags & MAP_GROWSDOWN) | MAP_PRIVATE | MAP_ANONYMOUS);
+  },
+};
+
+/** Private file mappings: text, data, relro; pages that differ from the file are saved. */
+export const filePrivate: VmaHandler = {
+  kind: 'file-private',
+  id: VmaKind.FILE_PRIVATE,
+  match: (v) => !v.shared && v.kind === 'file' && !v.deleted,
+  describe: (_task, v) => describe(v, VmaKind.FILE_PRIVATE, v.pathname),
+  pages: (task, v) => presentPages(task, v, true),
+  restore(_ctx, task, vma) {
+    const fd = openInTask(task, vma.path, O_RDONLY | O_CLOEXEC);
+    try {
+      mmap(task, vma, vma.prot, (vma.flags & MAP_GROWSDOWN) | MAP_PRIVATE, fd);
+    } finally {
+      closeInTask(task, fd);
+    }
+  },
+};
+
+/** Shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS). */
+export const anonShared: VmaHandler = {
+  kind: 'anon-shared',
+  id: VmaKind.ANON_SHARED,
+  match: isShmemAnon,
+  describe: (_task, v) => describe(v, VmaKind.ANON_SHARED),
+  pages: (task, v) => presentPages(task, v, false),
+  restore(_ctx, task, vma) {
+    const { prot, after } = writableWhileFilled(task, vma);
+    mmap(task, vma, prot, MAP_SHARED | MAP_ANONYMOUS);
+    return after;
+  },
+};
+
+/** Shared file mappings: the contents live in the file. */
+export const fileShared: VmaHandler = {
+  kind: 'file-shared',
+  id: VmaKind.FILE_SHARED,
+  match: (v) => v.shared && v.kind === 'file' && !v.deleted,
+  describe: (_task, v) => describe(v, VmaKind.FILE_SHARED, v.pathname),
+  pages: () => [],
+  restore(_ctx, task, vma) {
+    const fd = openInTask(task, vma.path, (vma.prot & PROT_WRITE ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    try {
+      mmap(task, vma, vma.prot, MAP_SHARED, fd);
+    } finally {
+      closeInTask(task, fd);
+    }
+  },
+};
+
+/**
+ * The kernel's own mappings. They carry no pages: restart moves this
+ * kernel's copies to the saved addresses before any region is mapped.
+ */
+function special(kind: 'vdso' | 'vvar' | 'vvar_vclock', id: number): VmaHandler {
+  return {
+    kind,
+    id,
+    match: (v) => v.kind === kind,
+    describe: (_task, v) => describe(v, id),
+    pages: () => [],
+    restore: () => undefined,
+  };
+}
+
+export const vdso = special('vdso', VmaKind.VDSO);
+export const vvar = special('vvar', VmaKind.VVAR);
+export const vvarVclock = special('vvar_vclock', VmaKind.VVAR_VCLOCK);
+
+/** Every VMA handler of this package, in match order. */
+export const vmaHandlers: readonly VmaHandler[] = [
+  vdso,
+  vvar,
+  vvarVclock,
+  anonShared,
+  anonPrivate,
+  filePrivate,
+  fileShared,
+];
+
+/** Explain why a region has no handler. */
+export function unsupported(task: CheckpointTask, v: VmaInfo): CkptError {
+  const what = v.deleted
+    ? `maps a deleted file (${v.pathname})`
+    : v.pathname.startsWith('/SYSV')
+      ? 'is SysV shared memory'
+      : v.pathname.startsWith('/memfd:')
+        ? `is a memfd (${v.pathname})`
+        : `is of an unsupported kind (${v.kind}${v.pathname ? `, ${v.pathname}` : ''})`;
+  return new CkptError(
+    'ENOTSUP',
+    `pid ${task.pid}: memory region 0x${v.start.toString(16)}-0x${v.end.toString(16)} ${what}; ckpt cannot checkpoint it yet`,
+    { pid: task.pid, address: v.start, path: v.pathname || undefined },
+  );
+}
