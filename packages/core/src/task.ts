@@ -75,6 +75,12 @@ export interface RestartTask {
    * the engine loads them after everything else.
    */
   finalRegs: Buffer | undefined;
+  /**
+   * Blocked-signal mask the task resumes with, set by the signals phase.
+   * Every signal stays blocked while the task is restored (a delivered
+   * signal would break syscall injection); the engine applies this last.
+   */
+  finalSigmask: bigint | undefined;
 }
 
 /** An open file descriptor of a checkpointed task, as /proc shows it. */
@@ -96,6 +102,8 @@ export interface SavedVma {
   flags: number;
   /** Offset in the mapped file. */
   pgoff: bigint;
+  /** madvise state (`MadvBits` of @ckpt/mm: dontfork, dontdump, …). */
+  madv: number;
   /** Mapped file, if any. */
   path: string;
   /** Id of the `VmaHandler` that restores it. */

@@ -18,6 +18,7 @@ import {
   type RestartCtx,
   type RestartTask,
   readAuxv,
+  type SavedVma,
   readExe,
   readMaps,
   readSmaps,
@@ -28,7 +29,7 @@ import {
 } from '@ckpt/core';
 import { countPages, dumpPages, type PageRun, restorePages } from './pages.js';
 import { mmRecord, VmaKind, vmaRecord } from './records.js';
-import { unsupported } from './vmas.js';
+import { markKeepApart, restoreMadvise, unsupported } from './vmas.js';
 
 const O_RDONLY_CLOEXEC = 0o2000000;
 const MREMAP_MAYMOVE = 1;
@@ -45,6 +46,7 @@ const SPECIAL_KINDS: Record<string, number> = {
 interface PlannedVma {
   vma: VmaInfo;
   handler: VmaHandler;
+  saved: SavedVma;
   runs: PageRun[];
 }
 
@@ -58,8 +60,10 @@ function plan(ctx: CheckpointCtx, task: CheckpointTask): PlannedVma[] {
     if (own.some((m) => vma.start >= m.start && vma.end <= m.end)) continue;
     const handler = ctx.registry.vmaHandlerFor(vma);
     if (!handler) throw unsupported(task, vma);
-    out.push({ vma, handler, runs: handler.pages(task, vma) });
+    const runs = handler.pages(task, vma);
+    out.push({ vma, handler, runs, saved: { ...handler.describe(task, vma), nrPages: countPages(runs) } });
   }
+  markKeepApart(out);
   return out;
 }
 
@@ -87,7 +91,7 @@ function checkpointMm(ctx: CheckpointCtx, task: CheckpointTask): void {
   const total = vmas.reduce((n, p) => n + countPages(p.runs), 0);
   ctx.progress.start(`memory of pid ${task.pid}`, ctx.stats.pages + total);
   for (const p of vmas) {
-    ctx.write(vmaRecord, { ...p.handler.describe(task, p.vma), nrPages: countPages(p.runs) });
+    ctx.write(vmaRecord, p.saved);
     dumpPages(ctx, task.mem, p.runs);
   }
   ctx.progress.end();
@@ -183,6 +187,7 @@ function restoreMm(ctx: RestartCtx, task: RestartTask): void {
     const after = handler.restore(ctx, task, vma);
     restorePages(ctx, task.mem, vma.nrPages, vma);
     after?.();
+    restoreMadvise(task, vma);
   }
   ctx.progress.end();
   setMmMap(task, mm);

@@ -51,6 +51,8 @@ export const vmaRecord = defineRecord(RecordType.VMA, 'vma', 'memory region', {
   prot: u32('hex'),
   flags: u32('hex'),
   pgoff: u64('hex'),
+  /** madvise state, see `MadvBits`. */
+  madv: u32('hex'),
   path: str(4096),
   kind: u32('dec', VMA_KIND_NAMES),
   nrPages: u32(),

@@ -7,6 +7,7 @@ import {
   type CheckpointTask,
   CkptError,
   closeInTask,
+  mapsFilePath,
   openInTask,
   type RestartTask,
   readPageRuns,
@@ -16,6 +17,7 @@ import {
 } from '@ckpt/core';
 import { VmaKind } from './records.js';
 
+export const PROT_NONE = 0;
 export const PROT_READ = 1;
 export const PROT_WRITE = 2;
 export const PROT_EXEC = 4;
@@ -24,6 +26,43 @@ const MAP_PRIVATE = 0x02;
 const MAP_FIXED = 0x10;
 const MAP_ANONYMOUS = 0x20;
 const MAP_GROWSDOWN = 0x100;
+/**
+ * ckpt's own bit in a VMA record's flags (not a MAP_* value): the region
+ * must stay a separate VMA from an identical neighbour. The kernel merges
+ * adjacent anonymous regions with equal flags unless they have different
+ * anon_vmas, which only their history gave them.
+ */
+export const VMA_KEEP_APART = 0x8000_0000;
+const MADV_DONTNEED = 4;
+const MADV_DOFORK = 11;
+
+/**
+ * madvise state kept per VMA: smaps VmFlags letters, the advice that sets
+ * them, and the bit in the VMA record.
+ */
+const MADV_STATE = [
+  { letters: 'dc', advice: 10, bit: 1 }, // MADV_DONTFORK
+  { letters: 'dd', advice: 16, bit: 2 }, // MADV_DONTDUMP
+  { letters: 'wf', advice: 18, bit: 4 }, // MADV_WIPEONFORK
+  { letters: 'hg', advice: 14, bit: 8 }, // MADV_HUGEPAGE
+  { letters: 'nh', advice: 15, bit: 16 }, // MADV_NOHUGEPAGE
+] as const;
+
+function madvOf(vma: VmaInfo): number {
+  let bits = 0;
+  for (const m of MADV_STATE) if (vma.vmFlags.has(m.letters)) bits |= m.bit;
+  return bits;
+}
+
+/** Re-apply the saved madvise state of a restored region. */
+export function restoreMadvise(task: RestartTask, vma: SavedVma): void {
+  for (const m of MADV_STATE) {
+    if (vma.madv & m.bit) {
+      task.sys.check('madvise', [vma.start, vma.end - vma.start, m.advice], `madvise(${m.letters})`);
+    }
+  }
+}
+const PAGE = 4096n;
 const O_RDONLY = 0;
 const O_RDWR = 2;
 const O_CLOEXEC = 0o2000000;
@@ -44,6 +83,7 @@ function describe(vma: VmaInfo, kind: number, path = ''): SavedVma {
     prot: protOf(vma),
     flags: mapFlags(vma),
     pgoff: vma.offset,
+    madv: madvOf(vma),
     path,
     kind,
     nrPages: 0,
@@ -85,7 +125,7 @@ function writableWhileFilled(task: RestartTask, vma: SavedVma): { prot: number; 
 
 const isAnonKind = (v: VmaInfo) => v.kind === 'anon' || v.kind === 'heap' || v.kind === 'stack';
 /** Shared anonymous memory shows as "/dev/zero (deleted)" in maps. */
-const isShmemAnon = (v: VmaInfo) => v.shared && v.deleted && v.pathname === '/dev/zero';
+const isShmemAnon = (v: VmaInfo) => v.shared && v.deleted && mapsFilePath(v) === '/dev/zero';
 
 /** Private anonymous memory: heap, stacks, malloc arenas, PROT_NONE guards. */
 export const anonPrivate: VmaHandler = {
@@ -99,9 +139,46 @@ export const anonPrivate: VmaHandler = {
   restore(_ctx, task, vma) {
     // Pages are written through /proc/PID/mem, which may write any page of
     // a private mapping: map with the final protection straight away.
-    mmap(task, vma, vma.prot, (vma.flags & MAP_GROWSDOWN) | MAP_PRIVATE | MAP_ANONYMOUS);
+    const flags = (vma.flags & MAP_GROWSDOWN) | MAP_PRIVATE | MAP_ANONYMOUS;
+    if (!(vma.flags & VMA_KEEP_APART)) {
+      mmap(task, vma, vma.prot, flags);
+      return;
+    }
+    // Give the region an anon_vma of its own before it can merge. Mapping
+    // it with another protection keeps mmap from merging it; DONTFORK keeps
+    // the page fault from sharing the neighbour's anon_vma (which ignores
+    // protection bits); the fault allocates one. Then everything goes back,
+    // and distinct anon_vmas keep the kernel from merging the two.
+    const len = vma.end - vma.start;
+    mmap(task, vma, vma.prot === PROT_READ ? PROT_NONE : PROT_READ, flags);
+    task.sys.check('madvise', [vma.start, len, MADV_STATE[0].advice], 'separating a region');
+    task.mem.write(vma.start, Buffer.alloc(1));
+    task.sys.check('mprotect', [vma.start, len, vma.prot], 'setting protection');
+    task.sys.check('madvise', [vma.start, len, MADV_DOFORK], 'separating a region');
+    task.sys.check('madvise', [vma.start, PAGE, MADV_DONTNEED], 'dropping the separating page');
   },
 };
+
+/**
+ * Mark private anonymous regions that an identical neighbour would absorb
+ * at restart (see {@link VMA_KEEP_APART}).
+ */
+export function markKeepApart(vmas: readonly { vma: VmaInfo; saved: SavedVma }[]): void {
+  const mergeable = (a: (typeof vmas)[number], b: (typeof vmas)[number]) =>
+    a.saved.kind === VmaKind.ANON_PRIVATE &&
+    b.saved.kind === VmaKind.ANON_PRIVATE &&
+    a.vma.end === b.vma.start &&
+    a.saved.prot === b.saved.prot &&
+    a.saved.flags === b.saved.flags;
+  for (let i = 0; i + 1 < vmas.length; i++) {
+    const a = vmas[i]!;
+    const b = vmas[i + 1]!;
+    if (mergeable(a, b)) {
+      a.saved.flags = (a.saved.flags | VMA_KEEP_APART) >>> 0;
+      b.saved.flags = (b.saved.flags | VMA_KEEP_APART) >>> 0;
+    }
+  }
+}
 
 /** Private file mappings: text, data, relro; pages that differ from the file are saved. */
 export const filePrivate: VmaHandler = {

@@ -31,7 +31,7 @@ const vma = (kind: string, id: number) => ({
   kind,
   id,
   match: () => false,
-  describe: () => ({ start: 0n, end: 0n, prot: 0, flags: 0, pgoff: 0n, path: '', kind: id, nrPages: 0 }),
+  describe: () => ({ start: 0n, end: 0n, prot: 0, flags: 0, pgoff: 0n, madv: 0, path: '', kind: id, nrPages: 0 }),
   pages: () => [],
   restore: noop,
 });

@@ -1,0 +1,86 @@
+/**
+ * A single process through checkpoint --kill and restart -d, checked from
+ * inside (each fixture verifies its own state after restart) and outside.
+ */
+import fs from 'node:fs';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { checkpointKillRestart, ckpt, ckptOk, imagePath } from '../support/ckpt.js';
+import { compileAll, type FixtureHandle, isAlive, sleepSync, startFixture } from '../support/fixtures.js';
+import { requireRoot } from '../support/prereq.js';
+
+const started: FixtureHandle[] = [];
+function start(name: string, args?: string[]): FixtureHandle {
+  const f = startFixture(name, { args });
+  started.push(f);
+  return f;
+}
+
+beforeAll(() => {
+  requireRoot();
+  compileAll();
+});
+
+afterEach(() => {
+  for (const f of started.splice(0)) f.dispose();
+});
+
+describe('a restored process continues with its state intact', () => {
+  for (const name of ['mem_vmas', 'gp_regs', 'fpu_regs']) {
+    it(`${name}: restored with the same pid passes its self-check`, () => {
+      const f = start(name);
+      const maps = fs.readFileSync(`/proc/${f.pid}/maps`, 'utf8');
+      const pid = checkpointKillRestart(f.pid);
+      expect(pid).toBe(f.pid);
+      expect(isAlive(pid)).toBe(true);
+      // The same address space, line for line, apart from the shared
+      // anonymous mapping's inode (a new shmem object).
+      const norm = (s: string) => s.replace(/ \d+\s+\/dev\/zero \(deleted\)/g, ' /dev/zero (deleted)');
+      expect(norm(fs.readFileSync(`/proc/${pid}/maps`, 'utf8'))).toBe(norm(maps));
+      f.go();
+      expect(f.waitResult(60_000)).toMatch(/^PASS/);
+    });
+  }
+
+  it('counter: continues from the checkpointed value', () => {
+    const f = start('counter');
+    while (f.count!() < 3) sleepSync(20);
+    const pid = checkpointKillRestart(f.pid);
+    const atRestart = f.count!();
+    sleepSync(300);
+    expect(isAlive(pid)).toBe(true);
+    const later = f.count!();
+    expect(later).toBeGreaterThan(atRestart);
+    f.go();
+    expect(f.waitResult()).toMatch(/^PASS/);
+  });
+});
+
+describe('failures leave nothing behind', () => {
+  it('restart with the pid taken: clear error, suggestion, nothing left; --no-pids works', () => {
+    const f = start('counter');
+    const img = imagePath();
+    ckptOk(['checkpoint', String(f.pid), '-o', img]); // leave running: the pid stays taken
+    const r = ckpt(['restart', img, '-d']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`pid ${f.pid} is already in use.*--no-pids`));
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    const pid = Number(ckptOk(['restart', img, '-d', '--no-pids']).trim());
+    expect(pid).not.toBe(f.pid);
+    expect(isAlive(pid)).toBe(true);
+    process.kill(pid, 'SIGKILL');
+  });
+
+  it('a corrupted image is refused before anything is created', () => {
+    const f = start('counter');
+    const img = imagePath();
+    ckptOk(['checkpoint', String(f.pid), '-o', img, '--kill']);
+    const data = fs.readFileSync(img);
+    data[data.length - 5000]! ^= 0x40; // inside the page data
+    fs.writeFileSync(img, data);
+    const r = ckpt(['restart', img, '-d']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/checksum mismatch/);
+    sleepSync(50);
+    expect(isAlive(f.pid)).toBe(false);
+  });
+});
