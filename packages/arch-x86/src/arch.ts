@@ -1,5 +1,6 @@
 /** `ArchSupport` for x86-64: what core's engine needs from this package. */
 import { type ArchHeader, ArchId, type ArchSupport, type SyscallName } from '@ckpt/core';
+import { x86ResumeCode } from './resume.js';
 import { x86_64Stub } from './stub.js';
 import { NR, x86_64Syscalls } from './syscall.js';
 import { assertXstateCompatible, decodeXstateInfo, readXstate } from './xstate.js';
@@ -66,7 +67,7 @@ export const x86_64Arch: ArchSupport = {
   machine: 'x86_64',
   // _NSIG on x86: signals 1..64.
   nsig: 64,
-  convention: x86_64Syscalls,
+  convention: { ...x86_64Syscalls, resumeCode: x86ResumeCode },
   syscalls: X86_64_SYSCALLS,
   headerArch(pid: number): ArchHeader {
     const info = xstateOf(pid);

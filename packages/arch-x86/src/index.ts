@@ -10,6 +10,7 @@ export * from './debugregs.js';
 export * from './plugin.js';
 export * from './regs.js';
 export * from './restart.js';
+export * from './resume.js';
 export * from './syscall.js';
 export * from './xstate.js';
 export * from './stub.js';

@@ -17,13 +17,14 @@
  * the sleeps (nanosleep, clock_nanosleep), futex waits with a timeout and
  * poll/ppoll with a timeout:
  * - clock_nanosleep with TIMER_ABSTIME: re-executing it is exact;
- * - nanosleep / relative clock_nanosleep whose `rem` is its `req` (glibc's
- *   sleep() and gnulib's xnanosleep pass the same struct): the kernel wrote
- *   the remaining time there when it was interrupted, so re-executing sleeps
- *   exactly the rest;
- * - anything else: the call returns -EINTR, as if a signal had interrupted
- *   it (the kernel has already stored the remaining time in `rem` if
- *   given). POSIX allows EINTR for all of these, and it is what CRIU does.
+ * - nanosleep / relative clock_nanosleep with a `rem` pointer: the kernel
+ *   wrote the remaining time into *rem when the freeze interrupted it (and
+ *   the memory saved it), so re-executing with the request pointed at `rem`
+ *   sleeps exactly the rest, counted from the restart (linux-cr's relative
+ *   model of restart blocks);
+ * - anything else, including sleeps without `rem`: the call returns -EINTR,
+ *   as if a signal had interrupted it. POSIX allows EINTR for all of these,
+ *   and it is what CRIU does.
  */
 import type { UserRegs } from './regs.js';
 import { NR } from './syscall.js';
@@ -81,8 +82,14 @@ export function resumeRegs(
 ): { regs: UserRegs; action: RestartAction } {
   const state = syscallRestartState(regs);
   if (state.kind === 'none') return { regs: { ...regs }, action: 'none' };
-  const reexecute = (): { regs: UserRegs; action: RestartAction } => ({
-    regs: { ...regs, rax: regs.orig_rax, rip: regs.rip - 2n, orig_rax: 0xffff_ffff_ffff_ffffn },
+  const reexecute = (args: Partial<UserRegs> = {}): { regs: UserRegs; action: RestartAction } => ({
+    regs: {
+      ...regs,
+      ...args,
+      rax: regs.orig_rax,
+      rip: regs.rip - 2n,
+      orig_rax: 0xffff_ffff_ffff_ffffn,
+    },
     action: 'reexecute',
   });
   if (state.code !== ERESTART_RESTARTBLOCK) return reexecute();
@@ -97,19 +104,26 @@ export function resumeRegs(
       action: 'restart-syscall',
     };
   }
-  if (sleepResumesExactly(state.nr, regs)) return reexecute();
+  const sleep = resumeSleep(state.nr, regs);
+  if (sleep) return reexecute(sleep);
   return {
     regs: { ...regs, rax: BigInt.asUintN(64, BigInt(-EINTR)), orig_rax: 0xffff_ffff_ffff_ffffn },
     action: 'eintr',
   };
 }
 
-/** Re-executing this interrupted sleep with its original arguments sleeps exactly the rest. */
-function sleepResumesExactly(nr: number, regs: UserRegs): boolean {
-  if (nr === NR.nanosleep) return regs.rdi === regs.rsi; // nanosleep(req, rem)
+/**
+ * For an interrupted relative sleep that can resume exactly, the argument
+ * registers that make its re-execution sleep the remaining time; undefined
+ * when it cannot (no `rem`, or not a sleep).
+ */
+function resumeSleep(nr: number, regs: UserRegs): Partial<UserRegs> | undefined {
+  // nanosleep(req, rem)
+  if (nr === NR.nanosleep) return regs.rsi === 0n ? undefined : { rdi: regs.rsi };
   if (nr === NR.clock_nanosleep) {
-    // clock_nanosleep(clock, flags, req, rem)
-    return (regs.rsi & TIMER_ABSTIME) !== 0n || regs.rdx === regs.r10;
+    // clock_nanosleep(clock, flags, req, rem); an absolute one is exact as it is.
+    if ((regs.rsi & TIMER_ABSTIME) !== 0n) return {};
+    return regs.r10 === 0n ? undefined : { rdx: regs.r10 };
   }
-  return false;
+  return undefined;
 }

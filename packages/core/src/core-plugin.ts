@@ -13,8 +13,12 @@ import {
 } from './codec/core-records.js';
 import { taskRecord, treeRecord } from './engine/records.js';
 import { definePlugin } from './registry.js';
+import { taskStatePhases, taskStateRecords } from './taskstate/index.js';
 
-/** The plugin that declares core's records. Always registered first. */
+/**
+ * The plugin that declares core's records and the phases of the task state
+ * core owns (comm & co., signals, rlimits). Always registered first.
+ */
 export const corePlugin = definePlugin({
   name: '@ckpt/core',
   records: [
@@ -23,7 +27,11 @@ export const corePlugin = definePlugin({
     bufferRecord,
     stringRecord,
     objrefRecord,
+    treeRecord,
+    taskRecord,
     tailRecord,
     errorRecord,
+    ...taskStateRecords,
   ],
+  phases: taskStatePhases,
 });

@@ -23,6 +23,7 @@ export * from './log.js';
 export * from './objhash.js';
 export * from './proc/index.js';
 export * from './registry.js';
+export * from './taskstate/index.js';
 export type * from './arch.js';
 export type * from './task.js';
 export * from './engine/checkpoint.js';

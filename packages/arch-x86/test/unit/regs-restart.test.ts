@@ -87,15 +87,49 @@ describe('syscall restart rules', () => {
     expect(out).toMatchObject({ rax: neg(4), rip: 0x1002n, orig_rax: NONE });
   });
 
-  it('re-executes sleeps whose remaining time is in their request', () => {
+  it('re-executes relative sleeps for the remaining time the kernel wrote into rem', () => {
     const sleep = (over: Partial<UserRegs>) =>
-      resumeRegs(regs({ rax: neg(ERESTART_RESTARTBLOCK), rip: 0x2002n, ...over })).action;
-    expect(sleep({ orig_rax: 35n, rdi: 0x7000n, rsi: 0x7000n })).toBe('reexecute');
-    expect(sleep({ orig_rax: 35n, rdi: 0x7000n, rsi: 0n })).toBe('eintr');
-    // clock_nanosleep(clock, TIMER_ABSTIME, req, rem): always exact.
-    expect(sleep({ orig_rax: 230n, rsi: 1n, rdx: 0x7000n, r10: 0n })).toBe('reexecute');
-    expect(sleep({ orig_rax: 230n, rsi: 0n, rdx: 0x7000n, r10: 0x7000n })).toBe('reexecute');
-    expect(sleep({ orig_rax: 230n, rsi: 0n, rdx: 0x7000n, r10: 0x7100n })).toBe('eintr');
+      resumeRegs(regs({ rax: neg(ERESTART_RESTARTBLOCK), rip: 0x2002n, ...over }));
+    // nanosleep(req, rem): the request now points at rem.
+    for (const rem of [0x7000n, 0x7100n]) {
+      const { regs: out, action } = sleep({ orig_rax: 35n, rdi: 0x7000n, rsi: rem });
+      expect(action).toBe('reexecute');
+      expect(out).toMatchObject({ rax: 35n, rip: 0x2000n, orig_rax: NONE, rdi: rem, rsi: rem });
+    }
+    // clock_nanosleep(clock, 0, req, rem): req (rdx) points at rem (r10); clock and flags kept.
+    const { regs: out, action } = sleep({
+      orig_rax: 230n,
+      rdi: 1n,
+      rsi: 0n,
+      rdx: 0x7000n,
+      r10: 0x7100n,
+    });
+    expect(action).toBe('reexecute');
+    expect(out).toMatchObject({
+      rax: 230n,
+      rip: 0x2000n,
+      rdi: 1n,
+      rsi: 0n,
+      rdx: 0x7100n,
+      r10: 0x7100n,
+    });
+    // TIMER_ABSTIME: exact as it is, arguments untouched.
+    expect(sleep({ orig_rax: 230n, rsi: 1n, rdx: 0x7000n, r10: 0n }).regs).toMatchObject({
+      rdx: 0x7000n,
+      r10: 0n,
+    });
+  });
+
+  it('interrupts a relative sleep without rem with EINTR', () => {
+    for (const over of [
+      { orig_rax: 35n, rdi: 0x7000n, rsi: 0n },
+      { orig_rax: 230n, rsi: 0n, rdx: 0x7000n, r10: 0n },
+    ]) {
+      const saved = regs({ rax: neg(ERESTART_RESTARTBLOCK), rip: 0x2002n, ...over });
+      const r = resumeRegs(saved);
+      expect(r.action).toBe('eintr');
+      expect(r.regs).toEqual({ ...saved, rax: neg(4), orig_rax: NONE });
+    }
   });
 });
 

@@ -12,6 +12,7 @@ import { CheckpointCtx } from '../context.js';
 import { CkptError, isCkptError } from '../errors.js';
 import { hostArchId, makeHeader, writeHeader } from '../image.js';
 import { freezeTask, unfreezeTask, type FrozenTask } from '../kernel/freeze.js';
+import { findLeftoverParasites } from '../kernel/inject.js';
 import { getRegset, NT } from '../kernel/ptrace.js';
 import type { Logger, Progress } from '../log.js';
 import { collectSubtree, readStat, readStatus, threadsOf } from '../proc/index.js';
@@ -72,7 +73,8 @@ class FrozenCheckpointTask implements CheckpointTask {
     this.regs = getRegset(frozen.pid, NT.PRSTATUS, arch.convention.regsSize);
     this.stat = readStat(frozen.pid);
     this.status = readStatus(frozen.pid);
-    this.sys = new InjectedSyscalls(frozen.pid, arch);
+    // Kill-safe: if ckpt dies mid-call, the task resumes as it was.
+    this.sys = new InjectedSyscalls(frozen.pid, arch, { killSafe: true });
     this.mem = new ProcTaskMemory(frozen.pid);
   }
 
@@ -143,6 +145,7 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
     ctx.timed('freeze', () => {
       for (const pid of tree) tasks.push(new FrozenCheckpointTask(freezeTask(pid), arch));
     });
+    for (const t of tasks) removeLeftovers(t, ctx.log);
     writeHeader(writer, makeHeader({ archId: arch.archId, nsig: arch.nsig, uflags: opts.uflags }));
     headerWritten = true;
     writer.write(headerArchRecord, { archId: arch.archId, ...arch.headerArch(tasks[0]!.pid) });
@@ -206,6 +209,14 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
     pages: ctx.stats.pages,
     durations: ctx.stats.durations,
   };
+}
+
+/** Remove code pages an earlier, killed ckpt left in the task. */
+function removeLeftovers(task: FrozenCheckpointTask, log: Logger): void {
+  for (const r of findLeftoverParasites(task.pid)) {
+    log.info(`pid ${task.pid}: removing ckpt code page left by a killed checkpoint at 0x${r.start.toString(16)}`);
+    task.sys.check('munmap', [r.start, r.end - r.start], 'removing a leftover ckpt code page');
+  }
 }
 
 function annotate(e: unknown, pid: number, phase: string): CkptError {

@@ -13,7 +13,7 @@ import { CkptError, isCkptError } from '../errors.js';
 import { readHeader, runningConstants, validateHeader } from '../image.js';
 import { type FrozenTask, unfreezeTask } from '../kernel/freeze.js';
 import { SyscallInjector } from '../kernel/inject.js';
-import { NT, setRegset } from '../kernel/ptrace.js';
+import { NT, setRegset, setSigmask } from '../kernel/ptrace.js';
 import type { Logger, Progress } from '../log.js';
 import type { Registry } from '../registry.js';
 import type { RestartTask } from '../task.js';
@@ -69,6 +69,7 @@ class RestoringTask implements RestartTask {
   sys: InjectedSyscalls;
   restorer: { start: bigint; end: bigint };
   finalRegs: Buffer | undefined;
+  finalSigmask: bigint | undefined;
 
   constructor(
     readonly frozen: FrozenTask,
@@ -125,7 +126,7 @@ class RestoringTask implements RestartTask {
     this.sys.check('munmap', [old.start, RESTORER_SIZE], 'unmapping the old restorer');
   }
 
-  /** Remove the restorer and load the final registers: the task is ready to run. */
+  /** Remove the restorer, apply the final signal mask and registers: the task is ready to run. */
   finish(): void {
     if (!this.finalRegs) {
       throw new CkptError('EINVAL', `no registers were restored for pid ${this.pid} (missing arch plugin?)`, {
@@ -135,6 +136,8 @@ class RestoringTask implements RestartTask {
     this.sys.check('munmap', [this.restorer.start, RESTORER_SIZE], 'removing the restorer');
     this.sys.close();
     this.mem.close();
+    // Signals stayed blocked while injecting; no syscall runs after this.
+    if (this.finalSigmask !== undefined) setSigmask(this.pid, this.finalSigmask);
     setRegset(this.pid, NT.PRSTATUS, this.finalRegs);
   }
 }

@@ -27,4 +27,11 @@ export interface SyscallConvention {
   setSyscall(regs: Buffer, nr: number, args: readonly bigint[]): void;
   /** The syscall's return value after it ran (negative errno on failure). */
   getReturn(regs: Buffer): bigint;
+  /**
+   * Machine code that, run right after an injected syscall instruction,
+   * puts back every register the injection changed and continues the task
+   * exactly as `saved` would have (syscall restart included). Lets the
+   * injector survive the death of the tracer mid-call.
+   */
+  resumeCode?(saved: Buffer): Buffer;
 }

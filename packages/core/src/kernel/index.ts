@@ -10,7 +10,14 @@ export {
   type UnfreezeMode,
   unfreezeTask,
 } from './freeze.js';
-export { findSyscallInsn, type InjectorOptions, injectSyscall, SyscallInjector } from './inject.js';
+export {
+  findLeftoverParasites,
+  findSyscallInsn,
+  type InjectorOptions,
+  injectSyscall,
+  PARASITE_MAGIC,
+  SyscallInjector,
+} from './inject.js';
 export { KCMP, type KcmpType, kcmp, sameFile } from './kcmp.js';
 export { errnoName } from './libc.js';
 export {

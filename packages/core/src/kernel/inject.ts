@@ -19,7 +19,7 @@ import { CkptError } from '../errors.js';
 import { readMaps } from '../proc/index.js';
 import type { SyscallConvention } from './convention.js';
 import { ProcMem, readRanges } from './memory.js';
-import { getRegset, NT, setRegset, singlestep } from './ptrace.js';
+import { getRegset, NT, PTRACE_O, setOptions, setRegset, singlestep, syscallStep } from './ptrace.js';
 import { waitForStop } from './wait.js';
 
 const SIGTRAP = 5;
@@ -32,6 +32,49 @@ const MAP_ANONYMOUS = 0x20;
 export interface InjectorOptions {
   /** Address of a syscall instruction in the task; otherwise one is found or planted. */
   syscallAddr?: bigint;
+  /**
+   * Run calls from a private code page whose syscall instruction is
+   * followed by the convention's `resumeCode`: if ckpt dies in the middle
+   * of a call (even by SIGKILL), the task resumes exactly where it was
+   * instead of with the injected registers. Used on tasks that must
+   * survive a failed checkpoint unharmed.
+   */
+  killSafe?: boolean;
+  /** PTRACE_O_* options the task was seized with (kept when adding TRACESYSGOOD). */
+  ptraceOptions?: number;
+}
+
+const PROT_EXEC = 4;
+/** Parasite area: one page of code, three of scratch. */
+const PARASITE_PAGES = 4;
+/**
+ * Marks ckpt's code page (last 8 bytes of its first page), so that a page
+ * left behind by a ckpt that was killed can be recognised and removed by
+ * the next checkpoint.
+ */
+export const PARASITE_MAGIC = Buffer.from('CKPTpara', 'latin1');
+
+/**
+ * Code pages a killed ckpt left in `pid` (see {@link PARASITE_MAGIC}): their
+ * start addresses. They are harmless but are not the task's state.
+ */
+export function findLeftoverParasites(pid: number): { start: bigint; end: bigint }[] {
+  const size = BigInt(PARASITE_PAGES * 4096);
+  const found: { start: bigint; end: bigint }[] = [];
+  const candidates = readMaps(pid).filter(
+    (m) => m.read && m.write && m.exec && !m.shared && m.pathname === '' && m.end - m.start === size,
+  );
+  if (candidates.length === 0) return found;
+  const mem = new ProcMem(pid, false);
+  try {
+    for (const m of candidates) {
+      const tail = mem.read(m.start + 4096n - 8n, 8);
+      if (tail.equals(PARASITE_MAGIC)) found.push({ start: m.start, end: m.end });
+    }
+  } finally {
+    mem.close();
+  }
+  return found;
 }
 
 /**
@@ -44,7 +87,12 @@ export class SyscallInjector {
   readonly pid: number;
   private readonly conv: SyscallConvention;
   private readonly saved: Buffer;
-  private readonly syscallAddr: bigint;
+  private syscallAddr: bigint;
+  /** The syscall instruction found in the task (or planted). */
+  private readonly baseAddr: bigint;
+  private readonly killSafe: boolean;
+  /** Address of the kill-safe code page and its scratch, once mapped. */
+  private parasite: bigint | undefined;
   /** Original bytes at `syscallAddr` if we planted the instruction there. */
   private planted: Buffer | undefined;
   private scratchAddr: bigint | undefined;
@@ -62,6 +110,43 @@ export class SyscallInjector {
       this.syscallAddr = conv.getIp(this.saved);
       this.planted = plant(pid, this.syscallAddr, conv.syscallInsn);
     }
+    this.baseAddr = this.syscallAddr;
+    this.killSafe = options.killSafe === true && conv.resumeCode !== undefined;
+    // Syscall stops must be told apart from SIGTRAP signals.
+    if (this.killSafe) setOptions(pid, PTRACE_O.TRACESYSGOOD | (options.ptraceOptions ?? 0));
+  }
+
+  /**
+   * Map the kill-safe code page (one call from the base instruction: the
+   * only unprotected moment) and switch every later call to it.
+   */
+  private setUpParasite(): void {
+    const len = PARASITE_PAGES * 4096;
+    const addr = this.callAt(this.baseAddr, this.conv.nr.mmap, [
+      0,
+      len,
+      PROT_READ | PROT_WRITE | PROT_EXEC,
+      MAP_PRIVATE | MAP_ANONYMOUS,
+      -1,
+      0,
+    ]);
+    if (addr < 0n && addr > -4096n) {
+      throw new CkptError('ESYS', `cannot map ckpt's code page in pid ${this.pid} (errno ${-addr})`, {
+        pid: this.pid,
+        syscall: 'mmap',
+        errno: Number(-addr),
+      });
+    }
+    this.parasite = addr;
+    const code = Buffer.concat([this.conv.syscallInsn, this.conv.resumeCode!(this.saved)]);
+    const mem = new ProcMem(this.pid);
+    try {
+      mem.write(addr, code);
+      mem.write(addr + 4096n - 8n, PARASITE_MAGIC);
+    } finally {
+      mem.close();
+    }
+    this.syscallAddr = addr;
   }
 
   /** Run syscall `nr` with `args` (up to six) in the task; returns the raw result (negative errno on failure). */
@@ -70,24 +155,58 @@ export class SyscallInjector {
       throw new CkptError('EINVAL', `syscall injector for pid ${this.pid} is closed`, {
         pid: this.pid,
       });
+    if (this.killSafe && this.parasite === undefined) this.setUpParasite();
+    return this.callAt(this.syscallAddr, nr, args);
+  }
+
+  private callAt(at: bigint, nr: number, args: readonly (bigint | number)[]): bigint {
     const regs = Buffer.from(this.saved);
     this.conv.setSyscall(
       regs,
       nr,
       args.map((a) => BigInt.asUintN(64, BigInt(a))),
     );
-    this.conv.setIp(regs, this.syscallAddr);
+    this.conv.setIp(regs, at);
     setRegset(this.pid, NT.PRSTATUS, regs);
+    if (this.killSafe) this.runToSyscallExit(nr);
+    else this.stepOverSyscall(nr, at);
+    return this.conv.getReturn(getRegset(this.pid, NT.PRSTATUS, this.conv.regsSize));
+  }
+
+  /**
+   * Single-step over the syscall instruction: one stop, the fastest way.
+   * But a tracer that dies mid-step leaves the trap flag set and the task
+   * dies of SIGTRAP, so kill-safe injection does not use it.
+   */
+  private stepOverSyscall(nr: number, at: bigint): void {
     singlestep(this.pid, 0);
     const st = waitForStop(this.pid);
     if (st.signal !== SIGTRAP) {
       throw new CkptError(
         'EFAULT',
-        `injected syscall ${nr} in pid ${this.pid} stopped with signal ${st.signal} instead of SIGTRAP (bad syscall address 0x${this.syscallAddr.toString(16)}?)`,
+        `injected syscall ${nr} in pid ${this.pid} stopped with signal ${st.signal} instead of SIGTRAP (bad syscall address 0x${at.toString(16)}?)`,
         { pid: this.pid, syscall: `syscall ${nr}` },
       );
     }
-    return this.conv.getReturn(getRegset(this.pid, NT.PRSTATUS, this.conv.regsSize));
+  }
+
+  /**
+   * Run to the syscall-exit stop with PTRACE_SYSCALL (two stops). The
+   * kernel forgets syscall tracing when the tracer goes away, so if ckpt
+   * dies here the task simply returns into the resume code.
+   */
+  private runToSyscallExit(nr: number): void {
+    for (const phase of ['entry', 'exit']) {
+      syscallStep(this.pid, 0);
+      const st = waitForStop(this.pid);
+      if (st.stop !== 'syscall') {
+        throw new CkptError(
+          'EFAULT',
+          `injected syscall ${nr} in pid ${this.pid}: expected its ${phase} stop, got signal ${st.signal} (${st.stop})`,
+          { pid: this.pid, syscall: `syscall ${nr}` },
+        );
+      }
+    }
   }
 
   /** Like {@link call}, but a negative errno becomes an ESYS `CkptError`. */
@@ -109,6 +228,8 @@ export class SyscallInjector {
    * {@link close}). Fill it with `writeMemory`, e.g. to pass a struct.
    */
   scratch(size: number): bigint {
+    if (this.killSafe && this.parasite === undefined) this.setUpParasite();
+    if (this.parasite !== undefined && size <= (PARASITE_PAGES - 1) * 4096) return this.parasite + 4096n;
     if (this.scratchAddr !== undefined && size <= this.scratchSize) return this.scratchAddr;
     this.unmapScratch();
     const len = Math.ceil(size / 4096) * 4096;
@@ -124,6 +245,9 @@ export class SyscallInjector {
 
   /** The scratch mapping while it exists (ckpt's own, not the task's state). */
   get scratchRange(): { start: bigint; end: bigint } | undefined {
+    if (this.parasite !== undefined) {
+      return { start: this.parasite, end: this.parasite + BigInt(PARASITE_PAGES * 4096) };
+    }
     if (this.scratchAddr === undefined) return undefined;
     return { start: this.scratchAddr, end: this.scratchAddr + BigInt(this.scratchSize) };
   }
@@ -132,6 +256,11 @@ export class SyscallInjector {
   close(): void {
     if (this.closed) return;
     this.unmapScratch();
+    if (this.parasite !== undefined) {
+      // Unmapped from the base instruction: the code page cannot unmap itself.
+      this.callAt(this.baseAddr, this.conv.nr.munmap, [this.parasite, PARASITE_PAGES * 4096]);
+      this.parasite = undefined;
+    }
     this.closed = true;
     if (this.planted) {
       const mem = new ProcMem(this.pid);

@@ -1,0 +1,94 @@
+#!/usr/bin/env node
+// `pnpm bench`: checkpoint and restart processes holding 256 MiB and 1 GiB
+// of random, touched memory, with the image in the page cache, and print
+// per size: checkpoint time, frozen time, restart time, image bytes against
+// RSS, and throughput. Times are wall-clock of the real `ckpt` commands
+// (Node start-up included), medians of RUNS runs.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const bin = join(root, 'apps/cli/dist/bin.js');
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const SIZES = (process.env.BENCH_SIZES ?? '256,1024').split(',').map(Number);
+
+if (process.getuid?.() !== 0) {
+  console.error('pnpm bench needs root (it ptraces and restores pids)');
+  process.exit(1);
+}
+if (!existsSync(bin)) {
+  console.error('build first: pnpm run build');
+  process.exit(1);
+}
+const work = mkdtempSync(join(tmpdir(), 'ckpt-bench-'));
+const hog = join(work, 'memhog');
+execFileSync('gcc', ['-O2', '-o', hog, join(root, 'bench/memhog.c')]);
+
+function ckpt(args) {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(process.execPath, [bin, ...args, '--json'], { encoding: 'utf8' });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (r.status !== 0) throw new Error(`ckpt ${args.join(' ')}: ${r.stderr || r.stdout}`);
+  return { ms, json: JSON.parse(r.stdout) };
+}
+
+function startHog(mib) {
+  const pidfile = join(work, `hog-${mib}.pid`);
+  rmSync(pidfile, { force: true });
+  // Through sh so the hog is not our child; it writes its pid once touched.
+  execFileSync('sh', ['-c', `setsid ${hog} ${mib} ${pidfile} </dev/null >/dev/null 2>&1 &`]);
+  const end = Date.now() + 60_000;
+  while (!existsSync(pidfile) || !readFileSync(pidfile, 'utf8').endsWith('\n')) {
+    if (Date.now() > end) throw new Error('memhog did not start');
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+  }
+  return Number(readFileSync(pidfile, 'utf8'));
+}
+
+function rssBytes(pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m[1]) * 1024;
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const rows = [];
+for (const mib of SIZES) {
+  const ck = [];
+  const frozen = [];
+  const rs = [];
+  let bytes = 0;
+  let rss = 0;
+  for (let i = 0; i < RUNS; i++) {
+    const pid = startHog(mib);
+    rss = rssBytes(pid);
+    const img = join(work, `img-${mib}`);
+    const c = ckpt(['checkpoint', String(pid), '-o', img, '--kill']);
+    bytes = statSync(img).size;
+    // Wait until the killed process is gone and its pid free.
+    while (existsSync(`/proc/${pid}`)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    const r = ckpt(['restart', img, '-d']);
+    if (r.json.pid !== pid) throw new Error(`restored pid ${r.json.pid}, expected ${pid}`);
+    process.kill(pid, 'SIGKILL');
+    while (existsSync(`/proc/${pid}`)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    rmSync(img);
+    ck.push(c.ms);
+    frozen.push(c.json.phasesMs.frozen ?? Number.NaN);
+    rs.push(r.ms);
+  }
+  rows.push({
+    size: `${mib} MiB`,
+    checkpoint: `${(median(ck) / 1000).toFixed(3)} s`,
+    frozen: `${(median(frozen) / 1000).toFixed(3)} s`,
+    restart: `${(median(rs) / 1000).toFixed(3)} s`,
+    image: `${(bytes / 2 ** 20).toFixed(1)} MiB`,
+    rss: `${(rss / 2 ** 20).toFixed(1)} MiB`,
+    'image/rss': `${((bytes / rss) * 100).toFixed(2)} %`,
+    'ckpt MB/s': ((rss / 1e6) / (median(ck) / 1000)).toFixed(0),
+    'restart MB/s': ((rss / 1e6) / (median(rs) / 1000)).toFixed(0),
+  });
+}
+rmSync(work, { recursive: true, force: true });
+console.log(`ckpt benchmark — medians of ${RUNS} runs, image in the page cache, wall-clock of the CLI`);
+console.table(rows);

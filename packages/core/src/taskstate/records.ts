@@ -1,0 +1,106 @@
+/**
+ * Records of the task state core owns: the miscellaneous per-task values
+ * (117), resource limits (116), and the signal state (601–603), as
+ * linux-cr's `ckpt_hdr_task_*`, `ckpt_hdr_sighand`, `ckpt_hdr_signal`.
+ */
+import { defineRecord } from '../codec/record.js';
+import { array, bytes, fixed, struct, u32, u64 } from '../codec/schema.js';
+import { RecordType } from '../codec/types.js';
+import { SIGINFO_SIZE } from '../kernel/ptrace.js';
+
+/** Names of the RLIMIT_* resources, by number (include/uapi/asm-generic/resource.h). */
+export const RLIMIT_NAMES = [
+  'RLIMIT_CPU',
+  'RLIMIT_FSIZE',
+  'RLIMIT_DATA',
+  'RLIMIT_STACK',
+  'RLIMIT_CORE',
+  'RLIMIT_RSS',
+  'RLIMIT_NPROC',
+  'RLIMIT_NOFILE',
+  'RLIMIT_MEMLOCK',
+  'RLIMIT_AS',
+  'RLIMIT_LOCKS',
+  'RLIMIT_SIGPENDING',
+  'RLIMIT_MSGQUEUE',
+  'RLIMIT_NICE',
+  'RLIMIT_RTPRIO',
+  'RLIMIT_RTTIME',
+] as const;
+
+/** Per-task values restored by injected prctl & co. at the start of restart. */
+export const taskMiscRecord = defineRecord(
+  RecordType.TASK_MISC,
+  'task_misc',
+  'comm, personality, pdeath signal, clear_child_tid, robust list, timer slack',
+  {
+    /** The name as the kernel holds it (PR_GET_NAME): raw bytes, not necessarily UTF-8. */
+    comm: bytes(15),
+    personality: u32('hex'),
+    /** PR_SET_PDEATHSIG signal, 0 for none. */
+    pdeathSignal: u32(),
+    /** set_tid_address(2) pointer. */
+    clearChildTid: u64('hex'),
+    /** set_robust_list(2) head and length. */
+    robustList: u64('hex'),
+    robustListLen: u64(),
+    timerslackNs: u64(),
+  },
+);
+
+/** One `struct kernel_sigaction` as rt_sigaction(2) exchanges it on x86-64. */
+export const sigactionEntry = struct({
+  handler: u64('hex'),
+  flags: u64('hex'),
+  restorer: u64('hex'),
+  /** Bit n-1 = signal n. */
+  mask: u64('hex'),
+});
+
+/** Every signal's action; entry i is signal i+1 (1..nsig, SIGKILL and SIGSTOP included). */
+export const sighandRecord = defineRecord(
+  RecordType.SIGHAND,
+  'sighand',
+  'signal actions, signals 1..nsig',
+  {
+    actions: array(sigactionEntry, 1024),
+  },
+);
+
+/** The blocked mask and the alternate signal stack. */
+export const signalRecord = defineRecord(
+  RecordType.SIGNAL,
+  'signal',
+  'blocked signals, alternate signal stack',
+  {
+    /** Bit n-1 = signal n. */
+    blocked: u64('hex'),
+    altstackSp: u64('hex'),
+    /** ss_flags as sigaltstack(2) reported them (SS_DISABLE, SS_ONSTACK, SS_AUTODISARM). */
+    altstackFlags: u32('hex'),
+    altstackSize: u64(),
+  },
+);
+
+/** Queued signals, oldest first, as raw 128-byte siginfo. */
+export const sigpendingRecord = defineRecord(
+  RecordType.SIGPENDING,
+  'sigpending',
+  'pending signals (raw siginfo)',
+  {
+    /** The thread's own queue. */
+    thread: array(fixed(SIGINFO_SIZE), 1 << 18),
+    /** The process-wide queue. */
+    shared: array(fixed(SIGINFO_SIZE), 1 << 18),
+  },
+);
+
+/** Soft and hard limit of every RLIMIT_*, in resource-number order. */
+export const rlimitsRecord = defineRecord(
+  RecordType.RLIMITS,
+  'rlimits',
+  'resource limits (RLIMIT_CPU..RLIMIT_RTTIME)',
+  {
+    limits: array(struct({ cur: u64(), max: u64() }), 64),
+  },
+);
