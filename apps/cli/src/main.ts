@@ -4,15 +4,21 @@
  */
 import { parseArgs } from 'node:util';
 import pkg from '../package.json' with { type: 'json' };
-import type { Command, OptionSpec } from './commands/command.js';
+import { checkCommand } from './commands/check.js';
 import { checkpointCommand } from './commands/checkpoint.js';
+import type { Command, OptionSpec } from './commands/command.js';
 import { infoCommand } from './commands/info.js';
 import { restartCommand } from './commands/restart.js';
 import { ExitCode, reportError, UsageError } from './output.js';
 import { loadRegistry } from './plugins.js';
 
 /** Every subcommand, in the order --help lists them. */
-export const commands: readonly Command[] = [checkpointCommand, restartCommand, infoCommand];
+export const commands: readonly Command[] = [
+  checkpointCommand,
+  restartCommand,
+  infoCommand,
+  checkCommand,
+];
 
 const globalOptions: Record<string, OptionSpec> = {
   help: {

@@ -31,3 +31,4 @@ export * from './engine/records.js';
 export * from './engine/restart.js';
 export { isSyscallError } from './engine/syscalls.js';
 export * from './engine/task-io.js';
+export * from './engine/check.js';

@@ -26,10 +26,13 @@ running as it was and the image ends with an error record.`,
     if (!Number.isInteger(pid) || pid <= 0) throw new UsageError(`'${pidArg}' is not a pid`);
     const modes = (['leave-running', 'kill', 'leave-stopped'] as const).filter((m) => values[m]);
     if (modes.length > 1) throw new UsageError(`choose one of --${modes.join(', --')}`);
-    const leave: LeaveMode = modes[0] === 'kill' ? 'kill' : modes[0] === 'leave-stopped' ? 'stopped' : 'running';
+    const leave: LeaveMode =
+      modes[0] === 'kill' ? 'kill' : modes[0] === 'leave-stopped' ? 'stopped' : 'running';
     const output = String(values.output);
     if (output === '-' && process.stdout.isTTY) {
-      throw new UsageError('refusing to write an image to a terminal; redirect standard output or use -o FILE');
+      throw new UsageError(
+        'refusing to write an image to a terminal; redirect standard output or use -o FILE',
+      );
     }
     const sink = FdSink.open(output);
     const t0 = performance.now();
@@ -44,7 +47,9 @@ running as it was and the image ends with an error record.`,
         pages: r.pages,
         leave,
         durationMs: Math.round(performance.now() - t0),
-        phasesMs: Object.fromEntries(Object.entries(r.durations).map(([k, v]) => [k, Math.round(v * 10) / 10])),
+        phasesMs: Object.fromEntries(
+          Object.entries(r.durations).map(([k, v]) => [k, Math.round(v * 10) / 10]),
+        ),
       };
       if (values.json) printJson(summary);
       else if (output !== '-') {

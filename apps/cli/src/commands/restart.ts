@@ -18,7 +18,8 @@ function parseInheritFds(specs: string[]): Map<number, number> {
 export const restartCommand: Command = {
   name: 'restart',
   summary: 'restore a process from an image and let it continue',
-  usage: 'ckpt restart FILE|- [-d] [--pidfile FILE] [--frozen] [--no-pids] [--inherit-fd SAVED:FD] [--json]',
+  usage:
+    'ckpt restart FILE|- [-d] [--pidfile FILE] [--frozen] [--no-pids] [--inherit-fd SAVED:FD] [--json]',
   help: `Recreates the checkpointed process with its original pid, memory,
 registers, files, signal state and credentials, and lets it continue where
 it stopped. Without -d, ckpt waits for it and exits with its exit status
@@ -32,11 +33,19 @@ If anything fails, every process the restart created is killed and one
 error line says why; a pid already in use is reported with a hint to use
 --no-pids, which restores under a new pid.`,
   options: {
-    detach: { type: 'boolean', short: 'd', description: 'return once the process runs; print its pid' },
+    detach: {
+      type: 'boolean',
+      short: 'd',
+      description: 'return once the process runs; print its pid',
+    },
     pidfile: { type: 'string', description: 'write the restored pid to this file' },
     frozen: { type: 'boolean', description: 'leave the restored process stopped' },
     'no-pids': { type: 'boolean', description: 'restore under a new pid' },
-    'inherit-fd': { type: 'string', multiple: true, description: 'SAVED:FD — connect saved external fd to our fd' },
+    'inherit-fd': {
+      type: 'string',
+      multiple: true,
+      description: 'SAVED:FD — connect saved external fd to our fd',
+    },
   },
   run({ positionals, values, registry }) {
     const file = positionals[0];
@@ -59,7 +68,14 @@ error line says why; a pid already in use is reported with a hint to use
     }
     const durationMs = Math.round(performance.now() - t0);
     if (values.pidfile) writeFileSync(String(values.pidfile), `${r.root}\n`);
-    const summary = { ok: true, pid: r.root, pids: r.pids, pages: r.pages, bytes: r.bytes, durationMs };
+    const summary = {
+      ok: true,
+      pid: r.root,
+      pids: r.pids,
+      pages: r.pages,
+      bytes: r.bytes,
+      durationMs,
+    };
     if (values.detach) {
       if (values.json) printJson(summary);
       else process.stdout.write(`${r.root}\n`);

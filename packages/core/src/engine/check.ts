@@ -1,0 +1,177 @@
+/**
+ * `ckpt check`: probe, on the running kernel, every feature ckpt relies
+ * on, by using it for real on a throwaway process (the restore stub).
+ */
+import { readFileSync } from 'node:fs';
+import { release } from 'node:os';
+import type { ArchSupport } from '../arch.js';
+import { isCkptError } from '../errors.js';
+import { unfreezeTask } from '../kernel/freeze.js';
+import { SyscallInjector } from '../kernel/inject.js';
+import { KCMP, kcmp } from '../kernel/kcmp.js';
+import { addressOf } from '../kernel/libc.js';
+import { ProcMem } from '../kernel/memory.js';
+import { pidfdGetfd, pidfdOpen } from '../kernel/pidfd.js';
+import { PR, PR_SET_MM, prctl } from '../kernel/prctl.js';
+import { readMaps, readPageRuns, readStatus } from '../proc/index.js';
+import type { Registry } from '../registry.js';
+import { hostArch } from './checkpoint.js';
+import { TaskFactory } from './mktree.js';
+
+/** One probed feature. */
+export interface FeatureCheck {
+  name: string;
+  /** `required` features must be present for checkpoint/restart to work. */
+  required: boolean;
+  ok: boolean;
+  detail: string;
+}
+
+// Capability bits (linux/capability.h).
+const CAPS: Record<string, number> = {
+  CAP_SYS_ADMIN: 21,
+  CAP_SYS_PTRACE: 19,
+  CAP_SETUID: 7,
+  CAP_SETGID: 6,
+  CAP_SYS_RESOURCE: 24,
+  CAP_CHECKPOINT_RESTORE: 40,
+};
+
+function probe(name: string, required: boolean, fn: () => string): FeatureCheck {
+  try {
+    return { name, required, ok: true, detail: fn() };
+  } catch (e) {
+    return { name, required, ok: false, detail: isCkptError(e) ? e.message : (e as Error).message };
+  }
+}
+
+/**
+ * Probe the kernel features ckpt relies on. Spawns the arch's restore stub
+ * (and clones one task out of it) and kills them before returning.
+ */
+export function checkKernel(registry: Registry): FeatureCheck[] {
+  const out: FeatureCheck[] = [];
+  let arch: ArchSupport | undefined;
+  out.push(
+    probe('architecture', true, () => {
+      arch = hostArch(registry);
+      return `${arch.machine}, kernel ${release()}`;
+    }),
+  );
+  const caps = readStatus(process.pid).capEff;
+  for (const [cap, bit] of Object.entries(CAPS)) {
+    const needed = cap !== 'CAP_SYS_RESOURCE' && cap !== 'CAP_CHECKPOINT_RESTORE';
+    const has = (caps >> BigInt(bit)) & 1n;
+    out.push({
+      name: cap,
+      required: needed,
+      ok: has === 1n,
+      detail: has
+        ? 'held'
+        : cap === 'CAP_SYS_RESOURCE'
+          ? 'not held: rlimits above ckpt’s own hard limits cannot be restored'
+          : 'not held',
+    });
+  }
+  out.push(
+    probe('PR_SET_MM_MAP', true, () => {
+      const size = Buffer.alloc(4);
+      prctl(PR.SET_MM, PR_SET_MM.MAP_SIZE, addressOf(size));
+      return `available (struct prctl_mm_map is ${size.readUInt32LE(0)} bytes)`;
+    }),
+  );
+  out.push(
+    probe('/proc/PID/pagemap', true, () => {
+      const stack = readMaps(process.pid).find((m) => m.kind === 'stack');
+      if (!stack) throw new Error('no stack mapping in /proc/self/maps');
+      const runs = readPageRuns(process.pid, stack.start, stack.end);
+      if (runs.length === 0) throw new Error('pagemap shows no present page');
+      return 'present bits readable';
+    }),
+  );
+  out.push(
+    probe('kcmp', true, () => {
+      kcmp(process.pid, process.pid, KCMP.FILE, 0, 0);
+      return 'available';
+    }),
+  );
+  out.push(
+    probe('pidfd_open / pidfd_getfd', true, () => {
+      const pidfd = pidfdOpen(process.pid);
+      const fd = pidfdGetfd(pidfd, 0, process.pid);
+      readFileSync(`/proc/self/fdinfo/${fd}`);
+      return 'available';
+    }),
+  );
+  out.push(
+    probe('[vvar_vclock]', false, () =>
+      readMaps(process.pid).some((m) => m.kind === 'vvar_vclock')
+        ? 'present (handled as its own mapping)'
+        : 'absent (older kernel layout)',
+    ),
+  );
+  if (arch) out.push(...probeWithStub(arch));
+  return out;
+}
+
+/** Features that need a live tracee: ptrace, injection, memory, clone3. */
+function probeWithStub(arch: ArchSupport): FeatureCheck[] {
+  const out: FeatureCheck[] = [];
+  const factory = new TaskFactory(arch);
+  try {
+    let stub = 0;
+    out.push(
+      probe('ptrace (PTRACE_SEIZE, PTRACE_INTERRUPT)', true, () => {
+        stub = factory.probePid();
+        return `froze pid ${stub}`;
+      }),
+    );
+    if (!stub) return out;
+    out.push(
+      probe('syscall injection', true, () => {
+        const inj = new SyscallInjector(stub, arch.convention, {
+          syscallAddr: arch.stub.syscallAddr,
+        });
+        try {
+          const r = inj.call(arch.syscalls.getpid, []);
+          if (Number(r) !== stub) throw new Error(`getpid() in the stub returned ${r}`);
+        } finally {
+          inj.close();
+        }
+        return 'getpid() ran inside a stopped task';
+      }),
+    );
+    out.push(
+      probe('/proc/PID/mem', true, () => {
+        const mem = new ProcMem(stub);
+        try {
+          const at = arch.stub.scratchAddr;
+          mem.write(at, Buffer.from('ckpt'));
+          if (mem.read(at, 4).toString() !== 'ckpt') throw new Error('read back differs');
+        } finally {
+          mem.close();
+        }
+        return 'read and forced write';
+      }),
+    );
+    out.push(
+      probe('xstate (NT_X86_XSTATE or equivalent)', true, () => {
+        const h = arch.headerArch(stub);
+        return `features 0x${h.features.toString(16)}, ${h.xstateSize} bytes`;
+      }),
+    );
+    out.push(
+      probe('clone3 with set_tid', true, () => {
+        const task = factory.create(undefined, 17);
+        unfreezeTask(task, 'kill');
+        // And with a chosen pid: the one just freed.
+        const again = factory.create(task.pid, 17);
+        unfreezeTask(again, 'kill');
+        return `created pid ${task.pid} twice`;
+      }),
+    );
+  } finally {
+    factory.destroyAll();
+  }
+  return out;
+}

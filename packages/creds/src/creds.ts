@@ -1,0 +1,104 @@
+/**
+ * The credentials phase: uids, gids, groups, capability sets, securebits,
+ * no_new_privs and dumpable of a task. Checkpoint reads them from
+ * /proc/PID/status and, for what status does not show, with prctl inside
+ * the task; restart applies them last (only the CPU state follows), so
+ * that every object before was re-created with the credentials of the
+ * user running the restart, as the seed does.
+ */
+import {
+  type CheckpointCtx,
+  type CheckpointTask,
+  CkptError,
+  PR,
+  type RestartCtx,
+  type RestartTask,
+  readNamespace,
+  type TaskPhase,
+} from '@ckpt/core';
+import { PR_CAPS } from './caps.js';
+import { capabilitiesRecord, credRecord, type SavedCaps, type SavedCred } from './records.js';
+import { applyCreds } from './restore.js';
+
+/** (uid_t)-1 means "unchanged" to setres*id: never a real id. */
+const NO_ID = 0xffffffff;
+
+/**
+ * Ids in /proc are translated into the reader's user namespace, and
+ * capabilities only count inside the task's own: restoring those of a
+ * task in another user namespace here would be wrong, and could grant it
+ * capabilities it did not have.
+ */
+function refuseOtherUserNs(task: CheckpointTask): void {
+  const own = readNamespace(process.pid, 'user').inode;
+  if (readNamespace(task.pid, 'user').inode !== own) {
+    throw new CkptError(
+      'ENOTSUP',
+      `pid ${task.pid} is in a user namespace other than ckpt's; checkpointing its credentials is not supported yet`,
+      { pid: task.pid },
+    );
+  }
+}
+
+function checkpointCreds(ctx: CheckpointCtx, task: CheckpointTask): void {
+  refuseOtherUserNs(task);
+  const st = task.status;
+  const prctl = (option: number, what: string) =>
+    Number(task.sys.check('prctl', [option, 0, 0, 0, 0], what));
+  const ids = (s: typeof st.uid) => ({
+    real: s.real,
+    effective: s.effective,
+    saved: s.saved,
+    fs: s.fs,
+  });
+  ctx.write(credRecord, {
+    uid: ids(st.uid),
+    gid: ids(st.gid),
+    groups: [...st.groups].sort((a, b) => a - b),
+    securebits: prctl(PR_CAPS.GET_SECUREBITS, 'reading securebits'),
+    noNewPrivs: st.noNewPrivs,
+    dumpable: prctl(PR.GET_DUMPABLE, 'reading dumpable'),
+  });
+  ctx.write(capabilitiesRecord, {
+    inheritable: st.capInh,
+    permitted: st.capPrm,
+    effective: st.capEff,
+    bounding: st.capBnd,
+    ambient: st.capAmb,
+  });
+}
+
+/** Refuse records no checkpoint of a real task can produce. */
+function checkImage(task: RestartTask, cred: SavedCred, caps: SavedCaps): void {
+  const bad = (why: string, recordType: number) =>
+    new CkptError('EBADREC', `pid ${task.savedPid}: malformed credentials in the image: ${why}`, {
+      pid: task.savedPid,
+      recordType,
+    });
+  for (const kind of ['uid', 'gid'] as const) {
+    if (Object.values(cred[kind]).includes(NO_ID)) throw bad(`${kind} ${NO_ID}`, credRecord.type);
+  }
+  if (cred.groups.includes(NO_ID)) throw bad(`group ${NO_ID}`, credRecord.type);
+  if (cred.dumpable > 2) throw bad(`dumpable ${cred.dumpable}`, credRecord.type);
+  if (caps.effective & ~caps.permitted) {
+    throw bad('effective capabilities outside the permitted set', capabilitiesRecord.type);
+  }
+  if (caps.ambient & ~(caps.permitted & caps.inheritable)) {
+    throw bad('ambient capabilities outside permitted ∩ inheritable', capabilitiesRecord.type);
+  }
+}
+
+function restoreCreds(ctx: RestartCtx, task: RestartTask): void {
+  const cred = ctx.read(credRecord);
+  const caps = ctx.read(capabilitiesRecord);
+  checkImage(task, cred, caps);
+  applyCreds(task, cred, caps);
+}
+
+/** The `creds` phase (order 900: after rlimits, before the CPU state). */
+export const credsPhase: TaskPhase = {
+  name: 'creds',
+  order: 900,
+  checkpoint: checkpointCreds,
+  restore: restoreCreds,
+};
