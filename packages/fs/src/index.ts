@@ -1,14 +1,47 @@
 /**
- * @ckpt/fs — open files: the fd table, files, pipes, devices, cwd and root.
+ * @ckpt/fs — open files: the fd table with close-on-exec, regular files and
+ * directories, simple devices, fds leading outside the checkpoint (ttys,
+ * pipes, sockets), and the cwd, root and umask.
  *
  * @packageDocumentation
  */
 import { type CkptPlugin, definePlugin } from '@ckpt/core';
+import { fileObject } from './file-object.js';
+import { filesPhase } from './files.js';
+import { fsPhase } from './fs.js';
+import { fileHandlers } from './handlers.js';
+import {
+  fileDescRecord,
+  fileExternalRecord,
+  fileNameRecord,
+  fileRecord,
+  fileTableRecord,
+  fsRecord,
+} from './records.js';
 
-/**
- * The @ckpt/fs plugin. It registers nothing yet: its handlers arrive with the
- * issues that build them (see the feature matrix in docs/).
- */
-export const fsPlugin: CkptPlugin = definePlugin({ name: '@ckpt/fs' });
+export { simpleDevice } from './devices.js';
+export { externalFile, isExternal } from './external.js';
+export { fileObject, type RestoredFile, type SavedFile } from './file-object.js';
+export { filesPhase } from './files.js';
+export { fsPhase } from './fs.js';
+export { fileHandlers, unsupported } from './handlers.js';
+export * from './records.js';
+export { regularFile } from './regular.js';
+
+/** The files plugin: file and fs records, the `file` object type, the file handlers, the files and fs phases. */
+export const fsPlugin: CkptPlugin = definePlugin({
+  name: '@ckpt/fs',
+  records: [
+    fileTableRecord,
+    fileDescRecord,
+    fileRecord,
+    fileNameRecord,
+    fileExternalRecord,
+    fsRecord,
+  ],
+  objects: [fileObject],
+  files: fileHandlers,
+  phases: [filesPhase, fsPhase],
+});
 
 export default fsPlugin;

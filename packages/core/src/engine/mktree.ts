@@ -11,13 +11,14 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ArchSupport } from '../arch.js';
-import { CkptError } from '../errors.js';
+import { CkptError, isCkptError } from '../errors.js';
 import { freezeTask, type FrozenTask } from '../kernel/freeze.js';
 import { SyscallInjector } from '../kernel/inject.js';
 import { libc } from '../kernel/libc.js';
 import { ProcMem } from '../kernel/memory.js';
 import { spawnProcess } from '../kernel/spawn.js';
 import { reap } from '../kernel/wait.js';
+import { readStat } from '../proc/index.js';
 import { isSyscallError } from './syscalls.js';
 
 const CLONE_PARENT = 0x8000n;
@@ -25,6 +26,18 @@ const CLONE_ARGS_SIZE = 88;
 const EEXIST = 17;
 const SIGKILL = 9;
 const SIGCHLD = 17;
+/** How long to wait for a zombie holding a wanted pid to be reaped. */
+const ZOMBIE_WAIT_MS = 5000;
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+function isZombie(pid: number): boolean {
+  try {
+    const st = readStat(pid).state;
+    return st === 'Z' || st === 'X';
+  } catch {
+    return true; // gone meanwhile: retrying will tell
+  }
+}
 
 /** Spawns the stub once and clones restored tasks out of it. */
 export class TaskFactory {
@@ -64,6 +77,20 @@ export class TaskFactory {
    * when undefined) and exit signal `exitSignal`, as a child of ckpt.
    */
   create(pid: number | undefined, exitSignal: number): FrozenTask {
+    // A pid still held by a zombie (e.g. the process checkpointed with
+    // --kill, whose parent has not reaped it yet) frees up shortly.
+    const deadline = Date.now() + ZOMBIE_WAIT_MS;
+    for (;;) {
+      try {
+        return this.createOnce(pid, exitSignal);
+      } catch (e) {
+        if (!(isCkptError(e, 'EBUSY') && pid !== undefined && isZombie(pid) && Date.now() < deadline)) throw e;
+        Atomics.wait(pause, 0, 0, 10);
+      }
+    }
+  }
+
+  private createOnce(pid: number | undefined, exitSignal: number): FrozenTask {
     const stub = this.startStub();
     const { stub: prog, convention } = this.arch;
     const args = Buffer.alloc(CLONE_ARGS_SIZE + 8);

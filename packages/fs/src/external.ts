@@ -1,0 +1,138 @@
+/**
+ * Files that lead outside the checkpointed process: its terminal, and
+ * pipes, FIFOs and sockets (until ckpt restores pipes inside a tree, every
+ * pipe counts as leading outside). Nothing of them is saved but which fd
+ * they were: restart connects each to a file of the `ckpt restart`
+ * process, by default its stdio, as a shell would.
+ *
+ * The rule, at restart, for saved fd N:
+ * - `--inherit-fd N:M` (ctx.inheritFds): ckpt restart's fd M, which must be open;
+ * - else, for N = 0, 1, 2: ckpt restart's fd N if it is open;
+ * - else /dev/null, opened with the saved access mode.
+ * ckpt restart's fds above 2 are never used by default: they are Node's
+ * own (event loop, signal pipes), not something the user handed over.
+ *
+ * The fd is copied into the task from inside it (pidfd_open on ckpt's pid,
+ * pidfd_getfd), so it shares ckpt restart's open file description: its
+ * offset and O_NONBLOCK are ckpt's, as after a fork.
+ */
+import { fstatSync } from 'node:fs';
+import {
+  type CheckpointTask,
+  CkptError,
+  closeInTask,
+  type FileHandler,
+  type FileInfo,
+  listFds,
+  openInTask,
+  type RestartCtx,
+  type RestartTask,
+  readFdinfo,
+  readFdTarget,
+} from '@ckpt/core';
+import { major, minor, O_ACCMODE, O_CLOEXEC, O_NONBLOCK } from './flags.js';
+import { FileKind, fileExternalRecord } from './records.js';
+
+/** Terminals: pty slaves (136–143), virtual consoles and serial lines (4), /dev/tty and /dev/console (5:0, 5:1). */
+function isTty(rdev: number): boolean {
+  const ma = major(rdev);
+  // 5:2 is /dev/ptmx, a pty master: the process owns that terminal, it
+  // does not lead to the caller's.
+  return (ma >= 136 && ma <= 143) || ma === 4 || (ma === 5 && minor(rdev) <= 1);
+}
+
+/** True when `file` leads outside the checkpointed process (see the module comment). */
+export function isExternal(file: FileInfo): boolean {
+  const { target, stat } = file;
+  if (target.kind === 'pipe' || target.kind === 'socket') return true;
+  if (stat.type === 'fifo' || stat.type === 'socket') return true;
+  return stat.type === 'chr' && isTty(stat.rdev);
+}
+
+/**
+ * A pipe whose both ends the process holds (a self-pipe) does not lead
+ * outside: connecting its ends to two unrelated files would break it
+ * silently, so it is refused until pipes are restored.
+ */
+function refuseSelfPipe(task: CheckpointTask, file: FileInfo): void {
+  if (file.target.kind !== 'pipe') return;
+  const mode = file.info.flags & O_ACCMODE;
+  for (const fd of listFds(task.pid)) {
+    if (fd === file.fd || readFdTarget(task.pid, fd).text !== file.target.text) continue;
+    if ((readFdinfo(task.pid, fd).flags & O_ACCMODE) !== mode) {
+      throw new CkptError(
+        'ENOTSUP',
+        `pid ${task.pid} fd ${file.fd}: ${file.target.text} is a pipe whose other end is fd ${fd} of the same process; pipes inside a checkpoint are not supported yet`,
+        { pid: task.pid, fd: file.fd },
+      );
+    }
+  }
+}
+
+function isOpenHere(fd: number): boolean {
+  try {
+    fstatSync(fd);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Which fd of ckpt restart saved fd `fd` connects to, or undefined for /dev/null. */
+function sourceFd(ctx: RestartCtx, task: RestartTask, fd: number): number | undefined {
+  const asked = ctx.inheritFds.get(fd);
+  if (asked !== undefined) {
+    if (!isOpenHere(asked)) {
+      throw new CkptError(
+        'EINVAL',
+        `--inherit-fd ${fd}:${asked}: fd ${asked} is not open in ckpt restart`,
+        {
+          pid: task.savedPid,
+          fd,
+        },
+      );
+    }
+    return asked;
+  }
+  return fd <= 2 && isOpenHere(fd) ? fd : undefined;
+}
+
+/** Copy fd `source` of this process into `task`, from inside the task. */
+function copyOurFd(task: RestartTask, source: number): number {
+  const pidfd = Number(
+    task.sys.check(
+      'pidfd_open',
+      [process.pid, 0],
+      `opening a pidfd on ckpt restart (pid ${process.pid})`,
+    ),
+  );
+  try {
+    return Number(
+      task.sys.check('pidfd_getfd', [pidfd, source, 0], `copying fd ${source} of ckpt restart`),
+    );
+  } finally {
+    closeInTask(task, pidfd);
+  }
+}
+
+/** Ttys, pipes, FIFOs and sockets: reconnected to ckpt restart's files. */
+export const externalFile: FileHandler = {
+  kind: 'external',
+  id: FileKind.EXTERNAL,
+  match: isExternal,
+  checkpoint(ctx, task, file) {
+    refuseSelfPipe(task, file);
+    ctx.write(fileExternalRecord, {
+      fd: file.fd,
+      flags: file.info.flags & ~O_CLOEXEC,
+      target: file.target.text,
+    });
+  },
+  restore(ctx, task) {
+    const rec = ctx.read(fileExternalRecord);
+    const source = sourceFd(ctx, task, rec.fd);
+    if (source !== undefined) return copyOurFd(task, source);
+    ctx.log.info(`pid ${task.savedPid} fd ${rec.fd} (${rec.target}) is connected to /dev/null`);
+    return openInTask(task, '/dev/null', rec.flags & (O_ACCMODE | O_NONBLOCK));
+  },
+};

@@ -1,0 +1,149 @@
+/**
+ * The files phase: the fd table. Checkpoint saves each open file
+ * description once, through the objhash (fds that share one, by dup or
+ * F_DUPFD, refer to the same object), then one file_desc record per fd.
+ * Restart empties the fd table the task inherited from the restore stub,
+ * reopens each file once and places it at each of its fds with its
+ * close-on-exec flag.
+ */
+import {
+  type CheckpointCtx,
+  type CheckpointTask,
+  CkptError,
+  closeInTask,
+  type FileHandler,
+  type FileInfo,
+  listFds,
+  type RestartCtx,
+  type RestartTask,
+  readOpenFiles,
+  sameFile,
+  type TaskPhase,
+} from '@ckpt/core';
+import { externalFile } from './external.js';
+import { type RestoredFile, restoringInto } from './file-object.js';
+import { F_DUPFD_CLOEXEC, F_SETFD, FD_CLOEXEC, O_CLOEXEC } from './flags.js';
+import { unsupported } from './handlers.js';
+import { fileDescRecord, fileTableRecord } from './records.js';
+
+interface PlannedFd {
+  file: FileInfo;
+  handler: FileHandler;
+  /** Identity of the open file description: the objhash key. */
+  key: string;
+}
+
+/**
+ * Per checkpoint, the first fd seen of each open file description, by
+ * dev:ino: only fds of the same inode can share a description, so kcmp
+ * runs against those alone.
+ */
+const seenByInode = new WeakMap<CheckpointCtx, Map<string, FileInfo[]>>();
+
+/** The objhash key of `file`'s open file description: "pid:fd" of its first fd seen. */
+function descriptionKey(ctx: CheckpointCtx, file: FileInfo): string {
+  let byInode = seenByInode.get(ctx);
+  if (!byInode) {
+    byInode = new Map();
+    seenByInode.set(ctx, byInode);
+  }
+  const inode = `${file.stat.dev}:${file.stat.ino}`;
+  const firsts = byInode.get(inode) ?? [];
+  const same = firsts.find((f) => sameFile(f.pid, f.fd, file.pid, file.fd));
+  if (same) return `${same.pid}:${same.fd}`;
+  firsts.push(file);
+  byInode.set(inode, firsts);
+  return `${file.pid}:${file.fd}`;
+}
+
+/** Find every fd's handler first, so an unsupported file fails before anything is written. */
+function plan(ctx: CheckpointCtx, task: CheckpointTask): PlannedFd[] {
+  return readOpenFiles(task.pid).map((open) => {
+    const file: FileInfo = { ...open, pid: task.pid };
+    const handler = ctx.registry.fileHandlerFor(file);
+    if (!handler) throw unsupported(file);
+    // An external fd is reconnected by its own number, so fds sharing its
+    // description are saved apart (each finds its counterpart at restart).
+    const key =
+      handler === externalFile ? `${task.pid}:${file.fd}:external` : descriptionKey(ctx, file);
+    return { file, handler, key };
+  });
+}
+
+function checkpointFiles(ctx: CheckpointCtx, task: CheckpointTask): void {
+  const fds = plan(ctx, task);
+  ctx.write(fileTableRecord, { fds: fds.map((p) => p.file.fd) });
+  for (const { file, handler, key } of fds) {
+    const objref = ctx.checkpointObj('file', key, { task, file, handler });
+    ctx.write(fileDescRecord, { fd: file.fd, objref, cloexec: file.info.cloexec });
+  }
+}
+
+function checkAscending(fds: readonly number[]): void {
+  for (let i = 1; i < fds.length; i++) {
+    if (fds[i]! <= fds[i - 1]!) {
+      throw new CkptError('EBADREC', `the fd table lists fd ${fds[i]} after fd ${fds[i - 1]}`, {
+        recordType: fileTableRecord.type,
+      });
+    }
+  }
+}
+
+function restoreFiles(ctx: RestartCtx, task: RestartTask): void {
+  const { fds } = ctx.read(fileTableRecord);
+  checkAscending(fds);
+  // Start from an empty table: nothing of the stub's (stdio on /dev/null)
+  // survives, and files reopen at the lowest free fds.
+  for (const fd of listFds(task.pid)) closeInTask(task, fd);
+  const inImage = new Set(fds);
+  const above = fds.length === 0 ? 0 : fds[fds.length - 1]! + 1;
+  const temporaries = new Set<number>();
+  restoringInto(ctx, task, () => {
+    for (const want of fds) {
+      const desc = ctx.read(fileDescRecord);
+      if (desc.fd !== want) {
+        const where = `file_desc record for fd ${desc.fd} where the fd table lists fd ${want}`;
+        throw new CkptError('EBADREC', where, { recordType: fileDescRecord.type });
+      }
+      const file = ctx.fetchObj<RestoredFile>(desc.objref, 'file');
+      place(task, file, desc, inImage, above, temporaries);
+    }
+  });
+  for (const fd of temporaries) if (!inImage.has(fd)) closeInTask(task, fd);
+}
+
+/**
+ * Put `file` at fd `desc.fd`. Fds are placed in ascending order, so a file
+ * opened below its fd sits in a hole of the table; one opened above it
+ * (a handler that used several fds) may sit on an fd still to be placed,
+ * and moves above the whole table first so that no later dup3 clobbers it.
+ */
+function place(
+  task: RestartTask,
+  file: RestoredFile,
+  desc: { fd: number; cloexec: boolean },
+  inImage: ReadonlySet<number>,
+  above: number,
+  temporaries: Set<number>,
+): void {
+  const what = `placing fd ${desc.fd}`;
+  if (file.fd === desc.fd) {
+    task.sys.check('fcntl', [desc.fd, F_SETFD, desc.cloexec ? FD_CLOEXEC : 0], what);
+    return;
+  }
+  if (file.fd > desc.fd && inImage.has(file.fd)) {
+    const moved = Number(task.sys.check('fcntl', [file.fd, F_DUPFD_CLOEXEC, above], what));
+    closeInTask(task, file.fd);
+    file.fd = moved;
+  }
+  task.sys.check('dup3', [file.fd, desc.fd, desc.cloexec ? O_CLOEXEC : 0], what);
+  temporaries.add(file.fd);
+}
+
+/** The files phase (order 300: after memory, before cwd/root and signals). */
+export const filesPhase: TaskPhase = {
+  name: 'files',
+  order: 300,
+  checkpoint: checkpointFiles,
+  restore: restoreFiles,
+};

@@ -1,0 +1,39 @@
+/** The file handlers of this package, and the error for files none supports. */
+import { CkptError, type FileHandler, type FileInfo } from '@ckpt/core';
+import { simpleDevice } from './devices.js';
+import { externalFile } from './external.js';
+import { major, minor } from './flags.js';
+import { regularFile } from './regular.js';
+
+/** Every file handler of this package, in match order. */
+export const fileHandlers: readonly FileHandler[] = [regularFile, simpleDevice, externalFile];
+
+/** What kind of file `file` is, in a few words, for messages. */
+function kindOf(file: FileInfo): string {
+  const { target, stat } = file;
+  if (target.anonType) return target.anonType;
+  if (stat.type === 'chr' || stat.type === 'blk')
+    return `${stat.type} ${major(stat.rdev)}:${minor(stat.rdev)}`;
+  return target.kind === 'path' ? stat.type : (target.type ?? target.kind);
+}
+
+/** Explain why no handler takes `file` (the checkpoint fails with it). */
+export function unsupported(file: FileInfo): CkptError {
+  const { pid, fd, target } = file;
+  if (target.kind === 'path' && target.deleted) {
+    return new CkptError(
+      'ENOTSUP',
+      `pid ${pid} fd ${fd}: ${target.path} was deleted while open; deleted files are not supported yet`,
+      { pid, fd, path: target.path },
+    );
+  }
+  return new CkptError(
+    'ENOTSUP',
+    `pid ${pid} fd ${fd}: ${target.text} (${kindOf(file)}) is not supported yet`,
+    {
+      pid,
+      fd,
+      ...(target.path ? { path: target.path } : {}),
+    },
+  );
+}

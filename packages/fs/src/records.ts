@@ -1,0 +1,98 @@
+/** The file subsystem's records (301–399) and the fs record (451). */
+import { array, bool, defineRecord, RecordType, str, u32, u64 } from '@ckpt/core';
+
+/** Ids of ckpt's own file handlers (the `kind` field of file records). */
+export const FileKind = {
+  REGULAR: 1,
+  CHRDEV: 2,
+  EXTERNAL: 3,
+} as const;
+
+/** Printable names of {@link FileKind}. */
+export const FILE_KIND_NAMES: Record<number, string> = {
+  1: 'regular',
+  2: 'chrdev',
+  3: 'external',
+};
+
+/** File types a file reopened by path may have (the `type` of a file_name record). */
+export const PathType = {
+  REGULAR: 1,
+  DIRECTORY: 2,
+  CHR: 3,
+} as const;
+
+/** Printable names of {@link PathType}. */
+export const PATH_TYPE_NAMES: Record<number, string> = {
+  1: 'regular',
+  2: 'directory',
+  3: 'chr',
+};
+
+/**
+ * Record type of an external file. Core's RecordType table stops at
+ * PIPE_BUF (305); this is the next number of the files range.
+ */
+export const FILE_EXTERNAL = 306;
+
+/** The fd table of a task: the fd numbers its file_desc records restore, ascending. */
+export const fileTableRecord = defineRecord(RecordType.FILE_TABLE, 'file_table', 'fd table', {
+  fds: array(u32(), 1 << 20),
+});
+
+/** One fd: which open file (objref of a `file` object) and its close-on-exec flag. */
+export const fileDescRecord = defineRecord(RecordType.FILE_DESC, 'file_desc', 'file descriptor', {
+  fd: u32(),
+  objref: u32(),
+  cloexec: bool(),
+});
+
+/**
+ * An open file description, once per image: which handler restores it
+ * (its own record follows) and, for messages, the fd it was first seen
+ * at and what /proc showed there.
+ */
+export const fileRecord = defineRecord(RecordType.FILE, 'file', 'open file', {
+  kind: u32('dec', FILE_KIND_NAMES),
+  fd: u32(),
+  target: str(8192),
+});
+
+/** A file reopened by path: regular file, directory or simple device. */
+export const fileNameRecord = defineRecord(
+  RecordType.FILE_NAME,
+  'file_name',
+  'file reopened by path',
+  {
+    path: str(4096),
+    type: u32('dec', PATH_TYPE_NAMES),
+    /** Open flags as fdinfo showed them, without O_CLOEXEC. */
+    flags: u32('octal'),
+    pos: u64(),
+    /** Device numbers, for a device. */
+    rdevMajor: u32(),
+    rdevMinor: u32(),
+  },
+);
+
+/** A file that leads outside the checkpointed process (tty, pipe, socket, FIFO). */
+export const fileExternalRecord = defineRecord(
+  FILE_EXTERNAL,
+  'file_external',
+  'fd leading outside the checkpoint',
+  {
+    /** The fd number it had: restart connects it to the restarter's fd of that number by default. */
+    fd: u32(),
+    /** Open flags as fdinfo showed them, without O_CLOEXEC. */
+    flags: u32('octal'),
+    /** What it was connected to, as /proc showed it. */
+    target: str(8192),
+  },
+);
+
+/** cwd, root and umask of a task. */
+export const fsRecord = defineRecord(RecordType.FS, 'fs', 'cwd, root and umask', {
+  cwd: str(4096),
+  root: str(4096),
+  umask: u32('octal'),
+});

@@ -1,0 +1,153 @@
+/**
+ * The fd table, files, devices, external fds and cwd/root/umask, through
+ * the real CLI: checkpoint --kill, then restart.
+ */
+import { type ChildProcess, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type FixtureHandle, isAlive, startFixture } from '../../../../test/support/fixtures.js';
+import { requireRoot } from '../../../../test/support/prereq.js';
+import { CLI, ckpt, ckptAsync, fdprog, type Launched, launch } from './support.js';
+
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  for (const c of cleanups.splice(0).reverse()) c();
+});
+
+function started<T extends { dispose(): void }>(x: T): T {
+  cleanups.push(() => x.dispose());
+  return x;
+}
+
+/** Kill a `ckpt restart` still waiting for its process. */
+function reaped(child: ChildProcess): ChildProcess {
+  cleanups.push(() => child.exitCode === null && child.kill('SIGKILL'));
+  return child;
+}
+
+function checkpointKill(pid: number, img: string): void {
+  const r = ckpt('checkpoint', String(pid), '-o', img, '--kill');
+  expect(r.status, r.stderr).toBe(0);
+}
+
+beforeAll(() => {
+  requireRoot();
+  if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run 'pnpm run build' first`);
+  fdprog();
+});
+
+describe('files fixture', () => {
+  it('restores offsets, flags, cloexec, the shared fd 77, devices, cwd and umask', () => {
+    const f: FixtureHandle = started(startFixture('files'));
+    const img = path.join(f.dir, 'img');
+    checkpointKill(f.pid, img);
+    const r = ckpt('restart', img, '-d');
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe(String(f.pid));
+    f.go();
+    expect(f.waitResult()).toBe('PASS');
+  });
+});
+
+describe('unsupported files fail the checkpoint', () => {
+  function expectRefused(p: Launched, message: RegExp): void {
+    const r = ckpt('checkpoint', String(p.pid), '-o', path.join(p.dir, 'img'), '--kill');
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(message);
+    // Left running although --kill was asked.
+    expect(isAlive(p.pid)).toBe(true);
+  }
+
+  it('a deleted file, naming pid, fd and path', () => {
+    const p = started(launch('deleted'));
+    expectRefused(p, new RegExp(`pid ${p.pid} fd 5: ${p.dir}/gone\\.txt was deleted`));
+  });
+
+  it('an eventfd', () => {
+    const p = started(launch('eventfd'));
+    expectRefused(
+      p,
+      new RegExp(`pid ${p.pid} fd 5: anon_inode:\\[eventfd\\] \\(eventfd\\) is not supported yet`),
+    );
+  });
+});
+
+describe('external fds', () => {
+  /** fdprog stdio, its fd 1 and 7 on a FIFO whose read end we hold; checkpointed with --kill. */
+  function stdioImage(): { p: Launched; img: string } {
+    let reader = -1;
+    const p = started(
+      launch('stdio', (dir) => {
+        const fifo = path.join(dir, 'fifo');
+        execFileSync('mkfifo', [fifo]);
+        reader = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+      }),
+    );
+    cleanups.push(() => fs.closeSync(reader));
+    const img = path.join(p.dir, 'img');
+    checkpointKill(p.pid, img);
+    const buf = Buffer.alloc(64);
+    expect(buf.toString('utf8', 0, fs.readSync(reader, buf))).toBe('before\n');
+    return { p, img };
+  }
+
+  it('stdio is reconnected to ckpt restart’s; other fds to /dev/null', async () => {
+    const { p, img } = stdioImage();
+    const run = ckptAsync('restart', img);
+    reaped(run.child);
+    p.go();
+    const r = await run.done;
+    expect(r).toEqual({ status: 0, stdout: `after ${p.pid}\n`, stderr: '' });
+  });
+
+  it('--inherit-fd connects saved fds to the given fds', async () => {
+    const { p, img } = stdioImage();
+    const run = ckptAsync('restart', img, '--inherit-fd', '1:2', '--inherit-fd', '7:1');
+    reaped(run.child);
+    p.go();
+    const r = await run.done;
+    expect(r).toEqual({ status: 0, stdout: `fd7 ${p.pid}\n`, stderr: `after ${p.pid}\n` });
+  });
+});
+
+describe('files reopened by path', () => {
+  it('a directory fd refuses to restart once the path is a regular file, and restarts when it is back', async () => {
+    const p = started(launch('dir', (dir) => fs.mkdirSync(path.join(dir, 'd'))));
+    const img = path.join(p.dir, 'img');
+    checkpointKill(p.pid, img);
+    const d = path.join(p.dir, 'd');
+    fs.rmdirSync(d);
+    fs.writeFileSync(d, 'not a directory');
+    const refused = ckpt('restart', img, '-d');
+    expect(refused.status).not.toBe(0);
+    expect(refused.stderr).toContain(
+      `pid ${p.pid}: ${d} was a directory at checkpoint and is now a regular`,
+    );
+    expect(isAlive(p.pid)).toBe(false);
+
+    fs.rmSync(d);
+    fs.mkdirSync(d);
+    const run = ckptAsync('restart', img);
+    reaped(run.child);
+    p.go();
+    expect(await run.done).toEqual({ status: 0, stdout: '', stderr: '' });
+  });
+});
+
+describe('fs phase', () => {
+  it('restores a chroot and the cwd inside it', async () => {
+    const p = started(
+      launch('chroot', (dir) => {
+        fs.mkdirSync(path.join(dir, 'sub'));
+        fs.writeFileSync(path.join(dir, 'marker'), '');
+      }),
+    );
+    const img = path.join(p.dir, 'img');
+    checkpointKill(p.pid, img);
+    const run = ckptAsync('restart', img);
+    reaped(run.child);
+    p.go();
+    expect(await run.done).toEqual({ status: 0, stdout: '', stderr: '' });
+  });
+});
