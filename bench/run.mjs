@@ -11,7 +11,9 @@ import { join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
 const bin = join(root, 'apps/cli/dist/bin.js');
+// biome-ignore lint/suspicious/noUndeclaredEnvVars: optional knobs of the benchmark
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+// biome-ignore lint/suspicious/noUndeclaredEnvVars: optional knobs of the benchmark
 const SIZES = (process.env.BENCH_SIZES ?? '256,1024').split(',').map(Number);
 
 if (process.getuid?.() !== 0) {
@@ -67,11 +69,13 @@ for (const mib of SIZES) {
     const c = ckpt(['checkpoint', String(pid), '-o', img, '--kill']);
     bytes = statSync(img).size;
     // Wait until the killed process is gone and its pid free.
-    while (existsSync(`/proc/${pid}`)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    while (existsSync(`/proc/${pid}`))
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
     const r = ckpt(['restart', img, '-d']);
     if (r.json.pid !== pid) throw new Error(`restored pid ${r.json.pid}, expected ${pid}`);
     process.kill(pid, 'SIGKILL');
-    while (existsSync(`/proc/${pid}`)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    while (existsSync(`/proc/${pid}`))
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
     rmSync(img);
     ck.push(c.ms);
     frozen.push(c.json.phasesMs.frozen ?? Number.NaN);
@@ -85,10 +89,12 @@ for (const mib of SIZES) {
     image: `${(bytes / 2 ** 20).toFixed(1)} MiB`,
     rss: `${(rss / 2 ** 20).toFixed(1)} MiB`,
     'image/rss': `${((bytes / rss) * 100).toFixed(2)} %`,
-    'ckpt MB/s': ((rss / 1e6) / (median(ck) / 1000)).toFixed(0),
-    'restart MB/s': ((rss / 1e6) / (median(rs) / 1000)).toFixed(0),
+    'ckpt MB/s': (rss / 1e6 / (median(ck) / 1000)).toFixed(0),
+    'restart MB/s': (rss / 1e6 / (median(rs) / 1000)).toFixed(0),
   });
 }
 rmSync(work, { recursive: true, force: true });
-console.log(`ckpt benchmark — medians of ${RUNS} runs, image in the page cache, wall-clock of the CLI`);
+console.log(
+  `ckpt benchmark — medians of ${RUNS} runs, image in the page cache, wall-clock of the CLI`,
+);
 console.table(rows);

@@ -17,11 +17,15 @@ const lastTick = () => {
   const lines = readFileSync(log, 'utf8').trim().split('\n');
   return lines[lines.length - 1];
 };
-const alive = (pid) => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z');
+const alive = (pid) =>
+  existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z');
 
 function ckpt(...args) {
   console.log(`\n$ ckpt ${args.join(' ')}`);
-  const r = spawnSync(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [bin, ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    encoding: 'utf8',
+  });
   if (r.status !== 0) {
     console.error(`ckpt ${args[0]} failed (exit ${r.status})`);
     process.exit(1);
@@ -38,7 +42,9 @@ if (process.getuid?.() !== 0) {
 // A shell loop that counts and logs, started outside this process's tree.
 const script = `i=0; while :; do i=$((i+1)); echo "tick $i" >> ${log}; j=0; while [ $j -lt 40000 ]; do j=$((j+1)); done; done`;
 const pid = Number(
-  execFileSync('sh', ['-c', `setsid dash -c '${script}' </dev/null >/dev/null 2>&1 & echo $!`], { encoding: 'utf8' }),
+  execFileSync('sh', ['-c', `setsid dash -c '${script}' </dev/null >/dev/null 2>&1 & echo $!`], {
+    encoding: 'utf8',
+  }),
 );
 console.log(`started a counting dash loop, pid ${pid}, logging to ${log}`);
 wait(700);
@@ -52,9 +58,15 @@ console.log(`killed; pid ${pid} alive: ${alive(pid)}; log still ends at: ${lastT
 ckpt('restart', image, '-d');
 wait(700);
 const after = lastTick();
-console.log(`restored pid ${pid} alive: ${alive(pid)}; it went on from "${frozenAt}" to "${after}"`);
+console.log(
+  `restored pid ${pid} alive: ${alive(pid)}; it went on from "${frozenAt}" to "${after}"`,
+);
 const ok = alive(pid) && Number(after.split(' ')[1]) > Number(frozenAt.split(' ')[1]);
 process.kill(pid, 'SIGKILL');
 rmSync(dir, { recursive: true, force: true });
-console.log(ok ? '\nthe process continued where it stopped.' : '\nthe process did NOT continue: this is a bug.');
+console.log(
+  ok
+    ? '\nthe process continued where it stopped.'
+    : '\nthe process did NOT continue: this is a bug.',
+);
 process.exit(ok ? 0 : 1);

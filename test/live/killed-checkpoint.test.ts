@@ -6,7 +6,13 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CKPT_BIN, imagePath } from '../support/ckpt.js';
-import { compileAll, type FixtureHandle, procState, sleepSync, startFixture } from '../support/fixtures.js';
+import {
+  compileAll,
+  type FixtureHandle,
+  procState,
+  sleepSync,
+  startFixture,
+} from '../support/fixtures.js';
 import { requireRoot } from '../support/prereq.js';
 
 let fixture: FixtureHandle;

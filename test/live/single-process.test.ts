@@ -5,7 +5,13 @@
 import fs from 'node:fs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { checkpointKillRestart, ckpt, ckptOk, imagePath } from '../support/ckpt.js';
-import { compileAll, type FixtureHandle, isAlive, sleepSync, startFixture } from '../support/fixtures.js';
+import {
+  compileAll,
+  type FixtureHandle,
+  isAlive,
+  sleepSync,
+  startFixture,
+} from '../support/fixtures.js';
 import { requireRoot } from '../support/prereq.js';
 
 const started: FixtureHandle[] = [];
@@ -34,22 +40,50 @@ describe('a restored process continues with its state intact', () => {
       expect(isAlive(pid)).toBe(true);
       // The same address space, line for line, apart from the shared
       // anonymous mapping's inode (a new shmem object).
-      const norm = (s: string) => s.replace(/ \d+\s+\/dev\/zero \(deleted\)/g, ' /dev/zero (deleted)');
+      const norm = (s: string) =>
+        s.replace(/ \d+\s+\/dev\/zero \(deleted\)/g, ' /dev/zero (deleted)');
       expect(norm(fs.readFileSync(`/proc/${pid}/maps`, 'utf8'))).toBe(norm(maps));
       f.go();
       expect(f.waitResult(60_000)).toMatch(/^PASS/);
     });
   }
 
-  it('counter: continues from the checkpointed value', () => {
+  for (const name of ['counter', 'counter.py', 'counter.sh']) {
+    it(`${name}: continues from the checkpointed value`, () => {
+      const f = start(name);
+      while (f.count!() < 3) sleepSync(20);
+      const pid = checkpointKillRestart(f.pid);
+      expect(pid).toBe(f.pid);
+      const atRestart = f.count!();
+      sleepSync(400);
+      expect(isAlive(pid)).toBe(true);
+      expect(f.count!()).toBeGreaterThan(atRestart);
+      f.go();
+      // Each counter checks that its count never skipped or repeated.
+      expect(f.waitResult()).toMatch(/^PASS/);
+    });
+  }
+
+  it('ckpt restart without -d waits for the process and exits with its status', () => {
+    const f = start('sleeper', ['1']);
+    const img = imagePath();
+    ckptOk(['checkpoint', String(f.pid), '-o', img, '--kill']);
+    const r = ckpt(['restart', img]);
+    expect(r.code).toBe(0);
+    expect(f.waitResult()).toMatch(/^PASS/);
+  });
+
+  it('--frozen leaves the restored process stopped', () => {
     const f = start('counter');
     while (f.count!() < 3) sleepSync(20);
-    const pid = checkpointKillRestart(f.pid);
-    const atRestart = f.count!();
+    const pid = checkpointKillRestart(f.pid, ['--frozen']);
+    expect(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]![0]).toBe('T');
+    const frozenAt = f.count!();
     sleepSync(300);
-    expect(isAlive(pid)).toBe(true);
-    const later = f.count!();
-    expect(later).toBeGreaterThan(atRestart);
+    expect(f.count!()).toBe(frozenAt);
+    process.kill(pid, 'SIGCONT');
+    sleepSync(300);
+    expect(f.count!()).toBeGreaterThan(frozenAt);
     f.go();
     expect(f.waitResult()).toMatch(/^PASS/);
   });

@@ -20,7 +20,8 @@ export interface RunResult {
 
 /** Run `ckpt ARGS` and wait for it. */
 export function ckpt(args: string[], opts: { input?: Buffer; timeoutMs?: number } = {}): RunResult {
-  if (!fs.existsSync(CKPT_BIN)) throw new Error(`${CKPT_BIN} is missing: run 'pnpm run build' first`);
+  if (!fs.existsSync(CKPT_BIN))
+    throw new Error(`${CKPT_BIN} is missing: run 'pnpm run build' first`);
   const r = spawnSync(process.execPath, [CKPT_BIN, ...args], {
     input: opts.input,
     encoding: 'utf8',

@@ -3,7 +3,7 @@
  * the whole xstate area (x87, SSE, AVX, AVX-512, …) and the debug
  * registers, saved and restored by one phase that runs last on restart.
  */
-import { array, defineRecord, fixed, type TaskPhase, u64, bytes, CkptError } from '@ckpt/core';
+import { array, bytes, CkptError, defineRecord, fixed, type TaskPhase, u64 } from '@ckpt/core';
 import { readDebugRegs, writeDebugRegs } from './debugregs.js';
 import { decodeRegs, encodeRegs, USER_REGS_SIZE } from './regs.js';
 import { resumeRegs } from './restart.js';

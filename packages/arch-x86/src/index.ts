@@ -11,6 +11,6 @@ export * from './plugin.js';
 export * from './regs.js';
 export * from './restart.js';
 export * from './resume.js';
+export * from './stub.js';
 export * from './syscall.js';
 export * from './xstate.js';
-export * from './stub.js';

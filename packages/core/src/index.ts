@@ -5,6 +5,8 @@
  *
  * @packageDocumentation
  */
+
+export type * from './arch.js';
 export * from './codec/core-records.js';
 export * from './codec/io.js';
 export * from './codec/reader.js';
@@ -15,6 +17,12 @@ export * from './codec/writer.js';
 export * from './context.js';
 export * from './core-plugin.js';
 export * from './deferqueue.js';
+export * from './engine/check.js';
+export * from './engine/checkpoint.js';
+export * from './engine/records.js';
+export * from './engine/restart.js';
+export { isSyscallError } from './engine/syscalls.js';
+export * from './engine/task-io.js';
 export * from './errors.js';
 export * from './flags.js';
 export * from './image.js';
@@ -23,12 +31,5 @@ export * from './log.js';
 export * from './objhash.js';
 export * from './proc/index.js';
 export * from './registry.js';
-export * from './taskstate/index.js';
-export type * from './arch.js';
 export type * from './task.js';
-export * from './engine/checkpoint.js';
-export * from './engine/records.js';
-export * from './engine/restart.js';
-export { isSyscallError } from './engine/syscalls.js';
-export * from './engine/task-io.js';
-export * from './engine/check.js';
+export * from './taskstate/index.js';

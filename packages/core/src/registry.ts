@@ -90,6 +90,7 @@ export interface VmaHandler {
    * Recreate the region in `task`. Its pages are written afterwards; a
    * returned function runs after that (e.g. to drop a temporary PROT_WRITE).
    */
+  // biome-ignore lint/suspicious/noConfusingVoidType: most handlers return nothing
   restore(ctx: RestartCtx, task: RestartTask, vma: SavedVma): void | (() => void);
 }
 

@@ -18,10 +18,10 @@ import {
   type RestartCtx,
   type RestartTask,
   readAuxv,
-  type SavedVma,
   readExe,
   readMaps,
   readSmaps,
+  type SavedVma,
   stage,
   type TaskPhase,
   type VmaHandler,
@@ -61,7 +61,12 @@ function plan(ctx: CheckpointCtx, task: CheckpointTask): PlannedVma[] {
     const handler = ctx.registry.vmaHandlerFor(vma);
     if (!handler) throw unsupported(task, vma);
     const runs = handler.pages(task, vma);
-    out.push({ vma, handler, runs, saved: { ...handler.describe(task, vma), nrPages: countPages(runs) } });
+    out.push({
+      vma,
+      handler,
+      runs,
+      saved: { ...handler.describe(task, vma), nrPages: countPages(runs) },
+    });
   }
   markKeepApart(out);
   return out;
@@ -141,22 +146,38 @@ function placeSpecials(
   }
   for (const w of wanted) {
     if (!current.has(w.kind)) {
-      throw new CkptError('ENOTSUP', `pid ${task.savedPid}: the image has a ${kindName(w.kind)} but this kernel gives none`, {
-        pid: task.savedPid,
-      });
+      throw new CkptError(
+        'ENOTSUP',
+        `pid ${task.savedPid}: the image has a ${kindName(w.kind)} but this kernel gives none`,
+        {
+          pid: task.savedPid,
+        },
+      );
     }
   }
   if (moves.length === 0) return;
   const total = moves.reduce((n, m) => n + m.size, 0n);
-  let tmp = task.sys.check('mmap', [0, total, PROT_NONE, MAP_PRIVATE_ANON, -1, 0], 'reserving a temporary area');
+  let tmp = task.sys.check(
+    'mmap',
+    [0, total, PROT_NONE, MAP_PRIVATE_ANON, -1, 0],
+    'reserving a temporary area',
+  );
   const parked = moves.map((m) => {
     const at = tmp;
     tmp += m.size;
-    task.sys.check('mremap', [m.from.start, m.size, m.size, MREMAP_MAYMOVE | MREMAP_FIXED, at], 'moving the vdso');
+    task.sys.check(
+      'mremap',
+      [m.from.start, m.size, m.size, MREMAP_MAYMOVE | MREMAP_FIXED, at],
+      'moving the vdso',
+    );
     return at;
   });
   moves.forEach((m, i) => {
-    task.sys.check('mremap', [parked[i]!, m.size, m.size, MREMAP_MAYMOVE | MREMAP_FIXED, m.to], 'placing the vdso');
+    task.sys.check(
+      'mremap',
+      [parked[i]!, m.size, m.size, MREMAP_MAYMOVE | MREMAP_FIXED, m.to],
+      'placing the vdso',
+    );
   });
 }
 
@@ -171,7 +192,9 @@ function restoreMm(ctx: RestartCtx, task: RestartTask): void {
   placeSpecials(
     task,
     specials,
-    mm.layout.filter((l) => l.kind === VmaKind.VDSO || l.kind === VmaKind.VVAR || l.kind === VmaKind.VVAR_VCLOCK),
+    mm.layout.filter(
+      (l) => l.kind === VmaKind.VDSO || l.kind === VmaKind.VVAR || l.kind === VmaKind.VVAR_VCLOCK,
+    ),
   );
   const total = mm.layout.length;
   ctx.progress.start(`memory of pid ${task.savedPid}`, 0);
@@ -197,7 +220,9 @@ function setMmMap(task: RestartTask, mm: ReturnType<typeof mmRecord.decode>): vo
   const exeFd = openInTask(task, mm.exe, O_RDONLY_CLOEXEC);
   try {
     const auxv = Buffer.alloc(mm.auxv.length * 8);
-    mm.auxv.forEach((v, i) => auxv.writeBigUInt64LE(v, i * 8));
+    mm.auxv.forEach((v, i) => {
+      auxv.writeBigUInt64LE(v, i * 8);
+    });
     const [auxvAddr] = stage(task, [auxv]);
     const map = encodePrctlMmMap({
       startCode: mm.startCode,
@@ -217,7 +242,11 @@ function setMmMap(task: RestartTask, mm: ReturnType<typeof mmRecord.decode>): vo
     });
     // The auxv stays staged first in the scratch area; the map goes after it.
     const [, mapAddr] = stage(task, [auxv, map]);
-    task.sys.check('prctl', [PR.SET_MM, PR_SET_MM.MAP, mapAddr!, PRCTL_MM_MAP_SIZE, 0], 'prctl(PR_SET_MM_MAP)');
+    task.sys.check(
+      'prctl',
+      [PR.SET_MM, PR_SET_MM.MAP, mapAddr!, PRCTL_MM_MAP_SIZE, 0],
+      'prctl(PR_SET_MM_MAP)',
+    );
   } finally {
     closeInTask(task, exeFd);
   }

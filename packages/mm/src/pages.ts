@@ -95,9 +95,13 @@ export function restorePages(
   while (left > 0) {
     const { addrs } = ctx.read(pgarrRecord);
     if (addrs.length === 0 || addrs.length > left || addrs.length > CHUNK_PAGES) {
-      throw new CkptError('EBADREC', `page chunk of ${addrs.length} pages where ${left} remain for this region`, {
-        offset: ctx.reader.offset,
-      });
+      throw new CkptError(
+        'EBADREC',
+        `page chunk of ${addrs.length} pages where ${left} remain for this region`,
+        {
+          offset: ctx.reader.offset,
+        },
+      );
     }
     const h = ctx.nextRecord();
     const size = ctx.reader.rawSize(h, bufferRecord);
@@ -121,9 +125,13 @@ export function restorePages(
       let j = i + 1;
       while (j < addrs.length && addrs[j] === start + BigInt(j - i) * PAGE) j++;
       if (addrs[j - 1]! + PAGE > range.end) {
-        throw new CkptError('EBADREC', `pages up to 0x${addrs[j - 1]!.toString(16)} run past their region`, {
-          offset: h.offset,
-        });
+        throw new CkptError(
+          'EBADREC',
+          `pages up to 0x${addrs[j - 1]!.toString(16)} run past their region`,
+          {
+            offset: h.offset,
+          },
+        );
       }
       mem.write(start, buf.subarray(i * PAGE_SIZE, j * PAGE_SIZE));
       i = j;

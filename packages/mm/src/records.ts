@@ -41,7 +41,10 @@ export const mmRecord = defineRecord(RecordType.MM, 'mm', 'address space layout'
   /** /proc/PID/exe. */
   exe: str(4096),
   /** Every VMA's range and kind, so restart can plan before reading them. */
-  layout: array(struct({ start: u64('hex'), end: u64('hex'), kind: u32('dec', VMA_KIND_NAMES) }), 1 << 20),
+  layout: array(
+    struct({ start: u64('hex'), end: u64('hex'), kind: u32('dec', VMA_KIND_NAMES) }),
+    1 << 20,
+  ),
 });
 
 /** One memory region; its pages follow in `pgarr` + `buffer` chunks. */
@@ -62,6 +65,11 @@ export const vmaRecord = defineRecord(RecordType.VMA, 'vma', 'memory region', {
  * A chunk of pages: their addresses; the contents follow in one `buffer`
  * record (count × page size bytes), as the seed's `ckpt_hdr_pgarr`.
  */
-export const pgarrRecord = defineRecord(RecordType.PGARR, 'pgarr', 'addresses of a chunk of pages', {
-  addrs: array(u64('hex'), 1 << 16),
-});
+export const pgarrRecord = defineRecord(
+  RecordType.PGARR,
+  'pgarr',
+  'addresses of a chunk of pages',
+  {
+    addrs: array(u64('hex'), 1 << 16),
+  },
+);

@@ -58,7 +58,11 @@ function madvOf(vma: VmaInfo): number {
 export function restoreMadvise(task: RestartTask, vma: SavedVma): void {
   for (const m of MADV_STATE) {
     if (vma.madv & m.bit) {
-      task.sys.check('madvise', [vma.start, vma.end - vma.start, m.advice], `madvise(${m.letters})`);
+      task.sys.check(
+        'madvise',
+        [vma.start, vma.end - vma.start, m.advice],
+        `madvise(${m.letters})`,
+      );
     }
   }
 }
@@ -105,20 +109,31 @@ function mmap(task: RestartTask, vma: SavedVma, prot: number, flags: number, fd 
     `mapping 0x${vma.start.toString(16)}-0x${vma.end.toString(16)}${vma.path ? ` (${vma.path})` : ''}`,
   );
   if (r !== vma.start) {
-    throw new CkptError('EFAULT', `pid ${task.savedPid}: region 0x${vma.start.toString(16)} was mapped at 0x${r.toString(16)}`, {
-      pid: task.savedPid,
-      address: vma.start,
-    });
+    throw new CkptError(
+      'EFAULT',
+      `pid ${task.savedPid}: region 0x${vma.start.toString(16)} was mapped at 0x${r.toString(16)}`,
+      {
+        pid: task.savedPid,
+        address: vma.start,
+      },
+    );
   }
 }
 
 /** A shared mapping whose pages are written must be writable while they are. */
-function writableWhileFilled(task: RestartTask, vma: SavedVma): { prot: number; after?: () => void } {
+function writableWhileFilled(
+  task: RestartTask,
+  vma: SavedVma,
+): { prot: number; after?: () => void } {
   if (vma.nrPages === 0 || vma.prot & PROT_WRITE) return { prot: vma.prot };
   return {
     prot: vma.prot | PROT_WRITE,
     after: () => {
-      task.sys.check('mprotect', [vma.start, vma.end - vma.start, vma.prot], 'restoring protection');
+      task.sys.check(
+        'mprotect',
+        [vma.start, vma.end - vma.start, vma.prot],
+        'restoring protection',
+      );
     },
   };
 }

@@ -5,22 +5,23 @@
  * or killed. On any failure the stream ends with an error record and every
  * task is let go unharmed.
  */
+
+import type { ArchSupport } from '../arch.js';
 import { headerArchRecord } from '../codec/core-records.js';
 import type { ByteSink } from '../codec/io.js';
 import { ImageWriter } from '../codec/writer.js';
 import { CheckpointCtx } from '../context.js';
 import { CkptError, isCkptError } from '../errors.js';
 import { hostArchId, makeHeader, writeHeader } from '../image.js';
-import { freezeTask, unfreezeTask, type FrozenTask } from '../kernel/freeze.js';
+import { type FrozenTask, freezeTask, unfreezeTask } from '../kernel/freeze.js';
 import { findLeftoverParasites } from '../kernel/inject.js';
 import { getRegset, NT } from '../kernel/ptrace.js';
 import type { Logger, Progress } from '../log.js';
 import { collectSubtree, readStat, readStatus, threadsOf } from '../proc/index.js';
 import type { Registry } from '../registry.js';
 import type { CheckpointTask } from '../task.js';
-import { taskRecord, TaskState, treeRecord } from './records.js';
+import { TaskState, taskRecord, treeRecord } from './records.js';
 import { InjectedSyscalls, ProcTaskMemory } from './syscalls.js';
-import type { ArchSupport } from '../arch.js';
 
 /** What to do with the tree once the image is complete. */
 export type LeaveMode = 'running' | 'stopped' | 'kill';
@@ -52,7 +53,10 @@ export function hostArch(registry: Registry): ArchSupport {
   const id = hostArchId();
   const arch = id === undefined ? undefined : registry.arch(id);
   if (!arch) {
-    throw new CkptError('ENOTSUP', `no loaded plugin supports this machine's architecture (${process.arch})`);
+    throw new CkptError(
+      'ENOTSUP',
+      `no loaded plugin supports this machine's architecture (${process.arch})`,
+    );
   }
   return arch;
 }
@@ -185,7 +189,9 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
     writer.finish();
     ctx.stats.bytes = writer.offset;
   } catch (e) {
-    const err = isCkptError(e) ? e : new CkptError('EINVAL', `internal error: ${(e as Error).message}`, {}, { cause: e });
+    const err = isCkptError(e)
+      ? e
+      : new CkptError('EINVAL', `internal error: ${(e as Error).message}`, {}, { cause: e });
     ctx.setError(err);
     if (headerWritten) {
       try {
@@ -214,7 +220,9 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
 /** Remove code pages an earlier, killed ckpt left in the task. */
 function removeLeftovers(task: FrozenCheckpointTask, log: Logger): void {
   for (const r of findLeftoverParasites(task.pid)) {
-    log.info(`pid ${task.pid}: removing ckpt code page left by a killed checkpoint at 0x${r.start.toString(16)}`);
+    log.info(
+      `pid ${task.pid}: removing ckpt code page left by a killed checkpoint at 0x${r.start.toString(16)}`,
+    );
     task.sys.check('munmap', [r.start, r.end - r.start], 'removing a leftover ckpt code page');
   }
 }
@@ -224,7 +232,12 @@ function annotate(e: unknown, pid: number, phase: string): CkptError {
     if (e.context.pid === undefined) e.context.pid = pid;
     return e;
   }
-  return new CkptError('EINVAL', `internal error in phase ${phase} for pid ${pid}: ${(e as Error).message}`, { pid }, { cause: e });
+  return new CkptError(
+    'EINVAL',
+    `internal error in phase ${phase} for pid ${pid}: ${(e as Error).message}`,
+    { pid },
+    { cause: e },
+  );
 }
 
 function releaseQuietly(task: FrozenCheckpointTask, leave: LeaveMode, log: Logger): void {

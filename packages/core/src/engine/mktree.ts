@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ArchSupport } from '../arch.js';
 import { CkptError, isCkptError } from '../errors.js';
-import { freezeTask, type FrozenTask } from '../kernel/freeze.js';
+import { type FrozenTask, freezeTask } from '../kernel/freeze.js';
 import { SyscallInjector } from '../kernel/inject.js';
 import { libc } from '../kernel/libc.js';
 import { ProcMem } from '../kernel/memory.js';
@@ -42,7 +42,6 @@ function isZombie(pid: number): boolean {
 /** Spawns the stub once and clones restored tasks out of it. */
 export class TaskFactory {
   private stubPid: number | undefined;
-  private stubTask: FrozenTask | undefined;
   private readonly created: number[] = [];
 
   constructor(private readonly arch: ArchSupport) {}
@@ -68,7 +67,7 @@ export class TaskFactory {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-    this.stubTask = freezeTask(this.stubPid);
+    freezeTask(this.stubPid);
     return this.stubPid;
   }
 
@@ -84,7 +83,10 @@ export class TaskFactory {
       try {
         return this.createOnce(pid, exitSignal);
       } catch (e) {
-        if (!(isCkptError(e, 'EBUSY') && pid !== undefined && isZombie(pid) && Date.now() < deadline)) throw e;
+        if (
+          !(isCkptError(e, 'EBUSY') && pid !== undefined && isZombie(pid) && Date.now() < deadline)
+        )
+          throw e;
         Atomics.wait(pause, 0, 0, 10);
       }
     }
@@ -98,7 +100,11 @@ export class TaskFactory {
     // clone3 refuses an exit_signal with CLONE_PARENT: the child inherits
     // the stub's, which is SIGCHLD (posix_spawn).
     if (exitSignal !== SIGCHLD) {
-      throw new CkptError('ENOTSUP', `pid ${pid}: exit signal ${exitSignal} is not supported for a tree root`, { pid });
+      throw new CkptError(
+        'ENOTSUP',
+        `pid ${pid}: exit signal ${exitSignal} is not supported for a tree root`,
+        { pid },
+      );
     }
     if (pid !== undefined) {
       args.writeBigUInt64LE(prog.scratchAddr + BigInt(CLONE_ARGS_SIZE), 64); // set_tid
@@ -121,17 +127,25 @@ export class TaskFactory {
     if (isSyscallError(r)) {
       const errno = Number(-r);
       if (errno === EEXIST && pid !== undefined) {
-        throw new CkptError('EBUSY', `pid ${pid} is already in use; restart with --no-pids to restore under a new pid`, {
+        throw new CkptError(
+          'EBUSY',
+          `pid ${pid} is already in use; restart with --no-pids to restore under a new pid`,
+          {
+            pid,
+            syscall: 'clone3',
+            errno,
+          },
+        );
+      }
+      throw new CkptError(
+        'ESYS',
+        `cannot create a task${pid === undefined ? '' : ` with pid ${pid}`}: clone3 failed with errno ${errno}`,
+        {
           pid,
           syscall: 'clone3',
           errno,
-        });
-      }
-      throw new CkptError('ESYS', `cannot create a task${pid === undefined ? '' : ` with pid ${pid}`}: clone3 failed with errno ${errno}`, {
-        pid,
-        syscall: 'clone3',
-        errno,
-      });
+        },
+      );
     }
     const child = Number(r);
     this.created.push(child);
@@ -144,7 +158,6 @@ export class TaskFactory {
     libc().kill(this.stubPid, SIGKILL);
     reap(this.stubPid);
     this.stubPid = undefined;
-    this.stubTask = undefined;
   }
 
   /** Kill every task created and the stub: nothing is left behind. */

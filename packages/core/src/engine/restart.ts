@@ -5,6 +5,8 @@
  * registered phases, verifies the tail, and only then lets the tasks run
  * (sync point #3). Any failure kills every task it created.
  */
+
+import type { ArchSupport } from '../arch.js';
 import { headerArchRecord } from '../codec/core-records.js';
 import type { ByteSource } from '../codec/io.js';
 import { ImageReader } from '../codec/reader.js';
@@ -17,7 +19,6 @@ import { NT, setRegset, setSigmask } from '../kernel/ptrace.js';
 import type { Logger, Progress } from '../log.js';
 import type { Registry } from '../registry.js';
 import type { RestartTask } from '../task.js';
-import { type ArchSupport } from '../arch.js';
 import { hostArch } from './checkpoint.js';
 import { TaskFactory } from './mktree.js';
 import { TaskState, taskRecord, treeRecord } from './records.js';
@@ -78,7 +79,9 @@ class RestoringTask implements RestartTask {
   ) {
     this.mem = new ProcTaskMemory(frozen.pid);
     // The new task is a copy of the stub: its syscall instruction is there.
-    const first = new SyscallInjector(frozen.pid, arch.convention, { syscallAddr: arch.stub.syscallAddr });
+    const first = new SyscallInjector(frozen.pid, arch.convention, {
+      syscallAddr: arch.stub.syscallAddr,
+    });
     let addr: bigint;
     try {
       addr = first.call(arch.syscalls.mmap, [0, RESTORER_SIZE, PROT_RWX, MAP_PRIVATE_ANON, -1, 0]);
@@ -86,7 +89,9 @@ class RestoringTask implements RestartTask {
       first.close();
     }
     if (isSyscallError(addr)) {
-      throw new CkptError('ESYS', `cannot map the restorer in pid ${frozen.pid} (errno ${-addr})`, { pid: frozen.pid });
+      throw new CkptError('ESYS', `cannot map the restorer in pid ${frozen.pid} (errno ${-addr})`, {
+        pid: frozen.pid,
+      });
     }
     this.restorer = { start: addr, end: addr + RESTORER_SIZE };
     this.sys = this.injectorAt(addr);
@@ -111,7 +116,8 @@ class RestoringTask implements RestartTask {
     const sorted = [...ranges].sort((a, b) => (a.start < b.start ? -1 : 1));
     let candidate = 0x10000n;
     for (const r of sorted) {
-      if (candidate + RESTORER_SIZE <= r.start && !overlaps(candidate, candidate + RESTORER_SIZE)) break;
+      if (candidate + RESTORER_SIZE <= r.start && !overlaps(candidate, candidate + RESTORER_SIZE))
+        break;
       if (r.end > candidate) candidate = r.end;
     }
     const old = this.restorer;
@@ -129,9 +135,13 @@ class RestoringTask implements RestartTask {
   /** Remove the restorer, apply the final signal mask and registers: the task is ready to run. */
   finish(): void {
     if (!this.finalRegs) {
-      throw new CkptError('EINVAL', `no registers were restored for pid ${this.pid} (missing arch plugin?)`, {
-        pid: this.pid,
-      });
+      throw new CkptError(
+        'EINVAL',
+        `no registers were restored for pid ${this.pid} (missing arch plugin?)`,
+        {
+          pid: this.pid,
+        },
+      );
     }
     this.sys.check('munmap', [this.restorer.start, RESTORER_SIZE], 'removing the restorer');
     this.sys.close();
@@ -159,7 +169,10 @@ export function restart(opts: RestartOptions): RestartResult {
   const ha = ctx.read(headerArchRecord);
   const tree = ctx.read(treeRecord).tasks;
   if (tree.length !== 1) {
-    throw new CkptError('ENOTSUP', `the image holds ${tree.length} tasks; restarting process trees is not supported yet`);
+    throw new CkptError(
+      'ENOTSUP',
+      `the image holds ${tree.length} tasks; restarting process trees is not supported yet`,
+    );
   }
 
   const factory = new TaskFactory(arch);
@@ -182,9 +195,13 @@ export function restart(opts: RestartOptions): RestartResult {
       ctx.active = i;
       const rec = ctx.read(taskRecord);
       if (rec.pid !== task.savedPid) {
-        throw new CkptError('EBADREC', `task record for pid ${rec.pid} found where pid ${task.savedPid} was expected`, {
-          recordType: taskRecord.type,
-        });
+        throw new CkptError(
+          'EBADREC',
+          `task record for pid ${rec.pid} found where pid ${task.savedPid} was expected`,
+          {
+            recordType: taskRecord.type,
+          },
+        );
       }
       if (rec.state === TaskState.STOPPED) stopped.add(task);
       for (const phase of phases) {
@@ -200,13 +217,18 @@ export function restart(opts: RestartOptions): RestartResult {
       ctx.stats.tasks++;
     }
     if (reader.next() !== null) {
-      throw new CkptError('EUNEXPECTED', `unexpected record after the last task at offset ${reader.offset}`);
+      throw new CkptError(
+        'EUNEXPECTED',
+        `unexpected record after the last task at offset ${reader.offset}`,
+      );
     }
     ctx.deferqueue.run();
   } catch (e) {
     factory.destroyAll();
     ctx.dispose();
-    throw isCkptError(e) ? e : new CkptError('EINVAL', `internal error: ${(e as Error).message}`, {}, { cause: e });
+    throw isCkptError(e)
+      ? e
+      : new CkptError('EINVAL', `internal error: ${(e as Error).message}`, {}, { cause: e });
   }
   // Sync point: every task is restored; let them all go at once.
   for (const t of tasks) {
@@ -229,7 +251,12 @@ function annotate(e: unknown, savedPid: number, phase: string): CkptError {
     if (e.context.pid === undefined) e.context.pid = savedPid;
     return e;
   }
-  return new CkptError('EINVAL', `internal error restoring ${phase} of pid ${savedPid}: ${(e as Error).message}`, {
-    pid: savedPid,
-  }, { cause: e });
+  return new CkptError(
+    'EINVAL',
+    `internal error restoring ${phase} of pid ${savedPid}: ${(e as Error).message}`,
+    {
+      pid: savedPid,
+    },
+    { cause: e },
+  );
 }

@@ -63,11 +63,15 @@ export class InjectedSyscalls implements TaskSyscalls {
   check(name: SyscallName, args: readonly (bigint | number)[], what: string): bigint {
     const r = this.call(name, args);
     if (isSyscallError(r)) {
-      throw new CkptError('ESYS', `${what} in pid ${this.pid} failed: ${name}() returned ${describeErrno(r)}`, {
-        pid: this.pid,
-        syscall: name,
-        errno: Number(-r),
-      });
+      throw new CkptError(
+        'ESYS',
+        `${what} in pid ${this.pid} failed: ${name}() returned ${describeErrno(r)}`,
+        {
+          pid: this.pid,
+          syscall: name,
+          errno: Number(-r),
+        },
+      );
     }
     return r;
   }
@@ -75,9 +79,13 @@ export class InjectedSyscalls implements TaskSyscalls {
   scratch(size: number): bigint {
     if (this.fixedScratch) {
       if (size > this.fixedScratch.size) {
-        throw new CkptError('EINVAL', `scratch request of ${size} bytes exceeds the restorer's ${this.fixedScratch.size}`, {
-          pid: this.pid,
-        });
+        throw new CkptError(
+          'EINVAL',
+          `scratch request of ${size} bytes exceeds the restorer's ${this.fixedScratch.size}`,
+          {
+            pid: this.pid,
+          },
+        );
       }
       return this.fixedScratch.addr;
     }

@@ -27,7 +27,9 @@ export function stage(task: TaskAccess, parts: readonly Buffer[]): bigint[] {
   });
   const base = task.sys.scratch(Math.max(size, 8));
   const all = Buffer.alloc(size);
-  parts.forEach((p, i) => p.copy(all, offsets[i]));
+  parts.forEach((p, i) => {
+    p.copy(all, offsets[i]);
+  });
   if (size > 0) task.mem.write(base, all);
   return offsets.map((o) => base + BigInt(o));
 }

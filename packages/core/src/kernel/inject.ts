@@ -19,7 +19,15 @@ import { CkptError } from '../errors.js';
 import { readMaps } from '../proc/index.js';
 import type { SyscallConvention } from './convention.js';
 import { ProcMem, readRanges } from './memory.js';
-import { getRegset, NT, PTRACE_O, setOptions, setRegset, singlestep, syscallStep } from './ptrace.js';
+import {
+  getRegset,
+  NT,
+  PTRACE_O,
+  setOptions,
+  setRegset,
+  singlestep,
+  syscallStep,
+} from './ptrace.js';
 import { waitForStop } from './wait.js';
 
 const SIGTRAP = 5;
@@ -62,7 +70,8 @@ export function findLeftoverParasites(pid: number): { start: bigint; end: bigint
   const size = BigInt(PARASITE_PAGES * 4096);
   const found: { start: bigint; end: bigint }[] = [];
   const candidates = readMaps(pid).filter(
-    (m) => m.read && m.write && m.exec && !m.shared && m.pathname === '' && m.end - m.start === size,
+    (m) =>
+      m.read && m.write && m.exec && !m.shared && m.pathname === '' && m.end - m.start === size,
   );
   if (candidates.length === 0) return found;
   const mem = new ProcMem(pid, false);
@@ -131,11 +140,15 @@ export class SyscallInjector {
       0,
     ]);
     if (addr < 0n && addr > -4096n) {
-      throw new CkptError('ESYS', `cannot map ckpt's code page in pid ${this.pid} (errno ${-addr})`, {
-        pid: this.pid,
-        syscall: 'mmap',
-        errno: Number(-addr),
-      });
+      throw new CkptError(
+        'ESYS',
+        `cannot map ckpt's code page in pid ${this.pid} (errno ${-addr})`,
+        {
+          pid: this.pid,
+          syscall: 'mmap',
+          errno: Number(-addr),
+        },
+      );
     }
     this.parasite = addr;
     const code = Buffer.concat([this.conv.syscallInsn, this.conv.resumeCode!(this.saved)]);
@@ -229,7 +242,8 @@ export class SyscallInjector {
    */
   scratch(size: number): bigint {
     if (this.killSafe && this.parasite === undefined) this.setUpParasite();
-    if (this.parasite !== undefined && size <= (PARASITE_PAGES - 1) * 4096) return this.parasite + 4096n;
+    if (this.parasite !== undefined && size <= (PARASITE_PAGES - 1) * 4096)
+      return this.parasite + 4096n;
     if (this.scratchAddr !== undefined && size <= this.scratchSize) return this.scratchAddr;
     this.unmapScratch();
     const len = Math.ceil(size / 4096) * 4096;

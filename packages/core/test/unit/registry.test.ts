@@ -5,10 +5,10 @@ import {
   CheckpointCtx,
   type CheckpointTask,
   type CkptPlugin,
-  type FileInfo,
   corePlugin,
   definePlugin,
   defineRecord,
+  type FileInfo,
   ImageReader,
   ImageWriter,
   makeHeader,
@@ -25,15 +25,26 @@ const noop = () => {};
 // This plugin's phases only use pid and data; the kernel-facing parts of a
 // task are exercised by the live tests.
 const ckptTask = (pid: number) => ({ pid, data: new Map() }) as unknown as CheckpointTask;
-const rstTask = (pid: number) => ({ pid, savedPid: pid, data: new Map() }) as unknown as RestartTask;
+const rstTask = (pid: number) =>
+  ({ pid, savedPid: pid, data: new Map() }) as unknown as RestartTask;
 const phase = (name: string, order: number) => ({ name, order, checkpoint: noop, restore: noop });
 const vma = (kind: string, id: number) => ({
   kind,
   id,
   match: () => false,
-  describe: () => ({ start: 0n, end: 0n, prot: 0, flags: 0, pgoff: 0n, madv: 0, path: '', kind: id, nrPages: 0 }),
+  describe: () => ({
+    start: 0n,
+    end: 0n,
+    prot: 0,
+    flags: 0,
+    pgoff: 0n,
+    madv: 0,
+    path: '',
+    kind: id,
+    nrPages: 0,
+  }),
   pages: () => [],
-  restore: noop,
+  restore: () => undefined,
 });
 
 describe('Registry', () => {
@@ -115,9 +126,15 @@ describe('Registry', () => {
         ],
       }),
     ]);
-    const file = { pid: 1, fd: 3, target: { kind: 'pipe', text: 'pipe:[5]', inode: 5 } } as FileInfo;
+    const file = {
+      pid: 1,
+      fd: 3,
+      target: { kind: 'pipe', text: 'pipe:[5]', inode: 5 },
+    } as FileInfo;
     expect(r.fileHandlerFor(file)?.kind).toBe('pipe');
-    expect(r.fileHandlerFor({ ...file, target: { kind: 'path', text: '/x', path: '/x' } })?.kind).toBe('any');
+    expect(
+      r.fileHandlerFor({ ...file, target: { kind: 'path', text: '/x', path: '/x' } })?.kind,
+    ).toBe('any');
     expect(r.fileHandlerById(2)?.kind).toBe('pipe');
   });
 });
@@ -173,8 +190,8 @@ describe('a third-party plugin, registered from outside core', () => {
     const reader = new ImageReader(new BufferSource(sink.contents()));
     const rst = new RestartCtx(reader, { registry });
     readHeader(reader);
-    expect(() =>
-      registry.phases()[0]!.restore(rst, rstTask(1)),
-    ).toThrow(/objref 9 \(eventcount\) is referenced but was never defined/);
+    expect(() => registry.phases()[0]!.restore(rst, rstTask(1))).toThrow(
+      /objref 9 \(eventcount\) is referenced but was never defined/,
+    );
   });
 });
