@@ -65,13 +65,22 @@ function* chunks(runs: readonly PageRun[]): Generator<PageRun[]> {
 export function dumpPages(ctx: CheckpointCtx, mem: TaskMemory, runs: readonly PageRun[]): void {
   const buf = chunk();
   for (const part of chunks(runs)) {
-    const addrs: bigint[] = [];
+    const addrs = new BigUint64Array(countPages(part));
+    // Fill the addresses as 32-bit halves: user addresses fit in a double,
+    // and this avoids a bigint per page.
+    const halves = new Uint32Array(addrs.buffer);
     let off = 0;
+    let n = 0;
     for (const run of part) {
       const bytes = run.pages * PAGE_SIZE;
       mem.readInto(run.start, buf.subarray(off, off + bytes));
       off += bytes;
-      for (let i = 0; i < run.pages; i++) addrs.push(run.start + BigInt(i) * PAGE);
+      const start = Number(run.start);
+      for (let i = 0; i < run.pages; i++, n++) {
+        const a = start + i * PAGE_SIZE;
+        halves[2 * n] = a % 2 ** 32;
+        halves[2 * n + 1] = Math.floor(a / 2 ** 32);
+      }
     }
     ctx.write(pgarrRecord, { addrs });
     ctx.writer.writeRaw(bufferRecord, buf.subarray(0, off));
@@ -113,27 +122,25 @@ export function restorePages(
     }
     ctx.reader.rawRead(h, buf, 0, size);
     ctx.reader.skip(h);
-    // Write runs of consecutive addresses with one call each.
+    // Write runs of consecutive addresses with one call each. Addresses
+    // are compared as doubles (exact below 2^53) read from 32-bit halves.
+    const halves = new Uint32Array(addrs.buffer, addrs.byteOffset, addrs.length * 2);
+    const at = (k: number) => halves[2 * k]! + halves[2 * k + 1]! * 2 ** 32;
+    const lo = Number(range.start);
+    const hi = Number(range.end);
     let i = 0;
     while (i < addrs.length) {
-      const start = addrs[i]!;
-      if (start < range.start || start + PAGE > range.end || start % PAGE !== 0n) {
-        throw new CkptError('EBADREC', `page at 0x${start.toString(16)} lies outside its region`, {
-          offset: h.offset,
-        });
-      }
+      const start = at(i);
       let j = i + 1;
-      while (j < addrs.length && addrs[j] === start + BigInt(j - i) * PAGE) j++;
-      if (addrs[j - 1]! + PAGE > range.end) {
+      while (j < addrs.length && at(j) === start + (j - i) * PAGE_SIZE) j++;
+      if (start < lo || start + (j - i) * PAGE_SIZE > hi || start % PAGE_SIZE !== 0) {
         throw new CkptError(
           'EBADREC',
-          `pages up to 0x${addrs[j - 1]!.toString(16)} run past their region`,
-          {
-            offset: h.offset,
-          },
+          `pages at 0x${start.toString(16)} (${j - i}) lie outside their region 0x${lo.toString(16)}-0x${hi.toString(16)}`,
+          { offset: h.offset },
         );
       }
-      mem.write(start, buf.subarray(i * PAGE_SIZE, j * PAGE_SIZE));
+      mem.write(BigInt(start), buf.subarray(i * PAGE_SIZE, j * PAGE_SIZE));
       i = j;
     }
     left -= addrs.length;

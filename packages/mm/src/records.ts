@@ -1,5 +1,5 @@
 /** The memory subsystem's records (401–449). */
-import { array, defineRecord, RecordType, str, struct, u32, u64 } from '@ckpt/core';
+import { array, defineRecord, RecordType, str, struct, u32, u64, u64s } from '@ckpt/core';
 
 /** Ids of the VMA kinds (the `kind` field of VMA records). */
 export const VmaKind = {
@@ -70,6 +70,6 @@ export const pgarrRecord = defineRecord(
   'pgarr',
   'addresses of a chunk of pages',
   {
-    addrs: array(u64('hex'), 1 << 16),
+    addrs: u64s(1 << 16),
   },
 );

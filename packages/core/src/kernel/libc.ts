@@ -10,8 +10,17 @@
  * requires that every request for a tracee comes from the thread that
  * attached to it.
  */
-import koffi from 'koffi';
+import { createRequire } from 'node:module';
+import type Koffi from 'koffi';
 import { CkptError, type CkptErrorCode } from '../errors.js';
+
+// koffi (a native addon) is loaded on first use, not at import: commands
+// that never touch the kernel interface (`ckpt info`) start faster.
+let koffiModule: typeof Koffi | undefined;
+function koffi(): typeof Koffi {
+  koffiModule ??= createRequire(import.meta.url)('koffi') as typeof Koffi;
+  return koffiModule;
+}
 
 /** A value passed to a C `long`/`uintptr_t` parameter. */
 export type CLong = number | bigint;
@@ -24,7 +33,7 @@ const HOST_SYSCALLS: Record<string, { kcmp: number }> = {
 };
 
 function bind() {
-  const lib = koffi.load('libc.so.6');
+  const lib = koffi().load('libc.so.6');
   const host = HOST_SYSCALLS[process.arch];
   return {
     // ptrace is variadic in C; on the supported ABIs a fixed four-argument
@@ -86,17 +95,17 @@ export function libc(): ReturnType<typeof bind> {
 
 /** errno of the last libc call made through koffi on this thread. */
 export function errno(): number {
-  return koffi.errno();
+  return koffi().errno();
 }
 
 /** Reset errno, for calls (like PTRACE_PEEKUSER) whose -1 may be a value. */
 export function clearErrno(): void {
-  koffi.errno(0);
+  koffi().errno(0);
 }
 
 /** Address of a Buffer's memory, for fields of structs passed to the kernel. */
 export function addressOf(buf: Buffer): bigint {
-  return koffi.address(buf);
+  return koffi().address(buf);
 }
 
 const ERRNO_NAMES: Record<number, string> = {

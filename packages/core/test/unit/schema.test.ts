@@ -16,6 +16,7 @@ import {
   u16,
   u32,
   u64,
+  u64s,
 } from '../../src/index.js';
 import { arbitraryFor } from '../support/arbitrary.js';
 
@@ -29,6 +30,7 @@ const kitchenSink = defineRecord(7001, 'kitchen_sink', 'every field kind', {
   g: bytes(100),
   h: fixed(5),
   i: array(u64(), 20),
+  k: u64s(20),
   j: struct({ x: u32(), y: array(struct({ p: u8(), q: str(8) }), 4) }),
 });
 
@@ -90,6 +92,7 @@ describe('record schemas', () => {
       g: Buffer.from([1, 2]),
       h: Buffer.alloc(5),
       i: [],
+      k: BigUint64Array.from([1n, 4096n]),
       j: { x: 3, y: [{ p: 1, q: 'q' }] },
     });
     expect(lines).toContain('b: 0xff');
