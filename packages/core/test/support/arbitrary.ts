@@ -26,6 +26,11 @@ export function arbitraryFor(codec: Codec<any>): fc.Arbitrary<any> {
     const n = Number(fixedMatch[1]);
     return fc.uint8Array({ minLength: n, maxLength: n }).map((a) => Buffer.from(a));
   }
+  if (codec.typedArray) {
+    return fc
+      .array(fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), { maxLength: 16 })
+      .map((xs) => BigUint64Array.from(xs));
+  }
   if (codec.item)
     return fc.array(arbitraryFor(codec.item), { maxLength: Math.min(codec.limit ?? 16, 16) });
   if (t === 'struct') {
