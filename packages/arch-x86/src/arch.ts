@@ -1,5 +1,6 @@
 /** `ArchSupport` for x86-64: what core's engine needs from this package. */
 import { type ArchHeader, ArchId, type ArchSupport, type SyscallName } from '@ckpt/core';
+import { CPU_X86_64_RECORD, formatCpuRecord } from './cpu.js';
 import { x86ResumeCode } from './resume.js';
 import { x86_64Stub } from './stub.js';
 import { NR, x86_64Syscalls } from './syscall.js';
@@ -77,4 +78,8 @@ export const x86_64Arch: ArchSupport = {
     assertXstateCompatible(h.features, xstateOf(pid).xfeatures);
   },
   stub: x86_64Stub,
+  formatCpu: (type, value) =>
+    type === CPU_X86_64_RECORD
+      ? formatCpuRecord(value as Parameters<typeof formatCpuRecord>[0])
+      : undefined,
 };

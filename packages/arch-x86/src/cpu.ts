@@ -7,7 +7,7 @@ import { array, bytes, CkptError, defineRecord, fixed, type TaskPhase, u64 } fro
 import { readDebugRegs, writeDebugRegs } from './debugregs.js';
 import { decodeRegs, encodeRegs, USER_REGS_SIZE } from './regs.js';
 import { resumeRegs } from './restart.js';
-import { decodeXstateInfo, readXstate, writeXstate } from './xstate.js';
+import { decodeXstateInfo, getXmm, readXstate, writeXstate } from './xstate.js';
 
 /** Record type of the x86-64 CPU state (arch range 201–299). */
 export const CPU_X86_64_RECORD = 201;
@@ -59,3 +59,27 @@ export const cpuPhase: TaskPhase = {
     task.finalRegs = encodeRegs(resumeRegs(decodeRegs(rec.regs)).regs);
   },
 };
+
+/** Registers of a cpu record by name, for `ckpt info --regs`. */
+export function formatCpuRecord(value: ReturnType<typeof cpuRecord.decode>): string[] {
+  const regs = decodeRegs(value.regs);
+  const hex = (v: bigint) => `0x${v.toString(16).padStart(16, '0')}`;
+  const names = Object.keys(regs) as (keyof typeof regs)[];
+  const lines: string[] = [];
+  for (let i = 0; i < names.length; i += 3) {
+    lines.push(
+      names
+        .slice(i, i + 3)
+        .map((n) => `${n.padStart(8)} ${hex(regs[n])}`)
+        .join('  '),
+    );
+  }
+  const info = decodeXstateInfo(value.xstate);
+  lines.push(
+    `xstate: ${value.xstate.length} bytes, xfeatures 0x${info.xfeatures.toString(16)}, in use 0x${info.xstateBv.toString(16)}`,
+  );
+  for (let n = 0; n < 16; n++)
+    lines.push(`   xmm${String(n).padEnd(2)} ${getXmm(value.xstate, n).toString('hex')}`);
+  lines.push(`debug: ${DEBUG_NAMES.map((d, i) => `${d}=${hex(value.debug[i] ?? 0n)}`).join(' ')}`);
+  return lines;
+}

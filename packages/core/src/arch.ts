@@ -100,4 +100,9 @@ export interface ArchSupport {
    */
   checkHeaderArch(h: ArchHeader, pid: number): void;
   readonly stub: StubProgram;
+  /**
+   * Human lines for one of this arch's CPU records (`ckpt info --regs`):
+   * registers by name. Undefined for records it does not describe.
+   */
+  formatCpu?(recordType: number, value: unknown): string[] | undefined;
 }

@@ -160,6 +160,8 @@ export interface RecordView {
   value?: unknown;
   /** Human lines, for structured records. */
   lines?: string[];
+  /** The decoded value itself, for structured records. */
+  decoded?: unknown;
   /** Data size and leading bytes, for raw records. */
   raw?: { size: number; head: string };
 }
@@ -205,6 +207,7 @@ export function* walkImage(reader: ImageReader, registry: Registry): Generator<R
       const value = reader.decode(kind, h);
       view.value = kind.toJSON(value);
       view.lines = kind.format(value);
+      view.decoded = value;
     } else if (kind?.kind === 'raw') {
       const size = reader.rawSize(h, kind);
       const head = Buffer.alloc(Math.min(size, 32));

@@ -1,11 +1,18 @@
 /** `ckpt info`: print every record of an image. */
-import { FdSource, ImageReader, type RecordView, walkImage } from '@ckpt/core';
+import {
+  ARCH_RECORD_RANGE,
+  FdSource,
+  ImageReader,
+  RecordType,
+  type RecordView,
+  walkImage,
+} from '@ckpt/core';
 import { printJson } from '../output.js';
 import type { Command } from './command.js';
 
-function printView(v: RecordView): void {
+function printView(v: RecordView, regs: (v: RecordView) => string[] | undefined): void {
   process.stdout.write(`@${v.offset} ${v.name} (type ${v.type}, ${v.len} bytes)\n`);
-  for (const line of v.lines ?? []) process.stdout.write(`    ${line}\n`);
+  for (const line of regs(v) ?? v.lines ?? []) process.stdout.write(`    ${line}\n`);
   if (v.raw)
     process.stdout.write(
       `    data: ${v.raw.size} bytes${v.raw.head ? `: ${v.raw.head}${v.raw.size > 32 ? '…' : ''}` : ''}\n`,
@@ -15,14 +22,16 @@ function printView(v: RecordView): void {
 export const infoCommand: Command = {
   name: 'info',
   summary: 'print an image: its header, then every record in order',
-  usage: 'ckpt info [--json] FILE|-',
+  usage: 'ckpt info [--json] [--regs] FILE|-',
   help: `Reads a checkpoint image (a file, or standard input with '-'), checks its
 framing, checksum and tail, and prints each record with its offset, type and
 decoded fields. With --json, prints one JSON document for scripts.
 
 A defective image stops the listing with a one-line error that names the
 byte offset and record type, and a non-zero exit status.`,
-  options: {},
+  options: {
+    regs: { type: 'boolean', description: 'show CPU records as named registers' },
+  },
   run({ positionals, values, registry }) {
     const file = positionals[0];
     if (!file || positionals.length > 1) throw new Error('usage');
@@ -30,12 +39,22 @@ byte offset and record type, and a non-zero exit status.`,
     try {
       const reader = new ImageReader(source, (t) => registry.recordName(t));
       if (values.json) {
-        const records = [...walkImage(reader, registry)].map(({ lines: _lines, ...rest }) => rest);
+        const records = [...walkImage(reader, registry)].map(
+          ({ lines: _lines, decoded: _decoded, ...rest }) => rest,
+        );
         printJson({ ok: true, file, bytes: reader.offset, records });
       } else {
         let n = 0;
+        let archId = 0;
+        // With --regs, the image's arch plugin renders its CPU records.
+        const regs = (v: RecordView) => {
+          if (v.type === RecordType.HEADER) archId = (v.value as { archId: number }).archId;
+          if (!values.regs || v.type < ARCH_RECORD_RANGE.first || v.type > ARCH_RECORD_RANGE.last)
+            return undefined;
+          return registry.arch(archId)?.formatCpu?.(v.type, v.decoded);
+        };
         for (const v of walkImage(reader, registry)) {
-          printView(v);
+          printView(v, regs);
           n++;
         }
         process.stdout.write(`${n} records, ${reader.offset} bytes, checksum ok\n`);
