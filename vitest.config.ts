@@ -22,6 +22,8 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['packages/*/test/unit/**/*.test.ts', 'apps/*/test/unit/**/*.test.ts'],
+          // Some unit tests spawn the CLI; live tests may load the machine.
+          testTimeout: 30_000,
         },
       },
       {
