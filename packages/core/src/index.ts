@@ -8,6 +8,7 @@
 
 export type * from './arch.js';
 export * from './codec/core-records.js';
+export * from './codec/crc.js';
 export * from './codec/io.js';
 export * from './codec/reader.js';
 export * from './codec/record.js';

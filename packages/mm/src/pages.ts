@@ -10,6 +10,7 @@ import {
   CkptError,
   PAGE_SIZE,
   type RestartCtx,
+  sharedBuffer,
   type TaskMemory,
 } from '@ckpt/core';
 import { pgarrRecord } from './records.js';
@@ -32,9 +33,10 @@ export function countPages(runs: readonly PageRun[]): number {
 }
 
 // One buffer per process: chunks are written out before the next is read.
+// It lives in shared memory so the image checksum runs on another core.
 let chunkBuffer: Buffer | undefined;
 function chunk(): Buffer {
-  chunkBuffer ??= Buffer.allocUnsafe(CHUNK_PAGES * PAGE_SIZE);
+  chunkBuffer ??= sharedBuffer(CHUNK_PAGES * PAGE_SIZE);
   return chunkBuffer;
 }
 

@@ -4,9 +4,9 @@
  * caller in pieces. Every malformation becomes a {@link CkptError} that
  * names the byte offset and the record type.
  */
-import { crc32 } from 'node:zlib';
 import { CkptError } from '../errors.js';
 import { errorRecord, tailRecord } from './core-records.js';
+import { StreamCrc } from './crc.js';
 import type { ByteSource } from './io.js';
 import {
   MAX_STRUCT_PAYLOAD,
@@ -36,7 +36,7 @@ export class ImageReader {
   offset = 0;
   /** Records consumed so far (excluding the tail). */
   records = 0;
-  private crc = 0;
+  private readonly crc = new StreamCrc();
   /** The header of the record whose payload is being consumed. */
   private current: RecordHeader | null = null;
   /** Payload bytes of `current` not yet consumed. */
@@ -163,7 +163,9 @@ export class ImageReader {
   rawRead(h: RecordHeader, buf: Buffer, off = 0, len = buf.length - off): void {
     this.assertCurrent(h);
     if (len > this.rawLeft) throw this.bad(h, `read of ${len} bytes past the end of raw data`);
-    this.fill(buf, off, len, h);
+    // Page data: summed on the worker while the caller uses it.
+    this.fill(buf, off, len, h, false);
+    this.crc.begin(buf.subarray(off, off + len));
     this.rawLeft -= len;
     this.pending -= len;
   }
@@ -200,7 +202,7 @@ export class ImageReader {
     }
     const at = this.offset;
     // The tail's checksum covers everything before the tail's header.
-    this.crcBefore = this.crc;
+    this.crcBefore = this.crc.current;
     let got = 0;
     while (got < RECORD_HEADER_SIZE) {
       const n = this.readSome(this.head, got, RECORD_HEADER_SIZE - got);
@@ -284,10 +286,10 @@ export class ImageReader {
   /** CRC of the stream up to the start of the record being read. */
   private crcBefore = 0;
 
-  private fill(buf: Buffer, off: number, len: number, h: RecordHeader): void {
+  private fill(buf: Buffer, off: number, len: number, h: RecordHeader, sum = true): void {
     let done = 0;
     while (done < len) {
-      const n = this.readSome(buf, off + done, len - done);
+      const n = this.readSome(buf, off + done, len - done, sum);
       if (n === 0) {
         throw new CkptError(
           'ETRUNC',
@@ -299,10 +301,10 @@ export class ImageReader {
     }
   }
 
-  private readSome(buf: Buffer, off: number, len: number): number {
+  private readSome(buf: Buffer, off: number, len: number, sum = true): number {
     const n = this.source.read(buf, off, len);
     if (n > 0) {
-      this.crc = crc32(buf.subarray(off, off + n), this.crc);
+      if (sum) this.crc.update(buf.subarray(off, off + n));
       this.offset += n;
     }
     return n;

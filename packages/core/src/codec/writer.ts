@@ -3,9 +3,9 @@
  * padding, a running CRC-32 of every byte, and the tail record at the end.
  * Small records are batched in a buffer; bulk data goes straight through.
  */
-import { crc32 } from 'node:zlib';
 import { CkptError } from '../errors.js';
 import { errorRecord, tailRecord } from './core-records.js';
+import { StreamCrc } from './crc.js';
 import type { ByteSink } from './io.js';
 import {
   alignRecord,
@@ -24,7 +24,7 @@ export class ImageWriter {
   offset = 0;
   /** Records written so far (the tail does not count itself). */
   records = 0;
-  private crc = 0;
+  private readonly crc = new StreamCrc();
   private batch = Buffer.allocUnsafe(BATCH);
   private batched = 0;
   private openRaw: { remaining: number; pad: number; name: string } | null = null;
@@ -160,20 +160,23 @@ export class ImageWriter {
 
   private put(data: Buffer): void {
     if (data.length === 0) return;
-    this.crc = crc32(data, this.crc);
     this.offset += data.length;
     if (data.length >= BATCH / 4) {
       this.flush();
+      // Large (page) data: its CRC runs on the worker during the write.
+      this.crc.begin(data);
       this.sink.write(data);
+      this.crc.settle();
       return;
     }
+    this.crc.update(data);
     if (this.batched + data.length > BATCH) this.flush();
     data.copy(this.batch, this.batched);
     this.batched += data.length;
   }
 
   private crcNow(): number {
-    return this.crc >>> 0;
+    return this.crc.current;
   }
 
   private assertOpen(): void {

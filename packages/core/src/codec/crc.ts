@@ -1,0 +1,182 @@
+/**
+ * CRC-32 of the image stream, with the bulk of it computed on a second core.
+ *
+ * Page data dominates an image and CRC-32 over it costs about as much as
+ * reading the pages. Large chunks that live in shared memory are handed to
+ * a worker thread, which computes their CRC while the main thread does the
+ * I/O; the partial CRCs are then joined with {@link crc32Combine}, so the
+ * result is exactly zlib's CRC-32 of the whole stream. The main thread stays
+ * synchronous: the hand-off uses Atomics on a shared control block.
+ */
+import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
+import { crc32 } from 'node:zlib';
+
+/** Chunks at least this large go to the worker, if they are in shared memory. */
+export const PARALLEL_CRC_MIN = 1 << 20;
+
+function gf2Times(mat: Uint32Array, vec: number): number {
+  let sum = 0;
+  let v = vec >>> 0;
+  for (let i = 0; v !== 0; i++, v >>>= 1) if (v & 1) sum ^= mat[i]!;
+  return sum >>> 0;
+}
+
+function gf2Square(square: Uint32Array, mat: Uint32Array): void {
+  for (let n = 0; n < 32; n++) square[n] = gf2Times(mat, mat[n]!);
+}
+
+/**
+ * The CRC-32 of A‖B from crc(A), crc(B) and B's length (zlib's
+ * crc32_combine: multiply crc(A) by x^(8·len) in GF(2)).
+ */
+export function crc32Combine(crcA: number, crcB: number, lenB: number): number {
+  if (lenB <= 0) return crcA >>> 0;
+  const even = new Uint32Array(32);
+  const odd = new Uint32Array(32);
+  odd[0] = 0xedb88320; // the CRC-32 polynomial, reflected
+  for (let n = 1, row = 1; n < 32; n++, row *= 2) odd[n] = row;
+  gf2Square(even, odd); // operator for two zero bits
+  gf2Square(odd, even); // four zero bits
+  let crc = crcA >>> 0;
+  let len = lenB;
+  for (;;) {
+    gf2Square(even, odd);
+    if (len % 2) crc = gf2Times(even, crc);
+    len = Math.floor(len / 2);
+    if (len === 0) break;
+    gf2Square(odd, even);
+    if (len % 2) crc = gf2Times(odd, crc);
+    len = Math.floor(len / 2);
+    if (len === 0) break;
+  }
+  return (crc ^ crcB) >>> 0;
+}
+
+/** A Buffer over shared memory, which the CRC worker can read in place. */
+export function sharedBuffer(size: number): Buffer {
+  return Buffer.from(new SharedArrayBuffer(size));
+}
+
+function isShared(buf: Buffer): boolean {
+  return buf.buffer instanceof SharedArrayBuffer;
+}
+
+// Control block: [state, offset, length, result]; state 0 idle, 1 job, 2 done.
+const IDLE = 0;
+const JOB = 1;
+const DONE = 2;
+
+// The worker learns each shared buffer once, through a message port it
+// drains synchronously when a job refers to a buffer it has not seen.
+const WORKER_SOURCE = `
+const { workerData, receiveMessageOnPort } = require('node:worker_threads');
+const { crc32 } = require('node:zlib');
+const ctl = new Int32Array(workerData.ctl);
+const buffers = new Map();
+for (;;) {
+  Atomics.wait(ctl, 0, ${IDLE});
+  if (Atomics.load(ctl, 0) !== ${JOB}) continue;
+  for (let m; (m = receiveMessageOnPort(workerData.port)); ) {
+    buffers.set(m.message.id, Buffer.from(m.message.sab));
+  }
+  const buf = buffers.get(ctl[4]);
+  ctl[3] = crc32(buf.subarray(ctl[1], ctl[1] + ctl[2]), 0) | 0;
+  Atomics.store(ctl, 0, ${DONE});
+  Atomics.notify(ctl, 0);
+}
+`;
+
+/** The worker and its control block, started on first large chunk. */
+class CrcWorker {
+  private readonly ctl = new Int32Array(new SharedArrayBuffer(5 * 4));
+  // [state, offset, length, result, buffer id]
+  private readonly worker: Worker;
+  private readonly port: MessagePort;
+  private readonly known = new WeakMap<SharedArrayBuffer, number>();
+  private nextId = 1;
+
+  constructor() {
+    const { port1, port2 } = new MessageChannel();
+    this.port = port1;
+    this.worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { ctl: this.ctl.buffer, port: port2 },
+      transferList: [port2],
+    });
+    // Never keeps ckpt alive: it only ever waits for work.
+    this.worker.unref();
+  }
+
+  /** Start the CRC of `buf` (shared) on the worker. */
+  start(buf: Buffer): void {
+    const sab = buf.buffer as SharedArrayBuffer;
+    let id = this.known.get(sab);
+    if (id === undefined) {
+      id = this.nextId++;
+      this.known.set(sab, id);
+      this.port.postMessage({ id, sab });
+    }
+    this.ctl[1] = buf.byteOffset;
+    this.ctl[2] = buf.length;
+    this.ctl[4] = id;
+    Atomics.store(this.ctl, 0, JOB);
+    Atomics.notify(this.ctl, 0);
+  }
+
+  /** Wait for the started CRC; returns it. */
+  finish(): number {
+    while (Atomics.load(this.ctl, 0) !== DONE) Atomics.wait(this.ctl, 0, JOB);
+    const crc = this.ctl[3]! >>> 0;
+    Atomics.store(this.ctl, 0, IDLE);
+    return crc;
+  }
+}
+
+let shared: CrcWorker | undefined;
+
+/**
+ * A running CRC-32 over a stream. `update` computes in place; `begin` /
+ * `settle` let a large shared chunk be summed by the worker while the
+ * caller does I/O on it, keeping the stream order.
+ */
+export class StreamCrc {
+  private value = 0;
+  private pending: { length: number } | undefined;
+
+  /** The CRC of everything so far (settles a pending chunk first). */
+  get current(): number {
+    this.settle();
+    return this.value >>> 0;
+  }
+
+  /** Add `data` synchronously. */
+  update(data: Buffer): void {
+    this.settle();
+    // zlib.crc32 of some empty views returns 0, not the seed: skip them.
+    if (data.length === 0) return;
+    this.value = crc32(data, this.value);
+  }
+
+  /**
+   * Add `data`, on the worker if it is large and in shared memory; the
+   * caller must not modify `data` until {@link settle} (or any other call).
+   */
+  begin(data: Buffer): void {
+    if (data.length < PARALLEL_CRC_MIN || !isShared(data)) {
+      this.update(data);
+      return;
+    }
+    this.settle();
+    shared ??= new CrcWorker();
+    shared.start(data);
+    this.pending = { length: data.length };
+  }
+
+  /** Wait for a chunk handed to the worker and fold it in. */
+  settle(): void {
+    if (!this.pending || !shared) return;
+    const part = shared.finish();
+    this.value = crc32Combine(this.value, part, this.pending.length);
+    this.pending = undefined;
+  }
+}
