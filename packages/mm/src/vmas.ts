@@ -26,6 +26,7 @@ const MAP_PRIVATE = 0x02;
 const MAP_FIXED = 0x10;
 const MAP_ANONYMOUS = 0x20;
 const MAP_GROWSDOWN = 0x100;
+const MAP_POPULATE = 0x8000;
 /**
  * ckpt's own bit in a VMA record's flags (not a MAP_* value): the region
  * must stay a separate VMA from an identical neighbour. The kernel merges
@@ -156,7 +157,10 @@ export const anonPrivate: VmaHandler = {
     // a private mapping: map with the final protection straight away.
     const flags = (vma.flags & MAP_GROWSDOWN) | MAP_PRIVATE | MAP_ANONYMOUS;
     if (!(vma.flags & VMA_KEEP_APART)) {
-      mmap(task, vma, vma.prot, flags);
+      // A mostly-filled region is faster to populate in one go than page
+      // by page as its contents are written.
+      const mostlyFilled = BigInt(vma.nrPages) * PAGE * 2n >= vma.end - vma.start;
+      mmap(task, vma, vma.prot, flags | (mostlyFilled && vma.nrPages > 256 ? MAP_POPULATE : 0));
       return;
     }
     // Give the region an anon_vma of its own before it can merge. Mapping

@@ -37,7 +37,15 @@ running as it was and the image ends with an error record.`,
     const sink = FdSink.open(output);
     const t0 = performance.now();
     try {
-      const r = checkpoint({ pid, output: sink, registry, leave, progress: terminalProgress() });
+      // ckpt exits right after: no need to wait for a killed tree to be gone.
+      const r = checkpoint({
+        pid,
+        output: sink,
+        registry,
+        leave,
+        awaitKill: false,
+        progress: terminalProgress(),
+      });
       const summary = {
         ok: true,
         pids: r.pids,

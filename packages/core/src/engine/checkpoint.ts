@@ -15,6 +15,7 @@ import { CkptError, isCkptError } from '../errors.js';
 import { hostArchId, makeHeader, writeHeader } from '../image.js';
 import { type FrozenTask, freezeTask, unfreezeTask } from '../kernel/freeze.js';
 import { findLeftoverParasites } from '../kernel/inject.js';
+import { errno, libc } from '../kernel/libc.js';
 import { getRegset, NT } from '../kernel/ptrace.js';
 import type { Logger, Progress } from '../log.js';
 import { collectSubtree, readStat, readStatus, threadsOf } from '../proc/index.js';
@@ -22,6 +23,8 @@ import type { Registry } from '../registry.js';
 import type { CheckpointTask } from '../task.js';
 import { TaskState, taskRecord, treeRecord } from './records.js';
 import { InjectedSyscalls, ProcTaskMemory } from './syscalls.js';
+
+const SIGKILL = 9;
 
 /** What to do with the tree once the image is complete. */
 export type LeaveMode = 'running' | 'stopped' | 'kill';
@@ -34,6 +37,12 @@ export interface CheckpointOptions {
   registry: Registry;
   /** Default 'running'. */
   leave?: LeaveMode;
+  /**
+   * With `leave: 'kill'`, wait until the tree is dead (default). A caller
+   * that exits right away (the CLI) can skip the wait: tearing down a
+   * gigabyte address space takes the kernel a while.
+   */
+  awaitKill?: boolean;
   uflags?: bigint;
   logger?: Logger;
   progress?: Progress;
@@ -206,7 +215,10 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
     ctx.dispose();
   }
   // The image is complete: only now may the tree be killed.
-  for (const t of tasks) releaseQuietly(t, leave, ctx.log);
+  for (const t of tasks) {
+    if (leave === 'kill' && opts.awaitKill === false) killWithoutWaiting(t, ctx.log);
+    else releaseQuietly(t, leave, ctx.log);
+  }
   ctx.stats.durations.frozen = performance.now() - t0;
   return {
     pids: tree,
@@ -238,6 +250,16 @@ function annotate(e: unknown, pid: number, phase: string): CkptError {
     { pid },
     { cause: e },
   );
+}
+
+function killWithoutWaiting(task: FrozenCheckpointTask, log: Logger): void {
+  try {
+    task.release();
+  } catch (e) {
+    log.warn(`pid ${task.pid}: could not undo ckpt's changes: ${(e as Error).message}`);
+  }
+  if (libc().kill(task.pid, SIGKILL) === -1)
+    log.warn(`pid ${task.pid}: could not kill it (errno ${errno()})`);
 }
 
 function releaseQuietly(task: FrozenCheckpointTask, leave: LeaveMode, log: Logger): void {
