@@ -4,10 +4,21 @@
  * the syscall injector; memory through /proc/PID/mem.
  */
 import type { ArchSupport, SyscallName } from '../arch.js';
-import { CkptError } from '../errors.js';
+import { CkptError, isCkptError } from '../errors.js';
 import { type InjectorOptions, SyscallInjector } from '../kernel/inject.js';
-import { ProcMem } from '../kernel/memory.js';
+import { ProcMem, readRanges, writeRanges } from '../kernel/memory.js';
 import type { TaskMemory, TaskSyscalls } from '../task.js';
+
+/** Run a process_vm_*v transfer; false if the kernel refused (protected page). */
+function tryVm(fn: () => unknown): boolean {
+  try {
+    fn();
+    return true;
+  } catch (e) {
+    if (isCkptError(e)) return false;
+    throw e;
+  }
+}
 
 /** Format a negative syscall result as `errno N (NAME)`. */
 function describeErrno(r: bigint): string {
@@ -99,7 +110,14 @@ export class InjectedSyscalls implements TaskSyscalls {
   }
 }
 
-/** Memory of a task through /proc/PID/mem (reads and forced writes). */
+/**
+ * Transfers at least this large try process_vm_readv/writev first: about
+ * twice as fast as /proc/PID/mem, but they honour page protections, so a
+ * protected page falls back to /proc/PID/mem (which forces access).
+ */
+const VM_RW_MIN = 64 * 1024;
+
+/** Memory of a task: bulk through process_vm_*v, forced access through /proc/PID/mem. */
 export class ProcTaskMemory implements TaskMemory {
   private mem: ProcMem | undefined;
   constructor(readonly pid: number) {}
@@ -114,10 +132,20 @@ export class ProcTaskMemory implements TaskMemory {
   }
 
   readInto(addr: bigint, into: Buffer): void {
+    if (
+      into.length >= VM_RW_MIN &&
+      tryVm(() => readRanges(this.pid, [{ addr, length: into.length }], into))
+    )
+      return;
     this.m.read(addr, into);
   }
 
   write(addr: bigint, data: Buffer): void {
+    if (
+      data.length >= VM_RW_MIN &&
+      tryVm(() => writeRanges(this.pid, [{ addr, length: data.length }], data))
+    )
+      return;
     this.m.write(addr, data);
   }
 
