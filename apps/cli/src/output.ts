@@ -1,5 +1,5 @@
 /** How the CLI talks to people and scripts. */
-import { CkptError } from '@ckpt/core';
+import { asCkptError } from '@ckpt/core';
 
 /** Exit codes of the `ckpt` command. */
 export const ExitCode = {
@@ -30,10 +30,7 @@ export function reportError(e: unknown, json: boolean): number {
     process.stderr.write(`ckpt: ${e.message}\nRun 'ckpt --help' for usage.\n`);
     return ExitCode.USAGE;
   }
-  const err =
-    e instanceof CkptError
-      ? e
-      : new CkptError('EINVAL', `internal error: ${(e as Error)?.message ?? String(e)}`);
+  const err = asCkptError(e, 'ckpt');
   if (json) printJson({ ok: false, error: err.toJSON() });
   else process.stderr.write(`ckpt: error: ${err.oneLine()}\n`);
   return ExitCode.FAILURE;

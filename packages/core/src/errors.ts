@@ -89,6 +89,23 @@ export class CkptError extends Error {
   }
 }
 
+/**
+ * `e` as a CkptError: a CkptError gets `pid` as context if it has none;
+ * anything else (a bug) becomes an EINVAL "internal error" naming `where`.
+ */
+export function asCkptError(e: unknown, where: string, pid?: number): CkptError {
+  if (e instanceof CkptError) {
+    if (e.context.pid === undefined && pid !== undefined) e.context.pid = pid;
+    return e;
+  }
+  return new CkptError(
+    'EINVAL',
+    `internal error in ${where}${pid === undefined ? '' : ` for pid ${pid}`}: ${(e as Error)?.message ?? String(e)}`,
+    pid === undefined ? {} : { pid },
+    { cause: e },
+  );
+}
+
 /** True when `e` is a {@link CkptError} (optionally with the given code). */
 export function isCkptError(e: unknown, code?: CkptErrorCode): e is CkptError {
   return e instanceof CkptError && (code === undefined || e.code === code);

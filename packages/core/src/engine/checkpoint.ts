@@ -11,7 +11,7 @@ import { headerArchRecord } from '../codec/core-records.js';
 import type { ByteSink } from '../codec/io.js';
 import { ImageWriter } from '../codec/writer.js';
 import { CheckpointCtx } from '../context.js';
-import { CkptError, isCkptError } from '../errors.js';
+import { asCkptError, CkptError } from '../errors.js';
 import { hostArchId, makeHeader, writeHeader } from '../image.js';
 import { type FrozenTask, freezeTask, unfreezeTask } from '../kernel/freeze.js';
 import { findLeftoverParasites } from '../kernel/inject.js';
@@ -189,7 +189,7 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
           try {
             phase.checkpoint(ctx, task);
           } catch (e) {
-            throw annotate(e, task.pid, phase.name);
+            throw asCkptError(e, `phase ${phase.name}`, task.pid);
           }
         });
       }
@@ -198,9 +198,7 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
     writer.finish();
     ctx.stats.bytes = writer.offset;
   } catch (e) {
-    const err = isCkptError(e)
-      ? e
-      : new CkptError('EINVAL', `internal error: ${(e as Error).message}`, {}, { cause: e });
+    const err = asCkptError(e, 'checkpoint');
     ctx.setError(err);
     if (headerWritten) {
       try {
@@ -237,19 +235,6 @@ function removeLeftovers(task: FrozenCheckpointTask, log: Logger): void {
     );
     task.sys.check('munmap', [r.start, r.end - r.start], 'removing a leftover ckpt code page');
   }
-}
-
-function annotate(e: unknown, pid: number, phase: string): CkptError {
-  if (isCkptError(e)) {
-    if (e.context.pid === undefined) e.context.pid = pid;
-    return e;
-  }
-  return new CkptError(
-    'EINVAL',
-    `internal error in phase ${phase} for pid ${pid}: ${(e as Error).message}`,
-    { pid },
-    { cause: e },
-  );
 }
 
 function killWithoutWaiting(task: FrozenCheckpointTask, log: Logger): void {

@@ -11,7 +11,7 @@ import { headerArchRecord } from '../codec/core-records.js';
 import type { ByteSource } from '../codec/io.js';
 import { ImageReader } from '../codec/reader.js';
 import { RestartCtx } from '../context.js';
-import { CkptError, isCkptError } from '../errors.js';
+import { asCkptError, CkptError } from '../errors.js';
 import { readHeader, runningConstants, validateHeader } from '../image.js';
 import { type FrozenTask, unfreezeTask } from '../kernel/freeze.js';
 import { SyscallInjector } from '../kernel/inject.js';
@@ -209,7 +209,7 @@ export function restart(opts: RestartOptions): RestartResult {
           try {
             phase.restore(ctx, task);
           } catch (e) {
-            throw annotate(e, task.savedPid, phase.name);
+            throw asCkptError(e, `restoring ${phase.name}`, task.savedPid);
           }
         });
       }
@@ -226,9 +226,7 @@ export function restart(opts: RestartOptions): RestartResult {
   } catch (e) {
     factory.destroyAll();
     ctx.dispose();
-    throw isCkptError(e)
-      ? e
-      : new CkptError('EINVAL', `internal error: ${(e as Error).message}`, {}, { cause: e });
+    throw asCkptError(e, 'restart');
   }
   // Sync point: every task is restored; let them all go at once.
   for (const t of tasks) {
@@ -244,19 +242,4 @@ export function restart(opts: RestartOptions): RestartResult {
     pages: ctx.stats.pages,
     durations: ctx.stats.durations,
   };
-}
-
-function annotate(e: unknown, savedPid: number, phase: string): CkptError {
-  if (isCkptError(e)) {
-    if (e.context.pid === undefined) e.context.pid = savedPid;
-    return e;
-  }
-  return new CkptError(
-    'EINVAL',
-    `internal error restoring ${phase} of pid ${savedPid}: ${(e as Error).message}`,
-    {
-      pid: savedPid,
-    },
-    { cause: e },
-  );
 }
