@@ -101,6 +101,6 @@ for (const mib of SIZES) {
 }
 rmSync(work, { recursive: true, force: true });
 console.log(
-  `ckpt benchmark — medians of ${RUNS} runs, image in the page cache, wall-clock of the CLI`,
+  `ckpt benchmark — medians of ${RUNS} runs after a warm-up run; wall-clock of the CLI, Node start-up included; image rewritten in place in the page cache under ${IMAGE_DIR}`,
 );
 console.table(rows);
