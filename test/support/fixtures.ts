@@ -41,6 +41,7 @@ export const FIXTURE_NAMES = [
   'signals',
   'sleeper',
   'pauser',
+  'waiter',
   'counter',
   'counter.py',
   'counter.sh',

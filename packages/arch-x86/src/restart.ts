@@ -15,13 +15,15 @@
  * fixup a second time, and restart_syscall is useless there (the restart
  * block is lost). The only syscalls that return -ERESTART_RESTARTBLOCK are
  * the sleeps (nanosleep, clock_nanosleep), futex waits with a timeout and
- * poll/ppoll with a timeout:
+ * poll/ppoll (with or without a timeout):
  * - clock_nanosleep with TIMER_ABSTIME: re-executing it is exact;
  * - nanosleep / relative clock_nanosleep with a `rem` pointer: the kernel
  *   wrote the remaining time into *rem when the freeze interrupted it (and
  *   the memory saved it), so re-executing with the request pointed at `rem`
  *   sleeps exactly the rest, counted from the restart (linux-cr's relative
  *   model of restart blocks);
+ * - poll without a timeout, and ppoll (the kernel wrote the time left back
+ *   into its timespec): re-executing it is exact;
  * - anything else, including sleeps without `rem`: the call returns -EINTR,
  *   as if a signal had interrupted it. POSIX allows EINTR for all of these,
  *   and it is what CRIU does.
@@ -104,12 +106,28 @@ export function resumeRegs(
       action: 'restart-syscall',
     };
   }
-  const sleep = resumeSleep(state.nr, regs);
+  const sleep = resumeSleep(state.nr, regs) ?? resumeWait(state.nr, regs);
   if (sleep) return reexecute(sleep);
   return {
     regs: { ...regs, rax: BigInt.asUintN(64, BigInt(-EINTR)), orig_rax: 0xffff_ffff_ffff_ffffn },
     action: 'eintr',
   };
+}
+
+const NR_POLL = 7;
+const NR_PPOLL = 271;
+
+/**
+ * poll and ppoll always leave -ERESTART_RESTARTBLOCK, timeout or not. They
+ * resume exactly when re-executed if they have no timeout, and ppoll also
+ * with one: the kernel wrote the time left back into its timespec.
+ */
+function resumeWait(nr: number, regs: UserRegs): Partial<UserRegs> | undefined {
+  // poll(fds, nfds, timeout_ms): a negative timeout waits forever.
+  if (nr === NR_POLL) return BigInt.asIntN(32, regs.rdx) < 0n ? {} : undefined;
+  // ppoll(fds, nfds, tsp, sigmask, sigsetsize)
+  if (nr === NR_PPOLL) return {};
+  return undefined;
 }
 
 /**

@@ -158,3 +158,24 @@ describe('xstate', () => {
     expect(() => decodeXstateInfo(Buffer.alloc(1024))).toThrow(/no valid feature mask/);
   });
 });
+
+describe('poll and ppoll after -ERESTART_RESTARTBLOCK', () => {
+  const base = decodeRegs(Buffer.alloc(USER_REGS_SIZE));
+  const interrupted = (nr: number, rdx: bigint) => ({
+    ...base,
+    orig_rax: BigInt(nr),
+    rax: BigInt.asUintN(64, -516n),
+    rip: 0x1002n,
+    rdx,
+  });
+  it('poll without a timeout is re-executed; with one it returns EINTR', () => {
+    expect(resumeRegs(interrupted(7, BigInt.asUintN(64, -1n))).action).toBe('reexecute');
+    expect(resumeRegs(interrupted(7, 500n)).action).toBe('eintr');
+  });
+  it('ppoll is re-executed (its timespec holds the time left)', () => {
+    const r = resumeRegs(interrupted(271, 0x7000n));
+    expect(r.action).toBe('reexecute');
+    expect(r.regs.rip).toBe(0x1000n);
+    expect(r.regs.rax).toBe(271n);
+  });
+});
