@@ -80,8 +80,8 @@ export function dumpPages(ctx: CheckpointCtx, mem: TaskMemory, runs: readonly Pa
       const start = Number(run.start);
       for (let i = 0; i < run.pages; i++, n++) {
         const a = start + i * PAGE_SIZE;
-        halves[2 * n] = a % 2 ** 32;
-        halves[2 * n + 1] = Math.floor(a / 2 ** 32);
+        halves[2 * n] = a >>> 0; // ToUint32 is the address modulo 2^32
+        halves[2 * n + 1] = (a / 2 ** 32) | 0;
       }
     }
     ctx.write(pgarrRecord, { addrs });
