@@ -9,11 +9,13 @@ import { checkpointCommand } from './commands/checkpoint.js';
 import type { Command, OptionSpec } from './commands/command.js';
 import { infoCommand } from './commands/info.js';
 import { restartCommand } from './commands/restart.js';
+import { runCommand } from './commands/run.js';
 import { ExitCode, reportError, UsageError } from './output.js';
 import { loadRegistry } from './plugins.js';
 
 /** Every subcommand, in the order --help lists them. */
 export const commands: readonly Command[] = [
+  runCommand,
   checkpointCommand,
   restartCommand,
   infoCommand,

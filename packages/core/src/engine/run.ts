@@ -3,20 +3,24 @@
  * command in its own session, or a container — fresh pid, uts, ipc and
  * mount namespaces with the command as the pid namespace's init.
  *
- * The container is made by util-linux `unshare --fork`, which cannot exec
- * the init itself (the first child of a new pid namespace is pid 1, and
- * unshare's own pid is not in it): it forks the init and waits for it. So
- * `unshare` stays on the host as the init's parent. That is harmless for
- * checkpointing: the container is the subtree rooted at the init, and its
- * parent is outside it, as a container runtime's shim would be. No
- * `--kill-child` either: it would give the init a parent-death signal that
- * ties the container's life to a process outside it.
+ * The container is made by util-linux `unshare --fork`: the first child of
+ * a new pid namespace is its pid 1, so unshare forks the init and waits for
+ * it. Left alone, that unshare would stay on the host as the init's parent,
+ * outside the checkpointed tree but *inside* the container's uts, ipc and
+ * mount namespaces (it unshared them itself; its pid_for_children is the
+ * container's pid namespace) and holding the init's stdio file
+ * descriptions: every one a leak for a whole-container checkpoint. So once
+ * the init runs the command, unshare is killed (it gives the init no
+ * parent-death signal without `--kill-child`): the init is reparented to
+ * the host's init or subreaper, just as a plain workload is when `ckpt run`
+ * exits, and the container references nothing outside itself.
  */
+
 import { accessSync, closeSync, constants, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CkptError } from '../errors.js';
 import { type StdioTarget, spawnProcess } from '../kernel/spawn.js';
-import { describeEnd, reap } from '../kernel/wait.js';
+import { decodeWaitStatus, describeEnd, reap } from '../kernel/wait.js';
 import { readStat } from '../proc/stat.js';
 import { readStatus } from '../proc/status.js';
 import { readCmdline } from '../proc/task.js';
@@ -41,8 +45,6 @@ export interface Workload {
   container: boolean;
   /** The root's pid at every pid-namespace level, outermost first (`[pid, 1]` for a container). */
   nsPids: number[];
-  /** The `unshare` process that is the container init's parent; absent without a container. */
-  launcherPid?: number;
 }
 
 /** How long a container's init may take to exec the command. */
@@ -59,7 +61,7 @@ function isExecutableFile(path: string): boolean {
   }
 }
 
-/** `name` resolved as execvp would, or a clear error naming `what` is missing. */
+/** `name` resolved on PATH as execvp would; throws ENOENT with `notFound` otherwise. */
 function resolveCommand(name: string, notFound: string): string {
   const candidates = name.includes('/')
     ? [name]
@@ -80,9 +82,8 @@ function openOutput(path: string | undefined, fds: number[]): StdioTarget {
     fds.push(fd);
     return { fd };
   } catch (e) {
-    throw new CkptError('ENOENT', `cannot open ${path} for the workload's output: ${(e as Error).message}`, {
-      path,
-    });
+    const why = (e as Error).message;
+    throw new CkptError('ESYS', `cannot open ${path} for the workload's output: ${why}`, { path });
   }
 }
 
@@ -102,19 +103,19 @@ function killQuietly(pid: number): void {
 
 /**
  * Wait until `launcher`'s child has exec'd the command and return its pid.
- * The child is found by a /proc scan (no /proc/PID/task/TID/children here);
- * it is ready once its cmdline is none of the launcher stages' (unshare,
- * then setsid), which the kernel replaces at each exec — so the caller
- * never reports a pid that is still setting up the namespace.
+ * The child is found by a /proc scan (no /proc/PID/task/TID/children
+ * here); it is ready once its cmdline is none of the launcher stages'
+ * (unshare, then setsid), which the kernel replaces at each exec — so the
+ * caller never reports a pid that is still setting up the namespace.
  */
 function awaitInit(launcher: number, stages: readonly string[][]): number {
   const deadline = Date.now() + START_TIMEOUT_MS;
   for (;;) {
-    if (readStat(launcher).state === 'Z') {
-      const end = reap(launcher);
+    const stat = readStat(launcher);
+    if (stat.state === 'Z') {
       throw new CkptError(
         'ESYS',
-        `the container ended before its init could be found: unshare ${end ? describeEnd(end) : 'exited'} (run the command with --stderr FILE to see why)`,
+        `the container ended before its init ran the command: unshare ${describeEnd(decodeWaitStatus(launcher, stat.exitCode))} (use --stderr FILE to see why)`,
         { pid: launcher },
       );
     }
@@ -138,8 +139,28 @@ function awaitInit(launcher: number, stages: readonly string[][]): number {
   }
 }
 
-function startContainer(argv: readonly string[], stdio: [StdioTarget, StdioTarget, StdioTarget]) {
-  const unshare = resolveCommand('unshare', 'ckpt run --container needs util-linux unshare on PATH');
+/** The container's init, checked to be pid 1 of a new pid namespace, and its NSpid. */
+function containerInit(launcher: number, stages: readonly string[][]) {
+  const pid = awaitInit(launcher, stages);
+  const nsPids = readStatus(pid).nsPid;
+  if (nsPids.length < 2 || nsPids.at(-1) !== 1) {
+    throw new CkptError(
+      'ESYS',
+      `unshare's child ${pid} is not the init of a new pid namespace (NSpid ${nsPids.join(' ')})`,
+      { pid },
+    );
+  }
+  return { pid, nsPids };
+}
+
+function startContainer(
+  argv: readonly string[],
+  stdio: [StdioTarget, StdioTarget, StdioTarget],
+): Workload {
+  const unshare = resolveCommand(
+    'unshare',
+    'ckpt run --container needs util-linux unshare on PATH',
+  );
   const setsid = resolveCommand('setsid', 'ckpt run --container needs util-linux setsid on PATH');
   // setsid makes the init lead its own session and process group, so the
   // container holds no reference to a session outside it (unshare's).
@@ -159,23 +180,18 @@ function startContainer(argv: readonly string[], stdio: [StdioTarget, StdioTarge
   ];
   const launcher = spawnProcess(outer, { setsid: true, stdio });
   try {
-    const pid = awaitInit(launcher, [outer, inner]);
-    const nsPids = readStatus(pid).nsPid;
-    if (nsPids.length < 2 || nsPids[nsPids.length - 1] !== 1) {
-      throw new CkptError(
-        'ESYS',
-        `unshare's child ${pid} is not the init of a new pid namespace (NSpid ${nsPids.join(' ')})`,
-        { pid },
-      );
-    }
-    return { pid, container: true, nsPids, launcherPid: launcher };
+    const { pid, nsPids } = containerInit(launcher, [outer, inner]);
+    return { pid, container: true, nsPids };
   } catch (e) {
-    // Leave nothing behind: killing the init would end the namespace, but
-    // it may not exist yet; killing unshare first stops it from forking one.
-    killQuietly(launcher);
+    // Leave nothing behind. The child is looked up while unshare lives: a
+    // dead unshare's children are reparented.
     for (const p of scanProcesses()) if (p.ppid === launcher) killQuietly(p.pid);
-    reap(launcher);
     throw e;
+  } finally {
+    // Done either way; on success see the module comment for why it must
+    // not stay. It is our unreaped child, so its pid cannot have been reused.
+    killQuietly(launcher);
+    reap(launcher);
   }
 }
 
@@ -185,7 +201,7 @@ function startContainer(argv: readonly string[], stdio: [StdioTarget, StdioTarge
  * once it runs, leaving it running. With `container`, the command is the
  * init (pid 1) of fresh pid, uts, ipc and mount namespaces, with /proc
  * remounted for the new pid namespace; the returned pid is the init's as
- * the host sees it, and `launcherPid` is its `unshare` parent.
+ * the host sees it, and the `unshare` that made the namespaces is gone.
  * @throws CkptError ENOENT when the command (or unshare) is not found
  */
 export function startWorkload(options: WorkloadOptions): Workload {

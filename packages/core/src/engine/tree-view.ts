@@ -4,13 +4,30 @@
  * record (comm, state). Pure, so a hostile image can only make it print
  * odd rows, never loop or throw.
  */
-import type { RecordValue } from '../codec/record.js';
-import { TaskState, type taskRecord, type treeRecord } from './records.js';
+import { TaskState } from './records.js';
 
-/** One entry of the `tree` record. */
-export type TreeEntry = RecordValue<typeof treeRecord>['tasks'][number];
-/** One `task` record. */
-export type TaskValue = RecordValue<typeof taskRecord>;
+/**
+ * What the view needs of a `tree` record entry. Structural, so it takes the
+ * decoded entry as it is; `comm` and `state`, when the entry carries them,
+ * win over the task record's (a zombie may have no task record).
+ */
+export interface TreeViewEntry {
+  pid: number;
+  tgid: number;
+  ppid: number;
+  pgid: number;
+  sid: number;
+  nsPids: readonly number[];
+  comm?: string;
+  state?: number;
+}
+
+/** What the view needs of a `task` record. */
+export interface TreeViewTask {
+  pid: number;
+  comm: string;
+  state: number;
+}
 
 /** One row of the forest, in display order. */
 export interface TreeViewNode {
@@ -21,9 +38,9 @@ export interface TreeViewNode {
   sid: number;
   /** The pid at every pid-namespace level, outermost first. */
   nsPids: number[];
-  /** `running`, `stopped` or `zombie`; `?` when the image has no task record for the pid. */
+  /** `running`, `stopped` or `zombie`; `?` when the image does not say. */
   state: string;
-  /** Command name; `?` when the image has no task record for the pid. */
+  /** Command name; `?` when the image does not say. */
   comm: string;
   /** 0 for a root (its parent is not in the image), 1 for its children, … */
   depth: number;
@@ -42,10 +59,10 @@ const stateNames = new Map<number, string>(
  * roots rather than dropped.
  */
 export function buildTreeView(
-  entries: readonly TreeEntry[],
-  tasks: readonly TaskValue[],
+  entries: readonly TreeViewEntry[],
+  tasks: readonly TreeViewTask[],
 ): TreeViewNode[] {
-  const taskByPid = new Map<number, TaskValue>();
+  const taskByPid = new Map<number, TreeViewTask>();
   for (const t of tasks) if (!taskByPid.has(t.pid)) taskByPid.set(t.pid, t);
   // Indexes, not pids: a damaged image may repeat a pid, and every entry
   // must still be shown exactly once.
@@ -72,6 +89,7 @@ export function buildTreeView(
       seen.add(i);
       const e = entries[i]!;
       const task = taskByPid.get(e.pid);
+      const state = e.state ?? task?.state;
       out.push({
         pid: e.pid,
         tgid: e.tgid,
@@ -79,8 +97,8 @@ export function buildTreeView(
         pgid: e.pgid,
         sid: e.sid,
         nsPids: [...e.nsPids],
-        state: task ? (stateNames.get(task.state) ?? `state ${task.state}`) : '?',
-        comm: task ? task.comm : '?',
+        state: state === undefined ? '?' : (stateNames.get(state) ?? `state ${state}`),
+        comm: e.comm ?? task?.comm ?? '?',
         depth,
       });
       const kids = children[i]!;

@@ -1,0 +1,58 @@
+/** `ckpt run`: start a workload ready to be checkpointed, and leave it running. */
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { CkptError, startWorkload } from '@ckpt/core';
+import { printJson } from '../output.js';
+import type { Command } from './command.js';
+
+function openPidfile(path: string): number {
+  try {
+    return openSync(path, 'w', 0o644);
+  } catch (e) {
+    throw new CkptError('ENOENT', `cannot write pidfile ${path}: ${(e as Error).message}`, {
+      path,
+    });
+  }
+}
+
+export const runCommand: Command = {
+  name: 'run',
+  summary: 'start a process or a container to checkpoint later',
+  usage:
+    'ckpt run [--container] [--pidfile FILE] [--stdout FILE] [--stderr FILE] [--json] -- CMD [ARGS...]',
+  help: `Starts CMD in a new session, detached from ckpt: standard input from
+/dev/null, output to /dev/null unless --stdout/--stderr name files. Prints
+the pid of the workload's root as the host sees it and returns, leaving it
+running; checkpoint it with 'ckpt checkpoint PID'.
+
+With --container, CMD runs as the init (pid 1) of fresh pid, uts, ipc and
+mount namespaces, in its own session, with /proc mounted for the new pid
+namespace so 'ps' inside shows only the container. The namespaces are made
+by util-linux 'unshare --fork', which stays on the host as the init's
+parent: it is outside the container, so a checkpoint of the init's tree
+does not include it. Killing the init ends the container, and unshare.`,
+  options: {
+    container: { type: 'boolean', description: 'run CMD as the init of new namespaces' },
+    pidfile: { type: 'string', description: "write the root's pid to this file" },
+    stdout: { type: 'string', description: 'standard output of the workload (default /dev/null)' },
+    stderr: { type: 'string', description: 'standard error of the workload (default /dev/null)' },
+  },
+  run({ positionals, values }) {
+    if (positionals.length === 0) throw new Error('usage');
+    // Opened before the start, so a bad path cannot leave an unreported workload behind.
+    const pidfile = values.pidfile === undefined ? undefined : openPidfile(String(values.pidfile));
+    try {
+      const w = startWorkload({
+        argv: positionals,
+        container: Boolean(values.container),
+        stdout: values.stdout === undefined ? undefined : String(values.stdout),
+        stderr: values.stderr === undefined ? undefined : String(values.stderr),
+      });
+      if (pidfile !== undefined) writeSync(pidfile, `${w.pid}\n`);
+      if (values.json) printJson({ ok: true, ...w });
+      else process.stdout.write(`${w.pid}\n`);
+    } finally {
+      if (pidfile !== undefined) closeSync(pidfile);
+    }
+    return 0;
+  },
+};

@@ -1,0 +1,87 @@
+/**
+ * `ckpt info --tree` on images of real processes started with `ckpt run`
+ * and checkpointed with --leave-running.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ckpt, ckptOk, imagePath, ROOT } from '../../../../test/support/ckpt.js';
+import { requireRoot } from '../../../../test/support/prereq.js';
+
+const started: number[] = [];
+const images: string[] = [];
+
+beforeAll(() => {
+  requireRoot();
+});
+
+afterEach(() => {
+  for (const pid of started.splice(0)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+  for (const img of images.splice(0))
+    fs.rmSync(path.dirname(img), { recursive: true, force: true });
+});
+
+/** Start `argv` with `ckpt run`, checkpoint it leaving it running; returns pid and image. */
+function checkpointed(runArgs: string[]): { pid: number; img: string } {
+  const pid = Number(ckptOk(['run', ...runArgs]).trim());
+  started.push(pid);
+  const img = imagePath('tree');
+  images.push(img);
+  ckptOk(['checkpoint', String(pid), '-o', img, '--leave-running']);
+  return { pid, img };
+}
+
+describe('ckpt info --tree', () => {
+  it('shows a checkpointed process with its pid, ids, state and comm', () => {
+    const { pid, img } = checkpointed(['--', 'sleep', '100']);
+    expect(fs.existsSync(`/proc/${pid}`)).toBe(true);
+    const lines = ckptOk(['info', '--tree', img]).trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^\s+PID\s+PPID\s+PGID\s+SID STATE\s+COMMAND$/);
+    expect(lines).toHaveLength(2);
+    const [p, , pgid, sid, state, comm] = lines[1]!.trim().split(/\s+/);
+    expect([Number(p), Number(pgid), Number(sid), state, comm]).toEqual([
+      pid,
+      pid,
+      pid,
+      'running',
+      'sleep',
+    ]);
+  });
+
+  it('--json gives the nodes, and - reads standard input', () => {
+    const { pid, img } = checkpointed(['--container', '--', 'sleep', '100']);
+    const r = ckpt(['info', '--tree', '--json', '-'], { input: fs.readFileSync(img) });
+    expect(r.code, r.stderr).toBe(0);
+    const doc = JSON.parse(r.stdout);
+    expect(doc.ok).toBe(true);
+    expect(doc.tree).toEqual([
+      expect.objectContaining({
+        pid,
+        tgid: pid,
+        pgid: pid,
+        sid: pid,
+        nsPids: [pid, 1],
+        comm: 'sleep',
+        depth: 0,
+      }),
+    ]);
+  });
+
+  it('an image without a tree record is one clear error', () => {
+    const img = imagePath('sample');
+    images.push(img);
+    execFileSync(process.execPath, [path.join(ROOT, 'scripts/make-sample-image.mjs'), img]);
+    const r = ckpt(['info', '--tree', img]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /^ckpt: error: .* has no process tree \(no tree record, type 101\)\n$/,
+    );
+  });
+});
