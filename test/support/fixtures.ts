@@ -46,6 +46,7 @@ export const FIXTURE_NAMES = [
   'counter.py',
   'counter.sh',
   'rlimits_creds',
+  'tree_basic',
 ] as const;
 export type FixtureName = (typeof FIXTURE_NAMES)[number];
 

@@ -13,18 +13,21 @@ import { ImageWriter } from '../codec/writer.js';
 import { CheckpointCtx } from '../context.js';
 import { asCkptError, CkptError } from '../errors.js';
 import { hostArchId, makeHeader, writeHeader } from '../image.js';
-import { type FrozenTask, freezeTask, unfreezeTask } from '../kernel/freeze.js';
+import { type FrozenTask, unfreezeTask } from '../kernel/freeze.js';
 import { findLeftoverParasites } from '../kernel/inject.js';
 import { errno, libc } from '../kernel/libc.js';
 import { getRegset, NT } from '../kernel/ptrace.js';
 import type { Logger, Progress } from '../log.js';
-import { collectSubtree, readStat, readStatus, threadsOf } from '../proc/index.js';
+import { readStat, readStatus } from '../proc/index.js';
 import type { Registry } from '../registry.js';
 import type { CheckpointTask } from '../task.js';
+import { freezeTree, type TreeMember } from './freeze-tree.js';
 import { TaskState, taskRecord, treeRecord } from './records.js';
 import { InjectedSyscalls, ProcTaskMemory } from './syscalls.js';
 
 const SIGKILL = 9;
+/** waitpid(2) status bit: the process dumped core. */
+const WCOREFLAG = 0x80;
 
 /** What to do with the tree once the image is complete. */
 export type LeaveMode = 'running' | 'stopped' | 'kill';
@@ -110,24 +113,6 @@ class FrozenCheckpointTask implements CheckpointTask {
   }
 }
 
-function refuseUnsupported(pid: number, tree: number[]): void {
-  if (tree.length > 1) {
-    throw new CkptError(
-      'ENOTSUP',
-      `pid ${pid} has descendants (${tree.slice(1, 6).join(', ')}${tree.length > 6 ? ', …' : ''}); checkpointing process trees is not supported yet`,
-      { pid },
-    );
-  }
-  const threads = threadsOf(pid);
-  if (threads.length > 1) {
-    throw new CkptError(
-      'ENOTSUP',
-      `pid ${pid} has ${threads.length} threads; multi-threaded processes are not supported yet`,
-      { pid },
-    );
-  }
-}
-
 /**
  * Checkpoint the tree rooted at `opts.pid` into `opts.output`. Synchronous:
  * ptrace needs every call from one thread, and the image is one stream.
@@ -144,46 +129,74 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
     progress: opts.progress,
   });
 
-  const tree = collectSubtree(opts.pid).map((p) => p.pid);
-  if (tree.length === 0) {
-    throw new CkptError('ESRCH', `process ${opts.pid} does not exist`, { pid: opts.pid });
+  const t0 = performance.now();
+  let members: TreeMember[];
+  try {
+    members = ctx.timed('freeze', () => freezeTree(opts.pid));
+  } catch (e) {
+    ctx.dispose();
+    throw asCkptError(e, 'checkpoint');
   }
-  refuseUnsupported(opts.pid, tree);
+  const tree = members.map((m) => m.info.pid);
   ctx.pids = tree;
 
+  // Zombies have no state to save beyond their tree entry and task record.
   const tasks: FrozenCheckpointTask[] = [];
-  const t0 = performance.now();
+  const byPid = new Map<number, FrozenCheckpointTask>();
   let headerWritten = false;
   try {
-    ctx.timed('freeze', () => {
-      for (const pid of tree) tasks.push(new FrozenCheckpointTask(freezeTask(pid), arch));
-    });
+    for (const m of members) {
+      if (m.kind !== 'live') continue;
+      const t = new FrozenCheckpointTask(m.frozen, arch);
+      tasks.push(t);
+      byPid.set(t.pid, t);
+    }
+    const zombies = new Map(
+      members.filter((m) => m.kind === 'zombie').map((m) => [m.info.pid, readZombie(m.info.pid)]),
+    );
     for (const t of tasks) removeLeftovers(t, ctx.log);
     writeHeader(writer, makeHeader({ archId: arch.archId, nsig: arch.nsig, uflags: opts.uflags }));
     headerWritten = true;
     writer.write(headerArchRecord, { archId: arch.archId, ...arch.headerArch(tasks[0]!.pid) });
+    const identity = (pid: number) => {
+      const t = byPid.get(pid);
+      if (t) {
+        const state = t.frozen.wasStopped ? TaskState.STOPPED : TaskState.RUNNING;
+        return { stat: t.stat, status: t.status, state, exitCode: 0 };
+      }
+      return { ...zombies.get(pid)!, state: TaskState.ZOMBIE };
+    };
     writer.write(treeRecord, {
-      tasks: tasks.map((t) => ({
-        pid: t.pid,
-        tgid: t.status.tgid,
-        ppid: t.status.ppid,
-        pgid: t.stat.pgrp,
-        sid: t.stat.session,
-        exitSignal: Math.max(t.stat.exitSignal, 0),
-        nsPids: t.status.nsPid,
-      })),
+      tasks: tree.map((pid) => {
+        const { stat, status, state, exitCode } = identity(pid);
+        return {
+          pid,
+          tgid: status.tgid,
+          ppid: status.ppid,
+          pgid: stat.pgrp,
+          sid: stat.session,
+          exitSignal: Math.max(stat.exitSignal, 0),
+          state,
+          exitCode,
+          comm: stat.comm.slice(0, 16),
+          nsPids: status.nsPid,
+        };
+      }),
     });
     const phases = registry.phases();
-    for (const [i, task] of tasks.entries()) {
+    for (const [i, pid] of tree.entries()) {
       ctx.active = i;
+      const { stat, state, exitCode } = identity(pid);
       writer.write(taskRecord, {
-        pid: task.pid,
-        comm: task.stat.comm.slice(0, 16),
-        state: task.frozen.wasStopped ? TaskState.STOPPED : TaskState.RUNNING,
-        exitCode: 0,
-        flags: task.stat.flags >>> 0,
+        pid,
+        comm: stat.comm.slice(0, 16),
+        state,
+        exitCode,
+        flags: stat.flags >>> 0,
         frozenAtNs: process.hrtime.bigint(),
       });
+      const task = byPid.get(pid);
+      if (!task) continue;
       for (const phase of phases) {
         ctx.timed(phase.name, () => {
           try {
@@ -208,6 +221,10 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
       }
     }
     for (const t of tasks) releaseQuietly(t, 'running', ctx.log);
+    for (const m of members) {
+      if (m.kind === 'live' && !byPid.has(m.info.pid))
+        unfreezeQuietly(m.frozen, 'running', ctx.log);
+    }
     throw err;
   } finally {
     ctx.dispose();
@@ -225,6 +242,21 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
     pages: ctx.stats.pages,
     durations: ctx.stats.durations,
   };
+}
+
+/** What a zombie leaves: its /proc stat and status, and its exit status. */
+function readZombie(pid: number) {
+  const stat = readStat(pid);
+  // Restart recreates the status by exiting or by a signal; a core dump it
+  // cannot (and must not) produce again.
+  if (stat.exitCode & WCOREFLAG) {
+    throw new CkptError(
+      'ENOTSUP',
+      `zombie pid ${pid} died of signal ${stat.exitCode & 0x7f} with a core dump; such a zombie cannot be restored`,
+      { pid },
+    );
+  }
+  return { stat, status: readStatus(pid), exitCode: stat.exitCode };
 }
 
 /** Remove code pages an earlier, killed ckpt left in the task. */
@@ -253,9 +285,13 @@ function releaseQuietly(task: FrozenCheckpointTask, leave: LeaveMode, log: Logge
   } catch (e) {
     log.warn(`pid ${task.pid}: could not undo ckpt's changes: ${(e as Error).message}`);
   }
+  unfreezeQuietly(task.frozen, leave, log);
+}
+
+function unfreezeQuietly(frozen: FrozenTask, leave: LeaveMode, log: Logger): void {
   try {
-    unfreezeTask(task.frozen, leave === 'running' ? 'resume' : leave);
+    unfreezeTask(frozen, leave === 'running' ? 'resume' : leave);
   } catch (e) {
-    log.warn(`pid ${task.pid}: could not release it: ${(e as Error).message}`);
+    log.warn(`pid ${frozen.pid}: could not release it: ${(e as Error).message}`);
   }
 }

@@ -2,26 +2,35 @@
  * Creating the tasks of a restart with their original pids (linux-cr's
  * mktree + clone_with_pids, done with clone3's `set_tid`).
  *
- * A tiny stub program (supplied by the arch) is spawned and frozen; each
- * task is cloned out of it by an injected clone3 with CLONE_PARENT, so the
- * new task is a child of ckpt itself, starts from the stub's minimal
- * address space, and gets exactly the pid asked for.
+ * A tiny stub program (supplied by the arch) is spawned and frozen; the
+ * root task is cloned out of it by an injected clone3 with CLONE_PARENT, so
+ * it is a child of ckpt itself, starts from the stub's minimal address
+ * space, and gets exactly the pid asked for. Every other task is cloned by
+ * its own (already created, not yet restored) parent, so it starts as a
+ * copy of that stub-like task and has its real parent from birth.
  */
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ArchSupport } from '../arch.js';
-import { CkptError, isCkptError } from '../errors.js';
+import { CkptError } from '../errors.js';
 import { type FrozenTask, freezeTask } from '../kernel/freeze.js';
 import { SyscallInjector } from '../kernel/inject.js';
 import { libc } from '../kernel/libc.js';
 import { ProcMem } from '../kernel/memory.js';
 import { spawnProcess } from '../kernel/spawn.js';
-import { reap } from '../kernel/wait.js';
+import { reap, waitForStop } from '../kernel/wait.js';
 import { readStat } from '../proc/index.js';
 import { isSyscallError } from './syscalls.js';
+import type { TaskAccess } from './task-io.js';
 
 const CLONE_PARENT = 0x8000n;
+/**
+ * The child of a traced (seized) parent is traced by ckpt from birth and
+ * stops before running a single instruction; otherwise it would run the
+ * parent's injected code on its own until ckpt could seize it.
+ */
+const CLONE_PTRACE = 0x2000n;
 const CLONE_ARGS_SIZE = 88;
 const EEXIST = 17;
 const SIGKILL = 9;
@@ -39,7 +48,20 @@ function isZombie(pid: number): boolean {
   }
 }
 
-/** Spawns the stub once and clones restored tasks out of it. */
+/** The clone_args of clone3 (+ one set_tid slot right after it, at `at` + 88). */
+function cloneArgs(flags: bigint, exitSignal: number, pid: number | undefined, at: bigint): Buffer {
+  const args = Buffer.alloc(CLONE_ARGS_SIZE + 8);
+  args.writeBigUInt64LE(flags, 0);
+  args.writeBigUInt64LE(BigInt(exitSignal), 32);
+  if (pid !== undefined) {
+    args.writeBigUInt64LE(at + BigInt(CLONE_ARGS_SIZE), 64); // set_tid
+    args.writeBigUInt64LE(1n, 72); // set_tid_size
+    args.writeInt32LE(pid, CLONE_ARGS_SIZE);
+  }
+  return args;
+}
+
+/** Spawns the stub once and creates restored tasks from it. */
 export class TaskFactory {
   private stubPid: number | undefined;
   private readonly created: number[] = [];
@@ -72,31 +94,10 @@ export class TaskFactory {
   }
 
   /**
-   * Create a task, frozen under ptrace, with pid `pid` (or any free pid
-   * when undefined) and exit signal `exitSignal`, as a child of ckpt.
+   * Create the root task, frozen under ptrace, with pid `pid` (or any free
+   * pid when undefined) and exit signal `exitSignal`, as a child of ckpt.
    */
   create(pid: number | undefined, exitSignal: number): FrozenTask {
-    // A pid still held by a zombie (e.g. the process checkpointed with
-    // --kill, whose parent has not reaped it yet) frees up shortly.
-    const deadline = Date.now() + ZOMBIE_WAIT_MS;
-    for (;;) {
-      try {
-        return this.createOnce(pid, exitSignal);
-      } catch (e) {
-        if (
-          !(isCkptError(e, 'EBUSY') && pid !== undefined && isZombie(pid) && Date.now() < deadline)
-        )
-          throw e;
-        Atomics.wait(pause, 0, 0, 10);
-      }
-    }
-  }
-
-  private createOnce(pid: number | undefined, exitSignal: number): FrozenTask {
-    const stub = this.startStub();
-    const { stub: prog, convention } = this.arch;
-    const args = Buffer.alloc(CLONE_ARGS_SIZE + 8);
-    args.writeBigUInt64LE(CLONE_PARENT, 0); // flags
     // clone3 refuses an exit_signal with CLONE_PARENT: the child inherits
     // the stub's, which is SIGCHLD (posix_spawn).
     if (exitSignal !== SIGCHLD) {
@@ -106,50 +107,78 @@ export class TaskFactory {
         { pid },
       );
     }
-    if (pid !== undefined) {
-      args.writeBigUInt64LE(prog.scratchAddr + BigInt(CLONE_ARGS_SIZE), 64); // set_tid
-      args.writeBigUInt64LE(1n, 72); // set_tid_size
-      args.writeInt32LE(pid, CLONE_ARGS_SIZE);
+    const stub = this.startStub();
+    const { stub: prog, convention } = this.arch;
+    const child = this.retryWhileZombie(pid, () => {
+      const mem = new ProcMem(stub);
+      try {
+        mem.write(prog.scratchAddr, cloneArgs(CLONE_PARENT, 0, pid, prog.scratchAddr));
+      } finally {
+        mem.close();
+      }
+      const inj = new SyscallInjector(stub, convention, { syscallAddr: prog.syscallAddr });
+      try {
+        return inj.call(this.arch.syscalls.clone3, [prog.scratchAddr, CLONE_ARGS_SIZE]);
+      } finally {
+        inj.close();
+      }
+    });
+    this.created.push(child);
+    return freezeTask(child);
+  }
+
+  /**
+   * Create a task as a child of `parent` (a created task, stopped, with
+   * scratch memory), with pid `pid` (or any free pid) and exit signal
+   * `exitSignal`, by a clone3 injected in the parent. The child is traced
+   * by ckpt from birth and returned frozen, in its first stop.
+   */
+  createChild(parent: TaskAccess, pid: number | undefined, exitSignal: number): FrozenTask {
+    const addr = parent.sys.scratch(CLONE_ARGS_SIZE + 8);
+    const child = this.retryWhileZombie(pid, () => {
+      parent.mem.write(addr, cloneArgs(CLONE_PTRACE, exitSignal, pid, addr));
+      return parent.sys.call('clone3', [addr, CLONE_ARGS_SIZE]);
+    });
+    this.created.push(child);
+    const stop = waitForStop(child);
+    if (stop.stop !== 'interrupt') {
+      throw new CkptError(
+        'ESYS',
+        `new pid ${child} (child of pid ${parent.pid}) first stopped with signal ${stop.signal} (${stop.stop}) instead of its initial trap`,
+        { pid: child },
+      );
     }
-    const mem = new ProcMem(stub);
-    try {
-      mem.write(prog.scratchAddr, args);
-    } finally {
-      mem.close();
-    }
-    const inj = new SyscallInjector(stub, convention, { syscallAddr: prog.syscallAddr });
-    let r: bigint;
-    try {
-      r = inj.call(this.arch.syscalls.clone3, [prog.scratchAddr, CLONE_ARGS_SIZE]);
-    } finally {
-      inj.close();
-    }
-    if (isSyscallError(r)) {
+    return { pid: child, stop, wasStopped: false, newTasks: [] };
+  }
+
+  /**
+   * Run `clone` (an injected clone3) and return the new pid. A pid still
+   * held by a zombie (e.g. the process checkpointed with --kill, whose
+   * parent has not reaped it yet) frees up shortly, so EEXIST is retried
+   * while the holder is a zombie.
+   */
+  private retryWhileZombie(pid: number | undefined, clone: () => bigint): number {
+    const deadline = Date.now() + ZOMBIE_WAIT_MS;
+    for (;;) {
+      const r = clone();
+      if (!isSyscallError(r)) return Number(r);
       const errno = Number(-r);
-      if (errno === EEXIST && pid !== undefined) {
+      if (errno !== EEXIST || pid === undefined) {
+        throw new CkptError(
+          'ESYS',
+          `cannot create a task${pid === undefined ? '' : ` with pid ${pid}`}: clone3 failed with errno ${errno}`,
+          { pid, syscall: 'clone3', errno },
+        );
+      }
+      if (!isZombie(pid) || Date.now() >= deadline) {
         throw new CkptError(
           'EBUSY',
           `pid ${pid} is already in use; restart with --no-pids to restore under a new pid`,
-          {
-            pid,
-            syscall: 'clone3',
-            errno,
-          },
+          { pid, syscall: 'clone3', errno },
         );
       }
-      throw new CkptError(
-        'ESYS',
-        `cannot create a task${pid === undefined ? '' : ` with pid ${pid}`}: clone3 failed with errno ${errno}`,
-        {
-          pid,
-          syscall: 'clone3',
-          errno,
-        },
-      );
+      Atomics.wait(pause, 0, 0, 10);
     }
-    const child = Number(r);
-    this.created.push(child);
-    return freezeTask(child);
   }
 
   /** Kill and collect the stub (restored tasks are not affected). */
@@ -160,12 +189,15 @@ export class TaskFactory {
     this.stubPid = undefined;
   }
 
-  /** Kill every task created and the stub: nothing is left behind. */
+  /**
+   * Kill every task created and the stub: nothing is left behind. All are
+   * killed before any is collected, so no parent can run in between.
+   * Collecting a task ckpt traces but did not fork (a child of a restored
+   * task) ends the trace; its parent, killed too, leaves it to init.
+   */
   destroyAll(): void {
-    for (const pid of this.created) {
-      libc().kill(pid, SIGKILL);
-      reap(pid);
-    }
+    for (const pid of this.created) libc().kill(pid, SIGKILL);
+    for (const pid of this.created) reap(pid);
     this.created.length = 0;
     this.closeStub();
   }

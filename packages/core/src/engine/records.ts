@@ -6,7 +6,18 @@ import { defineRecord } from '../codec/record.js';
 import { array, str, struct, u32, u64 } from '../codec/schema.js';
 import { RecordType } from '../codec/types.js';
 
-/** One task of the tree, as linux-cr's `ckpt_pids` plus sessions. */
+/** Task states saved in the tree and task records. */
+export const TaskState = { RUNNING: 0, STOPPED: 1, ZOMBIE: 2 } as const;
+
+const taskStateField = () => u32('dec', { 0: 'running', 1: 'stopped', 2: 'zombie' });
+
+/**
+ * One task of the tree, as linux-cr's `ckpt_pids` plus sessions. State,
+ * exit status and comm are here, not only in the task record, because the tree is
+ * built before any task record is read and a zombie must be dead by then
+ * (its SIGCHLD has to reach its parent before the parent's signals are
+ * restored).
+ */
 export const treeEntry = struct({
   pid: u32(),
   tgid: u32(),
@@ -15,6 +26,11 @@ export const treeEntry = struct({
   sid: u32(),
   /** Signal sent to the parent at exit (SIGCHLD for processes). */
   exitSignal: u32(),
+  state: taskStateField(),
+  /** A zombie's exit status in waitpid(2) form; 0 otherwise. */
+  exitCode: u32(),
+  /** Command name: a zombie gets it back before it exits. */
+  comm: str(16),
   /** The pid at every pid-namespace level, outermost first (NSpid). */
   nsPids: array(u32(), 32),
 });
@@ -24,14 +40,11 @@ export const treeRecord = defineRecord(RecordType.TREE, 'tree', 'process tree (d
   tasks: array(treeEntry, 1 << 16),
 });
 
-/** Task states saved in the task record. */
-export const TaskState = { RUNNING: 0, STOPPED: 1, ZOMBIE: 2 } as const;
-
 /** Identity and scheduling-independent state of one task, before its phases. */
 export const taskRecord = defineRecord(RecordType.TASK, 'task', 'task identity', {
   pid: u32(),
   comm: str(16),
-  state: u32('dec', { 0: 'running', 1: 'stopped', 2: 'zombie' }),
+  state: taskStateField(),
   exitCode: u32(),
   /** /proc/PID/stat flags (PF_*). */
   flags: u32('hex'),

@@ -1,35 +1,26 @@
 /**
  * The restart driver and coordinator (linux-cr's `sys_restart`). ckpt itself
  * is the coordinator: it validates the header before creating anything,
- * creates every task with its pid, restores each in image order through the
- * registered phases, verifies the tail, and only then lets the tasks run
- * (sync point #3). Any failure kills every task it created.
+ * builds the whole tree (pids, parents, sessions, groups, zombies), restores
+ * each task in image order through the registered phases, finishes them all,
+ * verifies the tail, and only then lets the tasks run (sync point #3). Any
+ * failure kills every task it created.
  */
 
-import type { ArchSupport } from '../arch.js';
 import { headerArchRecord } from '../codec/core-records.js';
 import type { ByteSource } from '../codec/io.js';
 import { ImageReader } from '../codec/reader.js';
 import { RestartCtx } from '../context.js';
 import { asCkptError, CkptError } from '../errors.js';
 import { readHeader, runningConstants, validateHeader } from '../image.js';
-import { type FrozenTask, unfreezeTask } from '../kernel/freeze.js';
-import { SyscallInjector } from '../kernel/inject.js';
-import { NT, setRegset, setSigmask } from '../kernel/ptrace.js';
+import { unfreezeTask } from '../kernel/freeze.js';
 import type { Logger, Progress } from '../log.js';
 import type { Registry } from '../registry.js';
-import type { RestartTask } from '../task.js';
+import { type BuiltTree, buildTree } from './build-tree.js';
 import { hostArch } from './checkpoint.js';
 import { TaskFactory } from './mktree.js';
 import { TaskState, taskRecord, treeRecord } from './records.js';
-import { InjectedSyscalls, isSyscallError, ProcTaskMemory } from './syscalls.js';
-
-const PAGE = 4096n;
-/** One page of code (a syscall instruction) and three of scratch. */
-const RESTORER_SIZE = 4n * PAGE;
-const PROT_RWX = 7;
-const MAP_PRIVATE_ANON = 0x22;
-const MAP_FIXED_NOREPLACE = 0x100000;
+import type { RestoringTask } from './restoring-task.js';
 
 /** Options of {@link restart}. */
 export interface RestartOptions {
@@ -63,95 +54,6 @@ export interface RestartResult {
   durations: Record<string, number>;
 }
 
-/** A task being rebuilt, as phases see it. */
-class RestoringTask implements RestartTask {
-  readonly data = new Map<string, unknown>();
-  readonly mem: ProcTaskMemory;
-  sys: InjectedSyscalls;
-  restorer: { start: bigint; end: bigint };
-  finalRegs: Buffer | undefined;
-  finalSigmask: bigint | undefined;
-
-  constructor(
-    readonly frozen: FrozenTask,
-    readonly savedPid: number,
-    readonly arch: ArchSupport,
-  ) {
-    this.mem = new ProcTaskMemory(frozen.pid);
-    // The new task is a copy of the stub: its syscall instruction is there.
-    const first = new SyscallInjector(frozen.pid, arch.convention, {
-      syscallAddr: arch.stub.syscallAddr,
-    });
-    let addr: bigint;
-    try {
-      addr = first.call(arch.syscalls.mmap, [0, RESTORER_SIZE, PROT_RWX, MAP_PRIVATE_ANON, -1, 0]);
-    } finally {
-      first.close();
-    }
-    if (isSyscallError(addr)) {
-      throw new CkptError('ESYS', `cannot map the restorer in pid ${frozen.pid} (errno ${-addr})`, {
-        pid: frozen.pid,
-      });
-    }
-    this.restorer = { start: addr, end: addr + RESTORER_SIZE };
-    this.sys = this.injectorAt(addr);
-  }
-
-  get pid(): number {
-    return this.frozen.pid;
-  }
-
-  private injectorAt(addr: bigint): InjectedSyscalls {
-    this.mem.write(addr, this.arch.convention.syscallInsn);
-    return new InjectedSyscalls(this.frozen.pid, this.arch, {
-      syscallAddr: addr,
-      scratch: { addr: addr + PAGE, size: Number(RESTORER_SIZE - PAGE) },
-    });
-  }
-
-  keepRestorerClear(ranges: readonly { start: bigint; end: bigint }[]): void {
-    const overlaps = (s: bigint, e: bigint) => ranges.some((r) => s < r.end && r.start < e);
-    if (!overlaps(this.restorer.start, this.restorer.end)) return;
-    // Find a gap below the lowest range or between ranges, above 64 KiB.
-    const sorted = [...ranges].sort((a, b) => (a.start < b.start ? -1 : 1));
-    let candidate = 0x10000n;
-    for (const r of sorted) {
-      if (candidate + RESTORER_SIZE <= r.start && !overlaps(candidate, candidate + RESTORER_SIZE))
-        break;
-      if (r.end > candidate) candidate = r.end;
-    }
-    const old = this.restorer;
-    const addr = this.sys.check(
-      'mmap',
-      [candidate, RESTORER_SIZE, PROT_RWX, MAP_PRIVATE_ANON | MAP_FIXED_NOREPLACE, -1, 0],
-      'moving the restorer',
-    );
-    this.sys.close();
-    this.sys = this.injectorAt(addr);
-    this.restorer = { start: addr, end: addr + RESTORER_SIZE };
-    this.sys.check('munmap', [old.start, RESTORER_SIZE], 'unmapping the old restorer');
-  }
-
-  /** Remove the restorer, apply the final signal mask and registers: the task is ready to run. */
-  finish(): void {
-    if (!this.finalRegs) {
-      throw new CkptError(
-        'EINVAL',
-        `no registers were restored for pid ${this.pid} (missing arch plugin?)`,
-        {
-          pid: this.pid,
-        },
-      );
-    }
-    this.sys.check('munmap', [this.restorer.start, RESTORER_SIZE], 'removing the restorer');
-    this.sys.close();
-    this.mem.close();
-    // Signals stayed blocked while injecting; no syscall runs after this.
-    if (this.finalSigmask !== undefined) setSigmask(this.pid, this.finalSigmask);
-    setRegset(this.pid, NT.PRSTATUS, this.finalRegs);
-  }
-}
-
 /**
  * Restart the image read from `opts.input`. Returns once every task is
  * restored and running (or stopped, with `frozen`).
@@ -168,41 +70,36 @@ export function restart(opts: RestartOptions): RestartResult {
   validateHeader(header, { archId: arch.archId, constants: runningConstants(arch.nsig) });
   const ha = ctx.read(headerArchRecord);
   const tree = ctx.read(treeRecord).tasks;
-  if (tree.length !== 1) {
-    throw new CkptError(
-      'ENOTSUP',
-      `the image holds ${tree.length} tasks; restarting process trees is not supported yet`,
-    );
-  }
 
   const factory = new TaskFactory(arch);
-  const tasks: RestoringTask[] = [];
+  let built: BuiltTree | undefined;
   const stopped = new Set<RestoringTask>();
   try {
     // The stub is not a restored task: probing the CPU with it still
     // refuses an incompatible image before anything is created.
     arch.checkHeaderArch(ha, factory.probePid());
-    ctx.timed('create', () => {
-      for (const entry of tree) {
-        const frozen = factory.create(opts.noPids ? undefined : entry.pid, entry.exitSignal);
-        tasks.push(new RestoringTask(frozen, entry.pid, arch));
-      }
-    });
+    const b = ctx.timed('create', () =>
+      buildTree(factory, tree, { arch, noPids: opts.noPids === true, log: ctx.log }),
+    );
+    built = b;
     factory.closeStub();
-    ctx.pids = tasks.map((t) => t.pid);
+    ctx.pids = b.pids;
     const phases = registry.phases();
-    for (const [i, task] of tasks.entries()) {
+    for (const [i, entry] of tree.entries()) {
       ctx.active = i;
       const rec = ctx.read(taskRecord);
-      if (rec.pid !== task.savedPid) {
+      if (
+        rec.pid !== entry.pid ||
+        (rec.state === TaskState.ZOMBIE) !== (entry.state === TaskState.ZOMBIE)
+      ) {
         throw new CkptError(
           'EBADREC',
-          `task record for pid ${rec.pid} found where pid ${task.savedPid} was expected`,
-          {
-            recordType: taskRecord.type,
-          },
+          `task record for pid ${rec.pid} (${rec.state}) found where pid ${entry.pid} (${entry.state}) was expected`,
+          { pid: entry.pid, recordType: taskRecord.type },
         );
       }
+      const task = b.tasks.get(i);
+      if (!task) continue; // a zombie: dead already, nothing else to restore
       if (rec.state === TaskState.STOPPED) stopped.add(task);
       for (const phase of phases) {
         ctx.timed(phase.name, () => {
@@ -213,9 +110,9 @@ export function restart(opts: RestartOptions): RestartResult {
           }
         });
       }
-      task.finish();
       ctx.stats.tasks++;
     }
+    for (const task of b.tasks.values()) task.finish();
     if (reader.next() !== null) {
       throw new CkptError(
         'EUNEXPECTED',
@@ -228,15 +125,16 @@ export function restart(opts: RestartOptions): RestartResult {
     ctx.dispose();
     throw asCkptError(e, 'restart');
   }
-  // Sync point: every task is restored; let them all go at once.
-  for (const t of tasks) {
+  // Sync point #3: every task is restored; let them all go at once.
+  for (const t of built.tasks.values()) {
     unfreezeTask(t.frozen, opts.frozen || stopped.has(t) ? 'stopped' : 'resume');
   }
   ctx.dispose();
+  const pids = built.pids;
   return {
-    root: tasks[0]!.pid,
-    pids: tasks.map((t) => t.pid),
-    pidMap: new Map(tasks.map((t) => [t.savedPid, t.pid])),
+    root: pids[0]!,
+    pids,
+    pidMap: new Map(tree.map((e, i) => [e.pid, pids[i]!])),
     records: reader.records,
     bytes: reader.offset,
     pages: ctx.stats.pages,

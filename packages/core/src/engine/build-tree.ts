@@ -1,0 +1,112 @@
+/**
+ * Building the restored process tree before any state is restored (the
+ * userspace mktree of linux-cr): every task is created in image
+ * (depth-first) order with its pid, its parent, its session and its
+ * process group, and the zombies are made zombies. Each task is then a
+ * frozen copy of the stub with a restorer, ready for the phases.
+ *
+ * Creating everything first is what makes the rest simple: a child is
+ * cloned by its parent while the parent is still a bare stub copy, so it
+ * inherits nothing the parent's restore would otherwise have to undo.
+ */
+import type { ArchSupport } from '../arch.js';
+import { CkptError } from '../errors.js';
+import { setSigmask } from '../kernel/ptrace.js';
+import type { Logger } from '../log.js';
+import type { TaskFactory } from './mktree.js';
+import { TaskState } from './records.js';
+import { RestoringTask } from './restoring-task.js';
+import {
+  type CreatedTask,
+  checkSessions,
+  restoreGroups,
+  restoreSession,
+  type TreeEntry,
+} from './sessions.js';
+import { zombify } from './zombie.js';
+
+/** No signal may interrupt injected syscalls; restore blocks them all (see `signals`). */
+const ALL_SIGNALS = (1n << 64n) - 1n;
+
+/** The tasks of a built tree. */
+export interface BuiltTree {
+  /** Restored pid of each tree entry, in image order (zombies included). */
+  pids: number[];
+  /** The live tasks by index in the tree; zombies are already dead. */
+  tasks: Map<number, RestoringTask>;
+}
+
+function badTree(what: string, pid: number): CkptError {
+  return new CkptError('EBADREC', `tree record: ${what}`, { pid });
+}
+
+/**
+ * Refuse a tree that cannot be built in order: the first entry is the only
+ * root, every other task follows its parent, no zombie has children, and
+ * exit signals are signals.
+ */
+function checkOrder(tree: readonly TreeEntry[], nsig: number): void {
+  const seen = new Map<number, TreeEntry>();
+  for (const [i, e] of tree.entries()) {
+    if (seen.has(e.pid)) throw badTree(`pid ${e.pid} appears twice`, e.pid);
+    const parent = seen.get(e.ppid);
+    if (i > 0 && !parent) {
+      throw badTree(
+        `pid ${e.pid} comes before its parent ${e.ppid} or has none in the image`,
+        e.pid,
+      );
+    }
+    if (parent?.state === TaskState.ZOMBIE) {
+      throw badTree(`pid ${e.pid} is the child of zombie ${parent.pid}`, e.pid);
+    }
+    if (i === 0 && e.state === TaskState.ZOMBIE) throw badTree('the root is a zombie', e.pid);
+    if (e.exitSignal > nsig) {
+      throw badTree(`pid ${e.pid} has exit signal ${e.exitSignal}, not a signal`, e.pid);
+    }
+    seen.set(e.pid, e);
+  }
+}
+
+/**
+ * Create every task of `tree` (see the module comment). With `noPids`,
+ * tasks get any free pid. Every task created is tracked by `factory`, so
+ * `factory.destroyAll()` undoes a failure midway.
+ * @throws CkptError EBADREC for a malformed tree, ENOTSUP for a session or
+ *   group that cannot be rebuilt, EBUSY for a pid in use
+ */
+export function buildTree(
+  factory: TaskFactory,
+  tree: readonly TreeEntry[],
+  opts: { arch: ArchSupport; noPids: boolean; log: Logger },
+): BuiltTree {
+  const { arch } = opts;
+  checkOrder(tree, arch.nsig);
+  checkSessions(tree, opts.log);
+  const bySavedPid = new Map<number, RestoringTask>();
+  const created: (CreatedTask & { task: RestoringTask })[] = [];
+  for (const entry of tree) {
+    const want = opts.noPids ? undefined : entry.pid;
+    const parent = bySavedPid.get(entry.ppid);
+    let task: RestoringTask;
+    if (created.length === 0) {
+      task = new RestoringTask(factory.create(want, entry.exitSignal), entry.pid, arch);
+      setSigmask(task.pid, ALL_SIGNALS); // inherited by every other task
+    } else {
+      const frozen = factory.createChild(parent!, want, entry.exitSignal);
+      task = new RestoringTask(frozen, entry.pid, arch, parent!.restorer);
+    }
+    bySavedPid.set(entry.pid, task);
+    const c = { entry, pid: task.pid, sys: task.sys, task };
+    // Before its children exist, so that they are born in the session.
+    restoreSession(c);
+    created.push(c);
+  }
+  const pidOf = (saved: number) => bySavedPid.get(saved)?.pid ?? saved;
+  restoreGroups(created, pidOf, opts.log);
+  const tasks = new Map<number, RestoringTask>();
+  for (const [i, c] of created.entries()) {
+    if (c.entry.state === TaskState.ZOMBIE) zombify(c.task, c.entry.exitCode, c.entry.comm);
+    else tasks.set(i, c.task);
+  }
+  return { pids: created.map((c) => c.pid), tasks };
+}

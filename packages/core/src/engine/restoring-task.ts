@@ -1,0 +1,144 @@
+/**
+ * A task being rebuilt, as restart phases see it: created (see mktree),
+ * frozen, with the _restorer_ mapped in it (one page holding a syscall
+ * instruction that injection uses, three of scratch memory).
+ */
+
+import type { ArchSupport } from '../arch.js';
+import { CkptError } from '../errors.js';
+import type { FrozenTask } from '../kernel/freeze.js';
+import { SyscallInjector } from '../kernel/inject.js';
+import { NT, setRegset, setSigmask } from '../kernel/ptrace.js';
+import type { RestartTask } from '../task.js';
+import { InjectedSyscalls, isSyscallError, ProcTaskMemory } from './syscalls.js';
+
+const PAGE = 4096n;
+/** One page of code (a syscall instruction) and three of scratch. */
+const RESTORER_SIZE = 4n * PAGE;
+const PROT_RWX = 7;
+const MAP_PRIVATE_ANON = 0x22;
+const MAP_FIXED_NOREPLACE = 0x100000;
+
+/** A task being rebuilt, as phases see it. */
+export class RestoringTask implements RestartTask {
+  readonly data = new Map<string, unknown>();
+  readonly mem: ProcTaskMemory;
+  sys: InjectedSyscalls;
+  restorer: { start: bigint; end: bigint };
+  finalRegs: Buffer | undefined;
+  finalSigmask: bigint | undefined;
+
+  /**
+   * @param inherited - the restorer of the parent the task was cloned from
+   *   (a copy of it is already mapped in the task, at the same address);
+   *   without it, a restorer is mapped using the stub's syscall instruction.
+   */
+  constructor(
+    readonly frozen: FrozenTask,
+    readonly savedPid: number,
+    readonly arch: ArchSupport,
+    inherited?: { start: bigint; end: bigint },
+  ) {
+    this.mem = new ProcTaskMemory(frozen.pid);
+    // Reusing the inherited copy, rather than mapping one more, also keeps
+    // two restorers from merging into one VMA that the memory phase would
+    // then see as task memory and unmap.
+    const addr = inherited?.start ?? this.mapRestorer();
+    this.restorer = { start: addr, end: addr + RESTORER_SIZE };
+    this.sys = this.injectorAt(addr);
+  }
+
+  /** Map a restorer in a task cloned from the stub (its syscall instruction is there). */
+  private mapRestorer(): bigint {
+    const first = new SyscallInjector(this.frozen.pid, this.arch.convention, {
+      syscallAddr: this.arch.stub.syscallAddr,
+    });
+    let addr: bigint;
+    try {
+      addr = first.call(this.arch.syscalls.mmap, [
+        0,
+        RESTORER_SIZE,
+        PROT_RWX,
+        MAP_PRIVATE_ANON,
+        -1,
+        0,
+      ]);
+    } finally {
+      first.close();
+    }
+    if (isSyscallError(addr)) {
+      throw new CkptError(
+        'ESYS',
+        `cannot map the restorer in pid ${this.frozen.pid} (errno ${-addr})`,
+        { pid: this.frozen.pid },
+      );
+    }
+    return addr;
+  }
+
+  get pid(): number {
+    return this.frozen.pid;
+  }
+
+  private injectorAt(addr: bigint): InjectedSyscalls {
+    this.mem.write(addr, this.arch.convention.syscallInsn);
+    return new InjectedSyscalls(this.frozen.pid, this.arch, {
+      syscallAddr: addr,
+      scratch: { addr: addr + PAGE, size: Number(RESTORER_SIZE - PAGE) },
+    });
+  }
+
+  keepRestorerClear(ranges: readonly { start: bigint; end: bigint }[]): void {
+    const overlaps = (s: bigint, e: bigint) => ranges.some((r) => s < r.end && r.start < e);
+    if (!overlaps(this.restorer.start, this.restorer.end)) return;
+    // Find a gap below the lowest range or between ranges, above 64 KiB.
+    const sorted = [...ranges].sort((a, b) => (a.start < b.start ? -1 : 1));
+    let candidate = 0x10000n;
+    for (const r of sorted) {
+      if (candidate + RESTORER_SIZE <= r.start && !overlaps(candidate, candidate + RESTORER_SIZE))
+        break;
+      if (r.end > candidate) candidate = r.end;
+    }
+    const old = this.restorer;
+    const addr = this.sys.check(
+      'mmap',
+      [candidate, RESTORER_SIZE, PROT_RWX, MAP_PRIVATE_ANON | MAP_FIXED_NOREPLACE, -1, 0],
+      'moving the restorer',
+    );
+    this.sys.close();
+    this.sys = this.injectorAt(addr);
+    this.restorer = { start: addr, end: addr + RESTORER_SIZE };
+    this.sys.check('munmap', [old.start, RESTORER_SIZE], 'unmapping the old restorer');
+  }
+
+  /**
+   * Stop injecting into the task and put its registers back, e.g. before
+   * it is made to exit as a zombie.
+   */
+  closeInjection(): void {
+    try {
+      this.sys.close();
+    } finally {
+      this.mem.close();
+    }
+  }
+
+  /** Remove the restorer, apply the final signal mask and registers: the task is ready to run. */
+  finish(): void {
+    if (!this.finalRegs) {
+      throw new CkptError(
+        'EINVAL',
+        `no registers were restored for pid ${this.pid} (missing arch plugin?)`,
+        {
+          pid: this.pid,
+        },
+      );
+    }
+    this.sys.check('munmap', [this.restorer.start, RESTORER_SIZE], 'removing the restorer');
+    this.sys.close();
+    this.mem.close();
+    // Signals stayed blocked while injecting; no syscall runs after this.
+    if (this.finalSigmask !== undefined) setSigmask(this.pid, this.finalSigmask);
+    setRegset(this.pid, NT.PRSTATUS, this.finalRegs);
+  }
+}

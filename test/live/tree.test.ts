@@ -1,0 +1,153 @@
+/**
+ * A process tree in the host's namespaces through checkpoint --kill and
+ * restart -d: pids, parents, process groups, sessions and a zombie come
+ * back (checked from outside here, and from inside by the fixture), and a
+ * restart that fails midway leaves none of the tree running.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ckpt, ckptOk, imagePath } from '../support/ckpt.js';
+import {
+  compileAll,
+  type FixtureHandle,
+  isAlive,
+  procState,
+  sleepSync,
+  startFixture,
+} from '../support/fixtures.js';
+import { requireRoot } from '../support/prereq.js';
+
+const ROLES = ['parent', 'a', 'g', 'b'] as const;
+type Role = (typeof ROLES)[number];
+interface Ids {
+  pid: number;
+  ppid: number;
+  pgid: number;
+  sid: number;
+}
+
+const started: FixtureHandle[] = [];
+/** Pids to kill after each test, whatever happened. */
+const leftovers: number[] = [];
+
+beforeAll(() => {
+  requireRoot();
+  compileAll();
+});
+
+afterEach(() => {
+  for (const pid of leftovers.splice(0)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+  for (const f of started.splice(0)) f.dispose();
+});
+
+function startTree(): { f: FixtureHandle; ids: Record<Role, Ids>; zombie: number } {
+  const f = startFixture('tree_basic');
+  started.push(f);
+  const read = (name: string) => fs.readFileSync(path.join(f.dir, name), 'utf8').trim();
+  const ids = Object.fromEntries(
+    ROLES.map((role) => {
+      const [pid, ppid, pgid, sid] = read(role).split(' ').map(Number);
+      return [role, { pid: pid!, ppid: ppid!, pgid: pgid!, sid: sid! }];
+    }),
+  ) as Record<Role, Ids>;
+  const zombie = Number(read('zombie'));
+  leftovers.push(...ROLES.map((r) => ids[r].pid));
+  return { f, ids, zombie };
+}
+
+/** ppid, pgid and sid of a live pid, from /proc/PID/stat. */
+function procIds(pid: number): Omit<Ids, 'pid'> {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const [, ppid, pgid, sid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { ppid: Number(ppid), pgid: Number(pgid), sid: Number(sid) };
+}
+
+function waitGone(pid: number, timeoutMs = 5000): void {
+  const end = Date.now() + timeoutMs;
+  while (procState(pid) !== undefined) {
+    if (Date.now() > end) throw new Error(`pid ${pid} still exists after ${timeoutMs} ms`);
+    sleepSync(10);
+  }
+}
+
+/** Start a sleeping process that gets exactly `pid` (through ns_last_pid). */
+function occupy(pid: number): number {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    fs.writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
+    const child = spawn('sleep', ['60'], { stdio: 'ignore' });
+    child.on('error', () => {});
+    if (child.pid === pid) return pid;
+    child.kill('SIGKILL');
+  }
+  throw new Error(`could not start a process with pid ${pid}`);
+}
+
+describe('a process tree in the host namespaces', () => {
+  it('comes back with its pids, parents, groups, sessions and zombie', () => {
+    const { f, ids, zombie } = startTree();
+    expect(procState(zombie)).toBe('Z');
+    const img = imagePath();
+    ckptOk(['checkpoint', String(f.pid), '-o', img, '--kill']);
+    for (const r of ROLES) expect(isAlive(ids[r].pid)).toBe(false);
+    const out = ckptOk(['restart', img, '-d']);
+    fs.rmSync(path.dirname(img), { recursive: true, force: true });
+    expect(Number(out.trim())).toBe(f.pid);
+
+    for (const r of ROLES) {
+      expect(isAlive(ids[r].pid), r).toBe(true);
+      const now = procIds(ids[r].pid);
+      expect({ pgid: now.pgid, sid: now.sid }, r).toEqual({ pgid: ids[r].pgid, sid: ids[r].sid });
+      // The root's parent was the launcher; it is now whoever adopted it.
+      if (r !== 'parent') expect(now.ppid, r).toBe(ids[r].ppid);
+    }
+    expect(ids.b.pgid).toBe(ids.b.pid);
+    expect(ids.parent.sid).toBe(ids.parent.pid);
+    expect(procState(zombie)).toBe('Z');
+    expect(procIds(zombie).ppid).toBe(ids.parent.pid);
+
+    f.go();
+    // Inside: ids read again by every process, no spurious SIGCHLD, the
+    // zombie reaped with status 7, every child exited 0.
+    expect(f.waitResult(30_000)).toMatch(/^PASS/);
+  });
+
+  it('a checkpoint that leaves the tree running lets every task go unharmed', () => {
+    const { f, ids, zombie } = startTree();
+    const img = imagePath();
+    ckptOk(['checkpoint', String(f.pid), '-o', img]);
+    const info = ckptOk(['info', img, '--tree']);
+    fs.rmSync(path.dirname(img), { recursive: true, force: true });
+    for (const r of ROLES) {
+      expect(isAlive(ids[r].pid), r).toBe(true);
+      expect(info).toContain(String(ids[r].pid));
+    }
+    expect(info).toMatch(new RegExp(`${zombie}.*zombie`));
+    f.go();
+    expect(f.waitResult(30_000)).toMatch(/^PASS/);
+  });
+
+  it('a pid taken before restart fails it with EBUSY and leaves nothing running', () => {
+    const { f, ids, zombie } = startTree();
+    const img = imagePath();
+    ckptOk(['checkpoint', String(f.pid), '-o', img, '--kill']);
+    const taken = ids.g.pid;
+    waitGone(taken);
+    leftovers.push(occupy(taken));
+    const r = ckpt(['restart', img, '-d']);
+    fs.rmSync(path.dirname(img), { recursive: true, force: true });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(new RegExp(`pid ${taken} is already in use`));
+    for (const pid of [ids.parent.pid, ids.a.pid, ids.b.pid, zombie]) {
+      expect(isAlive(pid), `pid ${pid}`).toBe(false);
+    }
+    expect(isAlive(taken)).toBe(true); // the other process, untouched
+  });
+});
