@@ -47,6 +47,8 @@ export const FIXTURE_NAMES = [
   'counter.sh',
   'rlimits_creds',
   'tree_basic',
+  'tree_share',
+  'tree_share_pipe',
 ] as const;
 export type FixtureName = (typeof FIXTURE_NAMES)[number];
 

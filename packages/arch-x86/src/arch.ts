@@ -53,8 +53,13 @@ export const X86_64_SYSCALLS: Readonly<Record<SyscallName, number>> = {
   prlimit64: NR.prlimit64,
   pidfd_open: NR.pidfd_open,
   pidfd_getfd: 438,
+  pipe2: 293,
   clone3: NR.clone3,
   exit_group: NR.exit_group,
+  uname: 63,
+  sethostname: 170,
+  setdomainname: 171,
+  mount: 165,
 };
 
 /** This CPU's xstate features and size, read from a stopped task's xstate. */

@@ -55,8 +55,13 @@ export type SyscallName =
   | 'prlimit64'
   | 'pidfd_open'
   | 'pidfd_getfd'
+  | 'pipe2'
   | 'clone3'
-  | 'exit_group';
+  | 'exit_group'
+  | 'uname'
+  | 'sethostname'
+  | 'setdomainname'
+  | 'mount';
 
 /** Arch header values of an image. */
 export interface ArchHeader {

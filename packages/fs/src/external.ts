@@ -18,17 +18,13 @@
  */
 import { fstatSync } from 'node:fs';
 import {
-  type CheckpointTask,
   CkptError,
   closeInTask,
   type FileHandler,
   type FileInfo,
-  listFds,
   openInTask,
   type RestartCtx,
   type RestartTask,
-  readFdinfo,
-  readFdTarget,
 } from '@ckpt/core';
 import { major, minor, O_ACCMODE, O_CLOEXEC, O_NONBLOCK } from './flags.js';
 import { FileKind, fileExternalRecord } from './records.js';
@@ -47,26 +43,6 @@ export function isExternal(file: FileInfo): boolean {
   if (target.kind === 'pipe' || target.kind === 'socket') return true;
   if (stat.type === 'fifo' || stat.type === 'socket') return true;
   return stat.type === 'chr' && isTty(stat.rdev);
-}
-
-/**
- * A pipe whose both ends the process holds (a self-pipe) does not lead
- * outside: connecting its ends to two unrelated files would break it
- * silently, so it is refused until pipes are restored.
- */
-function refuseSelfPipe(task: CheckpointTask, file: FileInfo): void {
-  if (file.target.kind !== 'pipe') return;
-  const mode = file.info.flags & O_ACCMODE;
-  for (const fd of listFds(task.pid)) {
-    if (fd === file.fd || readFdTarget(task.pid, fd).text !== file.target.text) continue;
-    if ((readFdinfo(task.pid, fd).flags & O_ACCMODE) !== mode) {
-      throw new CkptError(
-        'ENOTSUP',
-        `pid ${task.pid} fd ${file.fd}: ${file.target.text} is a pipe whose other end is fd ${fd} of the same process; pipes inside a checkpoint are not supported yet`,
-        { pid: task.pid, fd: file.fd },
-      );
-    }
-  }
 }
 
 function isOpenHere(fd: number): boolean {
@@ -120,8 +96,7 @@ export const externalFile: FileHandler = {
   kind: 'external',
   id: FileKind.EXTERNAL,
   match: isExternal,
-  checkpoint(ctx, task, file) {
-    refuseSelfPipe(task, file);
+  checkpoint(ctx, _task, file) {
     ctx.write(fileExternalRecord, {
       fd: file.fd,
       flags: file.info.flags & ~O_CLOEXEC,

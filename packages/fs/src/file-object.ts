@@ -7,12 +7,14 @@
 import {
   type CheckpointTask,
   CkptError,
+  closeInTask,
   type FileHandler,
   type FileInfo,
   isCkptError,
   type ObjectOps,
   type RestartCtx,
   type RestartTask,
+  readStatus,
 } from '@ckpt/core';
 import { fileRecord } from './records.js';
 
@@ -23,9 +25,18 @@ export interface SavedFile {
   handler: FileHandler;
 }
 
-/** A restored open file: the fd it occupies in the task (the files phase may move it). */
+/**
+ * A restored open file: the fd it occupies in the task that restored it
+ * (the files phase may move it while it places that task's fds), the task
+ * (`holder`) and, once the holder's fd table is complete, the final fd
+ * number it keeps there (`holderFd`): other tasks that share the open file
+ * copy it from that fd (pidfd_getfd), so no temporary fd has to outlive
+ * the holder's files phase.
+ */
 export interface RestoredFile {
   fd: number;
+  holder?: RestartTask;
+  holderFd?: number;
 }
 
 /**
@@ -34,14 +45,80 @@ export interface RestoredFile {
  * the phase registers its task here for the duration.
  */
 const restoring = new WeakMap<RestartCtx, RestartTask>();
+/** For the task being restored: the first fd above its whole saved fd table. */
+const aboveTable = new WeakMap<RestartCtx, number>();
 
-/** Run `fn` with `task` as the task `file` objects are restored into. */
-export function restoringInto<T>(ctx: RestartCtx, task: RestartTask, fn: () => T): T {
+/**
+ * Run `fn` with `task` as the task `file` objects are restored into;
+ * `above` is the first fd above its saved table (where fds that must
+ * survive the placing of the table can go).
+ */
+export function restoringInto<T>(
+  ctx: RestartCtx,
+  task: RestartTask,
+  above: number,
+  fn: () => T,
+): T {
   restoring.set(ctx, task);
+  aboveTable.set(ctx, above);
   try {
     return fn();
   } finally {
     restoring.delete(ctx);
+    aboveTable.delete(ctx);
+  }
+}
+
+/** The task whose fd table is being restored, and the first fd above that table. */
+export function restoringTask(ctx: RestartCtx, what: string): { task: RestartTask; above: number } {
+  const task = restoring.get(ctx);
+  if (!task) {
+    throw new CkptError('EBADREC', `${what} appears outside an fd table`, {
+      offset: ctx.reader.offset,
+    });
+  }
+  return { task, above: aboveTable.get(ctx) ?? 0 };
+}
+/**
+ * `pid`'s pid as `task` sees it (its own pid namespace): NSpid lists a
+ * process's pid from the outermost namespace in; `task`'s depth picks the
+ * entry. Tasks of one tree are in the same namespace or below.
+ */
+function pidSeenBy(task: RestartTask, pid: number): number {
+  const depth = readStatus(task.pid).nsPid.length;
+  const nsPid = readStatus(pid).nsPid;
+  const seen = nsPid[depth - 1];
+  if (seen === undefined) {
+    throw new CkptError(
+      'EINVAL',
+      `pid ${pid} is not visible in the pid namespace of pid ${task.pid} (NSpid ${nsPid.join(' ')})`,
+      { pid: task.savedPid },
+    );
+  }
+  return seen;
+}
+
+/**
+ * Copy the open file `shared`, restored in an earlier task, into `task`
+ * from inside it: pidfd_open on the holder, pidfd_getfd of its final fd.
+ * The copy is the same open file description (one offset, one set of flags).
+ */
+export function copyFromHolder(task: RestartTask, shared: RestoredFile, fd: number): number {
+  const holder = shared.holder!;
+  const holderFd = shared.holderFd;
+  if (holderFd === undefined) {
+    throw new CkptError(
+      'EUNEXPECTED',
+      `fd ${fd} shares an open file with pid ${holder.savedPid}, which holds it at no fd yet`,
+      { pid: task.savedPid, fd },
+    );
+  }
+  const what = `copying fd ${holderFd} of pid ${holder.savedPid} for fd ${fd}`;
+  const pidfd = Number(task.sys.check('pidfd_open', [pidSeenBy(task, holder.pid), 0], what));
+  try {
+    return Number(task.sys.check('pidfd_getfd', [pidfd, holderFd, 0], what));
+  } finally {
+    closeInTask(task, pidfd);
   }
 }
 
@@ -82,7 +159,7 @@ export const fileObject: ObjectOps<SavedFile | RestoredFile> = {
       );
     }
     try {
-      return { fd: handler.restore(ctx, task) };
+      return { fd: handler.restore(ctx, task), holder: task };
     } catch (e) {
       // Handlers know their own record, not which fd it was saved for.
       if (isCkptError(e) && e.context.fd === undefined) e.context.fd = rec.fd;

@@ -21,9 +21,10 @@ import {
   type TaskPhase,
 } from '@ckpt/core';
 import { externalFile } from './external.js';
-import { type RestoredFile, restoringInto } from './file-object.js';
+import { copyFromHolder, type RestoredFile, restoringInto } from './file-object.js';
 import { F_DUPFD_CLOEXEC, F_SETFD, FD_CLOEXEC, O_CLOEXEC } from './flags.js';
 import { unsupported } from './handlers.js';
+import { isTreePipe, pipeFile } from './pipe.js';
 import { fileDescRecord, fileTableRecord } from './records.js';
 
 interface PlannedFd {
@@ -60,7 +61,9 @@ function descriptionKey(ctx: CheckpointCtx, file: FileInfo): string {
 function plan(ctx: CheckpointCtx, task: CheckpointTask): PlannedFd[] {
   return readOpenFiles(task.pid).map((open) => {
     const file: FileInfo = { ...open, pid: task.pid };
-    const handler = ctx.registry.fileHandlerFor(file);
+    // A pipe read from inside the tree is restored as a pipe; one whose
+    // readers are all outside leads outside (the external handler's).
+    const handler = isTreePipe(ctx, file) ? pipeFile : ctx.registry.fileHandlerFor(file);
     if (!handler) throw unsupported(file);
     // An external fd is reconnected by its own number, so fds sharing its
     // description are saved apart (each finds its counterpart at restart).
@@ -98,15 +101,29 @@ function restoreFiles(ctx: RestartCtx, task: RestartTask): void {
   const inImage = new Set(fds);
   const above = fds.length === 0 ? 0 : fds[fds.length - 1]! + 1;
   const temporaries = new Set<number>();
-  restoringInto(ctx, task, () => {
+  const fromHolder = new Map<RestoredFile, RestoredFile>();
+  restoringInto(ctx, task, above, () => {
     for (const want of fds) {
       const desc = ctx.read(fileDescRecord);
       if (desc.fd !== want) {
         const where = `file_desc record for fd ${desc.fd} where the fd table lists fd ${want}`;
         throw new CkptError('EBADREC', where, { recordType: fileDescRecord.type });
       }
-      const file = ctx.fetchObj<RestoredFile>(desc.objref, 'file');
-      place(task, file, desc, inImage, above, temporaries);
+      const shared = ctx.fetchObj<RestoredFile>(desc.objref, 'file');
+      if (shared.holder === undefined || shared.holder === task) {
+        shared.holder = task;
+        place(task, shared, desc, inImage, above, temporaries);
+        // The first fd placed is where the holder keeps it for good.
+        shared.holderFd ??= desc.fd;
+        continue;
+      }
+      // Restored by an earlier task: copy it from there, once per task.
+      let mine = fromHolder.get(shared);
+      if (!mine) {
+        mine = { fd: copyFromHolder(task, shared, desc.fd) };
+        fromHolder.set(shared, mine);
+      }
+      place(task, mine, desc, inImage, above, temporaries);
     }
   });
   for (const fd of temporaries) if (!inImage.has(fd)) closeInTask(task, fd);

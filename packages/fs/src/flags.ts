@@ -1,6 +1,7 @@
 /** Open-flag bits and device-number helpers (x86-64 and s390x agree on these). */
 
 export const O_ACCMODE = 0o3;
+export const O_RDONLY = 0;
 export const O_NONBLOCK = 0o4000;
 const O_APPEND = 0o2000;
 const O_DSYNC = 0o10000;

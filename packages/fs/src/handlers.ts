@@ -3,10 +3,16 @@ import { CkptError, type FileHandler, type FileInfo } from '@ckpt/core';
 import { simpleDevice } from './devices.js';
 import { externalFile } from './external.js';
 import { major, minor } from './flags.js';
+import { pipeFile } from './pipe.js';
 import { regularFile } from './regular.js';
 
 /** Every file handler of this package, in match order. */
-export const fileHandlers: readonly FileHandler[] = [regularFile, simpleDevice, externalFile];
+export const fileHandlers: readonly FileHandler[] = [
+  regularFile,
+  simpleDevice,
+  pipeFile,
+  externalFile,
+];
 
 /** What kind of file `file` is, in a few words, for messages. */
 function kindOf(file: FileInfo): string {

@@ -10,13 +10,16 @@ import { fileObject } from './file-object.js';
 import { filesPhase } from './files.js';
 import { fsPhase } from './fs.js';
 import { fileHandlers } from './handlers.js';
+import { pipeObject } from './pipe.js';
 import {
   fileDescRecord,
   fileExternalRecord,
   fileNameRecord,
+  filePipeRecord,
   fileRecord,
   fileTableRecord,
   fsRecord,
+  pipeBufRecord,
 } from './records.js';
 
 export { simpleDevice } from './devices.js';
@@ -25,6 +28,7 @@ export { fileObject, type RestoredFile, type SavedFile } from './file-object.js'
 export { filesPhase } from './files.js';
 export { fsPhase } from './fs.js';
 export { fileHandlers, unsupported } from './handlers.js';
+export { isTreePipe, pipeFile, pipeObject, type RestoredPipe } from './pipe.js';
 export * from './records.js';
 export { regularFile } from './regular.js';
 
@@ -37,9 +41,11 @@ export const fsPlugin: CkptPlugin = definePlugin({
     fileRecord,
     fileNameRecord,
     fileExternalRecord,
+    filePipeRecord,
+    pipeBufRecord,
     fsRecord,
   ],
-  objects: [fileObject],
+  objects: [fileObject, pipeObject],
   files: fileHandlers,
   phases: [filesPhase, fsPhase],
 });

@@ -1,11 +1,12 @@
 /** The file subsystem's records (301–399) and the fs record (451). */
-import { array, bool, defineRecord, RecordType, str, u32, u64 } from '@ckpt/core';
+import { array, bool, bytes, defineRecord, RecordType, str, u32, u64 } from '@ckpt/core';
 
 /** Ids of ckpt's own file handlers (the `kind` field of file records). */
 export const FileKind = {
   REGULAR: 1,
   CHRDEV: 2,
   EXTERNAL: 3,
+  PIPE: 4,
 } as const;
 
 /** Printable names of {@link FileKind}. */
@@ -13,6 +14,7 @@ export const FILE_KIND_NAMES: Record<number, string> = {
   1: 'regular',
   2: 'chrdev',
   3: 'external',
+  4: 'pipe',
 };
 
 /** File types a file reopened by path may have (the `type` of a file_name record). */
@@ -95,4 +97,28 @@ export const fsRecord = defineRecord(RecordType.FS, 'fs', 'cwd, root and umask',
   cwd: str(4096),
   root: str(4096),
   umask: u32('octal'),
+});
+
+/** Record type of a pipe end (the next number of the files range). */
+export const FILE_PIPE = 307;
+
+/** One end of a pipe restored inside the tree: which pipe (objref of a `pipe` object) and which end. */
+export const filePipeRecord = defineRecord(FILE_PIPE, 'file_pipe', 'pipe end', {
+  pipe: u32(),
+  /** The read end (else the write end). */
+  read: bool(),
+  /** Open flags as fdinfo showed them, without O_CLOEXEC. */
+  flags: u32('octal'),
+});
+
+/**
+ * A pipe, once per image (the seed's pipe_buf): its capacity, how many open
+ * file descriptions of each end the tree holds, and the data buffered in it.
+ */
+export const pipeBufRecord = defineRecord(RecordType.PIPE_BUF, 'pipe_buf', 'pipe and its data', {
+  inode: u64(),
+  size: u32(),
+  readers: u32(),
+  writers: u32(),
+  data: bytes(1 << 28),
 });

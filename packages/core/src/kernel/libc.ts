@@ -43,6 +43,10 @@ function bind() {
     ptraceBuf: lib.func('long ptrace(int request, int pid, uintptr_t addr, void *data)'),
     waitpid: lib.func('int waitpid(int pid, void *status, int options)'),
     kill: lib.func('int kill(int pid, int sig)'),
+    pipe2: lib.func('int pipe2(_Out_ int *fds, int flags)'),
+    tee: lib.func('long tee(int fdIn, int fdOut, ulong len, uint flags)'),
+    // fcntl is variadic; an int third argument goes in the same register.
+    fcntl: lib.func('int fcntl(int fd, int cmd, int arg)'),
     tgkill: lib.func('int tgkill(int tgid, int tid, int sig)'),
     processVmReadv: lib.func(
       'long process_vm_readv(int pid, void *lvec, ulong liovcnt, void *rvec, ulong riovcnt, ulong flags)',

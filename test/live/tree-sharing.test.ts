@@ -1,0 +1,82 @@
+/**
+ * Sharing between the tasks of a tree: an open file inherited through
+ * fork is one open file after restart (one offset), and a pipe inside the
+ * tree keeps its buffered data, its size and both ends; a checkpoint that
+ * leaves the tree running does not consume the pipe's data.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ckptOk, imagePath } from '../support/ckpt.js';
+import {
+  compileAll,
+  type FixtureHandle,
+  type FixtureName,
+  isAlive,
+  startFixture,
+} from '../support/fixtures.js';
+import { requireRoot } from '../support/prereq.js';
+
+const started: FixtureHandle[] = [];
+const leftovers: number[] = [];
+
+beforeAll(() => {
+  requireRoot();
+  compileAll();
+});
+
+afterEach(() => {
+  for (const pid of leftovers.splice(0)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+  for (const f of started.splice(0)) f.dispose();
+});
+
+function start(name: FixtureName): { f: FixtureHandle; child: number } {
+  const f = startFixture(name);
+  started.push(f);
+  const layout = fs.readFileSync(path.join(f.dir, 'layout'), 'utf8');
+  const child = Number(/child (\d+)/.exec(layout)![1]);
+  leftovers.push(f.pid, child);
+  return { f, child };
+}
+
+function killAndRestart(f: FixtureHandle, child: number): void {
+  const img = imagePath();
+  ckptOk(['checkpoint', String(f.pid), '-o', img, '--kill']);
+  expect(isAlive(f.pid)).toBe(false);
+  expect(isAlive(child)).toBe(false);
+  const out = ckptOk(['restart', img, '-d']);
+  fs.rmSync(path.dirname(img), { recursive: true, force: true });
+  expect(Number(out.trim())).toBe(f.pid);
+  expect(isAlive(child)).toBe(true);
+}
+
+describe('sharing between the tasks of a tree', () => {
+  it('an open file inherited through fork keeps one offset', () => {
+    const { f, child } = start('tree_share');
+    killAndRestart(f, child);
+    f.go();
+    expect(f.waitResult(30_000)).toMatch(/^PASS/);
+  });
+
+  it('a pipe keeps its buffered data, size and both ends', () => {
+    const { f, child } = start('tree_share_pipe');
+    killAndRestart(f, child);
+    f.go();
+    expect(f.waitResult(30_000)).toMatch(/^PASS/);
+  });
+
+  it('a checkpoint that leaves the tree running does not consume the pipe', () => {
+    const { f } = start('tree_share_pipe');
+    const img = imagePath();
+    ckptOk(['checkpoint', String(f.pid), '-o', img, '--leave-running']);
+    fs.rmSync(path.dirname(img), { recursive: true, force: true });
+    f.go();
+    expect(f.waitResult(30_000)).toMatch(/^PASS/);
+  });
+});
