@@ -1,5 +1,5 @@
 /** `ckpt checkpoint`: save a live process into an image. */
-import { checkpoint, FdSink, type LeaveMode } from '@ckpt/core';
+import { CheckpointFlags, checkpoint, FdSink, type LeaveMode } from '@ckpt/core';
 import { printJson, UsageError } from '../output.js';
 import { terminalProgress } from '../progress.js';
 import type { Command } from './command.js';
@@ -7,17 +7,29 @@ import type { Command } from './command.js';
 export const checkpointCommand: Command = {
   name: 'checkpoint',
   summary: 'save a running process into an image',
-  usage: 'ckpt checkpoint PID -o FILE|- [--leave-running|--kill|--leave-stopped] [--json]',
+  usage:
+    'ckpt checkpoint PID -o FILE|- [--leave-running|--kill|--leave-stopped] [--container|--subtree] [--json]',
   help: `Freezes process PID, writes its whole state (memory, registers, open files,
 signal state, credentials) to FILE ('-' for standard output), then lets it
 continue (--leave-running, the default), kills it (--kill) or leaves it
 stopped (--leave-stopped). If the checkpoint fails, the process is left
-running as it was and the image ends with an error record.`,
+running as it was and the image ends with an error record.
+
+When PID is the init of a pid namespace (a container, e.g. from
+'ckpt run --container'), the whole container is checkpointed and restart
+recreates it in fresh namespaces; otherwise the tree under PID is a subtree,
+restored in the host's namespaces. --container fails unless PID is such an
+init; --subtree checkpoints even an init as a subtree.`,
   options: {
     output: { type: 'string', short: 'o', description: 'image file, or - for standard output' },
     'leave-running': { type: 'boolean', description: 'let the process continue (default)' },
     kill: { type: 'boolean', description: 'kill the process once the image is complete' },
     'leave-stopped': { type: 'boolean', description: 'leave the process stopped (SIGSTOP)' },
+    container: {
+      type: 'boolean',
+      description: 'insist that PID is a container (pid-namespace init)',
+    },
+    subtree: { type: 'boolean', description: 'checkpoint PID as a subtree, even if it is an init' },
   },
   run({ positionals, values, registry }) {
     const pidArg = positionals[0];
@@ -28,6 +40,11 @@ running as it was and the image ends with an error record.`,
     if (modes.length > 1) throw new UsageError(`choose one of --${modes.join(', --')}`);
     const leave: LeaveMode =
       modes[0] === 'kill' ? 'kill' : modes[0] === 'leave-stopped' ? 'stopped' : 'running';
+    if (values.container && values.subtree)
+      throw new UsageError('choose one of --container, --subtree');
+    const uflags =
+      (values.container ? CheckpointFlags.CONTAINER : 0n) |
+      (values.subtree ? CheckpointFlags.SUBTREE : 0n);
     const output = String(values.output);
     if (output === '-' && process.stdout.isTTY) {
       throw new UsageError(
@@ -43,6 +60,7 @@ running as it was and the image ends with an error record.`,
         output: sink,
         registry,
         leave,
+        uflags,
         awaitKill: false,
         progress: terminalProgress(),
       });

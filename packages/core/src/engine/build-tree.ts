@@ -13,7 +13,13 @@ import type { ArchSupport } from '../arch.js';
 import { CkptError } from '../errors.js';
 import { setSigmask } from '../kernel/ptrace.js';
 import type { Logger } from '../log.js';
-import type { TaskFactory } from './mktree.js';
+import {
+  checkContainerTree,
+  containerTids,
+  mountContainerProc,
+  restoreContainerGroups,
+} from './container.js';
+import { CLONE_NEW_CONTAINER, type TaskFactory } from './mktree.js';
 import { TaskState } from './records.js';
 import { RestoringTask } from './restoring-task.js';
 import {
@@ -77,20 +83,29 @@ function checkOrder(tree: readonly TreeEntry[], nsig: number): void {
 export function buildTree(
   factory: TaskFactory,
   tree: readonly TreeEntry[],
-  opts: { arch: ArchSupport; noPids: boolean; log: Logger },
+  opts: { arch: ArchSupport; noPids: boolean; log: Logger; container?: boolean },
 ): BuiltTree {
   const { arch } = opts;
+  const container = opts.container === true;
   checkOrder(tree, arch.nsig);
+  if (container) checkContainerTree(tree);
   checkSessions(tree, opts.log);
   const bySavedPid = new Map<number, RestoringTask>();
   const created: (CreatedTask & { task: RestoringTask })[] = [];
   for (const entry of tree) {
-    const want = opts.noPids ? undefined : entry.pid;
+    const isRoot = created.length === 0;
+    const want = container
+      ? containerTids(entry, isRoot, opts.noPids)
+      : opts.noPids
+        ? undefined
+        : [entry.pid];
     const parent = bySavedPid.get(entry.ppid);
     let task: RestoringTask;
-    if (created.length === 0) {
-      task = new RestoringTask(factory.create(want, entry.exitSignal), entry.pid, arch);
+    if (isRoot) {
+      const flags = container ? CLONE_NEW_CONTAINER : 0n;
+      task = new RestoringTask(factory.create(want, entry.exitSignal, flags), entry.pid, arch);
       setSigmask(task.pid, ALL_SIGNALS); // inherited by every other task
+      if (container) mountContainerProc(task);
     } else {
       const frozen = factory.createChild(parent!, want, entry.exitSignal);
       task = new RestoringTask(frozen, entry.pid, arch, parent!.restorer);
@@ -102,7 +117,8 @@ export function buildTree(
     created.push(c);
   }
   const pidOf = (saved: number) => bySavedPid.get(saved)?.pid ?? saved;
-  restoreGroups(created, pidOf, opts.log);
+  if (container) restoreContainerGroups(created, pidOf);
+  else restoreGroups(created, pidOf, opts.log);
   const tasks = new Map<number, RestoringTask>();
   for (const [i, c] of created.entries()) {
     if (c.entry.state === TaskState.ZOMBIE) zombify(c.task, c.entry.exitCode, c.entry.comm);

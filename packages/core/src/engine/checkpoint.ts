@@ -12,6 +12,7 @@ import type { ByteSink } from '../codec/io.js';
 import { ImageWriter } from '../codec/writer.js';
 import { CheckpointCtx } from '../context.js';
 import { asCkptError, CkptError } from '../errors.js';
+import { CheckpointFlags } from '../flags.js';
 import { hostArchId, makeHeader, writeHeader } from '../image.js';
 import { type FrozenTask, unfreezeTask } from '../kernel/freeze.js';
 import { findLeftoverParasites } from '../kernel/inject.js';
@@ -21,6 +22,7 @@ import type { Logger, Progress } from '../log.js';
 import { readStat, readStatus } from '../proc/index.js';
 import type { Registry } from '../registry.js';
 import type { CheckpointTask } from '../task.js';
+import { isPidNsInit } from './container.js';
 import { freezeTree, type TreeMember } from './freeze-tree.js';
 import { TaskState, taskRecord, treeRecord } from './records.js';
 import { InjectedSyscalls, ProcTaskMemory } from './syscalls.js';
@@ -121,10 +123,11 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
   const { registry } = opts;
   const arch = hostArch(registry);
   const leave = opts.leave ?? 'running';
+  const uflags = containerFlags(opts.pid, opts.uflags ?? 0n);
   const writer = new ImageWriter(opts.output);
   const ctx = new CheckpointCtx(writer, {
     registry,
-    uflags: opts.uflags,
+    uflags,
     logger: opts.logger,
     progress: opts.progress,
   });
@@ -155,7 +158,7 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
       members.filter((m) => m.kind === 'zombie').map((m) => [m.info.pid, readZombie(m.info.pid)]),
     );
     for (const t of tasks) removeLeftovers(t, ctx.log);
-    writeHeader(writer, makeHeader({ archId: arch.archId, nsig: arch.nsig, uflags: opts.uflags }));
+    writeHeader(writer, makeHeader({ archId: arch.archId, nsig: arch.nsig, uflags }));
     headerWritten = true;
     writer.write(headerArchRecord, { archId: arch.archId, ...arch.headerArch(tasks[0]!.pid) });
     const identity = (pid: number) => {
@@ -242,6 +245,38 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
     pages: ctx.stats.pages,
     durations: ctx.stats.durations,
   };
+}
+
+/**
+ * The uflags of a checkpoint of `pid`: CONTAINER when it is the init of a
+ * pid namespace below ckpt's (a whole container), unless the caller asked
+ * for SUBTREE. Asking for CONTAINER when it is not an init is an error.
+ * @throws CkptError EINVAL for --container on a task that is not an init
+ */
+function containerFlags(pid: number, uflags: bigint): bigint {
+  const { CONTAINER, SUBTREE } = CheckpointFlags;
+  if ((uflags & CONTAINER) !== 0n && (uflags & SUBTREE) !== 0n) {
+    throw new CkptError(
+      'EINVAL',
+      'a checkpoint is either of a container or of a subtree, not both',
+    );
+  }
+  let nsPids: number[];
+  try {
+    nsPids = readStatus(pid).nsPid;
+  } catch (e) {
+    throw asCkptError(e, 'checkpoint', pid);
+  }
+  const init = isPidNsInit(nsPids);
+  if ((uflags & CONTAINER) !== 0n && !init) {
+    throw new CkptError(
+      'EINVAL',
+      `pid ${pid} is not the init of a pid namespace (NSpid ${nsPids.join(' ')}), so it is not a container; checkpoint it with --subtree`,
+      { pid },
+    );
+  }
+  if ((uflags & SUBTREE) !== 0n || !init) return uflags;
+  return uflags | CONTAINER;
 }
 
 /** What a zombie leaves: its /proc stat and status, and its exit status. */

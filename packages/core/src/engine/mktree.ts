@@ -20,7 +20,7 @@ import { libc } from '../kernel/libc.js';
 import { ProcMem } from '../kernel/memory.js';
 import { spawnProcess } from '../kernel/spawn.js';
 import { reap, waitForStop } from '../kernel/wait.js';
-import { readStat } from '../proc/index.js';
+import { readStat, readStatus, scanProcesses } from '../proc/index.js';
 import { isSyscallError } from './syscalls.js';
 import type { TaskAccess } from './task-io.js';
 
@@ -48,17 +48,58 @@ function isZombie(pid: number): boolean {
   }
 }
 
-/** The clone_args of clone3 (+ one set_tid slot right after it, at `at` + 88). */
-function cloneArgs(flags: bigint, exitSignal: number, pid: number | undefined, at: bigint): Buffer {
-  const args = Buffer.alloc(CLONE_ARGS_SIZE + 8);
+/**
+ * The clone_args of clone3, with the set_tid array right after it (at `at`
+ * + 88): `tids` lists the pid at each level, innermost first (clone3(2)).
+ */
+function cloneArgs(
+  flags: bigint,
+  exitSignal: number,
+  tids: readonly number[] | undefined,
+  at: bigint,
+): Buffer {
+  const n = tids?.length ?? 0;
+  const args = Buffer.alloc(CLONE_ARGS_SIZE + 4 * Math.max(n, 2));
   args.writeBigUInt64LE(flags, 0);
   args.writeBigUInt64LE(BigInt(exitSignal), 32);
-  if (pid !== undefined) {
+  if (tids && n > 0) {
     args.writeBigUInt64LE(at + BigInt(CLONE_ARGS_SIZE), 64); // set_tid
-    args.writeBigUInt64LE(1n, 72); // set_tid_size
-    args.writeInt32LE(pid, CLONE_ARGS_SIZE);
+    args.writeBigUInt64LE(BigInt(n), 72); // set_tid_size
+    for (const [i, t] of tids.entries()) args.writeInt32LE(t, CLONE_ARGS_SIZE + 4 * i);
   }
   return args;
+}
+
+/** Namespaces a container's root is created in (linux-cr restarted into new ones). */
+export const CLONE_NEW_CONTAINER =
+  0x20000000n /* CLONE_NEWPID */ |
+  0x04000000n /* CLONE_NEWUTS */ |
+  0x08000000n /* CLONE_NEWIPC */ |
+  0x00020000n; /* CLONE_NEWNS */
+
+/** The pid in ckpt's own pid namespace: the last (outermost) of `tids`. */
+function hostPidOf(tids: readonly number[] | undefined): number | undefined {
+  return tids === undefined || tids.length === 0 ? undefined : tids[tids.length - 1];
+}
+
+/**
+ * The pid ckpt sees for the child that `parent` knows as `local` (they
+ * differ when the parent is in a pid namespace below ckpt's).
+ */
+function hostPidOfChild(parent: number, local: number): number {
+  const depth = readStatus(process.pid).nsPid.length;
+  if (readStatus(parent).nsPid.length === depth) return local;
+  for (const p of scanProcesses()) {
+    if (p.ppid !== parent) continue;
+    try {
+      if (readStatus(p.pid).nsPid.at(-1) === local) return p.pid;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  throw new CkptError('ESYS', `cannot find the child ${local} of pid ${parent} in /proc`, {
+    pid: parent,
+  });
 }
 
 /** Spawns the stub once and creates restored tasks from it. */
@@ -94,10 +135,17 @@ export class TaskFactory {
   }
 
   /**
-   * Create the root task, frozen under ptrace, with pid `pid` (or any free
-   * pid when undefined) and exit signal `exitSignal`, as a child of ckpt.
+   * Create the root task, frozen under ptrace, with pids `tids` (innermost
+   * first; any free pid when undefined) and exit signal `exitSignal`, as a
+   * child of ckpt (a number: one level). `cloneFlags` adds e.g. {@link CLONE_NEW_CONTAINER}.
    */
-  create(pid: number | undefined, exitSignal: number): FrozenTask {
+  create(
+    want: number | readonly number[] | undefined,
+    exitSignal: number,
+    cloneFlags = 0n,
+  ): FrozenTask {
+    const tids = typeof want === 'number' ? [want] : want;
+    const pid = hostPidOf(tids);
     // clone3 refuses an exit_signal with CLONE_PARENT: the child inherits
     // the stub's, which is SIGCHLD (posix_spawn).
     if (exitSignal !== SIGCHLD) {
@@ -112,7 +160,10 @@ export class TaskFactory {
     const child = this.retryWhileZombie(pid, () => {
       const mem = new ProcMem(stub);
       try {
-        mem.write(prog.scratchAddr, cloneArgs(CLONE_PARENT, 0, pid, prog.scratchAddr));
+        mem.write(
+          prog.scratchAddr,
+          cloneArgs(CLONE_PARENT | cloneFlags, 0, tids, prog.scratchAddr),
+        );
       } finally {
         mem.close();
       }
@@ -129,16 +180,23 @@ export class TaskFactory {
 
   /**
    * Create a task as a child of `parent` (a created task, stopped, with
-   * scratch memory), with pid `pid` (or any free pid) and exit signal
+   * scratch memory), with pids `tids` (innermost first, or any free pid) and exit signal
    * `exitSignal`, by a clone3 injected in the parent. The child is traced
    * by ckpt from birth and returned frozen, in its first stop.
    */
-  createChild(parent: TaskAccess, pid: number | undefined, exitSignal: number): FrozenTask {
-    const addr = parent.sys.scratch(CLONE_ARGS_SIZE + 8);
-    const child = this.retryWhileZombie(pid, () => {
-      parent.mem.write(addr, cloneArgs(CLONE_PTRACE, exitSignal, pid, addr));
+  createChild(
+    parent: TaskAccess,
+    tids: readonly number[] | undefined,
+    exitSignal: number,
+  ): FrozenTask {
+    const pid = hostPidOf(tids);
+    const addr = parent.sys.scratch(CLONE_ARGS_SIZE + 4 * Math.max(tids?.length ?? 0, 2));
+    const local = this.retryWhileZombie(pid, () => {
+      parent.mem.write(addr, cloneArgs(CLONE_PTRACE, exitSignal, tids, addr));
       return parent.sys.call('clone3', [addr, CLONE_ARGS_SIZE]);
     });
+    // clone3 returns the pid in the parent's namespace (a container's).
+    const child = pid ?? hostPidOfChild(parent.pid, local);
     this.created.push(child);
     const stop = waitForStop(child);
     if (stop.stop !== 'interrupt') {

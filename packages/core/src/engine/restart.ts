@@ -12,6 +12,7 @@ import type { ByteSource } from '../codec/io.js';
 import { ImageReader } from '../codec/reader.js';
 import { RestartCtx } from '../context.js';
 import { asCkptError, CkptError } from '../errors.js';
+import { CheckpointFlags } from '../flags.js';
 import { readHeader, runningConstants, validateHeader } from '../image.js';
 import { unfreezeTask } from '../kernel/freeze.js';
 import type { Logger, Progress } from '../log.js';
@@ -61,12 +62,17 @@ export interface RestartResult {
 export function restart(opts: RestartOptions): RestartResult {
   const { registry } = opts;
   const reader = new ImageReader(opts.input, (t) => registry.recordName(t));
-  const ctx = new RestartCtx(reader, { registry, logger: opts.logger, progress: opts.progress });
-  ctx.inheritFds = opts.inheritFds ?? new Map();
-
   // Validate everything we can before creating any task.
   const arch = hostArch(registry);
   const header = readHeader(reader);
+  // The image's uflags (a container or a subtree) guide the subsystems.
+  const ctx = new RestartCtx(reader, {
+    registry,
+    logger: opts.logger,
+    progress: opts.progress,
+    uflags: header.uflags,
+  });
+  ctx.inheritFds = opts.inheritFds ?? new Map();
   validateHeader(header, { archId: arch.archId, constants: runningConstants(arch.nsig) });
   const ha = ctx.read(headerArchRecord);
   const tree = ctx.read(treeRecord).tasks;
@@ -79,7 +85,12 @@ export function restart(opts: RestartOptions): RestartResult {
     // refuses an incompatible image before anything is created.
     arch.checkHeaderArch(ha, factory.probePid());
     const b = ctx.timed('create', () =>
-      buildTree(factory, tree, { arch, noPids: opts.noPids === true, log: ctx.log }),
+      buildTree(factory, tree, {
+        arch,
+        noPids: opts.noPids === true,
+        log: ctx.log,
+        container: ctx.has(CheckpointFlags.CONTAINER),
+      }),
     );
     built = b;
     factory.closeStub();

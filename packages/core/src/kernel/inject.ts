@@ -18,6 +18,7 @@
 import { CkptError } from '../errors.js';
 import { readMaps } from '../proc/index.js';
 import type { SyscallConvention } from './convention.js';
+import { libc } from './libc.js';
 import { ProcMem, readRanges } from './memory.js';
 import {
   getRegset,
@@ -107,6 +108,8 @@ export class SyscallInjector {
   private scratchAddr: bigint | undefined;
   private scratchSize = 0;
   private closed = false;
+  /** Signals held back during injection (see `defer`). */
+  private readonly deferred: number[] = [];
 
   constructor(pid: number, conv: SyscallConvention, options: InjectorOptions = {}) {
     this.pid = pid;
@@ -193,7 +196,12 @@ export class SyscallInjector {
    */
   private stepOverSyscall(nr: number, at: bigint): void {
     singlestep(this.pid, 0);
-    const st = waitForStop(this.pid);
+    let st = waitForStop(this.pid);
+    while (st.stop === 'signal-delivery' && st.signal !== SIGTRAP) {
+      this.defer(st.signal);
+      singlestep(this.pid, 0);
+      st = waitForStop(this.pid);
+    }
     if (st.signal !== SIGTRAP) {
       throw new CkptError(
         'EFAULT',
@@ -211,7 +219,12 @@ export class SyscallInjector {
   private runToSyscallExit(nr: number): void {
     for (const phase of ['entry', 'exit']) {
       syscallStep(this.pid, 0);
-      const st = waitForStop(this.pid);
+      let st = waitForStop(this.pid);
+      while (st.stop === 'signal-delivery') {
+        this.defer(st.signal);
+        syscallStep(this.pid, 0);
+        st = waitForStop(this.pid);
+      }
       if (st.stop !== 'syscall') {
         throw new CkptError(
           'EFAULT',
@@ -220,6 +233,15 @@ export class SyscallInjector {
         );
       }
     }
+  }
+
+  /**
+   * A signal that arrived while we ran the task (say, SIGCHLD from a child
+   * that exited): delivering it now would run its handler in the middle of
+   * the injection, so it is held back and sent again by {@link close}.
+   */
+  private defer(signal: number): void {
+    if (!this.deferred.includes(signal)) this.deferred.push(signal);
   }
 
   /** Like {@link call}, but a negative errno becomes an ESYS `CkptError`. */
@@ -285,6 +307,10 @@ export class SyscallInjector {
       }
     }
     setRegset(this.pid, NT.PRSTATUS, this.saved);
+    // Held-back signals become pending again, for the task to take once it
+    // runs. (Their original siginfo is not kept: a standard signal is one
+    // pending bit anyway.)
+    for (const sig of this.deferred.splice(0)) libc().tgkill(this.pid, this.pid, sig);
   }
 
   private unmapScratch(): void {

@@ -1,4 +1,4 @@
-import { closeSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { requireRoot } from '../../../../../test/support/prereq.js';
 import { isCkptError } from '../../../src/errors.js';
@@ -71,13 +71,10 @@ function startTarget(
 
 async function askSum(pid: number, out: string): Promise<[bigint, bigint]> {
   sendSignal(pid, 10);
-  await waitUntil(() => readFileSync(out, 'utf8').startsWith('sum'));
+  // The line may be read half-written: wait for all of it.
+  await waitUntil(() => /^sum \d+ \d+\n/.test(readFileSync(out, 'utf8')));
   const [, sum, ro] = readFileSync(out, 'utf8').trim().split(' ');
   return [BigInt(sum!), BigInt(ro!)];
-}
-
-function mbps(bytes: number, ms: number): number {
-  return Math.round(bytes / 1e6 / (ms / 1000));
 }
 
 describe('memory', () => {
@@ -140,49 +137,28 @@ describe('memory', () => {
     }
   });
 
-  it('moves 256 MiB at GB/s', async () => {
+  it('moves 256 MiB intact through every path (speed is measured by pnpm bench)', async () => {
     const size = 256 << 20;
     const t = await startTarget(256);
     const frozen = freezeTask(t.pid);
     const buf = Buffer.alloc(size, 7);
-    // Best of three: the first pass over fresh memory pays for page faults.
-    const time = (fn: () => void) =>
-      Math.min(
-        ...[0, 1, 2].map(() => {
-          const t0 = performance.now();
-          fn();
-          return performance.now() - t0;
-        }),
-      );
-    const vmWrite = time(() => writeMemory(t.pid, t.buf, buf));
-    const vmRead = time(() => readRanges(t.pid, [{ addr: t.buf, length: size }], buf));
+    const back = Buffer.alloc(size);
+    writeMemory(t.pid, t.buf, buf);
+    readRanges(t.pid, [{ addr: t.buf, length: size }], back);
+    expect(back.equals(buf)).toBe(true);
+    back.fill(0);
     const pages = Array.from({ length: size >> 12 }, (_, i) => ({
       addr: t.buf + BigInt(i << 12),
       length: 4096,
     }));
-    const vmReadPages = time(() => readRanges(t.pid, pages, buf));
+    readRanges(t.pid, pages, back);
+    expect(back.equals(buf)).toBe(true);
     const mem = new ProcMem(t.pid);
-    const pmWrite = time(() => mem.write(t.buf, buf));
-    const pmRead = time(() => mem.read(t.buf, buf));
+    mem.write(t.buf, buf);
+    back.fill(0);
+    mem.read(t.buf, back);
     mem.close();
-    // Node's fs on /proc/PID/mem, for comparison (1 MiB chunks).
-    const fd = openSync(`/proc/${t.pid}/mem`, 'r+');
-    const chunk = 1 << 20;
-    const fsRead = time(() => {
-      for (let o = 0; o < size; o += chunk) readSync(fd, buf, o, chunk, t.buf + BigInt(o));
-    });
-    const fsWrite = time(() => {
-      for (let o = 0; o < size; o += chunk) writeSync(fd, buf, o, chunk, Number(t.buf) + o);
-    });
-    closeSync(fd);
-    console.log(
-      `256 MiB, MB/s: process_vm_readv ${mbps(size, vmRead)} (4 KiB iovecs: ${mbps(size, vmReadPages)}), ` +
-        `process_vm_writev ${mbps(size, vmWrite)}, /proc/PID/mem pread ${mbps(size, pmRead)}, ` +
-        `pwrite ${mbps(size, pmWrite)}, fs.readSync ${mbps(size, fsRead)}, fs.writeSync ${mbps(size, fsWrite)}`,
-    );
-    expect(buf.every((b) => b === 7)).toBe(true);
-    expect(mbps(size, vmRead)).toBeGreaterThan(1000);
-    expect(mbps(size, pmWrite)).toBeGreaterThan(1000);
+    expect(back.equals(buf)).toBe(true);
     unfreezeTask(frozen);
     const [sum] = await askSum(t.pid, t.out);
     expect(sum).toBe(BigInt(size) * 7n);

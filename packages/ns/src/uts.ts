@@ -1,0 +1,159 @@
+/**
+ * The uts namespace (the seed's "support for UTS namespace"): every field
+ * of uname(2), read inside the task by an injected uname, saved once per
+ * namespace through the objhash (keyed by the namespace's nsfs inode) and
+ * referenced by objref from each task's `ns` record.
+ *
+ * Restart: a container's root is created in a new uts namespace (see
+ * mktree's CLONE_NEW_CONTAINER); the first task that references the saved
+ * namespace sets its hostname and domainname there with injected
+ * sethostname/setdomainname, and every other task inherits it. A subtree
+ * restarted in the host's namespaces stays in the host's uts namespace,
+ * whose names are never changed.
+ */
+import { hostname } from 'node:os';
+import {
+  type CheckpointCtx,
+  CheckpointFlags,
+  type CheckpointTask,
+  CkptError,
+  cString,
+  type ObjectOps,
+  type RecordValue,
+  type RestartCtx,
+  type RestartTask,
+  readNamespace,
+  stage,
+  type TaskPhase,
+} from '@ckpt/core';
+import { taskNsRecord, UTS_FIELD_LEN, utsNsRecord } from './records.js';
+
+/** The saved fields of a uts namespace. */
+export type UtsNs = RecordValue<typeof utsNsRecord>;
+
+/** A restored uts namespace: its fields, and whether a task has applied them yet. */
+export interface RestoredUts {
+  uts: UtsNs;
+  applied: boolean;
+}
+
+const FIELDS = ['sysname', 'nodename', 'release', 'version', 'machine', 'domainname'] as const;
+
+/** Parse a struct new_utsname (6 × 65 bytes, NUL-terminated strings). */
+export function parseUtsname(buf: Buffer): UtsNs {
+  const out = {} as UtsNs;
+  FIELDS.forEach((f, i) => {
+    const field = buf.subarray(i * UTS_FIELD_LEN, (i + 1) * UTS_FIELD_LEN);
+    const end = field.indexOf(0);
+    out[f] = field.subarray(0, end < 0 ? UTS_FIELD_LEN : end).toString('utf8');
+  });
+  return out;
+}
+
+/** uname(2) inside the task. */
+function readUts(task: CheckpointTask): UtsNs {
+  const size = FIELDS.length * UTS_FIELD_LEN;
+  const addr = task.sys.scratch(size);
+  task.sys.check('uname', [addr], 'reading the uts names');
+  return parseUtsname(task.mem.read(addr, size));
+}
+
+/** ObjectOps of uts namespaces (linux-cr's CKPT_OBJ_UTS_NS, hence id 9). */
+export const utsNsObject: ObjectOps<UtsNs | RestoredUts> = {
+  name: 'uts_ns',
+  id: 9,
+  checkpoint(ctx, obj) {
+    ctx.write(utsNsRecord, obj as UtsNs);
+  },
+  restore(ctx) {
+    return { uts: ctx.read(utsNsRecord), applied: false };
+  },
+  describe(obj) {
+    const uts = 'uts' in obj ? obj.uts : obj;
+    return `uts namespace (hostname ${uts.nodename})`;
+  },
+};
+
+function utsInode(pid: number): number {
+  return readNamespace(pid, 'uts').inode;
+}
+
+function checkpointNs(ctx: CheckpointCtx, task: CheckpointTask): void {
+  const inode = utsInode(task.pid);
+  const isRoot = ctx.pids[0] === task.pid;
+  const container = ctx.has(CheckpointFlags.CONTAINER);
+  if (isRoot && !container && inode !== utsInode(process.pid)) {
+    throw new CkptError(
+      'ENOTSUP',
+      `pid ${task.pid} is in a uts namespace of its own (uts:[${inode}]) but is not the init of a container; it would be restored in the host's, which is not supported yet`,
+      { pid: task.pid },
+    );
+  }
+  if (!isRoot) {
+    const ppid = task.status.ppid;
+    let parentInode: number | undefined;
+    try {
+      parentInode = utsInode(ppid);
+    } catch {
+      // the parent is gone or a zombie: nothing to compare with
+    }
+    if (parentInode !== undefined && parentInode !== inode) {
+      throw new CkptError(
+        'ENOTSUP',
+        `pid ${task.pid} is in uts namespace uts:[${inode}], its parent ${ppid} in uts:[${parentInode}]; a task with a uts namespace other than its parent's is not supported yet`,
+        { pid: task.pid },
+      );
+    }
+  }
+  const uts = ctx.objhash.lookup('uts_ns', String(inode)) ? undefined : readUts(task);
+  const objref = ctx.checkpointObj('uts_ns', String(inode), uts);
+  ctx.write(taskNsRecord, { uts: objref });
+}
+
+/** Set a name in the task's uts namespace by an injected syscall. */
+function setName(
+  task: RestartTask,
+  call: 'sethostname' | 'setdomainname',
+  name: string,
+  what: string,
+): void {
+  const buf = cString(name);
+  const [addr] = stage(task, [buf]);
+  task.sys.check(call, [addr!, buf.length - 1], `setting the ${what} to '${name}'`);
+}
+
+function restoreNs(ctx: RestartCtx, task: RestartTask): void {
+  const rec = ctx.read(taskNsRecord);
+  const restored = ctx.fetchObj<RestoredUts>(rec.uts, 'uts_ns');
+  if (restored.applied) return; // shared: the task inherited it from its parent
+  const { uts } = restored;
+  if (!ctx.has(CheckpointFlags.CONTAINER)) {
+    // A subtree lives in the host's uts namespace: never rename the host.
+    const host = hostname();
+    if (uts.nodename !== host) {
+      ctx.log.warn(
+        `pid ${task.savedPid} had hostname '${uts.nodename}'; it is restored in the host's uts namespace ('${host}')`,
+      );
+    }
+    restored.applied = true;
+    return;
+  }
+  if (ctx.active !== 0) {
+    throw new CkptError(
+      'ENOTSUP',
+      `pid ${task.savedPid} is in a uts namespace other than the container's init; not supported yet`,
+      { pid: task.savedPid },
+    );
+  }
+  setName(task, 'sethostname', uts.nodename, 'hostname');
+  setName(task, 'setdomainname', uts.domainname, 'domainname');
+  restored.applied = true;
+}
+
+/** The namespaces phase: after `task` (100), before `mm` (200), which empties the stub. */
+export const nsPhase: TaskPhase = {
+  name: 'ns',
+  order: 150,
+  checkpoint: checkpointNs,
+  restore: restoreNs,
+};

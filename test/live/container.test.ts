@@ -1,0 +1,182 @@
+/**
+ * A container (`ckpt run --container`: a shell as the init of fresh pid,
+ * uts, ipc and mount namespaces, with a custom hostname, a child and a loop
+ * writing to a file) through checkpoint --kill and restart -d: it comes back
+ * as init of a new pid namespace with the same pids at both levels, its
+ * hostname, its own /proc, and keeps running; the host's hostname is not
+ * touched.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ckpt, ckptOk, imagePath } from '../support/ckpt.js';
+import { isAlive, procState, sleepSync } from '../support/fixtures.js';
+import { requireCommand, requireRoot } from '../support/prereq.js';
+
+const HOSTNAME = 'ckpt-test-host';
+/** Container inits to kill after each test (killing an init ends its namespace). */
+const leftovers: number[] = [];
+const dirs: string[] = [];
+
+beforeAll(() => {
+  requireRoot();
+  for (const cmd of ['unshare', 'setsid', 'nsenter', 'hostname', 'ps']) requireCommand(cmd);
+});
+
+afterEach(() => {
+  for (const pid of leftovers.splice(0)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+function nsPids(pid: number): number[] {
+  const line = fs
+    .readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('NSpid:'))!;
+  return line.split(/\s+/).slice(1).filter(Boolean).map(Number);
+}
+
+function ns(pid: number | 'self', type: string): string {
+  return fs.readlinkSync(`/proc/${pid}/ns/${type}`);
+}
+
+/** Live children of `pid` (host pids), from /proc/*\/stat. */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) === pid && fields[0] !== 'Z') out.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): void {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    sleepSync(20);
+  }
+}
+
+function lines(file: string): number {
+  try {
+    return fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).length;
+  } catch {
+    return 0;
+  }
+}
+
+function nsenter(pid: number, flags: string[], cmd: string[]): string {
+  return execFileSync('nsenter', ['-t', String(pid), ...flags, ...cmd], { encoding: 'utf8' });
+}
+
+/** Start the container; returns its init's host pid, once the loop runs. */
+function startContainer(dir: string): { init: number; out: string; sleeper: number } {
+  const out = path.join(dir, 'out');
+  const script = [
+    `hostname ${HOSTNAME}`,
+    'sleep 1000 &',
+    'i=0',
+    `while :; do i=$((i+1)); echo $i >> ${out}; sleep 0.2; done`,
+  ].join('\n');
+  const init = Number(ckptOk(['run', '--container', '--', 'sh', '-c', script]).trim());
+  leftovers.push(init);
+  waitFor('the loop to write', () => lines(out) >= 2);
+  let sleeper = 0;
+  waitFor('the background sleep', () => {
+    for (const c of childrenOf(init)) {
+      if (fs.readFileSync(`/proc/${c}/cmdline`, 'utf8').startsWith('sleep\x001000')) sleeper = c;
+    }
+    return sleeper !== 0;
+  });
+  return { init, out, sleeper };
+}
+
+describe('container checkpoint and restart', () => {
+  it('restores a container init in new namespaces with its pids, hostname and /proc', () => {
+    const hostHostname = os.hostname();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-container-'));
+    dirs.push(dir);
+    const { init, out, sleeper } = startContainer(dir);
+    expect(nsPids(init)).toEqual([init, 1]);
+    expect(nsenter(init, ['-u'], ['hostname']).trim()).toBe(HOSTNAME);
+    const sleeperNs = nsPids(sleeper);
+
+    const img = imagePath();
+    dirs.push(path.dirname(img));
+    ckptOk(['checkpoint', String(init), '-o', img, '--kill', '--container']);
+    waitFor('the container to die', () => procState(init) === undefined);
+    const info = ckptOk(['info', img, '--json']);
+    expect(info).toContain('uts_ns');
+
+    const restored = Number(ckptOk(['restart', img, '-d']).trim());
+    expect(restored).toBe(init);
+
+    // Init of a new pid namespace, with the same pids at both levels (nsfs
+    // inodes are reused once a namespace is freed: comparing with the old one
+    // proves nothing).
+    expect(nsPids(restored)).toEqual([init, 1]);
+    expect(ns(restored, 'pid')).not.toBe(ns('self', 'pid'));
+    for (const t of ['uts', 'ipc', 'mnt']) expect(ns(restored, t)).not.toBe(ns('self', t));
+    expect(isAlive(sleeper)).toBe(true);
+    expect(nsPids(sleeper)).toEqual(sleeperNs);
+    expect(ns(sleeper, 'uts')).toBe(ns(restored, 'uts'));
+
+    // The hostname is the container's; the host's is untouched.
+    expect(nsenter(restored, ['-u'], ['hostname']).trim()).toBe(HOSTNAME);
+    expect(os.hostname()).toBe(hostHostname);
+
+    // The loop continues.
+    const n = lines(out);
+    waitFor('the loop to continue', () => lines(out) >= n + 2);
+
+    // ps inside shows only the container: its init as 1, the sleeper by its inner pid.
+    const ps = nsenter(restored, ['-p', '-m'], ['ps', '-e', '-o', 'pid=,comm='])
+      .trim()
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/));
+    const byPid = new Map(ps.map(([pid, comm]) => [Number(pid), comm]));
+    expect(byPid.get(1)).toBe('sh');
+    expect(byPid.get(sleeperNs[1]!)).toBe('sleep');
+    for (const comm of byPid.values()) expect(['sh', 'sleep', 'ps']).toContain(comm);
+    const procPids = nsenter(restored, ['-p', '-m'], ['ls', '/proc'])
+      .split('\n')
+      .filter((n) => /^\d+$/.test(n))
+      .map(Number);
+    expect(procPids).toContain(1);
+    expect(procPids.length).toBeLessThan(10);
+  });
+
+  it('refuses --container for a process that is not a pid-namespace init', () => {
+    const r = ckpt(['checkpoint', String(process.pid), '-o', '/dev/null', '--container']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/not the init of a pid namespace/);
+  });
+
+  it('refuses a container init checkpointed --subtree (its uts namespace is its own), leaving it running', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-container-'));
+    dirs.push(dir);
+    const { init, out } = startContainer(dir);
+    const img = imagePath();
+    dirs.push(path.dirname(img));
+    const r = ckpt(['checkpoint', String(init), '-o', img, '--subtree']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/uts namespace/);
+    const n = lines(out);
+    waitFor('the loop to continue', () => lines(out) >= n + 2);
+  });
+});
