@@ -13,12 +13,7 @@ import type { ArchSupport } from '../arch.js';
 import { CkptError } from '../errors.js';
 import { setSigmask } from '../kernel/ptrace.js';
 import type { Logger } from '../log.js';
-import {
-  checkContainerTree,
-  containerTids,
-  mountContainerProc,
-  restoreContainerGroups,
-} from './container.js';
+import { checkContainerTree, containerTids, mountContainerProc } from './container.js';
 import { CLONE_NEW_CONTAINER, type TaskFactory } from './mktree.js';
 import { TaskState } from './records.js';
 import { RestoringTask } from './restoring-task.js';
@@ -117,8 +112,7 @@ export function buildTree(
     created.push(c);
   }
   const pidOf = (saved: number) => bySavedPid.get(saved)?.pid ?? saved;
-  if (container) restoreContainerGroups(created, pidOf);
-  else restoreGroups(created, pidOf, opts.log);
+  restoreGroups(created, pidOf, opts.log);
   const tasks = new Map<number, RestoringTask>();
   for (const [i, c] of created.entries()) {
     if (c.entry.state === TaskState.ZOMBIE) zombify(c.task, c.entry.exitCode, c.entry.comm);

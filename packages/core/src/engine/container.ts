@@ -6,8 +6,8 @@
  * its own /proc for the new pid namespace, as `ckpt run --container` made it.
  */
 import { CkptError } from '../errors.js';
-import { readStat, readStatus } from '../proc/index.js';
-import type { CreatedTask, TreeEntry } from './sessions.js';
+import { readStatus } from '../proc/index.js';
+import type { TreeEntry } from './sessions.js';
 import { cString, stage, type TaskAccess } from './task-io.js';
 
 const MS_NOSUID = 0x2;
@@ -88,24 +88,4 @@ export function mountContainerProc(task: TaskAccess): void {
     [proc!, target!, fstype!, MS_NOSUID | MS_NODEV | MS_NOEXEC, 0],
     `mounting /proc for the container's pid namespace (pid ${task.pid})`,
   );
-}
-
-/**
- * `restoreGroups` (sessions.ts) for a container: the same, except that setpgid runs
- * inside the container, so it is given the group's pid there.
- */
-export function restoreContainerGroups(
-  tasks: readonly CreatedTask[],
-  pidOf: (saved: number) => number,
-): void {
-  const leadersFirst = [
-    ...tasks.filter((t) => t.entry.pgid === t.entry.pid),
-    ...tasks.filter((t) => t.entry.pgid !== t.entry.pid),
-  ];
-  for (const t of leadersFirst) {
-    const pgid = pidOf(t.entry.pgid);
-    if (readStat(t.pid).pgrp === pgid) continue;
-    const local = readStatus(pgid).nsPid.at(-1)!;
-    t.sys.check('setpgid', [0, local], `putting pid ${t.pid} in process group ${pgid}`);
-  }
 }

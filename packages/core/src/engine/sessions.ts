@@ -14,7 +14,7 @@
 import type { RecordValue } from '../codec/record.js';
 import { CkptError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { readStat, scanProcesses } from '../proc/index.js';
+import { readStat, readStatus, scanProcesses } from '../proc/index.js';
 import type { TaskSyscalls } from '../task.js';
 import type { treeRecord } from './records.js';
 
@@ -126,6 +126,9 @@ export function restoreGroups(
       );
       continue;
     }
-    t.sys.check('setpgid', [0, pgid], `putting pid ${t.pid} in process group ${pgid}`);
+    // setpgid runs inside the task: name the group by its pid in the
+    // task's own (innermost) pid namespace, which differs in a container.
+    const local = readStatus(pgid).nsPid.at(-1) ?? pgid;
+    t.sys.check('setpgid', [0, local], `putting pid ${t.pid} in process group ${pgid}`);
   }
 }
