@@ -99,8 +99,46 @@ for (const mib of SIZES) {
     'restart MB/s': (rss / 1e6 / (median(rs) / 1000)).toFixed(0),
   });
 }
+// A tree of 128 processes: checkpoint --kill and restart, total time.
+const TREE = 128;
+const forker = join(work, 'forker');
+execFileSync('gcc', ['-O2', '-o', forker, join(root, 'bench/forker.c')]);
+function startTree() {
+  const pidfile = join(work, 'tree.pid');
+  rmSync(pidfile, { force: true });
+  execFileSync('sh', ['-c', `setsid ${forker} ${TREE} ${pidfile} </dev/null >/dev/null 2>&1 &`]);
+  const end = Date.now() + 60_000;
+  while (!existsSync(pidfile) || !readFileSync(pidfile, 'utf8').endsWith('\n')) {
+    if (Date.now() > end) throw new Error('forker did not start');
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+  }
+  return Number(readFileSync(pidfile, 'utf8'));
+}
+const treeTimes = [];
+for (let i = -1; i < RUNS; i++) {
+  const pid = startTree();
+  const img = join(work, 'img-tree');
+  const c = ckpt(['checkpoint', String(pid), '-o', img, '--kill']);
+  if (c.json.pids.length !== TREE)
+    throw new Error(`checkpointed ${c.json.pids.length} tasks, expected ${TREE}`);
+  while (existsSync(`/proc/${pid}`))
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+  const r = ckpt(['restart', img, '-d']);
+  if (r.json.pids.length !== TREE) throw new Error(`restored ${r.json.pids.length} tasks`);
+  // Killing the whole restored tree: its session shares the root's pgid.
+  for (const p of r.json.pids) process.kill(p, 'SIGKILL');
+  while (existsSync(`/proc/${pid}`))
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+  if (i >= 0) treeTimes.push({ ck: c.ms, rs: r.ms });
+}
+const treeCk = median(treeTimes.map((t) => t.ck));
+const treeRs = median(treeTimes.map((t) => t.rs));
+
 rmSync(work, { recursive: true, force: true });
 console.log(
   `ckpt benchmark — medians of ${RUNS} runs after a warm-up run; wall-clock of the CLI, Node start-up included; image rewritten in place in the page cache under ${IMAGE_DIR}`,
 );
 console.table(rows);
+console.log(
+  `tree of ${TREE} processes: checkpoint ${(treeCk / 1000).toFixed(3)} s + restart ${(treeRs / 1000).toFixed(3)} s = ${((treeCk + treeRs) / 1000).toFixed(3)} s`,
+);
