@@ -63,6 +63,9 @@ export function restoreSighand(ctx: RestartCtx, task: RestartTask): void {
     const sig = i + 1;
     // Their action cannot change (rt_sigaction refuses them).
     if (sig === SIGKILL || sig === SIGSTOP) return;
+    // A new task starts with every action at its default (the restore stub
+    // was spawned with default dispositions): only the others need setting.
+    if (a.handler === 0n && a.flags === 0n && a.restorer === 0n && a.mask === 0n) return;
     [a.handler, a.flags, a.restorer, a.mask].forEach((w, j) => {
       act.writeBigUInt64LE(w, j * 8);
     });

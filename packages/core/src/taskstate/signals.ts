@@ -28,15 +28,22 @@ const ALL_SIGNALS = (1n << 64n) - 1n;
 const SIGCHLD = 17;
 const KSIGACTION_SIZE = 32;
 const SIGSET_SIZE = 8;
+const SIG_DFL = 0n;
 const SIG_IGN = 1n;
 
-/** Drop pending instances of `sig` (its action is restored afterwards). */
+/**
+ * Drop pending instances of `sig`: setting SIG_IGN discards them. The
+ * action goes back to the default right away, so every action is still at
+ * its default when the saved ones are installed (sighand relies on it).
+ */
 function discardPending(task: RestartTask, sig: number): void {
   const act = Buffer.alloc(KSIGACTION_SIZE);
-  act.writeBigUInt64LE(SIG_IGN, 0);
   const addr = task.sys.scratch(KSIGACTION_SIZE);
-  task.mem.write(addr, act);
-  task.sys.check('rt_sigaction', [sig, addr, 0, SIGSET_SIZE], `discarding pending signal ${sig}`);
+  for (const handler of [SIG_IGN, SIG_DFL]) {
+    act.writeBigUInt64LE(handler, 0);
+    task.mem.write(addr, act);
+    task.sys.check('rt_sigaction', [sig, addr, 0, SIGSET_SIZE], `discarding pending signal ${sig}`);
+  }
 }
 
 /** Saves and restores the signal state of a task. */
