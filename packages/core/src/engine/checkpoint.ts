@@ -24,6 +24,7 @@ import type { Registry } from '../registry.js';
 import type { CheckpointTask } from '../task.js';
 import { isPidNsInit } from './container.js';
 import { freezeTree, type TreeMember } from './freeze-tree.js';
+import { checkLeaks, checkReverseLeaks } from './leaks.js';
 import { TaskState, taskRecord, treeRecord } from './records.js';
 import { InjectedSyscalls, ProcTaskMemory } from './syscalls.js';
 
@@ -158,6 +159,9 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
       members.filter((m) => m.kind === 'zombie').map((m) => [m.info.pid, readZombie(m.info.pid)]),
     );
     for (const t of tasks) removeLeftovers(t, ctx.log);
+    // Before any state is saved: nothing outside may share the tree's objects.
+    const isContainer = (uflags & CheckpointFlags.CONTAINER) !== 0n;
+    const objects = ctx.timed('leaks', () => checkLeaks(tree, isContainer, ctx.log));
     writeHeader(writer, makeHeader({ archId: arch.archId, nsig: arch.nsig, uflags }));
     headerWritten = true;
     writer.write(headerArchRecord, { archId: arch.archId, ...arch.headerArch(tasks[0]!.pid) });
@@ -211,6 +215,7 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
       }
       ctx.stats.tasks++;
     }
+    ctx.timed('leaks', () => checkReverseLeaks(tree, objects, isContainer, ctx.log));
     writer.finish();
     ctx.stats.bytes = writer.offset;
   } catch (e) {

@@ -79,6 +79,9 @@ function bind() {
     fileActionsAddDup2: lib.func(
       'int posix_spawn_file_actions_adddup2(void *actions, int fd, int newfd)',
     ),
+    fileActionsAddCloseFrom: lib.func(
+      'int posix_spawn_file_actions_addclosefrom_np(void *actions, int from)',
+    ),
     attrInit: lib.func('int posix_spawnattr_init(void *attr)'),
     attrDestroy: lib.func('int posix_spawnattr_destroy(void *attr)'),
     attrSetFlags: lib.func('int posix_spawnattr_setflags(void *attr, short flags)'),

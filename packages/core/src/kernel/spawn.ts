@@ -66,6 +66,9 @@ export function spawnProcess(argv: readonly string[], options: SpawnOptions = {}
         c.fileActionsAddOpen(actions, fd, target.path, flags, 0o644);
       }
     });
+    // Nothing but stdio is passed on: fds ckpt inherited or opened (its
+    // caller's pipes, say) are none of the new process's business.
+    c.fileActionsAddCloseFrom(actions, 3);
     c.sigfillset(sigs);
     c.attrSetSigDefault(attr, sigs);
     c.sigemptyset(sigs);

@@ -1,0 +1,331 @@
+/**
+ * Leak detection (the seed's "detect resource leaks for whole-container
+ * checkpoint"), done on the frozen tree before any state is saved: the
+ * objects of the tree — open file descriptions, pipes, sockets and the
+ * namespaces that are not ckpt's own — must not be referenced by any
+ * process outside it, or the restored container would silently lose that
+ * sharing. For a container checkpoint a leak is an `ELEAK` error; for a
+ * subtree it is only a warning.
+ *
+ * Identity of an object:
+ * - a pipe or socket: its link text (`pipe:[INODE]`, `socket:[INODE]`) —
+ *   any outside fd on it shares the pipe or socket, whichever end;
+ * - a named FIFO: its `dev:ino` (every open of a FIFO shares its buffer);
+ * - any other file: the open file description. Candidates share `dev:ino`
+ *   (stat through the fd link), and kcmp(KCMP_FILE) decides: two separate
+ *   open()s of the same file are not a leak;
+ * - a namespace: its nsfs inode, unless ckpt is in it too (the host's
+ *   namespaces are shared with every process of the host). Outside
+ *   processes hold one by being in it (`/proc/PID/ns/*`, including
+ *   `pid_for_children`) or by an fd on it.
+ *
+ * Reverse leaks: after every task is saved the tree's objects are collected
+ * again and the outside scan is repeated, so an object that appeared or
+ * disappeared, or a reference taken from outside meanwhile, fails the
+ * checkpoint as well.
+ */
+import { CkptError } from '../errors.js';
+import { KCMP, kcmp } from '../kernel/kcmp.js';
+import type { Logger } from '../log.js';
+import { listFds, readFdTarget, readNamespaces, readOpenFiles, statFd } from '../proc/index.js';
+import { scanProcesses } from '../proc/tree.js';
+import { readProcDir, readProcLink } from '../proc/util.js';
+
+/** Where the tree holds an object: an fd of a task, or a task's namespace. */
+interface Holder {
+  pid: number;
+  fd?: number;
+  /** For a namespace: the link name (`uts`, `pid_for_children`, ...). */
+  nsLink?: string;
+}
+
+/** How objects are matched against outside references. */
+type Match = 'identity' | 'description';
+
+/** One object of the tree. */
+interface TreeObject {
+  key: string;
+  /** What it is, for messages: "pipe:[123]", "the open file /x (dev 8:1 ino 12)". */
+  desc: string;
+  match: Match;
+  holders: Holder[];
+}
+
+/** The objects of a frozen tree, keyed by identity. */
+export interface TreeObjects {
+  objects: Map<string, TreeObject>;
+  /** `pid fd` / `pid ns:LINK` -> object key: what each task holds. */
+  refs: Map<string, string>;
+}
+
+/** One reference from outside the tree to an object of the tree. */
+export interface Leak {
+  /** The outside process. */
+  pid: number;
+  /** How it holds the object: "its fd 3", "its uts namespace". */
+  how: string;
+  /** The object: "the uts namespace uts:[4026532...]". */
+  object: string;
+  /** Where the tree holds it: "pid 12 fd 3", "pid 12: its uts namespace". */
+  inTree: string;
+}
+
+function isGoneError(e: unknown): boolean {
+  return (
+    e instanceof CkptError && (e.code === 'ESRCH' || e.code === 'ENOENT' || e.code === 'EPERM')
+  );
+}
+
+function fileKey(dev: number, ino: number): string {
+  return `${dev}:${ino}`;
+}
+
+function devText(dev: number): string {
+  // Linux dev_t: major in bits 8-19 (and 32+), minor in bits 0-7 and 20-31.
+  const major = (dev >>> 8) & 0xfff;
+  const minor = (dev & 0xff) | ((dev >>> 12) & 0xfff00);
+  return `${major}:${minor}`;
+}
+
+/** The namespace inodes ckpt itself is in (shared with the whole host). */
+function ownNamespaces(): Set<number> {
+  return new Set(readNamespaces(process.pid).map((n) => n.inode));
+}
+
+function nsTypeOf(link: string): string {
+  return link.replace(/_for_children$/, '');
+}
+
+/**
+ * Collect the objects of the tree `pids` (frozen: nothing changes under
+ * us). Zombies hold no files and are in no namespace.
+ */
+export function collectTreeObjects(pids: readonly number[]): TreeObjects {
+  const own = ownNamespaces();
+  const objects = new Map<string, TreeObject>();
+  const refs = new Map<string, string>();
+  const add = (key: string, desc: string, match: Match, holder: Holder, ref: string) => {
+    const o = objects.get(key);
+    if (o) o.holders.push(holder);
+    else objects.set(key, { key, desc, match, holders: [holder] });
+    refs.set(ref, key);
+  };
+  for (const pid of pids) {
+    let files: ReturnType<typeof readOpenFiles> = [];
+    try {
+      files = readOpenFiles(pid);
+    } catch (e) {
+      if (!isGoneError(e)) throw e;
+    }
+    for (const f of files) {
+      const holder = { pid, fd: f.fd };
+      const ref = `${pid} ${f.fd}`;
+      if (f.target.kind === 'pipe' || f.target.kind === 'socket') {
+        add(`obj ${f.target.text}`, f.target.text, 'identity', holder, ref);
+      } else if (f.stat.type === 'fifo') {
+        const k = fileKey(f.stat.dev, f.stat.ino);
+        add(`fifo ${k}`, `the FIFO ${f.target.text}`, 'identity', holder, ref);
+      } else if (f.target.kind === 'other' && f.target.type && f.target.inode !== undefined) {
+        // An fd on a namespace ("uts:[INODE]") or another nsfs-like object.
+        add(
+          `file ${fileKey(f.stat.dev, f.stat.ino)}`,
+          `${f.target.text}`,
+          'description',
+          holder,
+          ref,
+        );
+      } else {
+        const k = fileKey(f.stat.dev, f.stat.ino);
+        add(
+          `file ${k}`,
+          `the open file ${f.target.text} (dev ${devText(f.stat.dev)} ino ${f.stat.ino})`,
+          'description',
+          holder,
+          ref,
+        );
+      }
+    }
+    let nss: ReturnType<typeof readNamespaces> = [];
+    try {
+      nss = readNamespaces(pid);
+    } catch (e) {
+      if (!isGoneError(e)) throw e;
+    }
+    for (const ns of nss) {
+      if (own.has(ns.inode)) continue;
+      const type = nsTypeOf(ns.type);
+      add(
+        `ns ${ns.inode}`,
+        `the ${type} namespace ${type}:[${ns.inode}]`,
+        'identity',
+        { pid, nsLink: ns.type },
+        `${pid} ns:${ns.type}`,
+      );
+    }
+  }
+  return { objects, refs };
+}
+
+function describeHolder(h: Holder): string {
+  if (h.fd !== undefined) return `pid ${h.pid} fd ${h.fd}`;
+  return `pid ${h.pid}: its ${(h.nsLink ?? '').replace(/_/g, ' ')} namespace`;
+}
+
+/** kcmp(KCMP_FILE), false when either side went away meanwhile. */
+function sameDescription(pid1: number, fd1: number, pid2: number, fd2: number): boolean {
+  try {
+    return kcmp(pid1, pid2, KCMP.FILE, fd1, fd2) === 0;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * References from processes outside the tree to its objects (at most one
+ * per object: the first outside pid found). ckpt itself is skipped.
+ * Processes that vanish while being read are skipped.
+ */
+export function findLeaks(pids: readonly number[], tree: TreeObjects): Leak[] {
+  const { objects } = tree;
+  if (objects.size === 0) return [];
+  const inTree = new Set(pids);
+  const hasNs = [...objects.keys()].some((k) => k.startsWith('ns '));
+  const hasStatKeys = [...objects.keys()].some(
+    (k) => k.startsWith('file ') || k.startsWith('fifo '),
+  );
+  const found = new Map<string, Leak>();
+  const report = (o: TreeObject, pid: number, how: string, h: Holder) => {
+    if (!found.has(o.key))
+      found.set(o.key, { pid, how, object: o.desc, inTree: describeHolder(h) });
+  };
+  for (const p of scanProcesses()) {
+    if (inTree.has(p.pid) || p.pid === process.pid) continue;
+    if (p.state === 'Z' || p.state === 'X') continue;
+    try {
+      if (hasNs) {
+        for (const link of readProcDir(p.pid, 'ns')) {
+          const m = /:\[(\d+)\]$/.exec(readProcLink(p.pid, `ns/${link}`));
+          const o = m ? objects.get(`ns ${m[1]}`) : undefined;
+          if (o) report(o, p.pid, `its ${link.replace(/_/g, ' ')} namespace`, o.holders[0]!);
+        }
+      }
+      for (const fd of listFds(p.pid)) {
+        try {
+          const target = readFdTarget(p.pid, fd);
+          if (target.kind === 'pipe' || target.kind === 'socket') {
+            const o = objects.get(`obj ${target.text}`);
+            if (o) report(o, p.pid, `its fd ${fd}`, o.holders[0]!);
+            continue;
+          }
+          if (target.kind === 'other' && target.inode !== undefined) {
+            const o = objects.get(`ns ${target.inode}`);
+            if (o) {
+              report(o, p.pid, `its fd ${fd}`, o.holders[0]!);
+              continue;
+            }
+          }
+          if (!hasStatKeys) continue;
+          const s = statFd(p.pid, fd);
+          const k = fileKey(s.dev, s.ino);
+          const fifo = objects.get(`fifo ${k}`);
+          if (fifo) {
+            report(fifo, p.pid, `its fd ${fd}`, fifo.holders[0]!);
+            continue;
+          }
+          const file = objects.get(`file ${k}`);
+          if (!file || found.has(file.key)) continue;
+          for (const h of file.holders) {
+            if (sameDescription(p.pid, fd, h.pid, h.fd!)) {
+              report(file, p.pid, `its fd ${fd}`, h);
+              break;
+            }
+          }
+        } catch (e) {
+          if (!isGoneError(e)) throw e;
+        }
+      }
+    } catch (e) {
+      // The process exited (or is a kernel thread we may not read): skip it.
+      if (!isGoneError(e)) throw e;
+    }
+  }
+  return [...found.values()];
+}
+
+function leakText(l: Leak, where: string): string {
+  return `pid ${l.pid} outside the ${where} also holds ${l.object} as ${l.how} (held in the ${where} by ${l.inTree})`;
+}
+
+/**
+ * The pre-step: collect the frozen tree's objects and look for outside
+ * references. A container fails with ELEAK naming the object and one
+ * outside pid; a subtree only gets warnings. Returns the objects, for
+ * {@link checkReverseLeaks}.
+ * @throws CkptError ELEAK
+ */
+export function checkLeaks(pids: readonly number[], container: boolean, log: Logger): TreeObjects {
+  const tree = collectTreeObjects(pids);
+  reportLeaks(findLeaks(pids, tree), container, log, '');
+  return tree;
+}
+
+function reportLeaks(leaks: Leak[], container: boolean, log: Logger, when: string): void {
+  if (leaks.length === 0) return;
+  if (container) {
+    const l = leaks[0]!;
+    const more = leaks.length > 1 ? ` (and ${leaks.length - 1} more shared objects)` : '';
+    throw new CkptError(
+      'ELEAK',
+      `${leakText(l, 'container')}${when}${more}; checkpoint it as a subtree with --subtree, or stop ${l.pid}`,
+      { pid: l.pid },
+    );
+  }
+  for (const l of leaks) {
+    log.warn(`${leakText(l, 'checkpointed tree')}${when}: the restored tree will not share it`);
+  }
+}
+
+/**
+ * Reverse leaks, after every task is saved: the tree's objects must be
+ * those found before (none appeared or disappeared), and no outside
+ * reference may have been taken meanwhile. Same policy as
+ * {@link checkLeaks}.
+ * @throws CkptError ELEAK
+ */
+export function checkReverseLeaks(
+  pids: readonly number[],
+  before: TreeObjects,
+  container: boolean,
+  log: Logger,
+): void {
+  const after = collectTreeObjects(pids);
+  const changes: string[] = [];
+  for (const [ref, key] of before.refs) {
+    const now = after.refs.get(ref);
+    if (now !== key) {
+      const o = before.objects.get(key)!;
+      changes.push(
+        now === undefined
+          ? `${o.desc} disappeared from ${refText(ref)}`
+          : `${refText(ref)} changed from ${o.desc} to ${after.objects.get(now)!.desc}`,
+      );
+    }
+  }
+  for (const [ref, key] of after.refs) {
+    if (!before.refs.has(ref))
+      changes.push(`${after.objects.get(key)!.desc} appeared at ${refText(ref)}`);
+  }
+  if (changes.length > 0) {
+    const msg = `the tree's objects changed during the checkpoint: ${changes.slice(0, 3).join('; ')}${changes.length > 3 ? ` (and ${changes.length - 3} more)` : ''}`;
+    if (container) throw new CkptError('ELEAK', `${msg}; checkpoint again`);
+    log.warn(msg);
+  }
+  reportLeaks(findLeaks(pids, after), container, log, ' (taken during the checkpoint)');
+}
+
+function refText(ref: string): string {
+  const [pid, what] = ref.split(' ') as [string, string];
+  return what.startsWith('ns:')
+    ? `pid ${pid}'s ${what.slice(3).replace(/_/g, ' ')} namespace`
+    : `pid ${pid} fd ${what}`;
+}
