@@ -34,12 +34,13 @@ static const uint64_t pat[8] __attribute__((aligned(64))) = {
   0x2726252423222120, 0x2f2e2d2c2b2a2928, 0x3736353433323130, 0x3f3e3d3c3b3a3938 };
 int main(void) {
   __asm__ volatile(
+    // Vector registers first: seeing r12 and r15 set then means all is set.
+    "vmovdqu (%0), %%ymm7\\n"
+    "vmovdqu64 (%0), %%zmm16\\n"
     "movabs $0x1212121212121212, %%r12\\n"
     "movabs $0x1313131313131313, %%r13\\n"
     "movabs $0x1414141414141414, %%r14\\n"
     "movabs $0x1515151515151515, %%r15\\n"
-    "vmovdqu (%0), %%ymm7\\n"
-    "vmovdqu64 (%0), %%zmm16\\n"
     "1: pause\\n"
     "cmp $0x42, %%r14\\n"
     "jne 1b\\n"

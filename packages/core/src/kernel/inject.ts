@@ -134,7 +134,7 @@ export class SyscallInjector {
    */
   private setUpParasite(): void {
     const len = PARASITE_PAGES * 4096;
-    const addr = this.callAt(this.baseAddr, this.conv.nr.mmap, [
+    const addr = this.callSafely(this.conv.nr.mmap, [
       0,
       len,
       PROT_READ | PROT_WRITE | PROT_EXEC,
@@ -279,6 +279,27 @@ export class SyscallInjector {
     return addr;
   }
 
+  /**
+   * A call made before the code page exists or after it is gone. The vDSO
+   * ends in zero padding that nothing executes: the syscall instruction and
+   * resume code go there for the one call, so that it too survives ckpt's
+   * death (the bytes are put back right after; a leftover copy would never
+   * run). Without such padding, the call runs from the base instruction.
+   */
+  private callSafely(nr: number, args: readonly (bigint | number)[]): bigint {
+    const code = Buffer.concat([this.conv.syscallInsn, this.conv.resumeCode!(this.saved)]);
+    const pad = vdsoPadding(this.pid, code.length);
+    if (pad === undefined) return this.callAt(this.baseAddr, nr, args);
+    const mem = new ProcMem(this.pid);
+    try {
+      mem.write(pad, code);
+      return this.callAt(pad, nr, args);
+    } finally {
+      mem.write(pad, Buffer.alloc(code.length));
+      mem.close();
+    }
+  }
+
   /** The scratch mapping while it exists (ckpt's own, not the task's state). */
   get scratchRange(): { start: bigint; end: bigint } | undefined {
     if (this.parasite !== undefined) {
@@ -293,8 +314,8 @@ export class SyscallInjector {
     if (this.closed) return;
     this.unmapScratch();
     if (this.parasite !== undefined) {
-      // Unmapped from the base instruction: the code page cannot unmap itself.
-      this.callAt(this.baseAddr, this.conv.nr.munmap, [this.parasite, PARASITE_PAGES * 4096]);
+      // Not from the code page itself: it cannot unmap itself and go on.
+      this.callSafely(this.conv.nr.munmap, [this.parasite, PARASITE_PAGES * 4096]);
       this.parasite = undefined;
     }
     this.closed = true;
@@ -322,6 +343,22 @@ export class SyscallInjector {
     );
     this.scratchAddr = undefined;
     this.scratchSize = 0;
+  }
+}
+
+/** Address of `size` zero bytes at the end of `pid`'s vDSO, if there are. */
+function vdsoPadding(pid: number, size: number): bigint | undefined {
+  const vdso = readMaps(pid).find((m) => m.kind === 'vdso');
+  if (!vdso) return undefined;
+  const room = BigInt(Math.ceil(size / 64) * 64);
+  const at = vdso.end - room;
+  const mem = new ProcMem(pid, false);
+  try {
+    return mem.read(at, Number(room)).every((b) => b === 0) ? at : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    mem.close();
   }
 }
 
