@@ -6,39 +6,15 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ckptOk, imagePath } from '../support/ckpt.js';
-import {
-  compileAll,
-  type FixtureHandle,
-  type FixtureName,
-  isAlive,
-  startFixture,
-} from '../support/fixtures.js';
-import { requireRoot } from '../support/prereq.js';
+import { type FixtureHandle, type FixtureName, isAlive } from '../support/fixtures.js';
+import { liveFixtures } from '../support/live.js';
 
-const started: FixtureHandle[] = [];
-const leftovers: number[] = [];
-
-beforeAll(() => {
-  requireRoot();
-  compileAll();
-});
-
-afterEach(() => {
-  for (const pid of leftovers.splice(0)) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
-  for (const f of started.splice(0)) f.dispose();
-});
+const { start: startFx, leftovers } = liveFixtures();
 
 function start(name: FixtureName): { f: FixtureHandle; child: number } {
-  const f = startFixture(name);
-  started.push(f);
+  const f = startFx(name);
   const layout = fs.readFileSync(path.join(f.dir, 'layout'), 'utf8');
   const child = Number(/child (\d+)/.exec(layout)![1]);
   leftovers.push(f.pid, child);

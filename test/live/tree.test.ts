@@ -7,17 +7,10 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ckpt, ckptOk, imagePath } from '../support/ckpt.js';
-import {
-  compileAll,
-  type FixtureHandle,
-  isAlive,
-  procState,
-  sleepSync,
-  startFixture,
-} from '../support/fixtures.js';
-import { requireRoot } from '../support/prereq.js';
+import { type FixtureHandle, isAlive, procState, sleepSync } from '../support/fixtures.js';
+import { liveFixtures } from '../support/live.js';
 
 const ROLES = ['parent', 'a', 'g', 'b'] as const;
 type Role = (typeof ROLES)[number];
@@ -28,29 +21,10 @@ interface Ids {
   sid: number;
 }
 
-const started: FixtureHandle[] = [];
-/** Pids to kill after each test, whatever happened. */
-const leftovers: number[] = [];
-
-beforeAll(() => {
-  requireRoot();
-  compileAll();
-});
-
-afterEach(() => {
-  for (const pid of leftovers.splice(0)) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
-  for (const f of started.splice(0)) f.dispose();
-});
+const { start: startFx, leftovers } = liveFixtures();
 
 function startTree(): { f: FixtureHandle; ids: Record<Role, Ids>; zombie: number } {
-  const f = startFixture('tree_basic');
-  started.push(f);
+  const f = startFx('tree_basic');
   const read = (name: string) => fs.readFileSync(path.join(f.dir, name), 'utf8').trim();
   const ids = Object.fromEntries(
     ROLES.map((role) => {
