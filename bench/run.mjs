@@ -38,17 +38,28 @@ function ckpt(args) {
   return { ms, json: JSON.parse(r.stdout) };
 }
 
-function startHog(mib) {
-  const pidfile = join(work, `hog-${mib}.pid`);
+const nap = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+/** Run `cmd` detached (not our child) and wait until it writes its pid to `pidfile`. */
+function startDetached(cmd, pidfile, what) {
   rmSync(pidfile, { force: true });
-  // Through sh so the hog is not our child; it writes its pid once touched.
-  execFileSync('sh', ['-c', `setsid ${hog} ${mib} ${pidfile} </dev/null >/dev/null 2>&1 &`]);
+  execFileSync('sh', ['-c', `setsid ${cmd} ${pidfile} </dev/null >/dev/null 2>&1 &`]);
   const end = Date.now() + 60_000;
   while (!existsSync(pidfile) || !readFileSync(pidfile, 'utf8').endsWith('\n')) {
-    if (Date.now() > end) throw new Error('memhog did not start');
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    if (Date.now() > end) throw new Error(`${what} did not start`);
+    nap(20);
   }
   return Number(readFileSync(pidfile, 'utf8'));
+}
+
+/** Wait until `pid` is gone (its pid free for the restart). */
+function waitGone(pid) {
+  while (existsSync(`/proc/${pid}`)) nap(5);
+}
+
+function startHog(mib) {
+  // The hog writes its pid once its memory is touched.
+  return startDetached(`${hog} ${mib}`, join(work, `hog-${mib}.pid`), 'memhog');
 }
 
 function rssBytes(pid) {
@@ -75,13 +86,11 @@ for (const mib of SIZES) {
     const c = ckpt(['checkpoint', String(pid), '-o', img, '--kill']);
     bytes = statSync(img).size;
     // Wait until the killed process is gone and its pid free.
-    while (existsSync(`/proc/${pid}`))
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    waitGone(pid);
     const r = ckpt(['restart', img, '-d']);
     if (r.json.pid !== pid) throw new Error(`restored pid ${r.json.pid}, expected ${pid}`);
     process.kill(pid, 'SIGKILL');
-    while (existsSync(`/proc/${pid}`))
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    waitGone(pid);
     if (i < 0) continue;
     ck.push(c.ms);
     frozen.push(c.json.phasesMs.frozen ?? Number.NaN);
@@ -103,17 +112,7 @@ for (const mib of SIZES) {
 const TREE = 128;
 const forker = join(work, 'forker');
 execFileSync('gcc', ['-O2', '-o', forker, join(root, 'bench/forker.c')]);
-function startTree() {
-  const pidfile = join(work, 'tree.pid');
-  rmSync(pidfile, { force: true });
-  execFileSync('sh', ['-c', `setsid ${forker} ${TREE} ${pidfile} </dev/null >/dev/null 2>&1 &`]);
-  const end = Date.now() + 60_000;
-  while (!existsSync(pidfile) || !readFileSync(pidfile, 'utf8').endsWith('\n')) {
-    if (Date.now() > end) throw new Error('forker did not start');
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
-  }
-  return Number(readFileSync(pidfile, 'utf8'));
-}
+const startTree = () => startDetached(`${forker} ${TREE}`, join(work, 'tree.pid'), 'forker');
 const treeTimes = [];
 for (let i = -1; i < RUNS; i++) {
   const pid = startTree();
@@ -121,14 +120,12 @@ for (let i = -1; i < RUNS; i++) {
   const c = ckpt(['checkpoint', String(pid), '-o', img, '--kill']);
   if (c.json.pids.length !== TREE)
     throw new Error(`checkpointed ${c.json.pids.length} tasks, expected ${TREE}`);
-  while (existsSync(`/proc/${pid}`))
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+  waitGone(pid);
   const r = ckpt(['restart', img, '-d']);
   if (r.json.pids.length !== TREE) throw new Error(`restored ${r.json.pids.length} tasks`);
   // Killing the whole restored tree: its session shares the root's pgid.
   for (const p of r.json.pids) process.kill(p, 'SIGKILL');
-  while (existsSync(`/proc/${pid}`))
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+  waitGone(pid);
   if (i >= 0) treeTimes.push({ ck: c.ms, rs: r.ms });
 }
 const treeCk = median(treeTimes.map((t) => t.ck));

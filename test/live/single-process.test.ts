@@ -3,32 +3,13 @@
  * inside (each fixture verifies its own state after restart) and outside.
  */
 import fs from 'node:fs';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { checkpointKillRestart, ckpt, ckptOk, imagePath } from '../support/ckpt.js';
-import {
-  compileAll,
-  type FixtureHandle,
-  isAlive,
-  sleepSync,
-  startFixture,
-} from '../support/fixtures.js';
-import { requireRoot } from '../support/prereq.js';
+import { type FixtureHandle, isAlive, sleepSync } from '../support/fixtures.js';
+import { liveFixtures } from '../support/live.js';
 
-const started: FixtureHandle[] = [];
-function start(name: string, args?: string[]): FixtureHandle {
-  const f = startFixture(name, { args });
-  started.push(f);
-  return f;
-}
-
-beforeAll(() => {
-  requireRoot();
-  compileAll();
-});
-
-afterEach(() => {
-  for (const f of started.splice(0)) f.dispose();
-});
+const fixtures = liveFixtures();
+const start = (name: string, args?: string[]): FixtureHandle => fixtures.start(name, { args });
 
 describe('a restored process continues with its state intact', () => {
   for (const name of ['mem_vmas', 'gp_regs', 'fpu_regs']) {
