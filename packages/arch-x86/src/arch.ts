@@ -55,6 +55,7 @@ export const X86_64_SYSCALLS: Readonly<Record<SyscallName, number>> = {
   pidfd_getfd: 438,
   pipe2: 293,
   clone3: NR.clone3,
+  wait4: NR.wait4,
   exit_group: NR.exit_group,
   uname: 63,
   sethostname: 170,

@@ -57,6 +57,7 @@ export type SyscallName =
   | 'pidfd_getfd'
   | 'pipe2'
   | 'clone3'
+  | 'wait4'
   | 'exit_group'
   | 'uname'
   | 'sethostname'

@@ -15,11 +15,12 @@ import { setSigmask } from '../kernel/ptrace.js';
 import type { Logger } from '../log.js';
 import { checkContainerTree, containerTids, mountContainerProc } from './container.js';
 import { CLONE_NEW_CONTAINER, type TaskFactory } from './mktree.js';
+import { Placeholders } from './placeholders.js';
 import { TaskState } from './records.js';
 import { RestoringTask } from './restoring-task.js';
 import {
   type CreatedTask,
-  checkSessions,
+  planSessions,
   restoreGroups,
   restoreSession,
   type TreeEntry,
@@ -84,7 +85,9 @@ export function buildTree(
   const container = opts.container === true;
   checkOrder(tree, arch.nsig);
   if (container) checkContainerTree(tree);
-  checkSessions(tree, opts.log);
+  const plan = planSessions(tree, opts.log, { container });
+  const placeholders = new Placeholders(factory, arch, { container, noPids: opts.noPids });
+  const treeByPid = new Map(tree.map((e) => [e.pid, e]));
   const bySavedPid = new Map<number, RestoringTask>();
   const created: (CreatedTask & { task: RestoringTask })[] = [];
   for (const entry of tree) {
@@ -102,7 +105,16 @@ export function buildTree(
       setSigmask(task.pid, ALL_SIGNALS); // inherited by every other task
       if (container) mountContainerProc(task);
     } else {
-      const frozen = factory.createChild(parent!, want, entry.exitSignal);
+      // A member of a session whose leader is gone is born in the
+      // placeholder's session, as its sibling.
+      const session = plan.sessions.get(entry.sid);
+      const viaLeader =
+        session && entry.sid !== entry.pid && treeByPid.get(entry.ppid)?.sid !== entry.sid
+          ? placeholders.session(session, parent!)
+          : undefined;
+      const frozen = viaLeader
+        ? factory.createChild(viaLeader, want, entry.exitSignal, { parent: parent!.pid })
+        : factory.createChild(parent!, want, entry.exitSignal);
       task = new RestoringTask(frozen, entry.pid, arch, parent!.restorer);
     }
     bySavedPid.set(entry.pid, task);
@@ -111,8 +123,10 @@ export function buildTree(
     restoreSession(c);
     created.push(c);
   }
-  const pidOf = (saved: number) => bySavedPid.get(saved)?.pid ?? saved;
-  restoreGroups(created, pidOf, opts.log);
+  for (const g of plan.groups.values()) placeholders.group(g, bySavedPid.get(g.member)!);
+  const pidOf = (saved: number) => bySavedPid.get(saved)?.pid ?? placeholders.pidOf(saved) ?? saved;
+  restoreGroups(created, pidOf, opts.log, placeholders.pids());
+  placeholders.retire();
   const tasks = new Map<number, RestoringTask>();
   for (const [i, c] of created.entries()) {
     if (c.entry.state === TaskState.ZOMBIE) zombify(c.task, c.entry.exitCode, c.entry.comm);

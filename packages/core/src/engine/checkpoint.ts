@@ -187,6 +187,8 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
           exitCode,
           comm: stat.comm.slice(0, 16),
           nsPids: status.nsPid,
+          nsPgid: status.nsPgid.at(-1) ?? stat.pgrp,
+          nsSid: status.nsSid.at(-1) ?? stat.session,
         };
       }),
     });

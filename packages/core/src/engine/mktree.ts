@@ -183,20 +183,27 @@ export class TaskFactory {
    * scratch memory), with pids `tids` (innermost first, or any free pid) and exit signal
    * `exitSignal`, by a clone3 injected in the parent. The child is traced
    * by ckpt from birth and returned frozen, in its first stop.
+   *
+   * With `sibling`, the child is created as `parent`'s sibling instead
+   * (CLONE_PARENT: a child of `sibling.parent`, the parent's own parent),
+   * inheriting `parent`'s session and group; it then gets `parent`'s exit
+   * signal, as clone3 allows no other with CLONE_PARENT.
    */
   createChild(
     parent: TaskAccess,
     tids: readonly number[] | undefined,
     exitSignal: number,
+    sibling?: { parent: number },
   ): FrozenTask {
     const pid = hostPidOf(tids);
+    const flags = sibling ? CLONE_PTRACE | CLONE_PARENT : CLONE_PTRACE;
     const addr = parent.sys.scratch(CLONE_ARGS_SIZE + 4 * Math.max(tids?.length ?? 0, 2));
     const local = this.retryWhileZombie(pid, () => {
-      parent.mem.write(addr, cloneArgs(CLONE_PTRACE, exitSignal, tids, addr));
+      parent.mem.write(addr, cloneArgs(flags, sibling ? 0 : exitSignal, tids, addr));
       return parent.sys.call('clone3', [addr, CLONE_ARGS_SIZE]);
     });
     // clone3 returns the pid in the parent's namespace (a container's).
-    const child = pid ?? hostPidOfChild(parent.pid, local);
+    const child = pid ?? hostPidOfChild(sibling?.parent ?? parent.pid, local);
     this.created.push(child);
     const stop = waitForStop(child);
     if (stop.stop !== 'interrupt') {
@@ -237,6 +244,12 @@ export class TaskFactory {
       }
       Atomics.wait(pause, 0, 0, 10);
     }
+  }
+
+  /** Stop tracking `pid` (a placeholder that has ended and been collected). */
+  forget(pid: number): void {
+    const i = this.created.indexOf(pid);
+    if (i >= 0) this.created.splice(i, 1);
   }
 
   /** Kill and collect the stub (restored tasks are not affected). */

@@ -33,6 +33,13 @@ export const treeEntry = struct({
   comm: str(16),
   /** The pid at every pid-namespace level, outermost first (NSpid). */
   nsPids: array(u32(), 32),
+  /**
+   * The process group and session ids in the task's own (innermost) pid
+   * namespace (0: outside it). A container's group whose leader has exited
+   * is re-created with these ids inside.
+   */
+  nsPgid: u32(),
+  nsSid: u32(),
 });
 
 /** The process tree in depth-first order; tasks are restored in this order. */

@@ -5,11 +5,11 @@
  * before its children exist, and once every task exists each one joins its
  * group with setpgid(0, pgid), group leaders first.
  *
- * A session or group can only be re-created by its leader, and joined only
- * while it has members. When a needed leader is neither in the image nor
- * running (say, a session whose leader has exited), restart refuses; CRIU
- * solves this with short-lived placeholder tasks that play the leader, which
- * can come later.
+ * A session or group can only be created by its leader, and joined only
+ * while it has members. When the leader has exited (a double-forked
+ * daemon, a job whose leading subshell is gone), restart creates a
+ * short-lived placeholder with the leader's pid that plays its part (see
+ * placeholders.ts); {@link planSessions} says which ones a tree needs.
  */
 import type { RecordValue } from '../codec/record.js';
 import { CkptError } from '../errors.js';
@@ -29,37 +29,82 @@ export interface CreatedTask {
   sys: TaskSyscalls;
 }
 
+/** A session whose leader is gone: a placeholder leads it while its members are created. */
+export interface SessionPlaceholder {
+  /** The session id (the leader's saved pid) and its id in the tree's innermost pid namespace. */
+  sid: number;
+  nsSid: number;
+  /**
+   * Saved pid of the parent of the session's topmost members (init, as a
+   * rule: they were orphaned when the leader exited). The placeholder is
+   * its child, and creates those members as its siblings (CLONE_PARENT).
+   */
+  parent: number;
+  /** Exit signal the members get (a CLONE_PARENT child gets its creator's). */
+  exitSignal: number;
+}
+
+/** A process group whose leader is gone: a placeholder leads it while members join. */
+export interface GroupPlaceholder {
+  pgid: number;
+  nsPgid: number;
+  /** Saved pid of the member that creates the placeholder (in the group's session). */
+  member: number;
+}
+
+/** What a tree needs, beyond its own tasks, to rebuild its sessions and groups. */
+export interface SessionPlan {
+  sessions: Map<number, SessionPlaceholder>;
+  groups: Map<number, GroupPlaceholder>;
+}
+
 function unsupported(pid: number, what: string): CkptError {
-  return new CkptError(
-    'ENOTSUP',
-    `pid ${pid}: ${what}; restoring it needs a placeholder leader task, which is not supported yet`,
-    { pid },
-  );
+  return new CkptError('ENOTSUP', `pid ${pid}: ${what}; restart cannot rebuild this`, { pid });
 }
 
 /**
  * Check, before anything is created, that every session and group of the
- * tree can be rebuilt: each session is led by a task of the image (then
- * every member descends from it) or is the root's own, still existing
- * session; each group is led by a task of the image still in that group,
- * or exists on this machine. Warns when the root's session exists but is
- * not ckpt's: a session cannot be joined, so the tree stays in ckpt's.
+ * tree can be rebuilt, and plan the placeholder leaders it needs. A session
+ * is led by a task of the image (then every member descends from it), is
+ * the root's own, still existing session, or gets a placeholder leader; a
+ * group is led by a task of the image still in that group, exists on this
+ * machine (a subtree's group, joined), or gets a placeholder leader. Warns
+ * when the root's session exists but is not ckpt's: a session cannot be
+ * joined, so the tree stays in ckpt's.
  * @throws CkptError ENOTSUP naming the task and the session or group
  */
-export function checkSessions(tree: readonly TreeEntry[], log: Logger): void {
+export function planSessions(
+  tree: readonly TreeEntry[],
+  log: Logger,
+  opts: { container: boolean },
+): SessionPlan {
+  const plan: SessionPlan = { sessions: new Map(), groups: new Map() };
   const byPid = new Map(tree.map((e) => [e.pid, e]));
+  // Zombies do not count: those of a tree checkpointed with --kill still
+  // hold its groups until init collects them, and will not for long.
   let live: ReturnType<typeof scanProcesses> | undefined;
   const scan = () => {
-    live ??= scanProcesses();
+    live ??= scanProcesses().filter((p) => p.state !== 'Z' && p.state !== 'X');
     return live;
   };
   for (const e of tree) {
     const parent = byPid.get(e.ppid);
     if (e.sid !== e.pid && parent && parent.sid !== e.sid) {
-      throw unsupported(
-        e.pid,
-        `it is in session ${e.sid}, its parent ${parent.pid} in session ${parent.sid} (the session leader has exited or is outside the image)`,
-      );
+      if (byPid.has(e.sid) || (opts.container && e.nsSid === 0)) {
+        throw unsupported(
+          e.pid,
+          `it is in session ${e.sid}, its parent ${parent.pid} in session ${parent.sid}, and the session's leader is not its ancestor`,
+        );
+      }
+      const want = { sid: e.sid, nsSid: e.nsSid, parent: e.ppid, exitSignal: e.exitSignal };
+      const have = plan.sessions.get(e.sid);
+      if (have && (have.parent !== want.parent || have.exitSignal !== want.exitSignal)) {
+        throw unsupported(
+          e.pid,
+          `its session ${e.sid} (leader exited) also holds pid ${tree.find((t) => t.sid === e.sid && t.ppid === have.parent)?.pid}, which has another parent or exit signal`,
+        );
+      }
+      plan.sessions.set(e.sid, want);
     }
     if (e.sid !== e.pid && !parent) {
       const own = readStat(process.pid).session;
@@ -75,22 +120,29 @@ export function checkSessions(tree: readonly TreeEntry[], log: Logger): void {
         );
       }
     }
+  }
+  for (const e of tree) {
     if (e.pgid === e.pid) continue;
     const leader = byPid.get(e.pgid);
     if (leader) {
       if (leader.pgid !== e.pgid || leader.sid !== e.sid) {
         throw unsupported(
           e.pid,
-          `its process group ${e.pgid} no longer holds its leader, or is in another session`,
+          `its process group ${e.pgid} no longer holds its leader ${e.pgid}, or is in another session`,
         );
       }
-    } else if (!scan().some((p) => p.pgid === e.pgid)) {
-      throw unsupported(
-        e.pid,
-        `its process group ${e.pgid} has a leader that is neither in the image nor running, and no other member`,
-      );
+      continue;
     }
+    // A gone session leader's placeholder leads the group of the same id.
+    if (plan.sessions.has(e.pgid) || plan.groups.has(e.pgid)) continue;
+    if (!byPid.has(e.ppid)) continue; // the root: in a group outside the image
+    if (!opts.container && scan().some((p) => p.pgid === e.pgid)) continue; // joined as it is
+    if (opts.container && e.nsPgid === 0) {
+      throw unsupported(e.pid, `its process group ${e.pgid} is outside the container`);
+    }
+    plan.groups.set(e.pgid, { pgid: e.pgid, nsPgid: e.nsPgid, member: e.pid });
   }
+  return plan;
 }
 
 /** Right after `task` is created: make it a session leader if it was one. */
@@ -103,14 +155,16 @@ export function restoreSession(task: CreatedTask): void {
  * Once every task exists: put each in its saved process group, leaders
  * first. `pidOf` maps a saved pid to the restored one (they differ with
  * --no-pids); groups outside the image keep their ids. A task that could
- * not be put back in its outside session (see {@link checkSessions}) keeps
+ * not be put back in its outside session (see {@link planSessions}) keeps
  * ckpt's group instead of an outside one, which lives in another session.
  */
 export function restoreGroups(
   tasks: readonly CreatedTask[],
   pidOf: (saved: number) => number,
   log: Logger,
+  placeholders: readonly number[] = [],
 ): void {
+  const created = new Set([...tasks.map((t) => t.pid), ...placeholders]);
   const inImage = new Set(tasks.map((t) => t.entry.pid));
   const leadersFirst = [
     ...tasks.filter((t) => t.entry.pgid === t.entry.pid),
@@ -127,8 +181,9 @@ export function restoreGroups(
       continue;
     }
     // setpgid runs inside the task: name the group by its pid in the
-    // task's own (innermost) pid namespace, which differs in a container.
-    const local = readStatus(pgid).nsPid.at(-1) ?? pgid;
+    // task's own (innermost) pid namespace, which differs in a container
+    // (a group outside the tree is only joined in ckpt's own namespace).
+    const local = created.has(pgid) ? (readStatus(pgid).nsPid.at(-1) ?? pgid) : pgid;
     t.sys.check('setpgid', [0, local], `putting pid ${t.pid} in process group ${pgid}`);
   }
 }
