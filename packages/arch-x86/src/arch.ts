@@ -56,6 +56,7 @@ export const X86_64_SYSCALLS: Readonly<Record<SyscallName, number>> = {
   pipe2: 293,
   clone3: NR.clone3,
   wait4: NR.wait4,
+  setns: NR.setns,
   exit_group: NR.exit_group,
   uname: 63,
   sethostname: 170,

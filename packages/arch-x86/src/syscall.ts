@@ -64,6 +64,7 @@ export const NR = {
   rt_tgsigqueueinfo: 297,
   prlimit64: 302,
   rt_sigqueueinfo: 129,
+  setns: 308,
   clone3: 435,
   close_range: 436,
   pidfd_open: 434,

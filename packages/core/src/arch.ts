@@ -58,6 +58,7 @@ export type SyscallName =
   | 'pipe2'
   | 'clone3'
   | 'wait4'
+  | 'setns'
   | 'exit_group'
   | 'uname'
   | 'sethostname'

@@ -66,6 +66,14 @@ export interface RestartTask {
    */
   readonly restorer: { start: bigint; end: bigint };
   /**
+   * An fd, in the task, of a pidfd for the ckpt process itself (inherited
+   * from the restore stub), so that the task can copy any fd ckpt holds
+   * with pidfd_getfd, whatever pid namespace it is in (see
+   * `copyFdFromCkpt`). The engine closes it last; a subsystem that needs
+   * this fd number moves it and updates the field.
+   */
+  ckptPidfd: number;
+  /**
    * Move the restorer pages out of `ranges` (the address space about to be
    * rebuilt) if they overlap; the memory subsystem calls this first.
    */

@@ -20,6 +20,7 @@ import { fstatSync } from 'node:fs';
 import {
   CkptError,
   closeInTask,
+  copyFdFromCkpt,
   type FileHandler,
   type FileInfo,
   openInTask,
@@ -75,20 +76,7 @@ function sourceFd(ctx: RestartCtx, task: RestartTask, fd: number): number | unde
 
 /** Copy fd `source` of this process into `task`, from inside the task. */
 function copyOurFd(task: RestartTask, source: number): number {
-  const pidfd = Number(
-    task.sys.check(
-      'pidfd_open',
-      [process.pid, 0],
-      `opening a pidfd on ckpt restart (pid ${process.pid})`,
-    ),
-  );
-  try {
-    return Number(
-      task.sys.check('pidfd_getfd', [pidfd, source, 0], `copying fd ${source} of ckpt restart`),
-    );
-  } finally {
-    closeInTask(task, pidfd);
-  }
+  return copyFdFromCkpt(task, source, `copying fd ${source} of ckpt restart`);
 }
 
 /** Ttys, pipes, FIFOs and sockets: reconnected to ckpt restart's files. */

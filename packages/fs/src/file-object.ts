@@ -7,7 +7,7 @@
 import {
   type CheckpointTask,
   CkptError,
-  closeInTask,
+  copyFdFromProcess,
   type FileHandler,
   type FileInfo,
   isCkptError,
@@ -80,27 +80,10 @@ export function restoringTask(ctx: RestartCtx, what: string): { task: RestartTas
   return { task, above: aboveTable.get(ctx) ?? 0 };
 }
 /**
- * `pid`'s pid as `task` sees it (its own pid namespace): NSpid lists a
- * process's pid from the outermost namespace in; `task`'s depth picks the
- * entry. Tasks of one tree are in the same namespace or below.
- */
-function pidSeenBy(task: RestartTask, pid: number): number {
-  const depth = readStatus(task.pid).nsPid.length;
-  const nsPid = readStatus(pid).nsPid;
-  const seen = nsPid[depth - 1];
-  if (seen === undefined) {
-    throw new CkptError(
-      'EINVAL',
-      `pid ${pid} is not visible in the pid namespace of pid ${task.pid} (NSpid ${nsPid.join(' ')})`,
-      { pid: task.savedPid },
-    );
-  }
-  return seen;
-}
-
-/**
  * Copy the open file `shared`, restored in an earlier task, into `task`
- * from inside it: pidfd_open on the holder, pidfd_getfd of its final fd.
+ * from inside it: pidfd_getfd of the holder's final fd (see core's
+ * `copyFdFromProcess`, which also reaches holders outside the task's pid
+ * namespace).
  * The copy is the same open file description (one offset, one set of flags).
  */
 export function copyFromHolder(task: RestartTask, shared: RestoredFile, fd: number): number {
@@ -114,12 +97,7 @@ export function copyFromHolder(task: RestartTask, shared: RestoredFile, fd: numb
     );
   }
   const what = `copying fd ${holderFd} of pid ${holder.savedPid} for fd ${fd}`;
-  const pidfd = Number(task.sys.check('pidfd_open', [pidSeenBy(task, holder.pid), 0], what));
-  try {
-    return Number(task.sys.check('pidfd_getfd', [pidfd, holderFd, 0], what));
-  } finally {
-    closeInTask(task, pidfd);
-  }
+  return copyFdFromProcess(task, holder.pid, holderFd, what);
 }
 
 function describe(f: SavedFile | RestoredFile): string {

@@ -97,9 +97,16 @@ function restoreFiles(ctx: RestartCtx, task: RestartTask): void {
   checkAscending(fds);
   // Start from an empty table: nothing of the stub's (stdio on /dev/null)
   // survives, and files reopen at the lowest free fds.
-  for (const fd of listFds(task.pid)) closeInTask(task, fd);
+  for (const fd of listFds(task.pid)) if (fd !== task.ckptPidfd) closeInTask(task, fd);
   const inImage = new Set(fds);
   const above = fds.length === 0 ? 0 : fds[fds.length - 1]! + 1;
+  if (inImage.has(task.ckptPidfd)) {
+    // The program had an fd where ckpt keeps its pidfd: move ckpt's out of the way.
+    const what = `moving ckpt's pidfd above fd ${above - 1}`;
+    const moved = Number(task.sys.check('fcntl', [task.ckptPidfd, F_DUPFD_CLOEXEC, above], what));
+    closeInTask(task, task.ckptPidfd);
+    task.ckptPidfd = moved;
+  }
   const temporaries = new Set<number>();
   const fromHolder = new Map<RestoredFile, RestoredFile>();
   restoringInto(ctx, task, above, () => {

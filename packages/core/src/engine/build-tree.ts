@@ -13,7 +13,7 @@ import type { ArchSupport } from '../arch.js';
 import { CkptError } from '../errors.js';
 import { setSigmask } from '../kernel/ptrace.js';
 import type { Logger } from '../log.js';
-import { checkContainerTree, containerTids, mountContainerProc } from './container.js';
+import { checkPidLevels, mountContainerProc, pidAtLevel, taskPids } from './container.js';
 import { CLONE_NEW_CONTAINER, type TaskFactory } from './mktree.js';
 import { Placeholders } from './placeholders.js';
 import { TaskState } from './records.js';
@@ -25,10 +25,14 @@ import {
   restoreSession,
   type TreeEntry,
 } from './sessions.js';
+import { closeInTask, openInTask } from './task-io.js';
 import { zombify } from './zombie.js';
 
 /** No signal may interrupt injected syscalls; restore blocks them all (see `signals`). */
 const ALL_SIGNALS = (1n << 64n) - 1n;
+const O_RDONLY = 0;
+const O_CLOEXEC = 0o2000000;
+const CLONE_NEWPID = 0x20000000;
 
 /** The tasks of a built tree. */
 export interface BuiltTree {
@@ -69,6 +73,25 @@ function checkOrder(tree: readonly TreeEntry[], nsig: number): void {
   }
 }
 
+/** Make `task`'s new children go to the pid namespace whose init is `init` (setns). */
+function enterPidNsForChildren(
+  c: CreatedTask & { task: RestoringTask },
+  init: RestoringTask,
+): void {
+  const { task } = c;
+  const local = pidAtLevel(init.pid, c.entry.nsPids.length);
+  const fd = openInTask(task, `/proc/${local}/ns/pid`, O_RDONLY | O_CLOEXEC);
+  try {
+    task.sys.check(
+      'setns',
+      [fd, CLONE_NEWPID],
+      `making pid ${task.pid}'s new children go to the pid namespace of its child ${init.pid}`,
+    );
+  } finally {
+    closeInTask(task, fd);
+  }
+}
+
 /**
  * Create every task of `tree` (see the module comment). With `noPids`,
  * tasks get any free pid. Every task created is tracked by `factory`, so
@@ -84,19 +107,18 @@ export function buildTree(
   const { arch } = opts;
   const container = opts.container === true;
   checkOrder(tree, arch.nsig);
-  if (container) checkContainerTree(tree);
+  checkPidLevels(tree, container);
   const plan = planSessions(tree, opts.log, { container });
-  const placeholders = new Placeholders(factory, arch, { container, noPids: opts.noPids });
+  const placeholders = new Placeholders(factory, arch, { noPids: opts.noPids });
   const treeByPid = new Map(tree.map((e) => [e.pid, e]));
   const bySavedPid = new Map<number, RestoringTask>();
   const created: (CreatedTask & { task: RestoringTask })[] = [];
   for (const entry of tree) {
     const isRoot = created.length === 0;
-    const want = container
-      ? containerTids(entry, isRoot, opts.noPids)
-      : opts.noPids
-        ? undefined
-        : [entry.pid];
+    const { tids: want, newPidNs } = taskPids(entry, treeByPid.get(entry.ppid), {
+      container,
+      noPids: opts.noPids,
+    });
     const parent = bySavedPid.get(entry.ppid);
     let task: RestoringTask;
     if (isRoot) {
@@ -113,10 +135,13 @@ export function buildTree(
           ? placeholders.session(session, parent!)
           : undefined;
       const frozen = viaLeader
-        ? factory.createChild(viaLeader, want, entry.exitSignal, { parent: parent!.pid })
-        : factory.createChild(parent!, want, entry.exitSignal);
+        ? factory.createChild(viaLeader, want, entry.exitSignal, {
+            sibling: { parent: parent!.pid },
+          })
+        : factory.createChild(parent!, want, entry.exitSignal, { newPidNs });
       task = new RestoringTask(frozen, entry.pid, arch, parent!.restorer);
     }
+    task.ckptPidfd = factory.ckptPidfd;
     bySavedPid.set(entry.pid, task);
     const c = { entry, pid: task.pid, sys: task.sys, task };
     // Before its children exist, so that they are born in the session.
@@ -127,6 +152,12 @@ export function buildTree(
   const pidOf = (saved: number) => bySavedPid.get(saved)?.pid ?? placeholders.pidOf(saved) ?? saved;
   restoreGroups(created, pidOf, opts.log, placeholders.pids());
   placeholders.retire();
+  // Last, as new children would go there: a task that unshared a pid
+  // namespace has its later children born in it.
+  for (const c of created) {
+    const init = c.entry.pidNsOfChildren && bySavedPid.get(c.entry.pidNsOfChildren);
+    if (init) enterPidNsForChildren(c, init);
+  }
   const tasks = new Map<number, RestoringTask>();
   for (const [i, c] of created.entries()) {
     if (c.entry.state === TaskState.ZOMBIE) zombify(c.task, c.entry.exitCode, c.entry.comm);

@@ -22,7 +22,7 @@ import type { Logger, Progress } from '../log.js';
 import { readStat, readStatus } from '../proc/index.js';
 import type { Registry } from '../registry.js';
 import type { CheckpointTask } from '../task.js';
-import { isPidNsInit } from './container.js';
+import { checkTreeNamespaces, isPidNsInit, pidNsOfChildren } from './container.js';
 import { freezeTree, type TreeMember } from './freeze-tree.js';
 import { checkLeaks, checkReverseLeaks } from './leaks.js';
 import { TaskState, taskRecord, treeRecord } from './records.js';
@@ -159,8 +159,13 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
       members.filter((m) => m.kind === 'zombie').map((m) => [m.info.pid, readZombie(m.info.pid)]),
     );
     for (const t of tasks) removeLeftovers(t, ctx.log);
-    // Before any state is saved: nothing outside may share the tree's objects.
     const isContainer = (uflags & CheckpointFlags.CONTAINER) !== 0n;
+    checkTreeNamespaces(
+      tasks.map((t) => t.pid),
+      [...zombies.keys()],
+      isContainer,
+    );
+    // Before any state is saved: nothing outside may share the tree's objects.
     const objects = ctx.timed('leaks', () => checkLeaks(tree, isContainer, ctx.log));
     writeHeader(writer, makeHeader({ archId: arch.archId, nsig: arch.nsig, uflags }));
     headerWritten = true;
@@ -189,6 +194,7 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
           nsPids: status.nsPid,
           nsPgid: status.nsPgid.at(-1) ?? stat.pgrp,
           nsSid: status.nsSid.at(-1) ?? stat.session,
+          pidNsOfChildren: byPid.has(pid) ? pidNsOfChildren(pid, tree) : 0,
         };
       }),
     });

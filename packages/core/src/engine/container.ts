@@ -6,7 +6,7 @@
  * its own /proc for the new pid namespace, as `ckpt run --container` made it.
  */
 import { CkptError } from '../errors.js';
-import { readStatus } from '../proc/index.js';
+import { readNamespace, readStatus } from '../proc/index.js';
 import type { TreeEntry } from './sessions.js';
 import { cString, stage, type TaskAccess } from './task-io.js';
 
@@ -26,25 +26,40 @@ export function isPidNsInit(nsPids: readonly number[]): boolean {
 }
 
 /**
- * Refuse, before anything is created, a container tree restart cannot
- * rebuild: every task must be one level below ckpt's pid namespace, in the
- * root's (nested pid namespaces are not supported yet).
- * @throws CkptError ENOTSUP / EBADREC naming the task
+ * Refuse, before anything is created, a tree whose pid namespaces restart
+ * cannot rebuild: a container's root must be a pid-namespace init, a
+ * subtree's root must be in ckpt's own pid namespace, and every other task
+ * is in its parent's pid namespace or is the init (pid 1) of a new one
+ * nested right below it.
+ * @throws CkptError EBADREC / ENOTSUP naming the task
  */
-export function checkContainerTree(tree: readonly TreeEntry[]): void {
+export function checkPidLevels(tree: readonly TreeEntry[], container: boolean): void {
   const root = tree[0]!;
-  if (root.nsPids.length < 2 || root.nsPids.at(-1) !== 1) {
+  if (container && (root.nsPids.length < 2 || root.nsPids.at(-1) !== 1)) {
     throw new CkptError(
       'EBADREC',
       `the image is a container, but its root pid ${root.pid} was not a pid-namespace init (NSpid ${root.nsPids.join(' ')})`,
       { pid: root.pid },
     );
   }
-  for (const e of tree) {
-    if (e.nsPids.length !== root.nsPids.length) {
+  if (!container && root.nsPids.length !== 1) {
+    throw new CkptError(
+      'ENOTSUP',
+      `the subtree's root pid ${root.pid} is in a pid namespace below ckpt's (NSpid ${root.nsPids.join(' ')}); only a whole container (from its init, with --container) can be checkpointed from there`,
+      { pid: root.pid },
+    );
+  }
+  const byPid = new Map(tree.map((e) => [e.pid, e]));
+  for (const e of tree.slice(1)) {
+    const parent = byPid.get(e.ppid);
+    if (!parent) continue; // checkOrder refuses it
+    const depth = e.nsPids.length;
+    const same = depth === parent.nsPids.length;
+    const nestedInit = depth === parent.nsPids.length + 1 && e.nsPids.at(-1) === 1;
+    if (!same && !nestedInit) {
       throw new CkptError(
         'ENOTSUP',
-        `pid ${e.pid} is in a nested pid namespace (NSpid ${e.nsPids.join(' ')}, the container's init has ${root.nsPids.join(' ')}); nested pid namespaces are not supported yet`,
+        `pid ${e.pid} (NSpid ${e.nsPids.join(' ')}) is neither in its parent ${parent.pid}'s pid namespace (NSpid ${parent.nsPids.join(' ')}) nor the init of one nested below it`,
         { pid: e.pid },
       );
     }
@@ -52,18 +67,95 @@ export function checkContainerTree(tree: readonly TreeEntry[]): void {
 }
 
 /**
- * The set_tid levels (innermost first) of `entry` in a restarted container:
- * its saved pid in the container and in ckpt's namespace, with `noPids` only the
- * root's pid 1 (every other pid is then chosen by the kernel).
+ * At checkpoint, before any state is saved: refuse what restart could not
+ * rebuild (see {@link checkPidLevels}), and tasks in a mount namespace other
+ * than the root's (mounts are not checkpointed yet: such a task would come
+ * back seeing the root's files).
+ * @param live - pids of the tree's live tasks, root first; `zombies` the rest
+ * @throws CkptError ENOTSUP naming the task and the namespace
  */
-export function containerTids(
+export function checkTreeNamespaces(
+  live: readonly number[],
+  zombies: readonly number[],
+  container: boolean,
+): void {
+  const entries = [...live, ...zombies].map((pid) => {
+    const st = readStatus(pid);
+    return { pid, ppid: st.ppid, nsPids: st.nsPid } as TreeEntry;
+  });
+  checkPidLevels(entries, container);
+  const root = live[0]!;
+  const rootMnt = readNamespace(root, 'mnt').inode;
+  for (const pid of live.slice(1)) {
+    const mnt = readNamespace(pid, 'mnt').inode;
+    if (mnt !== rootMnt) {
+      throw new CkptError(
+        'ENOTSUP',
+        `pid ${pid} is in mount namespace mnt:[${mnt}], the tree's root ${root} in mnt:[${rootMnt}]; mount namespaces other than the root's are not checkpointed yet`,
+        { pid },
+      );
+    }
+  }
+}
+
+/**
+ * Where the new children of live task `pid` go (see the tree record's
+ * `pidNsOfChildren`): 0 for its own pid namespace, or the pid of the
+ * task of `tree` that is the init of the namespace it has unshared.
+ * @throws CkptError ENOTSUP when that namespace has no init in the tree
+ */
+export function pidNsOfChildren(pid: number, tree: readonly number[]): number {
+  const own = readNamespace(pid, 'pid').inode;
+  const forChildren = readNamespace(pid, 'pid_for_children').inode;
+  if (forChildren === own) return 0;
+  for (const other of tree) {
+    try {
+      const ns = readStatus(other).nsPid;
+      if (ns.at(-1) === 1 && readNamespace(other, 'pid').inode === forChildren) return other;
+    } catch {
+      // a zombie: no namespace links
+    }
+  }
+  throw new CkptError(
+    'ENOTSUP',
+    `pid ${pid} has unshared a pid namespace (pid:[${forChildren}]) whose init is not in the tree (not created yet, or gone)`,
+    { pid },
+  );
+}
+
+/** How to create one task: its pids for clone3's set_tid, and whether it starts a pid namespace. */
+export interface TaskPids {
+  /** Pids at every level, innermost first; undefined: any free pid. */
+  tids: number[] | undefined;
+  /** The task is the init of a new pid namespace (CLONE_NEWPID). */
+  newPidNs: boolean;
+}
+
+/**
+ * The pids to create `entry` with (see {@link checkPidLevels}): its saved
+ * pid at every level. With `noPids`, any pid, except 1 for a namespace's
+ * init. `parent` is undefined for the root.
+ */
+export function taskPids(
   entry: TreeEntry,
-  isRoot: boolean,
-  noPids: boolean,
-): number[] | undefined {
-  if (noPids) return isRoot ? [1] : undefined;
-  // One new pid namespace: the innermost pid, then the pid in ckpt's.
-  return [entry.nsPids.at(-1)!, entry.nsPids[0]!];
+  parent: TreeEntry | undefined,
+  opts: { container: boolean; noPids: boolean },
+): TaskPids {
+  const newPidNs = parent
+    ? entry.nsPids.length > parent.nsPids.length
+    : opts.container && entry.nsPids.length > 1;
+  if (opts.noPids) return { tids: newPidNs ? [1] : undefined, newPidNs };
+  return { tids: [...entry.nsPids].reverse(), newPidNs };
+}
+
+/**
+ * The pid by which the task `pid` is seen in the pid namespace of a task
+ * with `levels` pid levels (its NSpid length), or undefined when it is
+ * not visible there (it lives in an outer namespace).
+ */
+export function pidAtLevel(pid: number, levels: number): number | undefined {
+  const ns = readStatus(pid).nsPid;
+  return ns.length >= levels ? ns[levels - 1] : undefined;
 }
 
 /**

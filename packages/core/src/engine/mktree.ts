@@ -33,6 +33,9 @@ const CLONE_PARENT = 0x8000n;
 const CLONE_PTRACE = 0x2000n;
 const CLONE_ARGS_SIZE = 88;
 const EEXIST = 17;
+const F_DUPFD = 0;
+/** Where ckpt's pidfd sits in restored tasks: above the fds programs commonly use. */
+const CKPT_PIDFD_MIN = 1000;
 const SIGKILL = 9;
 const SIGCHLD = 17;
 /** How long to wait for a zombie holding a wanted pid to be reaped. */
@@ -70,17 +73,14 @@ function cloneArgs(
   return args;
 }
 
+const CLONE_NEWPID = 0x20000000n;
+
 /** Namespaces a container's root is created in (linux-cr restarted into new ones). */
 export const CLONE_NEW_CONTAINER =
-  0x20000000n /* CLONE_NEWPID */ |
+  CLONE_NEWPID |
   0x04000000n /* CLONE_NEWUTS */ |
   0x08000000n /* CLONE_NEWIPC */ |
   0x00020000n; /* CLONE_NEWNS */
-
-/** The pid in ckpt's own pid namespace: the last (outermost) of `tids`. */
-function hostPidOf(tids: readonly number[] | undefined): number | undefined {
-  return tids === undefined || tids.length === 0 ? undefined : tids[tids.length - 1];
-}
 
 /**
  * The pid ckpt sees for the child that `parent` knows as `local` (they
@@ -105,6 +105,8 @@ function hostPidOfChild(parent: number, local: number): number {
 /** Spawns the stub once and creates restored tasks from it. */
 export class TaskFactory {
   private stubPid: number | undefined;
+  /** The fd of a pidfd for ckpt in the stub and every task cloned from it. */
+  ckptPidfd = -1;
   private readonly created: number[] = [];
 
   constructor(private readonly arch: ArchSupport) {}
@@ -131,7 +133,47 @@ export class TaskFactory {
       rmSync(dir, { recursive: true, force: true });
     }
     freezeTask(this.stubPid);
+    this.ckptPidfd = this.openCkptPidfd(this.stubPid);
     return this.stubPid;
+  }
+
+  /**
+   * In the stub: a pidfd for ckpt, high in the fd table, which every task
+   * cloned from it inherits (see `RestartTask.ckptPidfd`).
+   */
+  private openCkptPidfd(stub: number): number {
+    const { stub: prog, convention, syscalls } = this.arch;
+    const inj = new SyscallInjector(stub, convention, { syscallAddr: prog.syscallAddr });
+    try {
+      const fd = inj.call(syscalls.pidfd_open, [process.pid, 0]);
+      if (isSyscallError(fd)) {
+        throw new CkptError(
+          'ESYS',
+          `cannot open a pidfd for ckpt in the restore stub (errno ${-fd})`,
+          {
+            pid: stub,
+            syscall: 'pidfd_open',
+            errno: Number(-fd),
+          },
+        );
+      }
+      const high = inj.call(syscalls.fcntl, [fd, F_DUPFD, CKPT_PIDFD_MIN]);
+      inj.call(syscalls.close, [fd]);
+      if (isSyscallError(high)) {
+        throw new CkptError(
+          'ESYS',
+          `cannot move ckpt's pidfd in the restore stub (errno ${-high})`,
+          {
+            pid: stub,
+            syscall: 'fcntl',
+            errno: Number(-high),
+          },
+        );
+      }
+      return Number(high);
+    } finally {
+      inj.close();
+    }
   }
 
   /**
@@ -145,7 +187,8 @@ export class TaskFactory {
     cloneFlags = 0n,
   ): FrozenTask {
     const tids = typeof want === 'number' ? [want] : want;
-    const pid = hostPidOf(tids);
+    const levels = cloneFlags & CLONE_NEWPID ? 2 : 1;
+    const pid = tids?.length === levels ? tids[levels - 1] : undefined;
     // clone3 refuses an exit_signal with CLONE_PARENT: the child inherits
     // the stub's, which is SIGCHLD (posix_spawn).
     if (exitSignal !== SIGCHLD) {
@@ -187,16 +230,21 @@ export class TaskFactory {
    * With `sibling`, the child is created as `parent`'s sibling instead
    * (CLONE_PARENT: a child of `sibling.parent`, the parent's own parent),
    * inheriting `parent`'s session and group; it then gets `parent`'s exit
-   * signal, as clone3 allows no other with CLONE_PARENT.
+   * signal, as clone3 allows no other with CLONE_PARENT. With `newPidNs`,
+   * it is the init of a new pid namespace (CLONE_NEWPID; `tids[0]` is 1).
    */
   createChild(
     parent: TaskAccess,
     tids: readonly number[] | undefined,
     exitSignal: number,
-    sibling?: { parent: number },
+    opts: { sibling?: { parent: number }; newPidNs?: boolean } = {},
   ): FrozenTask {
-    const pid = hostPidOf(tids);
-    const flags = sibling ? CLONE_PTRACE | CLONE_PARENT : CLONE_PTRACE;
+    const { sibling } = opts;
+    // The pid ckpt will see, when `tids` names it (it may name inner levels only).
+    const levels = readStatus(parent.pid).nsPid.length + (opts.newPidNs ? 1 : 0);
+    const pid = tids?.length === levels ? tids[levels - 1] : undefined;
+    const flags =
+      CLONE_PTRACE | (sibling ? CLONE_PARENT : 0n) | (opts.newPidNs ? CLONE_NEWPID : 0n);
     const addr = parent.sys.scratch(CLONE_ARGS_SIZE + 4 * Math.max(tids?.length ?? 0, 2));
     const local = this.retryWhileZombie(pid, () => {
       parent.mem.write(addr, cloneArgs(flags, sibling ? 0 : exitSignal, tids, addr));
@@ -265,10 +313,13 @@ export class TaskFactory {
    * killed before any is collected, so no parent can run in between.
    * Collecting a task ckpt traces but did not fork (a child of a restored
    * task) ends the trace; its parent, killed too, leaves it to init.
+   * Children are collected before their parents (reverse creation order):
+   * a dying pid-namespace init waits for its children, and a traced child
+   * stays a zombie until ckpt, its tracer, collects it.
    */
   destroyAll(): void {
     for (const pid of this.created) libc().kill(pid, SIGKILL);
-    for (const pid of this.created) reap(pid);
+    for (const pid of [...this.created].reverse()) reap(pid);
     this.created.length = 0;
     this.closeStub();
   }

@@ -44,13 +44,16 @@ export class Placeholders {
   constructor(
     private readonly factory: TaskFactory,
     private readonly arch: ArchSupport,
-    private readonly opts: { container: boolean; noPids: boolean },
+    private readonly opts: { noPids: boolean },
   ) {}
 
-  /** pids to ask clone3 for: the saved id (inside a container, at both levels). */
-  private tids(id: number, nsId: number): number[] | undefined {
+  /**
+   * Pids to ask clone3 for: the saved id in ckpt's namespace and in the
+   * members' own; in between (nested namespaces), any.
+   */
+  private tids(id: number, nsId: number, levels: number): number[] | undefined {
     if (this.opts.noPids) return undefined;
-    return this.opts.container ? [nsId, id] : [id];
+    return levels === 1 ? [id] : levels === 2 ? [nsId, id] : [nsId];
   }
 
   /** Pids of the placeholders that exist now. */
@@ -73,7 +76,7 @@ export class Placeholders {
     if (have) return have.task;
     const frozen = this.factory.createChild(
       parent,
-      this.tids(plan.sid, plan.nsSid),
+      this.tids(plan.sid, plan.nsSid, plan.levels),
       plan.exitSignal,
     );
     const task = new RestoringTask(frozen, plan.sid, this.arch, parent.restorer);
@@ -84,7 +87,11 @@ export class Placeholders {
 
   /** Create the leader of group `plan.pgid` as a child of `member`, one of its members. */
   group(plan: GroupPlaceholder, member: RestoringTask): RestoringTask {
-    const frozen = this.factory.createChild(member, this.tids(plan.pgid, plan.nsPgid), 0);
+    const frozen = this.factory.createChild(
+      member,
+      this.tids(plan.pgid, plan.nsPgid, plan.levels),
+      0,
+    );
     const task = new RestoringTask(frozen, plan.pgid, this.arch, member.restorer);
     this.byId.set(plan.pgid, { task, parent: member });
     task.sys.check(

@@ -40,6 +40,12 @@ export const treeEntry = struct({
    */
   nsPgid: u32(),
   nsSid: u32(),
+  /**
+   * 0 when the task's new children go to its own pid namespace; otherwise
+   * the saved pid of the init of the nested namespace they go to (the task
+   * called unshare(CLONE_NEWPID), as `unshare --pid --fork` does).
+   */
+  pidNsOfChildren: u32(),
 });
 
 /** The process tree in depth-first order; tasks are restored in this order. */

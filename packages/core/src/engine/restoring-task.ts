@@ -27,6 +27,8 @@ export class RestoringTask implements RestartTask {
   restorer: { start: bigint; end: bigint };
   finalRegs: Buffer | undefined;
   finalSigmask: bigint | undefined;
+  /** See {@link RestartTask.ckptPidfd}; set by the tree builder. */
+  ckptPidfd = -1;
 
   /**
    * @param inherited - the restorer of the parent the task was cloned from

@@ -14,8 +14,9 @@
 import type { RecordValue } from '../codec/record.js';
 import { CkptError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { readStat, readStatus, scanProcesses } from '../proc/index.js';
+import { readStat, scanProcesses } from '../proc/index.js';
 import type { TaskSyscalls } from '../task.js';
+import { pidAtLevel } from './container.js';
 import type { treeRecord } from './records.js';
 
 /** One entry of the `tree` record. */
@@ -42,6 +43,8 @@ export interface SessionPlaceholder {
   parent: number;
   /** Exit signal the members get (a CLONE_PARENT child gets its creator's). */
   exitSignal: number;
+  /** Pid-namespace levels of the members (their NSpid length). */
+  levels: number;
 }
 
 /** A process group whose leader is gone: a placeholder leads it while members join. */
@@ -50,6 +53,8 @@ export interface GroupPlaceholder {
   nsPgid: number;
   /** Saved pid of the member that creates the placeholder (in the group's session). */
   member: number;
+  /** Pid-namespace levels of that member (its NSpid length). */
+  levels: number;
 }
 
 /** What a tree needs, beyond its own tasks, to rebuild its sessions and groups. */
@@ -96,7 +101,13 @@ export function planSessions(
           `it is in session ${e.sid}, its parent ${parent.pid} in session ${parent.sid}, and the session's leader is not its ancestor`,
         );
       }
-      const want = { sid: e.sid, nsSid: e.nsSid, parent: e.ppid, exitSignal: e.exitSignal };
+      const want = {
+        sid: e.sid,
+        nsSid: e.nsSid,
+        parent: e.ppid,
+        exitSignal: e.exitSignal,
+        levels: e.nsPids.length,
+      };
       const have = plan.sessions.get(e.sid);
       if (have && (have.parent !== want.parent || have.exitSignal !== want.exitSignal)) {
         throw unsupported(
@@ -137,10 +148,15 @@ export function planSessions(
     if (plan.sessions.has(e.pgid) || plan.groups.has(e.pgid)) continue;
     if (!byPid.has(e.ppid)) continue; // the root: in a group outside the image
     if (!opts.container && scan().some((p) => p.pgid === e.pgid)) continue; // joined as it is
-    if (opts.container && e.nsPgid === 0) {
+    if (e.nsPgid === 0) {
       throw unsupported(e.pid, `its process group ${e.pgid} is outside the container`);
     }
-    plan.groups.set(e.pgid, { pgid: e.pgid, nsPgid: e.nsPgid, member: e.pid });
+    plan.groups.set(e.pgid, {
+      pgid: e.pgid,
+      nsPgid: e.nsPgid,
+      member: e.pid,
+      levels: e.nsPids.length,
+    });
   }
   return plan;
 }
@@ -165,6 +181,7 @@ export function restoreGroups(
   placeholders: readonly number[] = [],
 ): void {
   const created = new Set([...tasks.map((t) => t.pid), ...placeholders]);
+  const parents = new Map(tasks.map((t) => [t.entry.pid, t]));
   const inImage = new Set(tasks.map((t) => t.entry.pid));
   const leadersFirst = [
     ...tasks.filter((t) => t.entry.pgid === t.entry.pid),
@@ -181,9 +198,29 @@ export function restoreGroups(
       continue;
     }
     // setpgid runs inside the task: name the group by its pid in the
-    // task's own (innermost) pid namespace, which differs in a container
-    // (a group outside the tree is only joined in ckpt's own namespace).
-    const local = created.has(pgid) ? (readStatus(pgid).nsPid.at(-1) ?? pgid) : pgid;
+    // task's own pid namespace, which differs in a container (a group
+    // outside the tree is only joined in ckpt's own namespace).
+    const local = created.has(pgid) ? pidAtLevel(pgid, t.entry.nsPids.length) : pgid;
+    if (local === undefined) {
+      // The leader lives in an outer namespace (a nested init kept its
+      // parent's group): the parent, which sees both, moves it.
+      const parent = parents.get(t.entry.ppid);
+      const inParent = parent && pidAtLevel(t.pid, parent.entry.nsPids.length);
+      const leaderInParent = parent && pidAtLevel(pgid, parent.entry.nsPids.length);
+      if (!parent || inParent === undefined || leaderInParent === undefined) {
+        throw new CkptError(
+          'ENOTSUP',
+          `pid ${t.pid}: its process group ${pgid} is led from outside its pid namespace, and its parent cannot move it there`,
+          { pid: t.pid },
+        );
+      }
+      parent.sys.check(
+        'setpgid',
+        [inParent, leaderInParent],
+        `putting pid ${t.pid} in process group ${pgid} (from its parent ${parent.pid})`,
+      );
+      continue;
+    }
     t.sys.check('setpgid', [0, local], `putting pid ${t.pid} in process group ${pgid}`);
   }
 }

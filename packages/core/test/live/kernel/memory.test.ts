@@ -72,8 +72,12 @@ function startTarget(
 async function askSum(pid: number, out: string): Promise<[bigint, bigint]> {
   sendSignal(pid, 10);
   // The line may be read half-written: wait for all of it.
-  await waitUntil(() => /^sum \d+ \d+\n/.test(readFileSync(out, 'utf8')));
-  const [, sum, ro] = readFileSync(out, 'utf8').trim().split(' ');
+  let m: RegExpExecArray | null = null;
+  await waitUntil(() => {
+    m = /^sum (\d+) (\d+)\n/.exec(readFileSync(out, 'utf8'));
+    return m !== null;
+  });
+  const [, sum, ro] = m!;
   return [BigInt(sum!), BigInt(ro!)];
 }
 
