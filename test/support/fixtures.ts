@@ -49,6 +49,7 @@ export const FIXTURE_NAMES = [
   'tree_basic',
   'tree_share',
   'tree_share_pipe',
+  'tree_shared_memory',
 ] as const;
 export type FixtureName = (typeof FIXTURE_NAMES)[number];
 

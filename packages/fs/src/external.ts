@@ -19,7 +19,6 @@
 import { fstatSync } from 'node:fs';
 import {
   CkptError,
-  closeInTask,
   copyFdFromCkpt,
   type FileHandler,
   type FileInfo,

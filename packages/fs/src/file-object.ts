@@ -14,7 +14,6 @@ import {
   type ObjectOps,
   type RestartCtx,
   type RestartTask,
-  readStatus,
 } from '@ckpt/core';
 import { fileRecord } from './records.js';
 

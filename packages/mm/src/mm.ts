@@ -29,7 +29,8 @@ import {
 } from '@ckpt/core';
 import { countPages, dumpPages, type PageRun, restorePages } from './pages.js';
 import { mmRecord, VmaKind, vmaRecord } from './records.js';
-import { markKeepApart, restoreMadvise, unsupported } from './vmas.js';
+import { restoringMemoryOf } from './shmem.js';
+import { markKeepApart, type ObjectVmaHandler, restoreMadvise, unsupported } from './vmas.js';
 
 const O_RDONLY_CLOEXEC = 0o2000000;
 const MREMAP_MAYMOVE = 1;
@@ -96,7 +97,12 @@ function checkpointMm(ctx: CheckpointCtx, task: CheckpointTask): void {
   const total = vmas.reduce((n, p) => n + countPages(p.runs), 0);
   ctx.progress.start(`memory of pid ${task.pid}`, ctx.stats.pages + total);
   for (const p of vmas) {
-    ctx.write(vmaRecord, p.saved);
+    // A shared object goes first (once per image): restart needs it to map the region.
+    const objref =
+      'checkpointObject' in p.handler
+        ? (p.handler as ObjectVmaHandler).checkpointObject(ctx, task, p.vma)
+        : 0;
+    ctx.write(vmaRecord, { ...p.saved, objref });
     dumpPages(ctx, task.mem, p.runs);
   }
   ctx.progress.end();
@@ -196,8 +202,14 @@ function restoreMm(ctx: RestartCtx, task: RestartTask): void {
       (l) => l.kind === VmaKind.VDSO || l.kind === VmaKind.VVAR || l.kind === VmaKind.VVAR_VCLOCK,
     ),
   );
-  const total = mm.layout.length;
   ctx.progress.start(`memory of pid ${task.savedPid}`, 0);
+  restoringMemoryOf(ctx, task, () => restoreVmas(ctx, task, mm.layout.length));
+  ctx.progress.end();
+  setMmMap(task, mm);
+}
+
+/** Read and recreate `total` VMAs (shared objects they map are restored on the way). */
+function restoreVmas(ctx: RestartCtx, task: RestartTask, total: number): void {
   for (let i = 0; i < total; i++) {
     const vma = ctx.read(vmaRecord);
     const handler = ctx.registry.vmaHandlerById(vma.kind);
@@ -212,8 +224,6 @@ function restoreMm(ctx: RestartCtx, task: RestartTask): void {
     after?.();
     restoreMadvise(task, vma);
   }
-  ctx.progress.end();
-  setMmMap(task, mm);
 }
 
 function setMmMap(task: RestartTask, mm: ReturnType<typeof mmRecord.decode>): void {

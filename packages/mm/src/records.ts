@@ -1,5 +1,15 @@
 /** The memory subsystem's records (401–449). */
-import { array, defineRecord, RecordType, str, struct, u32, u64, u64s } from '@ckpt/core';
+import {
+  array,
+  defineRecord,
+  RecordType,
+  type RecordValue,
+  str,
+  struct,
+  u32,
+  u64,
+  u64s,
+} from '@ckpt/core';
 
 /** Ids of the VMA kinds (the `kind` field of VMA records). */
 export const VmaKind = {
@@ -59,7 +69,15 @@ export const vmaRecord = defineRecord(RecordType.VMA, 'vma', 'memory region', {
   path: str(4096),
   kind: u32('dec', VMA_KIND_NAMES),
   nrPages: u32(),
+  /**
+   * The shared object the region maps: objref of a `shmem` object for
+   * anon-shared regions, 0 for every other kind.
+   */
+  objref: u32(),
 });
+
+/** A VMA record as written and read. */
+export type VmaRecord = RecordValue<typeof vmaRecord>;
 
 /**
  * A chunk of pages: their addresses; the contents follow in one `buffer`
@@ -73,3 +91,25 @@ export const pgarrRecord = defineRecord(
     addrs: u64s(1 << 16),
   },
 );
+
+/**
+ * Record type of a shared memory object. Core's RecordType table has the
+ * memory range up to MM_CONTEXT (404); this is the next number.
+ */
+export const SHMEM = 405;
+
+/**
+ * A shared anonymous memory object (the shmem inode behind MAP_SHARED|
+ * MAP_ANONYMOUS), once per image, right after the objref record that
+ * defines it. Its contents follow in `nrPages` pages of `pgarr` + `buffer`
+ * chunks whose `addrs` are byte offsets in the object, not addresses (the
+ * seed indexes them by page of the backing inode): the object may be
+ * mapped at different addresses, or only in part, in each task.
+ */
+export const shmemRecord = defineRecord(SHMEM, 'shmem', 'shared anonymous memory object', {
+  /** Its inode at checkpoint (for messages only). */
+  inode: u64(),
+  /** Size of the object (i_size): the length of the original mapping. */
+  size: u64('hex'),
+  nrPages: u32(),
+});

@@ -4,10 +4,10 @@
  * recreated at restart. Pages themselves are streamed by the mm phase.
  */
 import {
+  type CheckpointCtx,
   type CheckpointTask,
   CkptError,
   closeInTask,
-  mapsFilePath,
   openInTask,
   type RestartTask,
   readPageRuns,
@@ -16,6 +16,7 @@ import {
   type VmaInfo,
 } from '@ckpt/core';
 import { VmaKind } from './records.js';
+import { checkpointShmem, isShmemAnon, withShmemFd } from './shmem.js';
 
 export const PROT_NONE = 0;
 export const PROT_READ = 1;
@@ -121,27 +122,7 @@ function mmap(task: RestartTask, vma: SavedVma, prot: number, flags: number, fd 
   }
 }
 
-/** A shared mapping whose pages are written must be writable while they are. */
-function writableWhileFilled(
-  task: RestartTask,
-  vma: SavedVma,
-): { prot: number; after?: () => void } {
-  if (vma.nrPages === 0 || vma.prot & PROT_WRITE) return { prot: vma.prot };
-  return {
-    prot: vma.prot | PROT_WRITE,
-    after: () => {
-      task.sys.check(
-        'mprotect',
-        [vma.start, vma.end - vma.start, vma.prot],
-        'restoring protection',
-      );
-    },
-  };
-}
-
 const isAnonKind = (v: VmaInfo) => v.kind === 'anon' || v.kind === 'heap' || v.kind === 'stack';
-/** Shared anonymous memory shows as "/dev/zero (deleted)" in maps. */
-const isShmemAnon = (v: VmaInfo) => v.shared && v.deleted && mapsFilePath(v) === '/dev/zero';
 
 /** Private anonymous memory: heap, stacks, malloc arenas, PROT_NONE guards. */
 export const anonPrivate: VmaHandler = {
@@ -216,17 +197,31 @@ export const filePrivate: VmaHandler = {
   },
 };
 
-/** Shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS). */
-export const anonShared: VmaHandler = {
+/**
+ * A VMA handler of this package whose regions map a shared object: the mm
+ * phase references the object (written through the objhash on its first
+ * appearance) right before the region's VMA record, which names its objref.
+ */
+export interface ObjectVmaHandler extends VmaHandler {
+  /** Reference the object `vma` maps; returns its objref. */
+  checkpointObject(ctx: CheckpointCtx, task: CheckpointTask, vma: VmaInfo): number;
+}
+
+/**
+ * Shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS): its contents belong
+ * to the shmem object (see shmem.ts), saved once for every task that maps it.
+ */
+export const anonShared: ObjectVmaHandler = {
   kind: 'anon-shared',
   id: VmaKind.ANON_SHARED,
   match: isShmemAnon,
   describe: (_task, v) => describe(v, VmaKind.ANON_SHARED),
-  pages: (task, v) => presentPages(task, v, false),
-  restore(_ctx, task, vma) {
-    const { prot, after } = writableWhileFilled(task, vma);
-    mmap(task, vma, prot, MAP_SHARED | MAP_ANONYMOUS);
-    return after;
+  pages: () => [],
+  checkpointObject: checkpointShmem,
+  restore(ctx, task, vma) {
+    withShmemFd(ctx, task, vma, (fd) => {
+      mmap(task, vma, vma.prot, MAP_SHARED, fd);
+    });
   },
 };
 

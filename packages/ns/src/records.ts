@@ -1,5 +1,5 @@
 /** The namespace subsystem's records (107–110, as linux-cr's). */
-import { defineRecord, RecordType, str, u32 } from '@ckpt/core';
+import { array, defineRecord, i32, RecordType, str, u32, u64 } from '@ckpt/core';
 
 /** __NEW_UTS_LEN + 1: the size of each field of struct new_utsname. */
 export const UTS_FIELD_LEN = 65;
@@ -8,6 +8,8 @@ export const UTS_FIELD_LEN = 65;
 export const taskNsRecord = defineRecord(RecordType.NS, 'ns', "a task's namespaces", {
   /** Objref of its uts namespace. */
   uts: u32(),
+  /** Objref of its ipc namespace. */
+  ipc: u32(),
 });
 
 /** A uts namespace: every field of uname(2) as seen inside it. */
@@ -18,4 +20,52 @@ export const utsNsRecord = defineRecord(RecordType.UTS_NS, 'uts_ns', 'uts namesp
   version: str(UTS_FIELD_LEN),
   machine: str(UTS_FIELD_LEN),
   domainname: str(UTS_FIELD_LEN),
+});
+
+/**
+ * An ipc namespace's settings (linux-cr's `ckpt_hdr_ipc`, plus the ids and
+ * POSIX message queue limits): its sysctls, as read inside it. Its SysV
+ * objects are records of @ckpt/ipc.
+ */
+export const ipcNsRecord = defineRecord(RecordType.IPC_NS, 'ipc_ns', 'ipc namespace sysctls', {
+  /** kernel.shmmax */
+  shmmax: u64(),
+  /** kernel.shmall */
+  shmall: u64(),
+  /** kernel.shmmni */
+  shmmni: i32(),
+  /** kernel.shm_rmid_forced */
+  shmRmidForced: i32(),
+  /** kernel.msgmax */
+  msgmax: i32(),
+  /** kernel.msgmnb */
+  msgmnb: i32(),
+  /** kernel.msgmni */
+  msgmni: i32(),
+  /** kernel.sem, 1st value */
+  semmsl: i32(),
+  /** kernel.sem, 2nd value */
+  semmns: i32(),
+  /** kernel.sem, 3rd value */
+  semopm: i32(),
+  /** kernel.sem, 4th value */
+  semmni: i32(),
+  /** kernel.msg_next_id (-1: not set) */
+  msgNextId: i32(),
+  /** kernel.sem_next_id (-1: not set) */
+  semNextId: i32(),
+  /** kernel.shm_next_id (-1: not set) */
+  shmNextId: i32(),
+  /** fs.mqueue.queues_max */
+  mqQueuesMax: i32(),
+  /** fs.mqueue.msg_max */
+  mqMsgMax: i32(),
+  /** fs.mqueue.msgsize_max */
+  mqMsgsizeMax: i32(),
+  /** fs.mqueue.msg_default */
+  mqMsgDefault: i32(),
+  /** fs.mqueue.msgsize_default */
+  mqMsgsizeDefault: i32(),
+  /** Sysctls this kernel lacked at checkpoint (e.g. `kernel.msg_next_id`); their fields are 0. */
+  missing: array(str(64), 32),
 });

@@ -22,11 +22,9 @@ import {
   type RecordValue,
   type RestartCtx,
   type RestartTask,
-  readNamespace,
   stage,
-  type TaskPhase,
 } from '@ckpt/core';
-import { taskNsRecord, UTS_FIELD_LEN, utsNsRecord } from './records.js';
+import { UTS_FIELD_LEN, utsNsRecord } from './records.js';
 
 /** The saved fields of a uts namespace. */
 export type UtsNs = RecordValue<typeof utsNsRecord>;
@@ -74,40 +72,14 @@ export const utsNsObject: ObjectOps<UtsNs | RestoredUts> = {
   },
 };
 
-function utsInode(pid: number): number {
-  return readNamespace(pid, 'uts').inode;
-}
-
-function checkpointNs(ctx: CheckpointCtx, task: CheckpointTask): void {
-  const inode = utsInode(task.pid);
-  const isRoot = ctx.pids[0] === task.pid;
-  const container = ctx.has(CheckpointFlags.CONTAINER);
-  if (isRoot && !container && inode !== utsInode(process.pid)) {
-    throw new CkptError(
-      'ENOTSUP',
-      `pid ${task.pid} is in a uts namespace of its own (uts:[${inode}]) but is not the init of a container; it would be restored in the host's, which is not supported yet`,
-      { pid: task.pid },
-    );
-  }
-  if (!isRoot) {
-    const ppid = task.status.ppid;
-    let parentInode: number | undefined;
-    try {
-      parentInode = utsInode(ppid);
-    } catch {
-      // the parent is gone or a zombie: nothing to compare with
-    }
-    if (parentInode !== undefined && parentInode !== inode) {
-      throw new CkptError(
-        'ENOTSUP',
-        `pid ${task.pid} is in uts namespace uts:[${inode}], its parent ${ppid} in uts:[${parentInode}]; a task with a uts namespace other than its parent's is not supported yet`,
-        { pid: task.pid },
-      );
-    }
-  }
-  const uts = ctx.objhash.lookup('uts_ns', String(inode)) ? undefined : readUts(task);
-  const objref = ctx.checkpointObj('uts_ns', String(inode), uts);
-  ctx.write(taskNsRecord, { uts: objref });
+/**
+ * Save the uts namespace of `task` (once per namespace) and return its objref.
+ * `inode` is its nsfs inode, the object's identity.
+ */
+export function checkpointUts(ctx: CheckpointCtx, task: CheckpointTask, inode: number): number {
+  const key = String(inode);
+  const uts = ctx.objhash.lookup('uts_ns', key) ? undefined : readUts(task);
+  return ctx.checkpointObj('uts_ns', key, uts);
 }
 
 /** Set a name in the task's uts namespace by an injected syscall. */
@@ -122,9 +94,9 @@ function setName(
   task.sys.check(call, [addr!, buf.length - 1], `setting the ${what} to '${name}'`);
 }
 
-function restoreNs(ctx: RestartCtx, task: RestartTask): void {
-  const rec = ctx.read(taskNsRecord);
-  const restored = ctx.fetchObj<RestoredUts>(rec.uts, 'uts_ns');
+/** Restore the uts namespace `objref` for `task` (see the module comment). */
+export function restoreUts(ctx: RestartCtx, task: RestartTask, objref: number): void {
+  const restored = ctx.fetchObj<RestoredUts>(objref, 'uts_ns');
   if (restored.applied) return; // shared: the task inherited it from its parent
   const { uts } = restored;
   if (!ctx.has(CheckpointFlags.CONTAINER)) {
@@ -149,11 +121,3 @@ function restoreNs(ctx: RestartCtx, task: RestartTask): void {
   setName(task, 'setdomainname', uts.domainname, 'domainname');
   restored.applied = true;
 }
-
-/** The namespaces phase: after `task` (100), before `mm` (200), which empties the stub. */
-export const nsPhase: TaskPhase = {
-  name: 'ns',
-  order: 150,
-  checkpoint: checkpointNs,
-  restore: restoreNs,
-};

@@ -3,7 +3,7 @@
  * schema built from field codecs encodes, decodes, validates and prints a
  * value, so the checkpoint and restart sides can never drift apart.
  *
- * Wire rules: little-endian, unsigned, fields packed in declaration order.
+ * Wire rules: little-endian, unsigned (but `i32`), fields packed in declaration order.
  * Variable-size fields (strings, byte buffers, arrays) carry a u32 length
  * prefix. Record framing and 8-byte padding are the writer's business.
  */
@@ -116,6 +116,33 @@ export const u16 = (fmt: FieldFormat = 'dec'): Codec<number> => uint(2, fmt);
 /** Unsigned 32-bit integer; `names` maps values to names for printing. */
 export const u32 = (fmt: FieldFormat = 'dec', names?: Record<number, string>): Codec<number> =>
   uint(4, fmt, names);
+
+/**
+ * Signed 32-bit integer (two's complement), for kernel `int`s that may be
+ * negative: a sysctl's -1, a SysV IPC key.
+ */
+export function i32(fmt: FieldFormat = 'dec'): Codec<number> {
+  return {
+    typeName: 'i32',
+    fixedSize: 4,
+    minSize: 4,
+    size: () => 4,
+    check(v, path) {
+      if (!Number.isInteger(v) || v < -0x8000_0000 || v > 0x7fff_ffff) {
+        invalid(path, `${v} is not an i32`);
+      }
+    },
+    write(v, buf, off) {
+      buf.writeInt32LE(v, off);
+      return off + 4;
+    },
+    read(cur, path) {
+      return cur.buf.readInt32LE(cur.take(4, path));
+    },
+    json: (v) => (fmt === 'dec' ? v : numShow(v, fmt)),
+    show: (v) => numShow(v, fmt),
+  };
+}
 
 const U64_MAX = (1n << 64n) - 1n;
 

@@ -26,6 +26,7 @@ import { checkTreeNamespaces, isPidNsInit, pidNsOfChildren } from './container.j
 import { freezeTree, type TreeMember } from './freeze-tree.js';
 import { checkLeaks, checkReverseLeaks } from './leaks.js';
 import { TaskState, taskRecord, treeRecord } from './records.js';
+import { refuseSharedTaskStructs } from './shared-structs.js';
 import { InjectedSyscalls, ProcTaskMemory } from './syscalls.js';
 
 const SIGKILL = 9;
@@ -165,6 +166,7 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
       [...zombies.keys()],
       isContainer,
     );
+    refuseSharedTaskStructs(tasks.map((t) => t.pid));
     // Before any state is saved: nothing outside may share the tree's objects.
     const objects = ctx.timed('leaks', () => checkLeaks(tree, isContainer, ctx.log));
     writeHeader(writer, makeHeader({ archId: arch.archId, nsig: arch.nsig, uflags }));

@@ -1,11 +1,11 @@
 /**
  * Leak detection (the seed's "detect resource leaks for whole-container
  * checkpoint"), done on the frozen tree before any state is saved: the
- * objects of the tree — open file descriptions, pipes, sockets and the
- * namespaces that are not ckpt's own — must not be referenced by any
- * process outside it, or the restored container would silently lose that
- * sharing. For a container checkpoint a leak is an `ELEAK` error; for a
- * subtree it is only a warning.
+ * objects of the tree — open file descriptions, pipes, sockets, shared
+ * anonymous memory and the namespaces that are not ckpt's own — must not
+ * be referenced by any process outside it, or the restored container
+ * would silently lose that sharing. For a container checkpoint a leak is
+ * an `ELEAK` error; for a subtree it is only a warning.
  *
  * Identity of an object:
  * - a pipe or socket: its link text (`pipe:[INODE]`, `socket:[INODE]`) —
@@ -17,7 +17,11 @@
  * - a namespace: its nsfs inode, unless ckpt is in it too (the host's
  *   namespaces are shared with every process of the host). Outside
  *   processes hold one by being in it (`/proc/PID/ns/*`, including
- *   `pid_for_children`) or by an fd on it.
+ *   `pid_for_children`) or by an fd on it;
+ * - shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS, "/dev/zero
+ *   (deleted)" in maps): its shmem `dev:ino`. Outside processes hold it by
+ *   mapping it (read from every process's maps, only when the tree has
+ *   some) or by an fd on it (opened through /proc/PID/map_files).
  *
  * Reverse leaks: after every task is saved the tree's objects are collected
  * again and the outside scan is repeated, so an object that appeared or
@@ -27,7 +31,16 @@
 import { CkptError } from '../errors.js';
 import { KCMP, kcmp } from '../kernel/kcmp.js';
 import type { Logger } from '../log.js';
-import { listFds, readFdTarget, readNamespaces, readOpenFiles, statFd } from '../proc/index.js';
+import {
+  listFds,
+  type MapsEntry,
+  mapsFilePath,
+  readFdTarget,
+  readMaps,
+  readNamespaces,
+  readOpenFiles,
+  statFd,
+} from '../proc/index.js';
 import { scanProcesses } from '../proc/tree.js';
 import { readProcDir, readProcLink } from '../proc/util.js';
 
@@ -37,6 +50,8 @@ interface Holder {
   fd?: number;
   /** For a namespace: the link name (`uts`, `pid_for_children`, ...). */
   nsLink?: string;
+  /** For shared memory: the start of a region that maps it. */
+  vma?: bigint;
 }
 
 /** How objects are matched against outside references. */
@@ -94,6 +109,16 @@ function ownNamespaces(): Set<number> {
 
 function nsTypeOf(link: string): string {
   return link.replace(/_for_children$/, '');
+}
+
+/** Shared anonymous memory: a shmem inode the kernel names "/dev/zero". */
+function isSharedAnon(m: MapsEntry): boolean {
+  return m.shared && m.deleted && mapsFilePath(m) === '/dev/zero';
+}
+
+/** The key of a shmem object, from its device numbers and inode. */
+function shmemKey(devMajorMinor: string, ino: number): string {
+  return `shmem ${devMajorMinor}:${ino}`;
 }
 
 /**
@@ -162,12 +187,30 @@ export function collectTreeObjects(pids: readonly number[]): TreeObjects {
         `${pid} ns:${ns.type}`,
       );
     }
+    let maps: MapsEntry[] = [];
+    try {
+      maps = readMaps(pid);
+    } catch (e) {
+      if (!isGoneError(e)) throw e;
+    }
+    for (const m of maps) {
+      if (!isSharedAnon(m)) continue;
+      const dev = `${m.devMajor}:${m.devMinor}`;
+      add(
+        shmemKey(dev, m.inode),
+        `the shared anonymous memory of shmem inode ${m.inode} (dev ${dev})`,
+        'identity',
+        { pid, vma: m.start },
+        `${pid} mem:${m.start.toString(16)}`,
+      );
+    }
   }
   return { objects, refs };
 }
 
 function describeHolder(h: Holder): string {
   if (h.fd !== undefined) return `pid ${h.pid} fd ${h.fd}`;
+  if (h.vma !== undefined) return `pid ${h.pid}: its memory at 0x${h.vma.toString(16)}`;
   return `pid ${h.pid}: its ${(h.nsLink ?? '').replace(/_/g, ' ')} namespace`;
 }
 
@@ -190,9 +233,9 @@ export function findLeaks(pids: readonly number[], tree: TreeObjects): Leak[] {
   if (objects.size === 0) return [];
   const inTree = new Set(pids);
   const hasNs = [...objects.keys()].some((k) => k.startsWith('ns '));
-  const hasStatKeys = [...objects.keys()].some(
-    (k) => k.startsWith('file ') || k.startsWith('fifo '),
-  );
+  const hasShmem = [...objects.keys()].some((k) => k.startsWith('shmem '));
+  const hasStatKeys =
+    hasShmem || [...objects.keys()].some((k) => k.startsWith('file ') || k.startsWith('fifo '));
   const found = new Map<string, Leak>();
   const report = (o: TreeObject, pid: number, how: string, h: Holder) => {
     if (!found.has(o.key))
@@ -207,6 +250,13 @@ export function findLeaks(pids: readonly number[], tree: TreeObjects): Leak[] {
           const m = /:\[(\d+)\]$/.exec(readProcLink(p.pid, `ns/${link}`));
           const o = m ? objects.get(`ns ${m[1]}`) : undefined;
           if (o) report(o, p.pid, `its ${link.replace(/_/g, ' ')} namespace`, o.holders[0]!);
+        }
+      }
+      if (hasShmem) {
+        for (const m of readMaps(p.pid)) {
+          if (!isSharedAnon(m)) continue;
+          const o = objects.get(shmemKey(`${m.devMajor}:${m.devMinor}`, m.inode));
+          if (o) report(o, p.pid, `its memory at 0x${m.start.toString(16)}`, o.holders[0]!);
         }
       }
       for (const fd of listFds(p.pid)) {
@@ -226,6 +276,11 @@ export function findLeaks(pids: readonly number[], tree: TreeObjects): Leak[] {
           }
           if (!hasStatKeys) continue;
           const s = statFd(p.pid, fd);
+          const shm = hasShmem ? objects.get(shmemKey(devText(s.dev), s.ino)) : undefined;
+          if (shm) {
+            report(shm, p.pid, `its fd ${fd}`, shm.holders[0]!);
+            continue;
+          }
           const k = fileKey(s.dev, s.ino);
           const fifo = objects.get(`fifo ${k}`);
           if (fifo) {
@@ -325,6 +380,7 @@ export function checkReverseLeaks(
 
 function refText(ref: string): string {
   const [pid, what] = ref.split(' ') as [string, string];
+  if (what.startsWith('mem:')) return `pid ${pid}'s memory at 0x${what.slice(4)}`;
   return what.startsWith('ns:')
     ? `pid ${pid}'s ${what.slice(3).replace(/_/g, ' ')} namespace`
     : `pid ${pid} fd ${what}`;

@@ -1,6 +1,7 @@
 /**
  * The kernel interface: libc through koffi, ptrace, freezing, memory
- * access, syscall injection, pidfds, kcmp, prctl and process spawning.
+ * access, syscall injection, pidfds, kcmp, prctl, setns and process
+ * spawning.
  */
 export type { SyscallConvention } from './convention.js';
 export {
@@ -66,6 +67,8 @@ export {
   singlestep,
   syscallStep,
 } from './ptrace.js';
+export { dataRanges, type FileRange } from './seek.js';
+export { inNamespace, openNamespace, type ThreadNsType } from './setns.js';
 export { processExists, sendSignal, sendThreadSignal } from './signal.js';
 export { type SpawnOptions, type StdioTarget, spawnDetached, spawnProcess } from './spawn.js';
 export {

@@ -57,6 +57,7 @@ function bind() {
     pidfdOpen: lib.func('int pidfd_open(int pid, uint flags)'),
     pidfdGetfd: lib.func('int pidfd_getfd(int pidfd, int targetfd, uint flags)'),
     prctl: lib.func('int prctl(int option, ulong a2, ulong a3, ulong a4, ulong a5)'),
+    setns: lib.func('int setns(int fd, int nstype)'),
     kcmp: host
       ? lib.func(`long syscall(long nr, int pid1, int pid2, int type, ulong idx1, ulong idx2)`)
       : undefined,
@@ -64,6 +65,7 @@ function bind() {
     close: lib.func('int close(int fd)'),
     pread: lib.func('long pread(int fd, void *buf, ulong count, int64_t offset)'),
     pwrite: lib.func('long pwrite(int fd, void *buf, ulong count, int64_t offset)'),
+    lseek: lib.func('int64_t lseek(int fd, int64_t offset, int whence)'),
     // posix_spawn and its helper objects (opaque buffers we allocate).
     posixSpawn: lib.func(
       'int posix_spawn(_Out_ int *pid, str path, void *actions, void *attr, str *argv, str *envp)',

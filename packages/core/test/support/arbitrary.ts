@@ -7,6 +7,7 @@ export function arbitraryFor(codec: Codec<any>): fc.Arbitrary<any> {
   if (t === 'u8') return fc.integer({ min: 0, max: 0xff });
   if (t === 'u16') return fc.integer({ min: 0, max: 0xffff });
   if (t === 'u32') return fc.integer({ min: 0, max: 0xffff_ffff });
+  if (t === 'i32') return fc.integer({ min: -0x8000_0000, max: 0x7fff_ffff });
   if (t === 'u64') return fc.bigInt({ min: 0n, max: (1n << 64n) - 1n });
   if (t === 'bool') return fc.boolean();
   if (t === 'str') {

@@ -9,6 +9,7 @@ import {
   corePlugin,
   defineRecord,
   fixed,
+  i32,
   type RecordSchema,
   str,
   struct,
@@ -32,6 +33,7 @@ const kitchenSink = defineRecord(7001, 'kitchen_sink', 'every field kind', {
   i: array(u64(), 20),
   k: u64s(20),
   j: struct({ x: u32(), y: array(struct({ p: u8(), q: str(8) }), 4) }),
+  l: i32(),
 });
 
 const schemas = [
@@ -94,12 +96,14 @@ describe('record schemas', () => {
       i: [],
       k: BigUint64Array.from([1n, 4096n]),
       j: { x: 3, y: [{ p: 1, q: 'q' }] },
+      l: -1,
     });
     expect(lines).toContain('b: 0xff');
     expect(lines).toContain('c: 010');
     expect(lines).toContain('d: 0x1000');
     expect(lines).toContain('j:');
     expect(lines).toContain('  x: 3');
+    expect(lines).toContain('l: -1');
     expect(u32('dec', { 1: 'x86_64' }).show(1)).toBe('x86_64 (1)');
   });
 

@@ -1,0 +1,138 @@
+/**
+ * The ipc namespace (the seed's "save and restore sysvipc namespace
+ * basics"): its sysctls, read with ckpt's thread inside the namespace
+ * (setns), saved once per namespace through the objhash (keyed by the
+ * namespace's nsfs inode) and referenced by objref from each task's `ns`
+ * record. Its SysV objects are @ckpt/ipc's.
+ *
+ * Restart: a container's root is created in a new ipc namespace (see
+ * mktree's CLONE_NEW_CONTAINER); the first task that references the saved
+ * namespace validates every value, then sets them there, and every other
+ * task inherits it. The `*_next_id` sysctls are set last, from the
+ * deferqueue, so that SysV objects restored in between do not consume
+ * them. A subtree restarted in the host's namespaces stays in the host's
+ * ipc namespace, whose settings are never changed.
+ */
+import { closeSync } from 'node:fs';
+import {
+  type CheckpointCtx,
+  CheckpointFlags,
+  type CheckpointTask,
+  CkptError,
+  inNamespace,
+  type ObjectOps,
+  openNamespace,
+  type RestartCtx,
+  type RestartTask,
+  readNamespace,
+} from '@ckpt/core';
+import {
+  diffIpcSysctls,
+  IPC_SYSCTLS,
+  type IpcNs,
+  ipcMni,
+  needsSet,
+  readIpcSysctls,
+  validateIpcNs,
+  writeIpcSysctls,
+} from './ipc-sysctls.js';
+import { ipcNsRecord } from './records.js';
+
+/** A restored ipc namespace: its settings, and whether a task has applied them yet. */
+export interface RestoredIpc {
+  ipc: IpcNs;
+  applied: boolean;
+}
+
+/** ObjectOps of ipc namespaces (linux-cr's CKPT_OBJ_IPC_NS, after uts_ns: id 10). */
+export const ipcNsObject: ObjectOps<IpcNs | RestoredIpc> = {
+  name: 'ipc_ns',
+  id: 10,
+  checkpoint(ctx, obj) {
+    ctx.write(ipcNsRecord, obj as IpcNs);
+  },
+  restore(ctx) {
+    return { ipc: ctx.read(ipcNsRecord), applied: false };
+  },
+  describe(obj) {
+    const ipc = 'ipc' in obj ? obj.ipc : obj;
+    return `ipc namespace (msgmni ${ipc.msgmni}, shmmni ${ipc.shmmni})`;
+  },
+};
+
+/** The sysctls of the ipc namespace of `pid`, read from inside it. */
+function readIpcNs(pid: number, inode: number): IpcNs {
+  // ckpt's own namespace (a subtree's): no need to move.
+  if (inode === readNamespace(process.pid, 'ipc').inode) return readIpcSysctls();
+  const fd = openNamespace(pid, 'ipc');
+  try {
+    return inNamespace(fd, 'ipc', `of pid ${pid}`, readIpcSysctls);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Save the ipc namespace of `task` (once per namespace) and return its objref.
+ * `inode` is its nsfs inode, the object's identity.
+ */
+export function checkpointIpc(ctx: CheckpointCtx, task: CheckpointTask, inode: number): number {
+  const key = String(inode);
+  const ipc = ctx.objhash.lookup('ipc_ns', key) ? undefined : readIpcNs(task.pid, inode);
+  return ctx.checkpointObj('ipc_ns', key, ipc);
+}
+
+/** Set the saved `*_next_id`s in the namespace `fd`, then close it (deferred work). */
+function setNextIds(work: { fd: number; ipc: IpcNs; pid: number }): void {
+  try {
+    inNamespace(work.fd, 'ipc', `of pid ${work.pid}`, () =>
+      writeIpcSysctls(work.ipc, (s) => s.nextId === true),
+    );
+  } finally {
+    closeSync(work.fd);
+  }
+}
+
+/** Restore the ipc namespace `objref` for `task` (see the module comment). */
+export function restoreIpc(ctx: RestartCtx, task: RestartTask, objref: number): void {
+  const restored = ctx.fetchObj<RestoredIpc>(objref, 'ipc_ns');
+  if (restored.applied) return; // shared: the task inherited it from its parent
+  const { ipc } = restored;
+  if (!ctx.has(CheckpointFlags.CONTAINER)) {
+    // A subtree lives in the host's ipc namespace: never change its settings.
+    const diff = diffIpcSysctls(ipc, readIpcSysctls());
+    if (diff.length > 0) {
+      ctx.log.warn(
+        `pid ${task.savedPid}'s ipc namespace had ${diff.join(', ')}; it is restored in the host's ipc namespace, which is not changed`,
+      );
+    }
+    restored.applied = true;
+    return;
+  }
+  if (ctx.active !== 0) {
+    throw new CkptError(
+      'ENOTSUP',
+      `pid ${task.savedPid} is in an ipc namespace other than the container's init; not supported yet`,
+      { pid: task.savedPid },
+    );
+  }
+  validateIpcNs(ipc, { mni: ipcMni() });
+  const fd = openNamespace(task.pid, 'ipc');
+  try {
+    const set = inNamespace(fd, 'ipc', `of pid ${task.pid}`, () =>
+      writeIpcSysctls(ipc, (s) => s.nextId !== true),
+    );
+    if (set.length > 0)
+      ctx.log.debug(`ipc namespace of pid ${task.savedPid}: set ${set.join(', ')}`);
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+  if (IPC_SYSCTLS.some((s) => s.nextId && needsSet(s, ipc))) {
+    // The fd keeps the namespace at hand until the end of the restart.
+    ctx.deferqueue.add({ fd, ipc, pid: task.pid }, setNextIds, (w) => closeSync(w.fd));
+  } else {
+    closeSync(fd);
+  }
+  restored.applied = true;
+}

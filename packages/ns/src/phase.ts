@@ -1,0 +1,88 @@
+/**
+ * The `ns` phase: each task's namespaces, by objref (linux-cr's
+ * `ckpt_hdr_ns`), each namespace saved once through the objhash.
+ *
+ * Restart creates namespaces only for a container's root (see mktree's
+ * CLONE_NEW_CONTAINER); every other task inherits its parent's. So the
+ * checkpoint refuses, naming the pid and the namespace, a task whose uts or
+ * ipc namespace differs from its parent's, and a subtree root with one of
+ * its own (it would be restored in the host's).
+ */
+import {
+  type CheckpointCtx,
+  CheckpointFlags,
+  type CheckpointTask,
+  CkptError,
+  type RestartCtx,
+  type RestartTask,
+  readNamespace,
+  type TaskPhase,
+} from '@ckpt/core';
+import { checkpointIpc, restoreIpc } from './ipc.js';
+import { taskNsRecord } from './records.js';
+import { checkpointUts, restoreUts } from './uts.js';
+
+/** The namespaces saved per task, in the order they are checked and written. */
+const NS_TYPES = ['uts', 'ipc'] as const;
+type SavedNsType = (typeof NS_TYPES)[number];
+
+function inodeOf(pid: number, type: SavedNsType): number | undefined {
+  try {
+    return readNamespace(pid, type).inode;
+  } catch {
+    return undefined; // gone or a zombie: nothing to compare with
+  }
+}
+
+/** Refuse a namespace restart would not recreate (see the module comment). */
+function checkInherited(
+  ctx: CheckpointCtx,
+  task: CheckpointTask,
+  type: SavedNsType,
+  inode: number,
+): void {
+  if (ctx.pids[0] === task.pid) {
+    if (!ctx.has(CheckpointFlags.CONTAINER) && inode !== inodeOf(process.pid, type)) {
+      throw new CkptError(
+        'ENOTSUP',
+        `pid ${task.pid} has its own ${type} namespace (${type}:[${inode}]) but is not the init of a container; it would be restored in the host's, which is not supported yet`,
+        { pid: task.pid },
+      );
+    }
+    return;
+  }
+  const ppid = task.status.ppid;
+  const parent = inodeOf(ppid, type);
+  if (parent !== undefined && parent !== inode) {
+    throw new CkptError(
+      'ENOTSUP',
+      `pid ${task.pid} is in ${type} namespace ${type}:[${inode}], its parent ${ppid} in ${type}:[${parent}]; tasks whose ${type} namespace differs from their parent's are not supported yet`,
+      { pid: task.pid },
+    );
+  }
+}
+
+function checkpointNs(ctx: CheckpointCtx, task: CheckpointTask): void {
+  const inodes = {} as Record<SavedNsType, number>;
+  for (const type of NS_TYPES) {
+    inodes[type] = readNamespace(task.pid, type).inode;
+    checkInherited(ctx, task, type, inodes[type]);
+  }
+  const uts = checkpointUts(ctx, task, inodes.uts);
+  const ipc = checkpointIpc(ctx, task, inodes.ipc);
+  ctx.write(taskNsRecord, { uts, ipc });
+}
+
+function restoreNs(ctx: RestartCtx, task: RestartTask): void {
+  const rec = ctx.read(taskNsRecord);
+  restoreUts(ctx, task, rec.uts);
+  restoreIpc(ctx, task, rec.ipc);
+}
+
+/** The namespaces phase: after `task` (100), before `mm` (200), which empties the stub. */
+export const nsPhase: TaskPhase = {
+  name: 'ns',
+  order: 150,
+  checkpoint: checkpointNs,
+  restore: restoreNs,
+};

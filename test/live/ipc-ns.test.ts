@@ -1,0 +1,239 @@
+/**
+ * The ipc namespace (@ckpt/ns): a container (`ckpt run --container`) whose
+ * ipc sysctls were changed from inside comes back, after checkpoint --kill
+ * and restart -d, in a fresh ipc namespace with the same values, shared by
+ * its child, while the host's values stay as they were. A value the kernel
+ * refuses fails the restart naming the sysctl; a subtree is restored in the
+ * host's ipc namespace without changing it; a task with an ipc or uts
+ * namespace other than its parent's is refused at checkpoint.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { RecordType, StreamCrc } from '@ckpt/core';
+import { type IpcNs, ipcNsRecord } from '@ckpt/ns';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ckpt, ckptOk, imagePath } from '../support/ckpt.js';
+import { isAlive, procState, sleepSync } from '../support/fixtures.js';
+import { requireCommand, requireRoot } from '../support/prereq.js';
+
+/** The sysctls the tests look at (under /proc/sys), and what the container sets them to. */
+const SET: Record<string, string> = {
+  'kernel/msgmax': '1234',
+  'kernel/msgmnb': '23456',
+  'kernel/shmmax': '99999999',
+  'kernel/shmmni': '333',
+  'kernel/sem': '250 32001 33 129',
+  'kernel/shm_rmid_forced': '1',
+  'kernel/msg_next_id': '42',
+  'fs/mqueue/queues_max': '77',
+  'fs/mqueue/msgsize_default': '4000',
+};
+const FILES = [...Object.keys(SET), 'kernel/msgmni', 'fs/mqueue/msg_max', 'kernel/sem_next_id'];
+
+/** Processes to kill after each test (killing a container's init ends it). */
+const leftovers: number[] = [];
+const dirs: string[] = [];
+
+beforeAll(() => {
+  requireRoot();
+  for (const cmd of ['unshare', 'nsenter', 'cat']) requireCommand(cmd);
+});
+
+afterEach(() => {
+  for (const pid of leftovers.splice(0)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+function ns(pid: number | 'self', type: string): string {
+  return fs.readlinkSync(`/proc/${pid}/ns/${type}`);
+}
+
+/** The sysctls of FILES as seen in the ipc namespace of `pid` (tabs and newlines normalised). */
+function sysctls(pid: number | 'self'): Record<string, string> {
+  const paths = FILES.map((f) => `/proc/sys/${f}`);
+  const out =
+    pid === 'self'
+      ? paths.map((p) => fs.readFileSync(p, 'utf8')).join('')
+      : execFileSync('nsenter', ['-t', String(pid), '-i', 'cat', ...paths], { encoding: 'utf8' });
+  const lines = out.trimEnd().split('\n');
+  return Object.fromEntries(FILES.map((f, i) => [f, lines[i]!.trim().split(/\s+/).join(' ')]));
+}
+
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) === pid && fields[0] !== 'Z') out.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): void {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    sleepSync(20);
+  }
+}
+
+function tmpDir(): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-ipc-ns-'));
+  dirs.push(d);
+  return d;
+}
+
+function newImage(): string {
+  const img = imagePath();
+  dirs.push(path.dirname(img));
+  return img;
+}
+
+/**
+ * Start a container whose init runs `setup`, then `child &` and waits;
+ * returns its init's host pid and the child's, once the child runs.
+ */
+function startContainer(setup: string[], child = 'sleep 1000'): { init: number; child: number } {
+  const ready = path.join(tmpDir(), 'ready');
+  const script = [...setup, `${child} &`, `echo $! > ${ready}`, 'wait'].join('\n');
+  const init = Number(ckptOk(['run', '--container', '--', 'sh', '-c', script]).trim());
+  leftovers.push(init);
+  let kid = 0;
+  waitFor('the container to start its child', () => {
+    if (!fs.existsSync(ready) || fs.readFileSync(ready, 'utf8').trim() === '') return false;
+    // The child of the container's init, by its host pid.
+    const kids = childrenOf(init).filter((c) =>
+      fs.readFileSync(`/proc/${c}/cmdline`, 'utf8').startsWith('sleep\x001000'),
+    );
+    kid = kids[0] ?? 0;
+    return kid !== 0;
+  });
+  return { init, child: kid };
+}
+
+/** Rewrite the ipc_ns record of image `img` with `patch`, fixing the tail's checksum. */
+function patchIpcNs(img: string, patch: Partial<IpcNs>): void {
+  const buf = fs.readFileSync(img);
+  let found = false;
+  for (let off = 0; off < buf.length; ) {
+    const type = buf.readUInt32LE(off);
+    const len = buf.readUInt32LE(off + 4);
+    if (type === RecordType.IPC_NS) {
+      const payload = buf.subarray(off + 8, off + len);
+      const value = { ...ipcNsRecord.decode(payload), ...patch };
+      ipcNsRecord.encode(value).copy(payload); // ints only: the same size
+      found = true;
+    } else if (type === RecordType.TAIL) {
+      const crc = new StreamCrc();
+      crc.update(buf.subarray(0, off));
+      buf.writeUInt32LE(crc.current, off + 16); // after the header and `records: u64`
+    }
+    off += len;
+  }
+  expect(found).toBe(true);
+  fs.writeFileSync(img, buf);
+}
+
+describe('ipc namespace', () => {
+  it("restores a container's ipc sysctls in its fresh ipc namespace; the host's are untouched", () => {
+    const host = sysctls('self');
+    const setup = Object.entries(SET).map(([f, v]) => `echo '${v}' > /proc/sys/${f}`);
+    const { init, child } = startContainer(setup);
+    const saved = sysctls(init);
+    for (const [f, v] of Object.entries(SET)) expect(saved[f]).toBe(v);
+    expect(sysctls('self')).toEqual(host);
+
+    const img = newImage();
+    ckptOk(['checkpoint', String(init), '-o', img, '--kill', '--container']);
+    waitFor('the container to die', () => procState(init) === undefined);
+    const info = ckptOk(['info', img]);
+    expect(info).toMatch(/ipc_ns/);
+    expect(info).toMatch(/msgmax: 1234/);
+
+    const restored = Number(ckptOk(['restart', img, '-d']).trim());
+    expect(restored).toBe(init);
+    expect(ns(restored, 'ipc')).not.toBe(ns('self', 'ipc'));
+    expect(isAlive(child)).toBe(true);
+    expect(ns(child, 'ipc')).toBe(ns(restored, 'ipc'));
+    expect(sysctls(restored)).toEqual(saved);
+    expect(sysctls('self')).toEqual(host);
+  });
+
+  it('fails the restart naming the sysctl and value the kernel refuses, leaving nothing behind', () => {
+    const host = sysctls('self');
+    const { init, child } = startContainer([]);
+    const img = newImage();
+    ckptOk(['checkpoint', String(init), '-o', img, '--kill', '--container']);
+    waitFor('the container to die', () => procState(init) === undefined);
+    // Above ipc_mni even with ipcmni_extend.
+    patchIpcNs(img, { msgmni: 50_000_000 });
+    const r = ckpt(['restart', img, '-d']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/kernel\.msgmni = 50000000/);
+    expect(isAlive(init)).toBe(false);
+    expect(isAlive(child)).toBe(false);
+    expect(sysctls('self')).toEqual(host);
+  });
+
+  it("restores a subtree in the host's ipc namespace without changing it", () => {
+    const host = sysctls('self');
+    const pid = Number(ckptOk(['run', '--', 'sleep', '1000']).trim());
+    leftovers.push(pid);
+    const img = newImage();
+    ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+    waitFor('the process to die', () => procState(pid) === undefined);
+    // As if the host's settings had changed since the checkpoint: restart
+    // only warns (through the logger), and changes nothing.
+    const msgmax = Number(host['kernel/msgmax']) + 1;
+    patchIpcNs(img, { msgmax, mqQueuesMax: 5 });
+    const r = ckpt(['restart', img, '-d']);
+    expect(r.code, r.stderr).toBe(0);
+    const restored = Number(r.stdout.trim());
+    leftovers.push(restored);
+    expect(isAlive(restored)).toBe(true);
+    expect(ns(restored, 'ipc')).toBe(ns('self', 'ipc'));
+    expect(sysctls('self')).toEqual(host);
+  });
+
+  it('refuses a subtree whose root has its own ipc namespace, leaving it running', () => {
+    const pid = Number(ckptOk(['run', '--', 'unshare', '-i', 'sleep', '1000']).trim());
+    leftovers.push(pid);
+    waitFor('unshare to exec sleep', () =>
+      fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('sleep\x00'),
+    );
+    expect(ns(pid, 'ipc')).not.toBe(ns('self', 'ipc'));
+    const r = ckpt(['checkpoint', String(pid), '-o', newImage()]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`pid ${pid} has its own ipc namespace (${ns(pid, 'ipc')})`);
+    expect(isAlive(pid)).toBe(true);
+  });
+
+  for (const type of ['ipc', 'uts'] as const) {
+    it(`refuses a container with a task in its own ${type} namespace, naming it, and leaves the container running`, () => {
+      const flag = type === 'ipc' ? '-i' : '-u';
+      const { init, child } = startContainer([], `unshare ${flag} sleep 1000`);
+      expect(ns(child, type)).not.toBe(ns(init, type));
+      const r = ckpt(['checkpoint', String(init), '-o', newImage(), '--container']);
+      expect(r.code).not.toBe(0);
+      const inode = ns(child, type).replace(/\D/g, '');
+      expect(r.stderr).toContain(`pid ${child} is in ${type} namespace ${type}:[${inode}]`);
+      expect(r.stderr).toContain(`its parent ${init}`);
+      expect(isAlive(init)).toBe(true);
+      expect(isAlive(child)).toBe(true);
+      expect(procState(child)).not.toBe('t');
+    });
+  }
+});
