@@ -165,10 +165,12 @@ describe('a container workload (pipeline, jobs, zombie, orphans, hostname)', () 
     dirs.push(dir);
     const init = Number(ckptOk(['run', '--container', '--', 'bash', '-c', script(dir)]).trim());
     leftovers.push(init);
+    const zombieFile = path.join(dir, 'zombie');
     waitFor('the zombie', () => {
       const procs = psInside(init);
       return (
-        [...procs.values()].some((p) => p.state === 'Z') && fs.existsSync(path.join(dir, 'zombie'))
+        [...procs.values()].some((p) => p.state === 'Z') &&
+        /^\d+$/.test(fs.existsSync(zombieFile) ? fs.readFileSync(zombieFile, 'utf8') : '')
       );
     });
     // Let lines pile up in the pipe (the producer writes twice as fast).
@@ -228,7 +230,11 @@ describe('a container workload (pipeline, jobs, zombie, orphans, hostname)', () 
     // The zombie is waitable, with its status (exit 7).
     const parent = before.get(zombie.ppid)!;
     execFileSync('nsenter', ['-t', String(init), '-p', 'kill', '-USR1', String(parent.pid)]);
-    waitFor('the zombie to be waited for', () => fs.existsSync(path.join(dir, 'zombie-status')));
+    // The file may be seen created but not yet written: wait for its line.
+    const statusFile = path.join(dir, 'zombie-status');
+    waitFor('the zombie to be waited for', () =>
+      /^\d+ \d+$/.test(fs.existsSync(statusFile) ? fs.readFileSync(statusFile, 'utf8') : ''),
+    );
     const [pid, status] = fs
       .readFileSync(path.join(dir, 'zombie-status'), 'utf8')
       .split(' ')

@@ -21,6 +21,7 @@ export * from './deferqueue.js';
 export * from './engine/check.js';
 export * from './engine/checkpoint.js';
 export * from './engine/fd-transfer.js';
+export * from './engine/freezer.js';
 export * from './engine/leaks.js';
 export * from './engine/records.js';
 export * from './engine/restart.js';

@@ -1,5 +1,11 @@
 /** `ckpt checkpoint`: save a live process into an image. */
-import { CheckpointFlags, checkpoint, FdSink, type LeaveMode } from '@ckpt/core';
+import {
+  CheckpointFlags,
+  checkpoint,
+  FdSink,
+  type LeaveMode,
+  resolveFreezerCgroup,
+} from '@ckpt/core';
 import { printJson, UsageError } from '../output.js';
 import { terminalProgress } from '../progress.js';
 import type { Command } from './command.js';
@@ -8,7 +14,7 @@ export const checkpointCommand: Command = {
   name: 'checkpoint',
   summary: 'save a running process into an image',
   usage:
-    'ckpt checkpoint PID -o FILE|- [--leave-running|--kill|--leave-stopped] [--container|--subtree] [--json]',
+    'ckpt checkpoint PID -o FILE|- [--leave-running|--kill|--leave-stopped] [--container|--subtree] [--freezer CGROUP] [--json]',
   help: `Freezes process PID, writes its whole state (memory, registers, open files,
 signal state, credentials) to FILE ('-' for standard output), then lets it
 continue (--leave-running, the default), kills it (--kill) or leaves it
@@ -19,7 +25,20 @@ When PID is the init of a pid namespace (a container, e.g. from
 'ckpt run --container'), the whole container is checkpointed and restart
 recreates it in fresh namespaces; otherwise the tree under PID is a subtree,
 restored in the host's namespaces. --container fails unless PID is such an
-init; --subtree checkpoints even an init as a subtree.`,
+init; --subtree checkpoints even an init as a subtree.
+
+--freezer CGROUP freezes the tree through a freezer cgroup: cgroup v1's
+freezer.state, or cgroup v2's cgroup.freeze, by where CGROUP is. CGROUP is
+a directory under a mounted freezer hierarchy (/sys/fs/cgroup/freezer/x, or
+a cgroup2 directory such as /sys/fs/cgroup/unified/x), or else a path
+inside the v1 freezer hierarchy (cgroup2 where there is none): 'x', 'x/y',
+or '/x' as /proc/PID/cgroup prints it. Every task of the tree must be in
+CGROUP or below it, else nothing is saved. ckpt freezes the cgroup (so no
+task forks meanwhile), takes hold of every task, and keeps them stopped
+until the image is complete, whatever is written to the cgroup meanwhile.
+Afterwards the cgroup is as it was: if it was frozen before, it is frozen
+again (with --leave-running the tasks stay frozen); if ckpt froze it, it is
+thawed. The same holds if the checkpoint fails, or if ckpt is killed.`,
   options: {
     output: { type: 'string', short: 'o', description: 'image file, or - for standard output' },
     'leave-running': { type: 'boolean', description: 'let the process continue (default)' },
@@ -30,6 +49,10 @@ init; --subtree checkpoints even an init as a subtree.`,
       description: 'insist that PID is a container (pid-namespace init)',
     },
     subtree: { type: 'boolean', description: 'checkpoint PID as a subtree, even if it is an init' },
+    freezer: {
+      type: 'string',
+      description: 'freeze through this freezer cgroup (path, or name in the hierarchy)',
+    },
   },
   run({ positionals, values, registry }) {
     const pidArg = positionals[0];
@@ -45,6 +68,9 @@ init; --subtree checkpoints even an init as a subtree.`,
     const uflags =
       (values.container ? CheckpointFlags.CONTAINER : 0n) |
       (values.subtree ? CheckpointFlags.SUBTREE : 0n);
+    // Resolved before the image file is created: a wrong name saves nothing.
+    const freezer =
+      values.freezer === undefined ? undefined : resolveFreezerCgroup(String(values.freezer));
     const output = String(values.output);
     if (output === '-' && process.stdout.isTTY) {
       throw new UsageError(
@@ -62,6 +88,7 @@ init; --subtree checkpoints even an init as a subtree.`,
         leave,
         uflags,
         awaitKill: false,
+        freezer,
         progress: terminalProgress(),
       });
       const summary = {
@@ -72,6 +99,7 @@ init; --subtree checkpoints even an init as a subtree.`,
         records: r.records,
         pages: r.pages,
         leave,
+        ...(freezer && { freezer: freezer.path, cgroupVersion: freezer.version }),
         durationMs: Math.round(performance.now() - t0),
         phasesMs: Object.fromEntries(
           Object.entries(r.durations).map(([k, v]) => [k, Math.round(v * 10) / 10]),

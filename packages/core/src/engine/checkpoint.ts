@@ -23,7 +23,8 @@ import { readStat, readStatus } from '../proc/index.js';
 import type { Registry } from '../registry.js';
 import type { CheckpointTask } from '../task.js';
 import { checkTreeNamespaces, isPidNsInit, pidNsOfChildren } from './container.js';
-import { freezeTree, type TreeMember } from './freeze-tree.js';
+import { type FrozenTree, freezeTree, type TreeMember } from './freeze-tree.js';
+import type { FreezerCgroup } from './freezer.js';
 import { checkLeaks, checkReverseLeaks } from './leaks.js';
 import { TaskState, taskRecord, treeRecord } from './records.js';
 import { refuseSharedTaskStructs } from './shared-structs.js';
@@ -50,6 +51,12 @@ export interface CheckpointOptions {
    * gigabyte address space takes the kernel a while.
    */
   awaitKill?: boolean;
+  /**
+   * Freeze through this freezer cgroup (see `resolveFreezerCgroup`) rather
+   * than by ptrace alone; every task of the tree must be in it, and it is
+   * left as it was found (frozen or thawed).
+   */
+  freezer?: string | FreezerCgroup;
   uflags?: bigint;
   logger?: Logger;
   progress?: Progress;
@@ -135,9 +142,13 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
   });
 
   const t0 = performance.now();
+  let frozenTree: FrozenTree;
   let members: TreeMember[];
   try {
-    members = ctx.timed('freeze', () => freezeTree(opts.pid));
+    frozenTree = ctx.timed('freeze', () =>
+      freezeTree(opts.pid, { freezer: opts.freezer, log: ctx.log }),
+    );
+    members = frozenTree.members;
   } catch (e) {
     ctx.dispose();
     throw asCkptError(e, 'checkpoint');
@@ -238,20 +249,25 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
         // The output itself failed; the error below says why.
       }
     }
-    for (const t of tasks) releaseQuietly(t, 'running', ctx.log);
-    for (const m of members) {
-      if (m.kind === 'live' && !byPid.has(m.info.pid))
-        unfreezeQuietly(m.frozen, 'running', ctx.log);
-    }
+    for (const t of tasks) undoQuietly(t, ctx.log);
+    frozenTree.letGo(() => {
+      for (const m of members) if (m.kind === 'live') unfreezeQuietly(m.frozen, 'running', ctx.log);
+    });
     throw err;
   } finally {
     ctx.dispose();
   }
   // The image is complete: only now may the tree be killed.
-  for (const t of tasks) {
-    if (leave === 'kill' && opts.awaitKill === false) killWithoutWaiting(t, ctx.log);
-    else releaseQuietly(t, leave, ctx.log);
-  }
+  // Undo ckpt's changes in every task before any is let go: a cgroup the
+  // user had frozen is frozen again in between, and frozen tasks cannot
+  // run injected syscalls.
+  for (const t of tasks) undoQuietly(t, ctx.log);
+  frozenTree.letGo(() => {
+    for (const t of tasks) {
+      if (leave === 'kill' && opts.awaitKill === false) killWithoutWaiting(t, ctx.log);
+      else unfreezeQuietly(t.frozen, leave, ctx.log);
+    }
+  }, leave === 'kill');
   ctx.stats.durations.frozen = performance.now() - t0;
   return {
     pids: tree,
@@ -320,22 +336,16 @@ function removeLeftovers(task: FrozenCheckpointTask, log: Logger): void {
 }
 
 function killWithoutWaiting(task: FrozenCheckpointTask, log: Logger): void {
-  try {
-    task.release();
-  } catch (e) {
-    log.warn(`pid ${task.pid}: could not undo ckpt's changes: ${(e as Error).message}`);
-  }
   if (libc().kill(task.pid, SIGKILL) === -1)
     log.warn(`pid ${task.pid}: could not kill it (errno ${errno()})`);
 }
 
-function releaseQuietly(task: FrozenCheckpointTask, leave: LeaveMode, log: Logger): void {
+function undoQuietly(task: FrozenCheckpointTask, log: Logger): void {
   try {
     task.release();
   } catch (e) {
     log.warn(`pid ${task.pid}: could not undo ckpt's changes: ${(e as Error).message}`);
   }
-  unfreezeQuietly(task.frozen, leave, log);
 }
 
 function unfreezeQuietly(frozen: FrozenTask, leave: LeaveMode, log: Logger): void {

@@ -9,9 +9,21 @@
  * need no freezing either: once their parent is frozen nobody can reap
  * them, and all their state is in /proc/PID/stat.
  */
+import { readFileSync } from 'node:fs';
 import { CkptError } from '../errors.js';
-import { type FrozenTask, freezeTask, unfreezeTask } from '../kernel/freeze.js';
+import {
+  awaitFrozen,
+  type FrozenTask,
+  freezeTask,
+  type SeizedTask,
+  seizeTask,
+  unfreezeTask,
+} from '../kernel/freeze.js';
+import { KCMP, kcmp } from '../kernel/kcmp.js';
+import { type Logger, silentLogger } from '../log.js';
 import { collectSubtree, type ProcessInfo, readStat, threadsOf } from '../proc/index.js';
+import { type FreezerCgroup, resolveFreezerCgroup } from './freezer.js';
+import { FreezerGuard } from './freezer-guard.js';
 
 /** How many scans a tree may keep changing before the checkpoint gives up. */
 const MAX_ROUNDS = 100;
@@ -45,73 +57,308 @@ function refuseThreads(pid: number): void {
   }
 }
 
+/** Options of {@link freezeTree}. */
+export interface FreezeTreeOptions {
+  /**
+   * Freeze through this freezer cgroup (a {@link resolveFreezerCgroup}
+   * spec, or one resolved already); every task of the tree must be in it.
+   */
+  freezer?: string | FreezerCgroup;
+  log?: Logger;
+}
+
+/** A frozen tree, and how to let it go. */
+export interface FrozenTree {
+  /** Depth-first, every live task held in a ptrace stop. */
+  members: TreeMember[];
+  /** The freezer cgroup it was frozen through, if any. */
+  cgroup?: FreezerCgroup;
+  /**
+   * Let the tree go: `releaseTree` must release (resume, stop or kill)
+   * every live member. Around it, a cgroup that was frozen before ckpt
+   * touched it is frozen again (before the tasks are let go, or after they
+   * are killed), and the cgroup's tasks outside the tree are let go.
+   * Never throws for the cgroup: problems are logged.
+   */
+  letGo(releaseTree: () => void, killsTree?: boolean): void;
+}
+
 /**
- * Freeze `rootPid` and all its descendants. Returns the tree depth-first,
- * each live task frozen. On failure every task frozen so far is let go.
+ * Freeze `rootPid` and all its descendants, with ptrace alone or through a
+ * freezer cgroup ({@link FreezeTreeOptions.freezer}). Returns the tree
+ * depth-first, each live task frozen. On failure every task frozen so far
+ * is let go and the cgroup is as it was.
  * @throws CkptError ESRCH if the root is gone or is a zombie, ENOTSUP for a
- *   multi-threaded task, EAGAIN if the tree never stops changing
+ *   multi-threaded task, EAGAIN if the tree never stops changing, EINVAL
+ *   for a task outside the freezer cgroup
  */
-export function freezeTree(rootPid: number): TreeMember[] {
+export function freezeTree(rootPid: number, options: FreezeTreeOptions = {}): FrozenTree {
+  const log = options.log ?? silentLogger;
+  if (options.freezer !== undefined) {
+    const cg =
+      typeof options.freezer === 'string' ? resolveFreezerCgroup(options.freezer) : options.freezer;
+    return freezeInCgroup(rootPid, cg, log);
+  }
   const frozen = new Map<number, FrozenTask>();
   try {
-    for (let round = 0; round < MAX_ROUNDS; round++) {
-      const procs = collectSubtree(rootPid);
-      if (isZombieState(procs[0]!.state)) {
-        throw new CkptError('ESRCH', `pid ${rootPid} is a zombie: there is nothing to checkpoint`, {
-          pid: rootPid,
-        });
-      }
-      let changed = false;
-      for (const p of procs) {
-        if (isZombieState(p.state)) {
-          if (frozen.has(p.pid)) {
-            throw new CkptError('ESRCH', `pid ${p.pid} was killed during the checkpoint`, {
-              pid: p.pid,
-            });
-          }
-          refuseThreads(p.pid);
-          continue;
-        }
-        if (frozen.has(p.pid)) continue;
-        changed = true;
-        try {
-          frozen.set(p.pid, freezeTask(p.pid));
-        } catch (e) {
-          // The next scan sees it gone or as a zombie.
-          if (p.pid !== rootPid && isGone(p.pid)) continue;
-          throw e;
-        }
-        // Checked frozen: a running task could start a thread right after.
-        refuseThreads(p.pid);
-      }
-      // A task whose parent exited meanwhile was reparented out of the tree.
-      const inTree = new Set(procs.map((p) => p.pid));
-      for (const [pid, f] of frozen) {
-        if (inTree.has(pid)) continue;
-        frozen.delete(pid);
-        unfreezeTask(f, 'resume');
-        changed = true;
-      }
-      if (!changed) {
-        return procs.map((info) => {
-          const f = frozen.get(info.pid);
-          return f ? { kind: 'live', info, frozen: f } : { kind: 'zombie', info };
-        });
-      }
-    }
-    throw new CkptError(
-      'EAGAIN',
-      `the tree of pid ${rootPid} kept changing (forks or exits) while being frozen; try again`,
-      { pid: rootPid },
-    );
+    return { members: scanUntilStable(rootPid, frozen), letGo: (releaseTree) => releaseTree() };
   } catch (e) {
-    for (const f of frozen.values()) {
-      try {
-        unfreezeTask(f, 'resume');
-      } catch {
-        // Gone already: nothing to let go.
-      }
-    }
+    for (const f of frozen.values()) letGoQuietly(f, log);
     throw e;
   }
+}
+
+function letGoQuietly(f: FrozenTask, log: Logger): void {
+  try {
+    unfreezeTask(f, 'resume');
+  } catch (e) {
+    // Gone already, most likely: nothing to let go.
+    log.debug(`pid ${f.pid}: could not release it: ${(e as Error).message}`);
+  }
+}
+
+function rootOf(rootPid: number, procs: ProcessInfo[]): ProcessInfo {
+  const root = procs[0]!;
+  if (isZombieState(root.state)) {
+    throw new CkptError('ESRCH', `pid ${rootPid} is a zombie: there is nothing to checkpoint`, {
+      pid: rootPid,
+    });
+  }
+  return root;
+}
+
+/**
+ * Freeze tasks, re-scanning the tree until one scan finds exactly the
+ * frozen tasks. `frozen` (pid → task) may hold tasks frozen already; it
+ * holds every frozen task when this returns or throws (the caller lets
+ * them go on failure).
+ */
+function scanUntilStable(rootPid: number, frozen: Map<number, FrozenTask>): TreeMember[] {
+  for (let round = 0; round < MAX_ROUNDS; round++) {
+    const procs = collectSubtree(rootPid);
+    rootOf(rootPid, procs);
+    let changed = false;
+    for (const p of procs) {
+      if (isZombieState(p.state)) {
+        if (frozen.has(p.pid)) {
+          throw new CkptError('ESRCH', `pid ${p.pid} was killed during the checkpoint`, {
+            pid: p.pid,
+          });
+        }
+        refuseThreads(p.pid);
+        continue;
+      }
+      if (frozen.has(p.pid)) continue;
+      changed = true;
+      try {
+        frozen.set(p.pid, freezeTask(p.pid));
+      } catch (e) {
+        // The next scan sees it gone or as a zombie.
+        if (p.pid !== rootPid && isGone(p.pid)) continue;
+        throw e;
+      }
+      // Checked frozen: a running task could start a thread right after.
+      refuseThreads(p.pid);
+    }
+    // A task whose parent exited meanwhile was reparented out of the tree.
+    const inTree = new Set(procs.map((p) => p.pid));
+    for (const [pid, f] of frozen) {
+      if (inTree.has(pid)) continue;
+      frozen.delete(pid);
+      unfreezeTask(f, 'resume');
+      changed = true;
+    }
+    if (!changed) {
+      return procs.map((info) => {
+        const f = frozen.get(info.pid);
+        return f ? { kind: 'live', info, frozen: f } : { kind: 'zombie', info };
+      });
+    }
+  }
+  throw new CkptError(
+    'EAGAIN',
+    `the tree of pid ${rootPid} kept changing (forks or exits) while being frozen; try again`,
+    { pid: rootPid },
+  );
+}
+
+/** How long a cgroup may take to freeze. */
+const CGROUP_FREEZE_TIMEOUT_MS = 10_000;
+
+/**
+ * Freezing through a freezer cgroup, CRIU's way: freeze the cgroup, which
+ * stops every task at once and so makes the task set stable (nothing
+ * forks), collect the tree and check it is all inside the cgroup, seize
+ * every task with a pending PTRACE_INTERRUPT while frozen, then thaw the
+ * cgroup: each task leaves the freezer straight into its ptrace stop, and
+ * stays there until the image is complete.
+ *
+ * Why thaw, rather than keep the cgroup frozen for the whole checkpoint (the
+ * seed's CHECKPOINTING state)? Injected syscalls need the tasks to run,
+ * which a frozen task cannot. And a ptrace stop is the safer hold: a thaw
+ * written by someone else meanwhile changes nothing (the tasks stay in
+ * their ptrace stops), and if ckpt dies the kernel lets every task go,
+ * whereas a cgroup left frozen by a dead ckpt would stay frozen. The one
+ * window where that could happen, between the freeze and the thaw, is
+ * covered by a {@link FreezerGuard}, which also re-freezes a cgroup the
+ * user had frozen, should ckpt die after thawing it.
+ *
+ * A cgroup the user had frozen is frozen again at the end (as the seed's
+ * cgroup goes back from CHECKPOINTING to FROZEN, whatever was written to
+ * it meanwhile), and its tasks outside the tree are held in ptrace stops
+ * too while it is thawed, so that none of them runs either.
+ */
+function freezeInCgroup(rootPid: number, cg: FreezerCgroup, log: Logger): FrozenTree {
+  const ancestor = cg.frozenAncestor();
+  if (ancestor !== undefined) {
+    throw new CkptError(
+      'EBUSY',
+      `cgroup ${cg} is frozen through its ancestor ${ancestor}, which ckpt cannot thaw to checkpoint its tasks; thaw the ancestor, or name it with --freezer`,
+      { path: cg.path },
+    );
+  }
+  if (cg.pids().has(process.pid)) {
+    throw new CkptError(
+      'EINVAL',
+      `ckpt itself (pid ${process.pid}) is in cgroup ${cg}, which it would freeze; run ckpt from outside the cgroup`,
+      { pid: process.pid, path: cg.path },
+    );
+  }
+  const wasFrozen = cg.selfFrozen();
+  const guard = FreezerGuard.arm(cg, wasFrozen);
+  const held = new Map<number, FrozenTask>();
+  const bystanders: FrozenTask[] = [];
+  let thawed = false;
+  /** Back to the state before ckpt: frozen again, or thawed if ckpt froze it. */
+  const restoreState = () => {
+    const frozenNow = !thawed;
+    if (frozenNow === wasFrozen) return;
+    try {
+      cg.setFrozen(wasFrozen);
+    } catch (e) {
+      log.warn((e as Error).message);
+    }
+  };
+  try {
+    cg.freezeAndWait(CGROUP_FREEZE_TIMEOUT_MS);
+    // Frozen: nothing forks or exits, one scan is the whole tree.
+    const procs = collectSubtree(rootPid);
+    rootOf(rootPid, procs);
+    const live = procs.filter((p) => !isZombieState(p.state));
+    refuseOutside(cg, rootPid, live);
+    for (const p of live) refuseThreads(p.pid);
+    const inTree = new Set(live.map((p) => p.pid));
+    const treePids = new Set(procs.map((p) => p.pid));
+    const others = wasFrozen
+      ? [...cg.pids()].filter((pid) => !treePids.has(pid)).flatMap((pid) => threadsOf(pid))
+      : [];
+    // Tasks that cannot be seized while frozen are frozen by ptrace alone
+    // once the cgroup is thawed (those of the tree by the rescan below).
+    const later: number[] = [];
+    const seized: SeizedTask[] = [];
+    let failure: unknown;
+    try {
+      for (const pid of [...inTree, ...others]) {
+        if (seizableWhileFrozen(pid)) seized.push(seizeTask(pid));
+        else if (!inTree.has(pid)) later.push(pid);
+      }
+    } catch (e) {
+      failure = e;
+    }
+    // Even after a failure: a seized task must reach its stop to be let go.
+    cg.setFrozen(false);
+    thawed = true;
+    for (const s of seized) {
+      try {
+        const f = awaitFrozen(s);
+        if (inTree.has(s.pid)) held.set(s.pid, f);
+        else bystanders.push(f);
+      } catch (e) {
+        failure ??= e;
+      }
+    }
+    try {
+      if (failure === undefined) for (const tid of later) bystanders.push(freezeTask(tid));
+    } catch (e) {
+      failure = e;
+    }
+    if (failure !== undefined) throw failure;
+    // Someone else's thaw between our freeze and the seizes may have let a
+    // task fork or exit: the usual rescan settles that.
+    const members = scanUntilStable(rootPid, held);
+    refuseOutside(
+      cg,
+      rootPid,
+      members.filter((m) => m.kind === 'live').map((m) => m.info),
+    );
+    log.info(
+      `froze the tree of pid ${rootPid} through cgroup ${cg} (it was ${wasFrozen ? 'frozen' : 'thawed'})`,
+    );
+    return {
+      members,
+      cgroup: cg,
+      letGo(releaseTree, killsTree = false) {
+        try {
+          // Frozen again before the tasks leave their ptrace stops (a traced
+          // task freezes at once); killed tasks must die first: a frozen
+          // task does not act on SIGKILL until thawed.
+          if (!killsTree) restoreState();
+          releaseTree();
+          if (killsTree) restoreState();
+        } finally {
+          for (const f of bystanders) letGoQuietly(f, log);
+          guard.disarm();
+        }
+      },
+    };
+  } catch (e) {
+    restoreState();
+    for (const f of [...held.values(), ...bystanders]) letGoQuietly(f, log);
+    guard.disarm();
+    throw e;
+  }
+}
+
+/**
+ * Whether a task of a frozen cgroup can be seized and held right away:
+ * - not a job-control-stopped task: seizing one waits in the kernel until
+ *   it moves from its stop to a ptrace stop, which a frozen task cannot
+ *   do (ckpt would hang). It is told by its wchan, `do_signal_stop`: a v1
+ *   freezer shows every frozen task as 'D'. An unknown wchan counts as
+ *   stopped.
+ * - not a vfork child before its exec (it shares its parent's address
+ *   space): held, it would never let its parent, which waits for it,
+ *   reach a stop.
+ */
+function seizableWhileFrozen(tid: number): boolean {
+  let wchan: string;
+  try {
+    wchan = readFileSync(`/proc/${tid}/wchan`, 'utf8').trim();
+  } catch {
+    return false;
+  }
+  if (wchan === '' || wchan === '0' || wchan === 'do_signal_stop') return false;
+  try {
+    const parent = readStat(tid).ppid;
+    return !(parent > 0 && kcmp(tid, parent, KCMP.VM) === 0);
+  } catch {
+    return true; // no address space to compare: not a vfork child
+  }
+}
+
+/**
+ * Every live task of the tree must be in the cgroup (or a descendant,
+ * which it freezes too): one outside would not be frozen.
+ * @throws CkptError EINVAL naming the first task outside
+ */
+function refuseOutside(cg: FreezerCgroup, rootPid: number, live: ProcessInfo[]): void {
+  const inside = cg.pids();
+  const out = live.find((p) => !inside.has(p.pid));
+  if (!out) return;
+  const where = cg.cgroupOf(out.pid);
+  throw new CkptError(
+    'EINVAL',
+    `pid ${out.pid} (${out.comm}) of the tree of pid ${rootPid} is not in freezer cgroup ${cg}${where ? ` but in ${where}` : ''}; move it in (echo ${out.pid} > ${cg.path}/cgroup.procs) or checkpoint without --freezer. Nothing was saved`,
+    { pid: out.pid, path: cg.path },
+  );
 }

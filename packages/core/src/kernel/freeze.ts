@@ -48,6 +48,13 @@ export interface FrozenTask {
 /** How to leave a frozen task: as it was, stopped (SIGSTOP), or killed. */
 export type UnfreezeMode = 'resume' | 'stopped' | 'kill';
 
+/** A task seized and asked to stop, whose stop is not collected yet. */
+export interface SeizedTask {
+  pid: number;
+  /** It was in a job-control stop (state 'T') when we seized it. */
+  wasStopped: boolean;
+}
+
 /**
  * Stop `pid` (a thread id works too) under ptrace, consistently: when this
  * returns, the task is in a ptrace stop and will stay there until
@@ -55,7 +62,15 @@ export type UnfreezeMode = 'resume' | 'stopped' | 'kill';
  * tracer holds it, EPERM if we may not trace it.
  */
 export function freezeTask(pid: number, options: FreezeOptions = {}): FrozenTask {
-  const timeoutMs = options.timeoutMs ?? 10_000;
+  return awaitFrozen(seizeTask(pid, options), options);
+}
+
+/**
+ * The first half of {@link freezeTask}: PTRACE_SEIZE and PTRACE_INTERRUPT,
+ * without waiting for the stop. A task frozen by a cgroup freezer can be
+ * seized this way; it stops once it is thawed ({@link awaitFrozen}).
+ */
+export function seizeTask(pid: number, options: FreezeOptions = {}): SeizedTask {
   const wasStopped = readStat(pid).state === 'T';
   try {
     seize(pid, options.ptraceOptions ?? 0);
@@ -75,12 +90,30 @@ export function freezeTask(pid: number, options: FreezeOptions = {}): FrozenTask
     }
     throw e;
   }
-  const newTasks: number[] = [];
   try {
     interrupt(pid);
+  } catch (e) {
+    releaseQuietly(pid);
+    throw e;
+  }
+  return { pid, wasStopped };
+}
+
+/**
+ * The second half of {@link freezeTask}: wait until a seized task is in
+ * its interrupt trap (or group-stop). On failure the task is let go.
+ */
+export function awaitFrozen(task: SeizedTask, options: FreezeOptions = {}): FrozenTask {
+  const { pid } = task;
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const newTasks: number[] = [];
+  try {
     for (let rounds = 0; rounds < 64; rounds++) {
       const st = waitForStop(pid, { timeoutMs });
       if (st.stop === 'interrupt' || st.stop === 'group') {
+        // A group-stop also tells a stopped task that a cgroup freezer
+        // showed as 'D' (frozen) when it was seized.
+        const wasStopped = task.wasStopped || st.stop === 'group';
         return { pid, stop: st, wasStopped, newTasks };
       }
       if (st.stop === 'event') {

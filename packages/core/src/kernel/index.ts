@@ -5,9 +5,12 @@
  */
 export type { SyscallConvention } from './convention.js';
 export {
+  awaitFrozen,
   type FreezeOptions,
   type FrozenTask,
   freezeTask,
+  type SeizedTask,
+  seizeTask,
   type UnfreezeMode,
   unfreezeTask,
 } from './freeze.js';

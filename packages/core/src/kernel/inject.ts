@@ -220,8 +220,14 @@ export class SyscallInjector {
     for (const phase of ['entry', 'exit']) {
       syscallStep(this.pid, 0);
       let st = waitForStop(this.pid);
-      while (st.stop === 'signal-delivery') {
-        this.defer(st.signal);
+      // A task stopped by job control reports its group-stop again when
+      // first resumed; resuming it once more runs it on (it stays stopped
+      // for everyone but its tracer).
+      for (
+        let groupStops = 0;
+        st.stop === 'signal-delivery' || (st.stop === 'group' && groupStops++ < 3);
+      ) {
+        if (st.stop === 'signal-delivery') this.defer(st.signal);
         syscallStep(this.pid, 0);
         st = waitForStop(this.pid);
       }
