@@ -50,7 +50,10 @@ function startStopped(): { shell: number; stopped: number } {
   const shell = Number(ckptOk(['run', '--', 'sh', '-c', 'sleep 1000 & wait']).trim());
   leftovers.push(shell);
   let stopped: number | undefined;
-  waitFor('the sleep', () => (stopped = childOf(shell)) !== undefined);
+  waitFor('the sleep', () => {
+    stopped = childOf(shell);
+    return stopped !== undefined;
+  });
   leftovers.push(stopped!);
   process.kill(stopped!, 'SIGSTOP');
   waitFor('the stop', () => procState(stopped!) === 'T');
