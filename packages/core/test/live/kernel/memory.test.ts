@@ -35,13 +35,19 @@ int main(int argc, char **argv) {
   buf = mmap(0, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   memset(buf, 1, SIZE);
   ro = mmap(0, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  // SIGUSR1 stays blocked except inside sigsuspend: none is lost between
+  // checking \`asked\` and waiting.
+  sigset_t usr1, none;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  sigemptyset(&none);
+  sigprocmask(SIG_BLOCK, &usr1, 0);
   signal(SIGUSR1, on_usr1);
   FILE *f = fopen(out, "w");
   fprintf(f, "%p %p\\n", buf, ro);
   fclose(f);
   for (;;) {
-    pause();
-    if (!asked) continue;
+    while (!asked) sigsuspend(&none);
     asked = 0;
     unsigned long long sum = 0;
     for (size_t i = 0; i < SIZE; i++) sum += buf[i];
@@ -74,10 +80,12 @@ async function askSum(pid: number, out: string): Promise<[bigint, bigint]> {
   // The line may be read half-written: wait for all of it.
   let m: RegExpExecArray | null = null;
   await waitUntil(() => {
-    m = /^sum (\d+) (\d+)\n/.exec(readFileSync(out, 'utf8'));
+    // Keep the first whole line seen: the file may be rewritten meanwhile.
+    m ??= /^sum (\d+) (\d+)\n/.exec(readFileSync(out, 'utf8'));
     return m !== null;
-  });
-  const [, sum, ro] = m!;
+  }, 30_000);
+  if (m === null) throw new Error(`pid ${pid} did not answer SIGUSR1 with its sum within 30 s`);
+  const [, sum, ro] = m;
   return [BigInt(sum!), BigInt(ro!)];
 }
 
