@@ -1,31 +1,54 @@
 /**
- * A child that shares its fd table, cwd or signal handlers with its parent
- * without being a thread (clone(2) with CLONE_FILES, CLONE_FS or
- * CLONE_SIGHAND|CLONE_VM) cannot be restored with that sharing yet: the
- * checkpoint refuses it up front, naming both pids and what they share,
- * and leaves both running.
+ * Task structures a child shares with its parent without being a thread
+ * (clone(2) flags): an fd table (CLONE_FILES) and cwd/root/umask (CLONE_FS)
+ * stay shared through checkpoint --kill and restart — what the child opens
+ * or where it goes, the parent sees. An address space or signal handlers
+ * (CLONE_VM, CLONE_SIGHAND) are refused up front, naming both pids, and
+ * both keep running.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ckpt } from '../support/ckpt.js';
-import { isAlive, sleepSync } from '../support/fixtures.js';
+import { KCMP, kcmp } from '@ckpt/core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ckpt, ckptOk } from '../support/ckpt.js';
+import { isAlive, procState, sleepSync } from '../support/fixtures.js';
 import { requireCommand, requireRoot } from '../support/prereq.js';
 
+// The child, on SIGUSR1, opens argv[2] and moves to argv[3]: with a shared
+// fd table and fs, the parent then holds that file and sits in that directory.
 const SOURCE = `
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 static char stack[65536];
-static int child(void *arg) { (void)arg; for (;;) pause(); return 0; }
+static char **args;
+static volatile sig_atomic_t asked;
+static void on_usr1(int s) { (void)s; asked = 1; }
+static int child(void *arg) {
+  (void)arg;
+  sigset_t none;
+  sigemptyset(&none);
+  for (;;) {
+    while (!asked) sigsuspend(&none);
+    asked = 0;
+    if (open(args[2], O_RDWR | O_CREAT, 0600) < 0 || chdir(args[3]) < 0) return 1;
+  }
+}
 int main(int argc, char **argv) {
-  int flags = atoi(argv[1]);
-  int pid = clone(child, stack + sizeof stack, flags | SIGCHLD, NULL);
+  (void)argc;
+  args = argv;
+  sigset_t usr1;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &usr1, 0);
+  signal(SIGUSR1, on_usr1);
+  int pid = clone(child, stack + sizeof stack, atoi(argv[1]) | SIGCHLD, NULL);
   if (pid < 0) { perror("clone"); return 1; }
   printf("%d\\n", pid);
   fflush(stdout);
@@ -51,49 +74,94 @@ beforeAll(() => {
   execFileSync('gcc', ['-O1', '-o', bin, path.join(dir, 'sharer.c')]);
 });
 
-afterAll(() => {
-  for (const pid of started) {
+afterEach(() => {
+  for (const pid of started.splice(0)) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
       // gone already
     }
   }
-  fs.rmSync(dir, { recursive: true, force: true });
 });
 
-/** Start the sharer detached; returns its pid and its child's. */
-function startSharer(flags: number): { parent: number; child: number } {
-  const out = path.join(dir, `out-${flags}`);
-  const p = spawn(bin, [String(flags)], {
-    detached: true,
-    stdio: ['ignore', fs.openSync(out, 'w'), 'ignore'],
-  });
-  p.unref();
-  started.push(p.pid!);
-  const end = Date.now() + 5000;
-  while (!/^\d+\n/.test(fs.readFileSync(out, 'utf8'))) {
-    if (Date.now() > end) throw new Error('the sharer did not start');
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): void {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     sleepSync(10);
   }
+}
+
+/** Start the sharer with `ckpt run`; returns its pid, its child's, and its cwd. */
+function startSharer(flags: number, marker: string, target: string) {
+  const out = path.join(dir, `out-${flags}`);
+  const parent = Number(
+    ckptOk(['run', '--stdout', out, '--', bin, String(flags), marker, target]).trim(),
+  );
+  started.push(parent);
+  waitFor('the sharer', () => /^\d+\n/.test(fs.readFileSync(out, 'utf8')));
   const child = Number(fs.readFileSync(out, 'utf8').trim());
   started.push(child);
-  return { parent: p.pid!, child };
+  return { parent, child, cwd: fs.readlinkSync(`/proc/${parent}/cwd`) };
+}
+
+function holds(pid: number, file: string): boolean {
+  return fs.readdirSync(`/proc/${pid}/fd`).some((fd) => {
+    try {
+      return fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === file;
+    } catch {
+      return false;
+    }
+  });
 }
 
 describe('task structures shared without threads', () => {
-  for (const [flags, what] of [
-    [CLONE_FILES, /shares its fd table with its parent \d+ \(CLONE_FILES/],
-    [CLONE_FS, /shares its cwd, root and umask with its parent \d+ \(CLONE_FS/],
-    [CLONE_VM | CLONE_SIGHAND, /shares its address space with its parent \d+ \(CLONE_VM/],
-  ] as const) {
-    it(`refuses ${what.source.split('(')[1]}`, () => {
-      const { parent, child } = startSharer(flags);
-      const r = ckpt(['checkpoint', String(parent), '-o', path.join(dir, 'img'), '--kill']);
-      expect(r.code).not.toBe(0);
-      expect(r.stderr).toMatch(new RegExp(`pid ${child} ${what.source}`));
-      expect(isAlive(parent)).toBe(true);
-      expect(isAlive(child)).toBe(true);
+  it('an fd table and cwd shared with the parent stay shared after restart', () => {
+    const marker = path.join(dir, 'marker');
+    const target = fs.mkdtempSync(path.join(dir, 'cwd-'));
+    const { parent, child, cwd } = startSharer(CLONE_FILES | CLONE_FS, marker, target);
+    expect(kcmp(parent, child, KCMP.FILES)).toBe(0);
+    const img = path.join(dir, 'img');
+    ckptOk(['checkpoint', String(parent), '-o', img, '--kill']);
+    waitFor('the sharer to die', () => procState(parent) === undefined);
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(parent);
+    expect(kcmp(parent, child, KCMP.FILES)).toBe(0);
+    expect(kcmp(parent, child, KCMP.FS)).toBe(0);
+    expect(fs.readlinkSync(`/proc/${parent}/cwd`)).toBe(cwd);
+
+    process.kill(child, 'SIGUSR1');
+    waitFor('the parent to see what the child did', () => holds(parent, marker));
+    waitFor('the parent to sit where the child went', () => {
+      return fs.readlinkSync(`/proc/${parent}/cwd`) === target;
     });
-  }
+  });
+
+  it('an fd table alone: cwd stays the task’s own', () => {
+    const marker = path.join(dir, 'marker2');
+    const target = fs.mkdtempSync(path.join(dir, 'cwd-'));
+    const { parent, child, cwd } = startSharer(CLONE_FILES, marker, target);
+    const img = path.join(dir, 'img2');
+    ckptOk(['checkpoint', String(parent), '-o', img, '--kill']);
+    waitFor('the sharer to die', () => procState(parent) === undefined);
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(parent);
+    expect(kcmp(parent, child, KCMP.FILES)).toBe(0);
+    expect(kcmp(parent, child, KCMP.FS)).not.toBe(0);
+    process.kill(child, 'SIGUSR1');
+    waitFor('the parent to see the child’s file', () => holds(parent, marker));
+    waitFor('the child to move', () => fs.readlinkSync(`/proc/${child}/cwd`) === target);
+    expect(fs.readlinkSync(`/proc/${parent}/cwd`)).toBe(cwd);
+  });
+
+  it('refuses an address space and signal handlers shared with the parent', () => {
+    const { parent, child } = startSharer(CLONE_VM | CLONE_SIGHAND, '/dev/null', '/');
+    const r = ckpt(['checkpoint', String(parent), '-o', path.join(dir, 'img3'), '--kill']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(
+      new RegExp(`pid ${child} shares its address space with its parent ${parent} \\(CLONE_VM`),
+    );
+    expect(isAlive(parent)).toBe(true);
+    expect(isAlive(child)).toBe(true);
+  });
 });

@@ -74,6 +74,12 @@ export interface RestartTask {
    */
   ckptPidfd: number;
   /**
+   * Clone flags of what the task shares with its parent (`CLONE_FILES`,
+   * `CLONE_FS`): it was created sharing them, and the parent, restored
+   * first, has set them up; a phase leaves a shared structure alone.
+   */
+  readonly sharesWithParent: number;
+  /**
    * Move the restorer pages out of `ranges` (the address space about to be
    * rebuilt) if they overlap; the memory subsystem calls this first.
    */

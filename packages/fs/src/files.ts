@@ -17,6 +17,7 @@ import {
   type RestartCtx,
   type RestartTask,
   readOpenFiles,
+  SHAREABLE_WITH_PARENT,
   sameFile,
   type TaskPhase,
 } from '@ckpt/core';
@@ -95,6 +96,18 @@ function checkAscending(fds: readonly number[]): void {
 function restoreFiles(ctx: RestartCtx, task: RestartTask): void {
   const { fds } = ctx.read(fileTableRecord);
   checkAscending(fds);
+  if (task.sharesWithParent & SHAREABLE_WITH_PARENT.CLONE_FILES) {
+    // One fd table with the parent, which restored it: read the records only.
+    for (const want of fds) {
+      const desc = ctx.read(fileDescRecord);
+      if (desc.fd !== want) {
+        const where = `file_desc record for fd ${desc.fd} where the fd table lists fd ${want}`;
+        throw new CkptError('EBADREC', where, { recordType: fileDescRecord.type });
+      }
+      ctx.fetchObj<RestoredFile>(desc.objref, 'file');
+    }
+    return;
+  }
   // Start from an empty table: nothing of the stub's (stdio on /dev/null)
   // survives, and files reopen at the lowest free fds.
   for (const fd of listFds(task.pid)) if (fd !== task.ckptPidfd) closeInTask(task, fd);

@@ -138,8 +138,12 @@ export function buildTree(
         ? factory.createChild(viaLeader, want, entry.exitSignal, {
             sibling: { parent: parent!.pid },
           })
-        : factory.createChild(parent!, want, entry.exitSignal, { newPidNs });
+        : factory.createChild(parent!, want, entry.exitSignal, {
+            newPidNs,
+            share: BigInt(entry.shares),
+          });
       task = new RestoringTask(frozen, entry.pid, arch, parent!.restorer);
+      if (!viaLeader) task.sharesWithParent = entry.shares;
     }
     task.ckptPidfd = factory.ckptPidfd;
     bySavedPid.set(entry.pid, task);

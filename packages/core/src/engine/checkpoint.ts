@@ -27,7 +27,7 @@ import { type FrozenTree, freezeTree, type TreeMember } from './freeze-tree.js';
 import type { FreezerCgroup } from './freezer.js';
 import { checkLeaks, checkReverseLeaks } from './leaks.js';
 import { TaskState, taskRecord, treeRecord } from './records.js';
-import { refuseSharedTaskStructs } from './shared-structs.js';
+import { refuseSharedTaskStructs, sharedWithParent } from './shared-structs.js';
 import { InjectedSyscalls, ProcTaskMemory } from './syscalls.js';
 
 const SIGKILL = 9;
@@ -208,6 +208,7 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
           nsPgid: status.nsPgid.at(-1) ?? stat.pgrp,
           nsSid: status.nsSid.at(-1) ?? stat.session,
           pidNsOfChildren: byPid.has(pid) ? pidNsOfChildren(pid, tree) : 0,
+          shares: byPid.has(pid) && byPid.has(status.ppid) ? sharedWithParent(pid, status.ppid) : 0,
         };
       }),
     });

@@ -231,20 +231,25 @@ export class TaskFactory {
    * (CLONE_PARENT: a child of `sibling.parent`, the parent's own parent),
    * inheriting `parent`'s session and group; it then gets `parent`'s exit
    * signal, as clone3 allows no other with CLONE_PARENT. With `newPidNs`,
-   * it is the init of a new pid namespace (CLONE_NEWPID; `tids[0]` is 1).
+   * it is the init of a new pid namespace (CLONE_NEWPID; `tids[0]` is 1);
+   * `share` adds CLONE_FILES / CLONE_FS to share the parent's fd table or
+   * cwd/root/umask.
    */
   createChild(
     parent: TaskAccess,
     tids: readonly number[] | undefined,
     exitSignal: number,
-    opts: { sibling?: { parent: number }; newPidNs?: boolean } = {},
+    opts: { sibling?: { parent: number }; newPidNs?: boolean; share?: bigint } = {},
   ): FrozenTask {
     const { sibling } = opts;
     // The pid ckpt will see, when `tids` names it (it may name inner levels only).
     const levels = readStatus(parent.pid).nsPid.length + (opts.newPidNs ? 1 : 0);
     const pid = tids?.length === levels ? tids[levels - 1] : undefined;
     const flags =
-      CLONE_PTRACE | (sibling ? CLONE_PARENT : 0n) | (opts.newPidNs ? CLONE_NEWPID : 0n);
+      CLONE_PTRACE |
+      (sibling ? CLONE_PARENT : 0n) |
+      (opts.newPidNs ? CLONE_NEWPID : 0n) |
+      (opts.share ?? 0n);
     const addr = parent.sys.scratch(CLONE_ARGS_SIZE + 4 * Math.max(tids?.length ?? 0, 2));
     const local = this.retryWhileZombie(pid, () => {
       parent.mem.write(addr, cloneArgs(flags, sibling ? 0 : exitSignal, tids, addr));

@@ -46,6 +46,11 @@ export const treeEntry = struct({
    * called unshare(CLONE_NEWPID), as `unshare --pid --fork` does).
    */
   pidNsOfChildren: u32(),
+  /**
+   * Clone flags of what the task shares with its parent (CLONE_FILES: the
+   * fd table, CLONE_FS: cwd, root and umask); restart creates it sharing them.
+   */
+  shares: u32('hex'),
 });
 
 /** The process tree in depth-first order; tasks are restored in this order. */

@@ -29,6 +29,8 @@ export class RestoringTask implements RestartTask {
   finalSigmask: bigint | undefined;
   /** See {@link RestartTask.ckptPidfd}; set by the tree builder. */
   ckptPidfd = -1;
+  /** See {@link RestartTask.sharesWithParent}; set by the tree builder. */
+  sharesWithParent = 0;
 
   /**
    * @param inherited - the restorer of the parent the task was cloned from

@@ -1,25 +1,43 @@
 /**
  * Task structures a process can share with its parent without being a
- * thread: the address space (CLONE_VM, as vfork or a clone() caller does),
- * the fd table (CLONE_FILES), cwd/root/umask (CLONE_FS) and the signal
- * handlers (CLONE_SIGHAND). Restart rebuilds each task's own copy of
- * these, so sharing would silently end; until it is restored as shared,
- * the checkpoint refuses it up front.
+ * thread (the seed keeps each as an objhash object: files_struct, fs_struct,
+ * mm, sighand).
+ *
+ * - The fd table (CLONE_FILES) and cwd/root/umask (CLONE_FS) are saved in
+ *   the tree record (`shares`): restart creates the task with the same
+ *   clone flags, so it shares its parent's from birth, and the `files`
+ *   phase leaves a shared table to the parent's restore.
+ * - The address space (CLONE_VM, as vfork or a clone() caller does) and the
+ *   signal handlers (CLONE_SIGHAND, which needs CLONE_VM) are not restored
+ *   shared yet: the checkpoint refuses them up front.
  */
 import { CkptError } from '../errors.js';
 import { KCMP, type KcmpType, kcmp } from '../kernel/kcmp.js';
 import { readStat } from '../proc/index.js';
 
-const SHARED: readonly { type: KcmpType; what: string; flag: string }[] = [
+/** Clone flags restart can recreate a task with, to share its parent's structure. */
+export const SHAREABLE_WITH_PARENT = { CLONE_FS: 0x200, CLONE_FILES: 0x400 } as const;
+
+const KEPT: readonly { type: KcmpType; flag: number }[] = [
+  { type: KCMP.FILES, flag: SHAREABLE_WITH_PARENT.CLONE_FILES },
+  { type: KCMP.FS, flag: SHAREABLE_WITH_PARENT.CLONE_FS },
+];
+
+const REFUSED: readonly { type: KcmpType; what: string; flag: string }[] = [
   { type: KCMP.VM, what: 'its address space', flag: 'CLONE_VM' },
-  { type: KCMP.FILES, what: 'its fd table', flag: 'CLONE_FILES' },
-  { type: KCMP.FS, what: 'its cwd, root and umask', flag: 'CLONE_FS' },
   { type: KCMP.SIGHAND, what: 'its signal handlers', flag: 'CLONE_SIGHAND' },
 ];
 
+/** Clone flags ({@link SHAREABLE_WITH_PARENT}) of what live task `pid` shares with live task `ppid`. */
+export function sharedWithParent(pid: number, ppid: number): number {
+  let flags = 0;
+  for (const k of KEPT) if (kcmp(pid, ppid, k.type) === 0) flags |= k.flag;
+  return flags;
+}
+
 /**
- * Refuse a tree in which a live task shares one of the structures above
- * with its parent.
+ * Refuse a tree in which a live task shares its address space or signal
+ * handlers with its parent.
  * @param live - pids of the tree's live tasks
  * @throws CkptError ENOTSUP naming both pids and what they share
  */
@@ -28,7 +46,7 @@ export function refuseSharedTaskStructs(live: readonly number[]): void {
   for (const pid of live) {
     const ppid = readStat(pid).ppid;
     if (!inTree.has(ppid)) continue;
-    for (const s of SHARED) {
+    for (const s of REFUSED) {
       if (kcmp(pid, ppid, s.type) === 0) {
         throw new CkptError(
           'ENOTSUP',
