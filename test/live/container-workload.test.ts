@@ -9,18 +9,17 @@
  * waitable with its status, the hostname is kept and the pipeline goes on
  * without losing or repeating a line.
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ckptOk, imagePath } from '../support/ckpt.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ckptOk } from '../support/ckpt.js';
 import { procState, sleepSync } from '../support/fixtures.js';
+import { cleanupAfterEach } from '../support/live.js';
 import { requireCommand, requireRoot } from '../support/prereq.js';
+import { nsenter, waitFor } from '../support/procs.js';
 
 const HOSTNAME = 'ckpt-workload';
-const leftovers: number[] = [];
-const dirs: string[] = [];
+const { leftovers, tmpDir, tmpImage } = cleanupAfterEach();
 
 beforeAll(() => {
   requireRoot();
@@ -29,24 +28,8 @@ beforeAll(() => {
   }
 });
 
-afterEach(() => {
-  for (const pid of leftovers.splice(0)) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-});
-
-function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): void {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    sleepSync(20);
-  }
-}
+/** How long each wait here may take (longer than waitFor's default). */
+const WAIT_MS = 10_000;
 
 /** The workload: bash with job control (set -m) as the container's init. */
 function script(dir: string): string {
@@ -89,11 +72,7 @@ interface Proc {
 
 /** Processes as `ps` inside the container shows them, without ps and the loops' short sleeps. */
 function psInside(init: number): Map<number, Proc> {
-  const out = execFileSync(
-    'nsenter',
-    ['-t', String(init), '-p', '-m', 'ps', '-eo', 'pid=,ppid=,pgid=,sid=,stat=,args='],
-    { encoding: 'utf8' },
-  );
+  const out = nsenter(init, ['-p', '-m'], ['ps', '-eo', 'pid=,ppid=,pgid=,sid=,stat=,args=']);
   const procs = new Map<number, Proc>();
   for (const line of out.trim().split('\n')) {
     const [pid, ppid, pgid, sid, stat, ...args] = line.trim().split(/\s+/);
@@ -161,20 +140,23 @@ function linesInFlight(img: string): number[] {
 
 describe('a container workload (pipeline, jobs, zombie, orphans, hostname)', () => {
   it('comes back with the same pids, groups, sessions, zombie, hostname, and keeps running', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-workload-'));
-    dirs.push(dir);
+    const dir = tmpDir('ckpt-workload-');
     const init = Number(ckptOk(['run', '--container', '--', 'bash', '-c', script(dir)]).trim());
     leftovers.push(init);
     const zombieFile = path.join(dir, 'zombie');
-    waitFor('the zombie', () => {
-      const procs = psInside(init);
-      return (
-        [...procs.values()].some((p) => p.state === 'Z') &&
-        /^\d+$/.test(fs.existsSync(zombieFile) ? fs.readFileSync(zombieFile, 'utf8') : '')
-      );
-    });
+    waitFor(
+      'the zombie',
+      () => {
+        const procs = psInside(init);
+        return (
+          [...procs.values()].some((p) => p.state === 'Z') &&
+          /^\d+$/.test(fs.existsSync(zombieFile) ? fs.readFileSync(zombieFile, 'utf8') : '')
+        );
+      },
+      WAIT_MS,
+    );
     // Let lines pile up in the pipe (the producer writes twice as fast).
-    waitFor('the pipeline to run', () => outLines(dir).length >= 10);
+    waitFor('the pipeline to run', () => outLines(dir).length >= 10, WAIT_MS);
     const before = stableInside(init);
 
     // What the scenario is meant to contain, so the test cannot pass vacuously.
@@ -194,10 +176,9 @@ describe('a container workload (pipeline, jobs, zombie, orphans, hostname)', () 
     expect(pipeline[0]!.pgid).toBe(pipeline[1]!.pgid);
     expect(pipeline[0]!.pgid).not.toBe(1);
 
-    const img = imagePath();
-    dirs.push(path.dirname(img));
+    const img = tmpImage();
     ckptOk(['checkpoint', String(init), '-o', img, '--kill', '--container']);
-    waitFor('the container to die', () => procState(init) === undefined);
+    waitFor('the container to die', () => procState(init) === undefined, WAIT_MS);
     const linesAtCheckpoint = outLines(dir);
     // Lines were waiting in the pipe, the very next ones the consumer reads.
     const inFlight = linesInFlight(img);
@@ -213,9 +194,7 @@ describe('a container workload (pipeline, jobs, zombie, orphans, hostname)', () 
     );
 
     // The hostname is the container's.
-    const host = execFileSync('nsenter', ['-t', String(init), '-u', 'hostname'], {
-      encoding: 'utf8',
-    });
+    const host = nsenter(init, ['-u'], ['hostname']);
     expect(host.trim()).toBe(HOSTNAME);
 
     // The pipeline goes on: every line once, in order, across the restart
@@ -223,17 +202,20 @@ describe('a container workload (pipeline, jobs, zombie, orphans, hostname)', () 
     waitFor(
       'the pipeline to continue',
       () => outLines(dir).length >= linesAtCheckpoint.length + 10,
+      WAIT_MS,
     );
     const lines = outLines(dir);
     expect(lines).toEqual(lines.map((_, i) => i + 1));
 
     // The zombie is waitable, with its status (exit 7).
     const parent = before.get(zombie.ppid)!;
-    execFileSync('nsenter', ['-t', String(init), '-p', 'kill', '-USR1', String(parent.pid)]);
+    nsenter(init, ['-p'], ['kill', '-USR1', String(parent.pid)]);
     // The file may be seen created but not yet written: wait for its line.
     const statusFile = path.join(dir, 'zombie-status');
-    waitFor('the zombie to be waited for', () =>
-      /^\d+ \d+$/.test(fs.existsSync(statusFile) ? fs.readFileSync(statusFile, 'utf8') : ''),
+    waitFor(
+      'the zombie to be waited for',
+      () => /^\d+ \d+$/.test(fs.existsSync(statusFile) ? fs.readFileSync(statusFile, 'utf8') : ''),
+      WAIT_MS,
     );
     const [pid, status] = fs
       .readFileSync(path.join(dir, 'zombie-status'), 'utf8')

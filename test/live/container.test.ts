@@ -6,71 +6,24 @@
  * hostname, its own /proc, and keeps running; the host's hostname is not
  * touched.
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ckpt, ckptOk, imagePath } from '../support/ckpt.js';
-import { isAlive, procState, sleepSync } from '../support/fixtures.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ckpt, ckptOk } from '../support/ckpt.js';
+import { isAlive, procState } from '../support/fixtures.js';
+import { cleanupAfterEach } from '../support/live.js';
 import { requireCommand, requireRoot } from '../support/prereq.js';
+import { childrenOf, namespaceOf, nsenter, nsPids, waitFor } from '../support/procs.js';
 
 const HOSTNAME = 'ckpt-test-host';
 /** Container inits to kill after each test (killing an init ends its namespace). */
-const leftovers: number[] = [];
-const dirs: string[] = [];
+const { leftovers, tmpDir, tmpImage } = cleanupAfterEach();
 
 beforeAll(() => {
   requireRoot();
   for (const cmd of ['unshare', 'setsid', 'nsenter', 'hostname', 'ps']) requireCommand(cmd);
 });
-
-afterEach(() => {
-  for (const pid of leftovers.splice(0)) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-});
-
-function nsPids(pid: number): number[] {
-  const line = fs
-    .readFileSync(`/proc/${pid}/status`, 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('NSpid:'))!;
-  return line.split(/\s+/).slice(1).filter(Boolean).map(Number);
-}
-
-function ns(pid: number | 'self', type: string): string {
-  return fs.readlinkSync(`/proc/${pid}/ns/${type}`);
-}
-
-/** Live children of `pid` (host pids), from /proc/*\/stat. */
-function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) === pid && fields[0] !== 'Z') out.push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
-
-function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): void {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    sleepSync(20);
-  }
-}
 
 function lines(file: string): number {
   try {
@@ -78,10 +31,6 @@ function lines(file: string): number {
   } catch {
     return 0;
   }
-}
-
-function nsenter(pid: number, flags: string[], cmd: string[]): string {
-  return execFileSync('nsenter', ['-t', String(pid), ...flags, ...cmd], { encoding: 'utf8' });
 }
 
 /** Start the container; returns its init's host pid, once the loop runs. */
@@ -109,15 +58,13 @@ function startContainer(dir: string): { init: number; out: string; sleeper: numb
 describe('container checkpoint and restart', () => {
   it('restores a container init in new namespaces with its pids, hostname and /proc', () => {
     const hostHostname = os.hostname();
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-container-'));
-    dirs.push(dir);
+    const dir = tmpDir('ckpt-container-');
     const { init, out, sleeper } = startContainer(dir);
     expect(nsPids(init)).toEqual([init, 1]);
     expect(nsenter(init, ['-u'], ['hostname']).trim()).toBe(HOSTNAME);
     const sleeperNs = nsPids(sleeper);
 
-    const img = imagePath();
-    dirs.push(path.dirname(img));
+    const img = tmpImage();
     ckptOk(['checkpoint', String(init), '-o', img, '--kill', '--container']);
     waitFor('the container to die', () => procState(init) === undefined);
     const info = ckptOk(['info', img, '--json']);
@@ -130,11 +77,12 @@ describe('container checkpoint and restart', () => {
     // inodes are reused once a namespace is freed: comparing with the old one
     // proves nothing).
     expect(nsPids(restored)).toEqual([init, 1]);
-    expect(ns(restored, 'pid')).not.toBe(ns('self', 'pid'));
-    for (const t of ['uts', 'ipc', 'mnt']) expect(ns(restored, t)).not.toBe(ns('self', t));
+    expect(namespaceOf(restored, 'pid')).not.toBe(namespaceOf('self', 'pid'));
+    for (const t of ['uts', 'ipc', 'mnt'])
+      expect(namespaceOf(restored, t)).not.toBe(namespaceOf('self', t));
     expect(isAlive(sleeper)).toBe(true);
     expect(nsPids(sleeper)).toEqual(sleeperNs);
-    expect(ns(sleeper, 'uts')).toBe(ns(restored, 'uts'));
+    expect(namespaceOf(sleeper, 'uts')).toBe(namespaceOf(restored, 'uts'));
 
     // The hostname is the container's; the host's is untouched.
     expect(nsenter(restored, ['-u'], ['hostname']).trim()).toBe(HOSTNAME);
@@ -168,11 +116,9 @@ describe('container checkpoint and restart', () => {
   });
 
   it('refuses a container init checkpointed --subtree (its uts namespace is its own), leaving it running', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-container-'));
-    dirs.push(dir);
+    const dir = tmpDir('ckpt-container-');
     const { init, out } = startContainer(dir);
-    const img = imagePath();
-    dirs.push(path.dirname(img));
+    const img = tmpImage();
     const r = ckpt(['checkpoint', String(init), '-o', img, '--subtree']);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/pid namespace below ckpt's|uts namespace/);

@@ -23,6 +23,7 @@ import {
   sleepSync,
 } from '../support/fixtures.js';
 import { liveFixtures } from '../support/live.js';
+import { tracerPid, waitFor } from '../support/procs.js';
 
 type Version = 1 | 2;
 
@@ -114,19 +115,6 @@ afterEach(() => {
   }
 });
 
-function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): void {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    sleepSync(5);
-  }
-}
-
-function tracerOf(pid: number): number {
-  const m = /TracerPid:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(m?.[1]);
-}
-
 /** The counter fixture, in `cg`. */
 function startCounter(cg: TestCgroup): FixtureHandle {
   const f = startFx('counter');
@@ -206,7 +194,7 @@ describe.each([1, 2] as const)('--freezer with cgroup v%i', (version) => {
       expect(cg.state()).toBe(before);
       expect(cg.frozen()).toBe(userFrozen);
       for (const role of ROLES) {
-        expect(tracerOf(pids[role]), role).toBe(0);
+        expect(tracerPid(pids[role]), role).toBe(0);
         expect(procState(pids[role]), role).not.toMatch(/[tTZ]/);
       }
       if (userFrozen) cg.thaw();
@@ -223,7 +211,7 @@ describe.each([1, 2] as const)('--freezer with cgroup v%i', (version) => {
     const img = imagePath();
     ckptOk(['checkpoint', String(f.pid), '-o', img, '--freezer', cg.dir, '--leave-running']);
     expect(cg.frozen()).toBe(true);
-    expect(tracerOf(f.pid)).toBe(0);
+    expect(tracerPid(f.pid)).toBe(0);
     expectNotCounting(f, frozenAt);
     cg.thaw();
     expectCounting(f);
@@ -231,7 +219,7 @@ describe.each([1, 2] as const)('--freezer with cgroup v%i', (version) => {
     ckptOk(['checkpoint', String(f.pid), '-o', img, '--freezer', cg.dir, '--leave-running']);
     fs.rmSync(path.dirname(img), { recursive: true, force: true });
     expect(cg.frozen()).toBe(false);
-    expect(tracerOf(f.pid)).toBe(0);
+    expect(tracerPid(f.pid)).toBe(0);
     expectCounting(f);
     f.go();
     expect(f.waitResult()).toMatch(/^PASS/);
@@ -253,7 +241,7 @@ describe.each([1, 2] as const)('--freezer with cgroup v%i', (version) => {
       waitFor(`cgroup ${cg.dir} back to ${userFrozen ? 'frozen' : 'thawed'}`, () =>
         userFrozen ? cg.frozen() : cg.state() === (version === 1 ? 'THAWED' : '0'),
       );
-      waitFor(`pid ${f.pid} untraced`, () => tracerOf(f.pid) === 0);
+      waitFor(`pid ${f.pid} untraced`, () => tracerPid(f.pid) === 0);
       if (userFrozen) {
         expectNotCounting(f, f.count!());
         cg.thaw();
@@ -377,7 +365,7 @@ describe('a thaw written during a --freezer checkpoint', () => {
           cg.thaw();
           let tracer = 0;
           try {
-            tracer = tracerOf(pid);
+            tracer = tracerPid(pid);
           } catch {
             // killed at the end (--kill)
           }
@@ -437,6 +425,6 @@ describe('naming the cgroup', () => {
       err = e;
     }
     expect(isCkptError(err, 'EINVAL')).toBe(true);
-    expect(tracerOf(f.pid)).toBe(0);
+    expect(tracerPid(f.pid)).toBe(0);
   });
 });

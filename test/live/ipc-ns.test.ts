@@ -7,16 +7,16 @@
  * host's ipc namespace without changing it; a task with an ipc or uts
  * namespace other than its parent's is refused at checkpoint.
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { RecordType, StreamCrc } from '@ckpt/core';
 import { type IpcNs, ipcNsRecord } from '@ckpt/ns';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ckpt, ckptOk, imagePath } from '../support/ckpt.js';
-import { isAlive, procState, sleepSync } from '../support/fixtures.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ckpt, ckptOk } from '../support/ckpt.js';
+import { isAlive, procState } from '../support/fixtures.js';
+import { cleanupAfterEach } from '../support/live.js';
 import { requireCommand, requireRoot } from '../support/prereq.js';
+import { childrenOf, namespaceOf, nsenter, waitFor } from '../support/procs.js';
 
 /** The sysctls the tests look at (under /proc/sys), and what the container sets them to. */
 const SET: Record<string, string> = {
@@ -33,28 +33,12 @@ const SET: Record<string, string> = {
 const FILES = [...Object.keys(SET), 'kernel/msgmni', 'fs/mqueue/msg_max', 'kernel/sem_next_id'];
 
 /** Processes to kill after each test (killing a container's init ends it). */
-const leftovers: number[] = [];
-const dirs: string[] = [];
+const { leftovers, tmpDir, tmpImage } = cleanupAfterEach();
 
 beforeAll(() => {
   requireRoot();
   for (const cmd of ['unshare', 'nsenter', 'cat']) requireCommand(cmd);
 });
-
-afterEach(() => {
-  for (const pid of leftovers.splice(0)) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-});
-
-function ns(pid: number | 'self', type: string): string {
-  return fs.readlinkSync(`/proc/${pid}/ns/${type}`);
-}
 
 /** The sysctls of FILES as seen in the ipc namespace of `pid` (tabs and newlines normalised). */
 function sysctls(pid: number | 'self'): Record<string, string> {
@@ -62,44 +46,9 @@ function sysctls(pid: number | 'self'): Record<string, string> {
   const out =
     pid === 'self'
       ? paths.map((p) => fs.readFileSync(p, 'utf8')).join('')
-      : execFileSync('nsenter', ['-t', String(pid), '-i', 'cat', ...paths], { encoding: 'utf8' });
+      : nsenter(pid, ['-i'], ['cat', ...paths]);
   const lines = out.trimEnd().split('\n');
   return Object.fromEntries(FILES.map((f, i) => [f, lines[i]!.trim().split(/\s+/).join(' ')]));
-}
-
-function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) === pid && fields[0] !== 'Z') out.push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
-
-function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): void {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    sleepSync(20);
-  }
-}
-
-function tmpDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-ipc-ns-'));
-  dirs.push(d);
-  return d;
-}
-
-function newImage(): string {
-  const img = imagePath();
-  dirs.push(path.dirname(img));
-  return img;
 }
 
 /**
@@ -107,7 +56,7 @@ function newImage(): string {
  * returns its init's host pid and the child's, once the child runs.
  */
 function startContainer(setup: string[], child = 'sleep 1000'): { init: number; child: number } {
-  const ready = path.join(tmpDir(), 'ready');
+  const ready = path.join(tmpDir('ckpt-ipc-ns-'), 'ready');
   const script = [...setup, `${child} &`, `echo $! > ${ready}`, 'wait'].join('\n');
   const init = Number(ckptOk(['run', '--container', '--', 'sh', '-c', script]).trim());
   leftovers.push(init);
@@ -156,7 +105,7 @@ describe('ipc namespace', () => {
     for (const [f, v] of Object.entries(SET)) expect(saved[f]).toBe(v);
     expect(sysctls('self')).toEqual(host);
 
-    const img = newImage();
+    const img = tmpImage();
     ckptOk(['checkpoint', String(init), '-o', img, '--kill', '--container']);
     waitFor('the container to die', () => procState(init) === undefined);
     const info = ckptOk(['info', img]);
@@ -165,9 +114,9 @@ describe('ipc namespace', () => {
 
     const restored = Number(ckptOk(['restart', img, '-d']).trim());
     expect(restored).toBe(init);
-    expect(ns(restored, 'ipc')).not.toBe(ns('self', 'ipc'));
+    expect(namespaceOf(restored, 'ipc')).not.toBe(namespaceOf('self', 'ipc'));
     expect(isAlive(child)).toBe(true);
-    expect(ns(child, 'ipc')).toBe(ns(restored, 'ipc'));
+    expect(namespaceOf(child, 'ipc')).toBe(namespaceOf(restored, 'ipc'));
     expect(sysctls(restored)).toEqual(saved);
     expect(sysctls('self')).toEqual(host);
   });
@@ -175,7 +124,7 @@ describe('ipc namespace', () => {
   it('fails the restart naming the sysctl and value the kernel refuses, leaving nothing behind', () => {
     const host = sysctls('self');
     const { init, child } = startContainer([]);
-    const img = newImage();
+    const img = tmpImage();
     ckptOk(['checkpoint', String(init), '-o', img, '--kill', '--container']);
     waitFor('the container to die', () => procState(init) === undefined);
     // Above ipc_mni even with ipcmni_extend.
@@ -192,7 +141,7 @@ describe('ipc namespace', () => {
     const host = sysctls('self');
     const pid = Number(ckptOk(['run', '--', 'sleep', '1000']).trim());
     leftovers.push(pid);
-    const img = newImage();
+    const img = tmpImage();
     ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
     waitFor('the process to die', () => procState(pid) === undefined);
     // As if the host's settings had changed since the checkpoint: restart
@@ -204,7 +153,7 @@ describe('ipc namespace', () => {
     const restored = Number(r.stdout.trim());
     leftovers.push(restored);
     expect(isAlive(restored)).toBe(true);
-    expect(ns(restored, 'ipc')).toBe(ns('self', 'ipc'));
+    expect(namespaceOf(restored, 'ipc')).toBe(namespaceOf('self', 'ipc'));
     expect(sysctls('self')).toEqual(host);
   });
 
@@ -214,10 +163,10 @@ describe('ipc namespace', () => {
     waitFor('unshare to exec sleep', () =>
       fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('sleep\x00'),
     );
-    expect(ns(pid, 'ipc')).not.toBe(ns('self', 'ipc'));
-    const r = ckpt(['checkpoint', String(pid), '-o', newImage()]);
+    expect(namespaceOf(pid, 'ipc')).not.toBe(namespaceOf('self', 'ipc'));
+    const r = ckpt(['checkpoint', String(pid), '-o', tmpImage()]);
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toContain(`pid ${pid} has its own ipc namespace (${ns(pid, 'ipc')})`);
+    expect(r.stderr).toContain(`pid ${pid} has its own ipc namespace (${namespaceOf(pid, 'ipc')})`);
     expect(isAlive(pid)).toBe(true);
   });
 
@@ -225,10 +174,10 @@ describe('ipc namespace', () => {
     it(`refuses a container with a task in its own ${type} namespace, naming it, and leaves the container running`, () => {
       const flag = type === 'ipc' ? '-i' : '-u';
       const { init, child } = startContainer([], `unshare ${flag} sleep 1000`);
-      expect(ns(child, type)).not.toBe(ns(init, type));
-      const r = ckpt(['checkpoint', String(init), '-o', newImage(), '--container']);
+      expect(namespaceOf(child, type)).not.toBe(namespaceOf(init, type));
+      const r = ckpt(['checkpoint', String(init), '-o', tmpImage(), '--container']);
       expect(r.code).not.toBe(0);
-      const inode = ns(child, type).replace(/\D/g, '');
+      const inode = namespaceOf(child, type).replace(/\D/g, '');
       expect(r.stderr).toContain(`pid ${child} is in ${type} namespace ${type}:[${inode}]`);
       expect(r.stderr).toContain(`its parent ${init}`);
       expect(isAlive(init)).toBe(true);

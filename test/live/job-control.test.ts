@@ -5,45 +5,16 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { ckptOk, imagePath } from '../support/ckpt.js';
 import { procState, sleepSync } from '../support/fixtures.js';
+import { cleanupAfterEach } from '../support/live.js';
 import { requireRoot } from '../support/prereq.js';
+import { childrenOf, waitFor } from '../support/procs.js';
 
-const leftovers: number[] = [];
+const { leftovers } = cleanupAfterEach();
 
 beforeAll(requireRoot);
-
-afterEach(() => {
-  for (const pid of leftovers.splice(0)) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
-});
-
-function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): void {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    sleepSync(10);
-  }
-}
-
-function childOf(pid: number): number | undefined {
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) return Number(name);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return undefined;
-}
 
 /** A shell waiting for a sleep that is stopped by SIGSTOP. */
 function startStopped(): { shell: number; stopped: number } {
@@ -51,7 +22,7 @@ function startStopped(): { shell: number; stopped: number } {
   leftovers.push(shell);
   let stopped: number | undefined;
   waitFor('the sleep', () => {
-    stopped = childOf(shell);
+    stopped = childrenOf(shell)[0];
     return stopped !== undefined;
   });
   leftovers.push(stopped!);

@@ -14,6 +14,7 @@ import {
   startFixture,
 } from '../support/fixtures.js';
 import { requireRoot } from '../support/prereq.js';
+import { tracerPid } from '../support/procs.js';
 
 let fixture: FixtureHandle;
 
@@ -22,11 +23,6 @@ beforeAll(() => {
   compileAll();
 });
 afterAll(() => fixture?.dispose());
-
-function tracerOf(pid: number): number {
-  const m = /TracerPid:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(m?.[1]);
-}
 
 /** Run a checkpoint and SIGKILL ckpt after `ms`; resolves once ckpt is gone. */
 function checkpointKilledAfter(pid: number, ms: number): Promise<number | null> {
@@ -58,7 +54,7 @@ describe('ckpt killed mid-checkpoint', () => {
       const killedAt = await checkpointKilledAfter(fixture.pid, Math.round((duration * k) / 12));
       if (killedAt !== null) kills++;
       sleepSync(20);
-      expect(tracerOf(fixture.pid)).toBe(0);
+      expect(tracerPid(fixture.pid)).toBe(0);
       expect(procState(fixture.pid)).toMatch(/^[RS]$/);
       const before = fixture.count!();
       sleepSync(150);

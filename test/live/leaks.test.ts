@@ -8,17 +8,17 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { checkLeaks, grabFd } from '@ckpt/core';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ckpt, ckptOk, imagePath } from '../support/ckpt.js';
-import { procState, sleepSync } from '../support/fixtures.js';
+import { ckpt, ckptOk } from '../support/ckpt.js';
+import { procState } from '../support/fixtures.js';
+import { cleanupAfterEach } from '../support/live.js';
 import { requireCommand, requireRoot } from '../support/prereq.js';
+import { tracerPid, waitFor } from '../support/procs.js';
 
-const pidsToKill: number[] = [];
+const { leftovers, tmpDir, tmpImage } = cleanupAfterEach();
 const children: ChildProcess[] = [];
-const dirs: string[] = [];
 
 beforeAll(() => {
   requireRoot();
@@ -27,29 +27,7 @@ beforeAll(() => {
 
 afterEach(() => {
   for (const c of children.splice(0)) c.kill('SIGKILL');
-  for (const pid of pidsToKill.splice(0)) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 });
-
-function tmpDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-leaks-'));
-  dirs.push(d);
-  return d;
-}
-
-function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): void {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    sleepSync(20);
-  }
-}
 
 function fdTarget(pid: number, fd: number): string | undefined {
   try {
@@ -59,20 +37,12 @@ function fdTarget(pid: number, fd: number): string | undefined {
   }
 }
 
-function tracerPid(pid: number): number {
-  const line = fs
-    .readFileSync(`/proc/${pid}/status`, 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('TracerPid:'))!;
-  return Number(line.split(/\s+/)[1]);
-}
-
 /** `ckpt run [--container] -- sh -c SCRIPT`; waits until fd 3 is open. */
 function run(script: string, container = true): number {
   const pid = Number(
     ckptOk(['run', ...(container ? ['--container'] : []), '--', 'sh', '-c', script]).trim(),
   );
-  pidsToKill.push(pid);
+  leftovers.push(pid);
   waitFor('the workload to open fd 3', () => fdTarget(pid, 3) !== undefined);
   return pid;
 }
@@ -87,8 +57,7 @@ function outside(argv: string[], ready: () => boolean): number {
 
 /** The checkpoint failed with ELEAK, and the tree was let go unharmed. */
 function expectLeak(pid: number, pattern: RegExp, outsidePid: number): void {
-  const img = imagePath();
-  dirs.push(path.dirname(img));
+  const img = tmpImage();
   const r = ckpt(['checkpoint', String(pid), '-o', img, '--kill', '--container']);
   expect(r.code).not.toBe(0);
   expect(r.stderr).toMatch(new RegExp(`pid ${outsidePid} outside the container also holds`));
@@ -103,24 +72,23 @@ function expectLeak(pid: number, pattern: RegExp, outsidePid: number): void {
 
 describe('leak detection for container checkpoints', () => {
   it('checkpoints and restarts a container that shares nothing with the outside', () => {
-    const d = tmpDir();
+    const d = tmpDir('ckpt-leaks-');
     const file = path.join(d, 'f');
     const pid = run(`exec 3>${file}; sleep 1000 & exec sleep 1000`);
     // Another open() of the same file is a separate open file description: no leak.
     const other = outside(['sh', '-c', `exec 3<${file}; exec sleep 1000`], () => true);
     waitFor('the outside reader', () => fdTarget(other, 3) === file);
-    const img = imagePath();
-    dirs.push(path.dirname(img));
+    const img = tmpImage();
     ckptOk(['checkpoint', String(pid), '-o', img, '--kill', '--container']);
     waitFor('the container to die', () => procState(pid) === undefined);
     const restored = Number(ckptOk(['restart', img, '-d']).trim());
-    pidsToKill.push(restored);
+    leftovers.push(restored);
     expect(restored).toBe(pid);
     expect(fdTarget(restored, 3)).toBe(file);
   });
 
   it('fails with ELEAK for an outside process in the container uts namespace', () => {
-    const d = tmpDir();
+    const d = tmpDir('ckpt-leaks-');
     const pid = run(`exec 3>${path.join(d, 'f')}; exec sleep 1000`);
     const uts = fs.readlinkSync(`/proc/${pid}/ns/uts`);
     const c = spawn('nsenter', ['-t', String(pid), '-u', 'sleep', '1000'], { stdio: 'ignore' });
@@ -137,13 +105,12 @@ describe('leak detection for container checkpoints', () => {
     c.kill('SIGKILL');
     // A zombie (not reaped yet: this loop holds the event loop) is in no namespace.
     waitFor('the outside process to go', () => [undefined, 'Z'].includes(procState(c.pid!)));
-    const img = imagePath();
-    dirs.push(path.dirname(img));
+    const img = tmpImage();
     ckptOk(['checkpoint', String(pid), '-o', img, '--container']);
   });
 
   it('fails with ELEAK for an outside holder of the same open file description', () => {
-    const d = tmpDir();
+    const d = tmpDir('ckpt-leaks-');
     const file = path.join(d, 'f');
     const pid = run(`exec 3>${file}; exec sleep 1000`);
     // This test process (not ckpt) takes the container's own description.
@@ -156,7 +123,7 @@ describe('leak detection for container checkpoints', () => {
   });
 
   it('fails with ELEAK for a FIFO an outside process has open', () => {
-    const d = tmpDir();
+    const d = tmpDir('ckpt-leaks-');
     const fifo = path.join(d, 'fifo');
     spawnSyncOk('mkfifo', [fifo]);
     const holder = outside(['sh', '-c', `exec 3<>${fifo}; exec sleep 1000`], () => true);
@@ -166,7 +133,7 @@ describe('leak detection for container checkpoints', () => {
   });
 
   it('only warns for a subtree that shares an object with the outside', () => {
-    const d = tmpDir();
+    const d = tmpDir('ckpt-leaks-');
     const fifo = path.join(d, 'fifo');
     spawnSyncOk('mkfifo', [fifo]);
     const holder = outside(['sh', '-c', `exec 3<>${fifo}; exec sleep 1000`], () => true);
@@ -179,8 +146,7 @@ describe('leak detection for container checkpoints', () => {
       new RegExp(`pid ${holder} outside the checkpointed tree also holds the FIFO ${fifo}`),
     );
     // The CLI checkpoint of the subtree succeeds.
-    const img = imagePath();
-    dirs.push(path.dirname(img));
+    const img = tmpImage();
     const r = ckpt(['checkpoint', String(pid), '-o', img]);
     expect(r.code).toBe(0);
     expect(procState(pid)).toBeDefined();

@@ -8,72 +8,23 @@
  * they cannot see), and no fd of ckpt's is left in any task.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ckptOk, imagePath } from '../support/ckpt.js';
-import { procState, sleepSync } from '../support/fixtures.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ckptOk } from '../support/ckpt.js';
+import { procState } from '../support/fixtures.js';
+import { cleanupAfterEach } from '../support/live.js';
 import { requireCommand, requireRoot } from '../support/prereq.js';
+import { descendants, nsPids, waitFor } from '../support/procs.js';
 
-const leftovers: number[] = [];
-const dirs: string[] = [];
+const { leftovers, tmpDir, tmpImage } = cleanupAfterEach();
 
 beforeAll(() => {
   requireRoot();
   for (const cmd of ['unshare', 'setsid', 'sh']) requireCommand(cmd);
 });
 
-afterEach(() => {
-  for (const pid of leftovers.splice(0)) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-});
-
-function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): void {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    sleepSync(20);
-  }
-}
-
-function nsPids(pid: number): number[] {
-  const line = fs
-    .readFileSync(`/proc/${pid}/status`, 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('NSpid:'))!;
-  return line.split(/\s+/).slice(1).filter(Boolean).map(Number);
-}
-
-/** Live descendants of `root` (host pids), depth-first by pid. */
-function descendants(root: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (state === 'Z') continue;
-      children.set(Number(ppid), [...(children.get(Number(ppid)) ?? []), Number(name)]);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out: number[] = [];
-  const walk = (p: number) => {
-    for (const c of (children.get(p) ?? []).sort((a, b) => a - b)) {
-      out.push(c);
-      walk(c);
-    }
-  };
-  walk(root);
-  return out;
-}
+/** How long each wait here may take (longer than waitFor's default). */
+const WAIT_MS = 10_000;
 
 function lastCount(file: string): number {
   try {
@@ -90,8 +41,7 @@ function nestedLoop(out: string): string {
 
 describe('nested pid namespaces', () => {
   it('a subtree with an unshared pid namespace comes back with pids at both levels', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-nested-'));
-    dirs.push(dir);
+    const dir = tmpDir('ckpt-nested-');
     const out = path.join(dir, 'count');
     const log = path.join(dir, 'log');
     const root = Number(
@@ -109,7 +59,7 @@ describe('nested pid namespaces', () => {
       ]).trim(),
     );
     leftovers.push(root);
-    waitFor('the nested loop', () => lastCount(out) >= 2);
+    waitFor('the nested loop', () => lastCount(out) >= 2, WAIT_MS);
     const before = descendants(root);
     leftovers.push(...before);
     const init = before[0]!;
@@ -122,10 +72,9 @@ describe('nested pid namespaces', () => {
     const nestedNs = fs.readlinkSync(`/proc/${init}/ns/pid`);
     expect(fs.readlinkSync(`/proc/${root}/ns/pid_for_children`)).toBe(nestedNs);
 
-    const img = imagePath();
-    dirs.push(path.dirname(img));
+    const img = tmpImage();
     ckptOk(['checkpoint', String(root), '-o', img, '--kill']);
-    waitFor('the tree to die', () => procState(root) === undefined);
+    waitFor('the tree to die', () => procState(root) === undefined, WAIT_MS);
     expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(root);
 
     expect(nsPids(init)).toEqual([init, 1]);
@@ -142,27 +91,25 @@ describe('nested pid namespaces', () => {
       expect(fs.readdirSync(`/proc/${p}/fd`).map(Number).sort()).toEqual([0, 1, 2]);
     }
     const n = lastCount(out);
-    waitFor('the nested loop to continue', () => lastCount(out) >= n + 3);
+    waitFor('the nested loop to continue', () => lastCount(out) >= n + 3, WAIT_MS);
     const logged = fs.readFileSync(log, 'utf8').trim().split('\n').map(Number);
     expect(logged).toEqual(logged.map((_, i) => i + 1));
   });
 
   it('a container with a nested pid namespace keeps pids at all three levels', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-nested-'));
-    dirs.push(dir);
+    const dir = tmpDir('ckpt-nested-');
     const out = path.join(dir, 'count');
     const script = `unshare --pid --fork sh -c '${nestedLoop(out)}' > /dev/null & while :; do sleep 1; done`;
     const init = Number(ckptOk(['run', '--container', '--', 'sh', '-c', script]).trim());
     leftovers.push(init);
-    waitFor('the nested loop', () => lastCount(out) >= 2);
+    waitFor('the nested loop', () => lastCount(out) >= 2, WAIT_MS);
     const before = descendants(init).filter((p) => nsPids(p).length === 3);
     expect(before.length).toBeGreaterThanOrEqual(2); // the nested init and its sleep
     const levels = new Map(before.map((p) => [p, nsPids(p)]));
 
-    const img = imagePath();
-    dirs.push(path.dirname(img));
+    const img = tmpImage();
     ckptOk(['checkpoint', String(init), '-o', img, '--kill', '--container']);
-    waitFor('the container to die', () => procState(init) === undefined);
+    waitFor('the container to die', () => procState(init) === undefined, WAIT_MS);
     expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(init);
 
     for (const [p, ns] of levels) {
@@ -172,6 +119,6 @@ describe('nested pid namespaces', () => {
     const nestedInit = [...levels].find(([, ns]) => ns[2] === 1)![0];
     expect(procState(nestedInit)).toBeDefined();
     const n = lastCount(out);
-    waitFor('the nested loop to continue', () => lastCount(out) >= n + 3);
+    waitFor('the nested loop to continue', () => lastCount(out) >= n + 3, WAIT_MS);
   });
 });

@@ -7,31 +7,23 @@
  * gone are in container-workload.test.ts: their members are init's.)
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ckptOk, imagePath } from '../support/ckpt.js';
-import { procState, sleepSync } from '../support/fixtures.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ckptOk } from '../support/ckpt.js';
+import { procState } from '../support/fixtures.js';
+import { cleanupAfterEach } from '../support/live.js';
 import { requireCommand, requireRoot } from '../support/prereq.js';
+import { childrenOf, statIds, waitFor } from '../support/procs.js';
 
-const leftovers: number[] = [];
-const dirs: string[] = [];
+const { leftovers, tmpDir, tmpImage } = cleanupAfterEach();
 
 beforeAll(() => {
   requireRoot();
   requireCommand('bash');
 });
 
-afterEach(() => {
-  for (const pid of leftovers.splice(0)) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-});
+/** How long each wait here may take (longer than waitFor's default). */
+const WAIT_MS = 10_000;
 
 interface Ids {
   pid: number;
@@ -42,33 +34,22 @@ interface Ids {
 }
 
 function ids(pid: number): Ids {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const [, ppid, pgid, sid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const { ppid, pgid, sid } = statIds(pid);
   const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
-  return { pid, ppid: Number(ppid), pgid: Number(pgid), sid: Number(sid), cmd };
+  return { pid, ppid, pgid, sid, cmd };
 }
 
-/** Live children of `pid`, by /proc. */
+/** Live children of `pid` (by /proc), sorted by pid. */
 function children(pid: number): Ids[] {
   const out: Ids[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
+  for (const child of childrenOf(pid)) {
     try {
-      const p = ids(Number(name));
-      if (p.ppid === pid && procState(p.pid) !== 'Z') out.push(p);
+      out.push(ids(child));
     } catch {
       // gone meanwhile
     }
   }
   return out.sort((a, b) => a.pid - b.pid);
-}
-
-function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): void {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    sleepSync(20);
-  }
 }
 
 /** A shell whose pipeline job has lost its leader; returns the shell and the two members. */
@@ -81,26 +62,28 @@ sleep 1000`;
   const shell = Number(ckptOk(['run', '--', 'bash', '-c', script]).trim());
   leftovers.push(shell);
   let members: Ids[] = [];
-  waitFor('the pipeline to lose its leader', () => {
-    members = children(shell).filter((c) => c.cmd.startsWith('sleep 100'));
-    return members.length === 2 && children(shell).length === 2;
-  });
+  waitFor(
+    'the pipeline to lose its leader',
+    () => {
+      members = children(shell).filter((c) => c.cmd.startsWith('sleep 100'));
+      return members.length === 2 && children(shell).length === 2;
+    },
+    WAIT_MS,
+  );
   leftovers.push(...members.map((m) => m.pid));
   return { shell, members };
 }
 
 describe('a process group whose leader has exited', () => {
   it('is re-created with its id; the shell still waits for the job', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-sessions-'));
-    dirs.push(dir);
+    const dir = tmpDir('ckpt-sessions-');
     const { shell, members } = startShell(dir);
     const pgid = members[0]!.pgid;
     expect(members[1]!.pgid).toBe(pgid);
     expect(procState(pgid)).toBeUndefined(); // the leader is gone
     expect(pgid).not.toBe(ids(shell).pgid);
 
-    const img = imagePath();
-    dirs.push(path.dirname(img));
+    const img = tmpImage();
     ckptOk(['checkpoint', String(shell), '-o', img, '--kill']);
     expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(shell);
 
@@ -111,15 +94,13 @@ describe('a process group whose leader has exited', () => {
 
     // The job ends when its members are killed: the shell's wait returns.
     for (const m of members) process.kill(m.pid, 'SIGKILL');
-    waitFor('the shell to see its job end', () => fs.existsSync(path.join(dir, 'done')));
+    waitFor('the shell to see its job end', () => fs.existsSync(path.join(dir, 'done')), WAIT_MS);
   });
 
   it('with --no-pids the members share a new group led by nobody', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-sessions-'));
-    dirs.push(dir);
+    const dir = tmpDir('ckpt-sessions-');
     const { shell, members } = startShell(dir);
-    const img = imagePath();
-    dirs.push(path.dirname(img));
+    const img = tmpImage();
     ckptOk(['checkpoint', String(shell), '-o', img, '--kill']);
     const restored = Number(ckptOk(['restart', img, '-d', '--no-pids']).trim());
     leftovers.push(restored);

@@ -11,10 +11,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { KCMP, kcmp } from '@ckpt/core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ckpt, ckptOk } from '../support/ckpt.js';
-import { isAlive, procState, sleepSync } from '../support/fixtures.js';
+import { isAlive, procState } from '../support/fixtures.js';
+import { cleanupAfterEach } from '../support/live.js';
 import { requireCommand, requireRoot } from '../support/prereq.js';
+import { waitFor } from '../support/procs.js';
 
 // The child, on SIGUSR1, opens argv[2] and moves to argv[3]: with a shared
 // fd table and fs, the parent then holds that file and sits in that directory.
@@ -63,7 +65,7 @@ const CLONE_SIGHAND = 0x800;
 
 let dir = '';
 let bin = '';
-const started: number[] = [];
+const { leftovers } = cleanupAfterEach();
 
 beforeAll(() => {
   requireRoot();
@@ -74,25 +76,7 @@ beforeAll(() => {
   execFileSync('gcc', ['-O1', '-o', bin, path.join(dir, 'sharer.c')]);
 });
 
-afterEach(() => {
-  for (const pid of started.splice(0)) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
-});
-
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
-
-function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): void {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    sleepSync(10);
-  }
-}
 
 /** Start the sharer with `ckpt run`; returns its pid, its child's, and its cwd. */
 function startSharer(flags: number, marker: string, target: string) {
@@ -100,10 +84,10 @@ function startSharer(flags: number, marker: string, target: string) {
   const parent = Number(
     ckptOk(['run', '--stdout', out, '--', bin, String(flags), marker, target]).trim(),
   );
-  started.push(parent);
+  leftovers.push(parent);
   waitFor('the sharer', () => /^\d+\n/.test(fs.readFileSync(out, 'utf8')));
   const child = Number(fs.readFileSync(out, 'utf8').trim());
-  started.push(child);
+  leftovers.push(child);
   return { parent, child, cwd: fs.readlinkSync(`/proc/${parent}/cwd`) };
 }
 

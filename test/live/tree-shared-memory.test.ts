@@ -21,10 +21,11 @@ import {
   isAlive,
   procState,
   readLayout,
-  sleepSync,
+  readOr,
 } from '../support/fixtures.js';
 import { liveFixtures } from '../support/live.js';
 import { requireCommand } from '../support/prereq.js';
+import { childrenOf, waitFor } from '../support/procs.js';
 
 const { start: startFx, leftovers } = liveFixtures();
 const PAGE = 4096n;
@@ -139,37 +140,8 @@ describe('memory shared between the tasks of a tree', () => {
   });
 });
 
-/** Live children of `pid` (host pids). */
-function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) === pid && fields[0] !== 'Z') out.push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
-
-function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): void {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    sleepSync(10);
-  }
-}
-
-function readOr(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return '';
-  }
-}
+/** How long each wait here may take (longer than waitFor's default). */
+const WAIT_MS = 10_000;
 
 interface Container {
   dir: string;
@@ -185,7 +157,7 @@ function startContainer(): Container {
   const stderr = path.join(dir, 'stderr');
   const init = Number(ckptOk(['run', '--container', '--stderr', stderr, '--', bin, dir]).trim());
   leftovers.push(init);
-  waitFor('the fixture to be ready', () => readOr(path.join(dir, 'ready')).endsWith('\n'));
+  waitFor('the fixture to be ready', () => readOr(path.join(dir, 'ready')).endsWith('\n'), WAIT_MS);
   // Inside, the fixture is pid 1 and knows its child by its inner pid.
   expect(readOr(path.join(dir, 'ready'))).toBe('1\n');
   const [child] = childrenOf(init);
@@ -209,7 +181,7 @@ describe('memory shared between the tasks of a container', () => {
       const img = imagePath();
       try {
         ckptOk(['checkpoint', String(init), '-o', img, '--kill', '--container']);
-        waitFor('the container to die', () => procState(init) === undefined);
+        waitFor('the container to die', () => procState(init) === undefined, WAIT_MS);
         expectSavedOnce(img);
         expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(init);
       } finally {
@@ -274,7 +246,7 @@ describe('memory shared between the tasks of a container', () => {
         { stdio: 'ignore' },
       );
       leftovers.push(mapper.pid!);
-      waitFor('the outside process to map the memory', () => fs.existsSync(mapped));
+      waitFor('the outside process to map the memory', () => fs.existsSync(mapped), WAIT_MS);
       r = ckpt(['checkpoint', String(init), '-o', '/dev/null', '--container']);
       mapper.kill('SIGKILL');
       expect(r.code).not.toBe(0);

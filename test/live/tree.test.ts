@@ -9,8 +9,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ckpt, ckptOk, imagePath } from '../support/ckpt.js';
-import { type FixtureHandle, isAlive, procState, sleepSync } from '../support/fixtures.js';
+import { type FixtureHandle, isAlive, procState } from '../support/fixtures.js';
 import { liveFixtures } from '../support/live.js';
+import { statIds, waitFor } from '../support/procs.js';
 
 const ROLES = ['parent', 'a', 'g', 'b'] as const;
 type Role = (typeof ROLES)[number];
@@ -35,21 +36,6 @@ function startTree(): { f: FixtureHandle; ids: Record<Role, Ids>; zombie: number
   const zombie = Number(read('zombie'));
   leftovers.push(...ROLES.map((r) => ids[r].pid));
   return { f, ids, zombie };
-}
-
-/** ppid, pgid and sid of a live pid, from /proc/PID/stat. */
-function procIds(pid: number): Omit<Ids, 'pid'> {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const [, ppid, pgid, sid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { ppid: Number(ppid), pgid: Number(pgid), sid: Number(sid) };
-}
-
-function waitGone(pid: number, timeoutMs = 5000): void {
-  const end = Date.now() + timeoutMs;
-  while (procState(pid) !== undefined) {
-    if (Date.now() > end) throw new Error(`pid ${pid} still exists after ${timeoutMs} ms`);
-    sleepSync(10);
-  }
 }
 
 /** Start a sleeping process that gets exactly `pid` (through ns_last_pid). */
@@ -77,7 +63,7 @@ describe('a process tree in the host namespaces', () => {
 
     for (const r of ROLES) {
       expect(isAlive(ids[r].pid), r).toBe(true);
-      const now = procIds(ids[r].pid);
+      const now = statIds(ids[r].pid);
       expect({ pgid: now.pgid, sid: now.sid }, r).toEqual({ pgid: ids[r].pgid, sid: ids[r].sid });
       // The root's parent was the launcher; it is now whoever adopted it.
       if (r !== 'parent') expect(now.ppid, r).toBe(ids[r].ppid);
@@ -85,7 +71,7 @@ describe('a process tree in the host namespaces', () => {
     expect(ids.b.pgid).toBe(ids.b.pid);
     expect(ids.parent.sid).toBe(ids.parent.pid);
     expect(procState(zombie)).toBe('Z');
-    expect(procIds(zombie).ppid).toBe(ids.parent.pid);
+    expect(statIds(zombie).ppid).toBe(ids.parent.pid);
 
     f.go();
     // Inside: ids read again by every process, no spurious SIGCHLD, the
@@ -113,7 +99,7 @@ describe('a process tree in the host namespaces', () => {
     const img = imagePath();
     ckptOk(['checkpoint', String(f.pid), '-o', img, '--kill']);
     const taken = ids.g.pid;
-    waitGone(taken);
+    waitFor(`pid ${taken} to go`, () => procState(taken) === undefined);
     leftovers.push(occupy(taken));
     const r = ckpt(['restart', img, '-d']);
     fs.rmSync(path.dirname(img), { recursive: true, force: true });

@@ -120,7 +120,8 @@ export function fixtureCommand(name: string): string[] {
   return [compileFixture(name)];
 }
 
-function readOr(p: string, dflt = ''): string {
+/** The contents of file P, or `dflt` when it cannot be read (missing, gone…). */
+export function readOr(p: string, dflt = ''): string {
   try {
     return fs.readFileSync(p, 'utf8');
   } catch {
