@@ -45,10 +45,14 @@ describe('ckpt killed mid-checkpoint', () => {
   it('leaves the target running and counting, whenever it dies', async () => {
     fixture = startFixture('counter');
     const maps = fs.readFileSync(`/proc/${fixture.pid}/maps`, 'utf8');
-    // How long does a whole checkpoint take? Kill at points spread over it.
-    const whole = Date.now();
-    await checkpointKilledAfter(fixture.pid, 60_000);
-    const duration = Date.now() - whole;
+    // How long does a whole checkpoint take (warm: the first one loads and
+    // compiles more)? Kill at points spread over it.
+    let duration = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < 2; i++) {
+      const whole = Date.now();
+      await checkpointKilledAfter(fixture.pid, 60_000);
+      duration = Math.min(duration, Date.now() - whole);
+    }
     let kills = 0;
     for (let k = 1; k <= 12; k++) {
       const killedAt = await checkpointKilledAfter(fixture.pid, Math.round((duration * k) / 12));

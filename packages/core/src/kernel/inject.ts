@@ -78,8 +78,11 @@ export function findLeftoverParasites(pid: number): { start: bigint; end: bigint
   const mem = new ProcMem(pid, false);
   try {
     for (const m of candidates) {
-      const tail = mem.read(m.start + 4096n - 8n, 8);
-      if (tail.equals(PARASITE_MAGIC)) found.push({ start: m.start, end: m.end });
+      // Marked, or still blank: ckpt was killed between mapping the page
+      // and writing to it (no program keeps a blank RWX page of this size).
+      const page = mem.read(m.start, 4096);
+      const marked = page.subarray(4096 - PARASITE_MAGIC.length).equals(PARASITE_MAGIC);
+      if (marked || page.every((b) => b === 0)) found.push({ start: m.start, end: m.end });
     }
   } finally {
     mem.close();
