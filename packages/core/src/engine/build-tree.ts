@@ -14,6 +14,7 @@ import { CkptError } from '../errors.js';
 import { setSigmask } from '../kernel/ptrace.js';
 import type { Logger } from '../log.js';
 import { checkPidLevels, mountContainerProc, pidAtLevel, taskPids } from './container.js';
+import { enterJobStop } from './job-stop.js';
 import { CLONE_NEW_CONTAINER, type TaskFactory } from './mktree.js';
 import { Placeholders } from './placeholders.js';
 import { TaskState } from './records.js';
@@ -164,6 +165,8 @@ export function buildTree(
   }
   const tasks = new Map<number, RestoringTask>();
   for (const [i, c] of created.entries()) {
+    // Before any parent's signals are restored (see job-stop.ts).
+    if (c.entry.state === TaskState.STOPPED) enterJobStop(c.pid);
     if (c.entry.state === TaskState.ZOMBIE) zombify(c.task, c.entry.exitCode, c.entry.comm);
     else tasks.set(i, c.task);
   }

@@ -142,7 +142,9 @@ export function restart(opts: RestartOptions): RestartResult {
   }
   // Sync point #3: every task is restored; let them all go at once.
   for (const t of built.tasks.values()) {
-    unfreezeTask(t.frozen, opts.frozen || stopped.has(t) ? 'stopped' : 'resume');
+    // A job-stopped task is in its group stop already (see job-stop.ts):
+    // stopping it again would tell its parent again.
+    unfreezeTask(t.frozen, opts.frozen && !stopped.has(t) ? 'stopped' : 'resume');
   }
   ctx.dispose();
   const pids = built.pids;

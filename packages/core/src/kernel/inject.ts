@@ -200,8 +200,10 @@ export class SyscallInjector {
   private stepOverSyscall(nr: number, at: bigint): void {
     singlestep(this.pid, 0);
     let st = waitForStop(this.pid);
-    while (st.stop === 'signal-delivery' && st.signal !== SIGTRAP) {
-      this.defer(st.signal);
+    // A task in a job-control stop reports it again when first resumed.
+    for (let groupStops = 0; ; ) {
+      if (st.stop === 'signal-delivery' && st.signal !== SIGTRAP) this.defer(st.signal);
+      else if (!(st.stop === 'group' && groupStops++ < 3)) break;
       singlestep(this.pid, 0);
       st = waitForStop(this.pid);
     }
