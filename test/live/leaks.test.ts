@@ -145,10 +145,14 @@ describe('leak detection for container checkpoints', () => {
     expect(warnings.join('\n')).toMatch(
       new RegExp(`pid ${holder} outside the checkpointed tree also holds the FIFO ${fifo}`),
     );
-    // The CLI checkpoint of the subtree succeeds.
+    // The CLI checkpoint of the subtree succeeds, and says why it warns:
+    // on stderr, and in --json's `warnings`.
     const img = tmpImage();
-    const r = ckpt(['checkpoint', String(pid), '-o', img]);
+    const r = ckpt(['checkpoint', String(pid), '-o', img, '--json']);
     expect(r.code).toBe(0);
+    const said = new RegExp(`pid ${holder} outside the checkpointed tree also holds the FIFO`);
+    expect(r.stderr).toMatch(new RegExp(`ckpt: warn: .*${said.source}`));
+    expect((JSON.parse(r.stdout) as { warnings: string[] }).warnings.join('\n')).toMatch(said);
     expect(procState(pid)).toBeDefined();
   });
 });

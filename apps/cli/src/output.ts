@@ -1,5 +1,5 @@
 /** How the CLI talks to people and scripts. */
-import { asCkptError } from '@ckpt/core';
+import { asCkptError, createLogger, type Logger } from '@ckpt/core';
 
 /** Exit codes of the `ckpt` command. */
 export const ExitCode = {
@@ -34,4 +34,19 @@ export function reportError(e: unknown, json: boolean): number {
   if (json) printJson({ ok: false, error: err.toJSON() });
   else process.stderr.write(`ckpt: error: ${err.oneLine()}\n`);
   return ExitCode.FAILURE;
+}
+
+/**
+ * The logger commands give the engine: warnings (and errors) go to stderr
+ * as `ckpt: warn: …` lines and are kept in `warnings`, for `--json`.
+ */
+export function cliLogger(warnings: string[]): Logger {
+  const stderr = createLogger('warn');
+  return {
+    ...stderr,
+    warn(message) {
+      warnings.push(message);
+      stderr.warn(message);
+    },
+  };
 }

@@ -6,7 +6,7 @@ import {
   type LeaveMode,
   resolveFreezerCgroup,
 } from '@ckpt/core';
-import { printJson, UsageError } from '../output.js';
+import { cliLogger, printJson, UsageError } from '../output.js';
 import { terminalProgress } from '../progress.js';
 import type { Command } from './command.js';
 
@@ -78,6 +78,7 @@ thawed. The same holds if the checkpoint fails, or if ckpt is killed.`,
       );
     }
     const sink = FdSink.open(output);
+    const warnings: string[] = [];
     const t0 = performance.now();
     try {
       // ckpt exits right after: no need to wait for a killed tree to be gone.
@@ -90,6 +91,7 @@ thawed. The same holds if the checkpoint fails, or if ckpt is killed.`,
         awaitKill: false,
         freezer,
         progress: terminalProgress(),
+        logger: cliLogger(warnings),
       });
       const summary = {
         ok: true,
@@ -104,6 +106,7 @@ thawed. The same holds if the checkpoint fails, or if ckpt is killed.`,
         phasesMs: Object.fromEntries(
           Object.entries(r.durations).map(([k, v]) => [k, Math.round(v * 10) / 10]),
         ),
+        warnings,
       };
       if (values.json) printJson(summary);
       else if (output !== '-') {

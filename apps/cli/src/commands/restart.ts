@@ -1,7 +1,7 @@
 /** `ckpt restart`: bring an image back to life. */
 import { writeFileSync } from 'node:fs';
 import { CkptError, FdSource, reap, restart } from '@ckpt/core';
-import { printJson, UsageError } from '../output.js';
+import { cliLogger, printJson, UsageError } from '../output.js';
 import { terminalProgress } from '../progress.js';
 import type { Command } from './command.js';
 
@@ -52,6 +52,7 @@ error line says why; a pid already in use is reported with a hint to use
     if (!file || positionals.length > 1) throw new Error('usage');
     const inheritFds = parseInheritFds((values['inherit-fd'] as string[] | undefined) ?? []);
     const source = FdSource.open(file);
+    const warnings: string[] = [];
     const t0 = performance.now();
     let r: ReturnType<typeof restart>;
     try {
@@ -62,6 +63,7 @@ error line says why; a pid already in use is reported with a hint to use
         frozen: Boolean(values.frozen),
         inheritFds,
         progress: terminalProgress(),
+        logger: cliLogger(warnings),
       });
     } finally {
       source.close();
@@ -75,6 +77,7 @@ error line says why; a pid already in use is reported with a hint to use
       pages: r.pages,
       bytes: r.bytes,
       durationMs,
+      warnings,
     };
     if (values.detach) {
       if (values.json) printJson(summary);
