@@ -13,8 +13,12 @@ const root = new URL('..', import.meta.url).pathname;
 const bin = join(root, 'apps/cli/dist/bin.js');
 // biome-ignore lint/suspicious/noUndeclaredEnvVars: optional knobs of the benchmark
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+// Empty BENCH_SIZES: only the tree line.
 // biome-ignore lint/suspicious/noUndeclaredEnvVars: optional knobs of the benchmark
-const SIZES = (process.env.BENCH_SIZES ?? '256,1024').split(',').map(Number);
+const SIZES = (process.env.BENCH_SIZES ?? '256,1024')
+  .split(',')
+  .filter((s) => s.trim() !== '')
+  .map(Number);
 
 if (process.getuid?.() !== 0) {
   console.error('pnpm bench needs root (it ptraces and restores pids)');
@@ -120,12 +124,14 @@ for (let i = -1; i < RUNS; i++) {
   const c = ckpt(['checkpoint', String(pid), '-o', img, '--kill']);
   if (c.json.pids.length !== TREE)
     throw new Error(`checkpointed ${c.json.pids.length} tasks, expected ${TREE}`);
-  waitGone(pid);
+  // Every pid free again: the children, orphaned by the kill, are reaped
+  // by init, which may take a moment (restart would wait for them).
+  for (const p of c.json.pids) waitGone(p);
   const r = ckpt(['restart', img, '-d']);
   if (r.json.pids.length !== TREE) throw new Error(`restored ${r.json.pids.length} tasks`);
   // Killing the whole restored tree: its session shares the root's pgid.
   for (const p of r.json.pids) process.kill(p, 'SIGKILL');
-  waitGone(pid);
+  for (const p of r.json.pids) waitGone(p);
   if (i >= 0) treeTimes.push({ ck: c.ms, rs: r.ms });
 }
 const treeCk = median(treeTimes.map((t) => t.ck));
@@ -135,7 +141,7 @@ rmSync(work, { recursive: true, force: true });
 console.log(
   `ckpt benchmark — medians of ${RUNS} runs after a warm-up run; wall-clock of the CLI, Node start-up included; image rewritten in place in the page cache under ${IMAGE_DIR}`,
 );
-console.table(rows);
+if (rows.length > 0) console.table(rows);
 console.log(
   `tree of ${TREE} processes: checkpoint ${(treeCk / 1000).toFixed(3)} s + restart ${(treeRs / 1000).toFixed(3)} s = ${((treeCk + treeRs) / 1000).toFixed(3)} s`,
 );

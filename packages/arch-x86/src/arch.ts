@@ -1,7 +1,13 @@
 /** `ArchSupport` for x86-64: what core's engine needs from this package. */
 import { type ArchHeader, ArchId, type ArchSupport, type SyscallName } from '@ckpt/core';
 import { CPU_X86_64_RECORD, formatCpuRecord } from './cpu.js';
-import { x86ResumeCode } from './resume.js';
+import {
+  X86_MARKER_STUB_END,
+  x86BatchCode,
+  x86MarkerStub,
+  x86ResumeCode,
+  x86StubResult,
+} from './resume.js';
 import { x86_64Stub } from './stub.js';
 import { NR, x86_64Syscalls } from './syscall.js';
 import { assertXstateCompatible, decodeXstateInfo, readXstate } from './xstate.js';
@@ -75,7 +81,12 @@ export const x86_64Arch: ArchSupport = {
   machine: 'x86_64',
   // _NSIG on x86: signals 1..64.
   nsig: 64,
-  convention: { ...x86_64Syscalls, resumeCode: x86ResumeCode },
+  convention: {
+    ...x86_64Syscalls,
+    resumeCode: x86ResumeCode,
+    batchCode: x86BatchCode,
+    markerStub: { code: x86MarkerStub, end: X86_MARKER_STUB_END, result: x86StubResult },
+  },
   syscalls: X86_64_SYSCALLS,
   headerArch(pid: number): ArchHeader {
     const info = xstateOf(pid);

@@ -73,6 +73,13 @@ export const NR = {
 /** Name of a syscall in {@link NR}. */
 export type SyscallName = keyof typeof NR;
 
+/**
+ * Syscalls that replace the blocked mask while they wait and leave the
+ * kernel to put it back on return: rt_sigsuspend, pselect6, ppoll,
+ * epoll_pwait, io_pgetevents, epoll_pwait2.
+ */
+const PARKING = new Set([130n, 270n, 271n, 281n, 333n, 441n]);
+
 /** Where the six syscall arguments go. */
 const ARG_REGS = ['rdi', 'rsi', 'rdx', 'r10', 'r8', 'r9'] as const;
 
@@ -99,4 +106,5 @@ export const x86_64Syscalls: SyscallConvention = {
     });
   },
   getReturn: (regs) => BigInt.asIntN(64, getReg(regs, 'rax')),
+  parksSigmask: (regs) => PARKING.has(BigInt.asIntN(64, getReg(regs, 'orig_rax'))),
 };

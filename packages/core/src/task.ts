@@ -6,12 +6,78 @@
 import type { ArchSupport, SyscallName } from './arch.js';
 import type { OpenFile, ProcStat, ProcStatus, SmapsEntry } from './proc/index.js';
 
+/** An argument of a batched call that is the result of an earlier call of the batch (its index). */
+export interface ResultOf {
+  readonly result: number;
+}
+
+/** An argument of a posted call: the address its data part i gets when it runs. */
+export interface DataOf {
+  readonly data: number;
+}
+
+/** One call of a batch: `name(args)`. */
+export interface SyscallRequest {
+  readonly name: SyscallName;
+  /**
+   * Values, or `{ result: i }`: the result of call i of the same batch (an
+   * earlier one); in posted calls also `{ data: i }` (see `post`).
+   */
+  readonly args: readonly (bigint | number | ResultOf | DataOf)[];
+  /**
+   * Addresses in the scratch area where the result is also written (8
+   * bytes) before the next call runs, e.g. an fd into a struct a later call
+   * reads. A result goes to at most two places: these and the arguments
+   * that take it.
+   */
+  readonly resultTo?: readonly bigint[];
+}
+
+/** What goes with posted calls (see `TaskSyscalls.post`). */
+export interface PostOptions {
+  /** Copied into the task when the calls run; `{ data: i }` is the address of part i. */
+  readonly data?: readonly Buffer[];
+  /** Gets the calls' results once they ran. */
+  readonly done?: (results: readonly bigint[]) => void;
+}
+
 /** System calls run inside a stopped task (syscall injection). */
 export interface TaskSyscalls {
   /** Run `name(args)` in the task; returns the raw result (negative errno on failure). */
   call(name: SyscallName, args?: readonly (bigint | number)[]): bigint;
   /** Like {@link call}, but a failure throws an ESYS `CkptError` naming `what` and the pid. */
   check(name: SyscallName, args: readonly (bigint | number)[], what: string): bigint;
+  /**
+   * Run several calls in order with as few round trips into the task as
+   * possible (one per few dozen calls, where the arch allows); returns the
+   * raw results. Every call runs, even after one failed: check the
+   * results in order. A call can take an earlier call's result as an
+   * argument (open, then map and close what it opened, in one round trip);
+   * it then runs with whatever that call returned, an error included.
+   */
+  batch(calls: readonly SyscallRequest[]): bigint[];
+  /**
+   * Like {@link batch}, but the first failed call throws an ESYS
+   * `CkptError` naming its `what` (after all of them ran).
+   */
+  checkBatch(calls: readonly (SyscallRequest & { readonly what: string })[]): bigint[];
+  /**
+   * Queue calls whose results nothing needs right away: they run with the
+   * task's next injected call (in its round trip), or when injection ends.
+   * `options.data` is copied into the task when they run, `{ data: i }`
+   * in an argument is its address; `options.done` gets their results (and
+   * may throw, from the call that ran them). Nothing outside the task's own
+   * injected calls sees their effect before they run.
+   */
+  post(calls: readonly SyscallRequest[], options?: PostOptions): void;
+  /**
+   * Like {@link post}, but the first failed call throws (when they run)
+   * the ESYS `CkptError` {@link checkBatch} would have.
+   */
+  postChecked(
+    calls: readonly (SyscallRequest & { readonly what: string })[],
+    options?: PostOptions,
+  ): void;
   /**
    * Address of a writable scratch area of at least `size` bytes inside the
    * task, to pass structs and strings to injected calls. Valid until the

@@ -43,8 +43,12 @@ function refuseOtherUserNs(task: CheckpointTask): void {
 function checkpointCreds(ctx: CheckpointCtx, task: CheckpointTask): void {
   refuseOtherUserNs(task);
   const st = task.status;
-  const prctl = (option: number, what: string) =>
-    Number(task.sys.check('prctl', [option, 0, 0, 0, 0], what));
+  const [securebits, dumpable] = task.sys
+    .checkBatch([
+      { name: 'prctl', args: [PR_CAPS.GET_SECUREBITS, 0, 0, 0, 0], what: 'reading securebits' },
+      { name: 'prctl', args: [PR.GET_DUMPABLE, 0, 0, 0, 0], what: 'reading dumpable' },
+    ])
+    .map(Number);
   const ids = (s: typeof st.uid) => ({
     real: s.real,
     effective: s.effective,
@@ -55,9 +59,9 @@ function checkpointCreds(ctx: CheckpointCtx, task: CheckpointTask): void {
     uid: ids(st.uid),
     gid: ids(st.gid),
     groups: [...st.groups].sort((a, b) => a - b),
-    securebits: prctl(PR_CAPS.GET_SECUREBITS, 'reading securebits'),
+    securebits: securebits!,
     noNewPrivs: st.noNewPrivs,
-    dumpable: prctl(PR.GET_DUMPABLE, 'reading dumpable'),
+    dumpable: dumpable!,
   });
   ctx.write(capabilitiesRecord, {
     inheritable: st.capInh,

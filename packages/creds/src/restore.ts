@@ -70,9 +70,26 @@ export function applyCreds(task: RestartTask, cred: SavedCred, caps: SavedCaps):
   new CredApplier(task, cred, caps, { status: readStatus(task.pid), securebits }).run();
 }
 
+/**
+ * One step, queued: its arguments (given the addresses of its staged
+ * buffers) and the error it becomes when it fails.
+ */
+interface Step {
+  name: SyscallName;
+  staged: readonly Buffer[];
+  args: (addrs: readonly bigint[]) => readonly (number | bigint)[];
+  error: (errno: number) => CkptError;
+}
+
 class CredApplier {
   private securebits: number;
   private readonly pid: number;
+  /**
+   * Steps not run yet: they run in order, as one batch, when a result is
+   * needed and at the end. A failed step is reported after the whole batch
+   * ran; the restart fails then, and the task is killed.
+   */
+  private readonly queue: Step[] = [];
 
   constructor(
     private readonly task: RestartTask,
@@ -127,6 +144,26 @@ class CredApplier {
     // Last: the kernel resets dumpable to fs.suid_dumpable whenever the
     // euid, egid, fsuid or fsgid change, or permitted capabilities grow.
     this.setDumpable();
+    this.flush();
+  }
+
+  /** Run the queued steps; their results, in order. */
+  private flush(): bigint[] {
+    const steps = this.queue.splice(0);
+    if (steps.length === 0) return [];
+    const parts = steps.flatMap((s) => s.staged);
+    const addrs = parts.length > 0 ? stage(this.task, parts) : [];
+    let next = 0;
+    const calls = steps.map((s) => {
+      const mine = addrs.slice(next, next + s.staged.length);
+      next += s.staged.length;
+      return { name: s.name, args: s.args(mine) };
+    });
+    const results = this.task.sys.batch(calls);
+    results.forEach((r, i) => {
+      if (isSyscallError(r)) throw steps[i]!.error(Number(-r));
+    });
+    return results;
   }
 
   /** Refuse up front what no syscall could do: grow a bounding set, clear no_new_privs. */
@@ -202,11 +239,13 @@ class CredApplier {
     want.forEach((g, i) => {
       list.writeUInt32LE(g, i * 4);
     });
-    this.withInTask(list, (addr) =>
-      this.call('setgroups', [want.length, addr], `supplementary groups ${want.join(' ')}`, () =>
-        this.needs(CAP.SETGID),
-      ),
-    );
+    const what = `supplementary groups ${want.join(' ')}`;
+    const why = () => this.needs(CAP.SETGID);
+    if (list.length <= SCRATCH_BYTES) {
+      this.call('setgroups', (addrs) => [want.length, addrs[0]!], what, why, [list]);
+      return;
+    }
+    this.withMapping(list, (addr) => this.call('setgroups', [want.length, addr], what, why));
   }
 
   /** Real, effective and saved ids; a refusal names the ids the caller does not hold. */
@@ -226,7 +265,8 @@ class CredApplier {
     const want = this.cred[kind].fs;
     if (want === this.cred[kind].effective) return;
     this.call(setfs, [want], `fs${kind} ${want}`);
-    if (Number(this.call(setfs, [UNCHANGED], `fs${kind} ${want}`)) !== want) {
+    this.call(setfs, [UNCHANGED], `fs${kind} ${want}`);
+    if (Number(this.flush().at(-1)) !== want) {
       throw this.refused(`fs${kind} ${want}`, this.needs(cap), setfs);
     }
   }
@@ -234,9 +274,11 @@ class CredApplier {
   private setAmbient(): void {
     const args = (op: number, cap = 0) => [PR_CAPS.CAP_AMBIENT, op, cap, 0, 0];
     this.prctl(args(PR_CAP_AMBIENT.CLEAR_ALL), 'the ambient set');
+    // The securebits as they are at this step (the explanation is built later).
+    const securebits = this.securebits;
     for (const cap of capsIn(this.caps.ambient)) {
       this.prctl(args(PR_CAP_AMBIENT.RAISE, cap), `ambient capability ${capName(cap)}`, () =>
-        this.securebits & SECBIT.NO_CAP_AMBIENT_RAISE
+        securebits & SECBIT.NO_CAP_AMBIENT_RAISE
           ? `the securebits of ${this.who()} forbid raising ambient capabilities`
           : `${this.who()} does not hold it`,
       );
@@ -272,7 +314,8 @@ class CredApplier {
     }
     // 2 (root-only core dumps) cannot be set with prctl; the kernel sets it
     // from fs.suid_dumpable when the ids changed above.
-    const now = this.prctl([PR.GET_DUMPABLE], 'dumpable');
+    this.prctl([PR.GET_DUMPABLE], 'dumpable');
+    const now = this.flush().at(-1);
     if (now !== 2n) {
       throw this.refused(
         'dumpable 2',
@@ -286,13 +329,18 @@ class CredApplier {
    * could not be restored and why.
    */
   private capset(sets: CapSets, which: string, explain?: () => [what: string, why: string]): void {
-    const [hdr, data] = stage(this.task, capsetArgs(sets));
-    const r = this.task.sys.call('capset', [hdr!, data!]);
-    if (!isSyscallError(r)) return;
-    const errno = Number(-r);
-    const [what, why] =
-      errno === EPERM && explain ? explain() : [`${which} capabilities`, failed('capset', errno)];
-    throw this.refused(what, why, 'capset', errno);
+    this.queue.push({
+      name: 'capset',
+      staged: capsetArgs(sets),
+      args: ([hdr, data]) => [hdr!, data!],
+      error: (errno) => {
+        const [what, why] =
+          errno === EPERM && explain
+            ? explain()
+            : [`${which} capabilities`, failed('capset', errno)];
+        return this.refused(what, why, 'capset', errno);
+      },
+    });
   }
 
   /** The caller's own sets with the saved inheritable set (set first, see run()). */
@@ -301,23 +349,28 @@ class CredApplier {
     return { effective: capEff, permitted: capPrm, inheritable: this.caps.inheritable };
   }
 
-  private prctl(args: readonly (number | bigint)[], what: string, whyEperm?: () => string): bigint {
+  private prctl(args: readonly (number | bigint)[], what: string, whyEperm?: () => string): void {
     const padded = [...args, 0, 0, 0, 0].slice(0, 5);
-    return this.call('prctl', padded, what, whyEperm);
+    this.call('prctl', padded, what, whyEperm);
   }
 
-  /** Run a syscall in the task; a failure is a refusal to restore `what`. */
+  /** Queue a syscall in the task; a failure is a refusal to restore `what`. */
   private call(
     name: SyscallName,
-    args: readonly (number | bigint)[],
+    args: readonly (number | bigint)[] | ((addrs: readonly bigint[]) => (number | bigint)[]),
     what: string,
     whyEperm?: () => string,
-  ): bigint {
-    const r = this.task.sys.call(name, args);
-    if (!isSyscallError(r)) return r;
-    const errno = Number(-r);
-    const why = errno === EPERM && whyEperm ? whyEperm() : failed(name, errno);
-    throw this.refused(what, why, name, errno);
+    staged: readonly Buffer[] = [],
+  ): void {
+    this.queue.push({
+      name,
+      staged,
+      args: typeof args === 'function' ? args : () => args,
+      error: (errno) => {
+        const why = errno === EPERM && whyEperm ? whyEperm() : failed(name, errno);
+        return this.refused(what, why, name, errno);
+      },
+    });
   }
 
   private refused(what: string, why: string, syscall?: string, errno = EPERM): CkptError {
@@ -348,14 +401,11 @@ class CredApplier {
   }
 
   /**
-   * Run `fn` with `data` copied into the task: through the scratch area
-   * when it fits, else through a temporary mapping (a long group list).
+   * Queue `fn`'s steps with `data` (a long group list, beyond the scratch
+   * area) copied into a temporary mapping of the task, and run them.
    */
-  private withInTask(data: Buffer, fn: (addr: bigint) => void): void {
-    if (data.length <= SCRATCH_BYTES) {
-      fn(stage(this.task, [data])[0]!);
-      return;
-    }
+  private withMapping(data: Buffer, fn: (addr: bigint) => void): void {
+    this.flush();
     const len = BigInt(Math.ceil(data.length / PAGE) * PAGE);
     const sys = this.task.sys;
     const addr = sys.check(
@@ -366,6 +416,7 @@ class CredApplier {
     try {
       this.task.mem.write(addr, data);
       fn(addr);
+      this.flush();
     } finally {
       sys.check('munmap', [addr, len], 'unmapping the room for groups');
     }

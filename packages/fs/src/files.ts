@@ -110,7 +110,10 @@ function restoreFiles(ctx: RestartCtx, task: RestartTask): void {
   }
   // Start from an empty table: nothing of the stub's (stdio on /dev/null)
   // survives, and files reopen at the lowest free fds.
-  for (const fd of listFds(task.pid)) if (fd !== task.ckptPidfd) closeInTask(task, fd);
+  closeAll(
+    task,
+    listFds(task.pid).filter((fd) => fd !== task.ckptPidfd),
+  );
   const inImage = new Set(fds);
   const above = fds.length === 0 ? 0 : fds[fds.length - 1]! + 1;
   if (inImage.has(task.ckptPidfd)) {
@@ -146,7 +149,20 @@ function restoreFiles(ctx: RestartCtx, task: RestartTask): void {
       place(task, mine, desc, inImage, above, temporaries);
     }
   });
-  for (const fd of temporaries) if (!inImage.has(fd)) closeInTask(task, fd);
+  closeAll(
+    task,
+    [...temporaries].filter((fd) => !inImage.has(fd)),
+  );
+  // Everything posted runs now: later tasks may copy fds from this one.
+  task.sys.batch([]);
+}
+
+/**
+ * Close `fds` in the task, ignoring errors (as `closeInTask` does):
+ * posted, they run with the task's next injected call.
+ */
+function closeAll(task: RestartTask, fds: readonly number[]): void {
+  task.sys.post(fds.map((fd) => ({ name: 'close' as const, args: [fd] })));
 }
 
 /**
@@ -165,7 +181,7 @@ function place(
 ): void {
   const what = `placing fd ${desc.fd}`;
   if (file.fd === desc.fd) {
-    task.sys.check('fcntl', [desc.fd, F_SETFD, desc.cloexec ? FD_CLOEXEC : 0], what);
+    postChecked(task, 'fcntl', [desc.fd, F_SETFD, desc.cloexec ? FD_CLOEXEC : 0], what);
     return;
   }
   if (file.fd > desc.fd && inImage.has(file.fd)) {
@@ -173,8 +189,31 @@ function place(
     closeInTask(task, file.fd);
     file.fd = moved;
   }
-  task.sys.check('dup3', [file.fd, desc.fd, desc.cloexec ? O_CLOEXEC : 0], what);
+  postChecked(task, 'dup3', [file.fd, desc.fd, desc.cloexec ? O_CLOEXEC : 0], what);
   temporaries.add(file.fd);
+}
+
+/**
+ * Post `name(args)` (see `TaskSyscalls.post`: it runs with the task's next
+ * injected call); a failure throws then, as `check` would have.
+ */
+function postChecked(
+  task: RestartTask,
+  name: 'dup3' | 'fcntl',
+  args: readonly number[],
+  what: string,
+): void {
+  task.sys.post([{ name, args }], {
+    done: ([r]) => {
+      if (r! < 0n && r! > -4096n) {
+        throw new CkptError(
+          'ESYS',
+          `${what} in pid ${task.pid} failed: ${name}() returned errno ${-r!}`,
+          { pid: task.pid, syscall: name, errno: Number(-r!) },
+        );
+      }
+    },
+  });
 }
 
 /** The files phase (order 300: after memory, before cwd/root and signals). */

@@ -12,7 +12,6 @@ import {
   type RestartTask,
   readCwd,
   readRoot,
-  stage,
   type TaskPhase,
 } from '@ckpt/core';
 import { fsRecord } from './records.js';
@@ -50,33 +49,48 @@ function checkpointFs(ctx: CheckpointCtx, task: CheckpointTask): void {
   ctx.write(fsRecord, { cwd, root, umask });
 }
 
-function inDirectory(
-  task: RestartTask,
-  call: 'chdir' | 'chroot',
-  path: string,
-  what: string,
-): void {
-  const [addr] = stage(task, [cString(path)]);
-  const r = task.sys.call(call, [addr!]);
-  if (r < 0n) {
-    throw new CkptError(
-      'ESYS',
-      `pid ${task.savedPid}: cannot ${what} ${path}: ${call}() failed with errno ${-r}`,
-      {
-        pid: task.savedPid,
-        path,
-        syscall: call,
-        errno: Number(-r),
-      },
-    );
-  }
-}
-
 function restoreFs(ctx: RestartCtx, task: RestartTask): void {
   const { cwd, root, umask } = ctx.read(fsRecord);
-  inDirectory(task, 'chdir', cwd, 'return to its working directory');
-  if (root !== '/') inDirectory(task, 'chroot', root, 'return to its root directory');
-  task.sys.check('umask', [umask], 'restoring the umask');
+  // chdir, then chroot (paths are ckpt's, from ckpt's root), then umask:
+  // posted, they run with the task's next injected calls.
+  const dirs: { call: 'chdir' | 'chroot'; path: string; what: string }[] = [
+    { call: 'chdir', path: cwd, what: 'return to its working directory' },
+  ];
+  if (root !== '/') dirs.push({ call: 'chroot', path: root, what: 'return to its root directory' });
+  task.sys.post(
+    [
+      ...dirs.map((d, i) => ({ name: d.call, args: [{ data: i }] })),
+      { name: 'umask', args: [umask] },
+    ],
+    {
+      data: dirs.map((d) => cString(d.path)),
+      done: (results) => {
+        dirs.forEach(({ call, path, what }, i) => {
+          const r = results[i]!;
+          if (r < 0n) {
+            throw new CkptError(
+              'ESYS',
+              `pid ${task.savedPid}: cannot ${what} ${path}: ${call}() failed with errno ${-r}`,
+              {
+                pid: task.savedPid,
+                path,
+                syscall: call,
+                errno: Number(-r),
+              },
+            );
+          }
+        });
+        const r = results[dirs.length]!;
+        if (r < 0n && r > -4096n) {
+          throw new CkptError(
+            'ESYS',
+            `restoring the umask in pid ${task.pid} failed: umask() returned errno ${-r}`,
+            { pid: task.pid, syscall: 'umask', errno: Number(-r) },
+          );
+        }
+      },
+    },
+  );
 }
 
 /** The fs phase (order 350: after the fd table). */

@@ -9,9 +9,8 @@ import {
   type CheckpointCtx,
   type CheckpointTask,
   CkptError,
-  closeInTask,
+  cString,
   encodePrctlMmMap,
-  openInTask,
   PR,
   PR_SET_MM,
   PRCTL_MM_MAP_SIZE,
@@ -23,6 +22,7 @@ import {
   readSmaps,
   type SavedVma,
   stage,
+  type TaskMemory,
   type TaskPhase,
   type VmaHandler,
   type VmaInfo,
@@ -33,6 +33,9 @@ import { restoringMemoryOf } from './shmem.js';
 import { markKeepApart, type ObjectVmaHandler, restoreMadvise, unsupported } from './vmas.js';
 
 const O_RDONLY_CLOEXEC = 0o2000000;
+const AT_FDCWD = -100;
+/** Offset of exe_fd in struct prctl_mm_map. */
+const MM_MAP_EXE_FD = 100;
 const MREMAP_MAYMOVE = 1;
 const MREMAP_FIXED = 2;
 const PROT_NONE = 0;
@@ -111,6 +114,7 @@ function checkpointMm(ctx: CheckpointCtx, task: CheckpointTask): void {
 /** Unmap everything the new task inherited from the stub, keeping what restart needs. */
 function clearAddressSpace(task: RestartTask): Map<number, { start: bigint; end: bigint }> {
   const specials = new Map<number, { start: bigint; end: bigint }>();
+  const unmaps: { start: bigint; end: bigint }[] = [];
   for (const m of readMaps(task.pid)) {
     const special = SPECIAL_KINDS[m.kind];
     if (special !== undefined) {
@@ -119,8 +123,16 @@ function clearAddressSpace(task: RestartTask): Map<number, { start: bigint; end:
     }
     if (m.kind === 'vsyscall') continue;
     if (m.start >= task.restorer.start && m.end <= task.restorer.end) continue;
-    task.sys.check('munmap', [m.start, m.end - m.start], 'emptying the address space');
+    unmaps.push(m);
   }
+  // One batch of injected calls (see TaskSyscalls.batch).
+  task.sys.checkBatch(
+    unmaps.map((m) => ({
+      name: 'munmap' as const,
+      args: [m.start, m.end - m.start],
+      what: 'emptying the address space',
+    })),
+  );
   return specials;
 }
 
@@ -171,20 +183,22 @@ function placeSpecials(
   const parked = moves.map((m) => {
     const at = tmp;
     tmp += m.size;
-    task.sys.check(
-      'mremap',
-      [m.from.start, m.size, m.size, MREMAP_MAYMOVE | MREMAP_FIXED, at],
-      'moving the vdso',
-    );
     return at;
   });
-  moves.forEach((m, i) => {
-    task.sys.check(
-      'mremap',
-      [parked[i]!, m.size, m.size, MREMAP_MAYMOVE | MREMAP_FIXED, m.to],
-      'placing the vdso',
-    );
-  });
+  // Every move, parking then placing, in one batch of injected calls.
+  const flags = MREMAP_MAYMOVE | MREMAP_FIXED;
+  task.sys.checkBatch([
+    ...moves.map((m, i) => ({
+      name: 'mremap' as const,
+      args: [m.from.start, m.size, m.size, flags, parked[i]!],
+      what: 'moving the vdso',
+    })),
+    ...moves.map((m, i) => ({
+      name: 'mremap' as const,
+      args: [parked[i]!, m.size, m.size, flags, m.to],
+      what: 'placing the vdso',
+    })),
+  ]);
 }
 
 function kindName(kind: number): string {
@@ -208,8 +222,16 @@ function restoreMm(ctx: RestartCtx, task: RestartTask): void {
   setMmMap(task, mm);
 }
 
-/** Read and recreate `total` VMAs (shared objects they map are restored on the way). */
+/**
+ * Read and recreate `total` VMAs (shared objects they map are restored on
+ * the way). The mappings are posted (see vmas.ts) and the pages of plain
+ * regions are held back, then written once the mappings exist: many
+ * regions cost one round trip into the task instead of one each. A region
+ * with madvise state, a follow-up or many pages is completed in order,
+ * right away.
+ */
 function restoreVmas(ctx: RestartCtx, task: RestartTask, total: number): void {
+  const held = new HeldPages(task);
   for (let i = 0; i < total; i++) {
     const vma = ctx.read(vmaRecord);
     const handler = ctx.registry.vmaHandlerById(vma.kind);
@@ -220,45 +242,104 @@ function restoreVmas(ctx: RestartCtx, task: RestartTask, total: number): void {
       });
     }
     const after = handler.restore(ctx, task, vma);
+    if (!after && vma.madv === 0 && vma.nrPages <= HELD_PAGES_MAX) {
+      restorePages(ctx, held, vma.nrPages, vma);
+      continue;
+    }
+    held.flush();
     restorePages(ctx, task.mem, vma.nrPages, vma);
     after?.();
     restoreMadvise(task, vma);
   }
+  held.flush();
+}
+
+/** Pages held back at most, per region and in all (bytes: 4 KiB pages). */
+const HELD_PAGES_MAX = 1024;
+const HELD_BYTES_MAX = 16 << 20;
+
+/**
+ * Page writes held back until the posted mappings they go into exist:
+ * {@link flush} runs the task's posted calls, then writes them in order.
+ */
+class HeldPages implements TaskMemory {
+  private writes: { addr: bigint; data: Buffer }[] = [];
+  private bytes = 0;
+
+  constructor(private readonly task: RestartTask) {}
+
+  write(addr: bigint, data: Buffer): void {
+    // A copy: the caller reuses its buffer.
+    this.writes.push({ addr, data: Buffer.from(data) });
+    this.bytes += data.length;
+    if (this.bytes >= HELD_BYTES_MAX) this.flush();
+  }
+
+  read(): Buffer {
+    throw new CkptError('EUNEXPECTED', 'held pages cannot be read');
+  }
+
+  readInto(): void {
+    throw new CkptError('EUNEXPECTED', 'held pages cannot be read');
+  }
+
+  flush(): void {
+    this.task.sys.batch([]);
+    for (const w of this.writes.splice(0)) this.task.mem.write(w.addr, w.data);
+    this.bytes = 0;
+  }
 }
 
 function setMmMap(task: RestartTask, mm: ReturnType<typeof mmRecord.decode>): void {
-  const exeFd = openInTask(task, mm.exe, O_RDONLY_CLOEXEC);
-  try {
-    const auxv = Buffer.alloc(mm.auxv.length * 8);
-    mm.auxv.forEach((v, i) => {
-      auxv.writeBigUInt64LE(v, i * 8);
+  const auxv = Buffer.alloc(mm.auxv.length * 8);
+  mm.auxv.forEach((v, i) => {
+    auxv.writeBigUInt64LE(v, i * 8);
+  });
+  const [auxvAddr] = stage(task, [auxv]);
+  const map = encodePrctlMmMap({
+    startCode: mm.startCode,
+    endCode: mm.endCode,
+    startData: mm.startData,
+    endData: mm.endData,
+    startBrk: mm.startBrk,
+    brk: mm.brk,
+    startStack: mm.startStack,
+    argStart: mm.argStart,
+    argEnd: mm.argEnd,
+    envStart: mm.envStart,
+    envEnd: mm.envEnd,
+    auxv: auxvAddr!,
+    auxvSize: auxv.length,
+    exeFd: 0,
+  });
+  // The auxv stays staged first in the scratch area; the map goes after it
+  // (with room for the 8-byte copy of the exe's fd into its exe_fd), then
+  // the exe's path. One batch of injected calls opens the exe, puts the fd
+  // in the map, installs the map and closes the fd.
+  const [, mapAddr, , exePath] = stage(task, [auxv, map, Buffer.alloc(8), cString(mm.exe)]);
+  const [opened, r] = task.sys.batch([
+    {
+      name: 'openat',
+      args: [AT_FDCWD, exePath!, O_RDONLY_CLOEXEC, 0],
+      resultTo: [mapAddr! + BigInt(MM_MAP_EXE_FD)],
+    },
+    { name: 'prctl', args: [PR.SET_MM, PR_SET_MM.MAP, mapAddr!, PRCTL_MM_MAP_SIZE, 0] },
+    { name: 'close', args: [{ result: 0 }] },
+  ]);
+  if (opened! < 0n && opened! > -4096n) {
+    throw new CkptError('ESYS', `cannot open ${mm.exe} in pid ${task.pid}: errno ${-opened!}`, {
+      pid: task.pid,
+      path: mm.exe,
+      syscall: 'openat',
+      errno: Number(-opened!),
     });
-    const [auxvAddr] = stage(task, [auxv]);
-    const map = encodePrctlMmMap({
-      startCode: mm.startCode,
-      endCode: mm.endCode,
-      startData: mm.startData,
-      endData: mm.endData,
-      startBrk: mm.startBrk,
-      brk: mm.brk,
-      startStack: mm.startStack,
-      argStart: mm.argStart,
-      argEnd: mm.argEnd,
-      envStart: mm.envStart,
-      envEnd: mm.envEnd,
-      auxv: auxvAddr!,
-      auxvSize: auxv.length,
-      exeFd,
-    });
-    // The auxv stays staged first in the scratch area; the map goes after it.
-    const [, mapAddr] = stage(task, [auxv, map]);
-    task.sys.check(
-      'prctl',
-      [PR.SET_MM, PR_SET_MM.MAP, mapAddr!, PRCTL_MM_MAP_SIZE, 0],
-      'prctl(PR_SET_MM_MAP)',
+  }
+  if (r! < 0n && r! > -4096n) {
+    throw new CkptError(
+      'ESYS',
+      `prctl(PR_SET_MM_MAP) in pid ${task.pid} failed: prctl() returned errno ${-r!}`,
+      { pid: task.pid, syscall: 'prctl', errno: Number(-r!) },
     );
-  } finally {
-    closeInTask(task, exeFd);
   }
 }
 

@@ -7,8 +7,7 @@ import {
   type CheckpointCtx,
   type CheckpointTask,
   CkptError,
-  closeInTask,
-  openInTask,
+  cString,
   type RestartTask,
   readPageRuns,
   type SavedVma,
@@ -72,6 +71,7 @@ const PAGE = 4096n;
 const O_RDONLY = 0;
 const O_RDWR = 2;
 const O_CLOEXEC = 0o2000000;
+const AT_FDCWD = -100;
 
 /** PROT_* bits of a maps entry. */
 export function protOf(vma: VmaInfo): number {
@@ -103,13 +103,75 @@ function presentPages(task: CheckpointTask, vma: VmaInfo, excludeFilePages: bool
   return runs.filter((r) => !task.ownMappings.some((m) => r.start >= m.start && r.start < m.end));
 }
 
+/**
+ * Map `vma`, posted: it runs with the task's next injected call (see
+ * `TaskSyscalls.post`), before anything writes into the region (the mm
+ * phase writes pages only after that, see restoreVmas).
+ */
 function mmap(task: RestartTask, vma: SavedVma, prot: number, flags: number, fd = -1): void {
   const len = vma.end - vma.start;
-  const r = task.sys.check(
-    'mmap',
-    [vma.start, len, prot, flags | MAP_FIXED, fd, vma.pgoff],
-    `mapping 0x${vma.start.toString(16)}-0x${vma.end.toString(16)}${vma.path ? ` (${vma.path})` : ''}`,
+  task.sys.post(
+    [{ name: 'mmap', args: [vma.start, len, prot, flags | MAP_FIXED, fd, vma.pgoff] }],
+    {
+      done: ([r]) => mmapDone(task, vma, r!),
+    },
   );
+}
+
+/** Check what a posted mmap of `vma` returned. */
+function mmapDone(task: RestartTask, vma: SavedVma, r: bigint): void {
+  if (r < 0n && r > -4096n) {
+    throw new CkptError(
+      'ESYS',
+      `${mappingWhat(vma)} in pid ${task.pid} failed: mmap() returned errno ${-r}`,
+      { pid: task.pid, syscall: 'mmap', errno: Number(-r) },
+    );
+  }
+  mappedAt(task, vma, r);
+}
+
+function mappingWhat(vma: SavedVma): string {
+  return `mapping 0x${vma.start.toString(16)}-0x${vma.end.toString(16)}${vma.path ? ` (${vma.path})` : ''}`;
+}
+
+/**
+ * Map `vma` from its file, opened with `openFlags` for it alone (regions
+ * of one open file can merge where the original ones did not): open, map
+ * and close, posted (see mmap()).
+ */
+function mmapFile(
+  task: RestartTask,
+  vma: SavedVma,
+  openFlags: number,
+  prot: number,
+  flags: number,
+): void {
+  const fd = { result: 0 };
+  const len = vma.end - vma.start;
+  task.sys.post(
+    [
+      { name: 'openat', args: [AT_FDCWD, { data: 0 }, openFlags, 0] },
+      { name: 'mmap', args: [vma.start, len, prot, flags | MAP_FIXED, fd, vma.pgoff] },
+      { name: 'close', args: [fd] },
+    ],
+    {
+      data: [cString(vma.path)],
+      done: ([opened, mapped]) => {
+        if (opened! < 0n && opened! > -4096n) {
+          throw new CkptError(
+            'ESYS',
+            `cannot open ${vma.path} in pid ${task.pid}: errno ${-opened!}`,
+            { pid: task.pid, path: vma.path, syscall: 'openat', errno: Number(-opened!) },
+          );
+        }
+        mmapDone(task, vma, mapped!);
+      },
+    },
+  );
+}
+
+/** Refuse a region the kernel put elsewhere than asked. */
+function mappedAt(task: RestartTask, vma: SavedVma, r: bigint): void {
   if (r !== vma.start) {
     throw new CkptError(
       'EFAULT',
@@ -188,12 +250,7 @@ export const filePrivate: VmaHandler = {
   describe: (_task, v) => describe(v, VmaKind.FILE_PRIVATE, v.pathname),
   pages: (task, v) => presentPages(task, v, true),
   restore(_ctx, task, vma) {
-    const fd = openInTask(task, vma.path, O_RDONLY | O_CLOEXEC);
-    try {
-      mmap(task, vma, vma.prot, (vma.flags & MAP_GROWSDOWN) | MAP_PRIVATE, fd);
-    } finally {
-      closeInTask(task, fd);
-    }
+    mmapFile(task, vma, O_RDONLY | O_CLOEXEC, vma.prot, (vma.flags & MAP_GROWSDOWN) | MAP_PRIVATE);
   },
 };
 
@@ -233,12 +290,8 @@ export const fileShared: VmaHandler = {
   describe: (_task, v) => describe(v, VmaKind.FILE_SHARED, v.pathname),
   pages: () => [],
   restore(_ctx, task, vma) {
-    const fd = openInTask(task, vma.path, (vma.prot & PROT_WRITE ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-    try {
-      mmap(task, vma, vma.prot, MAP_SHARED, fd);
-    } finally {
-      closeInTask(task, fd);
-    }
+    const openFlags = (vma.prot & PROT_WRITE ? O_RDWR : O_RDONLY) | O_CLOEXEC;
+    mmapFile(task, vma, openFlags, vma.prot, MAP_SHARED);
   },
 };
 

@@ -34,6 +34,9 @@ function isErrno(e: unknown, code: string): boolean {
   return (e as NodeJS.ErrnoException)?.code === code;
 }
 
+/** Read-ahead of {@link FdSource}. */
+const READ_AHEAD = 256 * 1024;
+
 /** A source over a file descriptor. */
 export class FdSource implements ByteSource {
   readonly size?: number;
@@ -58,7 +61,32 @@ export class FdSource implements ByteSource {
     }
   }
 
+  /**
+   * Small reads (record headers, small records: thousands per image) are
+   * served from a read-ahead buffer, one system call per 256 KiB; large
+   * ones go straight to the caller's buffer. A refill takes what is there
+   * (a pipe may hold less), so it never waits longer than the read itself.
+   */
+  private ahead: Buffer | undefined;
+  private aheadPos = 0;
+  private aheadEnd = 0;
+
   read(buf: Buffer, off: number, len: number): number {
+    if (this.aheadPos < this.aheadEnd) {
+      const n = Math.min(len, this.aheadEnd - this.aheadPos);
+      this.ahead!.copy(buf, off, this.aheadPos, this.aheadPos + n);
+      this.aheadPos += n;
+      return n;
+    }
+    if (len >= READ_AHEAD / 4) return this.readFd(buf, off, len);
+    this.ahead ??= Buffer.allocUnsafe(READ_AHEAD);
+    this.aheadPos = 0;
+    this.aheadEnd = this.readFd(this.ahead, 0, READ_AHEAD);
+    if (this.aheadEnd === 0) return 0;
+    return this.read(buf, off, len);
+  }
+
+  private readFd(buf: Buffer, off: number, len: number): number {
     for (;;) {
       try {
         return fs.readSync(this.fd, buf, off, len, null);

@@ -100,8 +100,9 @@ class FrozenCheckpointTask implements CheckpointTask {
     this.regs = getRegset(frozen.pid, NT.PRSTATUS, arch.convention.regsSize);
     this.stat = readStat(frozen.pid);
     this.status = readStatus(frozen.pid);
-    // Kill-safe: if ckpt dies mid-call, the task resumes as it was.
-    this.sys = new InjectedSyscalls(frozen.pid, arch, { killSafe: true });
+    // Kill-safe: if ckpt dies mid-call, the task resumes as it was. The
+    // status tells the injector which signal can end a batch of calls.
+    this.sys = new InjectedSyscalls(frozen.pid, arch, { killSafe: true, status: this.status });
     this.mem = new ProcTaskMemory(frozen.pid);
   }
 

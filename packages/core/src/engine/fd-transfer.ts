@@ -1,18 +1,15 @@
 /**
  * Giving a restored task a file another process holds, as the same open
  * file description (one offset, one set of flags): pidfd_getfd run inside
- * the task. The task needs a pidfd of the holder, and pidfd_open can only
- * name a process visible in the task's pid namespace; so when the holder
- * is not (a task in a nested pid namespace copying from one outside it),
- * ckpt copies the fd into itself first, and the task takes it from ckpt
- * through the pidfd for ckpt every restored task inherits from the stub.
+ * the task. ckpt copies the fd into itself first and the task takes it
+ * from ckpt, through the pidfd for ckpt every restored task inherits from
+ * the stub: that reaches holders the task cannot name (a task in a nested
+ * pid namespace copying from one outside it), and costs the task one
+ * injected call.
  */
 import { closeSync } from 'node:fs';
 import { grabFd } from '../kernel/pidfd.js';
-import { readStatus } from '../proc/index.js';
 import type { RestartTask } from '../task.js';
-import { pidAtLevel } from './container.js';
-import { closeInTask } from './task-io.js';
 
 /** Copy fd `ckptFd` of this ckpt process into `task`; returns the task's new fd. */
 export function copyFdFromCkpt(task: RestartTask, ckptFd: number, what: string): number {
@@ -21,7 +18,9 @@ export function copyFdFromCkpt(task: RestartTask, ckptFd: number, what: string):
 
 /**
  * Copy fd `holderFd` of process `holderPid` (as ckpt sees it) into `task`;
- * returns the task's new fd.
+ * returns the task's new fd. Always through ckpt (which can reach any
+ * holder): one call injected into the task, where pidfd_open of the
+ * holder, pidfd_getfd and closing the pidfd in the task would take three.
  */
 export function copyFdFromProcess(
   task: RestartTask,
@@ -29,20 +28,10 @@ export function copyFdFromProcess(
   holderFd: number,
   what: string,
 ): number {
-  // The holder's pid in the task's own pid namespace, if it is visible there.
-  const seen = pidAtLevel(holderPid, readStatus(task.pid).nsPid.length);
-  if (seen === undefined) {
-    const mine = grabFd(holderPid, holderFd);
-    try {
-      return copyFdFromCkpt(task, mine, what);
-    } finally {
-      closeSync(mine);
-    }
-  }
-  const pidfd = Number(task.sys.check('pidfd_open', [seen, 0], what));
+  const mine = grabFd(holderPid, holderFd);
   try {
-    return Number(task.sys.check('pidfd_getfd', [pidfd, holderFd, 0], what));
+    return copyFdFromCkpt(task, mine, what);
   } finally {
-    closeInTask(task, pidfd);
+    closeSync(mine);
   }
 }

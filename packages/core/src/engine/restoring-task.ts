@@ -88,6 +88,8 @@ export class RestoringTask implements RestartTask {
     this.mem.write(addr, this.arch.convention.syscallInsn);
     return new InjectedSyscalls(this.frozen.pid, this.arch, {
       syscallAddr: addr,
+      // The rest of the code page takes batches of calls.
+      codePage: addr,
       scratch: { addr: addr + PAGE, size: Number(RESTORER_SIZE - PAGE) },
     });
   }
@@ -138,6 +140,9 @@ export class RestoringTask implements RestartTask {
         },
       );
     }
+    // Posted calls first: the restorer cannot unmap itself in a batch run
+    // from it, only as a call of its own.
+    this.sys.batch([]);
     this.sys.check('munmap', [this.restorer.start, RESTORER_SIZE], 'removing the restorer');
     this.sys.close();
     this.mem.close();

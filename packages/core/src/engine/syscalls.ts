@@ -7,7 +7,11 @@ import type { ArchSupport, SyscallName } from '../arch.js';
 import { CkptError, isCkptError } from '../errors.js';
 import { type InjectorOptions, SyscallInjector } from '../kernel/inject.js';
 import { ProcMem, readRanges, writeRanges } from '../kernel/memory.js';
-import type { TaskMemory, TaskSyscalls } from '../task.js';
+import type { PostOptions, SyscallRequest, TaskMemory, TaskSyscalls } from '../task.js';
+
+/** Posted calls run at the latest when this many wait, or this much of their data. */
+const MAX_POSTED_CALLS = 96;
+const MAX_POSTED_BYTES = 4096;
 
 /** Run a process_vm_*v transfer; false if the kernel refused (protected page). */
 function tryVm(fn: () => unknown): boolean {
@@ -37,6 +41,14 @@ export function isSyscallError(r: bigint): boolean {
 export class InjectedSyscalls implements TaskSyscalls {
   private injector: SyscallInjector | undefined;
   private fixedScratch: { addr: bigint; size: number } | undefined;
+  /** The scratch area as handed out, at its largest (results may be copied there). */
+  private lastScratch: { addr: bigint; size: number } | undefined;
+  /** Calls posted and not run yet (see {@link post}). */
+  private readonly posted: {
+    calls: readonly SyscallRequest[];
+    data?: readonly Buffer[];
+    done?: (results: readonly bigint[]) => void;
+  }[] = [];
 
   constructor(
     readonly pid: number,
@@ -61,33 +73,192 @@ export class InjectedSyscalls implements TaskSyscalls {
     return this.injector?.scratchRange;
   }
 
-  call(name: SyscallName, args: readonly (bigint | number)[] = []): bigint {
+  private nr(name: SyscallName): number {
     const nr = this.arch.syscalls[name];
     if (nr === undefined) {
       throw new CkptError('ENOSYS', `syscall ${name} is not known on ${this.arch.machine}`, {
         pid: this.pid,
       });
     }
-    return this.inj.call(nr, args);
+    return nr;
+  }
+
+  call(name: SyscallName, args: readonly (bigint | number)[] = []): bigint {
+    // Posted calls run first, in the same round trip.
+    if (this.posted.length > 0) return this.batch([{ name, args }])[0]!;
+    const r = this.inj.call(this.nr(name), args);
+    this.noteCall(name, args);
+    return r;
   }
 
   check(name: SyscallName, args: readonly (bigint | number)[], what: string): bigint {
     const r = this.call(name, args);
-    if (isSyscallError(r)) {
-      throw new CkptError(
-        'ESYS',
-        `${what} in pid ${this.pid} failed: ${name}() returned ${describeErrno(r)}`,
-        {
-          pid: this.pid,
-          syscall: name,
-          errno: Number(-r),
-        },
-      );
-    }
+    if (isSyscallError(r)) throw this.failure(name, r, what);
     return r;
   }
 
+  batch(calls: readonly SyscallRequest[]): bigint[] {
+    for (const c of calls) for (const at of c.resultTo ?? []) this.checkInScratch(at);
+    const posted = this.posted.splice(0);
+    // Posted calls first: their data goes above the scratch area in use,
+    // their references shift by the calls before them.
+    const all: { name: SyscallName; args: SyscallRequest['args']; resultTo?: readonly bigint[] }[] =
+      [];
+    let free = this.spare();
+    if (posted.some((p) => (p.data?.length ?? 0) > 0)) {
+      if (!free) {
+        this.inj.scratch(1);
+        free = this.spare();
+      }
+      if (!free)
+        throw new CkptError('EINVAL', `no scratch room in pid ${this.pid}`, { pid: this.pid });
+    }
+    let dataAt = free?.addr ?? 0n;
+    for (const p of posted) {
+      const base = all.length;
+      const addrs = (p.data ?? []).map((d) => {
+        const at = dataAt;
+        this.inj.writeMemory(at, d);
+        dataAt += BigInt(Math.ceil(d.length / 8) * 8);
+        return at;
+      });
+      for (const c of p.calls) {
+        all.push({
+          name: c.name,
+          args: c.args.map((a) =>
+            typeof a !== 'object' ? a : 'data' in a ? addrs[a.data]! : { result: base + a.result },
+          ),
+        });
+      }
+    }
+    const first = all.length;
+    for (const c of calls) {
+      all.push({
+        ...c,
+        args: c.args.map((a) =>
+          typeof a === 'object' && 'result' in a ? { result: first + a.result } : a,
+        ),
+      });
+    }
+    const used = free ? Number(dataAt - free.addr) : 0;
+    const results = this.inj.callMany(
+      all.map((c) => ({
+        nr: this.nr(c.name),
+        args: c.args as readonly (bigint | number | { result: number })[],
+        resultTo: c.resultTo,
+      })),
+      signalsSent(all),
+      () => {
+        const room = this.spare();
+        return room && { addr: room.addr + BigInt(used), size: room.size - used };
+      },
+    );
+    for (const c of all) this.noteCall(c.name, c.args);
+    let next = 0;
+    let failure: unknown;
+    for (const p of posted) {
+      const mine = results.slice(next, next + p.calls.length);
+      next += p.calls.length;
+      try {
+        p.done?.(mine);
+      } catch (e) {
+        failure ??= e;
+      }
+    }
+    if (failure !== undefined) throw failure;
+    return results.slice(first);
+  }
+
+  post(calls: readonly SyscallRequest[], options: PostOptions = {}): void {
+    for (const c of calls) {
+      if (c.resultTo)
+        throw new CkptError('EINVAL', 'a posted call cannot copy its result to memory', {
+          pid: this.pid,
+        });
+    }
+    this.posted.push({ calls, data: options.data, done: options.done });
+    const n = this.posted.reduce((k, p) => k + p.calls.length, 0);
+    const bytes = this.posted.reduce(
+      (k, p) => k + (p.data ?? []).reduce((b, d) => b + d.length + 8, 0),
+      0,
+    );
+    if (n >= MAX_POSTED_CALLS || bytes >= MAX_POSTED_BYTES) this.batch([]);
+  }
+
+  checkBatch(calls: readonly (SyscallRequest & { what: string })[]): bigint[] {
+    const results = this.batch(calls);
+    results.forEach((r, i) => {
+      if (isSyscallError(r)) throw this.failure(calls[i]!.name, r, calls[i]!.what);
+    });
+    return results;
+  }
+
+  postChecked(
+    calls: readonly (SyscallRequest & { what: string })[],
+    options: PostOptions = {},
+  ): void {
+    this.post(calls, {
+      data: options.data,
+      done: (results) => {
+        results.forEach((r, i) => {
+          if (isSyscallError(r)) throw this.failure(calls[i]!.name, r, calls[i]!.what);
+        });
+        options.done?.(results);
+      },
+    });
+  }
+
+  /** A new signal action may change which signal can end a batch. */
+  private noteCall(name: SyscallName, args: SyscallRequest['args']): void {
+    const act = args[1];
+    if (name === 'rt_sigaction' && (typeof act === 'object' || BigInt(act ?? 0) !== 0n))
+      this.injector?.signalActionsChanged();
+  }
+
+  /**
+   * The scratch area above what has been asked of it: room a batch may use
+   * for its table (structs staged for the calls are below).
+   */
+  private spare(): { addr: bigint; size: number } | undefined {
+    const area = this.fixedScratch ?? this.injector?.scratchArea;
+    if (!area) return undefined;
+    const used = this.lastScratch?.addr === area.addr ? this.lastScratch.size : 0;
+    const from = Math.ceil(used / 64) * 64;
+    if (from >= area.size) return undefined;
+    return { addr: area.addr + BigInt(from), size: area.size - from };
+  }
+
+  /** Results are copied only into the scratch area: anything else is the task's memory. */
+  private checkInScratch(at: bigint): void {
+    const area = this.lastScratch;
+    if (area && at >= area.addr && at + 8n <= area.addr + BigInt(area.size)) return;
+    throw new CkptError(
+      'EINVAL',
+      `a batched call's result cannot be written at 0x${at.toString(16)} in pid ${this.pid}: outside the scratch area`,
+      { pid: this.pid, address: at },
+    );
+  }
+
+  private failure(name: SyscallName, r: bigint, what: string): CkptError {
+    return new CkptError(
+      'ESYS',
+      `${what} in pid ${this.pid} failed: ${name}() returned ${describeErrno(r)}`,
+      {
+        pid: this.pid,
+        syscall: name,
+        errno: Number(-r),
+      },
+    );
+  }
+
   scratch(size: number): bigint {
+    const addr = this.scratchArea(size);
+    if (!this.lastScratch || this.lastScratch.addr !== addr || this.lastScratch.size < size)
+      this.lastScratch = { addr, size };
+    return addr;
+  }
+
+  private scratchArea(size: number): bigint {
     if (this.fixedScratch) {
       if (size > this.fixedScratch.size) {
         throw new CkptError(
@@ -103,11 +274,33 @@ export class InjectedSyscalls implements TaskSyscalls {
     return this.inj.scratch(size);
   }
 
-  /** Restore registers and undo the scratch mapping. Safe to call twice. */
+  /** Run the posted calls, restore registers and undo the scratch mapping. Safe to call twice. */
   close(): void {
-    this.injector?.close();
-    this.injector = undefined;
+    try {
+      if (this.posted.length > 0) this.batch([]);
+    } finally {
+      this.injector?.close();
+      this.injector = undefined;
+    }
   }
+}
+
+/**
+ * Signals the calls send to a task (the task itself, in a batch): a batch
+ * must not end with one of them (see `SyscallInjector.callMany`).
+ */
+function signalsSent(calls: readonly Pick<SyscallRequest, 'name' | 'args'>[]): bigint {
+  let mask = 0n;
+  const add = (sig: SyscallRequest['args'][number] | undefined) => {
+    if (typeof sig === 'object') return;
+    const n = Number(sig ?? 0);
+    if (n >= 1 && n <= 64) mask |= 1n << BigInt(n - 1);
+  };
+  for (const c of calls) {
+    if (c.name === 'kill' || c.name === 'rt_sigqueueinfo') add(c.args[1]);
+    else if (c.name === 'rt_tgsigqueueinfo') add(c.args[2]);
+  }
+  return mask;
 }
 
 /**

@@ -34,4 +34,44 @@ export interface SyscallConvention {
    * injector survive the death of the tracer mid-call.
    */
   resumeCode?(saved: Buffer): Buffer;
+  /**
+   * One syscall (set up in the registers, run from the stub's start) then
+   * the marker signal, as in {@link batchCode}, writing no memory (it runs
+   * from read-only code), then `tail` (the resume code). `end`: offset
+   * right after the marker's syscall; `result`: the call's result, from the
+   * registers at the marker's stop.
+   */
+  markerStub?: {
+    code(marker: { pid: number; signal: number }, tail: Buffer): Buffer;
+    end: number;
+    result(regs: Buffer): bigint;
+  };
+  /**
+   * Whether the task stopped inside a syscall that parked its blocked mask
+   * for the kernel to put back when it returns (sigsuspend, ppoll,
+   * pselect, epoll_pwait, io_pgetevents): until it first runs, the mask
+   * ptrace shows is the temporary one.
+   */
+  parksSigmask?(regs: Buffer): boolean;
+  /**
+   * Machine code, placed at `at`, that runs a table of syscalls one after
+   * another and then stops for the tracer by sending the task
+   * `marker.signal` (tgkill to `marker.pid`, the task's own pid as it sees
+   * it): one round trip for many calls. The word at `cursor` holds the
+   * address of the first entry; an entry is {@link BATCH_ENTRY_SIZE} bytes,
+   * ten words: go (zero ends the table), the syscall number (replaced by
+   * the result), six arguments, and two addresses the result is also
+   * written to. After the signal comes `tail` when given (the resume code,
+   * see {@link resumeCode}), else a faulting instruction. The code must change no flags and only the registers the
+   * resume code restores.
+   */
+  batchCode?(
+    at: bigint,
+    cursor: bigint,
+    marker: { pid: number; signal: number },
+    tail?: Buffer,
+  ): Buffer;
 }
+
+/** Size of one entry of a syscall batch table (see `SyscallConvention.batchCode`). */
+export const BATCH_ENTRY_SIZE = 80;

@@ -14,18 +14,33 @@
  * (the tracee is woken on another CPU, then wakes us) and ~10 µs each the
  * register-set reads and writes; inject.test.ts prints it. Use it for
  * dozens of calls per task, not per page.
+ *
+ * Batches ({@link SyscallInjector.callMany}) cost one round trip for many
+ * calls: the arch's batch code (`SyscallConvention.batchCode`), written
+ * into ckpt's code page, runs a table of calls and then stops the task by
+ * sending it a _marker_ signal, which ckpt, its tracer, sees first and
+ * discards. The marker must be unblocked. For kill-safe injection it must
+ * also be ignored by the task (so that a marker left when ckpt dies is a
+ * no-op and the task resumes exactly), and the blocked mask is never
+ * touched; otherwise (restart) the marker is unblocked just for the batch.
+ * Without such a signal, or in a task under seccomp (which could refuse
+ * tgkill), calls run one by one.
  */
 import { CkptError } from '../errors.js';
-import { readMaps } from '../proc/index.js';
-import type { SyscallConvention } from './convention.js';
+import { type ProcStatus, readMaps, readStatus } from '../proc/index.js';
+import { BATCH_ENTRY_SIZE, type SyscallConvention } from './convention.js';
 import { libc } from './libc.js';
 import { ProcMem, readRanges } from './memory.js';
 import {
+  cont,
   getRegset,
+  getSiginfo,
+  getSigmask,
   NT,
   PTRACE_O,
   setOptions,
   setRegset,
+  setSigmask,
   singlestep,
   syscallStep,
 } from './ptrace.js';
@@ -51,9 +66,83 @@ export interface InjectorOptions {
   killSafe?: boolean;
   /** PTRACE_O_* options the task was seized with (kept when adding TRACESYSGOOD). */
   ptraceOptions?: number;
+  /**
+   * /proc/PID/status of the stopped task, if the caller has read it: its
+   * signal dispositions, seccomp mode and own pid choose the marker signal
+   * of kill-safe batches (read from /proc otherwise).
+   */
+  status?: ProcStatus;
+  /**
+   * A page of ckpt's own in the task, writable through /proc/PID/mem, whose
+   * start may hold the syscall instruction (`syscallAddr`) and whose rest
+   * is free: batches put their code there. Kill-safe injection uses its own
+   * code page instead.
+   */
+  codePage?: bigint;
+}
+
+/** An argument that is the result of an earlier call of the same batch (its index). */
+export interface ResultOf {
+  readonly result: number;
+}
+
+/** A syscall argument: a value, or the result of an earlier call of the batch. */
+export type SyscallArg = bigint | number | ResultOf;
+
+/** One call of a batch: syscall number and up to six arguments. */
+export interface SyscallCall {
+  nr: number;
+  args: readonly SyscallArg[];
+  /**
+   * Addresses in the task where the result is also written (8 bytes)
+   * before the next call runs, e.g. a field of a struct a later call reads.
+   * A call's result goes to at most {@link RESULT_COPIES} places: these and
+   * the arguments of later calls of the same batch that take it.
+   */
+  resultTo?: readonly bigint[];
+}
+
+/** How many places one call's result can be copied to in a batch. */
+export const RESULT_COPIES = 2;
+
+const PAGE = 4096;
+const SIGCHLD = 17;
+const SIGURG = 23;
+const SIGWINCH = 28;
+/** Standard signals whose default action is to ignore them (SIGCONT aside). */
+const IGNORED_BY_DEFAULT = [SIGURG, SIGWINCH, SIGCHLD];
+/**
+ * Never markers: SIGKILL and SIGSTOP, and SIGCONT and the stop signals,
+ * whose mere sending discards pending signals of the other kind.
+ */
+const NEVER_MARKERS = new Set([9, 18, 19, 20, 21, 22]);
+/** Markers are standard signals: one pending instance at most, never queued twice. */
+const MAX_MARKER = 31;
+const bit = (sig: number) => 1n << BigInt(sig - 1);
+/** Marker candidates, in order of preference. */
+const MARKER_ORDER = [
+  ...IGNORED_BY_DEFAULT,
+  ...Array.from({ length: MAX_MARKER }, (_, i) => i + 1).filter(
+    (sig) => !IGNORED_BY_DEFAULT.includes(sig) && !NEVER_MARKERS.has(sig),
+  ),
+];
+
+/** Where a batch goes in the code page, and the signal that ends it. */
+interface BatchPlan {
+  codeAt: bigint;
+  cursorAt: bigint;
+  tableAt: bigint;
+  /** Calls per batch (the table ends the page, less one terminating entry). */
+  capacity: number;
+  code: Buffer;
+  marker: { pid: number; signal: number };
+  /** Restart: the marker is unblocked for the batch (every signal is blocked while restoring). */
+  unblock?: boolean;
 }
 
 const PROT_EXEC = 4;
+/** Synchronous fault signals: SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGSEGV. */
+const FAULTS = new Set([4, 5, 7, 8, 11]);
 /** Parasite area: one page of code, three of scratch. */
 const PARASITE_PAGES = 4;
 /**
@@ -100,10 +189,34 @@ export class SyscallInjector {
   readonly pid: number;
   private readonly conv: SyscallConvention;
   private readonly saved: Buffer;
-  private syscallAddr: bigint;
-  /** The syscall instruction found in the task (or planted). */
-  private readonly baseAddr: bigint;
+  /** Where single calls run: the base instruction, or the kill-safe code page. */
+  private syscallAddr: bigint | undefined;
+  /** The syscall instruction found in the task (or planted), once looked for. */
+  private baseAddr: bigint | undefined;
   private readonly killSafe: boolean;
+  /** Bytes at the start of the code page used by single calls. */
+  private codeUsed = 0;
+  private readonly codePage: bigint | undefined;
+  /** The caller's /proc/PID/status, until used (see InjectorOptions.status). */
+  private status: ProcStatus | undefined;
+  /** /proc/PID/mem, open while the injector is. */
+  private procMem: ProcMem | undefined;
+  /** The batch code as last written (marker pid and signal), to write it only when it changes. */
+  private batchCodeKey: string | undefined;
+  /** The last batch plan made (its code depends only on the marker). */
+  private lastPlan: BatchPlan | undefined;
+  /** The task's signal dispositions and seccomp mode (kill-safe markers), read once. */
+  private signalInfo: { ignored: bigint; seccomp: number; nsPid: number } | undefined;
+  /** Restart: signals pending in the task (never markers), its seccomp mode and own pid. */
+  private restartInfo: { pending: bigint; seccomp: number; nsPid: number } | undefined;
+  /** End of the task's vDSO, once looked for (null: none). */
+  private vdsoEnd: bigint | null | undefined;
+  /** See {@link stubCode}. */
+  private padCode: Buffer | undefined;
+  /** See {@link resumeCode}. */
+  private resume: Buffer | undefined;
+  /** End of the vDSO's zero padding, once looked for (null: none). */
+  private vdsoPad: bigint | null | undefined;
   /** Address of the kill-safe code page and its scratch, once mapped. */
   private parasite: bigint | undefined;
   /** Original bytes at `syscallAddr` if we planted the instruction there. */
@@ -118,17 +231,46 @@ export class SyscallInjector {
     this.pid = pid;
     this.conv = conv;
     this.saved = getRegset(pid, NT.PRSTATUS, conv.regsSize);
-    const found = options.syscallAddr ?? findSyscallInsn(pid, conv);
-    if (found !== undefined) {
-      this.syscallAddr = found;
-    } else {
-      this.syscallAddr = conv.getIp(this.saved);
-      this.planted = plant(pid, this.syscallAddr, conv.syscallInsn);
-    }
-    this.baseAddr = this.syscallAddr;
     this.killSafe = options.killSafe === true && conv.resumeCode !== undefined;
+    this.baseAddr = options.syscallAddr;
+    // Kill-safe calls run from ckpt's code page, mapped from the vDSO's
+    // padding: the base instruction is looked for only if that is missing.
+    if (!this.killSafe) this.syscallAddr = this.base();
+    this.codePage = options.codePage;
+    this.status = options.status;
+    if (this.codePage !== undefined) this.codeUsed = conv.syscallInsn.length;
     // Syscall stops must be told apart from SIGTRAP signals.
     if (this.killSafe) setOptions(pid, PTRACE_O.TRACESYSGOOD | (options.ptraceOptions ?? 0));
+  }
+
+  /** A syscall instruction and the resume code of the saved registers (kill-safe single calls). */
+  private stubCode(): Buffer {
+    this.padCode ??= Buffer.concat([this.conv.syscallInsn, this.resumeCode()]);
+    return this.padCode;
+  }
+
+  /** The resume code of the saved registers (see `SyscallConvention.resumeCode`), made once. */
+  private resumeCode(): Buffer {
+    this.resume ??= this.conv.resumeCode!(this.saved);
+    return this.resume;
+  }
+
+  /** The syscall instruction found in the task, or planted at its instruction pointer. */
+  private base(): bigint {
+    if (this.baseAddr !== undefined) return this.baseAddr;
+    const found = findSyscallInsn(this.pid, this.conv);
+    if (found !== undefined) {
+      this.baseAddr = found;
+    } else {
+      this.baseAddr = this.conv.getIp(this.saved);
+      this.planted = plant(this.pid, this.baseAddr, this.conv.syscallInsn);
+    }
+    return this.baseAddr;
+  }
+
+  private get mem(): ProcMem {
+    this.procMem ??= new ProcMem(this.pid);
+    return this.procMem;
   }
 
   /**
@@ -137,14 +279,8 @@ export class SyscallInjector {
    */
   private setUpParasite(): void {
     const len = PARASITE_PAGES * 4096;
-    const addr = this.callSafely(this.conv.nr.mmap, [
-      0,
-      len,
-      PROT_READ | PROT_WRITE | PROT_EXEC,
-      MAP_PRIVATE | MAP_ANONYMOUS,
-      -1,
-      0,
-    ]);
+    const args = [0, len, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0];
+    const addr = this.padCall(this.conv.nr.mmap, args) ?? this.callSafely(this.conv.nr.mmap, args);
     if (addr < 0n && addr > -4096n) {
       throw new CkptError(
         'ESYS',
@@ -157,25 +293,223 @@ export class SyscallInjector {
       );
     }
     this.parasite = addr;
-    const code = Buffer.concat([this.conv.syscallInsn, this.conv.resumeCode!(this.saved)]);
-    const mem = new ProcMem(this.pid);
-    try {
-      mem.write(addr, code);
-      mem.write(addr + 4096n - 8n, PARASITE_MAGIC);
-    } finally {
-      mem.close();
-    }
+    const code = this.stubCode();
+    this.mem.write(addr, code);
+    this.mem.write(addr + 4096n - 8n, PARASITE_MAGIC);
+    this.codeUsed = code.length;
     this.syscallAddr = addr;
   }
 
   /** Run syscall `nr` with `args` (up to six) in the task; returns the raw result (negative errno on failure). */
   call(nr: number, args: readonly (bigint | number)[] = []): bigint {
+    this.assertOpen();
+    if (this.killSafe) {
+      if (this.parasite === undefined) this.setUpParasite();
+      // A batch of one stops once; a kill-safe single call stops twice.
+      const plan = this.batchPlan();
+      if (plan) return this.runBatch(plan, [{ nr, args }])[0]!;
+    }
+    return this.callAt(this.syscallAddr ?? this.base(), nr, args);
+  }
+
+  /**
+   * Run `calls` in order and return their raw results. Each call runs even
+   * if an earlier one failed. Where the arch has batch code and the task a
+   * usable marker signal (see the module comment), a table-full of calls
+   * costs one round trip; otherwise they run one by one. `avoid`: signals
+   * (bit n-1 = signal n) the calls send to the task, which therefore cannot
+   * be the marker. `spare`: free room of the scratch area (the arguments'
+   * structs are below it), where a table longer than the code page's can go.
+   */
+  callMany(
+    calls: readonly SyscallCall[],
+    avoid = 0n,
+    spare?: () => { addr: bigint; size: number } | undefined,
+  ): bigint[] {
+    this.assertOpen();
+    checkResultUses(this.pid, calls);
+    if (this.killSafe && this.parasite === undefined && calls.length > 0) this.setUpParasite();
+    const results: bigint[] = [];
+    // A reference to a call of an earlier chunk is its known result.
+    const value = (a: SyscallArg): bigint | number =>
+      typeof a === 'object' ? results[a.result]! : a;
+    while (results.length < calls.length) {
+      const plan = this.batchPlan(avoid, spare?.());
+      if (!plan) {
+        for (const c of calls.slice(results.length)) {
+          const r = this.call(c.nr, c.args.map(value));
+          const word = Buffer.alloc(8);
+          word.writeBigInt64LE(r);
+          for (const at of c.resultTo ?? []) this.mem.write(at, word);
+          results.push(r);
+        }
+        break;
+      }
+      const first = results.length;
+      const chunk = calls.slice(first, first + plan.capacity).map((c) => ({
+        ...c,
+        args: c.args.map((a) =>
+          typeof a === 'object' && a.result >= first ? { result: a.result - first } : value(a),
+        ),
+      }));
+      results.push(...this.runBatch(plan, chunk));
+    }
+    return results;
+  }
+
+  /**
+   * Forget what was read of the task's signal dispositions: a call may
+   * have changed them (rt_sigaction with a new action).
+   */
+  signalActionsChanged(): void {
+    this.signalInfo = undefined;
+  }
+
+  private assertOpen(): void {
     if (this.closed)
       throw new CkptError('EINVAL', `syscall injector for pid ${this.pid} is closed`, {
         pid: this.pid,
       });
-    if (this.killSafe && this.parasite === undefined) this.setUpParasite();
-    return this.callAt(this.syscallAddr, nr, args);
+  }
+
+  /**
+   * The marker signal for a batch: a standard signal the task does not
+   * block (its mask now: a mask parked by sigsuspend was put back by the
+   * first injected call). Kill-safe: one it also ignores (SIG_IGN, or the
+   * default action of SIGURG, SIGWINCH, SIGCHLD), read once from
+   * /proc/PID/status. Otherwise: one not pending, unblocked for the batch.
+   * None under seccomp, whose filter may refuse or trap tgkill.
+   */
+  private pickMarker(
+    avoid: bigint,
+  ): { pid: number; signal: number; unblock?: boolean } | undefined {
+    if (this.killSafe) {
+      if (!this.signalInfo) {
+        const st = this.status ?? readStatus(this.pid);
+        this.status = undefined;
+        const handled = st.sigIgn | st.sigCgt;
+        let ignored = st.sigIgn;
+        for (const sig of IGNORED_BY_DEFAULT) if ((handled & bit(sig)) === 0n) ignored |= bit(sig);
+        const nsPid = st.nsPid.length > 0 ? st.nsPid[st.nsPid.length - 1]! : st.pid;
+        this.signalInfo = { ignored, seccomp: st.seccomp, nsPid };
+      }
+      const info = this.signalInfo;
+      if (info.seccomp !== 0) return undefined;
+      const usable = info.ignored & ~getSigmask(this.pid) & ~avoid;
+      for (const sig of MARKER_ORDER) {
+        if ((usable & bit(sig)) !== 0n) return { pid: info.nsPid, signal: sig };
+      }
+      return undefined;
+    }
+    // Restart: the pending signals are read once; later ones are those
+    // the batches queue (see callMany), added as they go.
+    if (!this.restartInfo) {
+      const st = readStatus(this.pid);
+      const nsPid = st.nsPid.length > 0 ? st.nsPid[st.nsPid.length - 1]! : st.pid;
+      this.restartInfo = { pending: st.sigPnd | st.shdPnd, seccomp: st.seccomp, nsPid };
+    }
+    const info = this.restartInfo;
+    info.pending |= avoid;
+    if (info.seccomp !== 0) return undefined;
+    for (const sig of MARKER_ORDER) {
+      if ((info.pending & bit(sig)) === 0n) return { pid: info.nsPid, signal: sig, unblock: true };
+    }
+    return undefined;
+  }
+
+  /**
+   * Where the next batch goes, or undefined to run calls one by one. The
+   * table goes after the code in the code page, or in `spare` (free room of
+   * the scratch area) when that holds more calls.
+   */
+  private batchPlan(avoid = 0n, spare?: { addr: bigint; size: number }): BatchPlan | undefined {
+    const plan = this.codePlan(avoid);
+    if (!plan || !spare) return plan;
+    const tableAt = BigInt(alignUp(Number(spare.addr), 64));
+    const room = Number(spare.addr + BigInt(spare.size) - tableAt);
+    const capacity = Math.floor(room / BATCH_ENTRY_SIZE) - 1;
+    return capacity > plan.capacity ? { ...plan, tableAt, capacity } : plan;
+  }
+
+  /** The batch code and a table right after it, in the code page. */
+  private codePlan(avoid: bigint): BatchPlan | undefined {
+    const gen = this.conv.batchCode;
+    const page = this.killSafe ? this.parasite : this.codePage;
+    if (!gen || page === undefined) return undefined;
+    const marker = this.pickMarker(avoid);
+    if (!marker) return undefined;
+    const { unblock, ...m } = marker;
+    // The code depends only on the marker: made once per marker.
+    const last = this.lastPlan;
+    if (last && last.marker.pid === m.pid && last.marker.signal === m.signal) {
+      return { ...last, unblock };
+    }
+    const saved = this.killSafe ? this.resumeCode() : undefined;
+    const codeAt = page + BigInt(alignUp(this.codeUsed, 64));
+    // The code's length does not depend on the addresses: size it first.
+    const size = gen(codeAt, codeAt, m, saved).length;
+    const cursorAt = codeAt + BigInt(alignUp(size, 8));
+    const tableAt = page + BigInt(alignUp(Number(cursorAt - page) + 8, 64));
+    const end = page + BigInt(this.killSafe ? PAGE - PARASITE_MAGIC.length : PAGE);
+    const capacity = Math.floor(Number(end - tableAt) / BATCH_ENTRY_SIZE) - 1;
+    if (capacity < 1) return undefined;
+    const code = gen(codeAt, cursorAt, m, saved);
+    this.lastPlan = { codeAt, cursorAt, tableAt, capacity, code, marker: m };
+    return { ...this.lastPlan, unblock };
+  }
+
+  /** Run up to `plan.capacity` calls with one resume of the task. */
+  private runBatch(
+    plan: BatchPlan,
+    calls: readonly { nr: number; args: readonly SyscallArg[]; resultTo?: readonly bigint[] }[],
+  ): bigint[] {
+    const key = `${plan.codeAt} ${plan.marker.pid} ${plan.marker.signal}`;
+    if (this.batchCodeKey !== key) {
+      this.mem.write(plan.codeAt, plan.code);
+      this.batchCodeKey = key;
+    }
+    // The table, and the cursor pointing at its first entry.
+    const buf = Buffer.alloc((calls.length + 1) * BATCH_ENTRY_SIZE);
+    const entry = (i: number) => plan.tableAt + BigInt(i * BATCH_ENTRY_SIZE);
+    // Where each call's result is copied: its own result word unless told.
+    const copies = calls.map((c) => [...(c.resultTo ?? [])]);
+    calls.forEach((c, i) => {
+      const at = i * BATCH_ENTRY_SIZE;
+      buf.writeBigUInt64LE(1n, at);
+      buf.writeBigUInt64LE(BigInt(c.nr), at + 8);
+      for (let a = 0; a < 6; a++) {
+        const arg = c.args[a] ?? 0;
+        if (typeof arg === 'object') copies[arg.result]!.push(entry(i) + BigInt(16 + a * 8));
+        else buf.writeBigUInt64LE(BigInt.asUintN(64, BigInt(arg)), at + 16 + a * 8);
+      }
+    });
+    copies.forEach((to, i) => {
+      const at = i * BATCH_ENTRY_SIZE;
+      for (let k = 0; k < RESULT_COPIES; k++)
+        buf.writeBigUInt64LE(to[k] ?? entry(i) + 8n, at + 64 + k * 8);
+    });
+    const cursor = Buffer.alloc(8);
+    cursor.writeBigUInt64LE(plan.tableAt);
+    this.mem.write(plan.tableAt, buf);
+    this.mem.write(plan.cursorAt, cursor);
+    const done = entry(calls.length);
+    const regs = Buffer.from(this.saved);
+    this.conv.setSyscall(regs, 0, []);
+    this.conv.setIp(regs, plan.codeAt);
+    setRegset(this.pid, NT.PRSTATUS, regs);
+    const { signal } = plan.marker;
+    if (plan.unblock) {
+      // Left unblocked after the batch: it is no other signal's stand-in,
+      // and the engine sets the final mask last.
+      const mask = getSigmask(this.pid);
+      if ((mask & bit(signal)) !== 0n) setSigmask(this.pid, mask & ~bit(signal));
+    }
+    this.runToMarker(signal, 'a batch of injected syscalls', () => {
+      this.mem.read(plan.cursorAt, cursor);
+      return cursor.readBigUInt64LE(0) === done;
+    });
+    this.mem.read(plan.tableAt, buf);
+    return calls.map((_, i) => buf.readBigInt64LE(i * BATCH_ENTRY_SIZE + 8));
   }
 
   private callAt(at: bigint, nr: number, args: readonly (bigint | number)[]): bigint {
@@ -274,6 +608,7 @@ export class SyscallInjector {
    * {@link close}). Fill it with `writeMemory`, e.g. to pass a struct.
    */
   scratch(size: number): bigint {
+    this.assertOpen();
     if (this.killSafe && this.parasite === undefined) this.setUpParasite();
     if (this.parasite !== undefined && size <= (PARASITE_PAGES - 1) * 4096)
       return this.parasite + 4096n;
@@ -291,6 +626,89 @@ export class SyscallInjector {
   }
 
   /**
+   * One call from the vDSO's zero padding ending with the marker signal,
+   * for the code page's own mapping and unmapping: one stop, kill-safe
+   * like {@link callSafely}, which takes two. Undefined (nothing ran)
+   * without that room or a marker, or when the task may have a blocked
+   * mask parked by its interrupted syscall, which its first resume puts
+   * back (and which may block the marker).
+   */
+  private padCall(nr: number, args: readonly (bigint | number)[]): bigint | undefined {
+    const stub = this.conv.markerStub;
+    if (!stub || !this.killSafe || this.conv.parksSigmask?.(this.saved) !== false) return undefined;
+    const marker = this.pickMarker(0n);
+    if (!marker) return undefined;
+    const code = stub.code(marker, this.resumeCode());
+    const room = alignUp(code.length, 64);
+    this.vdsoEnd ??= readMaps(this.pid).find((m) => m.kind === 'vdso')?.end ?? null;
+    if (this.vdsoEnd === null) return undefined;
+    const at = this.vdsoEnd - BigInt(room);
+    try {
+      if (!this.mem.read(at, room).every((b) => b === 0)) return undefined;
+    } catch {
+      return undefined;
+    }
+    this.mem.write(at, code);
+    try {
+      const regs = Buffer.from(this.saved);
+      this.conv.setSyscall(
+        regs,
+        nr,
+        args.map((a) => BigInt.asUintN(64, BigInt(a))),
+      );
+      this.conv.setIp(regs, at);
+      setRegset(this.pid, NT.PRSTATUS, regs);
+      let stopped: Buffer = regs;
+      this.runToMarker(marker.signal, `injected syscall ${nr}`, () => {
+        stopped = getRegset(this.pid, NT.PRSTATUS, this.conv.regsSize);
+        return this.conv.getIp(stopped) === at + BigInt(stub.end);
+      });
+      return stub.result(stopped);
+    } finally {
+      // As in callSafely: the task's own registers before the code goes.
+      setRegset(this.pid, NT.PRSTATUS, this.saved);
+      this.mem.write(at, Buffer.alloc(room));
+    }
+  }
+
+  /**
+   * Resume the task until it stops for the marker `signal` and `done()`
+   * says the stop is the end of ckpt's code. Other signals are held back
+   * (see {@link defer}); a fault in ckpt's code is an error.
+   */
+  private runToMarker(signal: number, what: string, done: () => boolean): void {
+    cont(this.pid, 0);
+    for (let groupStops = 0; ; ) {
+      const st = waitForStop(this.pid);
+      // A task in a job-control stop reports it again when first resumed.
+      if (st.stop === 'group' && groupStops++ < 3) {
+        cont(this.pid, 0);
+        continue;
+      }
+      if (st.stop !== 'signal-delivery') {
+        throw new CkptError(
+          'EFAULT',
+          `${what} in pid ${this.pid} stopped unexpectedly (${st.stop} stop, signal ${st.signal})`,
+          { pid: this.pid },
+        );
+      }
+      // The marker, once the code ran to its end (another sender's
+      // instance of the signal may come earlier).
+      if (st.signal === signal && done()) return;
+      if (FAULTS.has(st.signal) && getSiginfo(this.pid).readInt32LE(8) > 0) {
+        throw new CkptError(
+          'EFAULT',
+          `${what} in pid ${this.pid} faulted (signal ${st.signal}): ckpt's code or its arguments are wrong`,
+          { pid: this.pid },
+        );
+      }
+      // Resuming with no signal discards it: held back until close().
+      this.defer(st.signal);
+      cont(this.pid, 0);
+    }
+  }
+
+  /**
    * A call made before the code page exists or after it is gone. The vDSO
    * ends in zero padding that nothing executes: the syscall instruction and
    * resume code go there for the one call, so that it too survives ckpt's
@@ -298,17 +716,34 @@ export class SyscallInjector {
    * run). Without such padding, the call runs from the base instruction.
    */
   private callSafely(nr: number, args: readonly (bigint | number)[]): bigint {
-    const code = Buffer.concat([this.conv.syscallInsn, this.conv.resumeCode!(this.saved)]);
-    const pad = vdsoPadding(this.pid, code.length);
-    if (pad === undefined) return this.callAt(this.baseAddr, nr, args);
-    const mem = new ProcMem(this.pid);
+    const code = this.stubCode();
+    // The padding is zero again after each use: found once, reused.
+    if (this.vdsoPad === undefined) this.vdsoPad = vdsoPadding(this.pid, code.length) ?? null;
+    const pad = this.vdsoPad;
+    if (pad === null) return this.callAt(this.base(), nr, args);
     try {
-      mem.write(pad, code);
+      this.mem.write(pad, code);
       return this.callAt(pad, nr, args);
     } finally {
-      mem.write(pad, Buffer.alloc(code.length));
-      mem.close();
+      // The task stopped inside the padding: give it its own registers
+      // back before the code goes, so that ckpt dying now leaves it as it
+      // was (a tracer's exit lets it resume, syscall restart included).
+      setRegset(this.pid, NT.PRSTATUS, this.saved);
+      this.mem.write(pad, Buffer.alloc(code.length));
     }
+  }
+
+  /** Write `data` at `addr` in the task (forced, through /proc/PID/mem). */
+  writeMemory(addr: bigint, data: Buffer): void {
+    this.mem.write(addr, data);
+  }
+
+  /** The scratch area {@link scratch} hands out: its address and size, once it exists. */
+  get scratchArea(): { addr: bigint; size: number } | undefined {
+    if (this.parasite !== undefined)
+      return { addr: this.parasite + 4096n, size: (PARASITE_PAGES - 1) * 4096 };
+    if (this.scratchAddr === undefined) return undefined;
+    return { addr: this.scratchAddr, size: this.scratchSize };
   }
 
   /** The scratch mapping while it exists (ckpt's own, not the task's state). */
@@ -326,17 +761,17 @@ export class SyscallInjector {
     this.unmapScratch();
     if (this.parasite !== undefined) {
       // Not from the code page itself: it cannot unmap itself and go on.
-      this.callSafely(this.conv.nr.munmap, [this.parasite, PARASITE_PAGES * 4096]);
+      const args = [this.parasite, PARASITE_PAGES * 4096];
+      if (this.padCall(this.conv.nr.munmap, args) === undefined)
+        this.callSafely(this.conv.nr.munmap, args);
       this.parasite = undefined;
     }
     this.closed = true;
-    if (this.planted) {
-      const mem = new ProcMem(this.pid);
-      try {
-        mem.write(this.syscallAddr, this.planted);
-      } finally {
-        mem.close();
-      }
+    try {
+      if (this.planted && this.baseAddr !== undefined) this.mem.write(this.baseAddr, this.planted);
+    } finally {
+      this.procMem?.close();
+      this.procMem = undefined;
     }
     setRegset(this.pid, NT.PRSTATUS, this.saved);
     // Held-back signals become pending again, for the task to take once it
@@ -355,6 +790,41 @@ export class SyscallInjector {
     this.scratchAddr = undefined;
     this.scratchSize = 0;
   }
+}
+
+/**
+ * Refuse a batch whose calls take the result of a later call (or of
+ * themselves), or copy a result to more than {@link RESULT_COPIES} places.
+ */
+function checkResultUses(pid: number, calls: readonly SyscallCall[]): void {
+  const uses = calls.map((c) => c.resultTo?.length ?? 0);
+  calls.forEach((c, i) => {
+    for (const a of c.args) {
+      if (typeof a !== 'object') continue;
+      if (!(a.result >= 0 && a.result < i) || ++uses[a.result]! > RESULT_COPIES) {
+        throw new CkptError(
+          'EINVAL',
+          `injected call ${i} in pid ${pid} takes the result of call ${a.result}, which is not an earlier call or is used too often`,
+          { pid },
+        );
+      }
+    }
+  });
+  uses.forEach((n, i) => {
+    if (n > RESULT_COPIES) {
+      throw new CkptError(
+        'EINVAL',
+        `the result of injected call ${i} in pid ${pid} goes to ${n} places`,
+        {
+          pid,
+        },
+      );
+    }
+  });
+}
+
+function alignUp(n: number, to: number): number {
+  return Math.ceil(n / to) * to;
 }
 
 /** Address of `size` zero bytes at the end of `pid`'s vDSO, if there are. */

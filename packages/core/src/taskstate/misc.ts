@@ -11,56 +11,31 @@
  * checkpoint.
  */
 
-import { stage } from '../engine/task-io.js';
 import { CkptError } from '../errors.js';
 import { PR } from '../kernel/prctl.js';
 import { readPersonality, readTimerslackNs } from '../proc/task.js';
 import type { TaskPhase } from '../registry.js';
+import { injectedReads, MISC } from './reads.js';
 import { taskMiscRecord } from './records.js';
 
-const PR_GET_PDEATHSIG = 2;
 const PR_SET_TIMERSLACK = 29;
 const COMM_SIZE = 16;
-
-/** Scratch layout of the checkpoint reads. */
-const AT = {
-  comm: 0,
-  tidAddress: 16,
-  robustHead: 24,
-  robustLen: 32,
-  pdeath: 40,
-  size: 48,
-} as const;
 
 /** Saves and restores comm, personality, pdeath signal, tid address, robust list and timer slack. */
 export const taskMiscPhase: TaskPhase = {
   name: 'task',
   order: 100,
   checkpoint(ctx, task) {
-    const base = task.sys.scratch(AT.size);
-    const at = (off: number) => base + BigInt(off);
-    task.sys.check('prctl', [PR.GET_NAME, at(AT.comm)], 'reading the name (PR_GET_NAME)');
-    task.sys.check('prctl', [PR_GET_PDEATHSIG, at(AT.pdeath)], 'reading the parent-death signal');
-    task.sys.check(
-      'prctl',
-      [PR.GET_TID_ADDRESS, at(AT.tidAddress)],
-      'reading clear_child_tid (PR_GET_TID_ADDRESS)',
-    );
-    task.sys.check(
-      'get_robust_list',
-      [0, at(AT.robustHead), at(AT.robustLen)],
-      'reading the robust futex list',
-    );
-    const buf = task.mem.read(base, AT.size);
-    const name = buf.subarray(AT.comm, AT.comm + COMM_SIZE);
+    const buf = injectedReads(task).misc;
+    const name = buf.subarray(MISC.comm, MISC.comm + COMM_SIZE);
     const nul = name.indexOf(0);
     ctx.write(taskMiscRecord, {
       comm: Buffer.from(name.subarray(0, nul < 0 ? COMM_SIZE - 1 : nul)),
       personality: readPersonality(task.pid),
-      pdeathSignal: buf.readInt32LE(AT.pdeath),
-      clearChildTid: buf.readBigUInt64LE(AT.tidAddress),
-      robustList: buf.readBigUInt64LE(AT.robustHead),
-      robustListLen: buf.readBigUInt64LE(AT.robustLen),
+      pdeathSignal: buf.readInt32LE(MISC.pdeath),
+      clearChildTid: buf.readBigUInt64LE(MISC.tidAddress),
+      robustList: buf.readBigUInt64LE(MISC.robustHead),
+      robustListLen: buf.readBigUInt64LE(MISC.robustLen),
       timerslackNs: readTimerslackNs(task.pid),
     });
   },
@@ -76,32 +51,40 @@ export const taskMiscPhase: TaskPhase = {
         },
       );
     }
-    const [comm] = stage(task, [
-      Buffer.concat([rec.comm, Buffer.alloc(COMM_SIZE - rec.comm.length)]),
-    ]);
-    task.sys.check('prctl', [PR.SET_NAME, comm!], 'setting the name (PR_SET_NAME)');
-    task.sys.check(
-      'personality',
-      [rec.personality],
-      `setting personality 0x${rec.personality.toString(16)}`,
+    // Posted: these run with the task's next injected calls (none of the
+    // later phases depends on them before).
+    task.sys.postChecked(
+      [
+        { name: 'prctl', args: [PR.SET_NAME, { data: 0 }], what: 'setting the name (PR_SET_NAME)' },
+        {
+          name: 'personality',
+          args: [rec.personality],
+          what: `setting personality 0x${rec.personality.toString(16)}`,
+        },
+        // The restored task's parent is ckpt itself until the tree is rebuilt;
+        // with `restart -d` it is orphaned when ckpt exits and gets this signal,
+        // as it would have when its original parent died.
+        {
+          name: 'prctl',
+          args: [PR.SET_PDEATHSIG, rec.pdeathSignal],
+          what: 'setting the parent-death signal',
+        },
+        // Neither call checks the address: the memory is restored later.
+        { name: 'set_tid_address', args: [rec.clearChildTid], what: 'setting clear_child_tid' },
+        {
+          name: 'set_robust_list',
+          args: [rec.robustList, rec.robustListLen],
+          what: 'setting the robust futex list',
+        },
+        // Only the current slack can be set; 0 (a realtime task's) resets it to
+        // the default, which the restored task inherits from ckpt.
+        {
+          name: 'prctl',
+          args: [PR_SET_TIMERSLACK, rec.timerslackNs],
+          what: 'setting the timer slack',
+        },
+      ],
+      { data: [Buffer.concat([rec.comm, Buffer.alloc(COMM_SIZE - rec.comm.length)])] },
     );
-    // The restored task's parent is ckpt itself until the tree is rebuilt;
-    // with `restart -d` it is orphaned when ckpt exits and gets this signal,
-    // as it would have when its original parent died.
-    task.sys.check(
-      'prctl',
-      [PR.SET_PDEATHSIG, rec.pdeathSignal],
-      'setting the parent-death signal',
-    );
-    // Neither call checks the address: the memory is restored later.
-    task.sys.check('set_tid_address', [rec.clearChildTid], 'setting clear_child_tid');
-    task.sys.check(
-      'set_robust_list',
-      [rec.robustList, rec.robustListLen],
-      'setting the robust futex list',
-    );
-    // Only the current slack can be set; 0 (a realtime task's) resets it to
-    // the default, which the restored task inherits from ckpt.
-    task.sys.check('prctl', [PR_SET_TIMERSLACK, rec.timerslackNs], 'setting the timer slack');
   },
 };

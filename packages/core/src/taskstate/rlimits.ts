@@ -11,6 +11,8 @@
 import { readFileSync } from 'node:fs';
 import { CkptError } from '../errors.js';
 import type { TaskPhase } from '../registry.js';
+import type { RestartTask } from '../task.js';
+import { injectedReads } from './reads.js';
 import { RLIMIT_NAMES, rlimitsRecord } from './records.js';
 
 const RLIM_NLIMITS = RLIMIT_NAMES.length;
@@ -35,15 +37,7 @@ export const rlimitsPhase: TaskPhase = {
   name: 'rlimits',
   order: 800,
   checkpoint(ctx, task) {
-    const base = task.sys.scratch(RLIM_NLIMITS * RLIMIT_SIZE);
-    for (let r = 0; r < RLIM_NLIMITS; r++) {
-      task.sys.check(
-        'prlimit64',
-        [0, r, 0, base + BigInt(r * RLIMIT_SIZE)],
-        `reading ${RLIMIT_NAMES[r]}`,
-      );
-    }
-    const buf = task.mem.read(base, RLIM_NLIMITS * RLIMIT_SIZE);
+    const buf = injectedReads(task).limits;
     ctx.write(rlimitsRecord, {
       limits: RLIMIT_NAMES.map((_, r) => ({
         cur: buf.readBigUInt64LE(r * RLIMIT_SIZE),
@@ -64,44 +58,60 @@ export const rlimitsPhase: TaskPhase = {
         },
       );
     }
-    const old = task.sys.scratch(2 * RLIMIT_SIZE);
-    const wanted = old + BigInt(RLIMIT_SIZE);
-    limits.forEach(({ cur, max }, r) => {
-      const name = RLIMIT_NAMES[r]!;
+    // Every limit set by calls posted to run with the task's next injected
+    // calls (still before the credentials); their results are checked then.
+    const wanted = limits.map(({ cur, max }) => {
       const buf = Buffer.alloc(RLIMIT_SIZE);
       buf.writeBigUInt64LE(cur, 0);
       buf.writeBigUInt64LE(max, 8);
-      task.mem.write(wanted, buf);
-      const ret = task.sys.call('prlimit64', [0, r, wanted, 0]);
-      if (ret === 0n) return;
-      if (ret === -EPERM) {
-        // A failed prlimit64 reports nothing: read what the task has now.
-        task.sys.check('prlimit64', [0, r, 0, old], `reading ${name}`);
-        const own = task.mem.read(old, RLIMIT_SIZE).readBigUInt64LE(8);
-        const limit = r === RLIMIT_NOFILE ? nrOpen() : undefined;
-        let why = 'prlimit64() was refused (EPERM) by a security module';
-        if (limit !== undefined && max > limit) why = `above fs.nr_open ${limit}`;
-        else if (max > own)
-          why = `above ckpt's own hard limit ${show(own)} and ckpt lacks CAP_SYS_RESOURCE`;
-        throw new CkptError(
-          'EPERM',
-          `pid ${pid}: cannot restore ${name} hard limit ${show(max)}: ${why}`,
-          {
-            pid,
-            syscall: 'prlimit64',
-            errno: 1,
-          },
-        );
-      }
+      return buf;
+    });
+    task.sys.post(
+      limits.map((_, r) => ({ name: 'prlimit64' as const, args: [0, r, { data: r }, 0] })),
+      { data: wanted, done: (results) => checkLimits(task, limits, results) },
+    );
+  },
+};
+
+/** Turn the first failed prlimit64 of the restore into an error saying why. */
+function checkLimits(
+  task: RestartTask,
+  limits: readonly { cur: bigint; max: bigint }[],
+  results: readonly bigint[],
+): void {
+  const pid = task.savedPid;
+  limits.forEach(({ cur, max }, r) => {
+    const name = RLIMIT_NAMES[r]!;
+    const ret = results[r]!;
+    if (ret === 0n) return;
+    if (ret === -EPERM) {
+      // A failed prlimit64 reports nothing: read what the task has now.
+      const old = task.sys.scratch(RLIMIT_SIZE);
+      task.sys.check('prlimit64', [0, r, 0, old], `reading ${name}`);
+      const own = task.mem.read(old, RLIMIT_SIZE).readBigUInt64LE(8);
+      const limit = r === RLIMIT_NOFILE ? nrOpen() : undefined;
+      let why = 'prlimit64() was refused (EPERM) by a security module';
+      if (limit !== undefined && max > limit) why = `above fs.nr_open ${limit}`;
+      else if (max > own)
+        why = `above ckpt's own hard limit ${show(own)} and ckpt lacks CAP_SYS_RESOURCE`;
       throw new CkptError(
-        'ESYS',
-        `pid ${pid}: cannot restore ${name} ${show(cur)}/${show(max)}: prlimit64() returned errno ${-ret}`,
+        'EPERM',
+        `pid ${pid}: cannot restore ${name} hard limit ${show(max)}: ${why}`,
         {
           pid,
           syscall: 'prlimit64',
-          errno: Number(-ret),
+          errno: 1,
         },
       );
-    });
-  },
-};
+    }
+    throw new CkptError(
+      'ESYS',
+      `pid ${pid}: cannot restore ${name} ${show(cur)}/${show(max)}: prlimit64() returned errno ${-ret}`,
+      {
+        pid,
+        syscall: 'prlimit64',
+        errno: Number(-ret),
+      },
+    );
+  });
+}

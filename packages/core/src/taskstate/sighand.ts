@@ -10,28 +10,17 @@
 import type { CheckpointCtx, RestartCtx } from '../context.js';
 import { CkptError } from '../errors.js';
 import type { CheckpointTask, RestartTask } from '../task.js';
+import { injectedReads } from './reads.js';
 import { sighandRecord } from './records.js';
 
 const KSIGACTION_SIZE = 32;
-/** sizeof(sigset_t) the kernel expects as rt_sigaction's last argument. */
-const SIGSET_SIZE = 8;
 const SIGKILL = 9;
 const SIGSTOP = 19;
 
-/** Write the sighand record: the action of every signal 1..nsig. */
+/** Write the sighand record: the action of every signal 1..nsig (see reads.ts). */
 export function checkpointSighand(ctx: CheckpointCtx, task: CheckpointTask): void {
   const nsig = task.arch.nsig;
-  // One slot per signal, read back in one go.
-  const base = task.sys.scratch(nsig * KSIGACTION_SIZE);
-  for (let sig = 1; sig <= nsig; sig++) {
-    const slot = base + BigInt((sig - 1) * KSIGACTION_SIZE);
-    task.sys.check(
-      'rt_sigaction',
-      [sig, 0, slot, SIGSET_SIZE],
-      `reading the action of signal ${sig}`,
-    );
-  }
-  const buf = task.mem.read(base, nsig * KSIGACTION_SIZE);
+  const buf = injectedReads(task).actions;
   const word = (sig: number, i: number) => buf.readBigUInt64LE((sig - 1) * KSIGACTION_SIZE + i * 8);
   ctx.write(sighandRecord, {
     actions: Array.from({ length: nsig }, (_, i) => ({
@@ -44,11 +33,12 @@ export function checkpointSighand(ctx: CheckpointCtx, task: CheckpointTask): voi
 }
 
 /**
- * Read the sighand record and install every action. Setting SIG_IGN
- * discards pending instances of that signal, so this runs before the
- * pending signals are queued again.
+ * Read the sighand record: the actions to install, as `struct
+ * kernel_sigaction` buffers, for every signal not at its default. Setting
+ * SIG_IGN discards pending instances of that signal, so they are installed
+ * before the pending signals are queued again.
  */
-export function restoreSighand(ctx: RestartCtx, task: RestartTask): void {
+export function readSighand(ctx: RestartCtx, task: RestartTask): { sig: number; act: Buffer }[] {
   const { actions } = ctx.read(sighandRecord);
   if (actions.length !== task.arch.nsig) {
     throw new CkptError(
@@ -57,8 +47,7 @@ export function restoreSighand(ctx: RestartCtx, task: RestartTask): void {
       { pid: task.savedPid, recordType: sighandRecord.type },
     );
   }
-  const base = task.sys.scratch(KSIGACTION_SIZE);
-  const act = Buffer.alloc(KSIGACTION_SIZE);
+  const out: { sig: number; act: Buffer }[] = [];
   actions.forEach((a, i) => {
     const sig = i + 1;
     // Their action cannot change (rt_sigaction refuses them).
@@ -66,14 +55,11 @@ export function restoreSighand(ctx: RestartCtx, task: RestartTask): void {
     // A new task starts with every action at its default (the restore stub
     // was spawned with default dispositions): only the others need setting.
     if (a.handler === 0n && a.flags === 0n && a.restorer === 0n && a.mask === 0n) return;
+    const act = Buffer.alloc(KSIGACTION_SIZE);
     [a.handler, a.flags, a.restorer, a.mask].forEach((w, j) => {
       act.writeBigUInt64LE(w, j * 8);
     });
-    task.mem.write(base, act);
-    task.sys.check(
-      'rt_sigaction',
-      [sig, base, 0, SIGSET_SIZE],
-      `setting the action of signal ${sig}`,
-    );
+    out.push({ sig, act });
   });
+  return out;
 }

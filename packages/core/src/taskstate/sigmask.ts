@@ -21,7 +21,8 @@
  */
 import type { CheckpointCtx, RestartCtx } from '../context.js';
 import { getSigmask } from '../kernel/ptrace.js';
-import type { CheckpointTask, RestartTask } from '../task.js';
+import type { CheckpointTask } from '../task.js';
+import { injectedReads } from './reads.js';
 import { signalRecord } from './records.js';
 
 /** `stack_t` on x86-64: ss_sp u64, ss_flags i32, padding, ss_size u64. */
@@ -31,9 +32,7 @@ const SS_AUTODISARM = 1 << 31;
 
 /** Write the signal record: blocked mask and sigaltstack. */
 export function checkpointSigmask(ctx: CheckpointCtx, task: CheckpointTask): void {
-  const ss = task.sys.scratch(STACK_T_SIZE);
-  task.sys.check('sigaltstack', [0, ss], 'reading the alternate signal stack');
-  const buf = task.mem.read(ss, STACK_T_SIZE);
+  const buf = injectedReads(task).altstack;
   ctx.write(signalRecord, {
     blocked: getSigmask(task.pid),
     altstackSp: buf.readBigUInt64LE(0),
@@ -43,24 +42,19 @@ export function checkpointSigmask(ctx: CheckpointCtx, task: CheckpointTask): voi
 }
 
 /**
- * Read the signal record, set the alternate stack, and hand the blocked
- * mask to the engine, which applies it last (see `RestartTask.finalSigmask`).
+ * Read the signal record: the `stack_t` to set the alternate stack with
+ * (sigaltstack(2), and what to call that step), and the blocked mask, which
+ * the engine applies last (see `RestartTask.finalSigmask`).
  */
-export function restoreSigmask(ctx: RestartCtx, task: RestartTask): void {
+export function readSigmask(ctx: RestartCtx): { stack: Buffer; what: string; blocked: bigint } {
   const rec = ctx.read(signalRecord);
   const disabled = (rec.altstackFlags & SS_DISABLE) !== 0;
   const ss = Buffer.alloc(STACK_T_SIZE);
   ss.writeBigUInt64LE(disabled ? 0n : rec.altstackSp, 0);
   ss.writeUInt32LE(((rec.altstackFlags & SS_AUTODISARM) | (disabled ? SS_DISABLE : 0)) >>> 0, 8);
   ss.writeBigUInt64LE(disabled ? 0n : rec.altstackSize, 16);
-  const addr = task.sys.scratch(STACK_T_SIZE);
-  task.mem.write(addr, ss);
-  task.sys.check(
-    'sigaltstack',
-    [addr, 0],
-    disabled
-      ? 'disabling the alternate signal stack'
-      : `setting the alternate signal stack 0x${rec.altstackSp.toString(16)} (${rec.altstackSize} bytes)`,
-  );
-  task.finalSigmask = rec.blocked;
+  const what = disabled
+    ? 'disabling the alternate signal stack'
+    : `setting the alternate signal stack 0x${rec.altstackSp.toString(16)} (${rec.altstackSize} bytes)`;
+  return { stack: ss, what, blocked: rec.blocked };
 }

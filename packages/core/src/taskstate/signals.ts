@@ -13,13 +13,14 @@
  * while it was blocked; setting an action to SIG_IGN discards the pending
  * instances, and the saved action is installed right after.
  */
+
+import { stage } from '../engine/task-io.js';
 import { CkptError } from '../errors.js';
 import { setSigmask } from '../kernel/ptrace.js';
 import type { TaskPhase } from '../registry.js';
-import type { RestartTask } from '../task.js';
-import { checkpointSighand, restoreSighand } from './sighand.js';
-import { checkpointSigmask, restoreSigmask } from './sigmask.js';
-import { checkpointSigpending, restoreSigpending } from './sigpending.js';
+import { checkpointSighand, readSighand } from './sighand.js';
+import { checkpointSigmask, readSigmask } from './sigmask.js';
+import { checkpointSigpending, queueSigpending, readSigpending } from './sigpending.js';
 
 /** Masks are saved as one u64. */
 const MAX_NSIG = 64;
@@ -31,19 +32,11 @@ const SIGSET_SIZE = 8;
 const SIG_DFL = 0n;
 const SIG_IGN = 1n;
 
-/**
- * Drop pending instances of `sig`: setting SIG_IGN discards them. The
- * action goes back to the default right away, so every action is still at
- * its default when the saved ones are installed (sighand relies on it).
- */
-function discardPending(task: RestartTask, sig: number): void {
+/** A `struct kernel_sigaction` with just a handler. */
+function handlerOnly(handler: bigint): Buffer {
   const act = Buffer.alloc(KSIGACTION_SIZE);
-  const addr = task.sys.scratch(KSIGACTION_SIZE);
-  for (const handler of [SIG_IGN, SIG_DFL]) {
-    act.writeBigUInt64LE(handler, 0);
-    task.mem.write(addr, act);
-    task.sys.check('rt_sigaction', [sig, addr, 0, SIGSET_SIZE], `discarding pending signal ${sig}`);
-  }
+  act.writeBigUInt64LE(handler, 0);
+  return act;
 }
 
 /** Saves and restores the signal state of a task. */
@@ -66,9 +59,44 @@ export const signalsPhase: TaskPhase = {
   },
   restore(ctx, task) {
     setSigmask(task.pid, ALL_SIGNALS);
-    discardPending(task, SIGCHLD);
-    restoreSighand(ctx, task);
-    restoreSigmask(ctx, task);
-    restoreSigpending(ctx, task);
+    const actions = readSighand(ctx, task);
+    const { stack, what, blocked } = readSigmask(ctx);
+    const pending = readSigpending(ctx, task);
+    task.finalSigmask = blocked;
+    // Drop pending SIGCHLD (setting SIG_IGN discards them; the action goes
+    // back to the default right away, so every action is at its default
+    // when the saved ones are installed), install the saved actions, set
+    // the alternate stack: structs are data[0..], calls refer to them.
+    const data = [handlerOnly(SIG_IGN), handlerOnly(SIG_DFL), stack, ...actions.map((a) => a.act)];
+    const calls = (at: (i: number) => bigint | { data: number }) => {
+      const discard = `discarding pending signal ${SIGCHLD}`;
+      return [
+        { name: 'rt_sigaction' as const, args: [SIGCHLD, at(0), 0, SIGSET_SIZE], what: discard },
+        { name: 'rt_sigaction' as const, args: [SIGCHLD, at(1), 0, SIGSET_SIZE], what: discard },
+        ...actions.map((a, i) => ({
+          name: 'rt_sigaction' as const,
+          args: [a.sig, at(3 + i), 0, SIGSET_SIZE],
+          what: `setting the action of signal ${a.sig}`,
+        })),
+        { name: 'sigaltstack' as const, args: [at(2), 0], what },
+      ];
+    };
+    if (pending.length === 0) {
+      // Nothing to queue after them: posted, they run with the task's next
+      // injected calls.
+      task.sys.postChecked(
+        calls((i) => ({ data: i })),
+        { data },
+      );
+      return;
+    }
+    // Then the pending signals, queued by the task itself (its own pid in
+    // its pid namespace; single-threaded, so its tid too).
+    const addrs = stage(task, data);
+    const results = task.sys.checkBatch([
+      ...calls((i) => addrs[i]!),
+      { name: 'getpid', args: [], what: 'reading its own pid' },
+    ]);
+    queueSigpending(task, results[results.length - 1]!, pending);
   },
 };

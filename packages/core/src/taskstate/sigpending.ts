@@ -15,6 +15,7 @@
  * as it was at checkpoint.
  */
 import type { CheckpointCtx, RestartCtx } from '../context.js';
+import { stage } from '../engine/task-io.js';
 import { CkptError } from '../errors.js';
 import { peekSiginfo, SIGINFO_SIZE } from '../kernel/ptrace.js';
 import { readStatus } from '../proc/status.js';
@@ -60,13 +61,23 @@ export function checkpointSigpending(ctx: CheckpointCtx, task: CheckpointTask): 
   ctx.write(sigpendingRecord, { thread, shared });
 }
 
-/** Read the sigpending record and queue every signal again, in order. */
-export function restoreSigpending(ctx: RestartCtx, task: RestartTask): void {
+/** Queued signals staged per batch: 64 siginfo, 8 KiB of the scratch area. */
+const QUEUE_BATCH = 64;
+
+/** A pending signal to queue again: its siginfo, and whether it was the thread's own. */
+export interface PendingSignal {
+  info: Buffer;
+  toThread: boolean;
+}
+
+/** Read the sigpending record: the signals to queue again, in order. */
+export function readSigpending(ctx: RestartCtx, task: RestartTask): PendingSignal[] {
   const { thread, shared } = ctx.read(sigpendingRecord);
-  // The task's own pid in its pid namespace; single-threaded, so its tid too.
-  const tgid = task.sys.check('getpid', [], 'reading its own pid');
-  const addr = task.sys.scratch(SIGINFO_SIZE);
-  const queue = (info: Buffer, toThread: boolean) => {
+  const all = [
+    ...thread.map((info) => ({ info, toThread: true })),
+    ...shared.map((info) => ({ info, toThread: false })),
+  ];
+  for (const { info } of all) {
     const sig = info.readInt32LE(0);
     if (sig < 1 || sig > task.arch.nsig || sig === SIGKILL || sig === SIGSTOP) {
       throw new CkptError(
@@ -78,11 +89,30 @@ export function restoreSigpending(ctx: RestartCtx, task: RestartTask): void {
         },
       );
     }
-    task.mem.write(addr, info);
-    const what = `queueing pending signal ${sig} (${toThread ? 'thread' : 'process'})`;
-    if (toThread) task.sys.check('rt_tgsigqueueinfo', [tgid, tgid, sig, addr], what);
-    else task.sys.check('rt_sigqueueinfo', [tgid, sig, addr], what);
-  };
-  for (const info of thread) queue(info, true);
-  for (const info of shared) queue(info, false);
+  }
+  return all;
+}
+
+/** Queue `pending` again, in order, as the task `tgid` (its own pid). */
+export function queueSigpending(
+  task: RestartTask,
+  tgid: bigint,
+  pending: readonly PendingSignal[],
+): void {
+  for (let i = 0; i < pending.length; i += QUEUE_BATCH) {
+    const part = pending.slice(i, i + QUEUE_BATCH);
+    const addrs = stage(
+      task,
+      part.map((p) => p.info),
+    );
+    task.sys.checkBatch(
+      part.map(({ info, toThread }, j) => {
+        const sig = info.readInt32LE(0);
+        const what = `queueing pending signal ${sig} (${toThread ? 'thread' : 'process'})`;
+        return toThread
+          ? { name: 'rt_tgsigqueueinfo' as const, args: [tgid, tgid, sig, addrs[j]!], what }
+          : { name: 'rt_sigqueueinfo' as const, args: [tgid, sig, addrs[j]!], what };
+      }),
+    );
+  }
 }

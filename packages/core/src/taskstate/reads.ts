@@ -1,0 +1,96 @@
+/**
+ * What the checkpoint of the task, signals and rlimits phases saves that
+ * only injected calls can read (prctl values, the robust list, signal
+ * actions, the alternate stack, resource limits): read together, in one
+ * batch of injected calls, by the first of these phases to run, and kept
+ * in `task.data` for the others. A frozen task changes none of these, and
+ * checkpoint phases only read, so each value is exactly what the phase
+ * itself would have read. (The blocked mask is not among them: it is read
+ * by the signals phase, see sigmask.ts.)
+ */
+import { PR } from '../kernel/prctl.js';
+import type { CheckpointTask } from '../task.js';
+import { RLIMIT_NAMES } from './records.js';
+
+const PR_GET_PDEATHSIG = 2;
+const KSIGACTION_SIZE = 32;
+/** sizeof(sigset_t) the kernel expects as rt_sigaction's last argument. */
+const SIGSET_SIZE = 8;
+/** `stack_t` on x86-64: ss_sp u64, ss_flags i32, padding, ss_size u64. */
+const STACK_T_SIZE = 24;
+const RLIMIT_SIZE = 16;
+const KEY = 'taskstate:reads';
+
+/** Where the task phase's values are, in {@link InjectedReads.misc}. */
+export const MISC = {
+  comm: 0,
+  tidAddress: 16,
+  robustHead: 24,
+  robustLen: 32,
+  pdeath: 40,
+  size: 48,
+} as const;
+
+/** The raw results, each a copy of the kernel's struct(s). */
+export interface InjectedReads {
+  /** PR_GET_NAME, PR_GET_PDEATHSIG, PR_GET_TID_ADDRESS, get_robust_list (see {@link MISC}). */
+  misc: Buffer;
+  /** `struct kernel_sigaction` of signals 1..nsig. */
+  actions: Buffer;
+  /** sigaltstack's `stack_t`. */
+  altstack: Buffer;
+  /** `struct rlimit64` of every RLIMIT_*. */
+  limits: Buffer;
+}
+
+/** The values, read on first use (one batch of injected calls). */
+export function injectedReads(task: CheckpointTask): InjectedReads {
+  const cached = task.data.get(KEY) as InjectedReads | undefined;
+  if (cached) return cached;
+  const nsig = task.arch.nsig;
+  const at = { misc: 0, actions: 64, altstack: 0, limits: 0, size: 0 };
+  at.altstack = at.actions + nsig * KSIGACTION_SIZE;
+  at.limits = at.altstack + 32;
+  at.size = at.limits + RLIMIT_NAMES.length * RLIMIT_SIZE;
+  const base = task.sys.scratch(at.size);
+  const a = (off: number) => base + BigInt(off);
+  const misc = (off: number) => a(at.misc + off);
+  task.sys.checkBatch([
+    { name: 'prctl', args: [PR.GET_NAME, misc(MISC.comm)], what: 'reading the name (PR_GET_NAME)' },
+    {
+      name: 'prctl',
+      args: [PR_GET_PDEATHSIG, misc(MISC.pdeath)],
+      what: 'reading the parent-death signal',
+    },
+    {
+      name: 'prctl',
+      args: [PR.GET_TID_ADDRESS, misc(MISC.tidAddress)],
+      what: 'reading clear_child_tid (PR_GET_TID_ADDRESS)',
+    },
+    {
+      name: 'get_robust_list',
+      args: [0, misc(MISC.robustHead), misc(MISC.robustLen)],
+      what: 'reading the robust futex list',
+    },
+    ...Array.from({ length: nsig }, (_, i) => ({
+      name: 'rt_sigaction' as const,
+      args: [i + 1, 0, a(at.actions + i * KSIGACTION_SIZE), SIGSET_SIZE],
+      what: `reading the action of signal ${i + 1}`,
+    })),
+    { name: 'sigaltstack', args: [0, a(at.altstack)], what: 'reading the alternate signal stack' },
+    ...RLIMIT_NAMES.map((name, r) => ({
+      name: 'prlimit64' as const,
+      args: [0, r, 0, a(at.limits + r * RLIMIT_SIZE)],
+      what: `reading ${name}`,
+    })),
+  ]);
+  const buf = task.mem.read(base, at.size);
+  const reads: InjectedReads = {
+    misc: buf.subarray(at.misc, at.misc + MISC.size),
+    actions: buf.subarray(at.actions, at.altstack),
+    altstack: buf.subarray(at.altstack, at.altstack + STACK_T_SIZE),
+    limits: buf.subarray(at.limits, at.size),
+  };
+  task.data.set(KEY, reads);
+  return reads;
+}
