@@ -512,7 +512,8 @@ export class SyscallInjector {
     return calls.map((_, i) => buf.readBigInt64LE(i * BATCH_ENTRY_SIZE + 8));
   }
 
-  private callAt(at: bigint, nr: number, args: readonly (bigint | number)[]): bigint {
+  /** Load the saved registers with syscall `nr(args)` about to run at `at`; returns them. */
+  private loadSyscall(at: bigint, nr: number, args: readonly (bigint | number)[]): Buffer {
     const regs = Buffer.from(this.saved);
     this.conv.setSyscall(
       regs,
@@ -521,6 +522,11 @@ export class SyscallInjector {
     );
     this.conv.setIp(regs, at);
     setRegset(this.pid, NT.PRSTATUS, regs);
+    return regs;
+  }
+
+  private callAt(at: bigint, nr: number, args: readonly (bigint | number)[]): bigint {
+    this.loadSyscall(at, nr, args);
     if (this.killSafe) this.runToSyscallExit(nr);
     else this.stepOverSyscall(nr, at);
     return this.conv.getReturn(getRegset(this.pid, NT.PRSTATUS, this.conv.regsSize));
@@ -650,15 +656,7 @@ export class SyscallInjector {
     }
     this.mem.write(at, code);
     try {
-      const regs = Buffer.from(this.saved);
-      this.conv.setSyscall(
-        regs,
-        nr,
-        args.map((a) => BigInt.asUintN(64, BigInt(a))),
-      );
-      this.conv.setIp(regs, at);
-      setRegset(this.pid, NT.PRSTATUS, regs);
-      let stopped: Buffer = regs;
+      let stopped: Buffer = this.loadSyscall(at, nr, args);
       this.runToMarker(marker.signal, `injected syscall ${nr}`, () => {
         stopped = getRegset(this.pid, NT.PRSTATUS, this.conv.regsSize);
         return this.conv.getIp(stopped) === at + BigInt(stub.end);

@@ -78,14 +78,16 @@ function startTarget(
 async function askSum(pid: number, out: string): Promise<[bigint, bigint]> {
   sendSignal(pid, 10);
   // The line may be read half-written: wait for all of it.
-  let m: RegExpExecArray | null = null;
+  const seen: { line: RegExpExecArray | null } = { line: null };
   await waitUntil(() => {
     // Keep the first whole line seen: the file may be rewritten meanwhile.
-    m ??= /^sum (\d+) (\d+)\n/.exec(readFileSync(out, 'utf8'));
-    return m !== null;
+    seen.line ??= /^sum (\d+) (\d+)\n/.exec(readFileSync(out, 'utf8'));
+    return seen.line !== null;
   }, 30_000);
-  if (m === null) throw new Error(`pid ${pid} did not answer SIGUSR1 with its sum within 30 s`);
-  const [, sum, ro] = m;
+  if (seen.line === null) {
+    throw new Error(`pid ${pid} did not answer SIGUSR1 with its sum within 30 s`);
+  }
+  const [, sum, ro] = seen.line;
   return [BigInt(sum!), BigInt(ro!)];
 }
 
