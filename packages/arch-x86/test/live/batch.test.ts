@@ -23,7 +23,7 @@ import {
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { requireRoot } from '../../../../test/support/prereq.js';
 import { NR, x86_64Arch } from '../../src/index.js';
-import { compileC, killStarted, sleep, track, waitUntil } from './support.js';
+import { compileC, counterSource, killStarted, sleep, track, waitUntil } from './support.js';
 
 const conv = x86_64Arch.convention;
 const ALL = (1n << 64n) - 1n;
@@ -145,20 +145,7 @@ describe('batches of injected syscalls (x86-64)', () => {
   it('leaves the target running, as it was, when the tracer dies in the middle of a batch', async () => {
     const out = `/tmp/ckpt-batch-counter-${process.pid}`;
     const counter = () => Number(readFileSync(out, 'utf8') || '-1');
-    const prog = compileC(
-      'batch-counter',
-      `#include <stdio.h>
-#include <time.h>
-int main(int argc, char **argv) {
-  for (unsigned long n = 0;; n++) {
-    FILE *f = fopen(argv[1], "w");
-    fprintf(f, "%lu\\n", n);
-    fclose(f);
-    struct timespec ts = {0, 2000000};
-    nanosleep(&ts, NULL);
-  }
-}`,
-    );
+    const prog = compileC('batch-counter', counterSource(2));
     const pid = track(spawnProcess([prog, out]));
     await waitUntil(() => {
       try {

@@ -4,6 +4,7 @@ import { decodeRegs, type UserRegs } from '../../src/index.js';
 
 export {
   compileC,
+  counterSource,
   killStarted,
   sleep,
   track,

@@ -14,23 +14,18 @@ import {
   unfreezeTask,
 } from '../../../src/kernel/index.js';
 import { readStat, readStatus } from '../../../src/proc/index.js';
-import { compileC, freshPath, killStarted, sleep, track, waitUntil } from './support.js';
+import {
+  compileC,
+  counterSource,
+  freshPath,
+  killStarted,
+  sleep,
+  track,
+  waitUntil,
+} from './support.js';
 
 // A counter in a file tells whether the target is really running.
-const COUNTER = `
-#include <stdio.h>
-#include <unistd.h>
-#include <time.h>
-int main(int argc, char **argv) {
-  for (unsigned long n = 0;; n++) {
-    FILE *f = fopen(argv[1], "w");
-    fprintf(f, "%lu\\n", n);
-    fclose(f);
-    struct timespec ts = {0, 5000000};
-    nanosleep(&ts, NULL);
-  }
-}
-`;
+const COUNTER = counterSource(5);
 
 describe('freeze', () => {
   beforeAll(() => requireRoot());

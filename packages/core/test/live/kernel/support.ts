@@ -38,6 +38,27 @@ export function compileC(name: string, source: string, flags: string[] = []): st
   return bin;
 }
 
+/**
+ * A C program that counts, writing each value to the file argv[1] and
+ * sleeping `periodMs` between values: a target whose progress a test can
+ * watch.
+ */
+export function counterSource(periodMs: number): string {
+  return `
+#include <stdio.h>
+#include <time.h>
+int main(int argc, char **argv) {
+  for (unsigned long n = 0;; n++) {
+    FILE *f = fopen(argv[1], "w");
+    fprintf(f, "%lu\\n", n);
+    fclose(f);
+    struct timespec ts = {0, ${periodMs * 1_000_000}};
+    nanosleep(&ts, NULL);
+  }
+}
+`;
+}
+
 let tmpCount = 0;
 
 /** A fresh path (nothing there yet) for a file a test program writes. */

@@ -10,6 +10,7 @@ import { spawnProcess } from '../../../src/kernel/index.js';
 import { readStat, readStatus } from '../../../src/proc/index.js';
 import {
   compileC,
+  counterSource,
   freshPath,
   killStarted,
   sleep,
@@ -18,19 +19,7 @@ import {
   waitUntil,
 } from './support.js';
 
-const COUNTER = `
-#include <stdio.h>
-#include <time.h>
-int main(int argc, char **argv) {
-  for (unsigned long n = 0;; n++) {
-    FILE *f = fopen(argv[1], "w");
-    fprintf(f, "%lu\\n", n);
-    fclose(f);
-    struct timespec ts = {0, 2000000};
-    nanosleep(&ts, NULL);
-  }
-}
-`;
+const COUNTER = counterSource(2);
 
 // The tracer: freezes the target up to a stage with the real kernel layer,
 // says so on stdout, and waits to be killed.
