@@ -25,6 +25,14 @@ const MOVABS: Partial<Record<RegName, [number, number]>> = {
 const EFLAGS_DF = 0x400n;
 const STD = 0xfd;
 
+/** The 10 bytes of `movabs REG, v`. */
+function movabs(reg: RegName, v: bigint): number[] {
+  const [rex, op] = MOVABS[reg]!;
+  const imm = Buffer.alloc(8);
+  imm.writeBigUInt64LE(BigInt.asUintN(64, v));
+  return [rex, op, ...imm];
+}
+
 /**
  * Code that restores the state `saved` (a NT_PRSTATUS buffer) after an
  * injected syscall: the registers the injection or the syscall instruction
@@ -35,10 +43,8 @@ export function x86ResumeCode(saved: Buffer): Buffer {
   const original = decodeRegs(saved);
   const { regs } = resumeRegs(original, { sameTask: true });
   const parts: Buffer[] = [];
-  for (const [name, [rex, op]] of Object.entries(MOVABS) as [RegName, [number, number]][]) {
-    const imm = Buffer.alloc(8);
-    imm.writeBigUInt64LE(BigInt.asUintN(64, regs[name]));
-    parts.push(Buffer.from([rex, op]), imm);
+  for (const name of Object.keys(MOVABS) as RegName[]) {
+    parts.push(Buffer.from(movabs(name, regs[name])));
   }
   if (original.eflags & EFLAGS_DF) parts.push(Buffer.from([STD]));
   // jmp qword [rip+0]; the target follows.
@@ -116,18 +122,24 @@ export function x86BatchCode(
   ripRel([0x48, 0x89, 0x0d]); // mov [rip+cursor], rcx
   out.push(0xeb, (top - (out.length + 2)) & 0xff); // jmp top
   out[jrcxz + 1] = out.length - (jrcxz + 2);
-  const movabs = (reg: RegName, v: bigint) => {
-    const [rex, op] = MOVABS[reg]!;
-    const imm = Buffer.alloc(8);
-    imm.writeBigUInt64LE(BigInt.asUintN(64, v));
-    out.push(rex, op, ...imm);
-  };
-  movabs('rax', NR_TGKILL);
-  movabs('rdi', BigInt(marker.pid));
-  movabs('rsi', BigInt(marker.pid));
-  movabs('rdx', BigInt(marker.signal));
-  out.push(0x0f, 0x05); // syscall: tgkill(pid, pid, signal)
+  pushMarker(out, marker);
   return Buffer.concat([Buffer.from(out), tail ?? UD2]);
+}
+
+/**
+ * Append the marker: tgkill(pid, pid, signal), which stops the traced task
+ * where ckpt expects it. Four 10-byte movabs and a syscall (42 bytes), the
+ * length {@link X86_MARKER_STUB_END} counts on.
+ */
+function pushMarker(out: number[], marker: { pid: number; signal: number }): void {
+  out.push(
+    ...movabs('rax', NR_TGKILL),
+    ...movabs('rdi', BigInt(marker.pid)),
+    ...movabs('rsi', BigInt(marker.pid)),
+    ...movabs('rdx', BigInt(marker.signal)),
+    0x0f,
+    0x05, // syscall: tgkill(pid, pid, signal)
+  );
 }
 
 /**
@@ -139,17 +151,7 @@ export function x86BatchCode(
  */
 export function x86MarkerStub(marker: { pid: number; signal: number }, tail: Buffer): Buffer {
   const out: number[] = [0x0f, 0x05, 0x49, 0x89, 0xc2]; // syscall; mov r10, rax
-  const movabs = (reg: RegName, v: bigint) => {
-    const [rex, op] = MOVABS[reg]!;
-    const imm = Buffer.alloc(8);
-    imm.writeBigUInt64LE(BigInt.asUintN(64, v));
-    out.push(rex, op, ...imm);
-  };
-  movabs('rax', NR_TGKILL);
-  movabs('rdi', BigInt(marker.pid));
-  movabs('rsi', BigInt(marker.pid));
-  movabs('rdx', BigInt(marker.signal));
-  out.push(0x0f, 0x05); // syscall: tgkill(pid, pid, signal)
+  pushMarker(out, marker);
   return Buffer.concat([Buffer.from(out), tail]);
 }
 

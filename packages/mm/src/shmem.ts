@@ -35,10 +35,10 @@ import {
   type ObjectOps,
   openInTask,
   PAGE_SIZE,
+  pidSeenBy,
   type RestartCtx,
   type RestartTask,
   readMaps,
-  readStatus,
   type SavedVma,
   type TaskMemory,
   type VmaInfo,
@@ -262,21 +262,6 @@ export function checkpointShmem(ctx: CheckpointCtx, task: CheckpointTask, vma: V
   const key = `${vma.devMajor}:${vma.devMinor}:${vma.inode}`;
   const obj: SavedShmem = { pid: task.pid, start: vma.start, end: vma.end, inode: vma.inode };
   return ctx.checkpointObj(SHMEM_OBJECT, key, obj);
-}
-
-/** `pid`'s pid as `task` sees it (its own pid namespace, whose /proc it has). */
-function pidSeenBy(task: RestartTask, pid: number): number {
-  const depth = readStatus(task.pid).nsPid.length;
-  const nsPid = readStatus(pid).nsPid;
-  const seen = nsPid[depth - 1];
-  if (seen === undefined) {
-    throw new CkptError(
-      'EINVAL',
-      `pid ${pid} is not visible in the pid namespace of pid ${task.pid} (NSpid ${nsPid.join(' ')})`,
-      { pid: task.savedPid },
-    );
-  }
-  return seen;
 }
 
 /** A mapping of `shm` in its holder: the temporary one, or any region that maps it. */

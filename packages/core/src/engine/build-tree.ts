@@ -13,7 +13,7 @@ import type { ArchSupport } from '../arch.js';
 import { CkptError } from '../errors.js';
 import { setSigmask } from '../kernel/ptrace.js';
 import type { Logger } from '../log.js';
-import { checkPidLevels, mountContainerProc, pidAtLevel, taskPids } from './container.js';
+import { checkPidLevels, mountContainerProc, taskPids } from './container.js';
 import { enterJobStop } from './job-stop.js';
 import { CLONE_NEW_CONTAINER, type TaskFactory } from './mktree.js';
 import { Placeholders } from './placeholders.js';
@@ -26,7 +26,7 @@ import {
   restoreSession,
   type TreeEntry,
 } from './sessions.js';
-import { closeInTask, openInTask } from './task-io.js';
+import { closeInTask, openInTask, pidSeenBy } from './task-io.js';
 import { zombify } from './zombie.js';
 
 /** No signal may interrupt injected syscalls; restore blocks them all (see `signals`). */
@@ -75,12 +75,8 @@ function checkOrder(tree: readonly TreeEntry[], nsig: number): void {
 }
 
 /** Make `task`'s new children go to the pid namespace whose init is `init` (setns). */
-function enterPidNsForChildren(
-  c: CreatedTask & { task: RestoringTask },
-  init: RestoringTask,
-): void {
-  const { task } = c;
-  const local = pidAtLevel(init.pid, c.entry.nsPids.length);
+function enterPidNsForChildren(task: RestoringTask, init: RestoringTask): void {
+  const local = pidSeenBy(task, init.pid);
   const fd = openInTask(task, `/proc/${local}/ns/pid`, O_RDONLY | O_CLOEXEC);
   try {
     task.sys.check(
@@ -161,7 +157,7 @@ export function buildTree(
   // namespace has its later children born in it.
   for (const c of created) {
     const init = c.entry.pidNsOfChildren && bySavedPid.get(c.entry.pidNsOfChildren);
-    if (init) enterPidNsForChildren(c, init);
+    if (init) enterPidNsForChildren(c.task, init);
   }
   const tasks = new Map<number, RestoringTask>();
   for (const [i, c] of created.entries()) {

@@ -22,12 +22,12 @@ import type { Logger, Progress } from '../log.js';
 import { readStat, readStatus } from '../proc/index.js';
 import type { Registry } from '../registry.js';
 import type { CheckpointTask } from '../task.js';
-import { checkTreeNamespaces, isPidNsInit, pidNsOfChildren } from './container.js';
+import { checkMountNamespaces, checkPidLevels, isPidNsInit, pidNsOfChildren } from './container.js';
 import { type FrozenTree, freezeTree, type TreeMember } from './freeze-tree.js';
 import type { FreezerCgroup } from './freezer.js';
 import { checkLeaks, checkReverseLeaks } from './leaks.js';
 import { TaskState, taskRecord, treeRecord } from './records.js';
-import { refuseSharedTaskStructs, sharedWithParent } from './shared-structs.js';
+import { sharedWithParent } from './shared-structs.js';
 import { InjectedSyscalls, ProcTaskMemory } from './syscalls.js';
 
 const SIGKILL = 9;
@@ -173,17 +173,6 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
     );
     for (const t of tasks) removeLeftovers(t, ctx.log);
     const isContainer = (uflags & CheckpointFlags.CONTAINER) !== 0n;
-    checkTreeNamespaces(
-      tasks.map((t) => t.pid),
-      [...zombies.keys()],
-      isContainer,
-    );
-    refuseSharedTaskStructs(tasks.map((t) => t.pid));
-    // Before any state is saved: nothing outside may share the tree's objects.
-    const objects = ctx.timed('leaks', () => checkLeaks(tree, isContainer, ctx.log));
-    writeHeader(writer, makeHeader({ archId: arch.archId, nsig: arch.nsig, uflags }));
-    headerWritten = true;
-    writer.write(headerArchRecord, { archId: arch.archId, ...arch.headerArch(tasks[0]!.pid) });
     const identity = (pid: number) => {
       const t = byPid.get(pid);
       if (t) {
@@ -192,27 +181,36 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
       }
       return { ...zombies.get(pid)!, state: TaskState.ZOMBIE };
     };
-    writer.write(treeRecord, {
-      tasks: tree.map((pid) => {
-        const { stat, status, state, exitCode } = identity(pid);
-        return {
-          pid,
-          tgid: status.tgid,
-          ppid: status.ppid,
-          pgid: stat.pgrp,
-          sid: stat.session,
-          exitSignal: Math.max(stat.exitSignal, 0),
-          state,
-          exitCode,
-          comm: stat.comm.slice(0, 16),
-          nsPids: status.nsPid,
-          nsPgid: status.nsPgid.at(-1) ?? stat.pgrp,
-          nsSid: status.nsSid.at(-1) ?? stat.session,
-          pidNsOfChildren: byPid.has(pid) ? pidNsOfChildren(pid, tree) : 0,
-          shares: byPid.has(pid) && byPid.has(status.ppid) ? sharedWithParent(pid, status.ppid) : 0,
-        };
-      }),
+    // The tree entries first: what restart could not rebuild (pid levels,
+    // structures shared with a parent, mount namespaces) is refused before
+    // anything is saved.
+    const entries = tree.map((pid) => {
+      const { stat, status, state, exitCode } = identity(pid);
+      return {
+        pid,
+        tgid: status.tgid,
+        ppid: status.ppid,
+        pgid: stat.pgrp,
+        sid: stat.session,
+        exitSignal: Math.max(stat.exitSignal, 0),
+        state,
+        exitCode,
+        comm: stat.comm.slice(0, 16),
+        nsPids: status.nsPid,
+        nsPgid: status.nsPgid.at(-1) ?? stat.pgrp,
+        nsSid: status.nsSid.at(-1) ?? stat.session,
+        pidNsOfChildren: byPid.has(pid) ? pidNsOfChildren(pid, tree) : 0,
+        shares: byPid.has(pid) && byPid.has(status.ppid) ? sharedWithParent(pid, status.ppid) : 0,
+      };
     });
+    checkPidLevels(entries, isContainer);
+    checkMountNamespaces(tasks.map((t) => t.pid));
+    // Before any state is saved: nothing outside may share the tree's objects.
+    const objects = ctx.timed('leaks', () => checkLeaks(tree, isContainer, ctx.log));
+    writeHeader(writer, makeHeader({ archId: arch.archId, nsig: arch.nsig, uflags }));
+    headerWritten = true;
+    writer.write(headerArchRecord, { archId: arch.archId, ...arch.headerArch(tasks[0]!.pid) });
+    writer.write(treeRecord, { tasks: entries });
     const phases = registry.phases();
     for (const [i, pid] of tree.entries()) {
       ctx.active = i;

@@ -67,23 +67,13 @@ export function checkPidLevels(tree: readonly TreeEntry[], container: boolean): 
 }
 
 /**
- * At checkpoint, before any state is saved: refuse what restart could not
- * rebuild (see {@link checkPidLevels}), and tasks in a mount namespace other
- * than the root's (mounts are not checkpointed yet: such a task would come
- * back seeing the root's files).
- * @param live - pids of the tree's live tasks, root first; `zombies` the rest
+ * At checkpoint, before any state is saved: refuse live tasks in a mount
+ * namespace other than the root's (mounts are not checkpointed yet: such a
+ * task would come back seeing the root's files).
+ * @param live - pids of the tree's live tasks, root first
  * @throws CkptError ENOTSUP naming the task and the namespace
  */
-export function checkTreeNamespaces(
-  live: readonly number[],
-  zombies: readonly number[],
-  container: boolean,
-): void {
-  const entries = [...live, ...zombies].map((pid) => {
-    const st = readStatus(pid);
-    return { pid, ppid: st.ppid, nsPids: st.nsPid } as TreeEntry;
-  });
-  checkPidLevels(entries, container);
+export function checkMountNamespaces(live: readonly number[]): void {
   const root = live[0]!;
   const rootMnt = readNamespace(root, 'mnt').inode;
   for (const pid of live.slice(1)) {
@@ -146,16 +136,6 @@ export function taskPids(
     : opts.container && entry.nsPids.length > 1;
   if (opts.noPids) return { tids: newPidNs ? [1] : undefined, newPidNs };
   return { tids: [...entry.nsPids].reverse(), newPidNs };
-}
-
-/**
- * The pid by which the task `pid` is seen in the pid namespace of a task
- * with `levels` pid levels (its NSpid length), or undefined when it is
- * not visible there (it lives in an outer namespace).
- */
-export function pidAtLevel(pid: number, levels: number): number | undefined {
-  const ns = readStatus(pid).nsPid;
-  return ns.length >= levels ? ns[levels - 1] : undefined;
 }
 
 /**

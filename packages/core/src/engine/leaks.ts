@@ -91,6 +91,16 @@ function isGoneError(e: unknown): boolean {
   );
 }
 
+/** `read()`, or nothing for a process that is gone (or may not be read). */
+function unlessGone<T>(read: () => T[]): T[] {
+  try {
+    return read();
+  } catch (e) {
+    if (!isGoneError(e)) throw e;
+    return [];
+  }
+}
+
 function fileKey(dev: number, ino: number): string {
   return `${dev}:${ino}`;
 }
@@ -136,12 +146,7 @@ export function collectTreeObjects(pids: readonly number[]): TreeObjects {
     refs.set(ref, key);
   };
   for (const pid of pids) {
-    let files: ReturnType<typeof readOpenFiles> = [];
-    try {
-      files = readOpenFiles(pid);
-    } catch (e) {
-      if (!isGoneError(e)) throw e;
-    }
+    const files = unlessGone(() => readOpenFiles(pid));
     for (const f of files) {
       const holder = { pid, fd: f.fd };
       const ref = `${pid} ${f.fd}`;
@@ -170,12 +175,7 @@ export function collectTreeObjects(pids: readonly number[]): TreeObjects {
         );
       }
     }
-    let nss: ReturnType<typeof readNamespaces> = [];
-    try {
-      nss = readNamespaces(pid);
-    } catch (e) {
-      if (!isGoneError(e)) throw e;
-    }
+    const nss = unlessGone(() => readNamespaces(pid));
     for (const ns of nss) {
       if (own.has(ns.inode)) continue;
       const type = nsTypeOf(ns.type);
@@ -187,12 +187,7 @@ export function collectTreeObjects(pids: readonly number[]): TreeObjects {
         `${pid} ns:${ns.type}`,
       );
     }
-    let maps: MapsEntry[] = [];
-    try {
-      maps = readMaps(pid);
-    } catch (e) {
-      if (!isGoneError(e)) throw e;
-    }
+    const maps = unlessGone(() => readMaps(pid));
     for (const m of maps) {
       if (!isSharedAnon(m)) continue;
       const dev = `${m.devMajor}:${m.devMinor}`;

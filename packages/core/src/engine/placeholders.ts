@@ -23,10 +23,10 @@
 import type { ArchSupport } from '../arch.js';
 import { libc } from '../kernel/libc.js';
 import { reap } from '../kernel/wait.js';
-import { readStatus } from '../proc/index.js';
 import type { TaskFactory } from './mktree.js';
 import { RestoringTask } from './restoring-task.js';
 import type { GroupPlaceholder, SessionPlaceholder } from './sessions.js';
+import { pidSeenBy } from './task-io.js';
 
 const SIGKILL = 9;
 const __WALL = 0x40000000;
@@ -109,7 +109,7 @@ export class Placeholders {
   retire(): void {
     for (const { task, parent } of this.byId.values()) {
       // wait4 runs inside the parent: name the child by its pid there.
-      const local = readStatus(task.pid).nsPid.at(-1) ?? task.pid;
+      const local = pidSeenBy(parent, task.pid);
       task.closeInjection();
       libc().kill(task.pid, SIGKILL);
       reap(task.pid);

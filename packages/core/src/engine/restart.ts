@@ -22,7 +22,6 @@ import { hostArch } from './checkpoint.js';
 import { TaskFactory } from './mktree.js';
 import { TaskState, taskRecord, treeRecord } from './records.js';
 import type { RestoringTask } from './restoring-task.js';
-import { closeInTask } from './task-io.js';
 
 /** Options of {@link restart}. */
 export interface RestartOptions {
@@ -124,10 +123,7 @@ export function restart(opts: RestartOptions): RestartResult {
       }
       ctx.stats.tasks++;
     }
-    for (const task of b.tasks.values()) {
-      closeInTask(task, task.ckptPidfd);
-      task.finish();
-    }
+    for (const task of b.tasks.values()) task.finish();
     if (reader.next() !== null) {
       throw new CkptError(
         'EUNEXPECTED',

@@ -129,7 +129,10 @@ export class RestoringTask implements RestartTask {
     }
   }
 
-  /** Remove the restorer, apply the final signal mask and registers: the task is ready to run. */
+  /**
+   * Close ckpt's pidfd, remove the restorer, apply the final signal mask
+   * and registers: the task is ready to run.
+   */
   finish(): void {
     if (!this.finalRegs) {
       throw new CkptError(
@@ -140,6 +143,7 @@ export class RestoringTask implements RestartTask {
         },
       );
     }
+    this.sys.call('close', [this.ckptPidfd]);
     // Posted calls first: the restorer cannot unmap itself in a batch run
     // from it, only as a call of its own.
     this.sys.batch([]);

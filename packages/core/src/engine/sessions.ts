@@ -16,8 +16,8 @@ import { CkptError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { readStat, scanProcesses } from '../proc/index.js';
 import type { TaskSyscalls } from '../task.js';
-import { pidAtLevel } from './container.js';
 import type { treeRecord } from './records.js';
+import { pidAtLevel } from './task-io.js';
 
 /** One entry of the `tree` record. */
 export type TreeEntry = RecordValue<typeof treeRecord>['tasks'][number];

@@ -9,11 +9,10 @@
  *   phase leaves a shared table to the parent's restore.
  * - The address space (CLONE_VM, as vfork or a clone() caller does) and the
  *   signal handlers (CLONE_SIGHAND, which needs CLONE_VM) are not restored
- *   shared yet: the checkpoint refuses them up front.
+ *   shared yet: the checkpoint refuses them before saving anything.
  */
 import { CkptError } from '../errors.js';
 import { KCMP, type KcmpType, kcmp } from '../kernel/kcmp.js';
-import { readStat } from '../proc/index.js';
 
 /** Clone flags restart can recreate a task with, to share its parent's structure. */
 export const SHAREABLE_WITH_PARENT = { CLONE_FS: 0x200, CLONE_FILES: 0x400 } as const;
@@ -28,32 +27,23 @@ const REFUSED: readonly { type: KcmpType; what: string; flag: string }[] = [
   { type: KCMP.SIGHAND, what: 'its signal handlers', flag: 'CLONE_SIGHAND' },
 ];
 
-/** Clone flags ({@link SHAREABLE_WITH_PARENT}) of what live task `pid` shares with live task `ppid`. */
+/**
+ * Clone flags ({@link SHAREABLE_WITH_PARENT}) of what live task `pid`
+ * shares with its parent, live task `ppid`.
+ * @throws CkptError ENOTSUP when they share what restart cannot keep
+ *   shared (address space, signal handlers), naming both pids
+ */
 export function sharedWithParent(pid: number, ppid: number): number {
+  for (const s of REFUSED) {
+    if (kcmp(pid, ppid, s.type) === 0) {
+      throw new CkptError(
+        'ENOTSUP',
+        `pid ${pid} shares ${s.what} with its parent ${ppid} (${s.flag} without being a thread); restoring that sharing is not supported yet`,
+        { pid },
+      );
+    }
+  }
   let flags = 0;
   for (const k of KEPT) if (kcmp(pid, ppid, k.type) === 0) flags |= k.flag;
   return flags;
-}
-
-/**
- * Refuse a tree in which a live task shares its address space or signal
- * handlers with its parent.
- * @param live - pids of the tree's live tasks
- * @throws CkptError ENOTSUP naming both pids and what they share
- */
-export function refuseSharedTaskStructs(live: readonly number[]): void {
-  const inTree = new Set(live);
-  for (const pid of live) {
-    const ppid = readStat(pid).ppid;
-    if (!inTree.has(ppid)) continue;
-    for (const s of REFUSED) {
-      if (kcmp(pid, ppid, s.type) === 0) {
-        throw new CkptError(
-          'ENOTSUP',
-          `pid ${pid} shares ${s.what} with its parent ${ppid} (${s.flag} without being a thread); restoring that sharing is not supported yet`,
-          { pid },
-        );
-      }
-    }
-  }
 }

@@ -3,6 +3,7 @@
  * pass it strings or structs through the task's scratch area.
  */
 import { CkptError } from '../errors.js';
+import { readStatus } from '../proc/index.js';
 import type { TaskMemory, TaskSyscalls } from '../task.js';
 
 const AT_FDCWD = -100;
@@ -60,4 +61,31 @@ export function openInTask(task: TaskAccess, path: string, flags: number, mode =
 /** Close `fd` inside the task, ignoring errors. */
 export function closeInTask(task: TaskAccess, fd: number): void {
   task.sys.call('close', [fd]);
+}
+
+/**
+ * The pid by which the task `pid` is seen in the pid namespace of a task
+ * with `levels` pid levels (its NSpid length), or undefined when it is
+ * not visible there (it lives in an outer namespace).
+ */
+export function pidAtLevel(pid: number, levels: number): number | undefined {
+  const ns = readStatus(pid).nsPid;
+  return ns.length >= levels ? ns[levels - 1] : undefined;
+}
+
+/**
+ * The pid by which `task` sees process `pid` (given as ckpt sees it): what
+ * to pass to syscalls injected into the task, or to its own /proc.
+ * @throws CkptError EINVAL when `pid` is not visible in the task's pid namespace
+ */
+export function pidSeenBy(task: TaskAccess & { savedPid?: number }, pid: number): number {
+  const seen = pidAtLevel(pid, readStatus(task.pid).nsPid.length);
+  if (seen === undefined) {
+    throw new CkptError(
+      'EINVAL',
+      `pid ${pid} is not visible in the pid namespace of pid ${task.pid} (NSpid ${readStatus(pid).nsPid.join(' ')})`,
+      { pid: task.savedPid ?? task.pid },
+    );
+  }
+  return seen;
 }

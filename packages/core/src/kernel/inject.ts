@@ -46,6 +46,8 @@ import {
 } from './ptrace.js';
 import { waitForStop } from './wait.js';
 
+type StopStatus = ReturnType<typeof waitForStop>;
+
 const SIGTRAP = 5;
 const PROT_READ = 1;
 const PROT_WRITE = 2;
@@ -538,15 +540,10 @@ export class SyscallInjector {
    * dies of SIGTRAP, so kill-safe injection does not use it.
    */
   private stepOverSyscall(nr: number, at: bigint): void {
-    singlestep(this.pid, 0);
-    let st = waitForStop(this.pid);
-    // A task in a job-control stop reports it again when first resumed.
-    for (let groupStops = 0; ; ) {
-      if (st.stop === 'signal-delivery' && st.signal !== SIGTRAP) this.defer(st.signal);
-      else if (!(st.stop === 'group' && groupStops++ < 3)) break;
-      singlestep(this.pid, 0);
-      st = waitForStop(this.pid);
-    }
+    const st = this.resumeToStop(
+      (pid) => singlestep(pid, 0),
+      (s) => s.signal === SIGTRAP,
+    );
     if (st.signal !== SIGTRAP) {
       throw new CkptError(
         'EFAULT',
@@ -563,19 +560,10 @@ export class SyscallInjector {
    */
   private runToSyscallExit(nr: number): void {
     for (const phase of ['entry', 'exit']) {
-      syscallStep(this.pid, 0);
-      let st = waitForStop(this.pid);
-      // A task stopped by job control reports its group-stop again when
-      // first resumed; resuming it once more runs it on (it stays stopped
-      // for everyone but its tracer).
-      for (
-        let groupStops = 0;
-        st.stop === 'signal-delivery' || (st.stop === 'group' && groupStops++ < 3);
-      ) {
-        if (st.stop === 'signal-delivery') this.defer(st.signal);
-        syscallStep(this.pid, 0);
-        st = waitForStop(this.pid);
-      }
+      const st = this.resumeToStop(
+        (pid) => syscallStep(pid, 0),
+        (s) => s.stop === 'syscall',
+      );
       if (st.stop !== 'syscall') {
         throw new CkptError(
           'EFAULT',
@@ -675,34 +663,54 @@ export class SyscallInjector {
    * (see {@link defer}); a fault in ckpt's code is an error.
    */
   private runToMarker(signal: number, what: string, done: () => boolean): void {
-    cont(this.pid, 0);
+    let faulted = false;
+    const st = this.resumeToStop(
+      (pid) => cont(pid, 0),
+      (s) => {
+        if (s.stop !== 'signal-delivery') return false;
+        // The marker, once the code ran to its end (another sender's
+        // instance of the signal may come earlier).
+        if (s.signal === signal && done()) return true;
+        // A fault raised by ckpt's own code (si_code > 0: not sent by anyone).
+        faulted = FAULTS.has(s.signal) && getSiginfo(this.pid).readInt32LE(8) > 0;
+        return faulted;
+      },
+    );
+    if (faulted) {
+      throw new CkptError(
+        'EFAULT',
+        `${what} in pid ${this.pid} faulted (signal ${st.signal}): ckpt's code or its arguments are wrong`,
+        { pid: this.pid },
+      );
+    }
+    if (st.stop !== 'signal-delivery') {
+      throw new CkptError(
+        'EFAULT',
+        `${what} in pid ${this.pid} stopped unexpectedly (${st.stop} stop, signal ${st.signal})`,
+        { pid: this.pid },
+      );
+    }
+  }
+
+  /**
+   * Resume the task with `resume` until it stops in a way `wanted` accepts,
+   * or in any other way than these, which are resumed past: a signal's
+   * delivery (held back for {@link close}: resuming with no signal discards
+   * it) and, a few times, the group stop a job-stopped task reports again
+   * when first resumed (it stays stopped for everyone but its tracer).
+   * Returns the stop it ended in.
+   */
+  private resumeToStop(
+    resume: (pid: number) => void,
+    wanted: (st: StopStatus) => boolean,
+  ): StopStatus {
+    resume(this.pid);
     for (let groupStops = 0; ; ) {
       const st = waitForStop(this.pid);
-      // A task in a job-control stop reports it again when first resumed.
-      if (st.stop === 'group' && groupStops++ < 3) {
-        cont(this.pid, 0);
-        continue;
-      }
-      if (st.stop !== 'signal-delivery') {
-        throw new CkptError(
-          'EFAULT',
-          `${what} in pid ${this.pid} stopped unexpectedly (${st.stop} stop, signal ${st.signal})`,
-          { pid: this.pid },
-        );
-      }
-      // The marker, once the code ran to its end (another sender's
-      // instance of the signal may come earlier).
-      if (st.signal === signal && done()) return;
-      if (FAULTS.has(st.signal) && getSiginfo(this.pid).readInt32LE(8) > 0) {
-        throw new CkptError(
-          'EFAULT',
-          `${what} in pid ${this.pid} faulted (signal ${st.signal}): ckpt's code or its arguments are wrong`,
-          { pid: this.pid },
-        );
-      }
-      // Resuming with no signal discards it: held back until close().
-      this.defer(st.signal);
-      cont(this.pid, 0);
+      if (wanted(st)) return st;
+      if (st.stop === 'signal-delivery') this.defer(st.signal);
+      else if (!(st.stop === 'group' && groupStops++ < 3)) return st;
+      resume(this.pid);
     }
   }
 
