@@ -18,6 +18,8 @@ function fieldRows(codec, prefix = '') {
     } else {
       const limit = c.limit !== undefined ? `max ${c.limit}` : '';
       rows.push(`| \`${prefix}${name}\` | ${c.typeName} | ${limit} |`);
+      // An array of structs: its items' fields too (as `name[].field`).
+      if (c.item?.fields) rows.push(...fieldRows(c.item, `${prefix}${name}[].`));
     }
   }
   return rows;
