@@ -22,6 +22,7 @@ export * from './engine/check.js';
 export * from './engine/checkpoint.js';
 export * from './engine/fd-transfer.js';
 export * from './engine/freezer.js';
+export * from './engine/injected-read.js';
 export * from './engine/leaks.js';
 export * from './engine/records.js';
 export * from './engine/restart.js';

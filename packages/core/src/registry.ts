@@ -47,6 +47,15 @@ export interface TaskPhase {
   readonly name: string;
   /** Position among phases; lower runs first. */
   readonly order: number;
+  /**
+   * Optional, checkpoint only: called for every task, once all are frozen
+   * and before any is saved. Post here (`task.sys.post`) the injected calls
+   * `checkpoint` will need the results of, and keep them in `task.data`:
+   * every phase's posted calls run in one round trip per task, all tasks at
+   * once, instead of one round trip per phase and task, one after another.
+   * `checkpoint` must still work without it (run the calls then).
+   */
+  prepare?(ctx: CheckpointCtx, task: CheckpointTask): void;
   /** Save this part of `task`'s state. */
   checkpoint(ctx: CheckpointCtx, task: CheckpointTask): void;
   /** Restore this part of `task`'s state from the records `checkpoint` wrote. */

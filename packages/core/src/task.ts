@@ -11,9 +11,10 @@ export interface ResultOf {
   readonly result: number;
 }
 
-/** An argument of a posted call: the address its data part i gets when it runs. */
+/** An argument of a posted call: the address its data part i gets when it runs, plus `offset`. */
 export interface DataOf {
   readonly data: number;
+  readonly offset?: number;
 }
 
 /** One call of a batch: `name(args)`. */
@@ -37,8 +38,13 @@ export interface SyscallRequest {
 export interface PostOptions {
   /** Copied into the task when the calls run; `{ data: i }` is the address of part i. */
   readonly data?: readonly Buffer[];
-  /** Gets the calls' results once they ran. */
-  readonly done?: (results: readonly bigint[]) => void;
+  /**
+   * Gets the calls' results once they ran, and with `readBack` the data
+   * parts as the calls left them (what they wrote there).
+   */
+  readonly done?: (results: readonly bigint[], data: readonly Buffer[]) => void;
+  /** Read the data parts back after the calls ran, for `done` (calls that fill structs). */
+  readonly readBack?: boolean;
 }
 
 /** System calls run inside a stopped task (syscall injection). */

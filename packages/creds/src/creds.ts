@@ -10,6 +10,7 @@ import {
   type CheckpointCtx,
   type CheckpointTask,
   CkptError,
+  InjectedRead,
   PR,
   type RestartCtx,
   type RestartTask,
@@ -40,15 +41,26 @@ function refuseOtherUserNs(task: CheckpointTask): void {
   }
 }
 
+/** What only the task itself can tell: securebits and dumpable (prctl). */
+const prctlReads = new InjectedRead<{ securebits: number; dumpable: number }>(
+  'creds:prctl',
+  (task, done) =>
+    task.sys.postChecked(
+      [
+        { name: 'prctl', args: [PR_CAPS.GET_SECUREBITS, 0, 0, 0, 0], what: 'reading securebits' },
+        { name: 'prctl', args: [PR.GET_DUMPABLE, 0, 0, 0, 0], what: 'reading dumpable' },
+      ],
+      {
+        done: ([securebits, dumpable]) =>
+          done({ securebits: Number(securebits), dumpable: Number(dumpable) }),
+      },
+    ),
+);
+
 function checkpointCreds(ctx: CheckpointCtx, task: CheckpointTask): void {
   refuseOtherUserNs(task);
   const st = task.status;
-  const [securebits, dumpable] = task.sys
-    .checkBatch([
-      { name: 'prctl', args: [PR_CAPS.GET_SECUREBITS, 0, 0, 0, 0], what: 'reading securebits' },
-      { name: 'prctl', args: [PR.GET_DUMPABLE, 0, 0, 0, 0], what: 'reading dumpable' },
-    ])
-    .map(Number);
+  const { securebits, dumpable } = prctlReads.get(task);
   const ids = (s: typeof st.uid) => ({
     real: s.real,
     effective: s.effective,
@@ -59,9 +71,9 @@ function checkpointCreds(ctx: CheckpointCtx, task: CheckpointTask): void {
     uid: ids(st.uid),
     gid: ids(st.gid),
     groups: [...st.groups].sort((a, b) => a - b),
-    securebits: securebits!,
+    securebits,
     noNewPrivs: st.noNewPrivs,
-    dumpable: dumpable!,
+    dumpable,
   });
   ctx.write(capabilitiesRecord, {
     inheritable: st.capInh,
@@ -103,6 +115,7 @@ function restoreCreds(ctx: RestartCtx, task: RestartTask): void {
 export const credsPhase: TaskPhase = {
   name: 'creds',
   order: 900,
+  prepare: (_ctx, task) => prctlReads.post(task),
   checkpoint: checkpointCreds,
   restore: restoreCreds,
 };

@@ -11,6 +11,7 @@ import {
   CkptError,
   cString,
   encodePrctlMmMap,
+  InjectedRead,
   PR,
   PR_SET_MM,
   PRCTL_MM_MAP_SIZE,
@@ -76,10 +77,17 @@ function plan(ctx: CheckpointCtx, task: CheckpointTask): PlannedVma[] {
   return out;
 }
 
+/** The program break: brk(0) in the task (/proc shows only where the heap starts). */
+const brkRead = new InjectedRead<bigint>('mm:brk', (task, done) =>
+  task.sys.postChecked([{ name: 'brk', args: [0], what: 'reading brk' }], {
+    done: ([brk]) => done(brk!),
+  }),
+);
+
 function checkpointMm(ctx: CheckpointCtx, task: CheckpointTask): void {
   const vmas = plan(ctx, task);
   const st = task.stat;
-  const brk = task.sys.check('brk', [0], 'reading brk');
+  const brk = brkRead.get(task);
   const auxv = readAuxv(task.pid).flatMap((e) => [BigInt(e.type), e.value]);
   ctx.write(mmRecord, {
     startCode: st.startcode,
@@ -347,6 +355,7 @@ function setMmMap(task: RestartTask, mm: ReturnType<typeof mmRecord.decode>): vo
 export const mmPhase: TaskPhase = {
   name: 'mm',
   order: 200,
+  prepare: (_ctx, task) => brkRead.post(task),
   checkpoint: checkpointMm,
   restore: restoreMm,
 };

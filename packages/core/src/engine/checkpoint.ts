@@ -15,13 +15,14 @@ import { asCkptError, CkptError } from '../errors.js';
 import { CheckpointFlags } from '../flags.js';
 import { hostArchId, makeHeader, writeHeader } from '../image.js';
 import { type FrozenTask, unfreezeTask } from '../kernel/freeze.js';
-import { findLeftoverParasites } from '../kernel/inject.js';
+import { type Finish, findLeftoverParasites } from '../kernel/inject.js';
 import { errno, libc } from '../kernel/libc.js';
 import { getRegset, NT } from '../kernel/ptrace.js';
 import type { Logger, Progress } from '../log.js';
 import { readStat, readStatus } from '../proc/index.js';
-import type { Registry } from '../registry.js';
+import type { Registry, TaskPhase } from '../registry.js';
 import type { CheckpointTask } from '../task.js';
+import { allAtOnce } from './all-at-once.js';
 import { checkMountNamespaces, checkPidLevels, isPidNsInit, pidNsOfChildren } from './container.js';
 import { type FrozenTree, freezeTree, type TreeMember } from './freeze-tree.js';
 import type { FreezerCgroup } from './freezer.js';
@@ -117,11 +118,25 @@ class FrozenCheckpointTask implements CheckpointTask {
 
   /** Put back everything ckpt changed in the task (registers, scratch). */
   release(): void {
+    this.startRelease()();
+  }
+
+  /** {@link release} in two steps (see `allAtOnce`). */
+  startRelease(): Finish<void> {
+    let finish: Finish<void>;
     try {
-      this.sys.close();
-    } finally {
+      finish = this.sys.startClose();
+    } catch (e) {
       this.mem.close();
+      throw e;
     }
+    return () => {
+      try {
+        finish();
+      } finally {
+        this.mem.close();
+      }
+    };
   }
 }
 
@@ -207,11 +222,12 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
     checkMountNamespaces(tasks.map((t) => t.pid));
     // Before any state is saved: nothing outside may share the tree's objects.
     const objects = ctx.timed('leaks', () => checkLeaks(tree, isContainer, ctx.log));
+    const phases = registry.phases();
+    ctx.timed('prepare', () => prepareAll(ctx, tasks, phases));
     writeHeader(writer, makeHeader({ archId: arch.archId, nsig: arch.nsig, uflags }));
     headerWritten = true;
     writer.write(headerArchRecord, { archId: arch.archId, ...arch.headerArch(tasks[0]!.pid) });
     writer.write(treeRecord, { tasks: entries });
-    const phases = registry.phases();
     for (const [i, pid] of tree.entries()) {
       ctx.active = i;
       const { stat, state, exitCode } = identity(pid);
@@ -261,7 +277,11 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
   // Undo ckpt's changes in every task before any is let go: a cgroup the
   // user had frozen is frozen again in between, and frozen tasks cannot
   // run injected syscalls.
-  for (const t of tasks) undoQuietly(t, ctx.log);
+  allAtOnce(
+    tasks,
+    (t) => t.startRelease(),
+    (t, e) => warnUndo(t, e, ctx.log),
+  );
   frozenTree.letGo(() => {
     for (const t of tasks) {
       if (leave === 'kill' && opts.awaitKill === false) killWithoutWaiting(t, ctx.log);
@@ -340,12 +360,39 @@ function killWithoutWaiting(task: FrozenCheckpointTask, log: Logger): void {
     log.warn(`pid ${task.pid}: could not kill it (errno ${errno()})`);
 }
 
+/**
+ * Give every task ckpt's code page, then let every phase post the injected
+ * reads it needs (`TaskPhase.prepare`) and run them: two round trips per
+ * task, all tasks at once.
+ */
+function prepareAll(
+  ctx: CheckpointCtx,
+  tasks: readonly FrozenCheckpointTask[],
+  phases: readonly TaskPhase[],
+): void {
+  allAtOnce(tasks, (t) => t.sys.startSetUp());
+  for (const t of tasks) {
+    for (const phase of phases) {
+      try {
+        phase.prepare?.(ctx, t);
+      } catch (e) {
+        throw asCkptError(e, `phase ${phase.name}`, t.pid);
+      }
+    }
+  }
+  allAtOnce(tasks, (t) => t.sys.startPosted());
+}
+
 function undoQuietly(task: FrozenCheckpointTask, log: Logger): void {
   try {
     task.release();
   } catch (e) {
-    log.warn(`pid ${task.pid}: could not undo ckpt's changes: ${(e as Error).message}`);
+    warnUndo(task, e, log);
   }
+}
+
+function warnUndo(task: FrozenCheckpointTask, e: unknown, log: Logger): void {
+  log.warn(`pid ${task.pid}: could not undo ckpt's changes: ${(e as Error).message}`);
 }
 
 function unfreezeQuietly(frozen: FrozenTask, leave: LeaveMode, log: Logger): void {

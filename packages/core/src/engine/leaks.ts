@@ -32,13 +32,13 @@ import { CkptError } from '../errors.js';
 import { KCMP, kcmp } from '../kernel/kcmp.js';
 import type { Logger } from '../log.js';
 import {
+  type FdTarget,
   listFds,
   type MapsEntry,
   mapsFilePath,
   readFdTarget,
   readMaps,
   readNamespaces,
-  readOpenFiles,
   statFd,
 } from '../proc/index.js';
 import { scanProcesses } from '../proc/tree.js';
@@ -146,15 +146,16 @@ export function collectTreeObjects(pids: readonly number[]): TreeObjects {
     refs.set(ref, key);
   };
   for (const pid of pids) {
-    const files = unlessGone(() => readOpenFiles(pid));
+    const files = unlessGone(() => readFdIdentities(pid));
     for (const f of files) {
       const holder = { pid, fd: f.fd };
       const ref = `${pid} ${f.fd}`;
       if (f.target.kind === 'pipe' || f.target.kind === 'socket') {
         add(`obj ${f.target.text}`, f.target.text, 'identity', holder, ref);
-      } else if (f.stat.type === 'fifo') {
+      } else if (f.stat?.type === 'fifo') {
         const k = fileKey(f.stat.dev, f.stat.ino);
         add(`fifo ${k}`, `the FIFO ${f.target.text}`, 'identity', holder, ref);
+      } else if (!f.stat) {
       } else if (f.target.kind === 'other' && f.target.type && f.target.inode !== undefined) {
         // An fd on a namespace ("uts:[INODE]") or another nsfs-like object.
         add(
@@ -201,6 +202,26 @@ export function collectTreeObjects(pids: readonly number[]): TreeObjects {
     }
   }
   return { objects, refs };
+}
+
+/**
+ * What identifies each open file of `pid`: its link and, but for pipes and
+ * sockets (the link says it all), its stat. Fds closed meanwhile are skipped.
+ */
+function readFdIdentities(
+  pid: number,
+): { fd: number; target: FdTarget; stat?: ReturnType<typeof statFd> }[] {
+  const out: { fd: number; target: FdTarget; stat?: ReturnType<typeof statFd> }[] = [];
+  for (const fd of listFds(pid)) {
+    try {
+      const target = readFdTarget(pid, fd);
+      const identity = target.kind === 'pipe' || target.kind === 'socket';
+      out.push({ fd, target, stat: identity ? undefined : statFd(pid, fd) });
+    } catch (e) {
+      if (!(e instanceof CkptError && e.code === 'ENOENT')) throw e;
+    }
+  }
+  return out;
 }
 
 function describeHolder(h: Holder): string {

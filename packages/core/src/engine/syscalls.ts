@@ -5,13 +5,13 @@
  */
 import type { ArchSupport, SyscallName } from '../arch.js';
 import { CkptError, isCkptError } from '../errors.js';
-import { type InjectorOptions, SyscallInjector } from '../kernel/inject.js';
+import { type Finish, type InjectorOptions, SyscallInjector } from '../kernel/inject.js';
 import { ProcMem, readRanges, writeRanges } from '../kernel/memory.js';
 import type { PostOptions, SyscallRequest, TaskMemory, TaskSyscalls } from '../task.js';
 
 /** Posted calls run at the latest when this many wait, or this much of their data. */
-const MAX_POSTED_CALLS = 96;
-const MAX_POSTED_BYTES = 4096;
+const MAX_POSTED_CALLS = 128;
+const MAX_POSTED_BYTES = 8192;
 
 /** Run a process_vm_*v transfer; false if the kernel refused (protected page). */
 function tryVm(fn: () => unknown): boolean {
@@ -44,11 +44,7 @@ export class InjectedSyscalls implements TaskSyscalls {
   /** The scratch area as handed out, at its largest (results may be copied there). */
   private lastScratch: { addr: bigint; size: number } | undefined;
   /** Calls posted and not run yet (see {@link post}). */
-  private readonly posted: {
-    calls: readonly SyscallRequest[];
-    data?: readonly Buffer[];
-    done?: (results: readonly bigint[]) => void;
-  }[] = [];
+  private readonly posted: (PostOptions & { calls: readonly SyscallRequest[] })[] = [];
 
   constructor(
     readonly pid: number,
@@ -98,6 +94,34 @@ export class InjectedSyscalls implements TaskSyscalls {
   }
 
   batch(calls: readonly SyscallRequest[]): bigint[] {
+    return this.startBatch(calls)();
+  }
+
+  /**
+   * Run the posted calls (see {@link post}) in two steps: the task is
+   * resumed into them, and the returned function waits and hands out their
+   * results, so that other tasks can run theirs meanwhile. Undefined when
+   * nothing is posted. Nothing else may touch this task in between.
+   */
+  startPosted(): Finish<void> | undefined {
+    if (this.posted.length === 0) return undefined;
+    const finish = this.startBatch([]);
+    return () => {
+      finish();
+    };
+  }
+
+  /**
+   * Map ckpt's code page in the task in two steps (see
+   * `SyscallInjector.startParasite`): the first injected call otherwise
+   * does it.
+   */
+  startSetUp(): Finish<void> {
+    return this.inj.startParasite();
+  }
+
+  /** {@link batch} up to the resume of the task; the function waits and gives the results. */
+  private startBatch(calls: readonly SyscallRequest[]): Finish<bigint[]> {
     for (const c of calls) for (const at of c.resultTo ?? []) this.checkInScratch(at);
     const posted = this.posted.splice(0);
     // Posted calls first: their data goes above the scratch area in use,
@@ -114,6 +138,7 @@ export class InjectedSyscalls implements TaskSyscalls {
         throw new CkptError('EINVAL', `no scratch room in pid ${this.pid}`, { pid: this.pid });
     }
     let dataAt = free?.addr ?? 0n;
+    const placed: bigint[][] = [];
     for (const p of posted) {
       const base = all.length;
       const addrs = (p.data ?? []).map((d) => {
@@ -122,11 +147,16 @@ export class InjectedSyscalls implements TaskSyscalls {
         dataAt += BigInt(Math.ceil(d.length / 8) * 8);
         return at;
       });
+      placed.push(addrs);
       for (const c of p.calls) {
         all.push({
           name: c.name,
           args: c.args.map((a) =>
-            typeof a !== 'object' ? a : 'data' in a ? addrs[a.data]! : { result: base + a.result },
+            typeof a !== 'object'
+              ? a
+              : 'data' in a
+                ? addrs[a.data]! + BigInt(a.offset ?? 0)
+                : { result: base + a.result },
           ),
         });
       }
@@ -141,7 +171,7 @@ export class InjectedSyscalls implements TaskSyscalls {
       });
     }
     const used = free ? Number(dataAt - free.addr) : 0;
-    const results = this.inj.callMany(
+    const finish = this.inj.startMany(
       all.map((c) => ({
         nr: this.nr(c.name),
         args: c.args as readonly (bigint | number | { result: number })[],
@@ -153,20 +183,33 @@ export class InjectedSyscalls implements TaskSyscalls {
         return room && { addr: room.addr + BigInt(used), size: room.size - used };
       },
     );
-    for (const c of all) this.noteCall(c.name, c.args);
-    let next = 0;
-    let failure: unknown;
-    for (const p of posted) {
-      const mine = results.slice(next, next + p.calls.length);
-      next += p.calls.length;
-      try {
-        p.done?.(mine);
-      } catch (e) {
-        failure ??= e;
-      }
-    }
-    if (failure !== undefined) throw failure;
-    return results.slice(first);
+    return () => {
+      const results = finish();
+      for (const c of all) this.noteCall(c.name, c.args);
+      // What the calls wrote into the data of posts that asked for it.
+      const back =
+        posted.some((p) => p.readBack) && free ? this.inj.readMemory(free.addr, used) : undefined;
+      let next = 0;
+      let failure: unknown;
+      posted.forEach((p, k) => {
+        const mine = results.slice(next, next + p.calls.length);
+        next += p.calls.length;
+        const data =
+          back && p.readBack
+            ? (p.data ?? []).map((d, i) => {
+                const off = Number(placed[k]![i]! - free!.addr);
+                return Buffer.from(back.subarray(off, off + d.length));
+              })
+            : [];
+        try {
+          p.done?.(mine, data);
+        } catch (e) {
+          failure ??= e;
+        }
+      });
+      if (failure !== undefined) throw failure;
+      return results.slice(first);
+    };
   }
 
   post(calls: readonly SyscallRequest[], options: PostOptions = {}): void {
@@ -176,7 +219,7 @@ export class InjectedSyscalls implements TaskSyscalls {
           pid: this.pid,
         });
     }
-    this.posted.push({ calls, data: options.data, done: options.done });
+    this.posted.push({ ...options, calls });
     const n = this.posted.reduce((k, p) => k + p.calls.length, 0);
     const bytes = this.posted.reduce(
       (k, p) => k + (p.data ?? []).reduce((b, d) => b + d.length + 8, 0),
@@ -198,12 +241,12 @@ export class InjectedSyscalls implements TaskSyscalls {
     options: PostOptions = {},
   ): void {
     this.post(calls, {
-      data: options.data,
-      done: (results) => {
+      ...options,
+      done: (results, data) => {
         results.forEach((r, i) => {
           if (isSyscallError(r)) throw this.failure(calls[i]!.name, r, calls[i]!.what);
         });
-        options.done?.(results);
+        options.done?.(results, data);
       },
     });
   }
@@ -276,12 +319,30 @@ export class InjectedSyscalls implements TaskSyscalls {
 
   /** Run the posted calls, restore registers and undo the scratch mapping. Safe to call twice. */
   close(): void {
+    this.startClose()();
+  }
+
+  /**
+   * {@link close} in two steps (see `SyscallInjector.startClose`): posted
+   * calls run first, at once; the returned function waits for the task and
+   * finishes. Nothing else may touch this task in between.
+   */
+  startClose(): Finish<void> {
+    const injector = this.injector;
+    if (!injector) return () => {};
     try {
       if (this.posted.length > 0) this.batch([]);
-    } finally {
-      this.injector?.close();
+    } catch (e) {
       this.injector = undefined;
+      try {
+        injector.close();
+      } catch {
+        // The calls' failure says more.
+      }
+      throw e;
     }
+    this.injector = undefined;
+    return injector.startClose();
   }
 }
 

@@ -15,6 +15,7 @@ export {
   unfreezeTask,
 } from './freeze.js';
 export {
+  type Finish,
   findLeftoverParasites,
   findSyscallInsn,
   type InjectorOptions,

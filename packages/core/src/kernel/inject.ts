@@ -104,6 +104,12 @@ export interface SyscallCall {
   resultTo?: readonly bigint[];
 }
 
+/**
+ * The second step of a call split in two (`startMany`, `startClose`, …):
+ * waits for the resumed task to stop and returns what the call gives.
+ */
+export type Finish<T> = () => T;
+
 /** How many places one call's result can be copied to in a batch. */
 export const RESULT_COPIES = 2;
 
@@ -280,9 +286,25 @@ export class SyscallInjector {
    * only unprotected moment) and switch every later call to it.
    */
   private setUpParasite(): void {
+    this.startParasite()();
+  }
+
+  /**
+   * {@link setUpParasite} in two steps: the task is resumed to map the
+   * page, and the returned function waits for it and fills the page, so
+   * that other tasks can run meanwhile. Nothing else may touch this task
+   * in between.
+   */
+  startParasite(): Finish<void> {
+    this.assertOpen();
+    if (!this.killSafe || this.parasite !== undefined) return () => {};
     const len = PARASITE_PAGES * 4096;
     const args = [0, len, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0];
-    const addr = this.padCall(this.conv.nr.mmap, args) ?? this.callSafely(this.conv.nr.mmap, args);
+    const mapped = this.startPadCall(this.conv.nr.mmap, args);
+    return () => this.installParasite(mapped ? mapped() : this.callSafely(this.conv.nr.mmap, args));
+  }
+
+  private installParasite(addr: bigint): void {
     if (addr < 0n && addr > -4096n) {
       throw new CkptError(
         'ESYS',
@@ -357,6 +379,27 @@ export class SyscallInjector {
       results.push(...this.runBatch(plan, chunk));
     }
     return results;
+  }
+
+  /**
+   * {@link callMany} in two steps: the task is resumed into the batch, and
+   * the returned function waits for it to end and gives the results, so
+   * that other tasks can run their batches meanwhile. Nothing else may
+   * touch this task in between. (Calls that do not fit one batch run when
+   * the function is called.)
+   */
+  startMany(
+    calls: readonly SyscallCall[],
+    avoid = 0n,
+    spare?: () => { addr: bigint; size: number } | undefined,
+  ): Finish<bigint[]> {
+    this.assertOpen();
+    checkResultUses(this.pid, calls);
+    if (calls.length === 0) return () => [];
+    if (this.killSafe && this.parasite === undefined) this.setUpParasite();
+    const plan = this.batchPlan(avoid, spare?.());
+    if (!plan || calls.length > plan.capacity) return () => this.callMany(calls, avoid, spare);
+    return this.startBatch(plan, calls);
   }
 
   /**
@@ -465,6 +508,14 @@ export class SyscallInjector {
     plan: BatchPlan,
     calls: readonly { nr: number; args: readonly SyscallArg[]; resultTo?: readonly bigint[] }[],
   ): bigint[] {
+    return this.startBatch(plan, calls)();
+  }
+
+  /** {@link runBatch} up to the resume; the returned function waits and reads the results. */
+  private startBatch(
+    plan: BatchPlan,
+    calls: readonly { nr: number; args: readonly SyscallArg[]; resultTo?: readonly bigint[] }[],
+  ): Finish<bigint[]> {
     const key = `${plan.codeAt} ${plan.marker.pid} ${plan.marker.signal}`;
     if (this.batchCodeKey !== key) {
       this.mem.write(plan.codeAt, plan.code);
@@ -506,12 +557,20 @@ export class SyscallInjector {
       const mask = getSigmask(this.pid);
       if ((mask & bit(signal)) !== 0n) setSigmask(this.pid, mask & ~bit(signal));
     }
-    this.runToMarker(signal, 'a batch of injected syscalls', () => {
-      this.mem.read(plan.cursorAt, cursor);
-      return cursor.readBigUInt64LE(0) === done;
-    });
-    this.mem.read(plan.tableAt, buf);
-    return calls.map((_, i) => buf.readBigInt64LE(i * BATCH_ENTRY_SIZE + 8));
+    cont(this.pid, 0);
+    return () => {
+      this.runToMarker(
+        signal,
+        'a batch of injected syscalls',
+        () => {
+          this.mem.read(plan.cursorAt, cursor);
+          return cursor.readBigUInt64LE(0) === done;
+        },
+        true,
+      );
+      this.mem.read(plan.tableAt, buf);
+      return calls.map((_, i) => buf.readBigInt64LE(i * BATCH_ENTRY_SIZE + 8));
+    };
   }
 
   /** Load the saved registers with syscall `nr(args)` about to run at `at`; returns them. */
@@ -625,9 +684,10 @@ export class SyscallInjector {
    * like {@link callSafely}, which takes two. Undefined (nothing ran)
    * without that room or a marker, or when the task may have a blocked
    * mask parked by its interrupted syscall, which its first resume puts
-   * back (and which may block the marker).
+   * back (and which may block the marker). In two steps: this resumes
+   * the task, the returned function waits for the result.
    */
-  private padCall(nr: number, args: readonly (bigint | number)[]): bigint | undefined {
+  private startPadCall(nr: number, args: readonly (bigint | number)[]): Finish<bigint> | undefined {
     const stub = this.conv.markerStub;
     if (!stub || !this.killSafe || this.conv.parksSigmask?.(this.saved) !== false) return undefined;
     const marker = this.pickMarker(0n);
@@ -642,19 +702,36 @@ export class SyscallInjector {
     } catch {
       return undefined;
     }
-    this.mem.write(at, code);
-    try {
-      let stopped: Buffer = this.loadSyscall(at, nr, args);
-      this.runToMarker(marker.signal, `injected syscall ${nr}`, () => {
-        stopped = getRegset(this.pid, NT.PRSTATUS, this.conv.regsSize);
-        return this.conv.getIp(stopped) === at + BigInt(stub.end);
-      });
-      return stub.result(stopped);
-    } finally {
-      // As in callSafely: the task's own registers before the code goes.
+    // As in callSafely: the task's own registers before the code goes.
+    const putBack = () => {
       setRegset(this.pid, NT.PRSTATUS, this.saved);
       this.mem.write(at, Buffer.alloc(room));
+    };
+    this.mem.write(at, code);
+    let stopped: Buffer;
+    try {
+      stopped = this.loadSyscall(at, nr, args);
+      cont(this.pid, 0);
+    } catch (e) {
+      putBack();
+      throw e;
     }
+    return () => {
+      try {
+        this.runToMarker(
+          marker.signal,
+          `injected syscall ${nr}`,
+          () => {
+            stopped = getRegset(this.pid, NT.PRSTATUS, this.conv.regsSize);
+            return this.conv.getIp(stopped) === at + BigInt(stub.end);
+          },
+          true,
+        );
+        return stub.result(stopped);
+      } finally {
+        putBack();
+      }
+    };
   }
 
   /**
@@ -662,7 +739,7 @@ export class SyscallInjector {
    * says the stop is the end of ckpt's code. Other signals are held back
    * (see {@link defer}); a fault in ckpt's code is an error.
    */
-  private runToMarker(signal: number, what: string, done: () => boolean): void {
+  private runToMarker(signal: number, what: string, done: () => boolean, resumed = false): void {
     let faulted = false;
     const st = this.resumeToStop(
       (pid) => cont(pid, 0),
@@ -675,6 +752,7 @@ export class SyscallInjector {
         faulted = FAULTS.has(s.signal) && getSiginfo(this.pid).readInt32LE(8) > 0;
         return faulted;
       },
+      resumed,
     );
     if (faulted) {
       throw new CkptError(
@@ -698,13 +776,14 @@ export class SyscallInjector {
    * delivery (held back for {@link close}: resuming with no signal discards
    * it) and, a few times, the group stop a job-stopped task reports again
    * when first resumed (it stays stopped for everyone but its tracer).
-   * Returns the stop it ended in.
+   * Returns the stop it ended in. `resumed`: the caller already resumed it.
    */
   private resumeToStop(
     resume: (pid: number) => void,
     wanted: (st: StopStatus) => boolean,
+    resumed = false,
   ): StopStatus {
-    resume(this.pid);
+    if (!resumed) resume(this.pid);
     for (let groupStops = 0; ; ) {
       const st = waitForStop(this.pid);
       if (wanted(st)) return st;
@@ -739,6 +818,11 @@ export class SyscallInjector {
     }
   }
 
+  /** Read `length` bytes at `addr` in the task (forced, through /proc/PID/mem). */
+  readMemory(addr: bigint, length: number): Buffer {
+    return this.mem.read(addr, length);
+  }
+
   /** Write `data` at `addr` in the task (forced, through /proc/PID/mem). */
   writeMemory(addr: bigint, data: Buffer): void {
     this.mem.write(addr, data);
@@ -763,15 +847,36 @@ export class SyscallInjector {
 
   /** Undo everything: unmap the scratch area, remove a planted instruction, restore registers. */
   close(): void {
-    if (this.closed) return;
+    this.startClose()();
+  }
+
+  /**
+   * {@link close} in two steps: the task is resumed to unmap the code
+   * page, and the returned function waits for it and puts the rest back,
+   * so that other tasks can run meanwhile. Nothing else may touch this
+   * task in between.
+   */
+  startClose(): Finish<void> {
+    if (this.closed) return () => {};
     this.unmapScratch();
-    if (this.parasite !== undefined) {
-      // Not from the code page itself: it cannot unmap itself and go on.
-      const args = [this.parasite, PARASITE_PAGES * 4096];
-      if (this.padCall(this.conv.nr.munmap, args) === undefined)
-        this.callSafely(this.conv.nr.munmap, args);
-      this.parasite = undefined;
-    }
+    if (this.parasite === undefined) return () => this.finishClose();
+    // Not from the code page itself: it cannot unmap itself and go on.
+    const args = [this.parasite, PARASITE_PAGES * 4096];
+    const unmapped = this.startPadCall(this.conv.nr.munmap, args);
+    return () => {
+      try {
+        if (unmapped) unmapped();
+        else this.callSafely(this.conv.nr.munmap, args);
+        this.parasite = undefined;
+      } finally {
+        this.finishClose();
+      }
+    };
+  }
+
+  private finishClose(): void {
+    if (this.closed) return;
+    this.parasite = undefined;
     this.closed = true;
     try {
       if (this.planted && this.baseAddr !== undefined) this.mem.write(this.baseAddr, this.planted);

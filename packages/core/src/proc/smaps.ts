@@ -3,7 +3,7 @@
  * and the VmFlags that tell which VMAs can be dumped and how.
  */
 import { type MapsEntry, parseMapsLine } from './maps.js';
-import { malformed, parseDec, procPath, readProcText } from './util.js';
+import { malformed, procPath, readProcText } from './util.js';
 
 /**
  * Two-letter VmFlags mnemonics (fs/proc/task_mmu.c show_smap_vma_flags),
@@ -122,10 +122,24 @@ export interface SmapsEntry extends MapsEntry {
   extra: Map<string, string>;
 }
 
+const EMPTY_SIZES: Readonly<SmapsSizes> = Object.fromEntries(
+  Object.values(SIZE_KEYS).map((k) => [k, 0]),
+) as unknown as SmapsSizes;
+
 function emptySizes(): SmapsSizes {
-  const s = {} as Record<keyof SmapsSizes, number>;
-  for (const k of Object.values(SIZE_KEYS)) s[k] = 0;
-  return s;
+  return { ...EMPTY_SIZES };
+}
+
+/** A size value: decimal digits and " kB" (checked without a regex: smaps has thousands). */
+function parseKb(value: string): number | undefined {
+  const digits = value.length - 3;
+  if (digits < 1 || !value.endsWith(' kB')) return undefined;
+  for (let i = 0; i < digits; i++) {
+    const c = value.charCodeAt(i);
+    if (c < 48 || c > 57) return undefined;
+  }
+  const n = Number(value.slice(0, digits));
+  return Number.isSafeInteger(n) ? n : undefined;
 }
 
 /** Applies one "Key: value" line: a size in kB to `sizes`, anything else to `extra`. */
@@ -141,9 +155,9 @@ function applyField(
     extra.set(key, value);
     return;
   }
-  const kb = /^(\d+) kB$/.exec(value);
-  if (!kb) throw malformed(file, `${key} is not "N kB": '${value}'`);
-  sizes[field] = parseDec(kb[1] as string, file, key) * 1024;
+  const kb = parseKb(value);
+  if (kb === undefined) throw malformed(file, `${key} is not "N kB": '${value}'`);
+  sizes[field] = kb * 1024;
 }
 
 /**
@@ -157,9 +171,10 @@ export function parseSmaps(text: string, file = '/proc/PID/smaps'): SmapsEntry[]
   for (const line of text.split('\n')) {
     if (line === '') continue;
     const colon = line.indexOf(':');
-    const key = line.slice(0, colon);
-    // A key never contains a space or '-'; a VMA header always has both before any ':'.
-    if (colon > 0 && !/[ -]/.test(key)) {
+    // A key never contains a space; a VMA header always has one before any ':'.
+    const space = line.indexOf(' ');
+    if (colon > 0 && (space < 0 || space > colon)) {
+      const key = line.slice(0, colon);
       if (!cur) throw malformed(file, `'${line}' before the first VMA line`);
       const value = line.slice(colon + 1).trim();
       if (key === 'VmFlags') cur.vmFlags = new Set(value.split(/\s+/).filter((f) => f !== ''));

@@ -25,8 +25,9 @@ const COMM_SIZE = 16;
 export const taskMiscPhase: TaskPhase = {
   name: 'task',
   order: 100,
+  prepare: (_ctx, task) => injectedReads.post(task),
   checkpoint(ctx, task) {
-    const buf = injectedReads(task).misc;
+    const buf = injectedReads.get(task).misc;
     const name = buf.subarray(MISC.comm, MISC.comm + COMM_SIZE);
     const nul = name.indexOf(0);
     ctx.write(taskMiscRecord, {

@@ -8,8 +8,8 @@
  * itself would have read. (The blocked mask is not among them: it is read
  * by the signals phase, see sigmask.ts.)
  */
+import { InjectedRead } from '../engine/injected-read.js';
 import { PR } from '../kernel/prctl.js';
-import type { CheckpointTask } from '../task.js';
 import { RLIMIT_NAMES } from './records.js';
 
 const PR_GET_PDEATHSIG = 2;
@@ -43,54 +43,56 @@ export interface InjectedReads {
   limits: Buffer;
 }
 
-/** The values, read on first use (one batch of injected calls). */
-export function injectedReads(task: CheckpointTask): InjectedReads {
-  const cached = task.data.get(KEY) as InjectedReads | undefined;
-  if (cached) return cached;
+/**
+ * The values: posted by the task phase's `prepare`, or read on first use
+ * (one batch of injected calls either way).
+ */
+export const injectedReads = new InjectedRead<InjectedReads>(KEY, (task, done) => {
   const nsig = task.arch.nsig;
-  const at = { misc: 0, actions: 64, altstack: 0, limits: 0, size: 0 };
-  at.altstack = at.actions + nsig * KSIGACTION_SIZE;
-  at.limits = at.altstack + 32;
-  at.size = at.limits + RLIMIT_NAMES.length * RLIMIT_SIZE;
-  const base = task.sys.scratch(at.size);
-  const a = (off: number) => base + BigInt(off);
-  const misc = (off: number) => a(at.misc + off);
-  task.sys.checkBatch([
-    { name: 'prctl', args: [PR.GET_NAME, misc(MISC.comm)], what: 'reading the name (PR_GET_NAME)' },
+  // The parts the calls fill: data parts of the post, read back after.
+  const misc = Buffer.alloc(MISC.size);
+  const actions = Buffer.alloc(nsig * KSIGACTION_SIZE);
+  const altstack = Buffer.alloc(STACK_T_SIZE);
+  const limits = Buffer.alloc(RLIMIT_NAMES.length * RLIMIT_SIZE);
+  const at = (data: number, offset = 0) => ({ data, offset });
+  task.sys.postChecked(
+    [
+      {
+        name: 'prctl',
+        args: [PR.GET_NAME, at(0, MISC.comm)],
+        what: 'reading the name (PR_GET_NAME)',
+      },
+      {
+        name: 'prctl',
+        args: [PR_GET_PDEATHSIG, at(0, MISC.pdeath)],
+        what: 'reading the parent-death signal',
+      },
+      {
+        name: 'prctl',
+        args: [PR.GET_TID_ADDRESS, at(0, MISC.tidAddress)],
+        what: 'reading clear_child_tid (PR_GET_TID_ADDRESS)',
+      },
+      {
+        name: 'get_robust_list',
+        args: [0, at(0, MISC.robustHead), at(0, MISC.robustLen)],
+        what: 'reading the robust futex list',
+      },
+      ...Array.from({ length: nsig }, (_, i) => ({
+        name: 'rt_sigaction' as const,
+        args: [i + 1, 0, at(1, i * KSIGACTION_SIZE), SIGSET_SIZE],
+        what: `reading the action of signal ${i + 1}`,
+      })),
+      { name: 'sigaltstack', args: [0, at(2)], what: 'reading the alternate signal stack' },
+      ...RLIMIT_NAMES.map((name, r) => ({
+        name: 'prlimit64' as const,
+        args: [0, r, 0, at(3, r * RLIMIT_SIZE)],
+        what: `reading ${name}`,
+      })),
+    ],
     {
-      name: 'prctl',
-      args: [PR_GET_PDEATHSIG, misc(MISC.pdeath)],
-      what: 'reading the parent-death signal',
+      data: [misc, actions, altstack, limits],
+      readBack: true,
+      done: (_, [m, a, s, l]) => done({ misc: m!, actions: a!, altstack: s!, limits: l! }),
     },
-    {
-      name: 'prctl',
-      args: [PR.GET_TID_ADDRESS, misc(MISC.tidAddress)],
-      what: 'reading clear_child_tid (PR_GET_TID_ADDRESS)',
-    },
-    {
-      name: 'get_robust_list',
-      args: [0, misc(MISC.robustHead), misc(MISC.robustLen)],
-      what: 'reading the robust futex list',
-    },
-    ...Array.from({ length: nsig }, (_, i) => ({
-      name: 'rt_sigaction' as const,
-      args: [i + 1, 0, a(at.actions + i * KSIGACTION_SIZE), SIGSET_SIZE],
-      what: `reading the action of signal ${i + 1}`,
-    })),
-    { name: 'sigaltstack', args: [0, a(at.altstack)], what: 'reading the alternate signal stack' },
-    ...RLIMIT_NAMES.map((name, r) => ({
-      name: 'prlimit64' as const,
-      args: [0, r, 0, a(at.limits + r * RLIMIT_SIZE)],
-      what: `reading ${name}`,
-    })),
-  ]);
-  const buf = task.mem.read(base, at.size);
-  const reads: InjectedReads = {
-    misc: buf.subarray(at.misc, at.misc + MISC.size),
-    actions: buf.subarray(at.actions, at.altstack),
-    altstack: buf.subarray(at.altstack, at.altstack + STACK_T_SIZE),
-    limits: buf.subarray(at.limits, at.size),
-  };
-  task.data.set(KEY, reads);
-  return reads;
-}
+  );
+});

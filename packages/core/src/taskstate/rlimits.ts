@@ -36,8 +36,9 @@ function show(v: bigint): string {
 export const rlimitsPhase: TaskPhase = {
   name: 'rlimits',
   order: 800,
+  prepare: (_ctx, task) => injectedReads.post(task),
   checkpoint(ctx, task) {
-    const buf = injectedReads(task).limits;
+    const buf = injectedReads.get(task).limits;
     ctx.write(rlimitsRecord, {
       limits: RLIMIT_NAMES.map((_, r) => ({
         cur: buf.readBigUInt64LE(r * RLIMIT_SIZE),

@@ -20,7 +20,7 @@ const SIGSTOP = 19;
 /** Write the sighand record: the action of every signal 1..nsig (see reads.ts). */
 export function checkpointSighand(ctx: CheckpointCtx, task: CheckpointTask): void {
   const nsig = task.arch.nsig;
-  const buf = injectedReads(task).actions;
+  const buf = injectedReads.get(task).actions;
   const word = (sig: number, i: number) => buf.readBigUInt64LE((sig - 1) * KSIGACTION_SIZE + i * 8);
   ctx.write(sighandRecord, {
     actions: Array.from({ length: nsig }, (_, i) => ({

@@ -32,7 +32,7 @@ const SS_AUTODISARM = 1 << 31;
 
 /** Write the signal record: blocked mask and sigaltstack. */
 export function checkpointSigmask(ctx: CheckpointCtx, task: CheckpointTask): void {
-  const buf = injectedReads(task).altstack;
+  const buf = injectedReads.get(task).altstack;
   ctx.write(signalRecord, {
     blocked: getSigmask(task.pid),
     altstackSp: buf.readBigUInt64LE(0),

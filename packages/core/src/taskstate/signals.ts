@@ -18,6 +18,7 @@ import { stage } from '../engine/task-io.js';
 import { CkptError } from '../errors.js';
 import { setSigmask } from '../kernel/ptrace.js';
 import type { TaskPhase } from '../registry.js';
+import { injectedReads } from './reads.js';
 import { checkpointSighand, readSighand } from './sighand.js';
 import { checkpointSigmask, readSigmask } from './sigmask.js';
 import { checkpointSigpending, queueSigpending, readSigpending } from './sigpending.js';
@@ -43,6 +44,7 @@ function handlerOnly(handler: bigint): Buffer {
 export const signalsPhase: TaskPhase = {
   name: 'signals',
   order: 400,
+  prepare: (_ctx, task) => injectedReads.post(task),
   checkpoint(ctx, task) {
     if (task.arch.nsig > MAX_NSIG) {
       throw new CkptError(
