@@ -60,11 +60,11 @@ if (COUNT) {
     counts.set(k, (counts.get(k) ?? 0) + 1);
     return callAt.call(this, at, nr, args);
   };
-  const runBatch = core.SyscallInjector.prototype.runBatch;
-  core.SyscallInjector.prototype.runBatch = function (plan, calls) {
+  const startBatch = core.SyscallInjector.prototype.startBatch;
+  core.SyscallInjector.prototype.startBatch = function (plan, calls) {
     const k = `${phase} batch of ${calls.map((c) => c.nr).join(',')}`;
     counts.set(k, (counts.get(k) ?? 0) + 1);
-    return runBatch.call(this, plan, calls);
+    return startBatch.call(this, plan, calls);
   };
 }
 const registry = await loadRegistry();

@@ -355,7 +355,8 @@ export function startFixture(name: string, opts: StartOptions = {}): FixtureHand
     },
     dispose() {
       handle.kill();
-      fs.rmSync(dir, { recursive: true, force: true });
+      // The launcher may still be writing the fixture's exit status there.
+      fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
     },
   };
   if (name.startsWith('counter')) {

@@ -19,7 +19,7 @@ import {
 } from '@ckpt/core';
 import { PR_CAPS } from './caps.js';
 import { capabilitiesRecord, credRecord, type SavedCaps, type SavedCred } from './records.js';
-import { applyCreds } from './restore.js';
+import { applyCreds, readSecurebits } from './restore.js';
 
 /** (uid_t)-1 means "unchanged" to setres*id: never a real id. */
 const NO_ID = 0xffffffff;
@@ -104,11 +104,19 @@ function checkImage(task: RestartTask, cred: SavedCred, caps: SavedCaps): void {
   }
 }
 
+/** The securebits restored tasks start with, read once per restart (see readSecurebits). */
+const startingSecurebits = new WeakMap<RestartCtx, number>();
+
 function restoreCreds(ctx: RestartCtx, task: RestartTask): void {
   const cred = ctx.read(credRecord);
   const caps = ctx.read(capabilitiesRecord);
   checkImage(task, cred, caps);
-  applyCreds(task, cred, caps);
+  let securebits = startingSecurebits.get(ctx);
+  if (securebits === undefined) {
+    securebits = readSecurebits(task);
+    startingSecurebits.set(ctx, securebits);
+  }
+  applyCreds(task, cred, caps, securebits);
 }
 
 /** The `creds` phase (order 900: after rlimits, before the CPU state). */

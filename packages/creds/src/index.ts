@@ -11,7 +11,7 @@ import { capabilitiesRecord, credRecord } from './records.js';
 export * from './caps.js';
 export { credsPhase } from './creds.js';
 export * from './records.js';
-export { applyCreds } from './restore.js';
+export { applyCreds, readSecurebits } from './restore.js';
 
 /** The credentials plugin: the cred and capabilities records and the creds phase. */
 export const credsPlugin: CkptPlugin = definePlugin({

@@ -60,14 +60,32 @@ const holdsRoot = (ids: IdSet): boolean => ids.real === 0 || ids.effective === 0
 /**
  * Give the restored task `cred` and `caps`. Call after every other phase
  * that needs the caller's privilege (files, memory, rlimits).
+ * `callerSecurebits`: the task's securebits now (see {@link readSecurebits}).
  * @throws CkptError EPERM naming the pid, the credential and why the
  *   caller cannot grant it; ENOTSUP for capabilities this kernel lacks
  */
-export function applyCreds(task: RestartTask, cred: SavedCred, caps: SavedCaps): void {
-  const securebits = Number(
+export function applyCreds(
+  task: RestartTask,
+  cred: SavedCred,
+  caps: SavedCaps,
+  callerSecurebits = readSecurebits(task),
+): void {
+  new CredApplier(task, cred, caps, {
+    status: readStatus(task.pid),
+    securebits: callerSecurebits,
+  }).run();
+}
+
+/**
+ * The securebits `task` has now (with an injected prctl). Every task a
+ * restart creates starts with those of `ckpt restart` and keeps them until
+ * its credentials are applied: `applyCreds` takes them as an argument, so
+ * that a restart reads them once, not once per task.
+ */
+export function readSecurebits(task: RestartTask): number {
+  return Number(
     task.sys.check('prctl', [PR_CAPS.GET_SECUREBITS, 0, 0, 0, 0], 'reading securebits'),
   );
-  new CredApplier(task, cred, caps, { status: readStatus(task.pid), securebits }).run();
 }
 
 /**

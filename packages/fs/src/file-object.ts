@@ -4,17 +4,21 @@
  * file, so the fds share their offset and flags again. Its records are a
  * generic `file` record naming the handler, then the handler's own.
  */
+import { closeSync } from 'node:fs';
 import {
   type CheckpointTask,
   CkptError,
   copyFdFromProcess,
   type FileHandler,
   type FileInfo,
+  grabFd,
   isCkptError,
+  isSyscallError,
   type ObjectOps,
   type RestartCtx,
   type RestartTask,
 } from '@ckpt/core';
+import { F_DUPFD_CLOEXEC, O_CLOEXEC } from './flags.js';
 import { fileRecord } from './records.js';
 
 /** What the files phase hands to checkpointObj for each open file description. */
@@ -97,6 +101,59 @@ export function copyFromHolder(task: RestartTask, shared: RestoredFile, fd: numb
   }
   const what = `copying fd ${holderFd} of pid ${holder.savedPid} for fd ${fd}`;
   return copyFdFromProcess(task, holder.pid, holderFd, what);
+}
+
+/**
+ * Like {@link copyFromHolder}, but posted, with the placing: the copy
+ * lands at fd `fd` of `task` (close-on-exec as told) when the task's
+ * posted calls run, with no round trip of its own. Taken above the fd table
+ * first (`above`), so that it clobbers nothing, then duplicated to `fd`.
+ */
+export function postCopyFromHolder(
+  ctx: RestartCtx,
+  task: RestartTask,
+  shared: RestoredFile,
+  fd: number,
+  cloexec: boolean,
+  above: number,
+): void {
+  const holder = shared.holder!;
+  const holderFd = shared.holderFd;
+  if (holderFd === undefined) {
+    throw new CkptError(
+      'EUNEXPECTED',
+      `fd ${fd} shares an open file with pid ${holder.savedPid}, which holds it at no fd yet`,
+      { pid: task.savedPid, fd },
+    );
+  }
+  const what = `copying fd ${holderFd} of pid ${holder.savedPid} for fd ${fd}`;
+  // ckpt's own copy stays open until the task took it (or the restart ends).
+  const own = { fd: grabFd(holder.pid, holderFd), open: true };
+  const release = () => {
+    if (!own.open) return;
+    own.open = false;
+    closeSync(own.fd);
+  };
+  ctx.deferqueue.add(own, release, release);
+  const calls = [
+    { name: 'pidfd_getfd' as const, args: [task.ckptPidfd, own.fd, 0], what },
+    { name: 'fcntl' as const, args: [{ result: 0 }, F_DUPFD_CLOEXEC, above], what },
+    { name: 'close' as const, args: [{ result: 0 }], what },
+    { name: 'dup3' as const, args: [{ result: 1 }, fd, cloexec ? O_CLOEXEC : 0], what },
+    { name: 'close' as const, args: [{ result: 1 }], what },
+  ];
+  task.sys.post(calls, {
+    done: (results) => {
+      release();
+      const i = results.findIndex(isSyscallError);
+      if (i < 0) return;
+      throw new CkptError(
+        'ESYS',
+        `${calls[i]!.what} in pid ${task.pid} failed: ${calls[i]!.name}() returned errno ${-results[i]!}`,
+        { pid: task.pid, fd, syscall: calls[i]!.name, errno: Number(-results[i]!) },
+      );
+    },
+  });
 }
 
 function describe(f: SavedFile | RestoredFile): string {

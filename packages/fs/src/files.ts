@@ -22,7 +22,7 @@ import {
   type TaskPhase,
 } from '@ckpt/core';
 import { externalFile } from './external.js';
-import { copyFromHolder, type RestoredFile, restoringInto } from './file-object.js';
+import { postCopyFromHolder, type RestoredFile, restoringInto } from './file-object.js';
 import { F_DUPFD_CLOEXEC, F_SETFD, FD_CLOEXEC, O_CLOEXEC } from './flags.js';
 import { unsupported } from './handlers.js';
 import { isTreePipe, pipeFile } from './pipe.js';
@@ -125,6 +125,7 @@ function restoreFiles(ctx: RestartCtx, task: RestartTask): void {
   }
   const temporaries = new Set<number>();
   const fromHolder = new Map<RestoredFile, RestoredFile>();
+  let holdsFiles = false;
   restoringInto(ctx, task, above, () => {
     for (const want of fds) {
       const desc = ctx.read(fileDescRecord);
@@ -135,26 +136,30 @@ function restoreFiles(ctx: RestartCtx, task: RestartTask): void {
       const shared = ctx.fetchObj<RestoredFile>(desc.objref, 'file');
       if (shared.holder === undefined || shared.holder === task) {
         shared.holder = task;
+        holdsFiles = true;
         place(task, shared, desc, inImage, above, temporaries);
         // The first fd placed is where the holder keeps it for good.
         shared.holderFd ??= desc.fd;
         continue;
       }
-      // Restored by an earlier task: copy it from there, once per task.
-      let mine = fromHolder.get(shared);
-      if (!mine) {
-        mine = { fd: copyFromHolder(task, shared, desc.fd) };
-        fromHolder.set(shared, mine);
+      // Restored by an earlier task: copy it from there, once per task;
+      // later fds on it are duplicates of this one.
+      const mine = fromHolder.get(shared);
+      if (mine) {
+        place(task, mine, desc, inImage, above, temporaries);
+        continue;
       }
-      place(task, mine, desc, inImage, above, temporaries);
+      postCopyFromHolder(ctx, task, shared, desc.fd, desc.cloexec, above);
+      fromHolder.set(shared, { fd: desc.fd });
     }
   });
   closeAll(
     task,
     [...temporaries].filter((fd) => !inImage.has(fd)),
   );
-  // Everything posted runs now: later tasks may copy fds from this one.
-  task.sys.batch([]);
+  // Later tasks may copy fds from this one: they must be in place now.
+  // Otherwise the posted calls run with the task's next injected call.
+  if (holdsFiles) task.sys.batch([]);
 }
 
 /**

@@ -22,6 +22,7 @@ import {
   readMaps,
   readSmaps,
   type SavedVma,
+  type SyscallRequest,
   stage,
   type TaskMemory,
   type TaskPhase,
@@ -119,48 +120,77 @@ function checkpointMm(ctx: CheckpointCtx, task: CheckpointTask): void {
   ctx.progress.end();
 }
 
-/** Unmap everything the new task inherited from the stub, keeping what restart needs. */
-function clearAddressSpace(task: RestartTask): Map<number, { start: bigint; end: bigint }> {
-  const specials = new Map<number, { start: bigint; end: bigint }>();
+/** A special area (vdso, vvar) of this kernel to move where the image had it. */
+interface SpecialMove {
+  from: { start: bigint; end: bigint };
+  to: bigint;
+  size: bigint;
+}
+
+/**
+ * Empty the address space the new task inherited from the stub, keeping
+ * the restorer and this kernel's vdso/vvar areas, and move those to where
+ * the image had them (each parked in a temporary area first, so that moves
+ * cannot collide with each other). Posted: it runs with the first
+ * mappings of the image's regions, in the same round trip.
+ */
+function replaceAddressSpace(
+  task: RestartTask,
+  wanted: readonly { start: bigint; end: bigint; kind: number }[],
+): void {
+  const current = new Map<number, { start: bigint; end: bigint }>();
   const unmaps: { start: bigint; end: bigint }[] = [];
   for (const m of readMaps(task.pid)) {
     const special = SPECIAL_KINDS[m.kind];
-    if (special !== undefined) {
-      specials.set(special, { start: m.start, end: m.end });
-      continue;
-    }
-    if (m.kind === 'vsyscall') continue;
-    if (m.start >= task.restorer.start && m.end <= task.restorer.end) continue;
-    unmaps.push(m);
+    if (special !== undefined) current.set(special, { start: m.start, end: m.end });
+    else if (m.kind === 'vsyscall') continue;
+    else if (m.start >= task.restorer.start && m.end <= task.restorer.end) continue;
+    else unmaps.push(m);
   }
-  // One batch of injected calls (see TaskSyscalls.batch).
-  task.sys.checkBatch(
-    unmaps.map((m) => ({
+  const moves = planSpecialMoves(task, current, wanted);
+  // An unused special area goes with the rest.
+  for (const [kind, area] of current) if (!wanted.some((w) => w.kind === kind)) unmaps.push(area);
+  const flags = MREMAP_MAYMOVE | MREMAP_FIXED;
+  // Call indexes: the munmaps, then one reservation per move, then the moves.
+  const parked = (i: number) => ({ result: unmaps.length + i });
+  task.sys.postChecked([
+    ...unmaps.map((m) => ({
       name: 'munmap' as const,
       args: [m.start, m.end - m.start],
       what: 'emptying the address space',
     })),
-  );
-  return specials;
+    ...moves.map((m) => ({
+      name: 'mmap' as const,
+      args: [0, m.size, PROT_NONE, MAP_PRIVATE_ANON, -1, 0],
+      what: 'reserving a temporary area',
+    })),
+    ...moves.map((m, i) => ({
+      name: 'mremap' as const,
+      args: [m.from.start, m.size, m.size, flags, parked(i)],
+      what: 'moving the vdso',
+    })),
+    ...moves.map((m, i) => ({
+      name: 'mremap' as const,
+      args: [parked(i), m.size, m.size, flags, m.to],
+      what: 'placing the vdso',
+    })),
+  ]);
 }
 
 /**
- * Move this kernel's vdso/vvar pages to where the image had them, through a
- * temporary area so that moves cannot collide with each other.
+ * Where each of this kernel's special areas goes; refuses an image whose
+ * areas this kernel does not have, or has in another size.
  */
-function placeSpecials(
+function planSpecialMoves(
   task: RestartTask,
   current: Map<number, { start: bigint; end: bigint }>,
   wanted: readonly { start: bigint; end: bigint; kind: number }[],
-): void {
-  const moves: { from: { start: bigint; end: bigint }; to: bigint; size: bigint }[] = [];
+): SpecialMove[] {
+  const moves: SpecialMove[] = [];
   for (const [kind, from] of current) {
     const to = wanted.find((w) => w.kind === kind);
+    if (!to) continue;
     const size = from.end - from.start;
-    if (!to) {
-      task.sys.check('munmap', [from.start, size], 'removing an unused vdso area');
-      continue;
-    }
     if (to.end - to.start !== size) {
       throw new CkptError(
         'ENOTSUP',
@@ -181,32 +211,7 @@ function placeSpecials(
       );
     }
   }
-  if (moves.length === 0) return;
-  const total = moves.reduce((n, m) => n + m.size, 0n);
-  let tmp = task.sys.check(
-    'mmap',
-    [0, total, PROT_NONE, MAP_PRIVATE_ANON, -1, 0],
-    'reserving a temporary area',
-  );
-  const parked = moves.map((m) => {
-    const at = tmp;
-    tmp += m.size;
-    return at;
-  });
-  // Every move, parking then placing, in one batch of injected calls.
-  const flags = MREMAP_MAYMOVE | MREMAP_FIXED;
-  task.sys.checkBatch([
-    ...moves.map((m, i) => ({
-      name: 'mremap' as const,
-      args: [m.from.start, m.size, m.size, flags, parked[i]!],
-      what: 'moving the vdso',
-    })),
-    ...moves.map((m, i) => ({
-      name: 'mremap' as const,
-      args: [parked[i]!, m.size, m.size, flags, m.to],
-      what: 'placing the vdso',
-    })),
-  ]);
+  return moves;
 }
 
 function kindName(kind: number): string {
@@ -216,18 +221,17 @@ function kindName(kind: number): string {
 function restoreMm(ctx: RestartCtx, task: RestartTask): void {
   const mm = ctx.read(mmRecord);
   task.keepRestorerClear(mm.layout);
-  const specials = clearAddressSpace(task);
-  placeSpecials(
+  replaceAddressSpace(
     task,
-    specials,
     mm.layout.filter(
       (l) => l.kind === VmaKind.VDSO || l.kind === VmaKind.VVAR || l.kind === VmaKind.VVAR_VCLOCK,
     ),
   );
   ctx.progress.start(`memory of pid ${task.savedPid}`, 0);
-  restoringMemoryOf(ctx, task, () => restoreVmas(ctx, task, mm.layout.length));
+  restoringMemoryOf(ctx, task, () =>
+    restoreVmas(ctx, task, mm.layout.length, () => mmMapCalls(task, mm)),
+  );
   ctx.progress.end();
-  setMmMap(task, mm);
 }
 
 /**
@@ -235,10 +239,16 @@ function restoreMm(ctx: RestartCtx, task: RestartTask): void {
  * the way). The mappings are posted (see vmas.ts) and the pages of plain
  * regions are held back, then written once the mappings exist: many
  * regions cost one round trip into the task instead of one each. A region
- * with madvise state, a follow-up or many pages is completed in order,
- * right away.
+ * with a follow-up or many pages is completed in order, right away. The
+ * madvise state of each is posted after its mapping. `last` runs with the
+ * final mappings (PR_SET_MM_MAP, see mmMapCalls).
  */
-function restoreVmas(ctx: RestartCtx, task: RestartTask, total: number): void {
+function restoreVmas(
+  ctx: RestartCtx,
+  task: RestartTask,
+  total: number,
+  last: () => { calls: SyscallRequest[]; check: (results: readonly bigint[]) => void },
+): void {
   const held = new HeldPages(task);
   for (let i = 0; i < total; i++) {
     const vma = ctx.read(vmaRecord);
@@ -250,16 +260,18 @@ function restoreVmas(ctx: RestartCtx, task: RestartTask, total: number): void {
       });
     }
     const after = handler.restore(ctx, task, vma);
-    if (!after && vma.madv === 0 && vma.nrPages <= HELD_PAGES_MAX) {
+    if (!after && vma.nrPages <= HELD_PAGES_MAX) {
       restorePages(ctx, held, vma.nrPages, vma);
-      continue;
+    } else {
+      held.flush();
+      restorePages(ctx, task.mem, vma.nrPages, vma);
+      after?.();
     }
-    held.flush();
-    restorePages(ctx, task.mem, vma.nrPages, vma);
-    after?.();
     restoreMadvise(task, vma);
   }
-  held.flush();
+  // Staged only now: nothing may overwrite the scratch area before it runs.
+  const { calls, check } = last();
+  check(held.flush(calls));
 }
 
 /** Pages held back at most, per region and in all (bytes: 4 KiB pages). */
@@ -291,14 +303,24 @@ class HeldPages implements TaskMemory {
     throw new CkptError('EUNEXPECTED', 'held pages cannot be read');
   }
 
-  flush(): void {
-    this.task.sys.batch([]);
+  /** Run the posted calls and `calls` (their results), then write the pages. */
+  flush(calls: readonly SyscallRequest[] = []): bigint[] {
+    const results = this.task.sys.batch(calls);
     for (const w of this.writes.splice(0)) this.task.mem.write(w.addr, w.data);
     this.bytes = 0;
+    return results;
   }
 }
 
-function setMmMap(task: RestartTask, mm: ReturnType<typeof mmRecord.decode>): void {
+/**
+ * The calls that install brk, the arg/env areas, auxv and the exe file with
+ * prctl(PR_SET_MM_MAP) once every region is mapped, and the check of their
+ * results: run with the last mappings, in their round trip.
+ */
+function mmMapCalls(
+  task: RestartTask,
+  mm: ReturnType<typeof mmRecord.decode>,
+): { calls: SyscallRequest[]; check: (results: readonly bigint[]) => void } {
   const auxv = Buffer.alloc(mm.auxv.length * 8);
   mm.auxv.forEach((v, i) => {
     auxv.writeBigUInt64LE(v, i * 8);
@@ -325,7 +347,7 @@ function setMmMap(task: RestartTask, mm: ReturnType<typeof mmRecord.decode>): vo
   // the exe's path. One batch of injected calls opens the exe, puts the fd
   // in the map, installs the map and closes the fd.
   const [, mapAddr, , exePath] = stage(task, [auxv, map, Buffer.alloc(8), cString(mm.exe)]);
-  const [opened, r] = task.sys.batch([
+  const calls: SyscallRequest[] = [
     {
       name: 'openat',
       args: [AT_FDCWD, exePath!, O_RDONLY_CLOEXEC, 0],
@@ -333,20 +355,29 @@ function setMmMap(task: RestartTask, mm: ReturnType<typeof mmRecord.decode>): vo
     },
     { name: 'prctl', args: [PR.SET_MM, PR_SET_MM.MAP, mapAddr!, PRCTL_MM_MAP_SIZE, 0] },
     { name: 'close', args: [{ result: 0 }] },
-  ]);
-  if (opened! < 0n && opened! > -4096n) {
-    throw new CkptError('ESYS', `cannot open ${mm.exe} in pid ${task.pid}: errno ${-opened!}`, {
+  ];
+  return { calls, check: ([opened, r]) => checkMmMap(task, mm, opened!, r!) };
+}
+
+function checkMmMap(
+  task: RestartTask,
+  mm: ReturnType<typeof mmRecord.decode>,
+  opened: bigint,
+  r: bigint,
+): void {
+  if (opened < 0n && opened > -4096n) {
+    throw new CkptError('ESYS', `cannot open ${mm.exe} in pid ${task.pid}: errno ${-opened}`, {
       pid: task.pid,
       path: mm.exe,
       syscall: 'openat',
-      errno: Number(-opened!),
+      errno: Number(-opened),
     });
   }
-  if (r! < 0n && r! > -4096n) {
+  if (r < 0n && r > -4096n) {
     throw new CkptError(
       'ESYS',
-      `prctl(PR_SET_MM_MAP) in pid ${task.pid} failed: prctl() returned errno ${-r!}`,
-      { pid: task.pid, syscall: 'prctl', errno: Number(-r!) },
+      `prctl(PR_SET_MM_MAP) in pid ${task.pid} failed: prctl() returned errno ${-r}`,
+      { pid: task.pid, syscall: 'prctl', errno: Number(-r) },
     );
   }
 }

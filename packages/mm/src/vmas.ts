@@ -57,15 +57,13 @@ function madvOf(vma: VmaInfo): number {
 
 /** Re-apply the saved madvise state of a restored region. */
 export function restoreMadvise(task: RestartTask, vma: SavedVma): void {
-  for (const m of MADV_STATE) {
-    if (vma.madv & m.bit) {
-      task.sys.check(
-        'madvise',
-        [vma.start, vma.end - vma.start, m.advice],
-        `madvise(${m.letters})`,
-      );
-    }
-  }
+  // Posted: the advice only needs the mapping, which exists by then.
+  const calls = MADV_STATE.filter((m) => vma.madv & m.bit).map((m) => ({
+    name: 'madvise' as const,
+    args: [vma.start, vma.end - vma.start, m.advice],
+    what: `madvise(${m.letters}) of 0x${vma.start.toString(16)}-0x${vma.end.toString(16)}`,
+  }));
+  if (calls.length > 0) task.sys.postChecked(calls);
 }
 const PAGE = 4096n;
 const O_RDONLY = 0;
