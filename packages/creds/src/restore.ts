@@ -10,6 +10,7 @@
  */
 import {
   CkptError,
+  type DataOf,
   errnoName,
   type IdSet,
   isSyscallError,
@@ -88,6 +89,9 @@ export function readSecurebits(task: RestartTask): number {
   );
 }
 
+/** Where a staged struct is: its address, or a data part of a post. */
+type Staged = bigint | DataOf;
+
 /**
  * One step, queued: its arguments (given the addresses of its staged
  * buffers) and the error it becomes when it fails.
@@ -95,7 +99,7 @@ export function readSecurebits(task: RestartTask): number {
 interface Step {
   name: SyscallName;
   staged: readonly Buffer[];
-  args: (addrs: readonly bigint[]) => readonly (number | bigint)[];
+  args: (addrs: readonly Staged[]) => readonly (number | bigint | Staged)[];
   error: (errno: number) => CkptError;
 }
 
@@ -162,7 +166,32 @@ class CredApplier {
     // Last: the kernel resets dumpable to fs.suid_dumpable whenever the
     // euid, egid, fsuid or fsgid change, or permitted capabilities grow.
     this.setDumpable();
-    this.flush();
+    this.post();
+  }
+
+  /**
+   * Post the queued steps (see `TaskSyscalls.post`): they run with the
+   * task's next injected call (at the latest when restart finishes the
+   * task, all tasks at once), and a failed one fails the restart then.
+   */
+  private post(): void {
+    const steps = this.queue.splice(0);
+    if (steps.length === 0) return;
+    // The staged structs go with the post: data parts, placed when it runs.
+    const parts = steps.flatMap((s) => s.staged);
+    let next = 0;
+    const calls = steps.map((s) => {
+      const mine = s.staged.map(() => ({ data: next++ }));
+      return { name: s.name, args: s.args(mine) };
+    });
+    this.task.sys.post(calls, {
+      data: parts,
+      done: (results) => {
+        results.forEach((r, i) => {
+          if (isSyscallError(r)) throw steps[i]!.error(Number(-r));
+        });
+      },
+    });
   }
 
   /** Run the queued steps; their results, in order. */
@@ -375,7 +404,9 @@ class CredApplier {
   /** Queue a syscall in the task; a failure is a refusal to restore `what`. */
   private call(
     name: SyscallName,
-    args: readonly (number | bigint)[] | ((addrs: readonly bigint[]) => (number | bigint)[]),
+    args:
+      | readonly (number | bigint)[]
+      | ((addrs: readonly Staged[]) => (number | bigint | Staged)[]),
     what: string,
     whyEperm?: () => string,
     staged: readonly Buffer[] = [],

@@ -7,7 +7,7 @@
 import type { ArchSupport } from '../arch.js';
 import { CkptError } from '../errors.js';
 import type { FrozenTask } from '../kernel/freeze.js';
-import { SyscallInjector } from '../kernel/inject.js';
+import { type Finish, SyscallInjector } from '../kernel/inject.js';
 import { NT, setRegset, setSigmask } from '../kernel/ptrace.js';
 import type { RestartTask } from '../task.js';
 import { InjectedSyscalls, isSyscallError, ProcTaskMemory } from './syscalls.js';
@@ -134,24 +134,54 @@ export class RestoringTask implements RestartTask {
    * and registers: the task is ready to run.
    */
   finish(): void {
-    if (!this.finalRegs) {
-      throw new CkptError(
-        'EINVAL',
-        `no registers were restored for pid ${this.pid} (missing arch plugin?)`,
-        {
-          pid: this.pid,
-        },
-      );
-    }
-    this.sys.call('close', [this.ckptPidfd]);
-    // Posted calls first: the restorer cannot unmap itself in a batch run
-    // from it, only as a call of its own.
-    this.sys.batch([]);
-    this.sys.check('munmap', [this.restorer.start, RESTORER_SIZE], 'removing the restorer');
+    this.startFinish()?.();
+    this.startRemovingRestorer()();
+    this.letGo();
+  }
+
+  /**
+   * The first of {@link finish}'s steps, in two (see `allAtOnce`): run the
+   * calls phases posted, and close ckpt's pidfd, in one round trip.
+   */
+  startFinish(): Finish<void> | undefined {
+    // Refused before anything more runs in the task.
+    this.registersToRestore();
+    this.sys.post([{ name: 'close', args: [this.ckptPidfd] }]);
+    return this.sys.startPosted();
+  }
+
+  /**
+   * The second step, in two: unmap the restorer (which cannot unmap itself
+   * in a batch run from it, only as a call of its own).
+   */
+  startRemovingRestorer(): Finish<void> {
+    const finish = this.sys.startCheck(
+      'munmap',
+      [this.restorer.start, RESTORER_SIZE],
+      'removing the restorer',
+    );
+    return () => {
+      finish();
+    };
+  }
+
+  /** The last step: put back the task's own registers and final signal mask. */
+  letGo(): void {
     this.sys.close();
     this.mem.close();
     // Signals stayed blocked while injecting; no syscall runs after this.
     if (this.finalSigmask !== undefined) setSigmask(this.pid, this.finalSigmask);
-    setRegset(this.pid, NT.PRSTATUS, this.finalRegs);
+    setRegset(this.pid, NT.PRSTATUS, this.registersToRestore());
+  }
+
+  private registersToRestore(): Buffer {
+    if (!this.finalRegs) {
+      throw new CkptError(
+        'EINVAL',
+        `no registers were restored for pid ${this.pid} (missing arch plugin?)`,
+        { pid: this.pid },
+      );
+    }
+    return this.finalRegs;
   }
 }

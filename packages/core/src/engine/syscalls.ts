@@ -87,6 +87,21 @@ export class InjectedSyscalls implements TaskSyscalls {
     return r;
   }
 
+  /**
+   * {@link check} in two steps (see `SyscallInjector.startCall`); posted
+   * calls run first, at once.
+   */
+  startCheck(name: SyscallName, args: readonly (bigint | number)[], what: string): Finish<bigint> {
+    if (this.posted.length > 0) this.batch([]);
+    const finish = this.inj.startCall(this.nr(name), args);
+    return () => {
+      const r = finish();
+      this.noteCall(name, args);
+      if (isSyscallError(r)) throw this.failure(name, r, what);
+      return r;
+    };
+  }
+
   check(name: SyscallName, args: readonly (bigint | number)[], what: string): bigint {
     const r = this.call(name, args);
     if (isSyscallError(r)) throw this.failure(name, r, what);

@@ -594,14 +594,36 @@ export class SyscallInjector {
   }
 
   /**
+   * {@link call} in two steps: the task is resumed into the call, and the
+   * returned function waits for it and gives the result, so that other
+   * tasks can run meanwhile. Nothing else may touch this task in between.
+   * (Kill-safe injection runs the call at once.)
+   */
+  startCall(nr: number, args: readonly (bigint | number)[] = []): Finish<bigint> {
+    this.assertOpen();
+    if (this.killSafe) {
+      const r = this.call(nr, args);
+      return () => r;
+    }
+    const at = this.syscallAddr ?? this.base();
+    this.loadSyscall(at, nr, args);
+    singlestep(this.pid, 0);
+    return () => {
+      this.stepOverSyscall(nr, at, true);
+      return this.conv.getReturn(getRegset(this.pid, NT.PRSTATUS, this.conv.regsSize));
+    };
+  }
+
+  /**
    * Single-step over the syscall instruction: one stop, the fastest way.
    * But a tracer that dies mid-step leaves the trap flag set and the task
    * dies of SIGTRAP, so kill-safe injection does not use it.
    */
-  private stepOverSyscall(nr: number, at: bigint): void {
+  private stepOverSyscall(nr: number, at: bigint, resumed = false): void {
     const st = this.resumeToStop(
       (pid) => singlestep(pid, 0),
       (s) => s.signal === SIGTRAP,
+      resumed,
     );
     if (st.signal !== SIGTRAP) {
       throw new CkptError(
