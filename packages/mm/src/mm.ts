@@ -32,7 +32,13 @@ import {
 import { countPages, dumpPages, type PageRun, restorePages } from './pages.js';
 import { mmRecord, VmaKind, vmaRecord } from './records.js';
 import { restoringMemoryOf } from './shmem.js';
-import { markKeepApart, type ObjectVmaHandler, restoreMadvise, unsupported } from './vmas.js';
+import {
+  markKeepApart,
+  type ObjectVmaHandler,
+  restoreMadvise,
+  unsupported,
+  withPagemap,
+} from './vmas.js';
 
 const O_RDONLY_CLOEXEC = 0o2000000;
 const AT_FDCWD = -100;
@@ -86,7 +92,7 @@ const brkRead = new InjectedRead<bigint>('mm:brk', (task, done) =>
 );
 
 function checkpointMm(ctx: CheckpointCtx, task: CheckpointTask): void {
-  const vmas = plan(ctx, task);
+  const vmas = withPagemap(task, () => plan(ctx, task));
   const st = task.stat;
   const brk = brkRead.get(task);
   const auxv = readAuxv(task.pid).flatMap((e) => [BigInt(e.type), e.value]);

@@ -8,6 +8,8 @@ import {
   type CheckpointTask,
   CkptError,
   cString,
+  openPagemapFile,
+  type PagemapFile,
   type RestartTask,
   readPageRuns,
   type SavedVma,
@@ -94,9 +96,28 @@ function describe(vma: VmaInfo, kind: number, path = ''): SavedVma {
   };
 }
 
+/** Where the memory phase keeps the task's open pagemap while it plans (see withPagemap). */
+const PAGEMAP_KEY = 'mm:pagemap';
+
+/**
+ * Run `fn` with the task's /proc/PID/pagemap open once for every region's
+ * page runs (instead of an open per region).
+ */
+export function withPagemap<T>(task: CheckpointTask, fn: () => T): T {
+  const pagemap = openPagemapFile(task.pid);
+  task.data.set(PAGEMAP_KEY, pagemap);
+  try {
+    return fn();
+  } finally {
+    task.data.delete(PAGEMAP_KEY);
+    pagemap.close();
+  }
+}
+
 /** Page runs of `vma`, minus the ranges ckpt itself mapped in the task. */
 function presentPages(task: CheckpointTask, vma: VmaInfo, excludeFilePages: boolean) {
-  const runs = readPageRuns(task.pid, vma.start, vma.end, { excludeFilePages });
+  const pagemap = task.data.get(PAGEMAP_KEY) as PagemapFile | undefined;
+  const runs = readPageRuns(task.pid, vma.start, vma.end, { excludeFilePages, pagemap });
   if (task.ownMappings.length === 0) return runs;
   return runs.filter((r) => !task.ownMappings.some((m) => r.start >= m.start && r.start < m.end));
 }

@@ -19,7 +19,7 @@ import { type Finish, findLeftoverParasites } from '../kernel/inject.js';
 import { errno, libc } from '../kernel/libc.js';
 import { getRegset, NT } from '../kernel/ptrace.js';
 import type { Logger, Progress } from '../log.js';
-import { readStat, readStatus } from '../proc/index.js';
+import { readMaps, readStat, readStatus } from '../proc/index.js';
 import type { Registry, TaskPhase } from '../registry.js';
 import type { CheckpointTask } from '../task.js';
 import { allAtOnce } from './all-at-once.js';
@@ -93,6 +93,8 @@ class FrozenCheckpointTask implements CheckpointTask {
   readonly regs: Buffer;
   readonly stat;
   readonly status;
+  /** /proc/PID/maps at freeze (ckpt's own code page aside, nothing changes it). */
+  readonly maps;
 
   constructor(
     readonly frozen: FrozenTask,
@@ -101,9 +103,15 @@ class FrozenCheckpointTask implements CheckpointTask {
     this.regs = getRegset(frozen.pid, NT.PRSTATUS, arch.convention.regsSize);
     this.stat = readStat(frozen.pid);
     this.status = readStatus(frozen.pid);
+    this.maps = readMaps(frozen.pid);
     // Kill-safe: if ckpt dies mid-call, the task resumes as it was. The
-    // status tells the injector which signal can end a batch of calls.
-    this.sys = new InjectedSyscalls(frozen.pid, arch, { killSafe: true, status: this.status });
+    // status tells the injector which signal can end a batch of calls,
+    // the maps where the vDSO is.
+    this.sys = new InjectedSyscalls(frozen.pid, arch, {
+      killSafe: true,
+      status: this.status,
+      maps: this.maps,
+    });
     this.mem = new ProcTaskMemory(frozen.pid);
   }
 
@@ -347,7 +355,7 @@ function readZombie(pid: number) {
 
 /** Remove code pages an earlier, killed ckpt left in the task. */
 function removeLeftovers(task: FrozenCheckpointTask, log: Logger): void {
-  for (const r of findLeftoverParasites(task.pid)) {
+  for (const r of findLeftoverParasites(task.pid, task.maps)) {
     log.info(
       `pid ${task.pid}: removing ckpt code page left by a killed checkpoint at 0x${r.start.toString(16)}`,
     );

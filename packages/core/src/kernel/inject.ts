@@ -27,7 +27,7 @@
  * tgkill), calls run one by one.
  */
 import { CkptError } from '../errors.js';
-import { type ProcStatus, readMaps, readStatus } from '../proc/index.js';
+import { type MapsEntry, type ProcStatus, readMaps, readStatus } from '../proc/index.js';
 import { BATCH_ENTRY_SIZE, type SyscallConvention } from './convention.js';
 import { libc } from './libc.js';
 import { ProcMem, readRanges } from './memory.js';
@@ -74,6 +74,8 @@ export interface InjectorOptions {
    * of kill-safe batches (read from /proc otherwise).
    */
   status?: ProcStatus;
+  /** /proc/PID/maps of the stopped task, if the caller has read it: where its vDSO is. */
+  maps?: readonly MapsEntry[];
   /**
    * A page of ckpt's own in the task, writable through /proc/PID/mem, whose
    * start may hold the syscall instruction (`syscallAddr`) and whose rest
@@ -162,12 +164,15 @@ export const PARASITE_MAGIC = Buffer.from('CKPTpara', 'latin1');
 
 /**
  * Code pages a killed ckpt left in `pid` (see {@link PARASITE_MAGIC}): their
- * start addresses. They are harmless but are not the task's state.
+ * start addresses. `maps`: its /proc/PID/maps, if the caller has read it. They are harmless but are not the task's state.
  */
-export function findLeftoverParasites(pid: number): { start: bigint; end: bigint }[] {
+export function findLeftoverParasites(
+  pid: number,
+  maps: readonly MapsEntry[] = readMaps(pid),
+): { start: bigint; end: bigint }[] {
   const size = BigInt(PARASITE_PAGES * 4096);
   const found: { start: bigint; end: bigint }[] = [];
-  const candidates = readMaps(pid).filter(
+  const candidates = maps.filter(
     (m) =>
       m.read && m.write && m.exec && !m.shared && m.pathname === '' && m.end - m.start === size,
   );
@@ -207,6 +212,8 @@ export class SyscallInjector {
   private readonly codePage: bigint | undefined;
   /** The caller's /proc/PID/status, until used (see InjectorOptions.status). */
   private status: ProcStatus | undefined;
+  /** The caller's /proc/PID/maps (see InjectorOptions.maps). */
+  private readonly maps: readonly MapsEntry[] | undefined;
   /** /proc/PID/mem, open while the injector is. */
   private procMem: ProcMem | undefined;
   /** The batch code as last written (marker pid and signal), to write it only when it changes. */
@@ -246,6 +253,7 @@ export class SyscallInjector {
     if (!this.killSafe) this.syscallAddr = this.base();
     this.codePage = options.codePage;
     this.status = options.status;
+    this.maps = options.maps;
     if (this.codePage !== undefined) this.codeUsed = conv.syscallInsn.length;
     // Syscall stops must be told apart from SIGTRAP signals.
     if (this.killSafe) setOptions(pid, PTRACE_O.TRACESYSGOOD | (options.ptraceOptions ?? 0));
@@ -716,7 +724,7 @@ export class SyscallInjector {
     if (!marker) return undefined;
     const code = stub.code(marker, this.resumeCode());
     const room = alignUp(code.length, 64);
-    this.vdsoEnd ??= readMaps(this.pid).find((m) => m.kind === 'vdso')?.end ?? null;
+    this.vdsoEnd ??= (this.maps ?? readMaps(this.pid)).find((m) => m.kind === 'vdso')?.end ?? null;
     if (this.vdsoEnd === null) return undefined;
     const at = this.vdsoEnd - BigInt(room);
     try {

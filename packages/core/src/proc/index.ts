@@ -43,8 +43,10 @@ export {
 } from './ns.js';
 export {
   decodePagemapEntry,
+  openPagemapFile,
   PAGE_SIZE,
   type PagemapEntry,
+  type PagemapFile,
   type PageRun,
   type PageRunOptions,
   pageRuns,

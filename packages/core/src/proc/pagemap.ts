@@ -69,6 +69,35 @@ export interface PageRunOptions {
    * the bit too, so do not use this for shmem VMAs.)
    */
   excludeFilePages?: boolean;
+  /**
+   * An open pagemap of the process (see {@link openPagemapFile}), for a
+   * caller that reads many ranges: otherwise each call opens its own.
+   */
+  pagemap?: PagemapFile;
+}
+
+/** /proc/PID/pagemap, open for many reads; `close()` when done. */
+export interface PagemapFile {
+  readonly fd: number;
+  readonly path: string;
+  close(): void;
+}
+
+/**
+ * Open /proc/PID/pagemap once for many {@link readPageRuns}.
+ * @throws CkptError ESRCH when the process is gone
+ */
+export function openPagemapFile(pid: number): PagemapFile {
+  const { fd, path } = openPagemap(pid);
+  let open = true;
+  return {
+    fd,
+    path,
+    close() {
+      if (open) closeSync(fd);
+      open = false;
+    },
+  };
 }
 
 // The entries are read through a Uint32Array: testing the flag bits on the
@@ -216,7 +245,7 @@ export function readPageRuns(
   const bytes = new Uint8Array(chunk * ENTRY_BYTES);
   const words = new Uint32Array(bytes.buffer);
   const runs: PageRun[] = [];
-  const { fd, path } = openPagemap(pid);
+  const { fd, path } = opts.pagemap ?? openPagemap(pid);
   try {
     for (let page = 0n; page < total; page += BigInt(chunk)) {
       const count = Number(total - page < BigInt(chunk) ? total - page : BigInt(chunk));
@@ -225,7 +254,7 @@ export function readPageRuns(
       appendRuns(words, count, start + (page << PAGE_SHIFT), opts, runs);
     }
   } finally {
-    closeSync(fd);
+    if (!opts.pagemap) closeSync(fd);
   }
   return runs;
 }
