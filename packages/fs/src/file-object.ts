@@ -90,6 +90,12 @@ export function restoringTask(ctx: RestartCtx, what: string): { task: RestartTas
  * The copy is the same open file description (one offset, one set of flags).
  */
 export function copyFromHolder(task: RestartTask, shared: RestoredFile, fd: number): number {
+  const { holder, holderFd, what } = heldAt(task, shared, fd);
+  return copyFdFromProcess(task, holder.pid, holderFd, what);
+}
+
+/** Where the holder keeps `shared`, for a copy to fd `fd` of `task`. */
+function heldAt(task: RestartTask, shared: RestoredFile, fd: number) {
   const holder = shared.holder!;
   const holderFd = shared.holderFd;
   if (holderFd === undefined) {
@@ -99,8 +105,11 @@ export function copyFromHolder(task: RestartTask, shared: RestoredFile, fd: numb
       { pid: task.savedPid, fd },
     );
   }
-  const what = `copying fd ${holderFd} of pid ${holder.savedPid} for fd ${fd}`;
-  return copyFdFromProcess(task, holder.pid, holderFd, what);
+  return {
+    holder,
+    holderFd,
+    what: `copying fd ${holderFd} of pid ${holder.savedPid} for fd ${fd}`,
+  };
 }
 
 /**
@@ -117,16 +126,7 @@ export function postCopyFromHolder(
   cloexec: boolean,
   above: number,
 ): void {
-  const holder = shared.holder!;
-  const holderFd = shared.holderFd;
-  if (holderFd === undefined) {
-    throw new CkptError(
-      'EUNEXPECTED',
-      `fd ${fd} shares an open file with pid ${holder.savedPid}, which holds it at no fd yet`,
-      { pid: task.savedPid, fd },
-    );
-  }
-  const what = `copying fd ${holderFd} of pid ${holder.savedPid} for fd ${fd}`;
+  const { holder, holderFd, what } = heldAt(task, shared, fd);
   // ckpt's own copy stays open until the task took it (or the restart ends).
   const own = { fd: grabFd(holder.pid, holderFd), open: true };
   const release = () => {
