@@ -229,7 +229,10 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
     checkPidLevels(entries, isContainer);
     checkMountNamespaces(tasks.map((t) => t.pid));
     // Before any state is saved: nothing outside may share the tree's objects.
-    const objects = ctx.timed('leaks', () => checkLeaks(tree, isContainer, ctx.log));
+    // The maps read at freeze: the frozen tree has not changed them.
+    const objects = ctx.timed('leaks', () =>
+      checkLeaks(tree, isContainer, ctx.log, (pid) => byPid.get(pid)?.maps),
+    );
     const phases = registry.phases();
     ctx.timed('prepare', () => prepareAll(ctx, tasks, phases));
     writeHeader(writer, makeHeader({ archId: arch.archId, nsig: arch.nsig, uflags }));

@@ -133,9 +133,13 @@ function shmemKey(devMajorMinor: string, ino: number): string {
 
 /**
  * Collect the objects of the tree `pids` (frozen: nothing changes under
- * us). Zombies hold no files and are in no namespace.
+ * us). Zombies hold no files and are in no namespace. `mapsOf`: a task's
+ * /proc/PID/maps if the caller read it already (undefined: read it here).
  */
-export function collectTreeObjects(pids: readonly number[]): TreeObjects {
+export function collectTreeObjects(
+  pids: readonly number[],
+  mapsOf: (pid: number) => readonly MapsEntry[] | undefined = () => undefined,
+): TreeObjects {
   const own = ownNamespaces();
   const objects = new Map<string, TreeObject>();
   const refs = new Map<string, string>();
@@ -188,7 +192,7 @@ export function collectTreeObjects(pids: readonly number[]): TreeObjects {
         `${pid} ns:${ns.type}`,
       );
     }
-    const maps = unlessGone(() => readMaps(pid));
+    const maps = mapsOf(pid) ?? unlessGone(() => readMaps(pid));
     for (const m of maps) {
       if (!isSharedAnon(m)) continue;
       const dev = `${m.devMajor}:${m.devMinor}`;
@@ -331,11 +335,16 @@ function leakText(l: Leak, where: string): string {
  * The pre-step: collect the frozen tree's objects and look for outside
  * references. A container fails with ELEAK naming the object and one
  * outside pid; a subtree only gets warnings. Returns the objects, for
- * {@link checkReverseLeaks}.
+ * {@link checkReverseLeaks}. `mapsOf` as for {@link collectTreeObjects}.
  * @throws CkptError ELEAK
  */
-export function checkLeaks(pids: readonly number[], container: boolean, log: Logger): TreeObjects {
-  const tree = collectTreeObjects(pids);
+export function checkLeaks(
+  pids: readonly number[],
+  container: boolean,
+  log: Logger,
+  mapsOf?: (pid: number) => readonly MapsEntry[] | undefined,
+): TreeObjects {
+  const tree = collectTreeObjects(pids, mapsOf);
   reportLeaks(findLeaks(pids, tree), container, log, '');
   return tree;
 }
