@@ -18,6 +18,7 @@ import { utsNsObject } from './uts.js';
 
 export * from './ipc.js';
 export * from './ipc-sysctls.js';
+export * from './ns-object.js';
 export * from './phase.js';
 export * from './records.js';
 export * from './uts.js';

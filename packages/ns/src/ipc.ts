@@ -16,9 +16,7 @@
 import { closeSync } from 'node:fs';
 import {
   type CheckpointCtx,
-  CheckpointFlags,
   type CheckpointTask,
-  CkptError,
   inNamespace,
   type ObjectOps,
   openNamespace,
@@ -36,29 +34,24 @@ import {
   validateIpcNs,
   writeIpcSysctls,
 } from './ipc-sysctls.js';
+import {
+  checkpointNamespace,
+  namespaceObject,
+  type RestoredNs,
+  restoreNamespace,
+} from './ns-object.js';
 import { ipcNsRecord } from './records.js';
 
 /** A restored ipc namespace: its settings, and whether a task has applied them yet. */
-export interface RestoredIpc {
-  ipc: IpcNs;
-  applied: boolean;
-}
+export type RestoredIpc = RestoredNs<IpcNs>;
 
 /** ObjectOps of ipc namespaces (linux-cr's CKPT_OBJ_IPC_NS, after uts_ns: id 10). */
-export const ipcNsObject: ObjectOps<IpcNs | RestoredIpc> = {
+export const ipcNsObject: ObjectOps<IpcNs | RestoredIpc> = namespaceObject({
   name: 'ipc_ns',
   id: 10,
-  checkpoint(ctx, obj) {
-    ctx.write(ipcNsRecord, obj as IpcNs);
-  },
-  restore(ctx) {
-    return { ipc: ctx.read(ipcNsRecord), applied: false };
-  },
-  describe(obj) {
-    const ipc = 'ipc' in obj ? obj.ipc : obj;
-    return `ipc namespace (msgmni ${ipc.msgmni}, shmmni ${ipc.shmmni})`;
-  },
-};
+  record: ipcNsRecord,
+  describe: (ipc) => `ipc namespace (msgmni ${ipc.msgmni}, shmmni ${ipc.shmmni})`,
+});
 
 /** The sysctls of the ipc namespace of `pid`, read from inside it. */
 function readIpcNs(pid: number, inode: number): IpcNs {
@@ -77,9 +70,7 @@ function readIpcNs(pid: number, inode: number): IpcNs {
  * `inode` is its nsfs inode, the object's identity.
  */
 export function checkpointIpc(ctx: CheckpointCtx, task: CheckpointTask, inode: number): number {
-  const key = String(inode);
-  const ipc = ctx.objhash.lookup('ipc_ns', key) ? undefined : readIpcNs(task.pid, inode);
-  return ctx.checkpointObj('ipc_ns', key, ipc);
+  return checkpointNamespace(ctx, 'ipc_ns', inode, () => readIpcNs(task.pid, inode));
 }
 
 /** Set the saved `*_next_id`s in the namespace `fd`, then close it (deferred work). */
@@ -95,27 +86,22 @@ function setNextIds(work: { fd: number; ipc: IpcNs; pid: number }): void {
 
 /** Restore the ipc namespace `objref` for `task` (see the module comment). */
 export function restoreIpc(ctx: RestartCtx, task: RestartTask, objref: number): void {
-  const restored = ctx.fetchObj<RestoredIpc>(objref, 'ipc_ns');
-  if (restored.applied) return; // shared: the task inherited it from its parent
-  const { ipc } = restored;
-  if (!ctx.has(CheckpointFlags.CONTAINER)) {
-    // A subtree lives in the host's ipc namespace: never change its settings.
-    const diff = diffIpcSysctls(ipc, readIpcSysctls());
-    if (diff.length > 0) {
-      ctx.log.warn(
-        `pid ${task.savedPid}'s ipc namespace had ${diff.join(', ')}; it is restored in the host's ipc namespace, which is not changed`,
-      );
-    }
-    restored.applied = true;
-    return;
-  }
-  if (ctx.active !== 0) {
-    throw new CkptError(
-      'ENOTSUP',
-      `pid ${task.savedPid} is in an ipc namespace other than the container's init; not supported yet`,
-      { pid: task.savedPid },
-    );
-  }
+  restoreNamespace<IpcNs>(ctx, task, objref, 'ipc_ns', 'ipc', {
+    inHost(ipc) {
+      // Never change the host's settings.
+      const diff = diffIpcSysctls(ipc, readIpcSysctls());
+      if (diff.length > 0) {
+        ctx.log.warn(
+          `pid ${task.savedPid}'s ipc namespace had ${diff.join(', ')}; it is restored in the host's ipc namespace, which is not changed`,
+        );
+      }
+    },
+    apply: (ipc) => applyIpcNs(ctx, task, ipc),
+  });
+}
+
+/** Validate and set the saved sysctls in the task's (fresh) ipc namespace. */
+function applyIpcNs(ctx: RestartCtx, task: RestartTask, ipc: IpcNs): void {
   validateIpcNs(ipc, { mni: ipcMni() });
   const fd = openNamespace(task.pid, 'ipc');
   try {
@@ -134,5 +120,4 @@ export function restoreIpc(ctx: RestartCtx, task: RestartTask, objref: number): 
   } else {
     closeSync(fd);
   }
-  restored.applied = true;
 }

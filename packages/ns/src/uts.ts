@@ -14,9 +14,7 @@
 import { hostname } from 'node:os';
 import {
   type CheckpointCtx,
-  CheckpointFlags,
   type CheckpointTask,
-  CkptError,
   cString,
   type ObjectOps,
   type RecordValue,
@@ -24,16 +22,19 @@ import {
   type RestartTask,
   stage,
 } from '@ckpt/core';
+import {
+  checkpointNamespace,
+  namespaceObject,
+  type RestoredNs,
+  restoreNamespace,
+} from './ns-object.js';
 import { UTS_FIELD_LEN, utsNsRecord } from './records.js';
 
 /** The saved fields of a uts namespace. */
 export type UtsNs = RecordValue<typeof utsNsRecord>;
 
 /** A restored uts namespace: its fields, and whether a task has applied them yet. */
-export interface RestoredUts {
-  uts: UtsNs;
-  applied: boolean;
-}
+export type RestoredUts = RestoredNs<UtsNs>;
 
 const FIELDS = ['sysname', 'nodename', 'release', 'version', 'machine', 'domainname'] as const;
 
@@ -57,29 +58,19 @@ function readUts(task: CheckpointTask): UtsNs {
 }
 
 /** ObjectOps of uts namespaces (linux-cr's CKPT_OBJ_UTS_NS, hence id 9). */
-export const utsNsObject: ObjectOps<UtsNs | RestoredUts> = {
+export const utsNsObject: ObjectOps<UtsNs | RestoredUts> = namespaceObject({
   name: 'uts_ns',
   id: 9,
-  checkpoint(ctx, obj) {
-    ctx.write(utsNsRecord, obj as UtsNs);
-  },
-  restore(ctx) {
-    return { uts: ctx.read(utsNsRecord), applied: false };
-  },
-  describe(obj) {
-    const uts = 'uts' in obj ? obj.uts : obj;
-    return `uts namespace (hostname ${uts.nodename})`;
-  },
-};
+  record: utsNsRecord,
+  describe: (uts) => `uts namespace (hostname ${uts.nodename})`,
+});
 
 /**
  * Save the uts namespace of `task` (once per namespace) and return its objref.
  * `inode` is its nsfs inode, the object's identity.
  */
 export function checkpointUts(ctx: CheckpointCtx, task: CheckpointTask, inode: number): number {
-  const key = String(inode);
-  const uts = ctx.objhash.lookup('uts_ns', key) ? undefined : readUts(task);
-  return ctx.checkpointObj('uts_ns', key, uts);
+  return checkpointNamespace(ctx, 'uts_ns', inode, () => readUts(task));
 }
 
 /** Set a name in the task's uts namespace by an injected syscall. */
@@ -96,28 +87,19 @@ function setName(
 
 /** Restore the uts namespace `objref` for `task` (see the module comment). */
 export function restoreUts(ctx: RestartCtx, task: RestartTask, objref: number): void {
-  const restored = ctx.fetchObj<RestoredUts>(objref, 'uts_ns');
-  if (restored.applied) return; // shared: the task inherited it from its parent
-  const { uts } = restored;
-  if (!ctx.has(CheckpointFlags.CONTAINER)) {
-    // A subtree lives in the host's uts namespace: never rename the host.
-    const host = hostname();
-    if (uts.nodename !== host) {
-      ctx.log.warn(
-        `pid ${task.savedPid} had hostname '${uts.nodename}'; it is restored in the host's uts namespace ('${host}')`,
-      );
-    }
-    restored.applied = true;
-    return;
-  }
-  if (ctx.active !== 0) {
-    throw new CkptError(
-      'ENOTSUP',
-      `pid ${task.savedPid} is in a uts namespace other than the container's init; not supported yet`,
-      { pid: task.savedPid },
-    );
-  }
-  setName(task, 'sethostname', uts.nodename, 'hostname');
-  setName(task, 'setdomainname', uts.domainname, 'domainname');
-  restored.applied = true;
+  restoreNamespace<UtsNs>(ctx, task, objref, 'uts_ns', 'uts', {
+    inHost(uts) {
+      // Never rename the host.
+      const host = hostname();
+      if (uts.nodename !== host) {
+        ctx.log.warn(
+          `pid ${task.savedPid} had hostname '${uts.nodename}'; it is restored in the host's uts namespace ('${host}')`,
+        );
+      }
+    },
+    apply(uts) {
+      setName(task, 'sethostname', uts.nodename, 'hostname');
+      setName(task, 'setdomainname', uts.domainname, 'domainname');
+    },
+  });
 }
