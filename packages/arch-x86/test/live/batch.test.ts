@@ -23,7 +23,16 @@ import {
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { requireRoot } from '../../../../test/support/prereq.js';
 import { NR, x86_64Arch } from '../../src/index.js';
-import { compileC, counterSource, killStarted, sleep, track, waitUntil } from './support.js';
+import {
+  compileC,
+  counterSource,
+  killStarted,
+  sleep,
+  startSleeper,
+  stateAfterRelease,
+  track,
+  waitUntil,
+} from './support.js';
 
 const conv = x86_64Arch.convention;
 const ALL = (1n << 64n) - 1n;
@@ -32,12 +41,6 @@ const AT_FDCWD = -100;
 const F_GETFD = 1;
 const NR_GETPPID = 110;
 
-async function sleeper(): Promise<number> {
-  const pid = track(spawnProcess(['/bin/sleep', '1000']));
-  await waitUntil(() => readStat(pid).state === 'S');
-  return pid;
-}
-
 const fds = (pid: number) => readdirSync(`/proc/${pid}/fd`).sort();
 
 describe('batches of injected syscalls (x86-64)', () => {
@@ -45,7 +48,7 @@ describe('batches of injected syscalls (x86-64)', () => {
   afterEach(() => killStarted());
 
   it('runs many calls, more than one table holds, with the right result for each', async () => {
-    const pid = await sleeper();
+    const pid = await startSleeper();
     const frozen = freezeTask(pid);
     const before = getRegset(pid, NT.PRSTATUS);
     const maps = readFileSync(`/proc/${pid}/maps`, 'utf8');
@@ -63,13 +66,11 @@ describe('batches of injected syscalls (x86-64)', () => {
     inj.close();
     expect(getRegset(pid, NT.PRSTATUS).equals(before)).toBe(true);
     expect(readFileSync(`/proc/${pid}/maps`, 'utf8')).toBe(maps);
-    unfreezeTask(frozen);
-    await sleep(30);
-    expect(readStat(pid).state).toBe('S');
+    expect(await stateAfterRelease(frozen)).toBe('S');
   });
 
   it('passes results on as arguments and into memory, all in one batch', async () => {
-    const pid = await sleeper();
+    const pid = await startSleeper();
     const frozen = freezeTask(pid);
     const open = fds(pid);
     const inj = new SyscallInjector(pid, conv, { killSafe: true });
@@ -109,13 +110,11 @@ describe('batches of injected syscalls (x86-64)', () => {
     );
     mem.close();
     inj.close();
-    unfreezeTask(frozen);
-    await sleep(30);
-    expect(readStat(pid).state).toBe('S');
+    expect(await stateAfterRelease(frozen)).toBe('S');
   });
 
   it('with a code page of its own (restart), unblocks only its marker signal', async () => {
-    const pid = await sleeper();
+    const pid = await startSleeper();
     const frozen = freezeTask(pid);
     const first = new SyscallInjector(pid, conv, {});
     const page = first.call(NR.mmap, [0, 4096, 7, 0x22, -1, 0]);

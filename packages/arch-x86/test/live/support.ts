@@ -7,6 +7,8 @@ export {
   counterSource,
   killStarted,
   sleep,
+  startSleeper,
+  stateAfterRelease,
   track,
   waitUntil,
 } from '../../../core/test/live/kernel/support.js';

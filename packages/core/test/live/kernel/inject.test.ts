@@ -13,12 +13,11 @@ import {
   readMemory,
   type SyscallConvention,
   SyscallInjector,
-  spawnProcess,
   unfreezeTask,
   writeMemory,
 } from '../../../src/kernel/index.js';
 import { readMaps, readStat } from '../../../src/proc/index.js';
-import { killStarted, sleep, track, waitUntil } from './support.js';
+import { killStarted, startSleeper, stateAfterRelease } from './support.js';
 
 // A minimal x86-64 convention, so core's injector is tested without the
 // arch package (which has the real one, tested in its own package).
@@ -45,29 +44,21 @@ const NR_GETPID = 39;
 const NR_PRCTL = 157;
 const NR_NANOSLEEP = 35;
 
-async function sleeper(): Promise<number> {
-  const pid = track(spawnProcess(['/bin/sleep', '1000']));
-  await waitUntil(() => readStat(pid).state === 'S');
-  return pid;
-}
-
 describe('syscall injection', () => {
   beforeAll(() => requireRoot());
   afterEach(() => killStarted());
 
   it('runs getpid() in the target and restores its registers', async () => {
-    const pid = await sleeper();
+    const pid = await startSleeper();
     const frozen = freezeTask(pid);
     const before = getRegset(pid, NT.PRSTATUS);
     expect(injectSyscall(pid, x86, NR_GETPID)).toBe(BigInt(pid));
     expect(getRegset(pid, NT.PRSTATUS).equals(before)).toBe(true);
-    unfreezeTask(frozen);
-    await sleep(30);
-    expect(readStat(pid).state).toBe('S');
+    expect(await stateAfterRelease(frozen)).toBe('S');
   });
 
   it('finds a syscall instruction in the vDSO', async () => {
-    const pid = await sleeper();
+    const pid = await startSleeper();
     const frozen = freezeTask(pid);
     const at = findSyscallInsn(pid, x86);
     expect(at).toBeDefined();
@@ -78,7 +69,7 @@ describe('syscall injection', () => {
   });
 
   it('plants a syscall instruction at the IP when given none, and removes it', async () => {
-    const pid = await sleeper();
+    const pid = await startSleeper();
     const frozen = freezeTask(pid);
     const ip = x86.getIp(getRegset(pid, NT.PRSTATUS));
     // Make the injector plant: point it at the current IP with other bytes there.
@@ -93,7 +84,7 @@ describe('syscall injection', () => {
   });
 
   it('injects mmap: the mapping appears in /proc/PID/maps, and scratch memory passes structs', async () => {
-    const pid = await sleeper();
+    const pid = await startSleeper();
     const frozen = freezeTask(pid);
     const inj = new SyscallInjector(pid, x86);
     const addr = inj.callChecked(9, [0, 8192, 3, 0x22, -1, 0], 'mmap');
@@ -146,13 +137,11 @@ describe('syscall injection', () => {
     inj.close();
     expect(readFileSync(`/proc/${pid}/maps`, 'utf8')).not.toContain(`${addr.toString(16)}-`);
     expect(readFileSync(`/proc/${pid}/maps`, 'utf8')).not.toContain(`${scratch.toString(16)}-`);
-    unfreezeTask(frozen);
-    await sleep(30);
-    expect(readStat(pid).state).toBe('S');
+    expect(await stateAfterRelease(frozen)).toBe('S');
   });
 
   it('reports a failing injected syscall as its negative errno', async () => {
-    const pid = await sleeper();
+    const pid = await startSleeper();
     const frozen = freezeTask(pid);
     // nanosleep with a bad pointer: -EFAULT.
     expect(injectSyscall(pid, x86, NR_NANOSLEEP, [8, 0])).toBe(-14n);

@@ -17,7 +17,15 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { processExists, reap, sendSignal } from '../../../src/kernel/index.js';
+import {
+  type FrozenTask,
+  processExists,
+  reap,
+  sendSignal,
+  spawnProcess,
+  unfreezeTask,
+} from '../../../src/kernel/index.js';
+import { readStat } from '../../../src/proc/index.js';
 
 /** Compile C `source` (cached by content) and return the binary's path. */
 export function compileC(name: string, source: string, flags: string[] = []): string {
@@ -88,6 +96,23 @@ export function killStarted(): void {
     reap(pid);
   }
   started.clear();
+}
+
+/** A tracked `sleep 1000`, once it sleeps: a target doing nothing of its own. */
+export async function startSleeper(): Promise<number> {
+  const pid = track(spawnProcess(['/bin/sleep', '1000']));
+  await waitUntil(() => readStat(pid).state === 'S');
+  return pid;
+}
+
+/**
+ * Let `frozen` go and return its state 30 ms later: 'S' for a sleeper that
+ * went back to sleep unharmed.
+ */
+export async function stateAfterRelease(frozen: FrozenTask): Promise<string> {
+  unfreezeTask(frozen);
+  await sleep(30);
+  return readStat(frozen.pid).state;
 }
 
 /** Sleep without blocking the event loop. */
