@@ -85,21 +85,38 @@ function numShow(v: number | bigint, fmt: FieldFormat): string {
 }
 
 function uint(bytes: 1 | 2 | 4, fmt: FieldFormat, names?: Record<number, string>): Codec<number> {
-  const max = 2 ** (bytes * 8) - 1;
+  return int(bytes, false, fmt, names);
+}
+
+/** A little-endian integer of `bytes` bytes, two's complement when `signed`. */
+function int(
+  bytes: 1 | 2 | 4,
+  signed: boolean,
+  fmt: FieldFormat,
+  names?: Record<number, string>,
+): Codec<number> {
+  const bits = bytes * 8;
+  const min = signed ? -(2 ** (bits - 1)) : 0;
+  const max = signed ? 2 ** (bits - 1) - 1 : 2 ** bits - 1;
+  const typeName = `${signed ? 'i' : 'u'}${bits}`;
+  const article = signed ? 'an' : 'a';
   return {
-    typeName: `u${bytes * 8}`,
+    typeName,
     fixedSize: bytes,
     minSize: bytes,
     size: () => bytes,
     check(v, path) {
-      if (!Number.isInteger(v) || v < 0 || v > max) invalid(path, `${v} is not a u${bytes * 8}`);
+      if (!Number.isInteger(v) || v < min || v > max)
+        invalid(path, `${v} is not ${article} ${typeName}`);
     },
     write(v, buf, off) {
-      buf.writeUIntLE(v, off, bytes);
+      if (signed) buf.writeIntLE(v, off, bytes);
+      else buf.writeUIntLE(v, off, bytes);
       return off + bytes;
     },
     read(cur, path) {
-      return cur.buf.readUIntLE(cur.take(bytes, path), bytes);
+      const at = cur.take(bytes, path);
+      return signed ? cur.buf.readIntLE(at, bytes) : cur.buf.readUIntLE(at, bytes);
     },
     json: (v) => (fmt === 'dec' ? v : numShow(v, fmt)),
     show: (v) => {
@@ -122,26 +139,7 @@ export const u32 = (fmt: FieldFormat = 'dec', names?: Record<number, string>): C
  * negative: a sysctl's -1, a SysV IPC key.
  */
 export function i32(fmt: FieldFormat = 'dec'): Codec<number> {
-  return {
-    typeName: 'i32',
-    fixedSize: 4,
-    minSize: 4,
-    size: () => 4,
-    check(v, path) {
-      if (!Number.isInteger(v) || v < -0x8000_0000 || v > 0x7fff_ffff) {
-        invalid(path, `${v} is not an i32`);
-      }
-    },
-    write(v, buf, off) {
-      buf.writeInt32LE(v, off);
-      return off + 4;
-    },
-    read(cur, path) {
-      return cur.buf.readInt32LE(cur.take(4, path));
-    },
-    json: (v) => (fmt === 'dec' ? v : numShow(v, fmt)),
-    show: (v) => numShow(v, fmt),
-  };
+  return int(4, true, fmt);
 }
 
 const U64_MAX = (1n << 64n) - 1n;
