@@ -152,17 +152,28 @@ export class InjectedSyscalls implements TaskSyscalls {
       if (!free)
         throw new CkptError('EINVAL', `no scratch room in pid ${this.pid}`, { pid: this.pid });
     }
-    let dataAt = free?.addr ?? 0n;
-    const placed: bigint[][] = [];
-    for (const p of posted) {
-      const base = all.length;
-      const addrs = (p.data ?? []).map((d) => {
-        const at = dataAt;
-        this.inj.writeMemory(at, d);
-        dataAt += BigInt(Math.ceil(d.length / 8) * 8);
+    // Every data part, 8-byte aligned, in one write into the task.
+    let used = 0;
+    const offsets = posted.map((p) =>
+      (p.data ?? []).map((d) => {
+        const at = used;
+        used += Math.ceil(d.length / 8) * 8;
         return at;
+      }),
+    );
+    if (used > 0) {
+      const staged = Buffer.alloc(used);
+      posted.forEach((p, k) => {
+        p.data?.forEach((d, i) => {
+          d.copy(staged, offsets[k]![i]);
+        });
       });
-      placed.push(addrs);
+      this.inj.writeMemory(free!.addr, staged);
+    }
+    const placed = offsets.map((o) => o.map((at) => free!.addr + BigInt(at)));
+    posted.forEach((p, k) => {
+      const base = all.length;
+      const addrs = placed[k]!;
       for (const c of p.calls) {
         all.push({
           name: c.name,
@@ -175,7 +186,7 @@ export class InjectedSyscalls implements TaskSyscalls {
           ),
         });
       }
-    }
+    });
     const first = all.length;
     for (const c of calls) {
       all.push({
@@ -185,7 +196,6 @@ export class InjectedSyscalls implements TaskSyscalls {
         ),
       });
     }
-    const used = free ? Number(dataAt - free.addr) : 0;
     const finish = this.inj.startMany(
       all.map((c) => ({
         nr: this.nr(c.name),
@@ -212,7 +222,7 @@ export class InjectedSyscalls implements TaskSyscalls {
         const data =
           back && p.readBack
             ? (p.data ?? []).map((d, i) => {
-                const off = Number(placed[k]![i]! - free!.addr);
+                const off = offsets[k]![i]!;
                 return Buffer.from(back.subarray(off, off + d.length));
               })
             : [];
