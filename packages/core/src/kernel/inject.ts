@@ -230,8 +230,6 @@ export class SyscallInjector {
   private padCode: Buffer | undefined;
   /** See {@link resumeCode}. */
   private resume: Buffer | undefined;
-  /** End of the vDSO's zero padding, once looked for (null: none). */
-  private vdsoPad: bigint | null | undefined;
   /** Address of the kill-safe code page and its scratch, once mapped. */
   private parasite: bigint | undefined;
   /** Original bytes at `syscallAddr` if we planted the instruction there. */
@@ -724,14 +722,8 @@ export class SyscallInjector {
     if (!marker) return undefined;
     const code = stub.code(marker, this.resumeCode());
     const room = alignUp(code.length, 64);
-    this.vdsoEnd ??= (this.maps ?? readMaps(this.pid)).find((m) => m.kind === 'vdso')?.end ?? null;
-    if (this.vdsoEnd === null) return undefined;
-    const at = this.vdsoEnd - BigInt(room);
-    try {
-      if (!this.mem.read(at, room).every((b) => b === 0)) return undefined;
-    } catch {
-      return undefined;
-    }
+    const at = this.vdsoRoom(room);
+    if (at === undefined) return undefined;
     // As in callSafely: the task's own registers before the code goes.
     const putBack = () => {
       setRegset(this.pid, NT.PRSTATUS, this.saved);
@@ -832,10 +824,8 @@ export class SyscallInjector {
    */
   private callSafely(nr: number, args: readonly (bigint | number)[]): bigint {
     const code = this.stubCode();
-    // The padding is zero again after each use: found once, reused.
-    if (this.vdsoPad === undefined) this.vdsoPad = vdsoPadding(this.pid, code.length) ?? null;
-    const pad = this.vdsoPad;
-    if (pad === null) return this.callAt(this.base(), nr, args);
+    const pad = this.vdsoRoom(alignUp(code.length, 64));
+    if (pad === undefined) return this.callAt(this.base(), nr, args);
     try {
       this.mem.write(pad, code);
       return this.callAt(pad, nr, args);
@@ -851,6 +841,21 @@ export class SyscallInjector {
   /** Read `length` bytes at `addr` in the task (forced, through /proc/PID/mem). */
   readMemory(addr: bigint, length: number): Buffer {
     return this.mem.read(addr, length);
+  }
+
+  /**
+   * Address of `room` bytes of zero padding at the end of the task's vDSO
+   * (nothing executes there; it is zero again after each use), if it has.
+   */
+  private vdsoRoom(room: number): bigint | undefined {
+    this.vdsoEnd ??= (this.maps ?? readMaps(this.pid)).find((m) => m.kind === 'vdso')?.end ?? null;
+    if (this.vdsoEnd === null) return undefined;
+    const at = this.vdsoEnd - BigInt(room);
+    try {
+      return this.mem.read(at, room).every((b) => b === 0) ? at : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Write `data` at `addr` in the task (forced, through /proc/PID/mem). */
@@ -966,22 +971,6 @@ function checkResultUses(pid: number, calls: readonly SyscallCall[]): void {
 
 function alignUp(n: number, to: number): number {
   return Math.ceil(n / to) * to;
-}
-
-/** Address of `size` zero bytes at the end of `pid`'s vDSO, if there are. */
-function vdsoPadding(pid: number, size: number): bigint | undefined {
-  const vdso = readMaps(pid).find((m) => m.kind === 'vdso');
-  if (!vdso) return undefined;
-  const room = BigInt(Math.ceil(size / 64) * 64);
-  const at = vdso.end - room;
-  const mem = new ProcMem(pid, false);
-  try {
-    return mem.read(at, Number(room)).every((b) => b === 0) ? at : undefined;
-  } catch {
-    return undefined;
-  } finally {
-    mem.close();
-  }
 }
 
 /**
