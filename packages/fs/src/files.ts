@@ -186,7 +186,9 @@ function place(
 ): void {
   const what = `placing fd ${desc.fd}`;
   if (file.fd === desc.fd) {
-    postChecked(task, 'fcntl', [desc.fd, F_SETFD, desc.cloexec ? FD_CLOEXEC : 0], what);
+    task.sys.postChecked([
+      { name: 'fcntl', args: [desc.fd, F_SETFD, desc.cloexec ? FD_CLOEXEC : 0], what },
+    ]);
     return;
   }
   if (file.fd > desc.fd && inImage.has(file.fd)) {
@@ -194,31 +196,10 @@ function place(
     closeInTask(task, file.fd);
     file.fd = moved;
   }
-  postChecked(task, 'dup3', [file.fd, desc.fd, desc.cloexec ? O_CLOEXEC : 0], what);
+  task.sys.postChecked([
+    { name: 'dup3', args: [file.fd, desc.fd, desc.cloexec ? O_CLOEXEC : 0], what },
+  ]);
   temporaries.add(file.fd);
-}
-
-/**
- * Post `name(args)` (see `TaskSyscalls.post`: it runs with the task's next
- * injected call); a failure throws then, as `check` would have.
- */
-function postChecked(
-  task: RestartTask,
-  name: 'dup3' | 'fcntl',
-  args: readonly number[],
-  what: string,
-): void {
-  task.sys.post([{ name, args }], {
-    done: ([r]) => {
-      if (r! < 0n && r! > -4096n) {
-        throw new CkptError(
-          'ESYS',
-          `${what} in pid ${task.pid} failed: ${name}() returned errno ${-r!}`,
-          { pid: task.pid, syscall: name, errno: Number(-r!) },
-        );
-      }
-    },
-  });
 }
 
 /** The files phase (order 300: after memory, before cwd/root and signals). */

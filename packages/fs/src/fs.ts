@@ -8,6 +8,7 @@ import {
   type CheckpointTask,
   CkptError,
   cString,
+  isSyscallError,
   type RestartCtx,
   type RestartTask,
   readCwd,
@@ -81,7 +82,7 @@ function restoreFs(ctx: RestartCtx, task: RestartTask): void {
           }
         });
         const r = results[dirs.length]!;
-        if (r < 0n && r > -4096n) {
+        if (isSyscallError(r)) {
           throw new CkptError(
             'ESYS',
             `restoring the umask in pid ${task.pid} failed: umask() returned errno ${-r}`,

@@ -12,9 +12,11 @@ import {
   cString,
   encodePrctlMmMap,
   InjectedRead,
+  isSyscallError,
   PR,
   PR_SET_MM,
   PRCTL_MM_MAP_SIZE,
+  type RecordValue,
   type RestartCtx,
   type RestartTask,
   readAuxv,
@@ -54,6 +56,9 @@ const SPECIAL_KINDS: Record<string, number> = {
   vvar: VmaKind.VVAR,
   vvar_vclock: VmaKind.VVAR_VCLOCK,
 };
+
+/** A decoded mm record. */
+type MmRecord = RecordValue<typeof mmRecord>;
 
 interface PlannedVma {
   vma: VmaInfo;
@@ -229,34 +234,25 @@ function restoreMm(ctx: RestartCtx, task: RestartTask): void {
   task.keepRestorerClear(mm.layout);
   replaceAddressSpace(
     task,
-    mm.layout.filter(
-      (l) => l.kind === VmaKind.VDSO || l.kind === VmaKind.VVAR || l.kind === VmaKind.VVAR_VCLOCK,
-    ),
+    mm.layout.filter((l) => Object.values(SPECIAL_KINDS).includes(l.kind)),
   );
   ctx.progress.start(`memory of pid ${task.savedPid}`, 0);
-  restoringMemoryOf(ctx, task, () =>
-    restoreVmas(ctx, task, mm.layout.length, () => mmMapCalls(task, mm)),
-  );
+  restoringMemoryOf(ctx, task, () => restoreVmas(ctx, task, mm));
   ctx.progress.end();
 }
 
 /**
- * Read and recreate `total` VMAs (shared objects they map are restored on
- * the way). The mappings are posted (see vmas.ts) and the pages of plain
+ * Read and recreate the VMAs of `mm` (shared objects they map are restored
+ * on the way). The mappings are posted (see vmas.ts) and the pages of plain
  * regions are held back, then written once the mappings exist: many
  * regions cost one round trip into the task instead of one each. A region
  * with a follow-up or many pages is completed in order, right away. The
- * madvise state of each is posted after its mapping. `last` runs with the
- * final mappings (PR_SET_MM_MAP, see mmMapCalls).
+ * madvise state of each is posted after its mapping. PR_SET_MM_MAP runs
+ * with the final mappings (see mmMapCalls).
  */
-function restoreVmas(
-  ctx: RestartCtx,
-  task: RestartTask,
-  total: number,
-  last: () => { calls: SyscallRequest[]; check: (results: readonly bigint[]) => void },
-): void {
+function restoreVmas(ctx: RestartCtx, task: RestartTask, mm: MmRecord): void {
   const held = new HeldPages(task);
-  for (let i = 0; i < total; i++) {
+  for (let i = 0; i < mm.layout.length; i++) {
     const vma = ctx.read(vmaRecord);
     const handler = ctx.registry.vmaHandlerById(vma.kind);
     if (!handler) {
@@ -276,7 +272,7 @@ function restoreVmas(
     restoreMadvise(task, vma);
   }
   // Staged only now: nothing may overwrite the scratch area before it runs.
-  const { calls, check } = last();
+  const { calls, check } = mmMapCalls(task, mm);
   check(held.flush(calls));
 }
 
@@ -325,7 +321,7 @@ class HeldPages implements TaskMemory {
  */
 function mmMapCalls(
   task: RestartTask,
-  mm: ReturnType<typeof mmRecord.decode>,
+  mm: MmRecord,
 ): { calls: SyscallRequest[]; check: (results: readonly bigint[]) => void } {
   const auxv = Buffer.alloc(mm.auxv.length * 8);
   mm.auxv.forEach((v, i) => {
@@ -365,13 +361,8 @@ function mmMapCalls(
   return { calls, check: ([opened, r]) => checkMmMap(task, mm, opened!, r!) };
 }
 
-function checkMmMap(
-  task: RestartTask,
-  mm: ReturnType<typeof mmRecord.decode>,
-  opened: bigint,
-  r: bigint,
-): void {
-  if (opened < 0n && opened > -4096n) {
+function checkMmMap(task: RestartTask, mm: MmRecord, opened: bigint, r: bigint): void {
+  if (isSyscallError(opened)) {
     throw new CkptError('ESYS', `cannot open ${mm.exe} in pid ${task.pid}: errno ${-opened}`, {
       pid: task.pid,
       path: mm.exe,
@@ -379,7 +370,7 @@ function checkMmMap(
       errno: Number(-opened),
     });
   }
-  if (r < 0n && r > -4096n) {
+  if (isSyscallError(r)) {
     throw new CkptError(
       'ESYS',
       `prctl(PR_SET_MM_MAP) in pid ${task.pid} failed: prctl() returned errno ${-r}`,

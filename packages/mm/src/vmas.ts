@@ -8,6 +8,7 @@ import {
   type CheckpointTask,
   CkptError,
   cString,
+  isSyscallError,
   openPagemapFile,
   type PagemapFile,
   type RestartTask,
@@ -139,7 +140,7 @@ function mmap(task: RestartTask, vma: SavedVma, prot: number, flags: number, fd 
 
 /** Check what a posted mmap of `vma` returned. */
 function mmapDone(task: RestartTask, vma: SavedVma, r: bigint): void {
-  if (r < 0n && r > -4096n) {
+  if (isSyscallError(r)) {
     throw new CkptError(
       'ESYS',
       `${mappingWhat(vma)} in pid ${task.pid} failed: mmap() returned errno ${-r}`,
@@ -176,7 +177,7 @@ function mmapFile(
     {
       data: [cString(vma.path)],
       done: ([opened, mapped]) => {
-        if (opened! < 0n && opened! > -4096n) {
+        if (isSyscallError(opened!)) {
           throw new CkptError(
             'ESYS',
             `cannot open ${vma.path} in pid ${task.pid}: errno ${-opened!}`,

@@ -15,13 +15,12 @@ import { join } from 'node:path';
 import type { ArchSupport } from '../arch.js';
 import { CkptError } from '../errors.js';
 import { type FrozenTask, freezeTask } from '../kernel/freeze.js';
-import { SyscallInjector } from '../kernel/inject.js';
+import { isSyscallError, SyscallInjector } from '../kernel/inject.js';
 import { libc } from '../kernel/libc.js';
 import { ProcMem } from '../kernel/memory.js';
 import { spawnProcess } from '../kernel/spawn.js';
 import { reap, waitForStop } from '../kernel/wait.js';
 import { readStat, readStatus, scanProcesses } from '../proc/index.js';
-import { isSyscallError } from './syscalls.js';
 import type { TaskAccess } from './task-io.js';
 
 const CLONE_PARENT = 0x8000n;

@@ -7,10 +7,10 @@
 import type { ArchSupport } from '../arch.js';
 import { CkptError } from '../errors.js';
 import type { FrozenTask } from '../kernel/freeze.js';
-import { type Finish, SyscallInjector } from '../kernel/inject.js';
+import { type Finish, isSyscallError, SyscallInjector } from '../kernel/inject.js';
 import { NT, setRegset, setSigmask } from '../kernel/ptrace.js';
 import type { RestartTask } from '../task.js';
-import { InjectedSyscalls, isSyscallError, ProcTaskMemory } from './syscalls.js';
+import { InjectedSyscalls, ProcTaskMemory } from './syscalls.js';
 
 const PAGE = 4096n;
 /** One page of code (a syscall instruction) and three of scratch. */

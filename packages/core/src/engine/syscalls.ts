@@ -5,7 +5,12 @@
  */
 import type { ArchSupport, SyscallName } from '../arch.js';
 import { CkptError, isCkptError } from '../errors.js';
-import { type Finish, type InjectorOptions, SyscallInjector } from '../kernel/inject.js';
+import {
+  type Finish,
+  type InjectorOptions,
+  isSyscallError,
+  SyscallInjector,
+} from '../kernel/inject.js';
 import { ProcMem, readRanges, writeRanges } from '../kernel/memory.js';
 import type { PostOptions, SyscallRequest, TaskMemory, TaskSyscalls } from '../task.js';
 
@@ -27,11 +32,6 @@ function tryVm(fn: () => unknown): boolean {
 /** Format a negative syscall result as `errno N (NAME)`. */
 function describeErrno(r: bigint): string {
   return `errno ${-r}`;
-}
-
-/** True when a raw syscall result is an error (-4095..-1). */
-export function isSyscallError(r: bigint): boolean {
-  return r < 0n && r > -4096n;
 }
 
 /**

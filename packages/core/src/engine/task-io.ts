@@ -3,6 +3,7 @@
  * pass it strings or structs through the task's scratch area.
  */
 import { CkptError } from '../errors.js';
+import { isSyscallError } from '../kernel/inject.js';
 import { readStatus } from '../proc/index.js';
 import type { TaskMemory, TaskSyscalls } from '../task.js';
 
@@ -47,7 +48,7 @@ export function cString(s: string): Buffer {
 export function openInTask(task: TaskAccess, path: string, flags: number, mode = 0): number {
   const [addr] = stage(task, [cString(path)]);
   const r = task.sys.call('openat', [AT_FDCWD, addr!, flags, mode]);
-  if (r < 0n && r > -4096n) {
+  if (isSyscallError(r)) {
     throw new CkptError('ESYS', `cannot open ${path} in pid ${task.pid}: errno ${-r}`, {
       pid: task.pid,
       path,

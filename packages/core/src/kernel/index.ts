@@ -20,6 +20,7 @@ export {
   findSyscallInsn,
   type InjectorOptions,
   injectSyscall,
+  isSyscallError,
   PARASITE_MAGIC,
   SyscallInjector,
 } from './inject.js';

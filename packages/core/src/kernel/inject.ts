@@ -112,6 +112,11 @@ export interface SyscallCall {
  */
 export type Finish<T> = () => T;
 
+/** True when a raw syscall result is an error (-4095..-1). */
+export function isSyscallError(r: bigint): boolean {
+  return r < 0n && r > -4096n;
+}
+
 /** How many places one call's result can be copied to in a batch. */
 export const RESULT_COPIES = 2;
 
@@ -311,7 +316,7 @@ export class SyscallInjector {
   }
 
   private installParasite(addr: bigint): void {
-    if (addr < 0n && addr > -4096n) {
+    if (isSyscallError(addr)) {
       throw new CkptError(
         'ESYS',
         `cannot map ckpt's code page in pid ${this.pid} (errno ${-addr})`,
@@ -673,7 +678,7 @@ export class SyscallInjector {
   /** Like {@link call}, but a negative errno becomes an ESYS `CkptError`. */
   callChecked(nr: number, args: readonly (bigint | number)[], what: string): bigint {
     const r = this.call(nr, args);
-    if (r < 0n && r > -4096n) {
+    if (isSyscallError(r)) {
       throw new CkptError('ESYS', `${what} in pid ${this.pid} failed with errno ${-r}`, {
         pid: this.pid,
         syscall: `syscall ${nr}`,
