@@ -22,6 +22,7 @@ import {
 } from '@ckpt/core';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { requireRoot } from '../../../../test/support/prereq.js';
+import { InjectedSyscalls } from '../../../core/src/engine/syscalls.js';
 import { NR, x86_64Arch } from '../../src/index.js';
 import {
   compileC,
@@ -199,5 +200,35 @@ for (;;) inj.callMany(Array.from({ length: 40 }, () => ({ nr: NR.nanosleep, args
     } finally {
       for (const t of tracers) t.kill('SIGKILL');
     }
+  });
+
+  it('runs posted calls whose data together outgrow the scratch area in more than one batch', async () => {
+    const pid = await startSleeper();
+    const frozen = freezeTask(pid);
+    const open = fds(pid);
+    const maps = readFileSync(`/proc/${pid}/maps`, 'utf8');
+    const sys = new InjectedSyscalls(pid, x86_64Arch, { killSafe: true });
+    // Two paths of 7000 bytes each (NUL-padded): more than the 12 KiB of
+    // scratch room together. Each must arrive intact for its open to work.
+    const path = () => Buffer.concat([Buffer.from('/dev/null\0'), Buffer.alloc(6990)]);
+    const opened: bigint[] = [];
+    for (let i = 0; i < 2; i++) {
+      sys.postChecked(
+        [
+          { name: 'openat', args: [AT_FDCWD, { data: 0 }, O_RDONLY, 0], what: 'opening /dev/null' },
+          { name: 'close', args: [{ result: 0 }], what: 'closing it' },
+        ],
+        { data: [path()], done: ([fd]) => opened.push(fd!) },
+      );
+    }
+    sys.batch([]);
+    expect(opened).toHaveLength(2);
+    // Data one batch cannot hold is a clear error, not a write past the area.
+    sys.post([{ name: 'getpid', args: [{ data: 0 }] }], { data: [Buffer.alloc(16000)] });
+    expect(() => sys.batch([])).toThrow(/does not fit the \d+ bytes of scratch room/);
+    sys.close();
+    expect(fds(pid)).toEqual(open);
+    expect(readFileSync(`/proc/${pid}/maps`, 'utf8')).toBe(maps);
+    expect(await stateAfterRelease(frozen)).toBe('S');
   });
 });

@@ -14,9 +14,20 @@ import {
 import { ProcMem, readRanges, writeRanges } from '../kernel/memory.js';
 import type { PostOptions, SyscallRequest, TaskMemory, TaskSyscalls } from '../task.js';
 
-/** Posted calls run at the latest when this many wait, or this much of their data. */
+/**
+ * A batch of posted calls holds at most this many calls and this much of
+ * their data (one post alone may hold more): posts beyond run first.
+ */
 const MAX_POSTED_CALLS = 128;
 const MAX_POSTED_BYTES = 8192;
+
+/** Bytes a part of `n` bytes takes in the scratch area (8-byte aligned). */
+const aligned = (n: number) => Math.ceil(n / 8) * 8;
+
+/** Bytes the data parts of a post take in the scratch area. */
+function dataSize(data: readonly Buffer[] | undefined): number {
+  return (data ?? []).reduce((b, d) => b + aligned(d.length), 0);
+}
 
 /** Run a process_vm_*v transfer; false if the kernel refused (protected page). */
 function tryVm(fn: () => unknown): boolean {
@@ -157,10 +168,17 @@ export class InjectedSyscalls implements TaskSyscalls {
     const offsets = posted.map((p) =>
       (p.data ?? []).map((d) => {
         const at = used;
-        used += Math.ceil(d.length / 8) * 8;
+        used += aligned(d.length);
         return at;
       }),
     );
+    if (free && used > free.size) {
+      throw new CkptError(
+        'EINVAL',
+        `the data of posted calls (${used} bytes) does not fit the ${free.size} bytes of scratch room left in pid ${this.pid}`,
+        { pid: this.pid },
+      );
+    }
     if (used > 0) {
       const staged = Buffer.alloc(used);
       posted.forEach((p, k) => {
@@ -244,13 +262,16 @@ export class InjectedSyscalls implements TaskSyscalls {
           pid: this.pid,
         });
     }
-    this.posted.push({ ...options, calls });
     const n = this.posted.reduce((k, p) => k + p.calls.length, 0);
-    const bytes = this.posted.reduce(
-      (k, p) => k + (p.data ?? []).reduce((b, d) => b + d.length + 8, 0),
-      0,
-    );
-    if (n >= MAX_POSTED_CALLS || bytes >= MAX_POSTED_BYTES) this.batch([]);
+    const bytes = this.posted.reduce((k, p) => k + dataSize(p.data), 0);
+    // The posts before run first when this one would take their batch past
+    // its bounds: a batch's data must fit the scratch room.
+    if (
+      this.posted.length > 0 &&
+      (n + calls.length > MAX_POSTED_CALLS || bytes + dataSize(options.data) > MAX_POSTED_BYTES)
+    )
+      this.batch([]);
+    this.posted.push({ ...options, calls });
   }
 
   checkBatch(calls: readonly (SyscallRequest & { what: string })[]): bigint[] {
