@@ -103,6 +103,23 @@ interface Step {
   error: (errno: number) => CkptError;
 }
 
+/** The calls of `steps`, each given where its staged structs are (`staged`, in order). */
+function callsOf(steps: readonly Step[], staged: readonly Staged[]) {
+  let next = 0;
+  return steps.map((s) => {
+    const mine = staged.slice(next, next + s.staged.length);
+    next += s.staged.length;
+    return { name: s.name, args: s.args(mine) };
+  });
+}
+
+/** Throw the refusal of the first step that failed. */
+function checkSteps(steps: readonly Step[], results: readonly bigint[]): void {
+  results.forEach((r, i) => {
+    if (isSyscallError(r)) throw steps[i]!.error(Number(-r));
+  });
+}
+
 class CredApplier {
   private securebits: number;
   private readonly pid: number;
@@ -179,19 +196,13 @@ class CredApplier {
     if (steps.length === 0) return;
     // The staged structs go with the post: data parts, placed when it runs.
     const parts = steps.flatMap((s) => s.staged);
-    let next = 0;
-    const calls = steps.map((s) => {
-      const mine = s.staged.map(() => ({ data: next++ }));
-      return { name: s.name, args: s.args(mine) };
-    });
-    this.task.sys.post(calls, {
-      data: parts,
-      done: (results) => {
-        results.forEach((r, i) => {
-          if (isSyscallError(r)) throw steps[i]!.error(Number(-r));
-        });
-      },
-    });
+    this.task.sys.post(
+      callsOf(
+        steps,
+        parts.map((_, i) => ({ data: i })),
+      ),
+      { data: parts, done: (results) => checkSteps(steps, results) },
+    );
   }
 
   /** Run the queued steps; their results, in order. */
@@ -199,17 +210,10 @@ class CredApplier {
     const steps = this.queue.splice(0);
     if (steps.length === 0) return [];
     const parts = steps.flatMap((s) => s.staged);
-    const addrs = parts.length > 0 ? stage(this.task, parts) : [];
-    let next = 0;
-    const calls = steps.map((s) => {
-      const mine = addrs.slice(next, next + s.staged.length);
-      next += s.staged.length;
-      return { name: s.name, args: s.args(mine) };
-    });
-    const results = this.task.sys.batch(calls);
-    results.forEach((r, i) => {
-      if (isSyscallError(r)) throw steps[i]!.error(Number(-r));
-    });
+    const results = this.task.sys.batch(
+      callsOf(steps, parts.length > 0 ? stage(this.task, parts) : []),
+    );
+    checkSteps(steps, results);
     return results;
   }
 
