@@ -130,18 +130,9 @@ export class RestoringTask implements RestartTask {
   }
 
   /**
-   * Close ckpt's pidfd, remove the restorer, apply the final signal mask
-   * and registers: the task is ready to run.
-   */
-  finish(): void {
-    this.startFinish()?.();
-    this.startRemovingRestorer()();
-    this.letGo();
-  }
-
-  /**
-   * The first of {@link finish}'s steps, in two (see `allAtOnce`): run the
-   * calls phases posted, and close ckpt's pidfd, in one round trip.
+   * Finishing the task, step 1 of 3 (restart runs each step in every task
+   * at once, see `allAtOnce`; this one in two parts): run the calls phases
+   * posted, and close ckpt's pidfd, in one round trip.
    */
   startFinish(): Finish<void> | undefined {
     // Refused before anything more runs in the task.
@@ -151,8 +142,8 @@ export class RestoringTask implements RestartTask {
   }
 
   /**
-   * The second step, in two: unmap the restorer (which cannot unmap itself
-   * in a batch run from it, only as a call of its own).
+   * Step 2 of 3, in two parts: unmap the restorer (which cannot unmap
+   * itself in a batch run from it, only as a call of its own).
    */
   startRemovingRestorer(): Finish<void> {
     const finish = this.sys.startCheck(
@@ -165,7 +156,7 @@ export class RestoringTask implements RestartTask {
     };
   }
 
-  /** The last step: put back the task's own registers and final signal mask. */
+  /** Step 3 of 3: the task's own registers and final signal mask; it is ready to run. */
   letGo(): void {
     this.sys.close();
     this.mem.close();
