@@ -32,10 +32,10 @@ import { CkptError } from '../errors.js';
 import { KCMP, kcmp } from '../kernel/kcmp.js';
 import type { Logger } from '../log.js';
 import {
-  type FdTarget,
   listFds,
   type MapsEntry,
   mapsFilePath,
+  readEachFd,
   readFdTarget,
   readMaps,
   readNamespaces,
@@ -212,20 +212,12 @@ export function collectTreeObjects(
  * What identifies each open file of `pid`: its link and, but for pipes and
  * sockets (the link says it all), its stat. Fds closed meanwhile are skipped.
  */
-function readFdIdentities(
-  pid: number,
-): { fd: number; target: FdTarget; stat?: ReturnType<typeof statFd> }[] {
-  const out: { fd: number; target: FdTarget; stat?: ReturnType<typeof statFd> }[] = [];
-  for (const fd of listFds(pid)) {
-    try {
-      const target = readFdTarget(pid, fd);
-      const identity = target.kind === 'pipe' || target.kind === 'socket';
-      out.push({ fd, target, stat: identity ? undefined : statFd(pid, fd) });
-    } catch (e) {
-      if (!(e instanceof CkptError && e.code === 'ENOENT')) throw e;
-    }
-  }
-  return out;
+function readFdIdentities(pid: number) {
+  return readEachFd(pid, (fd) => {
+    const target = readFdTarget(pid, fd);
+    const identity = target.kind === 'pipe' || target.kind === 'socket';
+    return { fd, target, stat: identity ? undefined : statFd(pid, fd) };
+  });
 }
 
 function describeHolder(h: Holder): string {

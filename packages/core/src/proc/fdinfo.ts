@@ -236,15 +236,24 @@ export interface OpenFile {
  * @throws CkptError ESRCH when the process is gone
  */
 export function readOpenFiles(pid: number): OpenFile[] {
-  const out: OpenFile[] = [];
+  return readEachFd(pid, (fd) => ({
+    fd,
+    target: readFdTarget(pid, fd),
+    info: readFdinfo(pid, fd),
+    stat: statFd(pid, fd),
+  }));
+}
+
+/**
+ * `read(fd)` for every open fd of a process, skipping fds closed while
+ * they are read (ENOENT: the process may be running).
+ * @throws CkptError ESRCH when the process is gone
+ */
+export function readEachFd<T>(pid: number, read: (fd: number) => T): T[] {
+  const out: T[] = [];
   for (const fd of listFds(pid)) {
     try {
-      out.push({
-        fd,
-        target: readFdTarget(pid, fd),
-        info: readFdinfo(pid, fd),
-        stat: statFd(pid, fd),
-      });
+      out.push(read(fd));
     } catch (e) {
       if (!(e instanceof CkptError && e.code === 'ENOENT')) throw e;
     }

@@ -20,6 +20,7 @@ export {
   type OpenFile,
   parseFdinfo,
   parseFdTarget,
+  readEachFd,
   readFdinfo,
   readFdTarget,
   readOpenFiles,
