@@ -124,12 +124,10 @@ class FrozenCheckpointTask implements CheckpointTask {
     return r ? [r] : [];
   }
 
-  /** Put back everything ckpt changed in the task (registers, scratch). */
-  release(): void {
-    this.startRelease()();
-  }
-
-  /** {@link release} in two steps (see `allAtOnce`). */
+  /**
+   * Put back everything ckpt changed in the task (registers, scratch), in
+   * two steps (see `allAtOnce`).
+   */
   startRelease(): Finish<void> {
     let finish: Finish<void>;
     try {
@@ -276,7 +274,7 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
         // The output itself failed; the error below says why.
       }
     }
-    for (const t of tasks) undoQuietly(t, ctx.log);
+    releaseAll(tasks, ctx.log);
     frozenTree.letGo(() => {
       for (const m of members) if (m.kind === 'live') unfreezeQuietly(m.frozen, 'running', ctx.log);
     });
@@ -288,11 +286,7 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
   // Undo ckpt's changes in every task before any is let go: a cgroup the
   // user had frozen is frozen again in between, and frozen tasks cannot
   // run injected syscalls.
-  allAtOnce(
-    tasks,
-    (t) => t.startRelease(),
-    (t, e) => warnUndo(t, e, ctx.log),
-  );
+  releaseAll(tasks, ctx.log);
   frozenTree.letGo(() => {
     for (const t of tasks) {
       if (leave === 'kill' && opts.awaitKill === false) killWithoutWaiting(t, ctx.log);
@@ -394,16 +388,13 @@ function prepareAll(
   allAtOnce(tasks, (t) => t.sys.startPosted());
 }
 
-function undoQuietly(task: FrozenCheckpointTask, log: Logger): void {
-  try {
-    task.release();
-  } catch (e) {
-    warnUndo(task, e, log);
-  }
-}
-
-function warnUndo(task: FrozenCheckpointTask, e: unknown, log: Logger): void {
-  log.warn(`pid ${task.pid}: could not undo ckpt's changes: ${(e as Error).message}`);
+/** Undo ckpt's changes in every task, all at once; a task that refuses is a warning. */
+function releaseAll(tasks: readonly FrozenCheckpointTask[], log: Logger): void {
+  allAtOnce(
+    tasks,
+    (t) => t.startRelease(),
+    (t, e) => log.warn(`pid ${t.pid}: could not undo ckpt's changes: ${(e as Error).message}`),
+  );
 }
 
 function unfreezeQuietly(frozen: FrozenTask, leave: LeaveMode, log: Logger): void {
