@@ -32,12 +32,15 @@ export function countPages(runs: readonly PageRun[]): number {
   return n;
 }
 
-// One buffer per process: chunks are written out before the next is read.
-// It lives in shared memory so the image checksum runs on another core.
-let chunkBuffer: Buffer | undefined;
-function chunk(): Buffer {
-  chunkBuffer ??= sharedBuffer(CHUNK_PAGES * PAGE_SIZE);
-  return chunkBuffer;
+// Two buffers per process, in shared memory: while the image checksum of
+// one chunk runs on another core, the next chunk is read into the other.
+// Dumping alternates between them across calls, so the buffer lent to the
+// writer last is never the one being filled.
+const chunkBuffers: Buffer[] = [];
+let lastLent = 0;
+function chunk(which = 0): Buffer {
+  chunkBuffers[which] ??= sharedBuffer(CHUNK_PAGES * PAGE_SIZE);
+  return chunkBuffers[which]!;
 }
 
 /** Split runs into chunks of at most CHUNK_PAGES pages. */
@@ -65,8 +68,10 @@ function* chunks(runs: readonly PageRun[]): Generator<PageRun[]> {
 
 /** Write the pages of `runs`, read from `mem`, as pgarr + buffer chunks. */
 export function dumpPages(ctx: CheckpointCtx, mem: TaskMemory, runs: readonly PageRun[]): void {
-  const buf = chunk();
   for (const part of chunks(runs)) {
+    // The writer may still be summing the other buffer (lent below).
+    lastLent ^= 1;
+    const buf = chunk(lastLent);
     const addrs = new BigUint64Array(countPages(part));
     // Fill the addresses as 32-bit halves: user addresses fit in a double,
     // and this avoids a bigint per page.
@@ -85,7 +90,7 @@ export function dumpPages(ctx: CheckpointCtx, mem: TaskMemory, runs: readonly Pa
       }
     }
     ctx.write(pgarrRecord, { addrs });
-    ctx.writer.writeRaw(bufferRecord, buf.subarray(0, off));
+    ctx.writer.writeRaw(bufferRecord, buf.subarray(0, off), { lend: true });
     ctx.stats.pages += addrs.length;
     ctx.progress.update(ctx.stats.pages);
   }

@@ -134,6 +134,19 @@ class CrcWorker {
 
 let shared: CrcWorker | undefined;
 
+/** Images at least this large start the checksum worker up front. */
+export const EARLY_CRC_WORKER_BYTES = 64 << 20;
+
+/**
+ * Start the checksum worker now rather than at the first large chunk:
+ * it takes tens of milliseconds to boot, which then overlap with the
+ * caller's work instead of delaying the first chunk. For callers that
+ * know a large image is coming.
+ */
+export function startChecksumWorker(): void {
+  shared ??= new CrcWorker();
+}
+
 /**
  * A running CRC-32 over a stream. `update` computes in place; `begin` /
  * `settle` let a large shared chunk be summed by the worker while the

@@ -38,10 +38,17 @@ export class ImageWriter {
     return this.writeFramed(schema.type, payload);
   }
 
-  /** Write a raw record whose whole payload is in memory. */
-  writeRaw(kind: RawRecordKind, data: Buffer): number {
+  /**
+   * Write a raw record whose whole payload is in memory.
+   *
+   * With `lend`, a large `data` in shared memory may still be read (its
+   * checksum computed on another core) when this returns: the caller must
+   * leave it unchanged until its next call to this writer. Bulk dumpers
+   * use it to fill a second buffer while the first one is summed.
+   */
+  writeRaw(kind: RawRecordKind, data: Buffer, opts: { lend?: boolean } = {}): number {
     const at = this.beginRaw(kind, data.length);
-    this.rawChunk(data);
+    this.rawChunk(data, opts);
     this.endRaw();
     return at;
   }
@@ -68,15 +75,15 @@ export class ImageWriter {
     return at;
   }
 
-  /** Append bytes to the open raw record. */
-  rawChunk(data: Buffer): void {
+  /** Append bytes to the open raw record (`lend` as for {@link writeRaw}). */
+  rawChunk(data: Buffer, opts: { lend?: boolean } = {}): void {
     const raw = this.openRaw;
     if (!raw) throw new CkptError('EINVAL', 'rawChunk() without beginRaw()');
     if (data.length > raw.remaining) {
       throw new CkptError('EINVAL', `${raw.name} record overflows its declared size`);
     }
     raw.remaining -= data.length;
-    this.put(data);
+    this.put(data, opts.lend ?? false);
   }
 
   /** Close the open raw record (all declared bytes must have been sent). */
@@ -158,15 +165,17 @@ export class ImageWriter {
     return len;
   }
 
-  private put(data: Buffer): void {
+  private put(data: Buffer, lend = false): void {
     if (data.length === 0) return;
     this.offset += data.length;
     if (data.length >= BATCH / 4) {
       this.flush();
-      // Large (page) data: its CRC runs on the worker during the write.
+      // Large (page) data: its CRC runs on the worker during the write,
+      // and past it when the caller lent the buffer (any later put, or
+      // crcNow, waits for it).
       this.crc.begin(data);
       this.sink.write(data);
-      this.crc.settle();
+      if (!lend) this.crc.settle();
       return;
     }
     this.crc.update(data);

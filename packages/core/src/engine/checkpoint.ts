@@ -8,6 +8,7 @@
 
 import type { ArchSupport } from '../arch.js';
 import { headerArchRecord } from '../codec/core-records.js';
+import { EARLY_CRC_WORKER_BYTES, startChecksumWorker } from '../codec/crc.js';
 import type { ByteSink } from '../codec/io.js';
 import { ImageWriter } from '../codec/writer.js';
 import { CheckpointCtx } from '../context.js';
@@ -193,6 +194,7 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
       members.filter((m) => m.kind === 'zombie').map((m) => [m.info.pid, readZombie(m.info.pid)]),
     );
     for (const t of tasks) removeLeftovers(t, ctx.log);
+    if (tasks.some(hasLargeWritableMapping)) startChecksumWorker();
     const isContainer = (uflags & CheckpointFlags.CONTAINER) !== 0n;
     const identity = (pid: number) => {
       const t = byPid.get(pid);
@@ -370,6 +372,14 @@ function killWithoutWaiting(task: FrozenCheckpointTask, log: Logger): void {
  * reads it needs (`TaskPhase.prepare`) and run them: two round trips per
  * task, all tasks at once.
  */
+/**
+ * Whether `task` maps a writable region of {@link EARLY_CRC_WORKER_BYTES}
+ * or more: its pages may fill the image with chunks the checksum worker sums.
+ */
+function hasLargeWritableMapping(task: FrozenCheckpointTask): boolean {
+  return task.maps.some((m) => m.write && m.end - m.start >= BigInt(EARLY_CRC_WORKER_BYTES));
+}
+
 function prepareAll(
   ctx: CheckpointCtx,
   tasks: readonly FrozenCheckpointTask[],

@@ -8,6 +8,7 @@
  */
 
 import { headerArchRecord } from '../codec/core-records.js';
+import { EARLY_CRC_WORKER_BYTES, startChecksumWorker } from '../codec/crc.js';
 import type { ByteSource } from '../codec/io.js';
 import { ImageReader } from '../codec/reader.js';
 import { RestartCtx } from '../context.js';
@@ -63,6 +64,7 @@ export interface RestartResult {
 export function restart(opts: RestartOptions): RestartResult {
   const { registry } = opts;
   const reader = new ImageReader(opts.input, (t) => registry.recordName(t));
+  if ((opts.input.size ?? 0) >= EARLY_CRC_WORKER_BYTES) startChecksumWorker();
   // Validate everything we can before creating any task.
   const arch = hostArch(registry);
   const header = readHeader(reader);

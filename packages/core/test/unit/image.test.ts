@@ -10,9 +10,11 @@ import {
   ImageReader,
   ImageWriter,
   makeHeader,
+  PARALLEL_CRC_MIN,
   RecordType,
   readHeader,
   runningConstants,
+  sharedBuffer,
   stringRecord,
   validateHeader,
   walkImage,
@@ -85,6 +87,38 @@ describe('image framing', () => {
     expect(Buffer.concat(got).equals(big)).toBe(true);
     expect(r.next()).toBeNull();
     expect(r.done).toBe(true);
+  });
+
+  it('lent buffers: refilling one after the next writer call keeps data and checksum exact', () => {
+    const sink = new BufferSink();
+    const w = new ImageWriter(sink);
+    writeHeader(w, makeHeader({ archId: 1, nsig: 64 }));
+    // Two shared buffers, summed on the worker, alternated as dumpers do:
+    // each is refilled only after another writer call followed its loan.
+    const bufs = [sharedBuffer(PARALLEL_CRC_MIN), sharedBuffer(PARALLEL_CRC_MIN)];
+    const sent: Buffer[] = [];
+    for (let i = 0; i < 6; i++) {
+      const buf = bufs[i % 2]!;
+      buf.fill(i + 1);
+      buf[i] = 0xee;
+      w.write(stringRecord, { value: `chunk ${i}` });
+      w.writeRaw(bufferRecord, buf, { lend: true });
+      sent.push(Buffer.from(buf));
+    }
+    w.finish();
+    const views = walk(sink.contents()); // throws on a checksum mismatch
+    const raws = views.filter((v) => v.name === 'buffer');
+    expect(raws).toHaveLength(6);
+    const r = new ImageReader(new BufferSource(sink.contents()));
+    readHeader(r);
+    for (let i = 0; i < 6; i++) {
+      expect(r.read(stringRecord).value).toBe(`chunk ${i}`);
+      const h = r.next()!;
+      const got = Buffer.alloc(r.rawSize(h, bufferRecord));
+      r.rawRead(h, got);
+      r.skip(h);
+      expect(got.equals(sent[i]!)).toBe(true);
+    }
   });
 
   it('refuses a raw record that overflows or falls short of its declared size', () => {
