@@ -34,13 +34,14 @@ export function countPages(runs: readonly PageRun[]): number {
 
 // Two buffers per process, in shared memory: while the image checksum of
 // one chunk runs on another core, the next chunk is read into the other.
-// Dumping alternates between them across calls, so the buffer lent to the
-// writer last is never the one being filled.
+// Every chunk takes the other buffer than the last, across calls, so the
+// one the writer or reader may still be summing is never refilled.
 const chunkBuffers: Buffer[] = [];
-let lastLent = 0;
-function chunk(which = 0): Buffer {
-  chunkBuffers[which] ??= sharedBuffer(CHUNK_PAGES * PAGE_SIZE);
-  return chunkBuffers[which]!;
+let last = 0;
+function nextChunkBuffer(): Buffer {
+  last ^= 1;
+  chunkBuffers[last] ??= sharedBuffer(CHUNK_PAGES * PAGE_SIZE);
+  return chunkBuffers[last]!;
 }
 
 /** Split runs into chunks of at most CHUNK_PAGES pages. */
@@ -69,9 +70,7 @@ function* chunks(runs: readonly PageRun[]): Generator<PageRun[]> {
 /** Write the pages of `runs`, read from `mem`, as pgarr + buffer chunks. */
 export function dumpPages(ctx: CheckpointCtx, mem: TaskMemory, runs: readonly PageRun[]): void {
   for (const part of chunks(runs)) {
-    // The writer may still be summing the other buffer (lent below).
-    lastLent ^= 1;
-    const buf = chunk(lastLent);
+    const buf = nextChunkBuffer();
     const addrs = new BigUint64Array(countPages(part));
     // Fill the addresses as 32-bit halves: user addresses fit in a double,
     // and this avoids a bigint per page.
@@ -106,9 +105,9 @@ export function restorePages(
   nrPages: number,
   range: { start: bigint; end: bigint },
 ): void {
-  const buf = chunk();
   let left = nrPages;
   while (left > 0) {
+    const buf = nextChunkBuffer();
     const { addrs } = ctx.read(pgarrRecord);
     if (addrs.length === 0 || addrs.length > left || addrs.length > CHUNK_PAGES) {
       throw new CkptError(

@@ -107,8 +107,15 @@ class CrcWorker {
     this.worker.unref();
   }
 
-  /** Start the CRC of `buf` (shared) on the worker. */
+  /** A job was started and its result not yet taken. */
+  private busy = false;
+
+  /**
+   * Start the CRC of `buf` (shared) on the worker. A job nobody collected
+   * (its stream was abandoned on an error) is waited for and dropped.
+   */
   start(buf: Buffer): void {
+    if (this.busy) this.finish();
     const sab = buf.buffer as SharedArrayBuffer;
     let id = this.known.get(sab);
     if (id === undefined) {
@@ -119,6 +126,7 @@ class CrcWorker {
     this.ctl[1] = buf.byteOffset;
     this.ctl[2] = buf.length;
     this.ctl[4] = id;
+    this.busy = true;
     Atomics.store(this.ctl, 0, JOB);
     Atomics.notify(this.ctl, 0);
   }
@@ -128,6 +136,7 @@ class CrcWorker {
     while (Atomics.load(this.ctl, 0) !== DONE) Atomics.wait(this.ctl, 0, JOB);
     const crc = this.ctl[3]! >>> 0;
     Atomics.store(this.ctl, 0, IDLE);
+    this.busy = false;
     return crc;
   }
 }
@@ -148,13 +157,19 @@ export function startChecksumWorker(): void {
 }
 
 /**
- * A running CRC-32 over a stream. `update` computes in place; `begin` /
- * `settle` let a large shared chunk be summed by the worker while the
- * caller does I/O on it, keeping the stream order.
+ * A running CRC-32 over a stream. `update` computes in place; `begin` hands
+ * a large shared chunk to the worker and returns at once. Bytes added while
+ * the worker sums a chunk are summed on their own and joined in order when
+ * the chunk settles (at the next `begin`, `settle` or `current`), so small
+ * records between two large chunks never wait for the worker.
  */
 export class StreamCrc {
+  /** CRC of everything before the pending chunk. */
   private value = 0;
   private pending: { length: number } | undefined;
+  /** CRC and length of the bytes added after the pending chunk. */
+  private after = 0;
+  private afterLength = 0;
 
   /** The CRC of everything so far (settles a pending chunk first). */
   get current(): number {
@@ -164,22 +179,28 @@ export class StreamCrc {
 
   /** Add `data` synchronously. */
   update(data: Buffer): void {
-    this.settle();
     // zlib.crc32 of some empty views returns 0, not the seed: skip them.
     if (data.length === 0) return;
-    this.value = crc32(data, this.value);
+    if (this.pending) {
+      this.after = crc32(data, this.after);
+      this.afterLength += data.length;
+    } else {
+      this.value = crc32(data, this.value);
+    }
   }
 
   /**
    * Add `data`, on the worker if it is large and in shared memory; the
-   * caller must not modify `data` until {@link settle} (or any other call).
+   * caller must not modify `data` until the next `begin`, `settle` or
+   * `current`. Every `begin` first releases the chunk of the one before,
+   * whatever the size of its own.
    */
   begin(data: Buffer): void {
+    this.settle();
     if (data.length < PARALLEL_CRC_MIN || !isShared(data)) {
       this.update(data);
       return;
     }
-    this.settle();
     shared ??= new CrcWorker();
     shared.start(data);
     this.pending = { length: data.length };
@@ -190,6 +211,9 @@ export class StreamCrc {
     if (!this.pending || !shared) return;
     const part = shared.finish();
     this.value = crc32Combine(this.value, part, this.pending.length);
+    this.value = crc32Combine(this.value, this.after, this.afterLength);
     this.pending = undefined;
+    this.after = 0;
+    this.afterLength = 0;
   }
 }

@@ -43,8 +43,8 @@ export class ImageWriter {
    *
    * With `lend`, a large `data` in shared memory may still be read (its
    * checksum computed on another core) when this returns: the caller must
-   * leave it unchanged until its next call to this writer. Bulk dumpers
-   * use it to fill a second buffer while the first one is summed.
+   * leave it unchanged until its next `writeRaw` or `rawChunk`, or
+   * `finish`. Bulk dumpers fill a second buffer while the first is summed.
    */
   writeRaw(kind: RawRecordKind, data: Buffer, opts: { lend?: boolean } = {}): number {
     const at = this.beginRaw(kind, data.length);
@@ -83,6 +83,9 @@ export class ImageWriter {
       throw new CkptError('EINVAL', `${raw.name} record overflows its declared size`);
     }
     raw.remaining -= data.length;
+    // The buffer lent with the previous raw bytes is released now, so
+    // callers may refill it (whatever the size of these).
+    this.crc.settle();
     this.put(data, opts.lend ?? false);
   }
 
@@ -171,8 +174,8 @@ export class ImageWriter {
     if (data.length >= BATCH / 4) {
       this.flush();
       // Large (page) data: its CRC runs on the worker during the write,
-      // and past it when the caller lent the buffer (any later put, or
-      // crcNow, waits for it).
+      // and past it when the caller lent the buffer (the next large put,
+      // or crcNow, waits for it).
       this.crc.begin(data);
       this.sink.write(data);
       if (!lend) this.crc.settle();
