@@ -85,6 +85,33 @@ describe('failures leave nothing behind', () => {
     process.kill(pid, 'SIGKILL');
   });
 
+  it('a refused checkpoint leaves an image that says why, which restart refuses up front', () => {
+    // A multi-threaded process: refused at freeze, before any state is saved.
+    const script =
+      'import threading,time\nthreading.Thread(target=time.sleep,args=(60,)).start()\ntime.sleep(60)';
+    const pid = Number(ckptOk(['run', '--', 'python3', '-c', script]).trim());
+    try {
+      while (fs.readdirSync(`/proc/${pid}/task`).length < 2) sleepSync(10);
+      const img = imagePath();
+      const c = ckpt(['checkpoint', String(pid), '-o', img, '--kill']);
+      expect(c.code).toBe(1);
+      expect(c.stderr).toMatch(new RegExp(`pid ${pid} has 2 threads`));
+      expect(isAlive(pid)).toBe(true);
+      // The original still holds the pid: the image's own error comes
+      // first, not a clash over the pid.
+      const r = ckpt(['restart', img, '-d']);
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(
+        new RegExp(
+          `ends with the error of a failed checkpoint: \\[ENOTSUP\\] pid ${pid} has 2 threads`,
+        ),
+      );
+    } finally {
+      process.kill(pid, 'SIGKILL');
+    }
+  });
+
   it('a corrupted image is refused before anything is created', () => {
     const f = start('counter');
     const img = imagePath();

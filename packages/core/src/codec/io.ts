@@ -13,6 +13,11 @@ export interface ByteSource {
   read(buf: Buffer, off: number, len: number): number;
   /** Total stream size when known in advance (regular files), else undefined. */
   readonly size?: number;
+  /**
+   * Read into `buf` from byte `position`, without moving the stream; only
+   * sources of known size (files) have it. Returns the bytes read.
+   */
+  readAt?(buf: Buffer, position: number): number;
   close(): void;
 }
 
@@ -86,6 +91,16 @@ export class FdSource implements ByteSource {
     return this.read(buf, off, len);
   }
 
+  readAt(buf: Buffer, position: number): number {
+    if (this.size === undefined)
+      throw new CkptError('EINVAL', `${this.name} cannot be read at an offset`);
+    try {
+      return fs.readSync(this.fd, buf, 0, buf.length, position);
+    } catch (e) {
+      throw new CkptError('EIO', `reading ${this.name}: ${(e as Error).message}`);
+    }
+  }
+
   private readFd(buf: Buffer, off: number, len: number): number {
     for (;;) {
       try {
@@ -118,6 +133,9 @@ export class BufferSource implements ByteSource {
     this.data.copy(buf, off, this.pos, this.pos + n);
     this.pos += n;
     return n;
+  }
+  readAt(buf: Buffer, position: number): number {
+    return this.data.copy(buf, 0, position, Math.min(this.data.length, position + buf.length));
   }
   close(): void {}
 }

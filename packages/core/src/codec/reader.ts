@@ -9,6 +9,7 @@ import { errorRecord, tailRecord } from './core-records.js';
 import { StreamCrc } from './crc.js';
 import type { ByteSource } from './io.js';
 import {
+  alignRecord,
   MAX_STRUCT_PAYLOAD,
   RAW_PREFIX_SIZE,
   type RawRecordKind,
@@ -63,6 +64,47 @@ export class ImageReader {
   describe(type: number): string {
     const name = this.nameOf(type);
     return name ? `${name} (${type})` : `type ${type}`;
+  }
+
+  /**
+   * Look at the end of an image file before reading it: when it does not
+   * end with a tail record, throw now what reading would find at the end
+   * (the error of a failed checkpoint, or a truncation), so that restart
+   * refuses the image before it creates anything. Streams that cannot be
+   * read at an offset (pipes) are left to the reading itself.
+   */
+  checkEnd(): void {
+    const { size } = this.source;
+    if (size === undefined || !this.source.readAt) return;
+    const tailLen = alignRecord(
+      RECORD_HEADER_SIZE + tailRecord.encode({ records: 0n, checksum: 0 }).length,
+    );
+    const head = Buffer.alloc(RECORD_HEADER_SIZE);
+    const headerAt = (at: number) =>
+      this.source.readAt!(head, at) === RECORD_HEADER_SIZE
+        ? { type: head.readUInt32LE(0), len: head.readUInt32LE(4), offset: at }
+        : undefined;
+    const last = size >= tailLen ? headerAt(size - tailLen) : undefined;
+    if (last?.type === RecordType.TAIL && last.len === tailLen) return;
+    // Walk the framing (headers only) to the record that ends the stream.
+    let at = 0;
+    for (;;) {
+      const h = headerAt(at);
+      if (!h || h.len < RECORD_HEADER_SIZE || h.len % RECORD_ALIGN !== 0 || at + h.len > size)
+        break;
+      if (h.type === RecordType.ERROR) {
+        const payload = Buffer.alloc(h.len - RECORD_HEADER_SIZE);
+        this.source.readAt(payload, at + RECORD_HEADER_SIZE);
+        this.raiseImageError(h, errorRecord.decode(payload, h.offset));
+      }
+      if (h.type === RecordType.TAIL) return; // a tail, then trailing data: reading says so
+      at += h.len;
+    }
+    throw new CkptError(
+      'ETRUNC',
+      `image ends at offset ${at} without a tail record (truncated or corrupt)`,
+      { offset: at },
+    );
   }
 
   /** Look at the next record's framing without consuming it. */
@@ -159,11 +201,15 @@ export class ImageReader {
     return this.rawLeft;
   }
 
-  /** Read the next `len` bytes of the current raw record into `buf`. */
+  /**
+   * Read the next `len` bytes of the current raw record into `buf`. A large
+   * read into shared memory (see `sharedBuffer`) is summed on another core
+   * while the caller goes on: leave those bytes unchanged until the next
+   * `rawRead`. Bulk restorers alternate two buffers.
+   */
   rawRead(h: RecordHeader, buf: Buffer, off = 0, len = buf.length - off): void {
     this.assertCurrent(h);
     if (len > this.rawLeft) throw this.bad(h, `read of ${len} bytes past the end of raw data`);
-    // Page data: summed on the worker while the caller uses it.
     this.fill(buf, off, len, h, false);
     this.crc.begin(buf.subarray(off, off + len));
     this.rawLeft -= len;
@@ -201,11 +247,10 @@ export class ImageReader {
       );
     }
     const at = this.offset;
-    // The tail's checksum covers everything before the tail's header.
-    this.crcBefore = this.crc.current;
     let got = 0;
     while (got < RECORD_HEADER_SIZE) {
-      const n = this.readSome(this.head, got, RECORD_HEADER_SIZE - got);
+      // Summed below, once it is known whether this is the tail.
+      const n = this.readSome(this.head, got, RECORD_HEADER_SIZE - got, false);
       if (n === 0) break;
       got += n;
     }
@@ -226,6 +271,10 @@ export class ImageReader {
     const type = this.head.readUInt32LE(0);
     const len = this.head.readUInt32LE(4);
     const h = { type, len, offset: at };
+    // The tail's checksum covers everything before the tail's header; only
+    // then does the reader wait for the worker's sums.
+    if (type === RecordType.TAIL) this.crcBefore = this.crc.current;
+    this.crc.update(this.head);
     if (len < RECORD_HEADER_SIZE) {
       throw this.bad(h, `record length ${len} is below the ${RECORD_HEADER_SIZE}-byte header size`);
     }
@@ -274,8 +323,10 @@ export class ImageReader {
     this.tail = { header: h, ...tail };
   }
 
-  private raiseImageError(h: RecordHeader): never {
-    const e = this.decode(errorRecord, h);
+  private raiseImageError(
+    h: RecordHeader,
+    e: ReturnType<typeof errorRecord.decode> = this.decode(errorRecord, h),
+  ): never {
     throw new CkptError(
       'EIMAGEERR',
       `the image ends with the error of a failed checkpoint: [${e.code}] ${e.message}`,

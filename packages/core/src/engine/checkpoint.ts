@@ -155,8 +155,27 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
   const { registry } = opts;
   const arch = hostArch(registry);
   const leave = opts.leave ?? 'running';
-  const uflags = containerFlags(opts.pid, opts.uflags ?? 0n);
   const writer = new ImageWriter(opts.output);
+  let headerWritten = false;
+  /** End the image with `err`, so that reading it says why it is incomplete. */
+  const fail = (e: unknown, uflags = opts.uflags ?? 0n): CkptError => {
+    const err = asCkptError(e, 'checkpoint');
+    try {
+      if (!headerWritten)
+        writeHeader(writer, makeHeader({ archId: arch.archId, nsig: arch.nsig, uflags }));
+      headerWritten = true;
+      writer.abort(err.code, err.message, err.context.pid);
+    } catch {
+      // The output itself failed; the error thrown says why.
+    }
+    return err;
+  };
+  let uflags: bigint;
+  try {
+    uflags = containerFlags(opts.pid, opts.uflags ?? 0n);
+  } catch (e) {
+    throw fail(e);
+  }
   const ctx = new CheckpointCtx(writer, {
     registry,
     uflags,
@@ -174,7 +193,7 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
     members = frozenTree.members;
   } catch (e) {
     ctx.dispose();
-    throw asCkptError(e, 'checkpoint');
+    throw fail(e, uflags);
   }
   const tree = members.map((m) => m.info.pid);
   ctx.pids = tree;
@@ -182,7 +201,6 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
   // Zombies have no state to save beyond their tree entry and task record.
   const tasks: FrozenCheckpointTask[] = [];
   const byPid = new Map<number, FrozenCheckpointTask>();
-  let headerWritten = false;
   try {
     for (const m of members) {
       if (m.kind !== 'live') continue;
@@ -267,15 +285,8 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
     writer.finish();
     ctx.stats.bytes = writer.offset;
   } catch (e) {
-    const err = asCkptError(e, 'checkpoint');
+    const err = fail(e, uflags);
     ctx.setError(err);
-    if (headerWritten) {
-      try {
-        writer.abort(err.code, err.message, err.context.pid);
-      } catch {
-        // The output itself failed; the error below says why.
-      }
-    }
     releaseAll(tasks, ctx.log);
     frozenTree.letGo(() => {
       for (const m of members) if (m.kind === 'live') unfreezeQuietly(m.frozen, 'running', ctx.log);

@@ -77,6 +77,9 @@ export function restart(opts: RestartOptions): RestartResult {
   });
   ctx.inheritFds = opts.inheritFds ?? new Map();
   validateHeader(header, { archId: arch.archId, constants: runningConstants(arch.nsig) });
+  // An image file that ends with a failed checkpoint's error (or is cut
+  // short) is refused now, not after its tasks were created.
+  reader.checkEnd();
   const ha = ctx.read(headerArchRecord);
   const tree = ctx.read(treeRecord).tasks;
 

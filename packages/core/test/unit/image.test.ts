@@ -89,16 +89,18 @@ describe('image framing', () => {
     expect(r.done).toBe(true);
   });
 
-  it('lent buffers: refilling one after the next writer call keeps data and checksum exact', () => {
+  it('lent buffers: refilling one after the next raw write or read keeps data and checksum exact', () => {
     const sink = new BufferSink();
     const w = new ImageWriter(sink);
     writeHeader(w, makeHeader({ archId: 1, nsig: 64 }));
     // Two shared buffers, summed on the worker, alternated as dumpers do:
     // each is refilled only after another writer call followed its loan.
+    // Chunks of the worker's size and small ones (summed in place) mixed.
+    const sizes = [2, 1, 2, 2, 1, 1, 2, 1].map((n) => (n === 2 ? PARALLEL_CRC_MIN : 4096));
     const bufs = [sharedBuffer(PARALLEL_CRC_MIN), sharedBuffer(PARALLEL_CRC_MIN)];
     const sent: Buffer[] = [];
-    for (let i = 0; i < 6; i++) {
-      const buf = bufs[i % 2]!;
+    for (const [i, size] of sizes.entries()) {
+      const buf = bufs[i % 2]!.subarray(0, size);
       buf.fill(i + 1);
       buf[i] = 0xee;
       w.write(stringRecord, { value: `chunk ${i}` });
@@ -107,18 +109,24 @@ describe('image framing', () => {
     }
     w.finish();
     const views = walk(sink.contents()); // throws on a checksum mismatch
-    const raws = views.filter((v) => v.name === 'buffer');
-    expect(raws).toHaveLength(6);
+    expect(views.filter((v) => v.name === 'buffer')).toHaveLength(sizes.length);
+    // Read back the same way: into two shared buffers in turn, each
+    // scribbled over as soon as the next raw read has started.
     const r = new ImageReader(new BufferSource(sink.contents()));
     readHeader(r);
-    for (let i = 0; i < 6; i++) {
+    let previous: Buffer | undefined;
+    for (const [i, size] of sizes.entries()) {
       expect(r.read(stringRecord).value).toBe(`chunk ${i}`);
       const h = r.next()!;
-      const got = Buffer.alloc(r.rawSize(h, bufferRecord));
+      expect(r.rawSize(h, bufferRecord)).toBe(size);
+      const got = bufs[i % 2]!.subarray(0, size);
       r.rawRead(h, got);
       r.skip(h);
       expect(got.equals(sent[i]!)).toBe(true);
+      previous?.fill(0x55);
+      previous = got;
     }
+    expect(r.next()).toBeNull(); // the tail's checksum holds
   });
 
   it('refuses a raw record that overflows or falls short of its declared size', () => {
@@ -140,6 +148,25 @@ describe('image framing', () => {
     expect(e.code).toBe('EIMAGEERR');
     expect(e.message).toContain('process 42 vanished');
     expect(e.context.pid).toBe(42);
+    // checkEnd finds the same error before anything else is read.
+    const early = expectCkptError(() =>
+      new ImageReader(new BufferSource(sink.contents())).checkEnd(),
+    );
+    expect(early.code).toBe('EIMAGEERR');
+    expect(early.message).toBe(e.message);
+  });
+
+  it('checkEnd: a whole image passes; a cut one is truncated; a pipe is left to reading', () => {
+    const img = sampleImage();
+    expect(() => new ImageReader(new BufferSource(img)).checkEnd()).not.toThrow();
+    const views = walk(img);
+    const last = views[views.length - 2]!; // the record before the tail
+    for (const cut of [img.subarray(0, last.offset + last.len), img.subarray(0, img.length - 13)]) {
+      const e = expectCkptError(() => new ImageReader(new BufferSource(cut)).checkEnd());
+      expect(e.code).toBe('ETRUNC');
+      expect(e.message).toMatch(/without a tail/);
+      expect(() => new ImageReader(new TricklePipe(cut, 5)).checkEnd()).not.toThrow();
+    }
   });
 });
 
