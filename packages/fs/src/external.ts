@@ -1,9 +1,9 @@
 /**
- * Files that lead outside the checkpointed process: its terminal, and
- * pipes, FIFOs and sockets (until ckpt restores pipes inside a tree, every
- * pipe counts as leading outside). Nothing of them is saved but which fd
- * they were: restart connects each to a file of the `ckpt restart`
- * process, by default its stdio, as a shell would.
+ * Files that lead outside the checkpointed process: its terminal, pipes
+ * and FIFOs to processes outside the tree, and sockets on its stdio.
+ * Nothing of them is saved but which fd they were: restart connects each
+ * to a file of the `ckpt restart` process, by default its stdio, as a
+ * shell would.
  *
  * The rule, at restart, for saved fd N:
  * - `--inherit-fd N:M` (ctx.inheritFds): ckpt restart's fd M, which must be open;
@@ -37,11 +37,17 @@ function isTty(rdev: number): boolean {
   return (ma >= 136 && ma <= 143) || ma === 4 || (ma === 5 && minor(rdev) <= 1);
 }
 
-/** True when `file` leads outside the checkpointed process (see the module comment). */
+/**
+ * True when `file` leads outside the checkpointed process (see the module
+ * comment). A socket does only as stdio (fds 0-2, as a service manager or
+ * ssh hands them over); elsewhere it is the program's own endpoint (a
+ * listening server, a connection, a socketpair), which ckpt cannot
+ * restore: no handler takes it, and the checkpoint is refused.
+ */
 export function isExternal(file: FileInfo): boolean {
   const { target, stat } = file;
-  if (target.kind === 'pipe' || target.kind === 'socket') return true;
-  if (stat.type === 'fifo' || stat.type === 'socket') return true;
+  if (target.kind === 'socket' || stat.type === 'socket') return file.fd <= 2;
+  if (target.kind === 'pipe' || stat.type === 'fifo') return true;
   return stat.type === 'chr' && isTty(stat.rdev);
 }
 

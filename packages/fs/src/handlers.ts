@@ -5,6 +5,7 @@ import { externalFile } from './external.js';
 import { major, minor } from './flags.js';
 import { pipeFile } from './pipe.js';
 import { regularFile } from './regular.js';
+import { describeSocket } from './socket-info.js';
 
 /** Every file handler of this package, in match order. */
 export const fileHandlers: readonly FileHandler[] = [
@@ -18,6 +19,7 @@ export const fileHandlers: readonly FileHandler[] = [
 function kindOf(file: FileInfo): string {
   const { target, stat } = file;
   if (target.anonType) return target.anonType;
+  if (target.kind === 'socket') return describeSocket(file.pid, target.inode ?? stat.ino);
   if (stat.type === 'chr' || stat.type === 'blk')
     return `${stat.type} ${major(stat.rdev)}:${minor(stat.rdev)}`;
   return target.kind === 'path' ? stat.type : (target.type ?? target.kind);
@@ -33,9 +35,13 @@ export function unsupported(file: FileInfo): CkptError {
       { pid, fd, path: target.path },
     );
   }
+  const sockets =
+    target.kind === 'socket'
+      ? '; sockets are not restored (only on fds 0-2, which restart reconnects like a terminal)'
+      : '';
   return new CkptError(
     'ENOTSUP',
-    `pid ${pid} fd ${fd}: ${target.text} (${kindOf(file)}) is not supported yet`,
+    `pid ${pid} fd ${fd}: ${target.text} (${kindOf(file)}) is not supported yet${sockets}`,
     {
       pid,
       fd,

@@ -27,9 +27,10 @@ running; checkpoint it with 'ckpt checkpoint PID'.
 With --container, CMD runs as the init (pid 1) of fresh pid, uts, ipc and
 mount namespaces, in its own session, with /proc mounted for the new pid
 namespace so 'ps' inside shows only the container. The namespaces are made
-by util-linux 'unshare --fork', which stays on the host as the init's
-parent: it is outside the container, so a checkpoint of the init's tree
-does not include it. Killing the init ends the container, and unshare.`,
+by util-linux 'unshare --fork', which ckpt ends once the init runs CMD: the
+init is then reparented to the host's init (or subreaper), like any
+detached workload, and the container references nothing outside itself.
+Killing the init ends the container.`,
   options: {
     container: { type: 'boolean', description: 'run CMD as the init of new namespaces' },
     pidfile: { type: 'string', description: "write the root's pid to this file" },

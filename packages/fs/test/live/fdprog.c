@@ -6,6 +6,8 @@
  *
  *   deleted  opens DIR/gone.txt at fd 5 and unlinks it; pauses forever
  *   eventfd  an eventfd at fd 5; pauses forever
+ *   listen   a TCP socket listening on 127.0.0.1 (any port) at fd 5; pauses forever
+ *   socketpair  a unix stream socketpair at fds 5 and 6; pauses forever
  *   stdio    fd 1 and fd 7 go to the FIFO DIR/fifo (O_WRONLY); writes "before\n"
  *            to fd 1; after go writes "after PID\n" to fd 1 and "fd7 PID\n"
  *            to fd 7
@@ -18,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,6 +65,16 @@ int main(int argc, char **argv) {
     if (unlink(p) < 0) return 1;
   } else if (!strcmp(mode, "eventfd")) {
     place(eventfd(0, 0), 5);
+  } else if (!strcmp(mode, "listen")) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) < 0 || listen(s, 4) < 0) return 1;
+    place(s, 5);
+  } else if (!strcmp(mode, "socketpair")) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) return 1;
+    place(sv[0], 5);
+    place(sv[1], 6);
   } else if (!strcmp(mode, "stdio")) {
     at(p, "fifo");
     place(open(p, O_WRONLY), 1);
@@ -77,7 +91,8 @@ int main(int argc, char **argv) {
   }
   at(go, "go");
   ready();
-  if (!strcmp(mode, "deleted") || !strcmp(mode, "eventfd"))
+  if (!strcmp(mode, "deleted") || !strcmp(mode, "eventfd") || !strcmp(mode, "listen") ||
+      !strcmp(mode, "socketpair"))
     for (;;) pause();
   wait_go(go);
   if (!strcmp(mode, "stdio")) {

@@ -71,6 +71,24 @@ describe('unsupported files fail the checkpoint', () => {
       new RegExp(`pid ${p.pid} fd 5: anon_inode:\\[eventfd\\] \\(eventfd\\) is not supported yet`),
     );
   });
+
+  it('a listening TCP socket (not stdio), saying which one', () => {
+    const p = started(launch('listen'));
+    expectRefused(
+      p,
+      new RegExp(
+        `pid ${p.pid} fd 5: socket:\\[\\d+\\] \\(TCP socket listening on 127\\.0\\.0\\.1:\\d+\\) is not supported yet; sockets are not restored`,
+      ),
+    );
+  });
+
+  it('a unix socketpair', () => {
+    const p = started(launch('socketpair'));
+    expectRefused(
+      p,
+      new RegExp(`pid ${p.pid} fd 5: socket:\\[\\d+\\] \\(unix stream socket \\(unnamed\\)\\)`),
+    );
+  });
 });
 
 describe('external fds', () => {

@@ -1,0 +1,128 @@
+/**
+ * What a socket is, for messages: the protocol and addresses the kernel
+ * lists for its inode in /proc/PID/net/* (the task's network namespace).
+ * ckpt does not restore sockets; this only lets a refusal say which one.
+ */
+import { readFileSync } from 'node:fs';
+
+/** TCP states of /proc/net/tcp (include/net/tcp_states.h). */
+const TCP_STATES: Record<number, string> = {
+  1: 'established',
+  2: 'syn-sent',
+  3: 'syn-recv',
+  4: 'fin-wait1',
+  5: 'fin-wait2',
+  6: 'time-wait',
+  7: 'closed',
+  8: 'close-wait',
+  9: 'last-ack',
+  10: 'listening',
+  11: 'closing',
+};
+const UNIX_TYPES: Record<number, string> = { 1: 'stream', 2: 'datagram', 5: 'seqpacket' };
+/** __SO_ACCEPTCON in /proc/net/unix's Flags: a listening socket. */
+const UNIX_ACCEPTCON = 0x10000;
+
+/** "0100007F:1F90" (IPv4) or 32 hex digits:port (IPv6), as /proc/net/tcp prints them. */
+export function decodeInetAddress(hex: string): string {
+  const [addr = '', port = ''] = hex.split(':');
+  const p = Number.parseInt(port, 16);
+  if (addr.length === 8) {
+    // One 32-bit word in host (little-endian) order.
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(Number.parseInt(addr, 16) >>> 0);
+    return `${[...b].join('.')}:${p}`;
+  }
+  const b = Buffer.alloc(16);
+  for (let i = 0; i < 4; i++) {
+    b.writeUInt32LE(Number.parseInt(addr.slice(8 * i, 8 * i + 8), 16) >>> 0, 4 * i);
+  }
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(b.readUInt16BE(i).toString(16));
+  return `[${compressIpv6(groups)}]:${p}`;
+}
+
+/** Join eight IPv6 groups, the longest run of two or more zeros as `::`. */
+function compressIpv6(groups: readonly string[]): string {
+  let best = { at: -1, len: 0 };
+  for (let i = 0; i < groups.length; ) {
+    let j = i;
+    while (j < groups.length && groups[j] === '0') j++;
+    if (j - i > best.len) best = { at: i, len: j - i };
+    i = j === i ? i + 1 : j;
+  }
+  if (best.len < 2) return groups.join(':');
+  const head = groups.slice(0, best.at).join(':');
+  const tail = groups.slice(best.at + best.len).join(':');
+  return `${head}::${tail}`;
+}
+
+/** Describe the socket with `inode` from the text of /proc/net/tcp{,6} or udp{,6}. */
+export function findInetSocket(text: string, inode: number, proto: string): string | undefined {
+  for (const line of text.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (Number(f[9]) !== inode) continue;
+    const local = decodeInetAddress(f[1] ?? '');
+    const remote = decodeInetAddress(f[2] ?? '');
+    const state = Number.parseInt(f[3] ?? '', 16);
+    if (proto === 'TCP' && state === 10) return `TCP socket listening on ${local}`;
+    if (proto === 'TCP') return `TCP socket ${local} -> ${remote} (${TCP_STATES[state] ?? state})`;
+    return remote.startsWith('0.0.0.0:0') || remote.startsWith('[::]:0')
+      ? `${proto} socket on ${local}`
+      : `${proto} socket ${local} -> ${remote}`;
+  }
+  return undefined;
+}
+
+/** Describe the socket with `inode` from the text of /proc/net/unix. */
+export function findUnixSocket(text: string, inode: number): string | undefined {
+  for (const line of text.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (Number(f[6]) !== inode) continue;
+    const type = UNIX_TYPES[Number.parseInt(f[4] ?? '', 16)] ?? 'unix';
+    const listening = (Number.parseInt(f[3] ?? '', 16) & UNIX_ACCEPTCON) !== 0;
+    const path = f[7];
+    const where = path ? ` at ${path}` : ' (unnamed)';
+    return `unix ${type} socket${listening ? ' listening' : ''}${where}`;
+  }
+  return undefined;
+}
+
+const INET_TABLES: readonly [string, string][] = [
+  ['tcp', 'TCP'],
+  ['tcp6', 'TCP'],
+  ['udp', 'UDP'],
+  ['udp6', 'UDP'],
+  ['raw', 'raw IP'],
+  ['raw6', 'raw IP'],
+];
+
+function readNet(pid: number, table: string): string {
+  try {
+    return readFileSync(`/proc/${pid}/net/${table}`, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * A few words on the socket `inode` held by `pid`: "TCP socket listening
+ * on 127.0.0.1:8080", "unix stream socket (unnamed)", or just "socket"
+ * when no table lists it (netlink, packet, …).
+ */
+export function describeSocket(pid: number, inode: number): string {
+  const unix = findUnixSocket(readNet(pid, 'unix'), inode);
+  if (unix) return unix;
+  for (const [table, proto] of INET_TABLES) {
+    const found = findInetSocket(readNet(pid, table), inode, proto);
+    if (found) return found;
+  }
+  for (const table of ['netlink', 'packet']) {
+    const text = readNet(pid, table);
+    const col = table === 'netlink' ? 9 : 8;
+    if (text.split('\n').some((l) => Number(l.trim().split(/\s+/)[col]) === inode)) {
+      return `${table} socket`;
+    }
+  }
+  return 'socket';
+}
