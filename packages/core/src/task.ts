@@ -4,7 +4,7 @@
  * them, never ptrace directly, so the engine can batch and undo its work.
  */
 import type { ArchSupport, SyscallName } from './arch.js';
-import type { OpenFile, ProcStat, ProcStatus, SmapsEntry } from './proc/index.js';
+import type { OpenFile, ProcStat, ProcStatus, SmapsFlagsEntry } from './proc/index.js';
 
 /** An argument of a batched call that is the result of an earlier call of the batch (its index). */
 export interface ResultOf {
@@ -175,8 +175,8 @@ export interface FileInfo extends OpenFile {
   readonly pid: number;
 }
 
-/** A memory region of a checkpointed task, as /proc/PID/smaps shows it. */
-export type VmaInfo = SmapsEntry;
+/** A memory region of a checkpointed task, with its flags from /proc/PID/smaps. */
+export type VmaInfo = SmapsFlagsEntry;
 
 /** A memory region as the image describes it (the memory subsystem's VMA record). */
 export interface SavedVma {

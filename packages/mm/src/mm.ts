@@ -22,7 +22,7 @@ import {
   readAuxv,
   readExe,
   readMaps,
-  readSmaps,
+  readSmapsFlags,
   type SavedVma,
   type SyscallRequest,
   stage,
@@ -70,7 +70,7 @@ interface PlannedVma {
 function plan(ctx: CheckpointCtx, task: CheckpointTask): PlannedVma[] {
   const own = task.ownMappings;
   const out: PlannedVma[] = [];
-  for (const vma of readSmaps(task.pid)) {
+  for (const vma of readSmapsFlags(task.pid)) {
     // [vsyscall] is fixed by the kernel above user space; ckpt's scratch
     // area is not the task's.
     if (vma.kind === 'vsyscall') continue;
@@ -263,7 +263,7 @@ function restoreVmas(ctx: RestartCtx, task: RestartTask, mm: MmRecord): void {
     }
     const after = handler.restore(ctx, task, vma);
     if (!after && vma.nrPages <= HELD_PAGES_MAX) {
-      restorePages(ctx, held, vma.nrPages, vma);
+      restorePages(ctx, held, vma.nrPages, vma, (bytes) => held.reserve(bytes));
     } else {
       held.flush();
       restorePages(ctx, task.mem, vma.nrPages, vma);
@@ -281,20 +281,35 @@ const HELD_PAGES_MAX = 1024;
 const HELD_BYTES_MAX = 16 << 20;
 
 /**
+ * Where held pages wait, reused by every task of every restart: pages are
+ * read from the image straight into it (copying out of the shared chunk
+ * buffers would go byte by byte, and fresh memory costs a fault per page).
+ */
+let heldArea: Buffer | undefined;
+
+/**
  * Page writes held back until the posted mappings they go into exist:
  * {@link flush} runs the task's posted calls, then writes them in order.
+ * Their data lives in the held area, handed out by {@link reserve}.
  */
 class HeldPages implements TaskMemory {
   private writes: { addr: bigint; data: Buffer }[] = [];
-  private bytes = 0;
+  private used = 0;
 
   constructor(private readonly task: RestartTask) {}
 
+  /** Room for `bytes` of pages to be written later (flushing first if full). */
+  reserve(bytes: number): Buffer {
+    heldArea ??= Buffer.allocUnsafeSlow(HELD_BYTES_MAX);
+    if (this.used + bytes > heldArea.length) this.flush();
+    const room = heldArea.subarray(this.used, this.used + bytes);
+    this.used += bytes;
+    return room;
+  }
+
+  /** Hold a write of `data`, which must lie in the held area (see {@link reserve}). */
   write(addr: bigint, data: Buffer): void {
-    // A copy: the caller reuses its buffer.
-    this.writes.push({ addr, data: Buffer.from(data) });
-    this.bytes += data.length;
-    if (this.bytes >= HELD_BYTES_MAX) this.flush();
+    this.writes.push({ addr, data });
   }
 
   read(): Buffer {
@@ -309,7 +324,7 @@ class HeldPages implements TaskMemory {
   flush(calls: readonly SyscallRequest[] = []): bigint[] {
     const results = this.task.sys.batch(calls);
     for (const w of this.writes.splice(0)) this.task.mem.write(w.addr, w.data);
-    this.bytes = 0;
+    this.used = 0;
     return results;
   }
 }

@@ -38,7 +38,7 @@ export function countPages(runs: readonly PageRun[]): number {
 // one the writer or reader may still be summing is never refilled.
 const chunkBuffers: Buffer[] = [];
 let last = 0;
-function nextChunkBuffer(): Buffer {
+function nextChunkBuffer(_bytes?: number): Buffer {
   last ^= 1;
   chunkBuffers[last] ??= sharedBuffer(CHUNK_PAGES * PAGE_SIZE);
   return chunkBuffers[last]!;
@@ -96,6 +96,13 @@ export function dumpPages(ctx: CheckpointCtx, mem: TaskMemory, runs: readonly Pa
 }
 
 /**
+ * Where the pages of a chunk are read to before `mem.write` gets them: by
+ * default one of the two shared chunk buffers (summed on the checksum
+ * worker, reused at once), or a buffer `mem` keeps until it writes them.
+ */
+export type ChunkBuffers = (bytes: number) => Buffer;
+
+/**
  * Read `nrPages` pages of chunks and write them into `mem`; every address
  * must lie in [start, end).
  */
@@ -104,10 +111,10 @@ export function restorePages(
   mem: TaskMemory,
   nrPages: number,
   range: { start: bigint; end: bigint },
+  bufferFor: ChunkBuffers = nextChunkBuffer,
 ): void {
   let left = nrPages;
   while (left > 0) {
-    const buf = nextChunkBuffer();
     const { addrs } = ctx.read(pgarrRecord);
     if (addrs.length === 0 || addrs.length > left || addrs.length > CHUNK_PAGES) {
       throw new CkptError(
@@ -126,6 +133,7 @@ export function restorePages(
         recordType: h.type,
       });
     }
+    const buf = bufferFor(size);
     ctx.reader.rawRead(h, buf, 0, size);
     ctx.reader.skip(h);
     // Write runs of consecutive addresses with one call each. Addresses

@@ -45,6 +45,7 @@ import {
   syscallStep,
 } from './ptrace.js';
 import { waitForStop } from './wait.js';
+import { put64 } from './words.js';
 
 type StopStatus = ReturnType<typeof waitForStop>;
 
@@ -532,31 +533,33 @@ export class SyscallInjector {
       this.mem.write(plan.codeAt, plan.code);
       this.batchCodeKey = key;
     }
-    // The table, and the cursor pointing at its first entry.
+    // The table, and the cursor pointing at its first entry. Numbers are
+    // written without BigInts where they are safe integers (user addresses
+    // are): thousands of words per restart, often in cold code.
     const buf = Buffer.alloc((calls.length + 1) * BATCH_ENTRY_SIZE);
-    const entry = (i: number) => plan.tableAt + BigInt(i * BATCH_ENTRY_SIZE);
+    const table = Number(plan.tableAt);
+    const entry = (i: number) => table + i * BATCH_ENTRY_SIZE;
     // Where each call's result is copied: its own result word unless told.
-    const copies = calls.map((c) => [...(c.resultTo ?? [])]);
+    const copies: (bigint | number)[][] = calls.map((c) => [...(c.resultTo ?? [])]);
     calls.forEach((c, i) => {
       const at = i * BATCH_ENTRY_SIZE;
-      buf.writeBigUInt64LE(1n, at);
-      buf.writeBigUInt64LE(BigInt(c.nr), at + 8);
+      put64(buf, at, 1);
+      put64(buf, at + 8, c.nr);
       for (let a = 0; a < 6; a++) {
         const arg = c.args[a] ?? 0;
-        if (typeof arg === 'object') copies[arg.result]!.push(entry(i) + BigInt(16 + a * 8));
-        else buf.writeBigUInt64LE(BigInt.asUintN(64, BigInt(arg)), at + 16 + a * 8);
+        if (typeof arg === 'object') copies[arg.result]!.push(entry(i) + 16 + a * 8);
+        else put64(buf, at + 16 + a * 8, arg);
       }
     });
     copies.forEach((to, i) => {
       const at = i * BATCH_ENTRY_SIZE;
-      for (let k = 0; k < RESULT_COPIES; k++)
-        buf.writeBigUInt64LE(to[k] ?? entry(i) + 8n, at + 64 + k * 8);
+      for (let k = 0; k < RESULT_COPIES; k++) put64(buf, at + 64 + k * 8, to[k] ?? entry(i) + 8);
     });
     const cursor = Buffer.alloc(8);
     cursor.writeBigUInt64LE(plan.tableAt);
     this.mem.write(plan.tableAt, buf);
     this.mem.write(plan.cursorAt, cursor);
-    const done = entry(calls.length);
+    const done = BigInt(entry(calls.length));
     const regs = Buffer.from(this.saved);
     this.conv.setSyscall(regs, 0, []);
     this.conv.setIp(regs, plan.codeAt);

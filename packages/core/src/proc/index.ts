@@ -56,10 +56,13 @@ export {
 } from './pagemap.js';
 export {
   parseSmaps,
+  parseSmapsFlags,
   parseSmapsRollup,
   readSmaps,
+  readSmapsFlags,
   readSmapsRollup,
   type SmapsEntry,
+  type SmapsFlagsEntry,
   type SmapsRollup,
   type SmapsSizes,
   VM_FLAG_MEANINGS,

@@ -198,6 +198,62 @@ export function readSmaps(pid: number): SmapsEntry[] {
   return parseSmaps(readProcText(pid, 'smaps'), procPath(pid, 'smaps'));
 }
 
+/** A VMA with its flags from /proc/PID/smaps, without the sizes. */
+export interface SmapsFlagsEntry extends MapsEntry {
+  /** Whether transparent huge pages may back the VMA. */
+  thpEligible: boolean;
+  /** Two-letter flags, see {@link VM_FLAG_MEANINGS}. */
+  vmFlags: Set<string>;
+}
+
+/** Is the char at `i` a lowercase hex digit (VMA header lines start with one, keys never do)? */
+function isHexAt(text: string, i: number): boolean {
+  const c = text.charCodeAt(i);
+  return (c >= 48 && c <= 57) || (c >= 97 && c <= 102);
+}
+
+/**
+ * Parses the text of /proc/PID/smaps for the VMAs and their flags only:
+ * the size lines, most of the text, are skipped without being split or
+ * parsed (checkpoint reads smaps for the flags, of every task).
+ * @throws CkptError EINVAL naming the file on a malformed VMA line or a
+ * "Key:" line before the first VMA
+ */
+export function parseSmapsFlags(text: string, file = '/proc/PID/smaps'): SmapsFlagsEntry[] {
+  const out: SmapsFlagsEntry[] = [];
+  let cur: SmapsFlagsEntry | undefined;
+  for (let pos = 0; pos < text.length; ) {
+    let nl = text.indexOf('\n', pos);
+    if (nl < 0) nl = text.length;
+    if (nl > pos) {
+      if (isHexAt(text, pos)) {
+        const line = text.slice(pos, nl);
+        const vma = parseMapsLine(line, file);
+        if (!vma) throw malformed(file, `not a VMA line: '${line}'`);
+        cur = { ...vma, thpEligible: false, vmFlags: new Set() };
+        out.push(cur);
+      } else if (!cur) {
+        throw malformed(file, `'${text.slice(pos, nl)}' before the first VMA line`);
+      } else if (text.startsWith('VmFlags:', pos)) {
+        for (const f of text.slice(pos + 8, nl).split(' ')) if (f !== '') cur.vmFlags.add(f);
+      } else if (text.startsWith('THPeligible:', pos)) {
+        cur.thpEligible = text.slice(pos + 12, nl).trim() === '1';
+      }
+    }
+    pos = nl + 1;
+  }
+  return out;
+}
+
+/**
+ * Reads /proc/PID/smaps for the VMAs and their flags (see
+ * {@link parseSmapsFlags}); empty for zombies and kernel threads.
+ * @throws CkptError ESRCH when the process is gone
+ */
+export function readSmapsFlags(pid: number): SmapsFlagsEntry[] {
+  return parseSmapsFlags(readProcText(pid, 'smaps'), procPath(pid, 'smaps'));
+}
+
 /** /proc/PID/smaps_rollup: the sums over all VMAs, one pass in the kernel. */
 export interface SmapsRollup {
   /** Start of the first VMA. */

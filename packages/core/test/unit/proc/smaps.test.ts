@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { parseSmaps, parseSmapsRollup, VM_FLAG_MEANINGS } from '../../../src/proc/index.js';
+import {
+  parseSmaps,
+  parseSmapsFlags,
+  parseSmapsRollup,
+  VM_FLAG_MEANINGS,
+} from '../../../src/proc/index.js';
 import { sample } from './fixtures.js';
 
 describe('parseSmaps', () => {
@@ -40,6 +45,24 @@ describe('parseSmaps', () => {
     expect(() => parseSmaps('Rss: 4 kB\n', '/proc/3/smaps')).toThrow(/\/proc\/3\/smaps/);
     const bad = sample('smaps-tricky.txt').replace(/^Rss:.*$/m, 'Rss: many');
     expect(() => parseSmaps(bad)).toThrow(/Rss is not "N kB"/);
+  });
+});
+
+describe('parseSmapsFlags', () => {
+  it('gives the VMAs, flags and THP eligibility of parseSmaps, without sizes', () => {
+    const text = sample('smaps-tricky.txt').replace(
+      'THPeligible:           0',
+      'THPeligible:           1',
+    );
+    const full = parseSmaps(text);
+    const lean = parseSmapsFlags(text);
+    expect(lean).toEqual(full.map(({ sizes: _s, extra: _e, ...rest }) => rest));
+    expect(lean[0]!.thpEligible).toBe(true);
+  });
+
+  it('rejects fields before the first VMA and a malformed VMA line, naming the file', () => {
+    expect(() => parseSmapsFlags('Rss: 4 kB\n', '/proc/3/smaps')).toThrow(/\/proc\/3\/smaps/);
+    expect(() => parseSmapsFlags('00400000-zz r-xp\n')).toThrow(/not a VMA line/);
   });
 });
 
