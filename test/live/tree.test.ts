@@ -94,20 +94,24 @@ describe('a process tree in the host namespaces', () => {
     expect(f.waitResult(30_000)).toMatch(/^PASS/);
   });
 
-  it('a pid taken before restart fails it with EBUSY and leaves nothing running', () => {
-    const { f, ids, zombie } = startTree();
-    const img = imagePath();
-    ckptOk(['checkpoint', String(f.pid), '-o', img, '--kill']);
-    const taken = ids.g.pid;
-    waitFor(`pid ${taken} to go`, () => procState(taken) === undefined);
-    leftovers.push(occupy(taken));
-    const r = ckpt(['restart', img, '-d']);
-    fs.rmSync(path.dirname(img), { recursive: true, force: true });
-    expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(new RegExp(`pid ${taken} is already in use`));
-    for (const pid of [ids.parent.pid, ids.a.pid, ids.b.pid, zombie]) {
-      expect(isAlive(pid), `pid ${pid}`).toBe(false);
-    }
-    expect(isAlive(taken)).toBe(true); // the other process, untouched
-  });
+  // g is created alone; a with its sibling, the zombie, in one batch of clones.
+  for (const role of ['g', 'a'] as const) {
+    it(`a pid taken before restart (${role}) fails it with EBUSY and leaves nothing running`, () => {
+      const { f, ids, zombie } = startTree();
+      const img = imagePath();
+      ckptOk(['checkpoint', String(f.pid), '-o', img, '--kill']);
+      const taken = ids[role].pid;
+      waitFor(`pid ${taken} to go`, () => procState(taken) === undefined);
+      leftovers.push(occupy(taken));
+      const r = ckpt(['restart', img, '-d']);
+      fs.rmSync(path.dirname(img), { recursive: true, force: true });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(new RegExp(`pid ${taken} is already in use`));
+      const others = [ids.parent.pid, ids.a.pid, ids.b.pid, ids.g.pid, zombie].filter(
+        (p) => p !== taken,
+      );
+      for (const pid of others) expect(isAlive(pid), `pid ${pid}`).toBe(false);
+      expect(isAlive(taken)).toBe(true); // the other process, untouched
+    });
+  }
 });

@@ -11,6 +11,7 @@
  */
 import type { ArchSupport } from '../arch.js';
 import { CkptError } from '../errors.js';
+import type { FrozenTask } from '../kernel/freeze.js';
 import { setSigmask } from '../kernel/ptrace.js';
 import type { Logger } from '../log.js';
 import { checkPidLevels, mountContainerProc, taskPids } from './container.js';
@@ -110,27 +111,51 @@ export function buildTree(
   const treeByPid = new Map(tree.map((e) => [e.pid, e]));
   const bySavedPid = new Map<number, RestoringTask>();
   const created: (CreatedTask & { task: RestoringTask })[] = [];
-  for (const entry of tree) {
+  const pidsOf = (entry: TreeEntry) =>
+    taskPids(entry, treeByPid.get(entry.ppid), { container, noPids: opts.noPids });
+  /**
+   * The session of a member whose leader is gone and who is not in its
+   * parent's: it is born in a placeholder's session, as its sibling.
+   */
+  const placeholderSession = (entry: TreeEntry) => {
+    const session = plan.sessions.get(entry.sid);
+    const inParents = treeByPid.get(entry.ppid)?.sid === entry.sid;
+    return session && entry.sid !== entry.pid && !inParents ? session : undefined;
+  };
+  /** A child created like its siblings: no placeholder session, pid namespace or sharing. */
+  const plain = (entry: TreeEntry) =>
+    !placeholderSession(entry) && !pidsOf(entry).newPidNs && entry.shares === 0;
+  /** Children created ahead in one batch (see `TaskFactory.createChildren`), by tree index. */
+  const ahead = new Map<number, FrozenTask>();
+  for (const [index, entry] of tree.entries()) {
     const isRoot = created.length === 0;
-    const { tids: want, newPidNs } = taskPids(entry, treeByPid.get(entry.ppid), {
-      container,
-      noPids: opts.noPids,
-    });
+    const { tids: want, newPidNs } = pidsOf(entry);
     const parent = bySavedPid.get(entry.ppid);
+    if (!isRoot && !ahead.has(index) && plain(entry)) {
+      // Consecutive siblings in depth-first order have no children of
+      // their own: all of them are created in one round trip.
+      let end = index + 1;
+      while (end < tree.length && tree[end]!.ppid === entry.ppid && plain(tree[end]!)) end++;
+      if (end - index > 1) {
+        const run = tree.slice(index, end);
+        const kids = run.map((e) => ({ tids: pidsOf(e).tids, exitSignal: e.exitSignal }));
+        for (const [i, f] of factory.createChildren(parent!, kids).entries())
+          ahead.set(index + i, f);
+      }
+    }
     let task: RestoringTask;
-    if (isRoot) {
+    const early = ahead.get(index);
+    if (early) {
+      task = new RestoringTask(early, entry.pid, arch, parent!.restorer);
+      task.sharesWithParent = entry.shares;
+    } else if (isRoot) {
       const flags = container ? CLONE_NEW_CONTAINER : 0n;
       task = new RestoringTask(factory.create(want, entry.exitSignal, flags), entry.pid, arch);
       setSigmask(task.pid, ALL_SIGNALS); // inherited by every other task
       if (container) mountContainerProc(task);
     } else {
-      // A member of a session whose leader is gone is born in the
-      // placeholder's session, as its sibling.
-      const session = plan.sessions.get(entry.sid);
-      const viaLeader =
-        session && entry.sid !== entry.pid && treeByPid.get(entry.ppid)?.sid !== entry.sid
-          ? placeholders.session(session, parent!)
-          : undefined;
+      const session = placeholderSession(entry);
+      const viaLeader = session ? placeholders.session(session, parent!) : undefined;
       const frozen = viaLeader
         ? factory.createChild(viaLeader, want, entry.exitSignal, {
             sibling: { parent: parent!.pid },
