@@ -3,7 +3,16 @@
  * the whole xstate area (x87, SSE, AVX, AVX-512, …) and the debug
  * registers, saved and restored by one phase that runs last on restart.
  */
-import { array, bytes, CkptError, defineRecord, fixed, type TaskPhase, u64 } from '@ckpt/core';
+import {
+  array,
+  bytes,
+  CkptError,
+  defineRecord,
+  fixed,
+  type RestartCtx,
+  type TaskPhase,
+  u64,
+} from '@ckpt/core';
 import { readDebugRegs, writeDebugRegs } from './debugregs.js';
 import { decodeRegs, encodeRegs, USER_REGS_SIZE } from './regs.js';
 import { resumeRegs } from './restart.js';
@@ -28,6 +37,12 @@ export const cpuRecord = defineRecord(
 
 const DEBUG_NAMES = ['dr0', 'dr1', 'dr2', 'dr3', 'dr6', 'dr7'] as const;
 
+/** This CPU's xstate layout (ptrace buffer length and features), per restart. */
+const xstateHere = new WeakMap<
+  RestartCtx,
+  { length: number } & ReturnType<typeof decodeXstateInfo>
+>();
+
 /** Saves and restores the CPU state; order 1000 so it is restored last. */
 export const cpuPhase: TaskPhase = {
   name: 'cpu',
@@ -42,18 +57,23 @@ export const cpuPhase: TaskPhase = {
   },
   restore(ctx, task) {
     const rec = ctx.read(cpuRecord);
-    // Load the image's xstate into a buffer of this kernel's layout.
-    const current = readXstate(task.pid);
+    // Load the image's xstate into a buffer of this kernel's layout, the
+    // same for every task: read from the first one restored.
+    let here = xstateHere.get(ctx);
+    if (!here) {
+      const current = readXstate(task.pid);
+      here = { length: current.length, ...decodeXstateInfo(current) };
+      xstateHere.set(ctx, here);
+    }
     const saved = decodeXstateInfo(rec.xstate);
-    const here = decodeXstateInfo(current);
-    if (saved.xstateSize > current.length || (saved.xfeatures & ~here.xfeatures) !== 0n) {
+    if (saved.xstateSize > here.length || (saved.xfeatures & ~here.xfeatures) !== 0n) {
       throw new CkptError(
         'ENOTSUP',
         `pid ${task.savedPid}: saved xstate (${saved.xstateSize} bytes, features 0x${saved.xfeatures.toString(16)}) does not fit this CPU (${here.xstateSize} bytes, 0x${here.xfeatures.toString(16)})`,
         { pid: task.savedPid },
       );
     }
-    writeXstate(task.pid, rec.xstate.subarray(0, Math.min(rec.xstate.length, current.length)));
+    writeXstate(task.pid, rec.xstate.subarray(0, Math.min(rec.xstate.length, here.length)));
     const debug = Object.fromEntries(DEBUG_NAMES.map((n, i) => [n, rec.debug[i] ?? 0n]));
     writeDebugRegs(task.pid, debug as Record<(typeof DEBUG_NAMES)[number], bigint>);
     task.finalRegs = encodeRegs(resumeRegs(decodeRegs(rec.regs)).regs);

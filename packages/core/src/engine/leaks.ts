@@ -135,12 +135,25 @@ function shmemKey(devMajorMinor: string, ino: number): string {
  * Collect the objects of the tree `pids` (frozen: nothing changes under
  * us). Zombies hold no files and are in no namespace. `mapsOf`: a task's
  * /proc/PID/maps if the caller read it already (undefined: read it here).
+ * `namespacesFrom`: an earlier collection of the same tree whose
+ * namespaces are taken over instead of read again.
  */
 export function collectTreeObjects(
   pids: readonly number[],
   mapsOf: (pid: number) => readonly MapsEntry[] | undefined = () => undefined,
+  namespacesFrom?: TreeObjects,
 ): TreeObjects {
   const own = ownNamespaces();
+  // The namespace holders of `namespacesFrom`, by pid.
+  const nsHolders = new Map<number, Holder[]>();
+  for (const o of namespacesFrom?.objects.values() ?? []) {
+    for (const h of o.holders) {
+      if (h.nsLink === undefined) continue;
+      const list = nsHolders.get(h.pid) ?? [];
+      list.push(h);
+      nsHolders.set(h.pid, list);
+    }
+  }
   const objects = new Map<string, TreeObject>();
   const refs = new Map<string, string>();
   const add = (key: string, desc: string, match: Match, holder: Holder, ref: string) => {
@@ -180,7 +193,16 @@ export function collectTreeObjects(
         );
       }
     }
-    const nss = unlessGone(() => readNamespaces(pid));
+    if (namespacesFrom) {
+      // Taken over, not read again (see checkReverseLeaks).
+      for (const h of nsHolders.get(pid) ?? []) {
+        const ref = `${pid} ns:${h.nsLink}`;
+        const key = namespacesFrom.refs.get(ref)!;
+        const o = namespacesFrom.objects.get(key)!;
+        add(key, o.desc, o.match, h, ref);
+      }
+    }
+    const nss = namespacesFrom ? [] : unlessGone(() => readNamespaces(pid));
     for (const ns of nss) {
       if (own.has(ns.inode)) continue;
       const type = nsTypeOf(ns.type);
@@ -370,7 +392,10 @@ export function checkReverseLeaks(
   container: boolean,
   log: Logger,
 ): void {
-  const after = collectTreeObjects(pids);
+  // A stopped task's namespaces cannot change (setns and unshare act on
+  // the caller only): they are taken from before. Its fds and memory can,
+  // through a table or address space shared with a process outside.
+  const after = collectTreeObjects(pids, undefined, before);
   const changes: string[] = [];
   for (const [ref, key] of before.refs) {
     const now = after.refs.get(ref);

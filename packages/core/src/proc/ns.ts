@@ -51,10 +51,13 @@ export function readNamespace(pid: number, type: NsType): NsLink {
  * @throws CkptError ESRCH when the process is gone, ENOENT for a zombie
  */
 export function readNamespaces(pid: number): NsLink[] {
-  return readProcDir(pid, 'ns')
-    .sort()
-    .map((name) => parseNsLink(name, readProcLink(pid, `ns/${name}`)));
+  // The kernel offers the same links for every process: list them once.
+  nsNames ??= readProcDir(pid, 'ns').sort();
+  return nsNames.map((name) => parseNsLink(name, readProcLink(pid, `ns/${name}`)));
 }
+
+/** The names in /proc/PID/ns, from the first read. */
+let nsNames: string[] | undefined;
 
 /** Path of a namespace link, to open it for setns(2) or compare with stat(2). */
 export function nsPath(pid: number, type: NsType): string {
