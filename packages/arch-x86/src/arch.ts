@@ -17,6 +17,7 @@ export const X86_64_SYSCALLS: Readonly<Record<SyscallName, number>> = {
   read: NR.read,
   write: NR.write,
   close: NR.close,
+  close_range: NR.close_range,
   lseek: NR.lseek,
   brk: NR.brk,
   mmap: NR.mmap,

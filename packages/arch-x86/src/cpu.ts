@@ -65,6 +65,7 @@ export const cpuPhase: TaskPhase = {
       here = { length: current.length, ...decodeXstateInfo(current) };
       xstateHere.set(ctx, here);
     }
+    const length = here.length;
     const saved = decodeXstateInfo(rec.xstate);
     if (saved.xstateSize > here.length || (saved.xfeatures & ~here.xfeatures) !== 0n) {
       throw new CkptError(
@@ -73,9 +74,13 @@ export const cpuPhase: TaskPhase = {
         { pid: task.savedPid },
       );
     }
-    writeXstate(task.pid, rec.xstate.subarray(0, Math.min(rec.xstate.length, here.length)));
     const debug = Object.fromEntries(DEBUG_NAMES.map((n, i) => [n, rec.debug[i] ?? 0n]));
-    writeDebugRegs(task.pid, debug as Record<(typeof DEBUG_NAMES)[number], bigint>);
+    // Once the task is stopped (its memory phase's round trip may still be
+    // running): nothing in its restore before then uses these registers.
+    task.sys.whenStopped((pid) => {
+      writeXstate(pid, rec.xstate.subarray(0, Math.min(rec.xstate.length, length)));
+      writeDebugRegs(pid, debug as Record<(typeof DEBUG_NAMES)[number], bigint>);
+    });
     task.finalRegs = encodeRegs(resumeRegs(decodeRegs(rec.regs)).regs);
   },
 };

@@ -13,6 +13,7 @@ export type SyscallName =
   | 'read'
   | 'write'
   | 'close'
+  | 'close_range'
   | 'lseek'
   | 'brk'
   | 'mmap'

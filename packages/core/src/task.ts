@@ -90,6 +90,24 @@ export interface TaskSyscalls {
    * next call of `scratch` with a larger size.
    */
   scratch(size: number): bigint;
+  /**
+   * Run the posted calls and `calls` in the background: the task is resumed
+   * into them now and `done` gets their results later, when anything next
+   * needs the task stopped (any other method here but {@link post}, its
+   * memory or pid through the task object, or {@link settle}). ckpt does
+   * other work meanwhile, e.g. restores the next task. `done` may throw;
+   * it throws from whatever settled it.
+   */
+  launch(calls: readonly SyscallRequest[], done: (results: bigint[]) => void): void;
+  /** Wait for what {@link launch} started, if anything, and run its `done`. */
+  settle(): void;
+  /**
+   * Run `fn` with the task's pid once the task is stopped: now, or when a
+   * launched round trip is settled (before the task runs anything else).
+   * For ptrace-level steps (registers, the signal mask) that need not
+   * happen sooner; asking the task object for its pid would settle at once.
+   */
+  whenStopped(fn: (pid: number) => void): void;
 }
 
 /** Another task's memory, reachable at any address (ptrace-level access). */

@@ -12,9 +12,11 @@ import {
   CkptError,
   InjectedRead,
   PR,
+  type ProcStatus,
   type RestartCtx,
   type RestartTask,
   readNamespace,
+  readStatus,
   type TaskPhase,
 } from '@ckpt/core';
 import { PR_CAPS } from './caps.js';
@@ -104,19 +106,24 @@ function checkImage(task: RestartTask, cred: SavedCred, caps: SavedCaps): void {
   }
 }
 
-/** The securebits restored tasks start with, read once per restart (see readSecurebits). */
-const startingSecurebits = new WeakMap<RestartCtx, number>();
+/**
+ * The credentials restored tasks start with: every one is a clone of the
+ * restore stub, with ckpt's, until this phase. Read once per restart, from
+ * the first task (its securebits with an injected call, the rest from
+ * /proc/PID/status).
+ */
+const startingCreds = new WeakMap<RestartCtx, { securebits: number; status: ProcStatus }>();
 
 function restoreCreds(ctx: RestartCtx, task: RestartTask): void {
   const cred = ctx.read(credRecord);
   const caps = ctx.read(capabilitiesRecord);
   checkImage(task, cred, caps);
-  let securebits = startingSecurebits.get(ctx);
-  if (securebits === undefined) {
-    securebits = readSecurebits(task);
-    startingSecurebits.set(ctx, securebits);
+  let start = startingCreds.get(ctx);
+  if (!start) {
+    start = { securebits: readSecurebits(task), status: readStatus(task.pid) };
+    startingCreds.set(ctx, start);
   }
-  applyCreds(task, cred, caps, securebits);
+  applyCreds(task, cred, caps, start.securebits, start.status);
 }
 
 /** The `creds` phase (order 900: after rlimits, before the CPU state). */

@@ -61,7 +61,8 @@ const holdsRoot = (ids: IdSet): boolean => ids.real === 0 || ids.effective === 0
 /**
  * Give the restored task `cred` and `caps`. Call after every other phase
  * that needs the caller's privilege (files, memory, rlimits).
- * `callerSecurebits`: the task's securebits now (see {@link readSecurebits}).
+ * `callerSecurebits` and `status`: the task's securebits (see
+ * {@link readSecurebits}) and /proc/PID/status now.
  * @throws CkptError EPERM naming the pid, the credential and why the
  *   caller cannot grant it; ENOTSUP for capabilities this kernel lacks
  */
@@ -70,11 +71,9 @@ export function applyCreds(
   cred: SavedCred,
   caps: SavedCaps,
   callerSecurebits = readSecurebits(task),
+  status: ProcStatus = readStatus(task.pid),
 ): void {
-  new CredApplier(task, cred, caps, {
-    status: readStatus(task.pid),
-    securebits: callerSecurebits,
-  }).run();
+  new CredApplier(task, cred, caps, { status, securebits: callerSecurebits }).run();
 }
 
 /**

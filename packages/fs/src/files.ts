@@ -13,11 +13,11 @@ import {
   closeInTask,
   type FileHandler,
   type FileInfo,
-  listFds,
   type RestartCtx,
   type RestartTask,
   readOpenFiles,
   SHAREABLE_WITH_PARENT,
+  type SyscallRequest,
   sameFile,
   type TaskPhase,
 } from '@ckpt/core';
@@ -26,6 +26,10 @@ import { postCopyFromHolder, type RestoredFile, restoringInto } from './file-obj
 import { F_DUPFD_CLOEXEC, F_SETFD, FD_CLOEXEC, O_CLOEXEC } from './flags.js';
 import { unsupported } from './handlers.js';
 import { isTreePipe, pipeFile } from './pipe.js';
+
+/** The largest fd close_range takes (~0U). */
+const MAX_FD = 0xffff_ffff;
+
 import { fileDescRecord, fileTableRecord } from './records.js';
 
 interface PlannedFd {
@@ -109,11 +113,10 @@ function restoreFiles(ctx: RestartCtx, task: RestartTask): void {
     return;
   }
   // Start from an empty table: nothing of the stub's (stdio on /dev/null)
-  // survives, and files reopen at the lowest free fds.
-  closeAll(
-    task,
-    listFds(task.pid).filter((fd) => fd !== task.ckptPidfd),
-  );
+  // survives, and files reopen at the lowest free fds. Every fd but ckpt's
+  // pidfd, without looking at the table (posted: the memory phase's round
+  // trip may still be running in the task).
+  task.sys.post(closeAllBut(task.ckptPidfd));
   const inImage = new Set(fds);
   const above = fds.length === 0 ? 0 : fds[fds.length - 1]! + 1;
   if (inImage.has(task.ckptPidfd)) {
@@ -160,6 +163,13 @@ function restoreFiles(ctx: RestartCtx, task: RestartTask): void {
   // Later tasks may copy fds from this one: they must be in place now.
   // Otherwise the posted calls run with the task's next injected call.
   if (holdsFiles) task.sys.batch([]);
+}
+
+/** close_range calls that close every fd but `keep`. */
+function closeAllBut(keep: number): SyscallRequest[] {
+  const calls: SyscallRequest[] = [{ name: 'close_range', args: [keep + 1, MAX_FD, 0] }];
+  if (keep > 0) calls.unshift({ name: 'close_range', args: [0, keep - 1, 0] });
+  return calls;
 }
 
 /**

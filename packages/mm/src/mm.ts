@@ -28,6 +28,7 @@ import {
   stage,
   type TaskMemory,
   type TaskPhase,
+  type TaskSyscalls,
   type VmaHandler,
   type VmaInfo,
 } from '@ckpt/core';
@@ -273,7 +274,9 @@ function restoreVmas(ctx: RestartCtx, task: RestartTask, mm: MmRecord): void {
   }
   // Staged only now: nothing may overwrite the scratch area before it runs.
   const { calls, check } = mmMapCalls(task, mm);
-  check(held.flush(calls));
+  // The last round trip runs while ckpt goes on with the next phases and
+  // tasks; whatever next needs this task stopped completes it.
+  held.launch(calls, check);
 }
 
 /** Pages held back at most, per region and in all (bytes: 4 KiB pages). */
@@ -281,28 +284,38 @@ const HELD_PAGES_MAX = 1024;
 const HELD_BYTES_MAX = 16 << 20;
 
 /**
- * Where held pages wait, reused by every task of every restart: pages are
- * read from the image straight into it (copying out of the shared chunk
- * buffers would go byte by byte, and fresh memory costs a fault per page).
+ * Where held pages wait: two areas, reused by the tasks of every restart in
+ * turn. Pages are read from the image straight into one (copying out of
+ * the shared chunk buffers would go byte by byte, and fresh memory costs a
+ * fault per page). An area's last task may still have its round trip, and
+ * so the writes from the area, in flight (see {@link HeldPages.launch}).
  */
-let heldArea: Buffer | undefined;
+const heldAreas: { buf?: Buffer; pending?: TaskSyscalls }[] = [{}, {}];
+let lastArea = 0;
 
 /**
  * Page writes held back until the posted mappings they go into exist:
  * {@link flush} runs the task's posted calls, then writes them in order.
- * Their data lives in the held area, handed out by {@link reserve}.
+ * Their data lives in a held area, handed out by {@link reserve}.
  */
 class HeldPages implements TaskMemory {
   private writes: { addr: bigint; data: Buffer }[] = [];
   private used = 0;
+  private readonly area: (typeof heldAreas)[number];
 
-  constructor(private readonly task: RestartTask) {}
+  constructor(private readonly task: RestartTask) {
+    lastArea ^= 1;
+    this.area = heldAreas[lastArea]!;
+    this.area.pending?.settle();
+    this.area.pending = undefined;
+  }
 
   /** Room for `bytes` of pages to be written later (flushing first if full). */
   reserve(bytes: number): Buffer {
-    heldArea ??= Buffer.allocUnsafeSlow(HELD_BYTES_MAX);
-    if (this.used + bytes > heldArea.length) this.flush();
-    const room = heldArea.subarray(this.used, this.used + bytes);
+    this.area.buf ??= Buffer.allocUnsafeSlow(HELD_BYTES_MAX);
+    const buf = this.area.buf;
+    if (this.used + bytes > buf.length) this.flush();
+    const room = buf.subarray(this.used, this.used + bytes);
     this.used += bytes;
     return room;
   }
@@ -323,9 +336,28 @@ class HeldPages implements TaskMemory {
   /** Run the posted calls and `calls` (their results), then write the pages. */
   flush(calls: readonly SyscallRequest[] = []): bigint[] {
     const results = this.task.sys.batch(calls);
+    this.writeHeld();
+    return results;
+  }
+
+  /**
+   * {@link flush} in the background (see `TaskSyscalls.launch`): `check`
+   * gets the results of `calls` and the pages are written when the task's
+   * round trip is completed, at the latest when the area is next used.
+   */
+  launch(calls: readonly SyscallRequest[], check: (results: readonly bigint[]) => void): void {
+    const sys = this.task.sys;
+    this.area.pending = sys;
+    sys.launch(calls, (results) => {
+      if (this.area.pending === sys) this.area.pending = undefined;
+      check(results);
+      this.writeHeld();
+    });
+  }
+
+  private writeHeld(): void {
     for (const w of this.writes.splice(0)) this.task.mem.write(w.addr, w.data);
     this.used = 0;
-    return results;
   }
 }
 

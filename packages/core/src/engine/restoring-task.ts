@@ -22,7 +22,7 @@ const MAP_FIXED_NOREPLACE = 0x100000;
 /** A task being rebuilt, as phases see it. */
 export class RestoringTask implements RestartTask {
   readonly data = new Map<string, unknown>();
-  readonly mem: ProcTaskMemory;
+  private readonly memory: ProcTaskMemory;
   sys: InjectedSyscalls;
   restorer: { start: bigint; end: bigint };
   finalRegs: Buffer | undefined;
@@ -43,7 +43,7 @@ export class RestoringTask implements RestartTask {
     readonly arch: ArchSupport,
     inherited?: { start: bigint; end: bigint },
   ) {
-    this.mem = new ProcTaskMemory(frozen.pid);
+    this.memory = new ProcTaskMemory(frozen.pid);
     // Reusing the inherited copy, rather than mapping one more, also keeps
     // two restorers from merging into one VMA that the memory phase would
     // then see as task memory and unmap.
@@ -80,12 +80,24 @@ export class RestoringTask implements RestartTask {
     return addr;
   }
 
+  /**
+   * The task's pid. Whoever asks may be about to reach the task through it
+   * (ptrace, /proc): a round trip launched in the background (see
+   * `TaskSyscalls.launch`) is completed first, as for {@link mem}.
+   */
   get pid(): number {
+    this.sys.settle();
     return this.frozen.pid;
   }
 
+  /** The task's memory, once a launched round trip is complete. */
+  get mem(): ProcTaskMemory {
+    this.sys.settle();
+    return this.memory;
+  }
+
   private injectorAt(addr: bigint): InjectedSyscalls {
-    this.mem.write(addr, this.arch.convention.syscallInsn);
+    this.memory.write(addr, this.arch.convention.syscallInsn);
     return new InjectedSyscalls(this.frozen.pid, this.arch, {
       syscallAddr: addr,
       // The rest of the code page takes batches of calls.

@@ -65,9 +65,37 @@ export class InjectedSyscalls implements TaskSyscalls {
     this.fixedScratch = options.scratch;
   }
 
+  /** Completes a launched round trip (see {@link launch}). */
+  private inFlight: (() => void) | undefined;
+  /** Steps waiting for the task to be stopped (see {@link whenStopped}). */
+  private readonly onStop: ((pid: number) => void)[] = [];
+
+  /** The injector, the task stopped: everything that runs in it comes here. */
   private get inj(): SyscallInjector {
+    this.settle();
     this.injector ??= new SyscallInjector(this.pid, this.arch.convention, this.options);
     return this.injector;
+  }
+
+  launch(calls: readonly SyscallRequest[], done: (results: bigint[]) => void): void {
+    const finish = this.startBatch(calls);
+    this.inFlight = () => done(finish());
+  }
+
+  settle(): void {
+    const complete = this.inFlight;
+    this.inFlight = undefined;
+    try {
+      complete?.();
+    } finally {
+      // Even after a failed check: the steps leave the task consistent.
+      for (const fn of this.onStop.splice(0)) fn(this.pid);
+    }
+  }
+
+  whenStopped(fn: (pid: number) => void): void {
+    if (this.inFlight) this.onStop.push(fn);
+    else fn(this.pid);
   }
 
   /** Whether an injector exists (and so registers were saved). */
@@ -148,6 +176,7 @@ export class InjectedSyscalls implements TaskSyscalls {
 
   /** {@link batch} up to the resume of the task; the function waits and gives the results. */
   private startBatch(calls: readonly SyscallRequest[]): Finish<bigint[]> {
+    this.settle();
     for (const c of calls) for (const at of c.resultTo ?? []) this.checkInScratch(at);
     const posted = this.posted.splice(0);
     // Posted calls first: their data goes above the scratch area in use,

@@ -4,8 +4,9 @@
  *
  * While a task is restored it runs injected syscalls; a deliverable signal
  * would interrupt that. Restore therefore blocks every signal first
- * (PTRACE_SETSIGMASK), queues the pending ones, and leaves the saved mask
- * to the engine, which applies it after everything else.
+ * (PTRACE_SETSIGMASK, before the task's next injected calls), queues the
+ * pending ones, and leaves the saved mask to the engine, which applies it
+ * after everything else.
  *
  * A restored task's pending signals are exactly the saved ones (linux-cr's
  * PF_RESTARTING): anything that arrived during the restore is discarded
@@ -60,7 +61,9 @@ export const signalsPhase: TaskPhase = {
     checkpointSigpending(ctx, task);
   },
   restore(ctx, task) {
-    setSigmask(task.pid, ALL_SIGNALS);
+    // Once the task is stopped: the memory phase's round trip may still be
+    // running (see TaskSyscalls.launch); nothing else runs in it before.
+    task.sys.whenStopped((pid) => setSigmask(pid, ALL_SIGNALS));
     const actions = readSighand(ctx, task);
     const { stack, what, blocked } = readSigmask(ctx);
     const pending = readSigpending(ctx, task);
