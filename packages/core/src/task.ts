@@ -115,6 +115,11 @@ export interface TaskMemory {
   read(addr: bigint, length: number): Buffer;
   /** Read into `into` (its whole length). */
   readInto(addr: bigint, into: Buffer): void;
+  /**
+   * Read `ranges`, in order, into `into` (their total length), with as few
+   * system calls as the memory allows; optional (readInto per range else).
+   */
+  readRangesInto?(ranges: readonly { addr: bigint; length: number }[], into: Buffer): void;
   /** Write, even into read-only pages. */
   write(addr: bigint, data: Buffer): void;
 }

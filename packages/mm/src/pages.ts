@@ -77,9 +77,13 @@ export function dumpPages(ctx: CheckpointCtx, mem: TaskMemory, runs: readonly Pa
     const halves = new Uint32Array(addrs.buffer);
     let off = 0;
     let n = 0;
+    if (mem.readRangesInto) {
+      const ranges = part.map((r) => ({ addr: r.start, length: r.pages * PAGE_SIZE }));
+      mem.readRangesInto(ranges, buf.subarray(0, addrs.length * PAGE_SIZE));
+    }
     for (const run of part) {
       const bytes = run.pages * PAGE_SIZE;
-      mem.readInto(run.start, buf.subarray(off, off + bytes));
+      if (!mem.readRangesInto) mem.readInto(run.start, buf.subarray(off, off + bytes));
       off += bytes;
       const start = Number(run.start);
       for (let i = 0; i < run.pages; i++, n++) {

@@ -11,7 +11,7 @@ import {
   isSyscallError,
   SyscallInjector,
 } from '../kernel/inject.js';
-import { ProcMem, readRanges, writeRanges } from '../kernel/memory.js';
+import { type MemRange, ProcMem, readRanges, writeRanges } from '../kernel/memory.js';
 import type { PostOptions, SyscallRequest, TaskMemory, TaskSyscalls } from '../task.js';
 
 /**
@@ -467,6 +467,17 @@ export class ProcTaskMemory implements TaskMemory {
     )
       return;
     this.m.read(addr, into);
+  }
+
+  readRangesInto(ranges: readonly MemRange[], into: Buffer): void {
+    // One process_vm_readv for them all; a protected page anywhere sends
+    // them one by one through readInto.
+    if (ranges.length > 1 && tryVm(() => readRanges(this.pid, ranges, into))) return;
+    let off = 0;
+    for (const r of ranges) {
+      this.readInto(r.addr, into.subarray(off, off + r.length));
+      off += r.length;
+    }
   }
 
   write(addr: bigint, data: Buffer): void {

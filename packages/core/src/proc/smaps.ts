@@ -223,24 +223,33 @@ export function parseSmapsFlags(text: string, file = '/proc/PID/smaps'): SmapsFl
   const out: SmapsFlagsEntry[] = [];
   let cur: SmapsFlagsEntry | undefined;
   for (let pos = 0; pos < text.length; ) {
-    let nl = text.indexOf('\n', pos);
-    if (nl < 0) nl = text.length;
-    if (nl > pos) {
-      if (isHexAt(text, pos)) {
-        const line = text.slice(pos, nl);
-        const vma = parseMapsLine(line, file);
-        if (!vma) throw malformed(file, `not a VMA line: '${line}'`);
-        cur = { ...vma, thpEligible: false, vmFlags: new Set() };
-        out.push(cur);
-      } else if (!cur) {
-        throw malformed(file, `'${text.slice(pos, nl)}' before the first VMA line`);
-      } else if (text.startsWith('VmFlags:', pos)) {
-        for (const f of text.slice(pos + 8, nl).split(' ')) if (f !== '') cur.vmFlags.add(f);
-      } else if (text.startsWith('THPeligible:', pos)) {
-        cur.thpEligible = text.slice(pos + 12, nl).trim() === '1';
-      }
+    let eol = text.indexOf('\n', pos);
+    if (eol < 0) eol = text.length;
+    if (eol === pos) {
+      pos = eol + 1;
+      continue;
     }
-    pos = nl + 1;
+    if (!isHexAt(text, pos)) {
+      if (!cur) throw malformed(file, `'${text.slice(pos, eol)}' before the first VMA line`);
+      pos = eol + 1; // a size or other line of the current VMA
+      continue;
+    }
+    const line = text.slice(pos, eol);
+    const vma = parseMapsLine(line, file);
+    if (!vma) throw malformed(file, `not a VMA line: '${line}'`);
+    cur = { ...vma, thpEligible: false, vmFlags: new Set() };
+    out.push(cur);
+    pos = eol + 1;
+    // The kernel prints VmFlags last in each VMA's block: jump there.
+    const flags = text.indexOf('\nVmFlags:', eol);
+    if (flags < 0) continue;
+    const thp = text.indexOf('\nTHPeligible:', eol);
+    if (thp >= 0 && thp < flags)
+      cur.thpEligible = text.charCodeAt(text.indexOf('\n', thp + 1) - 1) === 49;
+    let end = text.indexOf('\n', flags + 1);
+    if (end < 0) end = text.length;
+    for (const f of text.slice(flags + 9, end).split(' ')) if (f !== '') cur.vmFlags.add(f);
+    pos = end + 1;
   }
   return out;
 }
