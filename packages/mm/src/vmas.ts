@@ -347,13 +347,16 @@ export const vmaHandlers: readonly VmaHandler[] = [
 
 /** Explain why a region has no handler. */
 export function unsupported(task: CheckpointTask, v: VmaInfo): CkptError {
-  const what = v.deleted
-    ? `maps a deleted file (${v.pathname})`
-    : v.pathname.startsWith('/SYSV')
-      ? 'is SysV shared memory'
+  // SysV segments and memfds show as deleted files too: named first.
+  const sysvKey = /^\/SYSV([0-9a-f]{8})/.exec(v.pathname)?.[1];
+  const what =
+    sysvKey !== undefined
+      ? `is a SysV shared memory segment (key 0x${sysvKey}, shmat)`
       : v.pathname.startsWith('/memfd:')
         ? `is a memfd (${v.pathname})`
-        : `is of an unsupported kind (${v.kind}${v.pathname ? `, ${v.pathname}` : ''})`;
+        : v.deleted
+          ? `maps a deleted file (${v.pathname})`
+          : `is of an unsupported kind (${v.kind}${v.pathname ? `, ${v.pathname}` : ''})`;
   return new CkptError(
     'ENOTSUP',
     `pid ${task.pid}: memory region 0x${v.start.toString(16)}-0x${v.end.toString(16)} ${what}; ckpt cannot checkpoint it yet`,

@@ -8,6 +8,7 @@
  *   eventfd  an eventfd at fd 5; pauses forever
  *   listen   a TCP socket listening on 127.0.0.1 (any port) at fd 5; pauses forever
  *   socketpair  a unix stream socketpair at fds 5 and 6; pauses forever
+ *   sysvshm  attaches a private SysV shared memory segment (removed on exit); pauses forever
  *   stdio    fd 1 and fd 7 go to the FIFO DIR/fifo (O_WRONLY); writes "before\n"
  *            to fd 1; after go writes "after PID\n" to fd 1 and "fd7 PID\n"
  *            to fd 7
@@ -22,6 +23,7 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <sys/eventfd.h>
+#include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -70,6 +72,10 @@ int main(int argc, char **argv) {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) < 0 || listen(s, 4) < 0) return 1;
     place(s, 5);
+  } else if (!strcmp(mode, "sysvshm")) {
+    int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+    if (id < 0 || shmat(id, 0, 0) == (void *)-1) return 1;
+    shmctl(id, IPC_RMID, 0); /* gone once detached, i.e. when the test kills us */
   } else if (!strcmp(mode, "socketpair")) {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) return 1;
@@ -92,7 +98,7 @@ int main(int argc, char **argv) {
   at(go, "go");
   ready();
   if (!strcmp(mode, "deleted") || !strcmp(mode, "eventfd") || !strcmp(mode, "listen") ||
-      !strcmp(mode, "socketpair"))
+      !strcmp(mode, "socketpair") || !strcmp(mode, "sysvshm"))
     for (;;) pause();
   wait_go(go);
   if (!strcmp(mode, "stdio")) {

@@ -82,6 +82,16 @@ describe('unsupported files fail the checkpoint', () => {
     );
   });
 
+  it('memory attached from a SysV shared memory segment, named as such', () => {
+    const p = started(launch('sysvshm'));
+    expectRefused(
+      p,
+      new RegExp(
+        `pid ${p.pid}: memory region 0x[0-9a-f]+-0x[0-9a-f]+ is a SysV shared memory segment \\(key 0x00000000`,
+      ),
+    );
+  });
+
   it('a unix socketpair', () => {
     const p = started(launch('socketpair'));
     expectRefused(
