@@ -13,7 +13,6 @@
 
 import { CkptError } from '../errors.js';
 import { PR } from '../kernel/prctl.js';
-import { readPersonality, readTimerslackNs } from '../proc/task.js';
 import type { TaskPhase } from '../registry.js';
 import { injectedReads, MISC } from './reads.js';
 import { taskMiscRecord } from './records.js';
@@ -27,17 +26,18 @@ export const taskMiscPhase: TaskPhase = {
   order: 100,
   prepare: (_ctx, task) => injectedReads.post(task),
   checkpoint(ctx, task) {
-    const buf = injectedReads.get(task).misc;
+    const reads = injectedReads.get(task);
+    const buf = reads.misc;
     const name = buf.subarray(MISC.comm, MISC.comm + COMM_SIZE);
     const nul = name.indexOf(0);
     ctx.write(taskMiscRecord, {
       comm: Buffer.from(name.subarray(0, nul < 0 ? COMM_SIZE - 1 : nul)),
-      personality: readPersonality(task.pid),
+      personality: reads.personality,
       pdeathSignal: buf.readInt32LE(MISC.pdeath),
       clearChildTid: buf.readBigUInt64LE(MISC.tidAddress),
       robustList: buf.readBigUInt64LE(MISC.robustHead),
       robustListLen: buf.readBigUInt64LE(MISC.robustLen),
-      timerslackNs: readTimerslackNs(task.pid),
+      timerslackNs: reads.timerslackNs,
     });
   },
   restore(ctx, task) {

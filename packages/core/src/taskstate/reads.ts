@@ -1,7 +1,8 @@
 /**
  * What the checkpoint of the task, signals and rlimits phases saves that
- * only injected calls can read (prctl values, the robust list, signal
- * actions, the alternate stack, resource limits): read together, in one
+ * injected calls read (prctl values, the robust list, signal actions, the
+ * alternate stack, resource limits, the personality and timer slack, which
+ * /proc shows too but at a file per value): read together, in one
  * batch of injected calls, by the first of these phases to run, and kept
  * in `task.data` for the others. A frozen task changes none of these, and
  * checkpoint phases only read, so each value is exactly what the phase
@@ -13,6 +14,9 @@ import { PR } from '../kernel/prctl.js';
 import { RLIMIT_NAMES } from './records.js';
 
 const PR_GET_PDEATHSIG = 2;
+const PR_GET_TIMERSLACK = 30;
+/** personality(2) with this argument only returns the current persona. */
+const PERSONALITY_QUERY = 0xffff_ffff;
 const KSIGACTION_SIZE = 32;
 /** sizeof(sigset_t) the kernel expects as rt_sigaction's last argument. */
 const SIGSET_SIZE = 8;
@@ -41,6 +45,10 @@ export interface InjectedReads {
   altstack: Buffer;
   /** `struct rlimit64` of every RLIMIT_*. */
   limits: Buffer;
+  /** personality(0xffffffff). */
+  personality: number;
+  /** PR_GET_TIMERSLACK, in ns. */
+  timerslackNs: bigint;
 }
 
 /**
@@ -88,11 +96,22 @@ export const injectedReads = new InjectedRead<InjectedReads>(KEY, (task, done) =
         args: [0, r, 0, at(3, r * RLIMIT_SIZE)],
         what: `reading ${name}`,
       })),
+      // Results, not data: the last two calls.
+      { name: 'personality', args: [PERSONALITY_QUERY], what: 'reading the personality' },
+      { name: 'prctl', args: [PR_GET_TIMERSLACK], what: 'reading the timer slack' },
     ],
     {
       data: [misc, actions, altstack, limits],
       readBack: true,
-      done: (_, [m, a, s, l]) => done({ misc: m!, actions: a!, altstack: s!, limits: l! }),
+      done: (results, [m, a, s, l]) =>
+        done({
+          misc: m!,
+          actions: a!,
+          altstack: s!,
+          limits: l!,
+          personality: Number(results[results.length - 2]!),
+          timerslackNs: results[results.length - 1]!,
+        }),
     },
   );
 });
