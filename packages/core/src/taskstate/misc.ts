@@ -1,9 +1,9 @@
 /**
  * The `task` phase: per-task values that need nothing else restored first
  * (linux-cr's task record): comm, personality, the parent-death signal,
- * clear_child_tid, the robust futex list and the timer slack. Each is read
- * and set from inside the task by injected calls, which see exactly what
- * the kernel holds.
+ * the child-subreaper flag, clear_child_tid, the robust futex list and the
+ * timer slack. Each is read and set from inside the task by injected
+ * calls, which see exactly what the kernel holds.
  *
  * set_child_tid is not saved: no interface reads or sets it from userspace
  * (CRIU skips it too). The kernel only uses it once, to store the tid when
@@ -18,9 +18,10 @@ import { injectedReads, MISC } from './reads.js';
 import { taskMiscRecord } from './records.js';
 
 const PR_SET_TIMERSLACK = 29;
+const PR_SET_CHILD_SUBREAPER = 36;
 const COMM_SIZE = 16;
 
-/** Saves and restores comm, personality, pdeath signal, tid address, robust list and timer slack. */
+/** Saves and restores comm, personality, pdeath signal, child subreaper, tid address, robust list and timer slack. */
 export const taskMiscPhase: TaskPhase = {
   name: 'task',
   order: 100,
@@ -34,6 +35,7 @@ export const taskMiscPhase: TaskPhase = {
       comm: Buffer.from(name.subarray(0, nul < 0 ? COMM_SIZE - 1 : nul)),
       personality: reads.personality,
       pdeathSignal: buf.readInt32LE(MISC.pdeath),
+      childSubreaper: buf.readInt32LE(MISC.childSubreaper) !== 0,
       clearChildTid: buf.readBigUInt64LE(MISC.tidAddress),
       robustList: buf.readBigUInt64LE(MISC.robustHead),
       robustListLen: buf.readBigUInt64LE(MISC.robustLen),
@@ -69,6 +71,11 @@ export const taskMiscPhase: TaskPhase = {
           name: 'prctl',
           args: [PR.SET_PDEATHSIG, rec.pdeathSignal],
           what: 'setting the parent-death signal',
+        },
+        {
+          name: 'prctl',
+          args: [PR_SET_CHILD_SUBREAPER, rec.childSubreaper ? 1 : 0],
+          what: 'setting the child-subreaper flag',
         },
         // Neither call checks the address: the memory is restored later.
         { name: 'set_tid_address', args: [rec.clearChildTid], what: 'setting clear_child_tid' },

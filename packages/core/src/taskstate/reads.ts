@@ -15,6 +15,7 @@ import { RLIMIT_NAMES } from './records.js';
 
 const PR_GET_PDEATHSIG = 2;
 const PR_GET_TIMERSLACK = 30;
+const PR_GET_CHILD_SUBREAPER = 37;
 /** personality(2) with this argument only returns the current persona. */
 const PERSONALITY_QUERY = 0xffff_ffff;
 const KSIGACTION_SIZE = 32;
@@ -32,12 +33,13 @@ export const MISC = {
   robustHead: 24,
   robustLen: 32,
   pdeath: 40,
+  childSubreaper: 44,
   size: 48,
 } as const;
 
 /** The raw results, each a copy of the kernel's struct(s). */
 export interface InjectedReads {
-  /** PR_GET_NAME, PR_GET_PDEATHSIG, PR_GET_TID_ADDRESS, get_robust_list (see {@link MISC}). */
+  /** PR_GET_NAME, PR_GET_PDEATHSIG, PR_GET_CHILD_SUBREAPER, PR_GET_TID_ADDRESS, get_robust_list (see {@link MISC}). */
   misc: Buffer;
   /** `struct kernel_sigaction` of signals 1..nsig. */
   actions: Buffer;
@@ -74,6 +76,11 @@ export const injectedReads = new InjectedRead<InjectedReads>(KEY, (task, done) =
         name: 'prctl',
         args: [PR_GET_PDEATHSIG, at(0, MISC.pdeath)],
         what: 'reading the parent-death signal',
+      },
+      {
+        name: 'prctl',
+        args: [PR_GET_CHILD_SUBREAPER, at(0, MISC.childSubreaper)],
+        what: 'reading the child-subreaper flag',
       },
       {
         name: 'prctl',

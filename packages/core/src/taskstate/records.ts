@@ -4,7 +4,7 @@
  * linux-cr's `ckpt_hdr_task_*`, `ckpt_hdr_sighand`, `ckpt_hdr_signal`.
  */
 import { defineRecord } from '../codec/record.js';
-import { array, bytes, fixed, struct, u32, u64 } from '../codec/schema.js';
+import { array, bool, bytes, fixed, struct, u32, u64 } from '../codec/schema.js';
 import { RecordType } from '../codec/types.js';
 import { SIGINFO_SIZE } from '../kernel/ptrace.js';
 
@@ -32,13 +32,15 @@ export const RLIMIT_NAMES = [
 export const taskMiscRecord = defineRecord(
   RecordType.TASK_MISC,
   'task_misc',
-  'comm, personality, pdeath signal, clear_child_tid, robust list, timer slack',
+  'comm, personality, pdeath signal, child subreaper, clear_child_tid, robust list, timer slack',
   {
     /** The name as the kernel holds it (PR_GET_NAME): raw bytes, not necessarily UTF-8. */
     comm: bytes(15),
     personality: u32('hex'),
     /** PR_SET_PDEATHSIG signal, 0 for none. */
     pdeathSignal: u32(),
+    /** PR_SET_CHILD_SUBREAPER: orphaned descendants are reparented to this task. */
+    childSubreaper: bool(),
     /** set_tid_address(2) pointer. */
     clearChildTid: u64('hex'),
     /** set_robust_list(2) head and length. */

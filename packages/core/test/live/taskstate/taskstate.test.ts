@@ -210,7 +210,7 @@ describe('syscall restart', () => {
 });
 
 describe('rlimits, comm, personality', () => {
-  it('rlimits_creds: limits, comm, timer slack and personality are restored', () => {
+  it('rlimits_creds: limits, comm, timer slack, child subreaper and personality are restored', () => {
     const f = start('rlimits_creds');
     const pid = restart(f.pid);
     expect(fs.readFileSync(`/proc/${pid}/comm`, 'utf8')).toBe(`${f.layout.comm}\n`);
@@ -223,7 +223,7 @@ describe('rlimits, comm, personality', () => {
     f.go();
     // Credentials are another subsystem's: only failures about this state count here.
     const result = f.waitResult();
-    const mine = /RLIMIT|comm|personality|timer slack/;
+    const mine = /RLIMIT|comm|personality|timer slack|subreaper/;
     expect(result.split('; ').filter((item) => mine.test(item))).toEqual([]);
     expect(
       f
