@@ -2,7 +2,7 @@
 // The main job of the README (`pnpm demo`): start a process, checkpoint it,
 // kill it, restart it from the image, and show it continuing where it
 // stopped. Needs root (ckpt ptraces the process and restores its pid).
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,13 +39,11 @@ if (process.getuid?.() !== 0) {
   process.exit(1);
 }
 
-// A shell loop that counts and logs, started outside this process's tree.
+// A shell loop that counts and logs, started by `ckpt run`: in a session of
+// its own, not a child of this process, with nothing but /dev/null for
+// stdio (no pipe of the caller's it could share with the outside).
 const script = `i=0; while :; do i=$((i+1)); echo "tick $i" >> ${log}; j=0; while [ $j -lt 40000 ]; do j=$((j+1)); done; done`;
-const pid = Number(
-  execFileSync('sh', ['-c', `setsid dash -c '${script}' </dev/null >/dev/null 2>&1 & echo $!`], {
-    encoding: 'utf8',
-  }),
-);
+const pid = Number(ckpt('run', '--', 'dash', '-c', script).trim());
 console.log(`started a counting dash loop, pid ${pid}, logging to ${log}`);
 wait(700);
 console.log(`it has counted to: ${lastTick()}`);

@@ -152,7 +152,9 @@ describe('leak detection for container checkpoints', () => {
     expect(r.code).toBe(0);
     const said = new RegExp(`pid ${holder} outside the checkpointed tree also holds the FIFO`);
     expect(r.stderr).toMatch(new RegExp(`ckpt: warn: .*${said.source}`));
-    expect((JSON.parse(r.stdout) as { warnings: string[] }).warnings.join('\n')).toMatch(said);
+    const warned = (JSON.parse(r.stdout) as { warnings: string[] }).warnings;
+    // Once: the reverse check after saving reports only references taken meanwhile.
+    expect(warned.filter((w) => said.test(w))).toHaveLength(1);
     expect(procState(pid)).toBeDefined();
   });
 });

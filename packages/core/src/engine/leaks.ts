@@ -357,10 +357,16 @@ export function checkLeaks(
   container: boolean,
   log: Logger,
   mapsOf?: (pid: number) => readonly MapsEntry[] | undefined,
-): TreeObjects {
+): CheckedTree {
   const tree = collectTreeObjects(pids, mapsOf);
-  reportLeaks(findLeaks(pids, tree), container, log, '');
-  return tree;
+  const leaks = findLeaks(pids, tree);
+  reportLeaks(leaks, container, log, '');
+  return { ...tree, leaks };
+}
+
+/** The objects {@link checkLeaks} found, and the leaks it reported (subtrees go on with warnings). */
+export interface CheckedTree extends TreeObjects {
+  leaks: readonly Leak[];
 }
 
 function reportLeaks(leaks: Leak[], container: boolean, log: Logger, when: string): void {
@@ -388,7 +394,7 @@ function reportLeaks(leaks: Leak[], container: boolean, log: Logger, when: strin
  */
 export function checkReverseLeaks(
   pids: readonly number[],
-  before: TreeObjects,
+  before: CheckedTree,
   container: boolean,
   log: Logger,
 ): void {
@@ -417,7 +423,10 @@ export function checkReverseLeaks(
     if (container) throw new CkptError('ELEAK', `${msg}; checkpoint again`);
     log.warn(msg);
   }
-  reportLeaks(findLeaks(pids, after), container, log, ' (taken during the checkpoint)');
+  // Only references taken meanwhile: the ones found before were reported then.
+  const known = (l: Leak) => before.leaks.some((b) => b.pid === l.pid && b.object === l.object);
+  const taken = findLeaks(pids, after).filter((l) => !known(l));
+  reportLeaks(taken, container, log, ' (taken during the checkpoint)');
 }
 
 function refText(ref: string): string {
