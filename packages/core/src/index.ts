@@ -28,6 +28,7 @@ export * from './engine/records.js';
 export * from './engine/restart.js';
 export * from './engine/run.js';
 export * from './engine/shared-structs.js';
+export { readMemoryRanges } from './engine/syscalls.js';
 export * from './engine/task-io.js';
 export * from './engine/tree-view.js';
 export * from './errors.js';

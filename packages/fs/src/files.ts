@@ -26,11 +26,10 @@ import { postCopyFromHolder, type RestoredFile, restoringInto } from './file-obj
 import { F_DUPFD_CLOEXEC, F_SETFD, FD_CLOEXEC, O_CLOEXEC } from './flags.js';
 import { unsupported } from './handlers.js';
 import { isTreePipe, pipeFile } from './pipe.js';
+import { fileDescRecord, fileTableRecord } from './records.js';
 
 /** The largest fd close_range takes (~0U). */
 const MAX_FD = 0xffff_ffff;
-
-import { fileDescRecord, fileTableRecord } from './records.js';
 
 interface PlannedFd {
   file: FileInfo;

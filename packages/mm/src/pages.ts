@@ -10,6 +10,7 @@ import {
   CkptError,
   PAGE_SIZE,
   type RestartCtx,
+  readMemoryRanges,
   sharedBuffer,
   type TaskMemory,
 } from '@ckpt/core';
@@ -72,19 +73,14 @@ export function dumpPages(ctx: CheckpointCtx, mem: TaskMemory, runs: readonly Pa
   for (const part of chunks(runs)) {
     const buf = nextChunkBuffer();
     const addrs = new BigUint64Array(countPages(part));
+    const bytes = addrs.length * PAGE_SIZE;
+    const ranges = part.map((r) => ({ addr: r.start, length: r.pages * PAGE_SIZE }));
+    readMemoryRanges(mem, ranges, buf.subarray(0, bytes));
     // Fill the addresses as 32-bit halves: user addresses fit in a double,
     // and this avoids a bigint per page.
     const halves = new Uint32Array(addrs.buffer);
-    let off = 0;
     let n = 0;
-    if (mem.readRangesInto) {
-      const ranges = part.map((r) => ({ addr: r.start, length: r.pages * PAGE_SIZE }));
-      mem.readRangesInto(ranges, buf.subarray(0, addrs.length * PAGE_SIZE));
-    }
     for (const run of part) {
-      const bytes = run.pages * PAGE_SIZE;
-      if (!mem.readRangesInto) mem.readInto(run.start, buf.subarray(off, off + bytes));
-      off += bytes;
       const start = Number(run.start);
       for (let i = 0; i < run.pages; i++, n++) {
         const a = start + i * PAGE_SIZE;
@@ -93,7 +89,7 @@ export function dumpPages(ctx: CheckpointCtx, mem: TaskMemory, runs: readonly Pa
       }
     }
     ctx.write(pgarrRecord, { addrs });
-    ctx.writer.writeRaw(bufferRecord, buf.subarray(0, off), { lend: true });
+    ctx.writer.writeRaw(bufferRecord, buf.subarray(0, bytes), { lend: true });
     ctx.stats.pages += addrs.length;
     ctx.progress.update(ctx.stats.pages);
   }

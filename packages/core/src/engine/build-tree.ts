@@ -146,8 +146,8 @@ export function buildTree(
     let task: RestoringTask;
     const early = ahead.get(index);
     if (early) {
+      // Plain: it shares nothing with its parent (sharesWithParent stays 0).
       task = new RestoringTask(early, entry.pid, arch, parent!.restorer);
-      task.sharesWithParent = entry.shares;
     } else if (isRoot) {
       const flags = container ? CLONE_NEW_CONTAINER : 0n;
       task = new RestoringTask(factory.create(want, entry.exitSignal, flags), entry.pid, arch);

@@ -379,11 +379,6 @@ function killWithoutWaiting(task: FrozenCheckpointTask, log: Logger): void {
 }
 
 /**
- * Give every task ckpt's code page, then let every phase post the injected
- * reads it needs (`TaskPhase.prepare`) and run them: two round trips per
- * task, all tasks at once.
- */
-/**
  * Whether `task` maps a writable region of {@link EARLY_CRC_WORKER_BYTES}
  * or more: its pages may fill the image with chunks the checksum worker sums.
  */
@@ -391,6 +386,11 @@ function hasLargeWritableMapping(task: FrozenCheckpointTask): boolean {
   return task.maps.some((m) => m.write && m.end - m.start >= BigInt(EARLY_CRC_WORKER_BYTES));
 }
 
+/**
+ * Give every task ckpt's code page, then let every phase post the injected
+ * reads it needs (`TaskPhase.prepare`) and run them: two round trips per
+ * task, all tasks at once.
+ */
 function prepareAll(
   ctx: CheckpointCtx,
   tasks: readonly FrozenCheckpointTask[],

@@ -87,6 +87,15 @@ export const CLONE_NEW_CONTAINER =
   0x00020000n; /* CLONE_NEWNS */
 
 /**
+ * The pid ckpt will see for a task created in `levels` pid namespaces with
+ * `tids` (innermost first): the outermost, when `tids` names every level
+ * (it may name inner levels only).
+ */
+function pidNamed(tids: readonly number[] | undefined, levels: number): number | undefined {
+  return tids?.length === levels ? tids[levels - 1] : undefined;
+}
+
+/**
  * The pid ckpt sees for the child that `parent` knows as `local` (they
  * differ when the parent is in a pid namespace below ckpt's).
  */
@@ -191,8 +200,7 @@ export class TaskFactory {
     cloneFlags = 0n,
   ): FrozenTask {
     const tids = typeof want === 'number' ? [want] : want;
-    const levels = cloneFlags & CLONE_NEWPID ? 2 : 1;
-    const pid = tids?.length === levels ? tids[levels - 1] : undefined;
+    const pid = pidNamed(tids, cloneFlags & CLONE_NEWPID ? 2 : 1);
     // clone3 refuses an exit_signal with CLONE_PARENT: the child inherits
     // the stub's, which is SIGCHLD (posix_spawn).
     if (exitSignal !== SIGCHLD) {
@@ -246,9 +254,8 @@ export class TaskFactory {
     opts: { sibling?: { parent: number }; newPidNs?: boolean; share?: bigint } = {},
   ): FrozenTask {
     const { sibling } = opts;
-    // The pid ckpt will see, when `tids` names it (it may name inner levels only).
     const levels = readStatus(parent.pid).nsPid.length + (opts.newPidNs ? 1 : 0);
-    const pid = tids?.length === levels ? tids[levels - 1] : undefined;
+    const pid = pidNamed(tids, levels);
     const flags =
       CLONE_PTRACE |
       (sibling ? CLONE_PARENT : 0n) |
@@ -279,9 +286,10 @@ export class TaskFactory {
   ): FrozenTask[] {
     const levels = readStatus(parent.pid).nsPid.length;
     const out: FrozenTask[] = [];
+    // One clone_args with its set_tid array per child, 8-byte aligned.
+    const stride = (CLONE_ARGS_SIZE + 4 * Math.max(levels, 2) + 7) & ~7;
     for (let first = 0; first < kids.length; first += CLONES_PER_BATCH) {
       const part = kids.slice(first, first + CLONES_PER_BATCH);
-      const stride = (CLONE_ARGS_SIZE + 4 * Math.max(levels, 2) + 7) & ~7;
       const base = parent.sys.scratch(stride * part.length);
       const at = (i: number) => base + BigInt(i * stride);
       const args = Buffer.concat(
@@ -298,9 +306,7 @@ export class TaskFactory {
       // Every child that exists is tracked before anything can fail.
       const born = results.map((r, i) => {
         if (isSyscallError(r)) return undefined;
-        const tids = part[i]!.tids;
-        const child =
-          tids?.length === levels ? tids[levels - 1]! : hostPidOfChild(parent.pid, Number(r));
+        const child = pidNamed(part[i]!.tids, levels) ?? hostPidOfChild(parent.pid, Number(r));
         this.created.push(child);
         return child;
       });

@@ -446,6 +446,24 @@ function signalsSent(calls: readonly Pick<SyscallRequest, 'name' | 'args'>[]): b
  */
 const VM_RW_MIN = 64 * 1024;
 
+/**
+ * Read `ranges` of `mem`, in order, into `into` (their total length): in
+ * one go where the memory can (`TaskMemory.readRangesInto`), else range by
+ * range.
+ */
+export function readMemoryRanges(mem: TaskMemory, ranges: readonly MemRange[], into: Buffer): void {
+  if (mem.readRangesInto) mem.readRangesInto(ranges, into);
+  else readEachRange(mem, ranges, into);
+}
+
+function readEachRange(mem: TaskMemory, ranges: readonly MemRange[], into: Buffer): void {
+  let off = 0;
+  for (const r of ranges) {
+    mem.readInto(r.addr, into.subarray(off, off + r.length));
+    off += r.length;
+  }
+}
+
 /** Memory of a task: bulk through process_vm_*v, forced access through /proc/PID/mem. */
 export class ProcTaskMemory implements TaskMemory {
   private mem: ProcMem | undefined;
@@ -473,11 +491,7 @@ export class ProcTaskMemory implements TaskMemory {
     // One process_vm_readv for them all; a protected page anywhere sends
     // them one by one through readInto.
     if (ranges.length > 1 && tryVm(() => readRanges(this.pid, ranges, into))) return;
-    let off = 0;
-    for (const r of ranges) {
-      this.readInto(r.addr, into.subarray(off, off + r.length));
-      off += r.length;
-    }
+    readEachRange(this, ranges, into);
   }
 
   write(addr: bigint, data: Buffer): void {
