@@ -355,7 +355,10 @@ export function startFixture(name: string, opts: StartOptions = {}): FixtureHand
     },
     dispose() {
       handle.kill();
-      // The launcher may still be writing the fixture's exit status there.
+      // The launcher writes the fixture's exit status there as it ends:
+      // let it end (a zombie has) before the directory goes.
+      const end = Date.now() + 5000;
+      while (child.pid !== undefined && isAlive(child.pid) && Date.now() < end) sleepSync(5);
       fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
     },
   };
