@@ -50,6 +50,8 @@ export const FIXTURE_NAMES = [
   'tree_share',
   'tree_share_pipe',
   'tree_shared_memory',
+  'threads',
+  'threads.py',
 ] as const;
 export type FixtureName = (typeof FIXTURE_NAMES)[number];
 
@@ -269,7 +271,7 @@ export interface FixtureHandle {
   kill(): void;
   /** kill() and remove the work directory. */
   dispose(): void;
-  /** Counter fixtures: the last value written to <dir>/count (-1 if none yet). */
+  /** Counter fixtures and threads.py: the last value written to <dir>/count (-1 if none yet). */
   count?: () => number;
 }
 
@@ -362,7 +364,7 @@ export function startFixture(name: string, opts: StartOptions = {}): FixtureHand
       fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
     },
   };
-  if (name.startsWith('counter')) {
+  if (name.startsWith('counter') || name === 'threads.py') {
     handle.count = () => {
       const lines = readOr(path.join(dir, 'count'))
         .split('\n')

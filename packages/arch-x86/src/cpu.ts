@@ -43,10 +43,15 @@ const xstateHere = new WeakMap<
   { length: number } & ReturnType<typeof decodeXstateInfo>
 >();
 
-/** Saves and restores the CPU state; order 1000 so it is restored last. */
+/**
+ * Saves and restores the CPU state of a process's leader and of each of its
+ * other threads; order 1000 so it is restored last.
+ */
 export const cpuPhase: TaskPhase = {
   name: 'cpu',
   order: 1000,
+  checkpointThread: (ctx, thread) => cpuPhase.checkpoint(ctx, thread),
+  restoreThread: (ctx, thread) => cpuPhase.restore(ctx, thread),
   checkpoint(ctx, task) {
     const dr = readDebugRegs(task.pid);
     ctx.write(cpuRecord, {

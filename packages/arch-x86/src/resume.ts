@@ -6,6 +6,7 @@
  * changed and jumps back to where the task was, re-entering an interrupted
  * syscall exactly as the kernel would have (see resumeRegs).
  */
+import type { Marker } from '@ckpt/core';
 import { decodeRegs, getReg, type RegName } from './regs.js';
 import { resumeRegs } from './restart.js';
 
@@ -91,12 +92,7 @@ const UD2 = Buffer.from([0x0f, 0x0b]);
  * Registers changed: rax, rcx, rdx, rsi, rdi, r8–r11, which the resume
  * code reloads.
  */
-export function x86BatchCode(
-  at: bigint,
-  cursor: bigint,
-  marker: { pid: number; signal: number },
-  tail?: Buffer,
-): Buffer {
+export function x86BatchCode(at: bigint, cursor: bigint, marker: Marker, tail?: Buffer): Buffer {
   const out: number[] = [];
   const ripRel = (op: number[]) => {
     // The displacement counts from the end of this 7-byte instruction.
@@ -127,18 +123,18 @@ export function x86BatchCode(
 }
 
 /**
- * Append the marker: tgkill(pid, pid, signal), which stops the traced task
+ * Append the marker: tgkill(tgid, pid, signal), which stops the traced task
  * where ckpt expects it. Four 10-byte movabs and a syscall (42 bytes), the
  * length {@link X86_MARKER_STUB_END} counts on.
  */
-function pushMarker(out: number[], marker: { pid: number; signal: number }): void {
+function pushMarker(out: number[], marker: Marker): void {
   out.push(
     ...movabs('rax', NR_TGKILL),
-    ...movabs('rdi', BigInt(marker.pid)),
+    ...movabs('rdi', BigInt(marker.tgid)),
     ...movabs('rsi', BigInt(marker.pid)),
     ...movabs('rdx', BigInt(marker.signal)),
     0x0f,
-    0x05, // syscall: tgkill(pid, pid, signal)
+    0x05, // syscall: tgkill(tgid, pid, signal)
   );
 }
 
@@ -149,7 +145,7 @@ function pushMarker(out: number[], marker: { pid: number; signal: number }): voi
  * result is kept in r10 across the marker's tgkill (`stubResult`), and
  * `tail`, the resume code, follows.
  */
-export function x86MarkerStub(marker: { pid: number; signal: number }, tail: Buffer): Buffer {
+export function x86MarkerStub(marker: Marker, tail: Buffer): Buffer {
   const out: number[] = [0x0f, 0x05, 0x49, 0x89, 0xc2]; // syscall; mov r10, rax
   pushMarker(out, marker);
   return Buffer.concat([Buffer.from(out), tail]);

@@ -11,7 +11,7 @@ import {
   stringRecord,
   tailRecord,
 } from './codec/core-records.js';
-import { taskRecord, treeRecord } from './engine/records.js';
+import { taskRecord, threadRecord, treeRecord } from './engine/records.js';
 import { definePlugin } from './registry.js';
 import { taskStatePhases, taskStateRecords } from './taskstate/index.js';
 
@@ -29,6 +29,7 @@ export const corePlugin = definePlugin({
     objrefRecord,
     treeRecord,
     taskRecord,
+    threadRecord,
     tailRecord,
     errorRecord,
     ...taskStateRecords,

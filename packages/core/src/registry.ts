@@ -60,6 +60,28 @@ export interface TaskPhase {
   checkpoint(ctx: CheckpointCtx, task: CheckpointTask): void;
   /** Restore this part of `task`'s state from the records `checkpoint` wrote. */
   restore(ctx: RestartCtx, task: RestartTask): void;
+  /**
+   * Optional, for phases with per-thread state (registers, the blocked
+   * mask, credentials…): like `prepare`, for each thread of a
+   * multi-threaded process other than its leader. `thread` is that thread
+   * as a task (its own pid is its thread id, its `sys` runs calls in it);
+   * `task` is the process's leader.
+   */
+  prepareThread?(ctx: CheckpointCtx, thread: CheckpointTask, task: CheckpointTask): void;
+  /**
+   * Save the per-thread part of this phase's state for `thread`, a thread
+   * of `task` other than its leader. `checkpoint` saved the leader's, and
+   * whatever the threads share (memory, files, signal actions, limits);
+   * phases without this method have no per-thread state. Runs after every
+   * phase's `checkpoint` of the process, thread by thread.
+   */
+  checkpointThread?(ctx: CheckpointCtx, thread: CheckpointTask, task: CheckpointTask): void;
+  /**
+   * Restore what `checkpointThread` saved. The thread exists (created
+   * when the tree was built, sharing the process's memory, files and
+   * signal actions) and every phase's `restore` of the process has run.
+   */
+  restoreThread?(ctx: RestartCtx, thread: RestartTask, task: RestartTask): void;
 }
 
 /**

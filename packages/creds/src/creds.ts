@@ -126,11 +126,18 @@ function restoreCreds(ctx: RestartCtx, task: RestartTask): void {
   applyCreds(task, cred, caps, start.securebits, start.status);
 }
 
-/** The `creds` phase (order 900: after rlimits, before the CPU state). */
+/**
+ * The `creds` phase (order 900: after rlimits, before the CPU state).
+ * Credentials belong to each thread (a raw setuid changes only the calling
+ * one): every thread's are saved, and applied in that thread.
+ */
 export const credsPhase: TaskPhase = {
   name: 'creds',
   order: 900,
   prepare: (_ctx, task) => prctlReads.post(task),
+  prepareThread: (_ctx, thread) => prctlReads.post(thread),
   checkpoint: checkpointCreds,
+  checkpointThread: (ctx, thread) => checkpointCreds(ctx, thread),
   restore: restoreCreds,
+  restoreThread: (ctx, thread) => restoreCreds(ctx, thread),
 };

@@ -71,11 +71,10 @@ interface PlannedVma {
 function plan(ctx: CheckpointCtx, task: CheckpointTask): PlannedVma[] {
   const own = task.ownMappings;
   const out: PlannedVma[] = [];
-  for (const vma of readSmapsFlags(task.pid)) {
-    // [vsyscall] is fixed by the kernel above user space; ckpt's scratch
-    // area is not the task's.
-    if (vma.kind === 'vsyscall') continue;
-    if (own.some((m) => vma.start >= m.start && vma.end <= m.end)) continue;
+  // [vsyscall] is fixed by the kernel above user space; ckpt's scratch
+  // areas are not the task's.
+  const vmas = readSmapsFlags(task.pid).filter((v) => v.kind !== 'vsyscall');
+  for (const vma of own.length === 0 ? vmas : vmas.flatMap((v) => outside(v, own))) {
     const handler = ctx.registry.vmaHandlerFor(vma);
     if (!handler) throw unsupported(task, vma);
     const runs = handler.pages(task, vma);
@@ -88,6 +87,26 @@ function plan(ctx: CheckpointCtx, task: CheckpointTask): PlannedVma[] {
   }
   markKeepApart(out);
   return out;
+}
+
+/**
+ * The parts of `vma` outside ckpt's own areas `own`. An anonymous area the
+ * kernel placed next to another with the same protection is merged with it
+ * into one VMA: ckpt's areas of several threads, or one of them and a
+ * writable, executable region of the task's own.
+ */
+function outside(vma: VmaInfo, own: readonly { start: bigint; end: bigint }[]): VmaInfo[] {
+  let parts: VmaInfo[] = [vma];
+  for (const m of own) {
+    parts = parts.flatMap((p) => {
+      if (m.end <= p.start || m.start >= p.end) return [p];
+      const kept: VmaInfo[] = [];
+      if (p.start < m.start) kept.push({ ...p, end: m.start });
+      if (m.end < p.end) kept.push({ ...p, start: m.end, offset: p.offset + (m.end - p.start) });
+      return kept;
+    });
+  }
+  return parts;
 }
 
 /** The program break: brk(0) in the task (/proc shows only where the heap starts). */

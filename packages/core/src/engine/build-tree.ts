@@ -50,8 +50,9 @@ function badTree(what: string, pid: number): CkptError {
 
 /**
  * Refuse a tree that cannot be built in order: the first entry is the only
- * root, every other task follows its parent, no zombie has children, and
- * exit signals are signals.
+ * root, every other task follows its parent, no zombie has children or
+ * threads, threads are at their process's pid-namespace levels, and exit
+ * signals are signals.
  */
 function checkOrder(tree: readonly TreeEntry[], nsig: number): void {
   const seen = new Map<number, TreeEntry>();
@@ -68,6 +69,12 @@ function checkOrder(tree: readonly TreeEntry[], nsig: number): void {
       throw badTree(`pid ${e.pid} is the child of zombie ${parent.pid}`, e.pid);
     }
     if (i === 0 && e.state === TaskState.ZOMBIE) throw badTree('the root is a zombie', e.pid);
+    if (e.threads.length > 0 && e.state === TaskState.ZOMBIE) {
+      throw badTree(`zombie ${e.pid} has threads`, e.pid);
+    }
+    if (e.threads.some((t) => t.nsTids.length !== e.nsPids.length)) {
+      throw badTree(`a thread of pid ${e.pid} is not in the pid namespaces of its process`, e.pid);
+    }
     if (e.exitSignal > nsig) {
       throw badTree(`pid ${e.pid} has exit signal ${e.exitSignal}, not a signal`, e.pid);
     }
@@ -178,6 +185,16 @@ export function buildTree(
   const pidOf = (saved: number) => bySavedPid.get(saved)?.pid ?? placeholders.pidOf(saved) ?? saved;
   restoreGroups(created, pidOf, opts.log, placeholders.pids());
   placeholders.retire();
+  // The other threads of each process, once it has every child (a fork
+  // copies only the calling thread anyway), before it enters a pid
+  // namespace for its children: clone3 refuses CLONE_THREAD then.
+  for (const c of created) {
+    if (c.entry.threads.length === 0) continue;
+    const want = c.entry.threads.map((t) => (opts.noPids ? undefined : [...t.nsTids].reverse()));
+    for (const [i, frozen] of factory.createThreads(c.task, want).entries()) {
+      c.task.threadsToRestore.push({ frozen, savedTid: c.entry.threads[i]!.nsTids[0]! });
+    }
+  }
   // Last, as new children would go there: a task that unshared a pid
   // namespace has its later children born in it.
   for (const c of created) {

@@ -15,12 +15,12 @@ import { CheckpointCtx } from '../context.js';
 import { asCkptError, CkptError } from '../errors.js';
 import { CheckpointFlags } from '../flags.js';
 import { hostArchId, makeHeader, writeHeader } from '../image.js';
-import { type FrozenTask, unfreezeTask } from '../kernel/freeze.js';
+import { type FrozenTask, unfreezeProcess } from '../kernel/freeze.js';
 import { type Finish, findLeftoverParasites } from '../kernel/inject.js';
 import { errno, libc } from '../kernel/libc.js';
 import { getRegset, NT } from '../kernel/ptrace.js';
 import type { Logger, Progress } from '../log.js';
-import { readMaps, readStat, readStatus } from '../proc/index.js';
+import { type MapsEntry, readMaps, readStat, readStatus } from '../proc/index.js';
 import type { Registry, TaskPhase } from '../registry.js';
 import type { CheckpointTask } from '../task.js';
 import { allAtOnce } from './all-at-once.js';
@@ -31,6 +31,7 @@ import { checkLeaks, checkReverseLeaks } from './leaks.js';
 import { TaskState, taskRecord, treeRecord } from './records.js';
 import { sharedWithParent } from './shared-structs.js';
 import { InjectedSyscalls, ProcTaskMemory } from './syscalls.js';
+import { checkpointThreads, checkThreadShares } from './threads.js';
 
 const SIGKILL = 9;
 /** waitpid(2) status bit: the process dumped core. */
@@ -97,14 +98,27 @@ class FrozenCheckpointTask implements CheckpointTask {
   /** /proc/PID/maps at freeze (ckpt's own code page aside, nothing changes it). */
   readonly maps;
 
+  /**
+   * The process's other threads (see threads.ts), frozen with it; phases
+   * see them through `TaskPhase.checkpointThread`.
+   */
+  readonly threads: FrozenCheckpointTask[];
+
+  /**
+   * @param threads - the process's other threads, frozen (none for a
+   *   thread itself)
+   * @param maps - /proc/PID/maps if read already (a thread's are its process's)
+   */
   constructor(
     readonly frozen: FrozenTask,
     readonly arch: ArchSupport,
+    threads: readonly FrozenTask[] = [],
+    maps?: MapsEntry[],
   ) {
     this.regs = getRegset(frozen.pid, NT.PRSTATUS, arch.convention.regsSize);
     this.stat = readStat(frozen.pid);
     this.status = readStatus(frozen.pid);
-    this.maps = readMaps(frozen.pid);
+    this.maps = maps ?? readMaps(frozen.pid);
     // Kill-safe: if ckpt dies mid-call, the task resumes as it was. The
     // status tells the injector which signal can end a batch of calls,
     // the maps where the vDSO is.
@@ -114,15 +128,22 @@ class FrozenCheckpointTask implements CheckpointTask {
       maps: this.maps,
     });
     this.mem = new ProcTaskMemory(frozen.pid);
+    this.threads = threads.map((f) => {
+      checkThreadShares(frozen.pid, f.pid);
+      return new FrozenCheckpointTask(f, arch, [], this.maps);
+    });
   }
 
   get pid(): number {
     return this.frozen.pid;
   }
 
-  get ownMappings() {
-    const r = this.sys.scratchRange;
-    return r ? [r] : [];
+  /** ckpt's scratch areas in the address space: the task's and its threads'. */
+  get ownMappings(): { start: bigint; end: bigint }[] {
+    return [this, ...this.threads].flatMap((t) => {
+      const r = t.sys.scratchRange;
+      return r ? [r] : [];
+    });
   }
 
   /**
@@ -204,7 +225,7 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
   try {
     for (const m of members) {
       if (m.kind !== 'live') continue;
-      const t = new FrozenCheckpointTask(m.frozen, arch);
+      const t = new FrozenCheckpointTask(m.frozen, arch, m.threads);
       tasks.push(t);
       byPid.set(t.pid, t);
     }
@@ -242,6 +263,7 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
         nsSid: status.nsSid.at(-1) ?? stat.session,
         pidNsOfChildren: byPid.has(pid) ? pidNsOfChildren(pid, tree) : 0,
         shares: byPid.has(pid) && byPid.has(status.ppid) ? sharedWithParent(pid, status.ppid) : 0,
+        threads: (byPid.get(pid)?.threads ?? []).map((th) => ({ nsTids: th.status.nsPid })),
       };
     });
     checkPidLevels(entries, isContainer);
@@ -279,6 +301,7 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
           }
         });
       }
+      checkpointThreads(ctx, task, task.threads, phases);
       ctx.stats.tasks++;
     }
     ctx.timed('leaks', () => checkReverseLeaks(tree, objects, isContainer, ctx.log));
@@ -289,7 +312,9 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
     ctx.setError(err);
     releaseAll(tasks, ctx.log);
     frozenTree.letGo(() => {
-      for (const m of members) if (m.kind === 'live') unfreezeQuietly(m.frozen, 'running', ctx.log);
+      for (const m of members) {
+        if (m.kind === 'live') unfreezeQuietly(m.frozen, m.threads, 'running', ctx.log);
+      }
     });
     throw err;
   } finally {
@@ -303,7 +328,13 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
   frozenTree.letGo(() => {
     for (const t of tasks) {
       if (leave === 'kill' && opts.awaitKill === false) killWithoutWaiting(t, ctx.log);
-      else unfreezeQuietly(t.frozen, leave, ctx.log);
+      else
+        unfreezeQuietly(
+          t.frozen,
+          t.threads.map((th) => th.frozen),
+          leave,
+          ctx.log,
+        );
     }
   }, leave === 'kill');
   ctx.stats.durations.frozen = performance.now() - t0;
@@ -396,31 +427,43 @@ function prepareAll(
   tasks: readonly FrozenCheckpointTask[],
   phases: readonly TaskPhase[],
 ): void {
-  allAtOnce(tasks, (t) => t.sys.startSetUp());
+  const all = withThreads(tasks);
+  allAtOnce(all, (t) => t.sys.startSetUp());
   for (const t of tasks) {
     for (const phase of phases) {
       try {
         phase.prepare?.(ctx, t);
+        for (const th of t.threads) phase.prepareThread?.(ctx, th, t);
       } catch (e) {
         throw asCkptError(e, `phase ${phase.name}`, t.pid);
       }
     }
   }
-  allAtOnce(tasks, (t) => t.sys.startPosted());
+  allAtOnce(all, (t) => t.sys.startPosted());
 }
 
-/** Undo ckpt's changes in every task, all at once; a task that refuses is a warning. */
+/** Every task and, after each, its other threads. */
+function withThreads(tasks: readonly FrozenCheckpointTask[]): FrozenCheckpointTask[] {
+  return tasks.flatMap((t) => [t, ...t.threads]);
+}
+
+/** Undo ckpt's changes in every task and thread, all at once; one that refuses is a warning. */
 function releaseAll(tasks: readonly FrozenCheckpointTask[], log: Logger): void {
   allAtOnce(
-    tasks,
+    withThreads(tasks),
     (t) => t.startRelease(),
     (t, e) => log.warn(`pid ${t.pid}: could not undo ckpt's changes: ${(e as Error).message}`),
   );
 }
 
-function unfreezeQuietly(frozen: FrozenTask, leave: LeaveMode, log: Logger): void {
+function unfreezeQuietly(
+  frozen: FrozenTask,
+  threads: readonly FrozenTask[],
+  leave: LeaveMode,
+  log: Logger,
+): void {
   try {
-    unfreezeTask(frozen, leave === 'running' ? 'resume' : leave);
+    unfreezeProcess(frozen, threads, leave === 'running' ? 'resume' : leave);
   } catch (e) {
     log.warn(`pid ${frozen.pid}: could not release it: ${(e as Error).message}`);
   }

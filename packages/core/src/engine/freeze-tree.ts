@@ -9,7 +9,7 @@
  * need no freezing either: once their parent is frozen nobody can reap
  * them, and all their state is in /proc/PID/stat.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { CkptError } from '../errors.js';
 import {
   awaitFrozen,
@@ -28,9 +28,12 @@ import { FreezerGuard } from './freezer-guard.js';
 /** How many scans a tree may keep changing before the checkpoint gives up. */
 const MAX_ROUNDS = 100;
 
-/** One task of a frozen tree, in depth-first order. */
+/**
+ * One process of a frozen tree, in depth-first order: a live one with its
+ * leader and every other thread held, or a zombie.
+ */
 export type TreeMember =
-  | { kind: 'live'; info: ProcessInfo; frozen: FrozenTask }
+  | { kind: 'live'; info: ProcessInfo; frozen: FrozenTask; threads: FrozenTask[] }
   | { kind: 'zombie'; info: ProcessInfo };
 
 function isZombieState(state: string): boolean {
@@ -46,15 +49,50 @@ function isGone(pid: number): boolean {
   }
 }
 
-function refuseThreads(pid: number): void {
+/**
+ * A zombie whose other threads still run: its main thread called
+ * pthread_exit (or exited by itself). /proc shows such a process as a
+ * zombie; ckpt cannot recreate a thread group without its leader.
+ */
+function refuseHeadlessGroup(pid: number): void {
   const threads = threadsOf(pid);
   if (threads.length > 1) {
     throw new CkptError(
       'ENOTSUP',
-      `pid ${pid} has ${threads.length} threads; multi-threaded processes are not supported yet`,
+      `pid ${pid}: its main thread has exited while ${threads.length - 1} other thread(s) still run; such a process cannot be checkpointed`,
       { pid },
     );
   }
+}
+
+/**
+ * Freeze every thread of the process `pid` (its leader frozen already)
+ * that `frozen` does not hold yet, until a reading of /proc/PID/task finds
+ * no new one: a thread not frozen yet may start another. Threads that
+ * exit before they are frozen are skipped. Returns the process's thread
+ * ids other than the leader, ascending, and whether any was frozen now.
+ */
+function freezeThreads(
+  pid: number,
+  frozen: Map<number, FrozenTask>,
+): { threads: number[]; changed: boolean } {
+  let changed = false;
+  for (let round = 0; round < MAX_ROUNDS; round++) {
+    const threads = threadsOf(pid).filter((tid) => tid !== pid);
+    const fresh = threads.filter((tid) => !frozen.has(tid));
+    if (fresh.length === 0) return { threads, changed };
+    changed = true;
+    for (const tid of fresh) {
+      try {
+        frozen.set(tid, freezeTask(tid));
+      } catch (e) {
+        if (existsSync(`/proc/${pid}/task/${tid}`)) throw e;
+      }
+    }
+  }
+  throw new CkptError('EAGAIN', `pid ${pid} kept starting threads while being frozen; try again`, {
+    pid,
+  });
 }
 
 /** Options of {@link freezeTree}. */
@@ -89,8 +127,8 @@ export interface FrozenTree {
  * depth-first, each live task frozen. On failure every task frozen so far
  * is let go and the cgroup is as it was.
  * @throws CkptError ESRCH if the root is gone or is a zombie, ENOTSUP for a
- *   multi-threaded task, EAGAIN if the tree never stops changing, EINVAL
- *   for a task outside the freezer cgroup
+ *   zombie leader with live threads, EAGAIN if the tree never stops
+ *   changing, EINVAL for a task outside the freezer cgroup
  */
 export function freezeTree(rootPid: number, options: FreezeTreeOptions = {}): FrozenTree {
   const log = options.log ?? silentLogger;
@@ -138,6 +176,8 @@ function scanUntilStable(rootPid: number, frozen: Map<number, FrozenTask>): Tree
     const procs = collectSubtree(rootPid);
     rootOf(rootPid, procs);
     let changed = false;
+    /** The threads of each live process other than its leader, as found now. */
+    const threadsByPid = new Map<number, number[]>();
     for (const p of procs) {
       if (isZombieState(p.state)) {
         if (frozen.has(p.pid)) {
@@ -145,33 +185,40 @@ function scanUntilStable(rootPid: number, frozen: Map<number, FrozenTask>): Tree
             pid: p.pid,
           });
         }
-        refuseThreads(p.pid);
+        refuseHeadlessGroup(p.pid);
         continue;
       }
-      if (frozen.has(p.pid)) continue;
-      changed = true;
-      try {
-        frozen.set(p.pid, freezeTask(p.pid));
-      } catch (e) {
-        // The next scan sees it gone or as a zombie.
-        if (p.pid !== rootPid && isGone(p.pid)) continue;
-        throw e;
+      if (!frozen.has(p.pid)) {
+        changed = true;
+        try {
+          frozen.set(p.pid, freezeTask(p.pid));
+        } catch (e) {
+          // The next scan sees it gone or as a zombie.
+          if (p.pid !== rootPid && isGone(p.pid)) continue;
+          throw e;
+        }
       }
-      // Checked frozen: a running task could start a thread right after.
-      refuseThreads(p.pid);
+      const t = freezeThreads(p.pid, frozen);
+      threadsByPid.set(p.pid, t.threads);
+      changed ||= t.changed;
     }
-    // A task whose parent exited meanwhile was reparented out of the tree.
+    // A task whose parent exited meanwhile was reparented out of the tree;
+    // a frozen thread killed meanwhile (another called exit_group or exec)
+    // is gone.
     const inTree = new Set(procs.map((p) => p.pid));
+    for (const threads of threadsByPid.values()) for (const tid of threads) inTree.add(tid);
     for (const [pid, f] of frozen) {
       if (inTree.has(pid)) continue;
       frozen.delete(pid);
-      unfreezeTask(f, 'resume');
+      letGoQuietly(f, silentLogger);
       changed = true;
     }
     if (!changed) {
       return procs.map((info) => {
         const f = frozen.get(info.pid);
-        return f ? { kind: 'live', info, frozen: f } : { kind: 'zombie', info };
+        if (!f) return { kind: 'zombie', info };
+        const threads = (threadsByPid.get(info.pid) ?? []).map((tid) => frozen.get(tid)!);
+        return { kind: 'live', info, frozen: f, threads };
       });
     }
   }
@@ -246,8 +293,9 @@ function freezeInCgroup(rootPid: number, cg: FreezerCgroup, log: Logger): Frozen
     rootOf(rootPid, procs);
     const live = procs.filter((p) => !isZombieState(p.state));
     refuseOutside(cg, rootPid, live);
-    for (const p of live) refuseThreads(p.pid);
-    const inTree = new Set(live.map((p) => p.pid));
+    for (const p of procs) if (isZombieState(p.state)) refuseHeadlessGroup(p.pid);
+    // Every thread of the tree's processes is seized too.
+    const inTree = new Set(live.flatMap((p) => threadsOf(p.pid)));
     const treePids = new Set(procs.map((p) => p.pid));
     const others = wasFrozen
       ? [...cg.pids()].filter((pid) => !treePids.has(pid)).flatMap((pid) => threadsOf(pid))

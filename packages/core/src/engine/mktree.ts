@@ -20,7 +20,7 @@ import { libc } from '../kernel/libc.js';
 import { ProcMem } from '../kernel/memory.js';
 import { spawnProcess } from '../kernel/spawn.js';
 import { reap, waitForStop } from '../kernel/wait.js';
-import { readStat, readStatus, scanProcesses } from '../proc/index.js';
+import { readStat, readStatus, scanProcesses, threadsOf } from '../proc/index.js';
 import type { TaskAccess } from './task-io.js';
 
 const CLONE_PARENT = 0x8000n;
@@ -31,6 +31,19 @@ const CLONE_PARENT = 0x8000n;
  */
 const CLONE_PTRACE = 0x2000n;
 const CLONE_ARGS_SIZE = 88;
+/**
+ * A thread as pthread_create makes one: sharing the address space, fd
+ * table, cwd/root/umask, signal actions and SysV semaphore undo list of
+ * its process, in its thread group; traced from birth (CLONE_PTRACE).
+ */
+const THREAD_FLAGS =
+  0x100n /* CLONE_VM */ |
+  0x200n /* CLONE_FS */ |
+  0x400n /* CLONE_FILES */ |
+  0x800n /* CLONE_SIGHAND */ |
+  0x10000n /* CLONE_THREAD */ |
+  0x40000n /* CLONE_SYSVSEM */ |
+  CLONE_PTRACE;
 /**
  * Clones batched in one round trip at most: their clone_args (216 bytes
  * with the 32 pid-namespace levels the kernel allows) fit the scratch area.
@@ -93,6 +106,25 @@ export const CLONE_NEW_CONTAINER =
  */
 function pidNamed(tids: readonly number[] | undefined, levels: number): number | undefined {
   return tids?.length === levels ? tids[levels - 1] : undefined;
+}
+
+/**
+ * The thread id ckpt sees for the thread of `leader` that the leader knows
+ * as `local` (they differ in a pid namespace below ckpt's).
+ */
+function hostTidOfThread(leader: number, local: number): number {
+  const depth = readStatus(process.pid).nsPid.length;
+  if (readStatus(leader).nsPid.length === depth) return local;
+  for (const tid of threadsOf(leader)) {
+    try {
+      if (readStatus(tid).nsPid.at(-1) === local) return tid;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  throw new CkptError('ESYS', `cannot find the thread ${local} of pid ${leader} in /proc`, {
+    pid: leader,
+  });
 }
 
 /**
@@ -317,6 +349,62 @@ export class TaskFactory {
             ? this.createChild(parent, k.tids, k.exitSignal)
             : this.firstStop(child, parent.pid),
         );
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Create the other threads of the process `leader` (a created task,
+   * stopped), each with thread ids `tids` (innermost first, or any free
+   * id), by clone3 calls injected in the leader, in one round trip per
+   * {@link CLONES_PER_BATCH}. They share everything a thread shares
+   * ({@link THREAD_FLAGS}), are traced from birth and are returned frozen
+   * in their first stop, in order, before running an instruction.
+   */
+  createThreads(
+    leader: TaskAccess,
+    threads: readonly (readonly number[] | undefined)[],
+  ): FrozenTask[] {
+    const levels = readStatus(leader.pid).nsPid.length;
+    const out: FrozenTask[] = [];
+    const stride = (CLONE_ARGS_SIZE + 4 * Math.max(levels, 2) + 7) & ~7;
+    for (let first = 0; first < threads.length; first += CLONES_PER_BATCH) {
+      const part = threads.slice(first, first + CLONES_PER_BATCH);
+      const base = leader.sys.scratch(stride * part.length);
+      const at = (i: number) => base + BigInt(i * stride);
+      leader.mem.write(
+        base,
+        Buffer.concat(
+          part.map((tids, i) => {
+            const one = Buffer.alloc(stride);
+            cloneArgs(THREAD_FLAGS, 0, tids, at(i)).copy(one);
+            return one;
+          }),
+        ),
+      );
+      const results = leader.sys.batch(
+        part.map((_, i) => ({ name: 'clone3' as const, args: [at(i), CLONE_ARGS_SIZE] })),
+      );
+      // Every thread that exists is tracked before anything can fail.
+      const born = results.map((r, i) => {
+        if (isSyscallError(r)) return { errno: Number(-r), tid: pidNamed(part[i], levels) };
+        const tid = pidNamed(part[i], levels) ?? hostTidOfThread(leader.pid, Number(r));
+        this.created.push(tid);
+        return { tid };
+      });
+      for (const b of born) {
+        if (b.errno !== undefined) {
+          const taken = b.errno === EEXIST;
+          throw new CkptError(
+            taken ? 'EBUSY' : 'ESYS',
+            taken
+              ? `thread id ${b.tid} of pid ${leader.pid} is already in use; restart with --no-pids to restore under new ids`
+              : `cannot create a thread of pid ${leader.pid}${b.tid === undefined ? '' : ` with id ${b.tid}`}: clone3 failed with errno ${b.errno}`,
+            { pid: leader.pid, syscall: 'clone3', errno: b.errno },
+          );
+        }
+        out.push(this.firstStop(b.tid, leader.pid));
       }
     }
     return out;

@@ -51,6 +51,12 @@ export const treeEntry = struct({
    * fd table, CLONE_FS: cwd, root and umask); restart creates it sharing them.
    */
   shares: u32('hex'),
+  /**
+   * The process's threads other than its leader, ascending by thread id:
+   * each one's id at every pid-namespace level, outermost first. Restart
+   * creates them with the process, with these ids.
+   */
+  threads: array(struct({ nsTids: array(u32(), 32) }), 1 << 16),
 });
 
 /** The process tree in depth-first order; tasks are restored in this order. */
@@ -68,4 +74,16 @@ export const taskRecord = defineRecord(RecordType.TASK, 'task', 'task identity',
   flags: u32('hex'),
   /** Time the task was frozen, for the relative model of restart blocks. */
   frozenAtNs: u64(),
+});
+
+/**
+ * One thread of a multi-threaded process other than its leader: written
+ * after the process's phases, and followed by the per-thread records of
+ * the phases that have them (`TaskPhase.checkpointThread`).
+ */
+export const threadRecord = defineRecord(RecordType.THREAD, 'thread', 'thread identity', {
+  /** Thread id, in the checkpointer's pid namespace. */
+  tid: u32(),
+  /** Its pid's tid at checkpoint (the process it belongs to). */
+  tgid: u32(),
 });

@@ -24,6 +24,7 @@ import { hostArch } from './checkpoint.js';
 import { TaskFactory } from './mktree.js';
 import { TaskState, taskRecord, treeRecord } from './records.js';
 import type { RestoringTask } from './restoring-task.js';
+import { restoreThreads } from './threads.js';
 
 /** Options of {@link restart}. */
 export interface RestartOptions {
@@ -127,10 +128,11 @@ export function restart(opts: RestartOptions): RestartResult {
           }
         });
       }
+      restoreThreads(ctx, task, phases);
       ctx.stats.tasks++;
     }
-    // Finishing costs two round trips per task: all tasks at once.
-    const restored = [...b.tasks.values()];
+    // Finishing costs two round trips per task (and thread): all at once.
+    const restored = [...b.tasks.values()].flatMap((t) => [t, ...t.threads]);
     ctx.timed('finish', () => {
       allAtOnce(restored, (t) => t.startFinish());
       allAtOnce(restored, (t) => t.startRemovingRestorer());
@@ -153,6 +155,8 @@ export function restart(opts: RestartOptions): RestartResult {
     // A job-stopped task is in its group stop already (see job-stop.ts):
     // stopping it again would tell its parent again.
     unfreezeTask(t.frozen, opts.frozen && !stopped.has(t) ? 'stopped' : 'resume');
+    // Stopped with it, if it is: a stop signal stops the whole process.
+    for (const thread of t.threads) unfreezeTask(thread.frozen, 'resume');
   }
   ctx.dispose();
   const pids = built.pids;

@@ -18,6 +18,8 @@ const RESTORER_SIZE = 4n * PAGE;
 const PROT_RWX = 7;
 const MAP_PRIVATE_ANON = 0x22;
 const MAP_FIXED_NOREPLACE = 0x100000;
+/** CLONE_FS | CLONE_FILES: a thread shares both with its process (see threads.ts). */
+const SHARED_BY_THREADS = 0x200 | 0x400;
 
 /** A task being rebuilt, as phases see it. */
 export class RestoringTask implements RestartTask {
@@ -31,31 +33,61 @@ export class RestoringTask implements RestartTask {
   ckptPidfd = -1;
   /** See {@link RestartTask.sharesWithParent}; set by the tree builder. */
   sharesWithParent = 0;
+  /**
+   * The process's other threads, created with it by the tree builder and
+   * held in their first stop, until the engine restores them (see
+   * threads.ts), by saved thread id.
+   */
+  readonly threadsToRestore: { frozen: FrozenTask; savedTid: number }[] = [];
+  /** The process's other threads, restored: finished and let go with it. */
+  readonly threads: RestoringTask[] = [];
 
   /**
    * @param inherited - the restorer of the parent the task was cloned from
    *   (a copy of it is already mapped in the task, at the same address);
-   *   without it, a restorer is mapped using the stub's syscall instruction.
+   *   without it, a restorer is mapped using the syscall instruction at
+   *   `syscallAddr` (default: the stub's).
    */
   constructor(
     readonly frozen: FrozenTask,
     readonly savedPid: number,
     readonly arch: ArchSupport,
     inherited?: { start: bigint; end: bigint },
+    syscallAddr = arch.stub.syscallAddr,
   ) {
     this.memory = new ProcTaskMemory(frozen.pid);
     // Reusing the inherited copy, rather than mapping one more, also keeps
     // two restorers from merging into one VMA that the memory phase would
     // then see as task memory and unmap.
-    const addr = inherited?.start ?? this.mapRestorer();
+    const addr = inherited?.start ?? this.mapRestorer(syscallAddr);
     this.restorer = { start: addr, end: addr + RESTORER_SIZE };
     this.sys = this.injectorAt(addr);
   }
 
-  /** Map a restorer in a task cloned from the stub (its syscall instruction is there). */
-  private mapRestorer(): bigint {
+  /**
+   * One of `leader`'s other threads (`frozen`, created with it), ready for
+   * the phases' `restoreThread`: with restorer pages of its own, mapped
+   * through the leader's syscall instruction in the address space they
+   * share, which the leader's phases have rebuilt (the thread's pages are
+   * not in the way of anything saved).
+   */
+  static threadOf(leader: RestoringTask, frozen: FrozenTask, savedTid: number): RestoringTask {
+    leader.sys.settle();
+    const thread = new RestoringTask(
+      frozen,
+      savedTid,
+      leader.arch,
+      undefined,
+      leader.restorer.start,
+    );
+    thread.sharesWithParent = SHARED_BY_THREADS;
+    return thread;
+  }
+
+  /** Map a restorer, running mmap at the syscall instruction at `syscallAddr`. */
+  private mapRestorer(syscallAddr: bigint): bigint {
     const first = new SyscallInjector(this.frozen.pid, this.arch.convention, {
-      syscallAddr: this.arch.stub.syscallAddr,
+      syscallAddr,
     });
     let addr: bigint;
     try {
@@ -149,7 +181,8 @@ export class RestoringTask implements RestartTask {
   startFinish(): Finish<void> | undefined {
     // Refused before anything more runs in the task.
     this.registersToRestore();
-    this.sys.post([{ name: 'close', args: [this.ckptPidfd] }]);
+    // Threads have none of their own: they share the leader's fd table.
+    if (this.ckptPidfd >= 0) this.sys.post([{ name: 'close', args: [this.ckptPidfd] }]);
     return this.sys.startPosted();
   }
 

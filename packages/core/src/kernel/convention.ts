@@ -42,7 +42,7 @@ export interface SyscallConvention {
    * registers at the marker's stop.
    */
   markerStub?: {
-    code(marker: { pid: number; signal: number }, tail: Buffer): Buffer;
+    code(marker: Marker, tail: Buffer): Buffer;
     end: number;
     result(regs: Buffer): bigint;
   };
@@ -56,8 +56,8 @@ export interface SyscallConvention {
   /**
    * Machine code, placed at `at`, that runs a table of syscalls one after
    * another and then stops for the tracer by sending the task
-   * `marker.signal` (tgkill to `marker.pid`, the task's own pid as it sees
-   * it): one round trip for many calls. The word at `cursor` holds the
+   * `marker.signal` (tgkill to `marker.tgid`, `marker.pid`: the task's own
+   * ids as it sees them): one round trip for many calls. The word at `cursor` holds the
    * address of the first entry; an entry is {@link BATCH_ENTRY_SIZE} bytes,
    * ten words: go (zero ends the table), the syscall number (replaced by
    * the result), six arguments, and two addresses the result is also
@@ -65,12 +65,19 @@ export interface SyscallConvention {
    * see {@link resumeCode}), else a faulting instruction. The code must change no flags and only the registers the
    * resume code restores.
    */
-  batchCode?(
-    at: bigint,
-    cursor: bigint,
-    marker: { pid: number; signal: number },
-    tail?: Buffer,
-  ): Buffer;
+  batchCode?(at: bigint, cursor: bigint, marker: Marker, tail?: Buffer): Buffer;
+}
+
+/**
+ * The signal that ends a batch of injected calls, and whom it is sent to:
+ * `tgkill(tgid, pid, signal)`, the task's thread-group id and its own id
+ * (the same for a single-threaded process; a thread of a multi-threaded
+ * one must name its group, or tgkill fails).
+ */
+export interface Marker {
+  readonly tgid: number;
+  readonly pid: number;
+  readonly signal: number;
 }
 
 /** Size of one entry of a syscall batch table (see `SyscallConvention.batchCode`). */

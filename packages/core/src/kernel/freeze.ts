@@ -25,6 +25,7 @@ import { type WaitStatus, waitForStop, waitStop } from './wait.js';
 
 const SIGKILL = 9;
 const SIGSTOP = 19;
+const ECHILD = 10;
 
 /** Options of {@link freezeTask}. */
 export interface FreezeOptions {
@@ -173,4 +174,39 @@ export function unfreezeTask(task: FrozenTask | number, mode: UnfreezeMode = 're
     }
   }
   detach(pid, 0);
+}
+
+/**
+ * Release a frozen process: its leader and its other `threads` (each
+ * frozen on its own), as {@link unfreezeTask} does for one task. A stop
+ * signal or SIGKILL is sent once, to the process; with 'kill', every
+ * thread's death is collected before the leader's: a traced thread stays
+ * a zombie until its tracer collects it, and the leader's own death is
+ * not reported before its threads are gone.
+ */
+export function unfreezeProcess(
+  leader: FrozenTask,
+  threads: readonly FrozenTask[],
+  mode: UnfreezeMode = 'resume',
+): void {
+  if (threads.length === 0) {
+    unfreezeTask(leader, mode);
+    return;
+  }
+  if (mode === 'kill') {
+    if (libc().kill(leader.pid, SIGKILL) === -1)
+      throw sysError('kill', errno(), `killing pid ${leader.pid}`, { pid: leader.pid });
+    for (const t of [...threads, leader]) {
+      try {
+        while (waitStop(t.pid, { timeoutMs: 10_000 }).kind === 'stopped');
+      } catch (e) {
+        // Collected already (ECHILD): the kernel released it with its group.
+        if (!(e instanceof CkptError && e.context.errno === ECHILD)) throw e;
+      }
+    }
+    return;
+  }
+  unfreezeTask(leader, mode);
+  // Stopped with the leader, if it is: a stop signal stops the whole process.
+  for (const t of threads) detach(t.pid, 0);
 }

@@ -3,7 +3,7 @@
  * access, syscall injection, pidfds, kcmp, prctl, setns and process
  * spawning.
  */
-export type { SyscallConvention } from './convention.js';
+export type { Marker, SyscallConvention } from './convention.js';
 export {
   awaitFrozen,
   type FreezeOptions,
@@ -12,6 +12,7 @@ export {
   type SeizedTask,
   seizeTask,
   type UnfreezeMode,
+  unfreezeProcess,
   unfreezeTask,
 } from './freeze.js';
 export {

@@ -28,7 +28,7 @@
  */
 import { CkptError } from '../errors.js';
 import { type MapsEntry, type ProcStatus, readMaps, readStatus } from '../proc/index.js';
-import { BATCH_ENTRY_SIZE, type SyscallConvention } from './convention.js';
+import { BATCH_ENTRY_SIZE, type Marker, type SyscallConvention } from './convention.js';
 import { libc } from './libc.js';
 import { ProcMem, readRanges } from './memory.js';
 import {
@@ -143,6 +143,16 @@ const MARKER_ORDER = [
   ),
 ];
 
+/** A task's thread-group id and own id as it sees them (innermost pid namespace). */
+interface OwnIds {
+  tgid: number;
+  pid: number;
+}
+
+function ownIds(st: ProcStatus): OwnIds {
+  return { tgid: st.nsTgid.at(-1) ?? st.tgid, pid: st.nsPid.at(-1) ?? st.pid };
+}
+
 /** Where a batch goes in the code page, and the signal that ends it. */
 interface BatchPlan {
   codeAt: bigint;
@@ -151,7 +161,7 @@ interface BatchPlan {
   /** Calls per batch (the table ends the page, less one terminating entry). */
   capacity: number;
   code: Buffer;
-  marker: { pid: number; signal: number };
+  marker: Marker;
   /** Restart: the marker is unblocked for the batch (every signal is blocked while restoring). */
   unblock?: boolean;
 }
@@ -178,9 +188,15 @@ export function findLeftoverParasites(
 ): { start: bigint; end: bigint }[] {
   const size = BigInt(PARASITE_PAGES * 4096);
   const found: { start: bigint; end: bigint }[] = [];
+  // Areas of several threads mapped side by side are merged into one VMA.
   const candidates = maps.filter(
     (m) =>
-      m.read && m.write && m.exec && !m.shared && m.pathname === '' && m.end - m.start === size,
+      m.read &&
+      m.write &&
+      m.exec &&
+      !m.shared &&
+      m.pathname === '' &&
+      (m.end - m.start) % size === 0n,
   );
   if (candidates.length === 0) return found;
   const mem = new ProcMem(pid, false);
@@ -188,9 +204,14 @@ export function findLeftoverParasites(
     for (const m of candidates) {
       // Marked, or still blank: ckpt was killed between mapping the page
       // and writing to it (no program keeps a blank RWX page of this size).
-      const page = mem.read(m.start, 4096);
-      const marked = page.subarray(4096 - PARASITE_MAGIC.length).equals(PARASITE_MAGIC);
-      if (marked || page.every((b) => b === 0)) found.push({ start: m.start, end: m.end });
+      const areas: { start: bigint; end: bigint }[] = [];
+      for (let at = m.start; at < m.end; at += size) {
+        const page = mem.read(at, 4096);
+        const marked = page.subarray(4096 - PARASITE_MAGIC.length).equals(PARASITE_MAGIC);
+        if (!marked && !page.every((b) => b === 0)) break;
+        areas.push({ start: at, end: at + size });
+      }
+      if (areas.length === Number((m.end - m.start) / size)) found.push(...areas);
     }
   } finally {
     mem.close();
@@ -227,9 +248,9 @@ export class SyscallInjector {
   /** The last batch plan made (its code depends only on the marker). */
   private lastPlan: BatchPlan | undefined;
   /** The task's signal dispositions and seccomp mode (kill-safe markers), read once. */
-  private signalInfo: { ignored: bigint; seccomp: number; nsPid: number } | undefined;
-  /** Restart: signals pending in the task (never markers), its seccomp mode and own pid. */
-  private restartInfo: { pending: bigint; seccomp: number; nsPid: number } | undefined;
+  private signalInfo: { ignored: bigint; seccomp: number; ids: OwnIds } | undefined;
+  /** Restart: signals pending in the task (never markers), its seccomp mode and own ids. */
+  private restartInfo: { pending: bigint; seccomp: number; ids: OwnIds } | undefined;
   /** End of the task's vDSO, once looked for (null: none). */
   private vdsoEnd: bigint | null | undefined;
   /** See {@link stubCode}. */
@@ -437,9 +458,7 @@ export class SyscallInjector {
    * /proc/PID/status. Otherwise: one not pending, unblocked for the batch.
    * None under seccomp, whose filter may refuse or trap tgkill.
    */
-  private pickMarker(
-    avoid: bigint,
-  ): { pid: number; signal: number; unblock?: boolean } | undefined {
+  private pickMarker(avoid: bigint): (Marker & { unblock?: boolean }) | undefined {
     if (this.killSafe) {
       if (!this.signalInfo) {
         const st = this.status ?? readStatus(this.pid);
@@ -447,14 +466,13 @@ export class SyscallInjector {
         const handled = st.sigIgn | st.sigCgt;
         let ignored = st.sigIgn;
         for (const sig of IGNORED_BY_DEFAULT) if ((handled & bit(sig)) === 0n) ignored |= bit(sig);
-        const nsPid = st.nsPid.length > 0 ? st.nsPid[st.nsPid.length - 1]! : st.pid;
-        this.signalInfo = { ignored, seccomp: st.seccomp, nsPid };
+        this.signalInfo = { ignored, seccomp: st.seccomp, ids: ownIds(st) };
       }
       const info = this.signalInfo;
       if (info.seccomp !== 0) return undefined;
       const usable = info.ignored & ~getSigmask(this.pid) & ~avoid;
       for (const sig of MARKER_ORDER) {
-        if ((usable & bit(sig)) !== 0n) return { pid: info.nsPid, signal: sig };
+        if ((usable & bit(sig)) !== 0n) return { ...info.ids, signal: sig };
       }
       return undefined;
     }
@@ -462,14 +480,13 @@ export class SyscallInjector {
     // the batches queue (see callMany), added as they go.
     if (!this.restartInfo) {
       const st = readStatus(this.pid);
-      const nsPid = st.nsPid.length > 0 ? st.nsPid[st.nsPid.length - 1]! : st.pid;
-      this.restartInfo = { pending: st.sigPnd | st.shdPnd, seccomp: st.seccomp, nsPid };
+      this.restartInfo = { pending: st.sigPnd | st.shdPnd, seccomp: st.seccomp, ids: ownIds(st) };
     }
     const info = this.restartInfo;
     info.pending |= avoid;
     if (info.seccomp !== 0) return undefined;
     for (const sig of MARKER_ORDER) {
-      if ((info.pending & bit(sig)) === 0n) return { pid: info.nsPid, signal: sig, unblock: true };
+      if ((info.pending & bit(sig)) === 0n) return { ...info.ids, signal: sig, unblock: true };
     }
     return undefined;
   }

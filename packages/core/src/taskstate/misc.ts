@@ -21,11 +21,19 @@ const PR_SET_TIMERSLACK = 29;
 const PR_SET_CHILD_SUBREAPER = 36;
 const COMM_SIZE = 16;
 
-/** Saves and restores comm, personality, pdeath signal, child subreaper, tid address, robust list and timer slack. */
+/**
+ * Saves and restores comm, personality, pdeath signal, child subreaper, tid
+ * address, robust list and timer slack, of the process's leader and of each
+ * of its other threads (all but the child-subreaper flag are per thread; a
+ * thread's reads the process's and sets it to the same).
+ */
 export const taskMiscPhase: TaskPhase = {
   name: 'task',
   order: 100,
   prepare: (_ctx, task) => injectedReads.post(task),
+  prepareThread: (_ctx, thread) => injectedReads.post(thread),
+  checkpointThread: (ctx, thread) => taskMiscPhase.checkpoint(ctx, thread),
+  restoreThread: (ctx, thread) => taskMiscPhase.restore(ctx, thread),
   checkpoint(ctx, task) {
     const reads = injectedReads.get(task);
     const buf = reads.misc;

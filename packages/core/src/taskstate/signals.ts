@@ -18,8 +18,10 @@
 import { stage } from '../engine/task-io.js';
 import { CkptError } from '../errors.js';
 import { setSigmask } from '../kernel/ptrace.js';
+import { readStatus } from '../proc/status.js';
 import type { TaskPhase } from '../registry.js';
 import { injectedReads } from './reads.js';
+import { sigpendingRecord } from './records.js';
 import { checkpointSighand, readSighand } from './sighand.js';
 import { checkpointSigmask, readSigmask } from './sigmask.js';
 import { checkpointSigpending, queueSigpending, readSigpending } from './sigpending.js';
@@ -41,11 +43,46 @@ function handlerOnly(handler: bigint): Buffer {
   return act;
 }
 
-/** Saves and restores the signal state of a task. */
+/**
+ * Saves and restores the signal state of a process; of each of its other
+ * threads, the blocked mask, alternate stack and thread-directed pending
+ * signals (actions and the process-wide queue are the process's).
+ */
 export const signalsPhase: TaskPhase = {
   name: 'signals',
   order: 400,
   prepare: (_ctx, task) => injectedReads.post(task),
+  prepareThread: (_ctx, thread) => injectedReads.post(thread),
+  checkpointThread(ctx, thread) {
+    checkpointSigmask(ctx, thread);
+    checkpointSigpending(ctx, thread, true);
+  },
+  restoreThread(ctx, thread, task) {
+    thread.sys.whenStopped((pid) => setSigmask(pid, ALL_SIGNALS));
+    const { stack, what, blocked } = readSigmask(ctx);
+    const pending = readSigpending(ctx, thread);
+    if (pending.some((p) => !p.toThread)) {
+      throw new CkptError(
+        'EBADREC',
+        `thread ${thread.savedPid} of pid ${task.savedPid}: process-wide pending signals in a thread's record`,
+        { pid: task.savedPid, recordType: sigpendingRecord.type },
+      );
+    }
+    thread.finalSigmask = blocked;
+    thread.sys.postChecked([{ name: 'sigaltstack', args: [{ data: 0 }, 0], what }], {
+      data: [stack],
+    });
+    if (pending.length === 0) return;
+    // Queued by the leader (see queueSigpending), to the thread's id as
+    // the process sees it.
+    const st = readStatus(thread.pid);
+    queueSigpending(
+      task,
+      BigInt(st.nsTgid.at(-1) ?? st.tgid),
+      pending,
+      BigInt(st.nsPid.at(-1) ?? st.pid),
+    );
+  },
   checkpoint(ctx, task) {
     if (task.arch.nsig > MAX_NSIG) {
       throw new CkptError(

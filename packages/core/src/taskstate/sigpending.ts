@@ -41,13 +41,22 @@ function completeQueue(queue: Buffer[], pendingBits: bigint, nsig: number): Buff
   return out;
 }
 
-/** Write the sigpending record. Refuses a pending SIGKILL or SIGSTOP (the task is dying or stopping). */
-export function checkpointSigpending(ctx: CheckpointCtx, task: CheckpointTask): void {
+/**
+ * Write the sigpending record: the task's own queue and, unless `threadOnly`
+ * (another thread of a process whose leader's record has it), the
+ * process-wide one. Refuses a pending SIGKILL or SIGSTOP (the task is dying
+ * or stopping).
+ */
+export function checkpointSigpending(
+  ctx: CheckpointCtx,
+  task: CheckpointTask,
+  threadOnly = false,
+): void {
   // Read now, not at freeze: a signal sent during the checkpoint is pending too.
   const status = readStatus(task.pid);
   const nsig = task.arch.nsig;
   const thread = completeQueue(peekSiginfo(task.pid, false), status.sigPnd, nsig);
-  const shared = completeQueue(peekSiginfo(task.pid, true), status.shdPnd, nsig);
+  const shared = threadOnly ? [] : completeQueue(peekSiginfo(task.pid, true), status.shdPnd, nsig);
   for (const info of [...thread, ...shared]) {
     const sig = info.readInt32LE(0);
     if (sig === SIGKILL || sig === SIGSTOP) {
@@ -93,11 +102,19 @@ export function readSigpending(ctx: RestartCtx, task: RestartTask): PendingSigna
   return all;
 }
 
-/** Queue `pending` again, in order, as the task `tgid` (its own pid). */
+/**
+ * Queue `pending` again, in order, from the task `tgid` (a process's leader,
+ * its own pid): the thread-directed ones to its thread `tid` (itself by
+ * default). Only the leader may queue a siginfo of its choice to one of
+ * its threads: the kernel lets a task claim to be a kill(2) sender (si_code
+ * SI_USER and the like) only towards its own thread group, named by its
+ * own id.
+ */
 export function queueSigpending(
   task: RestartTask,
   tgid: bigint,
   pending: readonly PendingSignal[],
+  tid: bigint = tgid,
 ): void {
   for (let i = 0; i < pending.length; i += QUEUE_BATCH) {
     const part = pending.slice(i, i + QUEUE_BATCH);
@@ -110,7 +127,7 @@ export function queueSigpending(
         const sig = info.readInt32LE(0);
         const what = `queueing pending signal ${sig} (${toThread ? 'thread' : 'process'})`;
         return toThread
-          ? { name: 'rt_tgsigqueueinfo' as const, args: [tgid, tgid, sig, addrs[j]!], what }
+          ? { name: 'rt_tgsigqueueinfo' as const, args: [tgid, tid, sig, addrs[j]!], what }
           : { name: 'rt_sigqueueinfo' as const, args: [tgid, sig, addrs[j]!], what };
       }),
     );

@@ -1,0 +1,187 @@
+/**
+ * Multi-threaded processes: every thread comes back with its own thread
+ * id, registers, TLS, blocked mask, alternate stack, pending signals, name,
+ * clear_child_tid and robust list, and continues where it stopped. The
+ * fixtures check all that from inside (see test/fixtures/threads.c and
+ * threads.py); these tests check ids and names from outside, and the
+ * paths that let a threaded process go (left running, stopped, killed
+ * ckpt, failed restart).
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { CKPT_BIN, checkpointKillRestart, ckpt, ckptOk, imagePath } from '../support/ckpt.js';
+import { type FixtureHandle, isAlive, procState, sleepSync } from '../support/fixtures.js';
+import { liveFixtures } from '../support/live.js';
+import { tracerPid, waitFor } from '../support/procs.js';
+
+const fixtures = liveFixtures();
+
+/** Thread ids of `pid`, ascending. */
+function tidsOf(pid: number): number[] {
+  return fs
+    .readdirSync(`/proc/${pid}/task`)
+    .map(Number)
+    .sort((a, b) => a - b);
+}
+
+/** Each thread's name, by thread id. */
+function namesOf(pid: number): Map<number, string> {
+  return new Map(
+    tidsOf(pid).map((t) => [t, fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim()]),
+  );
+}
+
+/** The fixture's thread ids from its layout, ascending. */
+function layoutTids(f: FixtureHandle): number[] {
+  return f.layout
+    .tids!.split(' ')
+    .map(Number)
+    .sort((a, b) => a - b);
+}
+
+describe('a multi-threaded process', () => {
+  it('C, pthreads: restored with every thread id, name and per-thread state', () => {
+    const f = fixtures.start('threads');
+    const tids = layoutTids(f);
+    expect(tids).toHaveLength(Number(f.layout.threads));
+    expect(tidsOf(f.pid)).toEqual(tids);
+    const names = namesOf(f.pid);
+    const maps = fs.readFileSync(`/proc/${f.pid}/maps`, 'utf8');
+    const pid = checkpointKillRestart(f.pid);
+    expect(pid).toBe(f.pid);
+    expect(tidsOf(pid)).toEqual(tids);
+    expect(namesOf(pid)).toEqual(names);
+    // No trace of ckpt's per-thread areas (merged side by side in the task).
+    expect(fs.readFileSync(`/proc/${pid}/maps`, 'utf8')).toBe(maps);
+    for (const t of tids) expect(tracerPid(t)).toBe(0);
+    f.go();
+    // Registers, TLS, masks, alternate stacks, the thread-directed pending
+    // signal, the condvar waiter, the robust mutex and every join.
+    expect(f.waitResult(60_000)).toBe('PASS threads 6');
+  });
+
+  it('C, pthreads: a checkpoint that leaves it running changes nothing in any thread', () => {
+    const f = fixtures.start('threads');
+    const img = imagePath();
+    ckptOk(['checkpoint', String(f.pid), '-o', img]);
+    fs.rmSync(img);
+    for (const t of layoutTids(f)) {
+      expect(tracerPid(t)).toBe(0);
+      expect(procState(t)).toMatch(/^[RS]$/);
+    }
+    f.go();
+    expect(f.waitResult(60_000)).toBe('PASS threads 6');
+  });
+
+  it('python3 with threading: workers, a queue and every join continue', () => {
+    const f = fixtures.start('threads.py');
+    const tids = layoutTids(f);
+    const pid = checkpointKillRestart(f.pid);
+    expect(pid).toBe(f.pid);
+    expect(tidsOf(pid)).toEqual(tids);
+    const atRestart = f.count!();
+    sleepSync(300);
+    expect(f.count!()).toBeGreaterThan(atRestart);
+    f.go();
+    expect(f.waitResult(60_000)).toBe(`PASS threads=${tids.length}`);
+  });
+
+  it('restart --frozen stops every thread; SIGCONT lets them all go on', () => {
+    const f = fixtures.start('threads.py');
+    const pid = checkpointKillRestart(f.pid, ['--frozen']);
+    waitFor('every thread stopped', () => tidsOf(pid).every((t) => procState(t) === 'T'));
+    const frozenAt = f.count!();
+    sleepSync(300);
+    expect(f.count!()).toBe(frozenAt);
+    process.kill(pid, 'SIGCONT');
+    sleepSync(300);
+    expect(f.count!()).toBeGreaterThan(frozenAt);
+    f.go();
+    expect(f.waitResult(60_000)).toMatch(/^PASS/);
+  });
+
+  it('checkpoint --leave-stopped leaves every thread stopped and untraced', () => {
+    const f = fixtures.start('threads.py');
+    const img = imagePath();
+    ckptOk(['checkpoint', String(f.pid), '-o', img, '--leave-stopped']);
+    fs.rmSync(img);
+    waitFor('every thread stopped', () => tidsOf(f.pid).every((t) => procState(t) === 'T'));
+    for (const t of tidsOf(f.pid)) expect(tracerPid(t)).toBe(0);
+    process.kill(f.pid, 'SIGCONT');
+    f.go();
+    expect(f.waitResult(60_000)).toMatch(/^PASS/);
+  });
+});
+
+/** Make the next pid the kernel hands out `pid` (root), and start `sleep` there. */
+function occupy(pid: number): number | undefined {
+  for (let i = 0; i < 20; i++) {
+    fs.writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
+    const child = spawn('sleep', ['60'], { stdio: 'ignore', detached: true });
+    if (child.pid === pid) return pid;
+    child.kill('SIGKILL');
+  }
+  return undefined;
+}
+
+describe('failures with threads leave nothing behind', () => {
+  it('a thread id in use: clear error naming it, no task left; --no-pids restores', () => {
+    const f = fixtures.start('threads');
+    const img = imagePath();
+    ckptOk(['checkpoint', String(f.pid), '-o', img, '--kill']);
+    waitFor('the checkpointed process gone', () => !isAlive(f.pid));
+    const taken = Math.max(...layoutTids(f));
+    expect(occupy(taken)).toBe(taken);
+    fixtures.leftovers.push(taken);
+    const r = ckpt(['restart', img, '-d']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      new RegExp(`thread id ${taken} of pid ${f.pid} is already in use.*--no-pids`),
+    );
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(isAlive(f.pid)).toBe(false);
+    // Under new ids, the process and its threads come back all the same.
+    const pid = Number(ckptOk(['restart', img, '-d', '--no-pids']).trim());
+    fixtures.leftovers.push(pid);
+    expect(pid).not.toBe(f.pid);
+    expect(tidsOf(pid)).toHaveLength(6);
+    fs.rmSync(img);
+  });
+
+  it('ckpt killed mid-checkpoint: every thread keeps running, unharmed', async () => {
+    const f = fixtures.start('threads');
+    const maps = fs.readFileSync(`/proc/${f.pid}/maps`, 'utf8');
+    const killedAfter = (ms: number) =>
+      new Promise<boolean>((resolve) => {
+        const img = imagePath();
+        const child = spawn(process.execPath, [CKPT_BIN, 'checkpoint', String(f.pid), '-o', img], {
+          stdio: 'ignore',
+        });
+        const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+        child.on('exit', (code) => {
+          clearTimeout(timer);
+          fs.rmSync(img, { force: true });
+          resolve(code === null);
+        });
+      });
+    const whole = Date.now();
+    await killedAfter(60_000);
+    const duration = Date.now() - whole;
+    let kills = 0;
+    for (let k = 1; k <= 8; k++) {
+      if (await killedAfter(Math.round((duration * k) / 8))) kills++;
+      sleepSync(20);
+      for (const t of layoutTids(f)) {
+        expect(tracerPid(t)).toBe(0);
+        expect(procState(t)).toMatch(/^[RS]$/);
+      }
+    }
+    expect(kills).toBeGreaterThan(4);
+    // A complete checkpoint removes the code pages killed ones left.
+    expect(await killedAfter(60_000)).toBe(false);
+    expect(fs.readFileSync(`/proc/${f.pid}/maps`, 'utf8')).toBe(maps);
+    f.go();
+    expect(f.waitResult(60_000)).toBe('PASS threads 6');
+  });
+});
