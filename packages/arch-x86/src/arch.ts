@@ -69,6 +69,7 @@ export const X86_64_SYSCALLS: Readonly<Record<SyscallName, number>> = {
   sethostname: 170,
   setdomainname: 171,
   mount: 165,
+  rseq: 334,
 };
 
 /** This CPU's xstate features and size, read from a stopped task's xstate. */

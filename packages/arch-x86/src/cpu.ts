@@ -10,6 +10,7 @@ import {
   defineRecord,
   fixed,
   type RestartCtx,
+  rseqAbortAddress,
   type TaskPhase,
   u64,
 } from '@ckpt/core';
@@ -54,8 +55,12 @@ export const cpuPhase: TaskPhase = {
   restoreThread: (ctx, thread) => cpuPhase.restore(ctx, thread),
   checkpoint(ctx, task) {
     const dr = readDebugRegs(task.pid);
+    // Inside an rseq critical section: resumed at its abort handler (see
+    // rseqAbortAddress); the task itself, if left running, is not changed.
+    const regs = decodeRegs(task.regs);
+    const abort = rseqAbortAddress(task, regs.rip);
     ctx.write(cpuRecord, {
-      regs: task.regs,
+      regs: abort === undefined ? task.regs : encodeRegs({ ...regs, rip: abort }),
       xstate: readXstate(task.pid),
       debug: DEBUG_NAMES.map((n) => dr[n]),
     });

@@ -64,7 +64,8 @@ export type SyscallName =
   | 'uname'
   | 'sethostname'
   | 'setdomainname'
-  | 'mount';
+  | 'mount'
+  | 'rseq';
 
 /** Arch header values of an image. */
 export interface ArchHeader {

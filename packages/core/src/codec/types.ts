@@ -29,6 +29,7 @@ export const RecordType = {
   TASK_CREDS: 115,
   RLIMITS: 116,
   TASK_MISC: 117,
+  RSEQ: 118,
 
   // 201-299: reserved for arch-dependent records
 

@@ -27,6 +27,7 @@ export const PTRACE = {
   GETSIGMASK: 0x420a,
   SETSIGMASK: 0x420b,
   GET_SYSCALL_INFO: 0x420e,
+  GET_RSEQ_CONFIGURATION: 0x420f,
 } as const;
 
 /** PTRACE_O_* options for {@link seize}. */
@@ -187,6 +188,28 @@ export function getSigmask(pid: number): bigint {
   const out = Buffer.alloc(8);
   request(PTRACE.GETSIGMASK, 'PTRACE_GETSIGMASK', pid, 8, out);
   return out.readBigUInt64LE(0);
+}
+
+/** A task's restartable-sequences registration (rseq(2)); `size` 0 when it has none. */
+export interface RseqConfig {
+  /** Address of its `struct rseq`. */
+  abi: bigint;
+  size: number;
+  /** The signature that must precede its abort handlers. */
+  signature: number;
+  flags: number;
+}
+
+/** The tracee's rseq registration (PTRACE_GET_RSEQ_CONFIGURATION, Linux 5.13). */
+export function getRseqConfig(pid: number): RseqConfig {
+  const out = Buffer.alloc(24);
+  request(PTRACE.GET_RSEQ_CONFIGURATION, 'PTRACE_GET_RSEQ_CONFIGURATION', pid, 24, out);
+  return {
+    abi: out.readBigUInt64LE(0),
+    size: out.readUInt32LE(8),
+    signature: out.readUInt32LE(12),
+    flags: out.readUInt32LE(16),
+  };
 }
 
 /** Set the tracee's blocked-signal mask (SIGKILL and SIGSTOP are ignored by the kernel). */

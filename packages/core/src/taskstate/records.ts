@@ -106,3 +106,17 @@ export const rlimitsRecord = defineRecord(
     limits: array(struct({ cur: u64(), max: u64() }), 64),
   },
 );
+
+/** The restartable-sequences registration (rseq(2)); `size` 0 for none. */
+export const rseqRecord = defineRecord(
+  RecordType.RSEQ,
+  'rseq',
+  'restartable-sequences registration',
+  {
+    /** Address of the `struct rseq`. */
+    abi: u64('hex'),
+    size: u32(),
+    /** Signature before the abort handlers. */
+    signature: u32('hex'),
+  },
+);
