@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { checkpointKillRestart, ckpt, ckptOk, imagePath } from '../support/ckpt.js';
 import { type FixtureHandle, isAlive, sleepSync } from '../support/fixtures.js';
 import { liveFixtures } from '../support/live.js';
+import { tracerPid, waitFor } from '../support/procs.js';
 
 const fixtures = liveFixtures();
 const start = (name: string, args?: string[]): FixtureHandle => fixtures.start(name, { args });
@@ -112,6 +113,32 @@ describe('failures leave nothing behind', () => {
       expect(r.stderr).toMatch(
         new RegExp(`ends with the error of a failed checkpoint: \\[ENOTSUP\\] ${why}`),
       );
+    } finally {
+      process.kill(pid, 'SIGKILL');
+    }
+  });
+
+  it('a process under a seccomp filter is refused, and left running', () => {
+    // An allow-everything filter (one BPF instruction: return ALLOW).
+    const script = [
+      'import ctypes,time',
+      'class F(ctypes.Structure): _fields_=[("code",ctypes.c_ushort),("jt",ctypes.c_ubyte),("jf",ctypes.c_ubyte),("k",ctypes.c_uint)]',
+      'class P(ctypes.Structure): _fields_=[("len",ctypes.c_ushort),("filter",ctypes.POINTER(F))]',
+      'f=(F*1)(F(6,0,0,0x7fff0000))',
+      'assert ctypes.CDLL(None).prctl(22,2,ctypes.byref(P(1,f)),0,0)==0',
+      'time.sleep(60)',
+    ].join('\n');
+    const pid = Number(ckptOk(['run', '--', 'python3', '-c', script]).trim());
+    try {
+      waitFor('the filter installed', () =>
+        /^Seccomp:\s+2$/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8')),
+      );
+      const img = imagePath();
+      const c = ckpt(['checkpoint', String(pid), '-o', img, '--kill']);
+      expect(c.code).toBe(1);
+      expect(c.stderr).toMatch(new RegExp(`pid ${pid} runs under seccomp \\(a filter\\)`));
+      expect(isAlive(pid)).toBe(true);
+      expect(tracerPid(pid)).toBe(0);
     } finally {
       process.kill(pid, 'SIGKILL');
     }

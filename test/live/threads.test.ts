@@ -9,9 +9,18 @@
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CKPT_BIN, checkpointKillRestart, ckpt, ckptOk, imagePath } from '../support/ckpt.js';
-import { type FixtureHandle, isAlive, procState, sleepSync } from '../support/fixtures.js';
+import {
+  type FixtureHandle,
+  fixtureCommand,
+  isAlive,
+  procState,
+  readLayout,
+  sleepSync,
+} from '../support/fixtures.js';
 import { liveFixtures } from '../support/live.js';
 import { tracerPid, waitFor } from '../support/procs.js';
 
@@ -113,6 +122,63 @@ describe('a multi-threaded process', () => {
     expect(f.waitResult(60_000)).toMatch(/^PASS/);
   });
 });
+
+describe('threads with job control and containers', () => {
+  it('a job-stopped threaded process comes back stopped, every thread; SIGCONT resumes it', () => {
+    const f = fixtures.start('threads.py');
+    process.kill(f.pid, 'SIGSTOP');
+    waitFor('every thread stopped', () => tidsOf(f.pid).every((t) => procState(t) === 'T'));
+    const pid = checkpointKillRestart(f.pid);
+    waitFor('every restored thread stopped', () => tidsOf(pid).every((t) => procState(t) === 'T'));
+    expect(tidsOf(pid)).toEqual(layoutTids(f));
+    const stoppedAt = f.count!();
+    sleepSync(300);
+    expect(f.count!()).toBe(stoppedAt);
+    process.kill(pid, 'SIGCONT');
+    waitFor('counting again', () => f.count!() > stoppedAt);
+    f.go();
+    expect(f.waitResult(60_000)).toMatch(/^PASS/);
+  });
+
+  it('in a container: every thread keeps its id at both pid-namespace levels', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-threads-'));
+    const cmd = [...fixtureCommand('threads.py'), dir];
+    const init = Number(ckptOk(['run', '--container', '--', ...cmd]).trim());
+    fixtures.leftovers.push(init);
+    try {
+      waitFor('the fixture ready', () => fs.existsSync(path.join(dir, 'ready')), 10_000);
+      const layout = readLayout(dir);
+      const inner = layout.tids!.split(' ').map(Number);
+      const levels = new Map(tidsOf(init).map((t) => [t, nsTids(init, t)]));
+      // Its own view: the init is 1, its threads follow.
+      expect(inner[0]).toBe(1);
+      expect([...levels.values()].map((l) => l[1]).sort((a, b) => a! - b!)).toEqual(
+        [...inner].sort((a, b) => a - b),
+      );
+      const img = imagePath();
+      ckptOk(['checkpoint', String(init), '-o', img, '--kill']);
+      waitFor('the container gone', () => !isAlive(init));
+      const pid = Number(ckptOk(['restart', img, '-d']).trim());
+      fs.rmSync(path.dirname(img), { recursive: true, force: true });
+      expect(pid).toBe(init);
+      expect(new Map(tidsOf(pid).map((t) => [t, nsTids(pid, t)]))).toEqual(levels);
+      fs.writeFileSync(path.join(dir, 'go'), '');
+      waitFor('the result', () => fs.existsSync(path.join(dir, 'result')), 20_000);
+      expect(fs.readFileSync(path.join(dir, 'result'), 'utf8')).toMatch(/^PASS threads=7/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** A thread's ids at every pid-namespace level, outermost first (NSpid). */
+function nsTids(pid: number, tid: number): number[] {
+  const status = fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+  return status
+    .match(/^NSpid:\s+(.*)$/m)![1]!
+    .split(/\s+/)
+    .map(Number);
+}
 
 /** Make the next pid the kernel hands out `pid` (root), and start `sleep` there. */
 function occupy(pid: number): number | undefined {
