@@ -1,11 +1,11 @@
 /**
  * Multi-threaded processes: every thread comes back with its own thread
  * id, registers, TLS, blocked mask, alternate stack, pending signals, name,
- * clear_child_tid and robust list, and continues where it stopped. The
- * fixtures check all that from inside (see test/fixtures/threads.c and
- * threads.py); these tests check ids and names from outside, and the
- * paths that let a threaded process go (left running, stopped, killed
- * ckpt, failed restart).
+ * clear_child_tid, robust list and rseq area, and continues where it
+ * stopped. The fixtures check all that from inside (see
+ * test/fixtures/threads.c, threads.py, mp_pool.py); these tests check ids
+ * and names from outside, and the paths that let a threaded process go
+ * (left running, stopped, killed ckpt, failed restart).
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -120,6 +120,30 @@ describe('a multi-threaded process', () => {
     process.kill(f.pid, 'SIGCONT');
     f.go();
     expect(f.waitResult(60_000)).toMatch(/^PASS/);
+  });
+});
+
+describe('python3 multiprocessing', () => {
+  it('a Pool (threaded parent, forked workers, pipes, unlinked /dev/shm semaphores) continues', () => {
+    const f = fixtures.start('mp_pool.py');
+    const workers = f.layout.workers!.split(' ').map(Number);
+    const sems = (pid: number) =>
+      fs
+        .readFileSync(`/proc/${pid}/maps`, 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('/dev/shm/sem.'))
+        .map((l) => l.replace(/ +\d+ +\/dev\/shm/, ' /dev/shm')); // inodes differ
+    const semsBefore = sems(f.pid);
+    expect(semsBefore.length).toBeGreaterThan(0);
+    const pid = checkpointKillRestart(f.pid);
+    expect(pid).toBe(f.pid);
+    for (const w of workers) expect(isAlive(w)).toBe(true);
+    // Each semaphore is back at its address, under its (deleted) name.
+    expect(sems(pid)).toEqual(semsBefore);
+    const atRestart = f.count!();
+    waitFor('results again', () => f.count!() > atRestart + 5);
+    f.go();
+    expect(f.waitResult(60_000)).toMatch(/^PASS results=\d+$/);
   });
 });
 

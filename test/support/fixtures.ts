@@ -52,6 +52,7 @@ export const FIXTURE_NAMES = [
   'tree_shared_memory',
   'threads',
   'threads.py',
+  'mp_pool.py',
 ] as const;
 export type FixtureName = (typeof FIXTURE_NAMES)[number];
 
@@ -271,7 +272,7 @@ export interface FixtureHandle {
   kill(): void;
   /** kill() and remove the work directory. */
   dispose(): void;
-  /** Counter fixtures and threads.py: the last value written to <dir>/count (-1 if none yet). */
+  /** Counter fixtures, threads.py and mp_pool.py: the last value written to <dir>/count (-1 if none yet). */
   count?: () => number;
 }
 
@@ -364,7 +365,7 @@ export function startFixture(name: string, opts: StartOptions = {}): FixtureHand
       fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
     },
   };
-  if (name.startsWith('counter') || name === 'threads.py') {
+  if (name.startsWith('counter') || name === 'threads.py' || name === 'mp_pool.py') {
     handle.count = () => {
       const lines = readOr(path.join(dir, 'count'))
         .split('\n')

@@ -20,6 +20,7 @@ export const VmaKind = {
   VDSO: 5,
   VVAR: 6,
   VVAR_VCLOCK: 7,
+  FILE_SHARED_DELETED: 8,
 } as const;
 
 /** Printable names of {@link VmaKind}. */
@@ -31,6 +32,7 @@ export const VMA_KIND_NAMES: Record<number, string> = {
   5: 'vdso',
   6: 'vvar',
   7: 'vvar_vclock',
+  8: 'file-shared-deleted',
 };
 
 /** The address-space layout of a task, before its VMAs. */
@@ -99,17 +101,23 @@ export const pgarrRecord = defineRecord(
 export const SHMEM = 405;
 
 /**
- * A shared anonymous memory object (the shmem inode behind MAP_SHARED|
- * MAP_ANONYMOUS), once per image, right after the objref record that
+ * A shared memory object (the shmem inode behind MAP_SHARED|MAP_ANONYMOUS,
+ * or a deleted file mapped MAP_SHARED), once per image, right after the objref record that
  * defines it. Its contents follow in `nrPages` pages of `pgarr` + `buffer`
  * chunks whose `addrs` are byte offsets in the object, not addresses (the
  * seed indexes them by page of the backing inode): the object may be
  * mapped at different addresses, or only in part, in each task.
  */
-export const shmemRecord = defineRecord(SHMEM, 'shmem', 'shared anonymous memory object', {
+export const shmemRecord = defineRecord(SHMEM, 'shmem', 'shared memory object', {
   /** Its inode at checkpoint (for messages only). */
   inode: u64(),
-  /** Size of the object (i_size): the length of the original mapping. */
+  /** Size of the object (i_size): the length of the original mapping, or the file's size. */
   size: u64('hex'),
   nrPages: u32(),
+  /**
+   * The path of the deleted file it was (e.g. a POSIX semaphore's
+   * /dev/shm/sem.NAME, unlinked once mapped); empty for shared anonymous
+   * memory.
+   */
+  path: str(4096),
 });

@@ -18,7 +18,7 @@ import {
   type VmaInfo,
 } from '@ckpt/core';
 import { VmaKind } from './records.js';
-import { checkpointShmem, isShmemAnon, withShmemFd } from './shmem.js';
+import { checkpointShmem, isDeletedSharedFile, isShmemAnon, withShmemFd } from './shmem.js';
 
 export const PROT_NONE = 0;
 export const PROT_READ = 1;
@@ -302,6 +302,25 @@ export const anonShared: ObjectVmaHandler = {
   },
 };
 
+/**
+ * A deleted file mapped shared (an unlinked POSIX semaphore or shm_open
+ * object): like shared anonymous memory, its contents are saved once, as a
+ * shmem object with the file's path (see shmem.ts).
+ */
+export const deletedFileShared: ObjectVmaHandler = {
+  kind: 'file-shared-deleted',
+  id: VmaKind.FILE_SHARED_DELETED,
+  match: isDeletedSharedFile,
+  describe: (_task, v) => describe(v, VmaKind.FILE_SHARED_DELETED, v.pathname),
+  pages: () => [],
+  checkpointObject: checkpointShmem,
+  restore(ctx, task, vma) {
+    withShmemFd(ctx, task, vma, (fd) => {
+      mmap(task, vma, vma.prot, MAP_SHARED, fd);
+    });
+  },
+};
+
 /** Shared file mappings: the contents live in the file. */
 export const fileShared: VmaHandler = {
   kind: 'file-shared',
@@ -340,6 +359,7 @@ export const vmaHandlers: readonly VmaHandler[] = [
   vvar,
   vvarVclock,
   anonShared,
+  deletedFileShared,
   anonPrivate,
   filePrivate,
   fileShared,
