@@ -14,7 +14,7 @@ import {
   startFixture,
 } from '../support/fixtures.js';
 import { requireRoot } from '../support/prereq.js';
-import { tracerPid } from '../support/procs.js';
+import { tracerPid, vdsoTail } from '../support/procs.js';
 
 let fixture: FixtureHandle;
 
@@ -68,6 +68,8 @@ describe('ckpt killed mid-checkpoint', () => {
     // A complete checkpoint removes any code page a killed one left behind.
     expect(await checkpointKilledAfter(fixture.pid, 60_000)).toBeNull();
     expect(fs.readFileSync(`/proc/${fixture.pid}/maps`, 'utf8')).toBe(maps);
+    // ...and the code a killed one left in the vDSO's padding.
+    expect(vdsoTail(fixture.pid).every((b) => b === 0)).toBe(true);
     fixture.go();
     expect(fixture.waitResult()).toMatch(/^PASS/);
   });

@@ -22,7 +22,7 @@ import {
   sleepSync,
 } from '../support/fixtures.js';
 import { liveFixtures } from '../support/live.js';
-import { tracerPid, waitFor } from '../support/procs.js';
+import { tracerPid, vdsoTail, waitFor } from '../support/procs.js';
 
 const fixtures = liveFixtures();
 
@@ -124,7 +124,7 @@ describe('a multi-threaded process', () => {
 });
 
 describe('python3 multiprocessing', () => {
-  it('a Pool (threaded parent, forked workers, pipes, unlinked /dev/shm semaphores) continues', () => {
+  it('a Pool and a Value (threaded parent, forked workers, pipes, unlinked /dev/shm semaphores and heap) continue', () => {
     const f = fixtures.start('mp_pool.py');
     const workers = f.layout.workers!.split(' ').map(Number);
     const sems = (pid: number) =>
@@ -271,6 +271,8 @@ describe('failures with threads leave nothing behind', () => {
     // A complete checkpoint removes the code pages killed ones left.
     expect(await killedAfter(60_000)).toBe(false);
     expect(fs.readFileSync(`/proc/${f.pid}/maps`, 'utf8')).toBe(maps);
+    // ...and the code a killed one left in the vDSO's padding.
+    expect(vdsoTail(f.pid).every((b) => b === 0)).toBe(true);
     f.go();
     expect(f.waitResult(60_000)).toBe('PASS threads 6');
   });

@@ -53,6 +53,7 @@ export const FIXTURE_NAMES = [
   'threads',
   'threads.py',
   'mp_pool.py',
+  'ghost',
 ] as const;
 export type FixtureName = (typeof FIXTURE_NAMES)[number];
 

@@ -97,3 +97,24 @@ export function namespaceOf(pid: number | 'self', type: string): string {
 export function nsenter(pid: number, flags: string[], cmd: string[]): string {
   return execFileSync('nsenter', ['-t', String(pid), ...flags, ...cmd], { encoding: 'utf8' });
 }
+
+/**
+ * The last `length` bytes of `pid`'s vDSO (its padding, where ckpt runs its
+ * first and last injected call of a checkpoint), as /proc/PID/mem shows them.
+ */
+export function vdsoTail(pid: number, length = 256): Buffer {
+  const line = fs
+    .readFileSync(`/proc/${pid}/maps`, 'utf8')
+    .split('\n')
+    .find((l) => l.endsWith('[vdso]'));
+  if (!line) throw new Error(`pid ${pid} has no vDSO`);
+  const end = Number.parseInt(line.split('-')[1]!.split(' ')[0]!, 16);
+  const fd = fs.openSync(`/proc/${pid}/mem`, 'r');
+  try {
+    const out = Buffer.alloc(length);
+    fs.readSync(fd, out, 0, length, end - length);
+    return out;
+  } finally {
+    fs.closeSync(fd);
+  }
+}

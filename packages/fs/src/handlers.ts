@@ -3,6 +3,7 @@ import { CkptError, type FileHandler, type FileInfo } from '@ckpt/core';
 import { simpleDevice } from './devices.js';
 import { externalFile } from './external.js';
 import { major, minor } from './flags.js';
+import { ghostFile } from './ghost.js';
 import { pipeFile } from './pipe.js';
 import { regularFile } from './regular.js';
 import { describeSocket } from './socket-info.js';
@@ -10,6 +11,7 @@ import { describeSocket } from './socket-info.js';
 /** Every file handler of this package, in match order. */
 export const fileHandlers: readonly FileHandler[] = [
   regularFile,
+  ghostFile,
   simpleDevice,
   pipeFile,
   externalFile,
@@ -31,7 +33,7 @@ export function unsupported(file: FileInfo): CkptError {
   if (target.kind === 'path' && target.deleted) {
     return new CkptError(
       'ENOTSUP',
-      `pid ${pid} fd ${fd}: ${target.path} was deleted while open; deleted files are not supported yet`,
+      `pid ${pid} fd ${fd}: ${target.path} was deleted while open; only deleted regular files are supported, not a deleted ${kindOf(file)}`,
       { pid, fd, path: target.path },
     );
   }

@@ -1,7 +1,7 @@
 /**
  * @ckpt/fs — open files: the fd table with close-on-exec, regular files and
- * directories, simple devices, fds leading outside the checkpoint (ttys,
- * pipes, sockets), and the cwd, root and umask.
+ * directories, deleted files, simple devices, fds leading outside the
+ * checkpoint (ttys, pipes, sockets), and the cwd, root and umask.
  *
  * @packageDocumentation
  */
@@ -9,16 +9,20 @@ import { type CkptPlugin, definePlugin } from '@ckpt/core';
 import { fileObject } from './file-object.js';
 import { filesPhase } from './files.js';
 import { fsPhase } from './fs.js';
+import { ghostObject } from './ghost.js';
 import { fileHandlers } from './handlers.js';
 import { pipeObject } from './pipe.js';
 import {
   fileDescRecord,
   fileExternalRecord,
+  fileGhostRecord,
   fileNameRecord,
   filePipeRecord,
   fileRecord,
   fileTableRecord,
   fsRecord,
+  ghostDataRecord,
+  ghostFileRecord,
   pipeBufRecord,
 } from './records.js';
 
@@ -27,6 +31,16 @@ export { externalFile, isExternal } from './external.js';
 export { fileObject, type RestoredFile, type SavedFile } from './file-object.js';
 export { filesPhase } from './files.js';
 export { fsPhase } from './fs.js';
+export {
+  checkpointGhost,
+  GHOST_LIMIT,
+  GHOST_OBJECT,
+  ghostFdInTask,
+  ghostFile,
+  ghostObject,
+  type RestoredGhost,
+  type SavedGhost,
+} from './ghost.js';
 export { fileHandlers, unsupported } from './handlers.js';
 export { isTreePipe, pipeFile, pipeObject, type RestoredPipe } from './pipe.js';
 export * from './records.js';
@@ -44,8 +58,11 @@ export const fsPlugin: CkptPlugin = definePlugin({
     filePipeRecord,
     pipeBufRecord,
     fsRecord,
+    ghostFileRecord,
+    ghostDataRecord,
+    fileGhostRecord,
   ],
-  objects: [fileObject, pipeObject],
+  objects: [fileObject, pipeObject, ghostObject],
   files: fileHandlers,
   phases: [filesPhase, fsPhase],
 });

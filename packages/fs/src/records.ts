@@ -7,6 +7,7 @@ export const FileKind = {
   CHRDEV: 2,
   EXTERNAL: 3,
   PIPE: 4,
+  GHOST: 5,
 } as const;
 
 /** Printable names of {@link FileKind}. */
@@ -15,6 +16,7 @@ export const FILE_KIND_NAMES: Record<number, string> = {
   2: 'chrdev',
   3: 'external',
   4: 'pipe',
+  5: 'ghost',
 };
 
 /** File types a file reopened by path may have (the `type` of a file_name record). */
@@ -121,4 +123,38 @@ export const pipeBufRecord = defineRecord(RecordType.PIPE_BUF, 'pipe_buf', 'pipe
   readers: u32(),
   writers: u32(),
   data: bytes(1 << 28),
+});
+
+/** Record types of deleted files (the next numbers of the files range). */
+export const GHOST_FILE = 308;
+export const GHOST_DATA = 309;
+export const FILE_GHOST = 310;
+
+/**
+ * A deleted file (see ghost.ts), once per image, right after the objref
+ * record that defines it; `chunks` ghost_data records follow.
+ */
+export const ghostFileRecord = defineRecord(GHOST_FILE, 'ghost_file', 'deleted file', {
+  /** Its inode at checkpoint (for messages only). */
+  inode: u64(),
+  /** Its path before it was deleted; restart recreates it there, unlinked. */
+  path: str(4096),
+  /** Permission bits. */
+  mode: u32('octal'),
+  size: u64(),
+  chunks: u32(),
+});
+
+/** Part of a deleted file's data: at most 4 MiB at `offset` (holes are not saved). */
+export const ghostDataRecord = defineRecord(GHOST_DATA, 'ghost_data', 'deleted file data', {
+  offset: u64('hex'),
+  data: bytes(4 << 20),
+});
+
+/** An open deleted file: which one (objref of a `ghost` object), its flags and offset. */
+export const fileGhostRecord = defineRecord(FILE_GHOST, 'file_ghost', 'open deleted file', {
+  ghost: u32(),
+  /** Open flags as fdinfo showed them, without O_CLOEXEC. */
+  flags: u32('octal'),
+  pos: u64(),
 });

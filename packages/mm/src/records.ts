@@ -73,7 +73,8 @@ export const vmaRecord = defineRecord(RecordType.VMA, 'vma', 'memory region', {
   nrPages: u32(),
   /**
    * The shared object the region maps: objref of a `shmem` object for
-   * anon-shared regions, 0 for every other kind.
+   * anon-shared regions, of a `ghost` object (@ckpt/fs) for
+   * file-shared-deleted ones, 0 for every other kind.
    */
   objref: u32(),
 });
@@ -101,23 +102,17 @@ export const pgarrRecord = defineRecord(
 export const SHMEM = 405;
 
 /**
- * A shared memory object (the shmem inode behind MAP_SHARED|MAP_ANONYMOUS,
- * or a deleted file mapped MAP_SHARED), once per image, right after the objref record that
+ * A shared anonymous memory object (the shmem inode behind MAP_SHARED|
+ * MAP_ANONYMOUS), once per image, right after the objref record that
  * defines it. Its contents follow in `nrPages` pages of `pgarr` + `buffer`
  * chunks whose `addrs` are byte offsets in the object, not addresses (the
  * seed indexes them by page of the backing inode): the object may be
  * mapped at different addresses, or only in part, in each task.
  */
-export const shmemRecord = defineRecord(SHMEM, 'shmem', 'shared memory object', {
+export const shmemRecord = defineRecord(SHMEM, 'shmem', 'shared anonymous memory object', {
   /** Its inode at checkpoint (for messages only). */
   inode: u64(),
-  /** Size of the object (i_size): the length of the original mapping, or the file's size. */
+  /** Size of the object (i_size): the length of the original mapping. */
   size: u64('hex'),
   nrPages: u32(),
-  /**
-   * The path of the deleted file it was (e.g. a POSIX semaphore's
-   * /dev/shm/sem.NAME, unlinked once mapped); empty for shared anonymous
-   * memory.
-   */
-  path: str(4096),
 });

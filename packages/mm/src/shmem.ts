@@ -22,32 +22,13 @@
  * a task that maps the object already (the `holder`; root may open any
  * task's map_files) and mmap(MAP_SHARED|MAP_FIXED) of that fd at the saved
  * offset. The temporary mapping goes once the first region maps the object.
- *
- * A file deleted while mapped MAP_SHARED (a POSIX semaphore or shm_open
- * object that was unlinked, as Python's multiprocessing does with its
- * locks) is the same kind of object: its data can only come from the
- * mappings, and every task that maps it shares it. It is saved the same
- * way, with its path; restart creates a file at that path, unlinks it at
- * once (so maps show the same "PATH (deleted)"), and hands it to the task,
- * which maps it as the temporary mapping.
  */
-import {
-  closeSync,
-  constants,
-  fstatSync,
-  ftruncateSync,
-  openSync,
-  readSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
-import { basename, join } from 'node:path';
+import { closeSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import {
   type CheckpointCtx,
   type CheckpointTask,
   CkptError,
   closeInTask,
-  copyFdFromCkpt,
   dataRanges,
   type MapsEntry,
   mapsFilePath,
@@ -67,7 +48,6 @@ import { shmemRecord, type VmaRecord } from './records.js';
 
 const PAGE = BigInt(PAGE_SIZE);
 const PROT_NONE = 0;
-const MAP_SHARED = 0x01;
 const MAP_SHARED_ANON = 0x21;
 const O_RDWR = 2;
 const O_CLOEXEC = 0o2000000;
@@ -81,16 +61,12 @@ export interface SavedShmem {
   start: bigint;
   end: bigint;
   inode: number;
-  /** The deleted file's path; empty for shared anonymous memory. */
-  path: string;
 }
 
 /** A restored shmem object. */
 export interface RestoredShmem {
   /** Inode at checkpoint, for messages. */
   savedInode: bigint;
-  /** The deleted file's path; empty for shared anonymous memory. */
-  path: string;
   size: bigint;
   /** Inode of the recreated object (what /proc/PID/maps shows now). */
   inode: number;
@@ -214,13 +190,13 @@ export const shmemObject: ObjectOps<SavedShmem | RestoredShmem> = {
   name: SHMEM_OBJECT,
   id: 401,
   checkpoint(ctx, obj) {
-    const { pid, inode, path } = obj as SavedShmem;
-    const what = `pid ${pid}: saving shared memory ${range(obj as SavedShmem)} (${path ? `deleted file ${path}, ` : ''}inode ${inode})`;
+    const { pid, inode } = obj as SavedShmem;
+    const what = `pid ${pid}: saving shared memory ${range(obj as SavedShmem)} (shmem inode ${inode})`;
     const fd = openFile(mapFiles(pid, obj as SavedShmem), 'r', what, pid);
     try {
       const size = BigInt(fstatSync(fd).size);
       const runs = dataPages(fd, size, what);
-      ctx.write(shmemRecord, { inode: BigInt(inode), size, nrPages: countPages(runs), path });
+      ctx.write(shmemRecord, { inode: BigInt(inode), size, nrPages: countPages(runs) });
       dumpPages(ctx, fileMemory(fd, what, pid), runs);
     } finally {
       closeSync(fd);
@@ -239,13 +215,9 @@ export const shmemObject: ObjectOps<SavedShmem | RestoredShmem> = {
     return createShmem(ctx, task, rec);
   },
   describe(obj) {
-    if ('holder' in obj) {
-      return `${obj.path ? `shared mapping of deleted file ${obj.path}` : 'shared anonymous memory'} (inode ${obj.savedInode} at checkpoint)`;
-    }
-    const kind = obj.path
-      ? `shared mapping of deleted file ${obj.path}`
-      : 'shared anonymous memory';
-    return `${kind} ${range(obj)} of pid ${obj.pid} (inode ${obj.inode})`;
+    return 'holder' in obj
+      ? `shared anonymous memory (shmem inode ${obj.savedInode} at checkpoint)`
+      : `shared anonymous memory ${range(obj)} of pid ${obj.pid} (shmem inode ${obj.inode})`;
   },
 };
 
@@ -258,12 +230,10 @@ function createShmem(
   task: RestartTask,
   rec: ReturnType<typeof shmemRecord.decode>,
 ): RestoredShmem {
-  const what = `pid ${task.savedPid}: restoring shared memory (${rec.path ? `deleted file ${rec.path}, ` : ''}inode ${rec.inode})`;
+  const what = `pid ${task.savedPid}: restoring shared memory (shmem inode ${rec.inode})`;
   // mmap needs a length: an object of size 0 (truncated) starts as one page.
   const alloc = rec.size > 0n ? ((rec.size + PAGE - 1n) / PAGE) * PAGE : PAGE;
-  const start = rec.path
-    ? mapDeletedFile(ctx, task, rec.path, alloc, what)
-    : task.sys.check('mmap', [0, alloc, PROT_NONE, MAP_SHARED_ANON, -1, 0], what);
+  const start = task.sys.check('mmap', [0, alloc, PROT_NONE, MAP_SHARED_ANON, -1, 0], what);
   const temp = { start, end: start + alloc };
   const fd = openFile(mapFiles(task.pid, temp), 'r+', what, task.savedPid);
   try {
@@ -274,64 +244,7 @@ function createShmem(
     // The size is the original mapping's length, unless someone truncated
     // it; a partial last page written back may also have extended it.
     if (BigInt(fstatSync(fd).size) !== rec.size) ftruncateSync(fd, Number(rec.size));
-    return {
-      savedInode: rec.inode,
-      path: rec.path,
-      size: rec.size,
-      inode: fstatSync(fd).ino,
-      holder: task,
-      temp,
-    };
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/**
- * Recreate a deleted file mapped shared: a new file of `size` bytes at
- * `path` (as ckpt sees it; another name in the same directory, or in
- * /dev/shm, if that is taken or gone), unlinked at once, and mapped
- * PROT_NONE in `task` from an fd handed over by ckpt. Returns the address.
- */
-function mapDeletedFile(
-  ctx: RestartCtx,
-  task: RestartTask,
-  path: string,
-  size: bigint,
-  what: string,
-): bigint {
-  const candidates = [
-    path,
-    `${path}.ckpt-${process.pid}`,
-    join('/dev/shm', `ckpt-${process.pid}-${basename(path)}`),
-  ];
-  let fd: number | undefined;
-  let at = path;
-  for (const p of candidates) {
-    try {
-      fd = openSync(p, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600);
-      at = p;
-      break;
-    } catch {
-      // taken, or its directory is gone: the next name
-    }
-  }
-  if (fd === undefined) {
-    throw new CkptError('ESYS', `${what}: cannot create a file for it at ${path} or in /dev/shm`, {
-      pid: task.savedPid,
-      path,
-    });
-  }
-  try {
-    unlinkSync(at);
-    if (at !== path) ctx.log.warn(`${what}: recreated as ${at} (deleted), ${path} being taken`);
-    ftruncateSync(fd, Number(size));
-    const taskFd = copyFdFromCkpt(task, fd, `${what}: handing the file over`);
-    try {
-      return task.sys.check('mmap', [0, size, PROT_NONE, MAP_SHARED, taskFd, 0], what);
-    } finally {
-      closeInTask(task, taskFd);
-    }
+    return { savedInode: rec.inode, size: rec.size, inode: fstatSync(fd).ino, holder: task, temp };
   } finally {
     closeSync(fd);
   }
@@ -360,19 +273,18 @@ export function restoringMemoryOf<T>(ctx: RestartCtx, task: RestartTask, fn: () 
  */
 export function checkpointShmem(ctx: CheckpointCtx, task: CheckpointTask, vma: VmaInfo): number {
   const key = `${vma.devMajor}:${vma.devMinor}:${vma.inode}`;
-  const path = isShmemAnon(vma) ? '' : mapsFilePath(vma);
-  const obj: SavedShmem = { pid: task.pid, start: vma.start, end: vma.end, inode: vma.inode, path };
+  const obj: SavedShmem = { pid: task.pid, start: vma.start, end: vma.end, inode: vma.inode };
   return ctx.checkpointObj(SHMEM_OBJECT, key, obj);
 }
 
 /** A mapping of `shm` in its holder: the temporary one, or any region that maps it. */
 function holderMapping(shm: RestoredShmem, task: RestartTask): { start: bigint; end: bigint } {
   if (shm.temp) return shm.temp;
-  const m = readMaps(shm.holder.pid).find((e) => e.inode === shm.inode && e.shared && e.deleted);
+  const m = readMaps(shm.holder.pid).find((e) => e.inode === shm.inode && isShmemAnon(e));
   if (!m) {
     throw new CkptError(
       'EUNEXPECTED',
-      `pid ${task.savedPid}: the shared memory of inode ${shm.savedInode} is no longer mapped in pid ${shm.holder.savedPid}, which restored it`,
+      `pid ${task.savedPid}: the shared memory of shmem inode ${shm.savedInode} is no longer mapped in pid ${shm.holder.savedPid}, which restored it`,
       { pid: task.savedPid },
     );
   }

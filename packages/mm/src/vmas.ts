@@ -7,8 +7,10 @@ import {
   type CheckpointCtx,
   type CheckpointTask,
   CkptError,
+  closeInTask,
   cString,
   isSyscallError,
+  mapsFilePath,
   openPagemapFile,
   type PagemapFile,
   type RestartTask,
@@ -17,7 +19,8 @@ import {
   type VmaHandler,
   type VmaInfo,
 } from '@ckpt/core';
-import { VmaKind } from './records.js';
+import { checkpointGhost, ghostFdInTask } from '@ckpt/fs';
+import { VmaKind, type VmaRecord } from './records.js';
 import { checkpointShmem, isDeletedSharedFile, isShmemAnon, withShmemFd } from './shmem.js';
 
 export const PROT_NONE = 0;
@@ -304,8 +307,8 @@ export const anonShared: ObjectVmaHandler = {
 
 /**
  * A deleted file mapped shared (an unlinked POSIX semaphore or shm_open
- * object): like shared anonymous memory, its contents are saved once, as a
- * shmem object with the file's path (see shmem.ts).
+ * object): its contents are a `ghost` object of @ckpt/fs, saved once for
+ * every mapping and open file of it; restart maps the recreated file.
  */
 export const deletedFileShared: ObjectVmaHandler = {
   kind: 'file-shared-deleted',
@@ -313,11 +316,22 @@ export const deletedFileShared: ObjectVmaHandler = {
   match: isDeletedSharedFile,
   describe: (_task, v) => describe(v, VmaKind.FILE_SHARED_DELETED, v.pathname),
   pages: () => [],
-  checkpointObject: checkpointShmem,
+  checkpointObject: (ctx, task, v) =>
+    checkpointGhost(ctx, { major: v.devMajor, minor: v.devMinor }, v.inode, {
+      pid: task.pid,
+      source: `/proc/${task.pid}/map_files/${v.start.toString(16)}-${v.end.toString(16)}`,
+      path: mapsFilePath(v),
+      where: `the mapping 0x${v.start.toString(16)}-0x${v.end.toString(16)}`,
+    }),
   restore(ctx, task, vma) {
-    withShmemFd(ctx, task, vma, (fd) => {
+    const { objref } = vma as VmaRecord;
+    const what = `pid ${task.savedPid}: mapping deleted file ${vma.path}`;
+    const { fd } = ghostFdInTask(ctx, task, objref, what);
+    try {
       mmap(task, vma, vma.prot, MAP_SHARED, fd);
-    });
+    } finally {
+      closeInTask(task, fd);
+    }
   },
 };
 

@@ -16,7 +16,7 @@ import { asCkptError, CkptError } from '../errors.js';
 import { CheckpointFlags } from '../flags.js';
 import { hostArchId, makeHeader, writeHeader } from '../image.js';
 import { type FrozenTask, unfreezeProcess } from '../kernel/freeze.js';
-import { type Finish, findLeftoverParasites } from '../kernel/inject.js';
+import { clearLeftoverPadCode, type Finish, findLeftoverParasites } from '../kernel/inject.js';
 import { errno, libc } from '../kernel/libc.js';
 import { getRegset, NT } from '../kernel/ptrace.js';
 import type { Logger, Progress } from '../log.js';
@@ -411,6 +411,11 @@ function readZombie(pid: number) {
 
 /** Remove code pages an earlier, killed ckpt left in the task. */
 function removeLeftovers(task: FrozenCheckpointTask, log: Logger): void {
+  const conv = task.arch.convention;
+  const ips = [task, ...task.threads].map((t) => conv.getIp(t.regs));
+  if (clearLeftoverPadCode(task.pid, task.maps, ips, conv.syscallInsn)) {
+    log.info(`pid ${task.pid}: cleared ckpt code a killed checkpoint left in the vDSO's padding`);
+  }
   for (const r of findLeftoverParasites(task.pid, task.maps)) {
     log.info(
       `pid ${task.pid}: removing ckpt code page left by a killed checkpoint at 0x${r.start.toString(16)}`,
@@ -442,8 +447,7 @@ function prepareAll(
   tasks: readonly FrozenCheckpointTask[],
   phases: readonly TaskPhase[],
 ): void {
-  const all = withThreads(tasks);
-  allAtOnce(all, (t) => t.sys.startSetUp());
+  inRounds(tasks, (t) => t.sys.startSetUp());
   for (const t of tasks) {
     for (const phase of phases) {
       try {
@@ -454,18 +458,34 @@ function prepareAll(
       }
     }
   }
-  allAtOnce(all, (t) => t.sys.startPosted());
-}
-
-/** Every task and, after each, its other threads. */
-function withThreads(tasks: readonly FrozenCheckpointTask[]): FrozenCheckpointTask[] {
-  return tasks.flatMap((t) => [t, ...t.threads]);
-}
-
-/** Undo ckpt's changes in every task and thread, all at once; one that refuses is a warning. */
-function releaseAll(tasks: readonly FrozenCheckpointTask[], log: Logger): void {
   allAtOnce(
-    withThreads(tasks),
+    tasks.flatMap((t) => [t, ...t.threads]),
+    (t) => t.sys.startPosted(),
+  );
+}
+
+/**
+ * A round trip in every task and thread: all processes at once, the
+ * threads of each one after another. Mapping and unmapping ckpt's code
+ * page runs from the vDSO's padding, which the threads of a process share
+ * (one vDSO): one at a time, each finds it free (see `startPadCall`).
+ */
+function inRounds(
+  tasks: readonly FrozenCheckpointTask[],
+  start: (t: FrozenCheckpointTask) => Finish<unknown> | undefined,
+  onError?: (t: FrozenCheckpointTask, e: unknown) => void,
+): void {
+  const rounds = Math.max(0, ...tasks.map((t) => t.threads.length)) + 1;
+  for (let k = 0; k < rounds; k++) {
+    const members = tasks.flatMap((t) => (k === 0 ? [t] : t.threads.slice(k - 1, k)));
+    allAtOnce(members, start, onError);
+  }
+}
+
+/** Undo ckpt's changes in every task and thread; one that refuses is a warning. */
+function releaseAll(tasks: readonly FrozenCheckpointTask[], log: Logger): void {
+  inRounds(
+    tasks,
     (t) => t.startRelease(),
     (t, e) => log.warn(`pid ${t.pid}: could not undo ckpt's changes: ${(e as Error).message}`),
   );

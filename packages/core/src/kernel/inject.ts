@@ -219,6 +219,45 @@ export function findLeftoverParasites(
   return found;
 }
 
+/** The most of the vDSO's padding ckpt's single calls use (see `startPadCall`). */
+const MAX_PAD_ROOM = 256;
+
+/**
+ * Zero ckpt's code that a killed checkpoint left in the vDSO's padding of
+ * `pid` (a single call's syscall instruction and resume code, 64-byte
+ * aligned from the end, see `startPadCall`): the next checkpoint finds the
+ * padding free again, instead of making its first call from an ordinary
+ * syscall instruction, which is not kill-safe. Left alone while a thread's
+ * instruction pointer (`ips`) is inside it. `insn`: the arch's syscall
+ * instruction, which such code starts with. Returns whether it cleared
+ * anything.
+ */
+export function clearLeftoverPadCode(
+  pid: number,
+  maps: readonly MapsEntry[],
+  ips: readonly bigint[],
+  insn: Buffer,
+): boolean {
+  const vdso = maps.find((m) => m.kind === 'vdso');
+  if (!vdso) return false;
+  const from = vdso.end - BigInt(MAX_PAD_ROOM);
+  const mem = new ProcMem(pid);
+  try {
+    const tail = mem.read(from, MAX_PAD_ROOM);
+    const first = tail.findIndex((b) => b !== 0);
+    if (first < 0 || (MAX_PAD_ROOM - first) % 64 !== 0) return false;
+    if (!tail.subarray(first, first + insn.length).equals(insn)) return false;
+    const start = from + BigInt(first);
+    if (ips.some((ip) => ip >= start && ip < vdso.end)) return false;
+    mem.write(start, Buffer.alloc(MAX_PAD_ROOM - first));
+    return true;
+  } catch {
+    return false; // no padding to read: nothing of ckpt's there
+  } finally {
+    mem.close();
+  }
+}
+
 /**
  * Runs system calls in one ptrace-stopped task. Create it while the task is
  * stopped, call {@link SyscallInjector.call} any number of times, then
@@ -873,6 +912,8 @@ export class SyscallInjector {
    * (nothing executes there; it is zero again after each use), if it has.
    */
   private vdsoRoom(room: number): bigint | undefined {
+    // Past MAX_PAD_ROOM, a leftover would not be found and cleared.
+    if (room > MAX_PAD_ROOM) return undefined;
     this.vdsoEnd ??= (this.maps ?? readMaps(this.pid)).find((m) => m.kind === 'vdso')?.end ?? null;
     if (this.vdsoEnd === null) return undefined;
     const at = this.vdsoEnd - BigInt(room);

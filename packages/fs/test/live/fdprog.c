@@ -4,7 +4,7 @@
  * DIR/go (every 10 ms) and check or report: exit 0 = checks passed, 1 = setup
  * failed, 2 = a check failed, 3 = no go within 20 s.
  *
- *   deleted  opens DIR/gone.txt at fd 5 and unlinks it; pauses forever
+ *   deleted  opens the directory DIR/gone.d at fd 5 and removes it; pauses forever
  *   eventfd  an eventfd at fd 5; pauses forever
  *   listen   a TCP socket listening on 127.0.0.1 (any port) at fd 5; pauses forever
  *   socketpair  a unix stream socketpair at fds 5 and 6; pauses forever
@@ -62,9 +62,10 @@ int main(int argc, char **argv) {
   snprintf(dir, sizeof dir, "%s", argv[2]);
   char p[4200], go[4200];
   if (!strcmp(mode, "deleted")) {
-    at(p, "gone.txt");
-    place(open(p, O_RDWR | O_CREAT, 0644), 5);
-    if (unlink(p) < 0) return 1;
+    at(p, "gone.d");
+    if (mkdir(p, 0755) < 0) return 1;
+    place(open(p, O_RDONLY | O_DIRECTORY), 5);
+    if (rmdir(p) < 0) return 1;
   } else if (!strcmp(mode, "eventfd")) {
     place(eventfd(0, 0), 5);
   } else if (!strcmp(mode, "listen")) {

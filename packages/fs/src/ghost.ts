@@ -1,0 +1,267 @@
+/**
+ * Deleted files ("ghost files", as CRIU calls them): a regular file
+ * unlinked while a task still has it open (Python's tempfile.TemporaryFile,
+ * O_TMPFILE, a log rotated away) or mapped shared (an unlinked POSIX
+ * semaphore or shm_open object, Python multiprocessing's heap). Its name is
+ * gone, so its contents are saved: a `ghost` object in the objhash, keyed
+ * by device and inode, written once by whoever meets it first (an fd here,
+ * a mapping in the memory phase); every open file and mapping of it names
+ * it by objref.
+ *
+ * Restart creates a file at the same path (so /proc shows the same
+ * "PATH (deleted)"; another name in that directory, or in /dev/shm, when
+ * the path is taken or its directory is gone), unlinks it at once, fills it,
+ * and keeps an fd on it until the restart ends: tasks get the file through
+ * that fd (pidfd_getfd). An open file is then reopened through
+ * /proc/self/fd with its own flags and offset (its own open file
+ * description, as it had); a mapping maps it.
+ */
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  fstatSync,
+  ftruncateSync,
+  openSync,
+  readSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { basename, join } from 'node:path';
+import {
+  type CheckpointCtx,
+  CkptError,
+  closeInTask,
+  copyFdFromCkpt,
+  dataRanges,
+  type FileHandler,
+  type ObjectOps,
+  openInTask,
+  type RestartCtx,
+  type RestartTask,
+} from '@ckpt/core';
+import { major, minor, reopenFlags } from './flags.js';
+import { FileKind, fileGhostRecord, ghostDataRecord, ghostFileRecord } from './records.js';
+
+/** Name of the object type (the objhash's `type`). */
+export const GHOST_OBJECT = 'ghost';
+/** Data chunk per ghost_data record. */
+const CHUNK = 4 << 20;
+/** Largest amount of data a deleted file may hold to be saved in the image. */
+export const GHOST_LIMIT = 256 << 20;
+const SEEK_SET = 0;
+const O_DIRECTORY = 0o200000;
+
+/** What the checkpoint side knows of a deleted file when it first meets it. */
+export interface SavedGhost {
+  /** The task it was found in, for messages. */
+  pid: number;
+  /** A path ckpt opens to read it: /proc/PID/fd/N or /proc/PID/map_files/START-END. */
+  source: string;
+  /** Its path before it was deleted. */
+  path: string;
+  /** What holds it, for messages: "fd 3", "the mapping 0x…-0x…". */
+  where: string;
+}
+
+/** A deleted file recreated at restart. */
+export interface RestoredGhost {
+  /** ckpt's fd on it, open until the restart ends. */
+  fd: number;
+  path: string;
+  savedInode: bigint;
+}
+
+/**
+ * Reference the deleted file of device `dev` (major, minor) and inode `ino`,
+ * saving its contents on first appearance; returns its objref.
+ */
+export function checkpointGhost(
+  ctx: CheckpointCtx,
+  dev: { major: number; minor: number },
+  ino: number,
+  saved: SavedGhost,
+): number {
+  return ctx.checkpointObj(GHOST_OBJECT, `${dev.major}:${dev.minor}:${ino}`, saved);
+}
+
+/**
+ * The deleted file `objref` as an fd in `task` (the same open file as
+ * ckpt's: read-write, offset shared), for the caller to map or reopen and
+ * then close.
+ */
+export function ghostFdInTask(
+  ctx: RestartCtx,
+  task: RestartTask,
+  objref: number,
+  what: string,
+): { fd: number; ghost: RestoredGhost } {
+  const ghost = ctx.fetchObj<RestoredGhost>(objref, GHOST_OBJECT);
+  return { fd: copyFdFromCkpt(task, ghost.fd, what), ghost };
+}
+
+function openOrThrow(path: string, what: string, pid: number): number {
+  try {
+    return openSync(path, 'r');
+  } catch (e) {
+    throw new CkptError('ESYS', `${what}: cannot open ${path}: ${(e as Error).message}`, {
+      pid,
+      path,
+    });
+  }
+}
+
+/** Create the file for `path`, unlinked: at `path`, else next to it, else in /dev/shm. */
+function createUnlinked(ctx: RestartCtx, path: string, what: string): number {
+  const candidates = [
+    path,
+    `${path}.ckpt-${process.pid}`,
+    join('/dev/shm', `ckpt-${process.pid}-${basename(path)}`),
+  ];
+  for (const at of candidates) {
+    let fd: number;
+    try {
+      fd = openSync(at, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600);
+    } catch {
+      continue; // taken, or its directory is gone: the next name
+    }
+    unlinkSync(at);
+    if (at !== path)
+      ctx.log.warn(`${what}: recreated as ${at} (deleted): ${path} is taken or gone`);
+    return fd;
+  }
+  throw new CkptError(
+    'ESYS',
+    `${what}: cannot create a file at ${path}, next to it or in /dev/shm`,
+    {
+      path,
+    },
+  );
+}
+
+/** ObjectOps of deleted files. */
+export const ghostObject: ObjectOps<SavedGhost | RestoredGhost> = {
+  name: GHOST_OBJECT,
+  id: 308,
+  checkpoint(ctx, obj) {
+    const { pid, source, path, where } = obj as SavedGhost;
+    const what = `pid ${pid}: saving deleted file ${path} (${where})`;
+    const fd = openOrThrow(source, what, pid);
+    try {
+      const st = fstatSync(fd);
+      const size = BigInt(st.size);
+      const ranges = dataRanges(fd, size, what);
+      const total = ranges.reduce((n, r) => n + (r.end - r.start), 0n);
+      if (total > BigInt(GHOST_LIMIT)) {
+        throw new CkptError(
+          'ENOTSUP',
+          `${what}: it holds ${total} bytes of data, more than the ${GHOST_LIMIT} bytes ckpt saves of a deleted file`,
+          { pid, path },
+        );
+      }
+      const chunks: { offset: bigint; length: number }[] = [];
+      for (const r of ranges) {
+        for (let at = r.start; at < r.end; at += BigInt(CHUNK)) {
+          chunks.push({
+            offset: at,
+            length: Number(r.end - at < CHUNK ? r.end - at : BigInt(CHUNK)),
+          });
+        }
+      }
+      ctx.write(ghostFileRecord, {
+        inode: BigInt(st.ino),
+        path,
+        mode: st.mode & 0o7777,
+        size,
+        chunks: chunks.length,
+      });
+      for (const c of chunks) {
+        const data = Buffer.alloc(c.length);
+        let done = 0;
+        while (done < c.length) {
+          const n = readSync(fd, data, done, c.length - done, Number(c.offset) + done);
+          if (n === 0) break; // truncated meanwhile: the rest reads as zeros
+          done += n;
+        }
+        ctx.write(ghostDataRecord, { offset: c.offset, data });
+      }
+    } finally {
+      closeSync(fd);
+    }
+  },
+  restore(ctx) {
+    const rec = ctx.read(ghostFileRecord);
+    const what = `restoring deleted file ${rec.path} (inode ${rec.inode} at checkpoint)`;
+    const fd = createUnlinked(ctx, rec.path, what);
+    // Closed when the restart ends, whichever way.
+    ctx.deferqueue.add(fd, closeSync, closeSync);
+    fchmodSync(fd, rec.mode);
+    for (let i = 0; i < rec.chunks; i++) {
+      const chunk = ctx.read(ghostDataRecord);
+      if (chunk.offset + BigInt(chunk.data.length) > rec.size) {
+        throw new CkptError('EBADREC', `${what}: data past its size ${rec.size}`, {
+          recordType: ghostDataRecord.type,
+        });
+      }
+      let done = 0;
+      while (done < chunk.data.length) {
+        done += writeSync(
+          fd,
+          chunk.data,
+          done,
+          chunk.data.length - done,
+          Number(chunk.offset) + done,
+        );
+      }
+    }
+    ftruncateSync(fd, Number(rec.size));
+    return { fd, path: rec.path, savedInode: rec.inode };
+  },
+  describe(obj) {
+    return 'source' in obj
+      ? `deleted file ${obj.path} (${obj.where} of pid ${obj.pid})`
+      : `deleted file ${obj.path} (inode ${obj.savedInode} at checkpoint)`;
+  },
+};
+
+/**
+ * An open regular file whose name was deleted: its contents are a ghost
+ * object; the open file is reopened from it with its flags and offset.
+ */
+export const ghostFile: FileHandler = {
+  kind: 'ghost',
+  id: FileKind.GHOST,
+  match: (f) => f.target.kind === 'path' && f.target.deleted === true && f.stat.type === 'regular',
+  checkpoint(ctx, _task, file) {
+    const path = file.target.path ?? file.target.text;
+    const objref = checkpointGhost(
+      ctx,
+      { major: major(file.stat.dev), minor: minor(file.stat.dev) },
+      file.stat.ino,
+      { pid: file.pid, source: `/proc/${file.pid}/fd/${file.fd}`, path, where: `fd ${file.fd}` },
+    );
+    // O_TMPFILE (which includes O_DIRECTORY) made it; reopened, it is a file.
+    const flags = reopenFlags(file.info.flags) & ~O_DIRECTORY;
+    ctx.write(fileGhostRecord, { ghost: objref, flags, pos: file.info.pos });
+  },
+  restore(ctx, task) {
+    const rec = ctx.read(fileGhostRecord);
+    const what = `pid ${task.savedPid}: reopening a deleted file`;
+    const { fd: copy, ghost } = ghostFdInTask(ctx, task, rec.ghost, what);
+    let fd: number;
+    try {
+      // A new open file description with the saved flags, as the task had.
+      fd = openInTask(task, `/proc/self/fd/${copy}`, rec.flags);
+    } finally {
+      closeInTask(task, copy);
+    }
+    if (rec.pos !== 0n) {
+      task.sys.check(
+        'lseek',
+        [fd, rec.pos, SEEK_SET],
+        `restoring offset ${rec.pos} of deleted file ${ghost.path}`,
+      );
+    }
+    return fd;
+  },
+};
