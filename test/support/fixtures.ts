@@ -54,6 +54,7 @@ export const FIXTURE_NAMES = [
   'threads.py',
   'mp_pool.py',
   'ghost',
+  'evfds',
 ] as const;
 export type FixtureName = (typeof FIXTURE_NAMES)[number];
 

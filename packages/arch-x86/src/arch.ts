@@ -70,6 +70,10 @@ export const X86_64_SYSCALLS: Readonly<Record<SyscallName, number>> = {
   setdomainname: 171,
   mount: 165,
   rseq: 334,
+  eventfd2: 290,
+  epoll_create1: 291,
+  epoll_ctl: 233,
+  signalfd4: 289,
 };
 
 /** This CPU's xstate features and size, read from a stopped task's xstate. */

@@ -65,7 +65,11 @@ export type SyscallName =
   | 'sethostname'
   | 'setdomainname'
   | 'mount'
-  | 'rseq';
+  | 'rseq'
+  | 'eventfd2'
+  | 'epoll_create1'
+  | 'epoll_ctl'
+  | 'signalfd4';
 
 /** Arch header values of an image. */
 export interface ArchHeader {

@@ -50,6 +50,24 @@ export interface RestoredFile {
 const restoring = new WeakMap<RestartCtx, RestartTask>();
 /** For the task being restored: the first fd above its whole saved fd table. */
 const aboveTable = new WeakMap<RestartCtx, number>();
+/** For the task being restored: what runs once its fd table is complete. */
+const whenComplete = new WeakMap<RestartCtx, (() => void)[]>();
+
+/**
+ * Run `fn` once the fd table of the task being restored is complete (every
+ * fd at its number), before the temporary fds the files phase used are
+ * closed: e.g. to add an epoll's targets, which it names by fd number.
+ */
+export function whenTableComplete(ctx: RestartCtx, fn: () => void): void {
+  const list = whenComplete.get(ctx);
+  if (!list) throw new CkptError('EBADREC', 'an open file restored outside an fd table');
+  list.push(fn);
+}
+
+/** Run what {@link whenTableComplete} queued for the task being restored. */
+export function tableComplete(ctx: RestartCtx): void {
+  for (const fn of whenComplete.get(ctx)?.splice(0) ?? []) fn();
+}
 
 /**
  * Run `fn` with `task` as the task `file` objects are restored into;
@@ -64,11 +82,13 @@ export function restoringInto<T>(
 ): T {
   restoring.set(ctx, task);
   aboveTable.set(ctx, above);
+  whenComplete.set(ctx, []);
   try {
     return fn();
   } finally {
     restoring.delete(ctx);
     aboveTable.delete(ctx);
+    whenComplete.delete(ctx);
   }
 }
 

@@ -22,7 +22,12 @@ import {
   type TaskPhase,
 } from '@ckpt/core';
 import { externalFile } from './external.js';
-import { postCopyFromHolder, type RestoredFile, restoringInto } from './file-object.js';
+import {
+  postCopyFromHolder,
+  type RestoredFile,
+  restoringInto,
+  tableComplete,
+} from './file-object.js';
 import { F_DUPFD_CLOEXEC, F_SETFD, FD_CLOEXEC, O_CLOEXEC } from './flags.js';
 import { unsupported } from './handlers.js';
 import { isTreePipe, pipeFile } from './pipe.js';
@@ -154,6 +159,8 @@ function restoreFiles(ctx: RestartCtx, task: RestartTask): void {
       postCopyFromHolder(ctx, task, shared, desc.fd, desc.cloexec, above);
       fromHolder.set(shared, { fd: desc.fd });
     }
+    // Every fd is in place (the calls placing them are posted, and run first).
+    tableComplete(ctx);
   });
   closeAll(
     task,

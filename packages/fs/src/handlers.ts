@@ -1,6 +1,7 @@
 /** The file handlers of this package, and the error for files none supports. */
 import { CkptError, type FileHandler, type FileInfo } from '@ckpt/core';
 import { simpleDevice } from './devices.js';
+import { epollFile, eventfdFile, signalfdFile } from './event-files.js';
 import { externalFile } from './external.js';
 import { major, minor } from './flags.js';
 import { ghostFile } from './ghost.js';
@@ -12,6 +13,9 @@ import { describeSocket } from './socket-info.js';
 export const fileHandlers: readonly FileHandler[] = [
   regularFile,
   ghostFile,
+  eventfdFile,
+  signalfdFile,
+  epollFile,
   simpleDevice,
   pipeFile,
   externalFile,

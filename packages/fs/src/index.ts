@@ -1,6 +1,6 @@
 /**
  * @ckpt/fs — open files: the fd table with close-on-exec, regular files and
- * directories, deleted files, simple devices, fds leading outside the
+ * directories, deleted files, eventfd/signalfd/epoll, simple devices, fds leading outside the
  * checkpoint (ttys, pipes, sockets), and the cwd, root and umask.
  *
  * @packageDocumentation
@@ -14,11 +14,14 @@ import { fileHandlers } from './handlers.js';
 import { pipeObject } from './pipe.js';
 import {
   fileDescRecord,
+  fileEpollRecord,
+  fileEventfdRecord,
   fileExternalRecord,
   fileGhostRecord,
   fileNameRecord,
   filePipeRecord,
   fileRecord,
+  fileSignalfdRecord,
   fileTableRecord,
   fsRecord,
   ghostDataRecord,
@@ -27,6 +30,7 @@ import {
 } from './records.js';
 
 export { simpleDevice } from './devices.js';
+export { epollFile, eventfdFile, signalfdFile } from './event-files.js';
 export { externalFile, isExternal } from './external.js';
 export { fileObject, type RestoredFile, type SavedFile } from './file-object.js';
 export { filesPhase } from './files.js';
@@ -61,6 +65,9 @@ export const fsPlugin: CkptPlugin = definePlugin({
     ghostFileRecord,
     ghostDataRecord,
     fileGhostRecord,
+    fileEventfdRecord,
+    fileSignalfdRecord,
+    fileEpollRecord,
   ],
   objects: [fileObject, pipeObject, ghostObject],
   files: fileHandlers,

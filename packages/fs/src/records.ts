@@ -1,5 +1,5 @@
 /** The file subsystem's records (301–399) and the fs record (451). */
-import { array, bool, bytes, defineRecord, RecordType, str, u32, u64 } from '@ckpt/core';
+import { array, bool, bytes, defineRecord, RecordType, str, struct, u32, u64 } from '@ckpt/core';
 
 /** Ids of ckpt's own file handlers (the `kind` field of file records). */
 export const FileKind = {
@@ -8,6 +8,9 @@ export const FileKind = {
   EXTERNAL: 3,
   PIPE: 4,
   GHOST: 5,
+  EVENTFD: 6,
+  SIGNALFD: 7,
+  EPOLL: 8,
 } as const;
 
 /** Printable names of {@link FileKind}. */
@@ -17,6 +20,9 @@ export const FILE_KIND_NAMES: Record<number, string> = {
   3: 'external',
   4: 'pipe',
   5: 'ghost',
+  6: 'eventfd',
+  7: 'signalfd',
+  8: 'epoll',
 };
 
 /** File types a file reopened by path may have (the `type` of a file_name record). */
@@ -157,4 +163,34 @@ export const fileGhostRecord = defineRecord(FILE_GHOST, 'file_ghost', 'open dele
   /** Open flags as fdinfo showed them, without O_CLOEXEC. */
   flags: u32('octal'),
   pos: u64(),
+});
+
+/** Record types of event files (the next numbers of the files range). */
+export const FILE_EVENTFD = 311;
+export const FILE_SIGNALFD = 312;
+export const FILE_EPOLL = 313;
+
+/** An eventfd: its counter and mode. */
+export const fileEventfdRecord = defineRecord(FILE_EVENTFD, 'file_eventfd', 'eventfd', {
+  count: u64(),
+  /** EFD_SEMAPHORE: each read takes 1. */
+  semaphore: bool(),
+  /** Open flags as fdinfo showed them, without O_CLOEXEC (O_NONBLOCK matters). */
+  flags: u32('octal'),
+});
+
+/** A signalfd: the signals it reads (bit n-1 = signal n). */
+export const fileSignalfdRecord = defineRecord(FILE_SIGNALFD, 'file_signalfd', 'signalfd', {
+  sigmask: u64('hex'),
+  flags: u32('octal'),
+});
+
+/**
+ * An epoll instance and what it watches: each target by its fd number in
+ * the task that restores it (the same file there at checkpoint), with its
+ * events and data.
+ */
+export const fileEpollRecord = defineRecord(FILE_EPOLL, 'file_epoll', 'epoll instance', {
+  flags: u32('octal'),
+  targets: array(struct({ fd: u32(), events: u32('hex'), data: u64('hex') }), 1 << 16),
 });

@@ -65,6 +65,18 @@ describe('deleted files', () => {
   });
 });
 
+describe('event files', () => {
+  it('eventfd, signalfd and epoll: counters, modes, masks, targets with their data', () => {
+    const f: FixtureHandle = started(startFixture('evfds'));
+    const img = path.join(f.dir, 'img');
+    checkpointKill(f.pid, img);
+    const r = ckpt('restart', img, '-d');
+    expect(r.status, r.stderr).toBe(0);
+    f.go();
+    expect(f.waitResult()).toBe('PASS');
+  });
+});
+
 describe('unsupported files fail the checkpoint', () => {
   function expectRefused(p: Launched, message: RegExp): void {
     const r = ckpt('checkpoint', String(p.pid), '-o', path.join(p.dir, 'img'), '--kill');
@@ -84,11 +96,11 @@ describe('unsupported files fail the checkpoint', () => {
     );
   });
 
-  it('an eventfd', () => {
-    const p = started(launch('eventfd'));
+  it('an inotify instance', () => {
+    const p = started(launch('inotify'));
     expectRefused(
       p,
-      new RegExp(`pid ${p.pid} fd 5: anon_inode:\\[eventfd\\] \\(eventfd\\) is not supported yet`),
+      new RegExp(`pid ${p.pid} fd 5: anon_inode:inotify \\(inotify\\) is not supported yet`),
     );
   });
 
