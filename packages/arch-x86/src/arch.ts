@@ -74,6 +74,9 @@ export const X86_64_SYSCALLS: Readonly<Record<SyscallName, number>> = {
   epoll_create1: 291,
   epoll_ctl: 233,
   signalfd4: 289,
+  inotify_init1: 294,
+  inotify_add_watch: 254,
+  inotify_rm_watch: 255,
 };
 
 /** This CPU's xstate features and size, read from a stopped task's xstate. */

@@ -69,7 +69,10 @@ export type SyscallName =
   | 'eventfd2'
   | 'epoll_create1'
   | 'epoll_ctl'
-  | 'signalfd4';
+  | 'signalfd4'
+  | 'inotify_init1'
+  | 'inotify_add_watch'
+  | 'inotify_rm_watch';
 
 /** Arch header values of an image. */
 export interface ArchHeader {

@@ -5,6 +5,7 @@ import { epollFile, eventfdFile, signalfdFile } from './event-files.js';
 import { externalFile } from './external.js';
 import { major, minor } from './flags.js';
 import { ghostFile } from './ghost.js';
+import { inotifyFile } from './inotify.js';
 import { pipeFile } from './pipe.js';
 import { regularFile } from './regular.js';
 import { describeSocket } from './socket-info.js';
@@ -16,6 +17,7 @@ export const fileHandlers: readonly FileHandler[] = [
   eventfdFile,
   signalfdFile,
   epollFile,
+  inotifyFile,
   simpleDevice,
   pipeFile,
   externalFile,

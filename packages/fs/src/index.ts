@@ -1,6 +1,6 @@
 /**
  * @ckpt/fs — open files: the fd table with close-on-exec, regular files and
- * directories, deleted files, eventfd/signalfd/epoll, simple devices, fds leading outside the
+ * directories, deleted files, eventfd/signalfd/epoll/inotify, simple devices, fds leading outside the
  * checkpoint (ttys, pipes, sockets), and the cwd, root and umask.
  *
  * @packageDocumentation
@@ -18,6 +18,7 @@ import {
   fileEventfdRecord,
   fileExternalRecord,
   fileGhostRecord,
+  fileInotifyRecord,
   fileNameRecord,
   filePipeRecord,
   fileRecord,
@@ -46,6 +47,7 @@ export {
   type SavedGhost,
 } from './ghost.js';
 export { fileHandlers, unsupported } from './handlers.js';
+export { inotifyFile } from './inotify.js';
 export { isTreePipe, pipeFile, pipeObject, type RestoredPipe } from './pipe.js';
 export * from './records.js';
 export { regularFile } from './regular.js';
@@ -68,6 +70,7 @@ export const fsPlugin: CkptPlugin = definePlugin({
     fileEventfdRecord,
     fileSignalfdRecord,
     fileEpollRecord,
+    fileInotifyRecord,
   ],
   objects: [fileObject, pipeObject, ghostObject],
   files: fileHandlers,

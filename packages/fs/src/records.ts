@@ -11,6 +11,7 @@ export const FileKind = {
   EVENTFD: 6,
   SIGNALFD: 7,
   EPOLL: 8,
+  INOTIFY: 9,
 } as const;
 
 /** Printable names of {@link FileKind}. */
@@ -23,6 +24,7 @@ export const FILE_KIND_NAMES: Record<number, string> = {
   6: 'eventfd',
   7: 'signalfd',
   8: 'epoll',
+  9: 'inotify',
 };
 
 /** File types a file reopened by path may have (the `type` of a file_name record). */
@@ -193,4 +195,12 @@ export const fileSignalfdRecord = defineRecord(FILE_SIGNALFD, 'file_signalfd', '
 export const fileEpollRecord = defineRecord(FILE_EPOLL, 'file_epoll', 'epoll instance', {
   flags: u32('octal'),
   targets: array(struct({ fd: u32(), events: u32('hex'), data: u64('hex') }), 1 << 16),
+});
+
+export const FILE_INOTIFY = 314;
+
+/** An inotify instance: each watch with its descriptor, mask and the watched path. */
+export const fileInotifyRecord = defineRecord(FILE_INOTIFY, 'file_inotify', 'inotify instance', {
+  flags: u32('octal'),
+  watches: array(struct({ wd: u32(), mask: u32('hex'), path: str(4096) }), 1 << 16),
 });

@@ -15,6 +15,7 @@ export {
   unfreezeProcess,
   unfreezeTask,
 } from './freeze.js';
+export { pathOfHandle } from './handle.js';
 export {
   type Finish,
   findLeftoverParasites,
@@ -77,6 +78,7 @@ export { dataRanges, type FileRange } from './seek.js';
 export { inNamespace, openNamespace, type ThreadNsType } from './setns.js';
 export { processExists, sendSignal, sendThreadSignal } from './signal.js';
 export { type SpawnOptions, type StdioTarget, spawnDetached, spawnProcess } from './spawn.js';
+export { unreadBytes } from './unread.js';
 export {
   __WALL,
   decodeWaitStatus,

@@ -66,7 +66,7 @@ describe('deleted files', () => {
 });
 
 describe('event files', () => {
-  it('eventfd, signalfd and epoll: counters, modes, masks, targets with their data', () => {
+  it('eventfd, signalfd, epoll and inotify: counters, modes, masks, targets with their data, watches with their descriptors', () => {
     const f: FixtureHandle = started(startFixture('evfds'));
     const img = path.join(f.dir, 'img');
     checkpointKill(f.pid, img);
@@ -96,11 +96,11 @@ describe('unsupported files fail the checkpoint', () => {
     );
   });
 
-  it('an inotify instance', () => {
-    const p = started(launch('inotify'));
+  it('a timerfd', () => {
+    const p = started(launch('timerfd'));
     expectRefused(
       p,
-      new RegExp(`pid ${p.pid} fd 5: anon_inode:inotify \\(inotify\\) is not supported yet`),
+      new RegExp(`pid ${p.pid} fd 5: anon_inode:\\[timerfd\\] \\(timerfd\\) is not supported yet`),
     );
   });
 

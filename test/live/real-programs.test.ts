@@ -1,9 +1,12 @@
 /**
- * A real, busy program nobody wrote for ckpt: Node.js itself (the runtime
- * running these tests), with its threads (V8's and libuv's), epoll and
- * eventfds, pipes, JIT code and timers. A script counts into a file on a
- * timer; after checkpoint --kill and restart -d it counts on, with no
- * number missing or repeated.
+ * Real programs nobody wrote for ckpt, through checkpoint --kill and
+ * restart -d:
+ * - Node.js itself (the runtime running these tests), with its threads
+ *   (V8's and libuv's), epoll and eventfds, pipes, JIT code and timers: a
+ *   script counts into a file on a timer and counts on, with no number
+ *   missing or repeated;
+ * - `tail -f`, which follows its file with inotify: lines written after
+ *   the restart are printed, once each.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -35,5 +38,28 @@ describe('node', () => {
     waitFor('counting on', () => numbers(out).length >= atKill + 10, 20_000);
     const seen = numbers(out);
     expect(seen).toEqual(seen.map((_, i) => i + 1));
+  });
+});
+
+describe('tail -f', () => {
+  it('follows its file on after the restart (inotify)', () => {
+    const dir = tmpDir('ckpt-tail-');
+    const log = path.join(dir, 'log');
+    const out = path.join(dir, 'out');
+    fs.writeFileSync(log, 'one\n');
+    const sh = Number(ckptOk(['run', '--', 'sh', '-c', `exec tail -f ${log} > ${out}`]).trim());
+    leftovers.push(sh);
+    waitFor('tail printing', () => fs.readFileSync(out, 'utf8') === 'one\n');
+    fs.appendFileSync(log, 'two\n');
+    waitFor('tail following', () => fs.readFileSync(out, 'utf8') === 'one\ntwo\n');
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(sh), '-o', img, '--kill']);
+    waitFor('the original gone', () => !isAlive(sh));
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(sh);
+    fs.appendFileSync(log, 'three\n');
+    waitFor(
+      'tail following after the restart',
+      () => fs.readFileSync(out, 'utf8') === 'one\ntwo\nthree\n',
+    );
   });
 });

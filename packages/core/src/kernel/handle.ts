@@ -1,0 +1,63 @@
+/**
+ * Reaching a file by its handle (name_to_handle_at's opaque id, which
+ * fdinfo prints for inotify and fanotify marks): the path it has now.
+ */
+import { closeSync, openSync, readFileSync, readlinkSync } from 'node:fs';
+import { CkptError } from '../errors.js';
+import { errno, libc, sysError } from './libc.js';
+
+const O_PATH = 0o10000000;
+
+/** Undo mountinfo's octal escapes (space, tab, newline, backslash). */
+function unescape(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
+}
+
+/**
+ * The path (as ckpt sees it) of the file of `pid`'s filesystem `major`:`minor`
+ * whose handle is `handle` (`type`, bytes): opened by handle through one of
+ * the task's mounts of that filesystem (root only: CAP_DAC_READ_SEARCH).
+ * Undefined when the file has no name any more.
+ * @throws CkptError naming the device when no mount of it is visible to the task
+ */
+export function pathOfHandle(
+  pid: number,
+  dev: { major: number; minor: number },
+  type: number,
+  handle: Buffer,
+): string | undefined {
+  const devName = `${dev.major}:${dev.minor}`;
+  const mount = readFileSync(`/proc/${pid}/mountinfo`, 'utf8')
+    .split('\n')
+    .map((l) => l.split(' '))
+    .find((f) => f[2] === devName);
+  if (!mount) {
+    throw new CkptError(
+      'ENOENT',
+      `pid ${pid}: no mount of device ${devName} is visible to it, to find a watched file on`,
+      { pid },
+    );
+  }
+  // Not O_PATH: open_by_handle_at does not take one as its mount fd.
+  const mountFd = openSync(`/proc/${pid}/root${unescape(mount[4]!)}`, 'r');
+  try {
+    const fh = Buffer.alloc(8 + handle.length);
+    fh.writeUInt32LE(handle.length, 0);
+    fh.writeInt32LE(type, 4);
+    handle.copy(fh, 8);
+    const fd = libc().openByHandleAt(mountFd, fh, O_PATH);
+    if (fd < 0) {
+      throw sysError('open_by_handle_at', errno(), `pid ${pid}: opening a watched file by handle`, {
+        pid,
+      });
+    }
+    try {
+      const path = readlinkSync(`/proc/self/fd/${fd}`);
+      return path.endsWith(' (deleted)') ? undefined : path;
+    } finally {
+      closeSync(fd);
+    }
+  } finally {
+    closeSync(mountFd);
+  }
+}
