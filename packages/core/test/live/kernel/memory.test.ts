@@ -72,7 +72,11 @@ function startTarget(
       return undefined;
     }
   };
-  return waitUntil(() => parse() !== undefined).then(() => ({ pid, out, ...parse()! }));
+  // Touching its memory takes a while on a loaded VM.
+  return waitUntil(() => parse() !== undefined, 30_000).then((ready) => {
+    if (!ready) throw new Error(`memory target ${pid} (${sizeMb} MiB) did not start within 30 s`);
+    return { pid, out, ...parse()! };
+  });
 }
 
 async function askSum(pid: number, out: string): Promise<[bigint, bigint]> {
