@@ -77,6 +77,8 @@ export const X86_64_SYSCALLS: Readonly<Record<SyscallName, number>> = {
   inotify_init1: 294,
   inotify_add_watch: 254,
   inotify_rm_watch: 255,
+  timerfd_create: 283,
+  timerfd_settime: 286,
 };
 
 /** This CPU's xstate features and size, read from a stopped task's xstate. */

@@ -72,7 +72,9 @@ export type SyscallName =
   | 'signalfd4'
   | 'inotify_init1'
   | 'inotify_add_watch'
-  | 'inotify_rm_watch';
+  | 'inotify_rm_watch'
+  | 'timerfd_create'
+  | 'timerfd_settime';
 
 /** Arch header values of an image. */
 export interface ArchHeader {

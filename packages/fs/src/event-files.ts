@@ -1,5 +1,5 @@
 /**
- * Event files: eventfd, signalfd and epoll, each saved from what
+ * Event files: eventfd, signalfd, timerfd and epoll, each saved from what
  * /proc/PID/fdinfo shows of it and created again inside the task with the
  * same state. (One module: each is a few lines each way, and they share
  * how fdinfo is read.)
@@ -8,6 +8,9 @@
  *   initial value (or a write, past 32 bits).
  * - signalfd: its signal mask. The signals it reads are the task's pending
  *   ones, restored by the signals phase.
+ * - timerfd: its clock, the time left and the period (the relative model
+ *   of the seed's restart blocks: the time between checkpoint and restart
+ *   does not count), and expirations not read yet (TFD_IOC_SET_TICKS).
  * - epoll: every target with its events and data. fdinfo names a target by
  *   the fd number it was added with; the checkpoint checks that fd still
  *   holds that very file (inode and device), and restart adds the targets
@@ -27,7 +30,13 @@ import {
 } from '@ckpt/core';
 import { restoringTask, whenTableComplete } from './file-object.js';
 import { F_DUPFD_CLOEXEC, major, minor, O_CLOEXEC, reopenFlags } from './flags.js';
-import { FileKind, fileEpollRecord, fileEventfdRecord, fileSignalfdRecord } from './records.js';
+import {
+  FileKind,
+  fileEpollRecord,
+  fileEventfdRecord,
+  fileSignalfdRecord,
+  fileTimerfdRecord,
+} from './records.js';
 
 const O_NONBLOCK = 0o4000;
 const EFD_SEMAPHORE = 1;
@@ -115,6 +124,65 @@ export const signalfdFile: FileHandler = {
       () => task.sys.check('signalfd4', [-1, at!, 8, rec.flags & O_NONBLOCK], what),
       what,
     );
+  },
+};
+
+const NS = 1_000_000_000n;
+/** TFD_IOC_SET_TICKS, _IOW('T', 0, u64). */
+const TFD_IOC_SET_TICKS = 0x40085400;
+
+/** Nanoseconds of an fdinfo `(sec, nsec)` pair. */
+function timespecNs(file: FileInfo, key: string): bigint {
+  const m = /^\((\d+), (\d+)\)$/.exec(needField(file, key));
+  if (!m) {
+    throw new CkptError('EUNEXPECTED', `pid ${file.pid} fd ${file.fd}: cannot read its ${key}`, {
+      pid: file.pid,
+      fd: file.fd,
+    });
+  }
+  return BigInt(m[1]!) * NS + BigInt(m[2]!);
+}
+
+export const timerfdFile: FileHandler = {
+  kind: 'timerfd',
+  id: FileKind.TIMERFD,
+  match: isAnon('timerfd'),
+  checkpoint(ctx, _task, file) {
+    ctx.write(fileTimerfdRecord, {
+      clockid: Number(needField(file, 'clockid')),
+      flags: reopenFlags(file.info.flags),
+      valueNs: timespecNs(file, 'it_value'),
+      intervalNs: timespecNs(file, 'it_interval'),
+      ticks: BigInt(needField(file, 'ticks')),
+    });
+  },
+  restore(ctx, task) {
+    const rec = ctx.read(fileTimerfdRecord);
+    const { above } = restoringTask(ctx, 'a timerfd');
+    const what = `creating a timerfd (clock ${rec.clockid})`;
+    const fd = create(
+      task,
+      above,
+      () => task.sys.check('timerfd_create', [rec.clockid, rec.flags & O_NONBLOCK], what),
+      what,
+    );
+    if (rec.valueNs > 0n) {
+      // struct itimerspec { it_interval, it_value }, relative to now.
+      const spec = Buffer.alloc(32);
+      spec.writeBigInt64LE(rec.intervalNs / NS, 0);
+      spec.writeBigInt64LE(rec.intervalNs % NS, 8);
+      spec.writeBigInt64LE(rec.valueNs / NS, 16);
+      spec.writeBigInt64LE(rec.valueNs % NS, 24);
+      const [at] = stage(task, [spec]);
+      task.sys.check('timerfd_settime', [fd, 0, at!, 0], `${what}: arming it`);
+    }
+    if (rec.ticks > 0n) {
+      const ticks = Buffer.alloc(8);
+      ticks.writeBigUInt64LE(rec.ticks);
+      const [at] = stage(task, [ticks]);
+      task.sys.check('ioctl', [fd, TFD_IOC_SET_TICKS, at!], `${what}: ${rec.ticks} expirations`);
+    }
+    return fd;
   },
 };
 

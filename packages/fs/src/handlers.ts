@@ -1,7 +1,7 @@
 /** The file handlers of this package, and the error for files none supports. */
 import { CkptError, type FileHandler, type FileInfo } from '@ckpt/core';
 import { simpleDevice } from './devices.js';
-import { epollFile, eventfdFile, signalfdFile } from './event-files.js';
+import { epollFile, eventfdFile, signalfdFile, timerfdFile } from './event-files.js';
 import { externalFile } from './external.js';
 import { major, minor } from './flags.js';
 import { ghostFile } from './ghost.js';
@@ -16,6 +16,7 @@ export const fileHandlers: readonly FileHandler[] = [
   ghostFile,
   eventfdFile,
   signalfdFile,
+  timerfdFile,
   epollFile,
   inotifyFile,
   simpleDevice,

@@ -1,6 +1,6 @@
 /**
  * @ckpt/fs — open files: the fd table with close-on-exec, regular files and
- * directories, deleted files, eventfd/signalfd/epoll/inotify, simple devices, fds leading outside the
+ * directories, deleted files, eventfd/signalfd/timerfd/epoll/inotify, simple devices, fds leading outside the
  * checkpoint (ttys, pipes, sockets), and the cwd, root and umask.
  *
  * @packageDocumentation
@@ -24,6 +24,7 @@ import {
   fileRecord,
   fileSignalfdRecord,
   fileTableRecord,
+  fileTimerfdRecord,
   fsRecord,
   ghostDataRecord,
   ghostFileRecord,
@@ -31,7 +32,7 @@ import {
 } from './records.js';
 
 export { simpleDevice } from './devices.js';
-export { epollFile, eventfdFile, signalfdFile } from './event-files.js';
+export { epollFile, eventfdFile, signalfdFile, timerfdFile } from './event-files.js';
 export { externalFile, isExternal } from './external.js';
 export { fileObject, type RestoredFile, type SavedFile } from './file-object.js';
 export { filesPhase } from './files.js';
@@ -71,6 +72,7 @@ export const fsPlugin: CkptPlugin = definePlugin({
     fileSignalfdRecord,
     fileEpollRecord,
     fileInotifyRecord,
+    fileTimerfdRecord,
   ],
   objects: [fileObject, pipeObject, ghostObject],
   files: fileHandlers,

@@ -12,6 +12,7 @@ export const FileKind = {
   SIGNALFD: 7,
   EPOLL: 8,
   INOTIFY: 9,
+  TIMERFD: 10,
 } as const;
 
 /** Printable names of {@link FileKind}. */
@@ -25,6 +26,7 @@ export const FILE_KIND_NAMES: Record<number, string> = {
   7: 'signalfd',
   8: 'epoll',
   9: 'inotify',
+  10: 'timerfd',
 };
 
 /** File types a file reopened by path may have (the `type` of a file_name record). */
@@ -203,4 +205,17 @@ export const FILE_INOTIFY = 314;
 export const fileInotifyRecord = defineRecord(FILE_INOTIFY, 'file_inotify', 'inotify instance', {
   flags: u32('octal'),
   watches: array(struct({ wd: u32(), mask: u32('hex'), path: str(4096) }), 1 << 16),
+});
+
+export const FILE_TIMERFD = 315;
+
+/** A timerfd: its clock, the time left and the period, and expirations not read yet. */
+export const fileTimerfdRecord = defineRecord(FILE_TIMERFD, 'file_timerfd', 'timerfd', {
+  clockid: u32(),
+  flags: u32('octal'),
+  /** Time left until it fires next, in ns (0: disarmed). */
+  valueNs: u64(),
+  intervalNs: u64(),
+  /** Expirations not read yet. */
+  ticks: u64(),
 });

@@ -5,7 +5,7 @@
  * failed, 2 = a check failed, 3 = no go within 20 s.
  *
  *   deleted  opens the directory DIR/gone.d at fd 5 and removes it; pauses forever
- *   timerfd  a timerfd at fd 5; pauses forever
+ *   userfaultfd  a userfaultfd at fd 5; pauses forever
  *   listen   a TCP socket listening on 127.0.0.1 (any port) at fd 5; pauses forever
  *   socketpair  a unix stream socketpair at fds 5 and 6; pauses forever
  *   sysvshm  attaches a private SysV shared memory segment (removed on exit); pauses forever
@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
-#include <sys/timerfd.h>
+#include <sys/syscall.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -66,8 +66,8 @@ int main(int argc, char **argv) {
     if (mkdir(p, 0755) < 0) return 1;
     place(open(p, O_RDONLY | O_DIRECTORY), 5);
     if (rmdir(p) < 0) return 1;
-  } else if (!strcmp(mode, "timerfd")) {
-    place(timerfd_create(CLOCK_MONOTONIC, 0), 5);
+  } else if (!strcmp(mode, "userfaultfd")) {
+    place((int)syscall(SYS_userfaultfd, 0), 5);
   } else if (!strcmp(mode, "listen")) {
     int s = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -98,7 +98,7 @@ int main(int argc, char **argv) {
   }
   at(go, "go");
   ready();
-  if (!strcmp(mode, "deleted") || !strcmp(mode, "timerfd") || !strcmp(mode, "listen") ||
+  if (!strcmp(mode, "deleted") || !strcmp(mode, "userfaultfd") || !strcmp(mode, "listen") ||
       !strcmp(mode, "socketpair") || !strcmp(mode, "sysvshm"))
     for (;;) pause();
   wait_go(go);

@@ -66,7 +66,7 @@ describe('deleted files', () => {
 });
 
 describe('event files', () => {
-  it('eventfd, signalfd, epoll and inotify: counters, modes, masks, targets with their data, watches with their descriptors', () => {
+  it('eventfd, signalfd, timerfd, epoll and inotify: counters, modes, masks, targets with their data, watches with their descriptors', () => {
     const f: FixtureHandle = started(startFixture('evfds'));
     const img = path.join(f.dir, 'img');
     checkpointKill(f.pid, img);
@@ -96,11 +96,13 @@ describe('unsupported files fail the checkpoint', () => {
     );
   });
 
-  it('a timerfd', () => {
-    const p = started(launch('timerfd'));
+  it('a userfaultfd', () => {
+    const p = started(launch('userfaultfd'));
     expectRefused(
       p,
-      new RegExp(`pid ${p.pid} fd 5: anon_inode:\\[timerfd\\] \\(timerfd\\) is not supported yet`),
+      new RegExp(
+        `pid ${p.pid} fd 5: anon_inode:\\[userfaultfd\\] \\(userfaultfd\\) is not supported yet`,
+      ),
     );
   });
 
