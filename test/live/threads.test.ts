@@ -74,6 +74,12 @@ describe('a multi-threaded process', () => {
     const f = fixtures.start('threads');
     const img = imagePath();
     ckptOk(['checkpoint', String(f.pid), '-o', img]);
+    // The image lists the threads: ckpt info --tree counts them.
+    const tree = JSON.parse(ckptOk(['info', '--tree', '--json', img])).tree;
+    expect(tree[0].threads).toEqual(layoutTids(f).filter((t) => t !== f.pid));
+    expect(ckptOk(['info', '--tree', img]).split('\n')[1]).toMatch(
+      /^\s+\d+\s+\d+\s+\d+\s+\d+\s+6 running/,
+    );
     fs.rmSync(img);
     for (const t of layoutTids(f)) {
       expect(tracerPid(t)).toBe(0);

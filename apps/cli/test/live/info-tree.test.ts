@@ -43,13 +43,14 @@ describe('ckpt info --tree', () => {
     const { pid, img } = checkpointed(['--', 'sleep', '100']);
     expect(fs.existsSync(`/proc/${pid}`)).toBe(true);
     const lines = ckptOk(['info', '--tree', img]).trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^\s+PID\s+PPID\s+PGID\s+SID STATE\s+COMMAND$/);
+    expect(lines[0]).toMatch(/^\s+PID\s+PPID\s+PGID\s+SID NLWP STATE\s+COMMAND$/);
     expect(lines).toHaveLength(2);
-    const [p, , pgid, sid, state, comm] = lines[1]!.trim().split(/\s+/);
-    expect([Number(p), Number(pgid), Number(sid), state, comm]).toEqual([
+    const [p, , pgid, sid, nlwp, state, comm] = lines[1]!.trim().split(/\s+/);
+    expect([Number(p), Number(pgid), Number(sid), Number(nlwp), state, comm]).toEqual([
       pid,
       pid,
       pid,
+      1,
       'running',
       'sleep',
     ]);

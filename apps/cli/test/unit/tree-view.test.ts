@@ -76,6 +76,7 @@ describe('buildTreeView', () => {
         nsPids: [500, 1],
         state: '?',
         comm: '?',
+        threads: [],
         depth: 0,
       },
     ]);
@@ -105,14 +106,20 @@ describe('buildTreeView', () => {
 
 describe('formatTreeView', () => {
   it('prints ps-like columns and indents children with \\_', () => {
-    const entries = [entry(10, 1), entry(11, 10, 10, 10), entry(12, 11, 12, 10), entry(13, 10)];
+    const threads = [{ nsTids: [14] }, { nsTids: [15] }];
+    const entries = [
+      entry(10, 1),
+      entry(11, 10, 10, 10),
+      { ...entry(12, 11, 12, 10), threads },
+      entry(13, 10),
+    ];
     const tasks = [task(10, 'init'), task(11, 'sh'), task(12, 'sleep'), task(13, 'cat')];
     expect(formatTreeView(buildTreeView(entries, tasks))).toEqual([
-      '    PID    PPID    PGID     SID STATE    COMMAND',
-      '     10       1      10      10 running  init',
-      '     11      10      10      10 running   \\_ sh',
-      '     12      11      12      10 running       \\_ sleep',
-      '     13      10      13      13 running   \\_ cat',
+      '    PID    PPID    PGID     SID NLWP STATE    COMMAND',
+      '     10       1      10      10    1 running  init',
+      '     11      10      10      10    1 running   \\_ sh',
+      '     12      11      12      10    3 running       \\_ sleep',
+      '     13      10      13      13    1 running   \\_ cat',
     ]);
   });
 

@@ -20,6 +20,8 @@ export interface TreeViewEntry {
   nsPids: readonly number[];
   comm?: string;
   state?: number;
+  /** The process's other threads (ids at every level, outermost first). */
+  threads?: readonly { nsTids: readonly number[] }[];
 }
 
 /** What the view needs of a `task` record. */
@@ -42,6 +44,8 @@ export interface TreeViewNode {
   state: string;
   /** Command name; `?` when the image does not say. */
   comm: string;
+  /** Ids of its other threads, as the checkpoint saw them. */
+  threads: number[];
   /** 0 for a root (its parent is not in the image), 1 for its children, … */
   depth: number;
 }
@@ -99,6 +103,7 @@ export function buildTreeView(
         nsPids: [...e.nsPids],
         state: state === undefined ? '?' : (stateNames.get(state) ?? `state ${state}`),
         comm: e.comm ?? task?.comm ?? '?',
+        threads: (e.threads ?? []).map((t) => t.nsTids[0] ?? 0),
         depth,
       });
       const kids = children[i]!;
@@ -119,18 +124,19 @@ function printable(s: string): string {
 }
 
 /**
- * The forest as text lines like `ps -o pid,ppid,pgid,sid,stat,comm --forest`:
- * a header, then one row per node with the command indented under its
- * parent (`\_`).
+ * The forest as text lines like `ps -o pid,ppid,pgid,sid,nlwp,stat,comm
+ * --forest`: a header, then one row per node (NLWP: its number of threads)
+ * with the command indented under its parent (`\_`).
  */
 export function formatTreeView(nodes: readonly TreeViewNode[]): string[] {
   const num = (n: number | string) => String(n).padStart(7);
-  const row = (cells: (number | string)[], state: string, command: string) =>
-    `${cells.map(num).join(' ')} ${state.padEnd(8)} ${command}`;
-  const lines = [row(['PID', 'PPID', 'PGID', 'SID'], 'STATE', 'COMMAND')];
+  const row = (cells: (number | string)[], nlwp: number | string, state: string, command: string) =>
+    `${cells.map(num).join(' ')} ${String(nlwp).padStart(4)} ${state.padEnd(8)} ${command}`;
+  const lines = [row(['PID', 'PPID', 'PGID', 'SID'], 'NLWP', 'STATE', 'COMMAND')];
   for (const n of nodes) {
     const indent = n.depth === 0 ? '' : `${'    '.repeat(n.depth - 1)} \\_ `;
-    lines.push(row([n.pid, n.ppid, n.pgid, n.sid], n.state, indent + printable(n.comm)));
+    const nlwp = n.state === 'zombie' ? 0 : n.threads.length + 1;
+    lines.push(row([n.pid, n.ppid, n.pgid, n.sid], nlwp, n.state, indent + printable(n.comm)));
   }
   return lines;
 }
