@@ -129,6 +129,25 @@ describe('a multi-threaded process', () => {
   });
 });
 
+describe('rseq', () => {
+  for (const leave of ['--kill', '--leave-running']) {
+    it(`a thread inside an rseq critical section resumes at its abort handler (${leave})`, () => {
+      const f = fixtures.start('rseq_cs');
+      const img = imagePath();
+      ckptOk(['checkpoint', String(f.pid), '-o', img, leave]);
+      if (leave === '--kill') {
+        waitFor('the original gone', () => !isAlive(f.pid));
+        expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(f.pid);
+      }
+      fs.rmSync(path.dirname(img), { recursive: true, force: true });
+      f.go();
+      // Inside the section instead, with the section forgotten, it would
+      // never come out.
+      expect(f.waitResult(30_000)).toBe('PASS');
+    });
+  }
+});
+
 describe('python3 multiprocessing', () => {
   it('a Pool and a Value (threaded parent, forked workers, pipes, unlinked /dev/shm semaphores and heap) continue', () => {
     const f = fixtures.start('mp_pool.py');

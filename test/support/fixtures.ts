@@ -55,6 +55,7 @@ export const FIXTURE_NAMES = [
   'mp_pool.py',
   'ghost',
   'evfds',
+  'rseq_cs',
 ] as const;
 export type FixtureName = (typeof FIXTURE_NAMES)[number];
 

@@ -10,7 +10,6 @@ import {
   defineRecord,
   fixed,
   type RestartCtx,
-  rseqAbortAddress,
   type TaskPhase,
   u64,
 } from '@ckpt/core';
@@ -55,12 +54,8 @@ export const cpuPhase: TaskPhase = {
   restoreThread: (ctx, thread) => cpuPhase.restore(ctx, thread),
   checkpoint(ctx, task) {
     const dr = readDebugRegs(task.pid);
-    // Inside an rseq critical section: resumed at its abort handler (see
-    // rseqAbortAddress); the task itself, if left running, is not changed.
-    const regs = decodeRegs(task.regs);
-    const abort = rseqAbortAddress(task, regs.rip);
     ctx.write(cpuRecord, {
-      regs: abort === undefined ? task.regs : encodeRegs({ ...regs, rip: abort }),
+      regs: task.regs,
       xstate: readXstate(task.pid),
       debug: DEBUG_NAMES.map((n) => dr[n]),
     });

@@ -23,6 +23,7 @@ import type { Logger, Progress } from '../log.js';
 import { type MapsEntry, type ProcStatus, readMaps, readStat, readStatus } from '../proc/index.js';
 import type { Registry, TaskPhase } from '../registry.js';
 import type { CheckpointTask } from '../task.js';
+import { abortRseqCriticalSection } from '../taskstate/rseq.js';
 import { allAtOnce } from './all-at-once.js';
 import { checkMountNamespaces, checkPidLevels, isPidNsInit, pidNsOfChildren } from './container.js';
 import { type FrozenTree, freezeTree, type TreeMember } from './freeze-tree.js';
@@ -115,7 +116,10 @@ class FrozenCheckpointTask implements CheckpointTask {
     threads: readonly FrozenTask[] = [],
     maps?: MapsEntry[],
   ) {
+    this.mem = new ProcTaskMemory(frozen.pid);
     this.regs = getRegset(frozen.pid, NT.PRSTATUS, arch.convention.regsSize);
+    // Before anything runs in it (see rseq.ts).
+    abortRseqCriticalSection(frozen.pid, this.regs, arch.convention, this.mem);
     this.stat = readStat(frozen.pid);
     this.status = readStatus(frozen.pid);
     this.maps = maps ?? readMaps(frozen.pid);
@@ -128,7 +132,6 @@ class FrozenCheckpointTask implements CheckpointTask {
       status: this.status,
       maps: this.maps,
     });
-    this.mem = new ProcTaskMemory(frozen.pid);
     this.threads = threads.map((f) => {
       checkThreadShares(frozen.pid, f.pid);
       return new FrozenCheckpointTask(f, arch, [], this.maps);

@@ -21,7 +21,7 @@ import { signalsPhase } from './signals.js';
 export { taskMiscPhase } from './misc.js';
 export * from './records.js';
 export { rlimitsPhase } from './rlimits.js';
-export { rseqAbortAddress, rseqPhase } from './rseq.js';
+export { abortRseqCriticalSection, rseqAbortAddress, rseqPhase } from './rseq.js';
 export { signalsPhase } from './signals.js';
 
 /** The records of core's task state. */

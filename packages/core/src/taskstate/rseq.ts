@@ -9,54 +9,65 @@
  * would be killed. Order 950 puts it after the memory phase and before the
  * CPU state; the call is posted, so it runs in the task's last round trips.
  *
- * A thread frozen inside a critical section must resume at its abort
- * handler, as the kernel would have sent it there on its next return to
- * user space after being preempted: the registers saved for it say so
- * ({@link rseqAbortAddress}, used by the arch's CPU phase). A checkpoint
- * that leaves the task running leaves that to the kernel.
+ * A thread frozen inside a critical section is moved to its abort handler
+ * as soon as it is frozen, before ckpt runs anything in it
+ * ({@link abortRseqCriticalSection}, called by the engine): that is where
+ * the kernel sends a thread preempted inside one, and ckpt's own calls in
+ * it would make the kernel forget the section (it disarms a section when
+ * the thread returns to user space outside it). Left running or restored,
+ * the thread then starts over its section, as after any preemption.
  */
 import type { CheckpointCtx } from '../context.js';
 import { CkptError } from '../errors.js';
-import { getRseqConfig, type RseqConfig } from '../kernel/ptrace.js';
+import type { SyscallConvention } from '../kernel/convention.js';
+import { getRseqConfig, NT, setRegset } from '../kernel/ptrace.js';
 import type { TaskPhase } from '../registry.js';
-import type { CheckpointTask } from '../task.js';
+import type { CheckpointTask, TaskMemory } from '../task.js';
 import { rseqRecord } from './records.js';
 
-const KEY = 'taskstate:rseq';
 /** Offset of `rseq_cs` (the current critical section's descriptor) in `struct rseq`. */
 const RSEQ_CS_OFFSET = 8n;
 /** `struct rseq_cs`: version, flags, start_ip, post_commit_offset, abort_ip. */
 const RSEQ_CS_SIZE = 32;
 
-/** The task's registration, read once per checkpoint. */
-function configOf(task: CheckpointTask): RseqConfig {
-  let c = task.data.get(KEY) as RseqConfig | undefined;
-  if (!c) {
-    c = getRseqConfig(task.pid);
-    task.data.set(KEY, c);
-  }
-  return c;
-}
-
 /**
- * Where a task whose instruction pointer is `ip` must resume: the abort
- * handler of the rseq critical section it is inside, or undefined when it
- * is not inside one (or has no registration).
+ * Where a thread of `pid` whose instruction pointer is `ip` must resume: the
+ * abort handler of the rseq critical section it is inside, or undefined
+ * when it is not inside one (or has no registration). `mem` reads the task.
  */
-export function rseqAbortAddress(task: CheckpointTask, ip: bigint): bigint | undefined {
-  const c = configOf(task);
+export function rseqAbortAddress(pid: number, mem: TaskMemory, ip: bigint): bigint | undefined {
+  const c = getRseqConfig(pid);
   if (c.size === 0) return undefined;
-  const cs = task.mem.read(c.abi + RSEQ_CS_OFFSET, 8).readBigUInt64LE(0);
+  const cs = mem.read(c.abi + RSEQ_CS_OFFSET, 8).readBigUInt64LE(0);
   if (cs === 0n) return undefined;
-  const d = task.mem.read(cs, RSEQ_CS_SIZE);
+  const d = mem.read(cs, RSEQ_CS_SIZE);
   const start = d.readBigUInt64LE(8);
   const postCommitOffset = d.readBigUInt64LE(16);
   if (ip < start || ip >= start + postCommitOffset) return undefined;
   return d.readBigUInt64LE(24);
 }
 
+/**
+ * If the frozen thread `pid` (registers `regs`, NT_PRSTATUS) is inside an
+ * rseq critical section, move it to the section's abort handler, as the
+ * kernel would on its way back to user space, in the task and in `regs`.
+ * Returns whether it did.
+ */
+export function abortRseqCriticalSection(
+  pid: number,
+  regs: Buffer,
+  conv: SyscallConvention,
+  mem: TaskMemory,
+): boolean {
+  const abort = rseqAbortAddress(pid, mem, conv.getIp(regs));
+  if (abort === undefined) return false;
+  conv.setIp(regs, abort);
+  setRegset(pid, NT.PRSTATUS, regs);
+  return true;
+}
+
 function checkpointRseq(ctx: CheckpointCtx, task: CheckpointTask): void {
-  const c = configOf(task);
+  const c = getRseqConfig(task.pid);
   ctx.write(rseqRecord, { abi: c.abi, size: c.size, signature: c.signature });
 }
 
