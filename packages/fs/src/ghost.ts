@@ -15,6 +15,10 @@
  * that fd (pidfd_getfd). An open file is then reopened through
  * /proc/self/fd with its own flags and offset (its own open file
  * description, as it had); a mapping maps it.
+ *
+ * A memfd ("/memfd:NAME (deleted)") is the same kind of object, created
+ * with memfd_create under its name instead of at a path, and sealed again
+ * (F_ADD_SEALS) once filled.
  */
 import {
   closeSync,
@@ -29,12 +33,15 @@ import {
 } from 'node:fs';
 import { basename, join } from 'node:path';
 import {
+  addSeals,
   type CheckpointCtx,
   CkptError,
   closeInTask,
   copyFdFromCkpt,
   dataRanges,
   type FileHandler,
+  getSeals,
+  memfdCreate,
   type ObjectOps,
   openInTask,
   type RestartCtx,
@@ -45,6 +52,8 @@ import { FileKind, fileGhostRecord, ghostDataRecord, ghostFileRecord } from './r
 
 /** Name of the object type (the objhash's `type`). */
 export const GHOST_OBJECT = 'ghost';
+/** How /proc names a memfd: "/memfd:" and its name. */
+const MEMFD_PREFIX = '/memfd:';
 /** Data chunk per ghost_data record. */
 const CHUNK = 4 << 20;
 /** Largest amount of data a deleted file may hold to be saved in the image. */
@@ -174,6 +183,7 @@ export const ghostObject: ObjectOps<SavedGhost | RestoredGhost> = {
         mode: st.mode & 0o7777,
         size,
         chunks: chunks.length,
+        seals: path.startsWith(MEMFD_PREFIX) ? getSeals(fd) : 0,
       });
       for (const c of chunks) {
         const data = Buffer.alloc(c.length);
@@ -192,7 +202,10 @@ export const ghostObject: ObjectOps<SavedGhost | RestoredGhost> = {
   restore(ctx) {
     const rec = ctx.read(ghostFileRecord);
     const what = `restoring deleted file ${rec.path} (inode ${rec.inode} at checkpoint)`;
-    const fd = createUnlinked(ctx, rec.path, what);
+    const memfd = rec.path.startsWith(MEMFD_PREFIX);
+    const fd = memfd
+      ? memfdCreate(rec.path.slice(MEMFD_PREFIX.length))
+      : createUnlinked(ctx, rec.path, what);
     // Closed when the restart ends, whichever way.
     ctx.deferqueue.add(fd, closeSync, closeSync);
     fchmodSync(fd, rec.mode);
@@ -215,6 +228,13 @@ export const ghostObject: ObjectOps<SavedGhost | RestoredGhost> = {
       }
     }
     ftruncateSync(fd, Number(rec.size));
+    // Sealed last: a seal may forbid the writes that filled it.
+    if (memfd) addSeals(fd, rec.seals);
+    else if (rec.seals !== 0) {
+      throw new CkptError('EBADREC', `${what}: seals on a file that is not a memfd`, {
+        recordType: ghostFileRecord.type,
+      });
+    }
     return { fd, path: rec.path, savedInode: rec.inode };
   },
   describe(obj) {

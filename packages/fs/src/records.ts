@@ -147,12 +147,17 @@ export const FILE_GHOST = 310;
 export const ghostFileRecord = defineRecord(GHOST_FILE, 'ghost_file', 'deleted file', {
   /** Its inode at checkpoint (for messages only). */
   inode: u64(),
-  /** Its path before it was deleted; restart recreates it there, unlinked. */
+  /**
+   * Its path before it was deleted, where restart recreates it, unlinked;
+   * for a memfd, "/memfd:" and its name.
+   */
   path: str(4096),
   /** Permission bits. */
   mode: u32('octal'),
   size: u64(),
   chunks: u32(),
+  /** A memfd's seals (F_SEAL_*); 0 for any other file. */
+  seals: u32('hex'),
 });
 
 /** Part of a deleted file's data: at most 4 MiB at `offset` (holes are not saved). */

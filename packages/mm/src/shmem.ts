@@ -81,17 +81,12 @@ export const isShmemAnon = (v: MapsEntry): boolean =>
   v.shared && v.deleted && mapsFilePath(v) === '/dev/zero';
 
 /**
- * A deleted file mapped MAP_SHARED, other than shared anonymous memory,
- * SysV segments ("/SYSVkey") and memfds ("/memfd:name"), which are
- * deleted files to the kernel too.
+ * A deleted file mapped MAP_SHARED (a memfd too), other than shared
+ * anonymous memory and SysV segments ("/SYSVkey"), which are deleted files
+ * to the kernel too.
  */
 export const isDeletedSharedFile = (v: MapsEntry): boolean =>
-  v.shared &&
-  v.deleted &&
-  v.kind === 'file' &&
-  !isShmemAnon(v) &&
-  !v.pathname.startsWith('/SYSV') &&
-  !v.pathname.startsWith('/memfd:');
+  v.shared && v.deleted && v.kind === 'file' && !isShmemAnon(v) && !v.pathname.startsWith('/SYSV');
 
 const hex = (n: bigint) => n.toString(16);
 const range = (r: { start: bigint; end: bigint }) => `0x${hex(r.start)}-0x${hex(r.end)}`;

@@ -386,11 +386,9 @@ export function unsupported(task: CheckpointTask, v: VmaInfo): CkptError {
   const what =
     sysvKey !== undefined
       ? `is a SysV shared memory segment (key 0x${sysvKey}, shmat)`
-      : v.pathname.startsWith('/memfd:')
-        ? `is a memfd (${v.pathname})`
-        : v.deleted
-          ? `maps a deleted file (${v.pathname})`
-          : `is of an unsupported kind (${v.kind}${v.pathname ? `, ${v.pathname}` : ''})`;
+      : v.deleted && !v.shared
+        ? `maps a deleted file privately (${v.pathname})`
+        : `is of an unsupported kind (${v.kind}${v.pathname ? `, ${v.pathname}` : ''})`;
   return new CkptError(
     'ENOTSUP',
     `pid ${task.pid}: memory region 0x${v.start.toString(16)}-0x${v.end.toString(16)} ${what}; ckpt cannot checkpoint it yet`,

@@ -9,7 +9,7 @@ import { errno, libc, sysError } from './libc.js';
 const O_PATH = 0o10000000;
 
 /** Undo mountinfo's octal escapes (space, tab, newline, backslash). */
-function unescape(s: string): string {
+function unescapeMountPath(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
 }
 
@@ -39,7 +39,7 @@ export function pathOfHandle(
     );
   }
   // Not O_PATH: open_by_handle_at does not take one as its mount fd.
-  const mountFd = openSync(`/proc/${pid}/root${unescape(mount[4]!)}`, 'r');
+  const mountFd = openSync(`/proc/${pid}/root${unescapeMountPath(mount[4]!)}`, 'r');
   try {
     const fh = Buffer.alloc(8 + handle.length);
     fh.writeUInt32LE(handle.length, 0);

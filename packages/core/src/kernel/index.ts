@@ -28,6 +28,7 @@ export {
 } from './inject.js';
 export { KCMP, type KcmpType, kcmp, sameFile } from './kcmp.js';
 export { errnoName } from './libc.js';
+export { addSeals, getSeals, memfdCreate } from './memfd.js';
 export {
   type MemRange,
   ProcMem,
