@@ -241,6 +241,21 @@ function occupy(pid: number): number | undefined {
 }
 
 describe('failures with threads leave nothing behind', () => {
+  it('a thread id given instead of its process: clear error, the process untouched', () => {
+    const f = fixtures.start('threads');
+    const thread = layoutTids(f).find((t) => t !== f.pid)!;
+    const r = ckpt(['checkpoint', String(thread), '-o', imagePath(), '--kill']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `${thread} is a thread of process ${f.pid}, not a process; checkpoint pid ${f.pid}`,
+      ),
+    );
+    for (const t of layoutTids(f)) expect(tracerPid(t)).toBe(0);
+    f.go();
+    expect(f.waitResult(60_000)).toBe('PASS threads 6');
+  });
+
   it('a thread id in use: clear error naming it, no task left; --no-pids restores', () => {
     const f = fixtures.start('threads');
     const img = imagePath();

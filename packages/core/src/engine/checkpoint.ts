@@ -369,7 +369,8 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
  * The uflags of a checkpoint of `pid`: CONTAINER when it is the init of a
  * pid namespace below ckpt's (a whole container), unless the caller asked
  * for SUBTREE. Asking for CONTAINER when it is not an init is an error.
- * @throws CkptError EINVAL for --container on a task that is not an init
+ * @throws CkptError EINVAL for --container on a task that is not an init,
+ *   or for a thread id
  */
 function containerFlags(pid: number, uflags: bigint): bigint {
   const { CONTAINER, SUBTREE } = CheckpointFlags;
@@ -379,12 +380,20 @@ function containerFlags(pid: number, uflags: bigint): bigint {
       'a checkpoint is either of a container or of a subtree, not both',
     );
   }
-  let nsPids: number[];
+  let status: ProcStatus;
   try {
-    nsPids = readStatus(pid).nsPid;
+    status = readStatus(pid);
   } catch (e) {
     throw asCkptError(e, 'checkpoint', pid);
   }
+  if (status.tgid !== pid) {
+    throw new CkptError(
+      'EINVAL',
+      `${pid} is a thread of process ${status.tgid}, not a process; checkpoint pid ${status.tgid} (its threads come with it)`,
+      { pid },
+    );
+  }
+  const nsPids = status.nsPid;
   const init = isPidNsInit(nsPids);
   if ((uflags & CONTAINER) !== 0n && !init) {
     throw new CkptError(
