@@ -316,18 +316,75 @@ export class TaskFactory {
     parent: TaskAccess,
     kids: readonly { tids: readonly number[] | undefined; exitSignal: number }[],
   ): FrozenTask[] {
+    const born = this.cloneInBatches(
+      parent,
+      kids.map((k) => ({ flags: CLONE_PTRACE, ...k })),
+      (local) => hostPidOfChild(parent.pid, local),
+    );
+    return born.map((b, i) =>
+      b.pid === undefined
+        ? this.createChild(parent, kids[i]!.tids, kids[i]!.exitSignal)
+        : this.firstStop(b.pid, parent.pid),
+    );
+  }
+
+  /**
+   * Create the other threads of the process `leader` (a created task,
+   * stopped), each with thread ids `tids` (innermost first, or any free
+   * id), by clone3 calls injected in the leader, in batches. They share
+   * everything a thread shares ({@link THREAD_FLAGS}), are traced from
+   * birth and are returned frozen in their first stop, in order, before
+   * running an instruction.
+   * @throws CkptError EBUSY for a thread id in use, ESYS for another failure
+   */
+  createThreads(
+    leader: TaskAccess,
+    threads: readonly (readonly number[] | undefined)[],
+  ): FrozenTask[] {
+    const born = this.cloneInBatches(
+      leader,
+      threads.map((tids) => ({ flags: THREAD_FLAGS, exitSignal: 0, tids })),
+      (local) => hostTidOfThread(leader.pid, local),
+    );
+    // Every thread is tracked (to be killed on failure) before any error.
+    for (const b of born) {
+      if (b.pid !== undefined) continue;
+      const taken = b.errno === EEXIST;
+      throw new CkptError(
+        taken ? 'EBUSY' : 'ESYS',
+        taken
+          ? `thread id ${b.wanted} of pid ${leader.pid} is already in use; restart with --no-pids to restore under new ids`
+          : `cannot create a thread of pid ${leader.pid}${b.wanted === undefined ? '' : ` with id ${b.wanted}`}: clone3 failed with errno ${b.errno}`,
+        { pid: leader.pid, syscall: 'clone3', errno: b.errno },
+      );
+    }
+    return born.map((b) => this.firstStop(b.pid!, leader.pid));
+  }
+
+  /**
+   * Run one clone3 per entry of `clones` in `parent`, {@link CLONES_PER_BATCH}
+   * per round trip. Each result is the new task's pid as ckpt sees it
+   * (tracked for {@link destroyAll}; `hostPid` turns the parent's view of
+   * it into ckpt's when they differ), or the clone's errno with the pid it
+   * asked for.
+   */
+  private cloneInBatches(
+    parent: TaskAccess,
+    clones: readonly { flags: bigint; exitSignal: number; tids: readonly number[] | undefined }[],
+    hostPid: (local: number) => number,
+  ): ({ pid: number } | { pid: undefined; errno: number; wanted: number | undefined })[] {
     const levels = readStatus(parent.pid).nsPid.length;
-    const out: FrozenTask[] = [];
-    // One clone_args with its set_tid array per child, 8-byte aligned.
+    // One clone_args with its set_tid array per task, 8-byte aligned.
     const stride = (CLONE_ARGS_SIZE + 4 * Math.max(levels, 2) + 7) & ~7;
-    for (let first = 0; first < kids.length; first += CLONES_PER_BATCH) {
-      const part = kids.slice(first, first + CLONES_PER_BATCH);
+    const out: ReturnType<TaskFactory['cloneInBatches']> = [];
+    for (let first = 0; first < clones.length; first += CLONES_PER_BATCH) {
+      const part = clones.slice(first, first + CLONES_PER_BATCH);
       const base = parent.sys.scratch(stride * part.length);
       const at = (i: number) => base + BigInt(i * stride);
       const args = Buffer.concat(
-        part.map((k, i) => {
+        part.map((c, i) => {
           const one = Buffer.alloc(stride);
-          cloneArgs(CLONE_PTRACE, k.exitSignal, k.tids, at(i)).copy(one);
+          cloneArgs(c.flags, c.exitSignal, c.tids, at(i)).copy(one);
           return one;
         }),
       );
@@ -335,76 +392,15 @@ export class TaskFactory {
       const results = parent.sys.batch(
         part.map((_, i) => ({ name: 'clone3' as const, args: [at(i), CLONE_ARGS_SIZE] })),
       );
-      // Every child that exists is tracked before anything can fail.
-      const born = results.map((r, i) => {
-        if (isSyscallError(r)) return undefined;
-        const child = pidNamed(part[i]!.tids, levels) ?? hostPidOfChild(parent.pid, Number(r));
-        this.created.push(child);
-        return child;
-      });
-      for (const [i, child] of born.entries()) {
-        const k = part[i]!;
-        out.push(
-          child === undefined
-            ? this.createChild(parent, k.tids, k.exitSignal)
-            : this.firstStop(child, parent.pid),
-        );
-      }
-    }
-    return out;
-  }
-
-  /**
-   * Create the other threads of the process `leader` (a created task,
-   * stopped), each with thread ids `tids` (innermost first, or any free
-   * id), by clone3 calls injected in the leader, in one round trip per
-   * {@link CLONES_PER_BATCH}. They share everything a thread shares
-   * ({@link THREAD_FLAGS}), are traced from birth and are returned frozen
-   * in their first stop, in order, before running an instruction.
-   */
-  createThreads(
-    leader: TaskAccess,
-    threads: readonly (readonly number[] | undefined)[],
-  ): FrozenTask[] {
-    const levels = readStatus(leader.pid).nsPid.length;
-    const out: FrozenTask[] = [];
-    const stride = (CLONE_ARGS_SIZE + 4 * Math.max(levels, 2) + 7) & ~7;
-    for (let first = 0; first < threads.length; first += CLONES_PER_BATCH) {
-      const part = threads.slice(first, first + CLONES_PER_BATCH);
-      const base = leader.sys.scratch(stride * part.length);
-      const at = (i: number) => base + BigInt(i * stride);
-      leader.mem.write(
-        base,
-        Buffer.concat(
-          part.map((tids, i) => {
-            const one = Buffer.alloc(stride);
-            cloneArgs(THREAD_FLAGS, 0, tids, at(i)).copy(one);
-            return one;
-          }),
-        ),
-      );
-      const results = leader.sys.batch(
-        part.map((_, i) => ({ name: 'clone3' as const, args: [at(i), CLONE_ARGS_SIZE] })),
-      );
-      // Every thread that exists is tracked before anything can fail.
-      const born = results.map((r, i) => {
-        if (isSyscallError(r)) return { errno: Number(-r), tid: pidNamed(part[i], levels) };
-        const tid = pidNamed(part[i], levels) ?? hostTidOfThread(leader.pid, Number(r));
-        this.created.push(tid);
-        return { tid };
-      });
-      for (const b of born) {
-        if (b.errno !== undefined) {
-          const taken = b.errno === EEXIST;
-          throw new CkptError(
-            taken ? 'EBUSY' : 'ESYS',
-            taken
-              ? `thread id ${b.tid} of pid ${leader.pid} is already in use; restart with --no-pids to restore under new ids`
-              : `cannot create a thread of pid ${leader.pid}${b.tid === undefined ? '' : ` with id ${b.tid}`}: clone3 failed with errno ${b.errno}`,
-            { pid: leader.pid, syscall: 'clone3', errno: b.errno },
-          );
+      for (const [i, r] of results.entries()) {
+        const wanted = pidNamed(part[i]!.tids, levels);
+        if (isSyscallError(r)) {
+          out.push({ pid: undefined, errno: Number(-r), wanted });
+          continue;
         }
-        out.push(this.firstStop(b.tid, leader.pid));
+        const pid = wanted ?? hostPid(Number(r));
+        this.created.push(pid);
+        out.push({ pid });
       }
     }
     return out;
