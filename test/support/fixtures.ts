@@ -56,11 +56,12 @@ export const FIXTURE_NAMES = [
   'ghost',
   'evfds',
   'rseq_cs',
+  'sigflood',
 ] as const;
 export type FixtureName = (typeof FIXTURE_NAMES)[number];
 
 /** Helper programs under test/fixtures that are not fixtures. */
-const HELPERS = ['launch', 'poke_regs'];
+const HELPERS = ['launch', 'poke_regs', 'sigsend'];
 
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
 /** Blocks the calling thread for `ms` milliseconds. */

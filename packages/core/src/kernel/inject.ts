@@ -38,6 +38,7 @@ import {
   getSigmask,
   NT,
   PTRACE_O,
+  SIGINFO_SIZE,
   setOptions,
   setRegset,
   setSigmask,
@@ -258,6 +259,36 @@ export function clearLeftoverPadCode(
   }
 }
 
+const SIGRTMIN = 32;
+const SI_TKILL = -6;
+
+/**
+ * Queue the signals `infos` (siginfo) again to the thread `tid`. One whose
+ * sender was sigqueue(3) or the like (a negative si_code other than
+ * SI_TKILL) is queued as it was, value included; the kernel lets no other
+ * process claim to be a kill(2) or kernel sender, so the others are sent
+ * by tgkill, as from ckpt, and keep only their number.
+ */
+function requeue(tid: number, infos: readonly Buffer[]): void {
+  let tgid = tid;
+  try {
+    tgid = readStatus(tid).tgid;
+  } catch {
+    return; // gone: nobody to deliver them to
+  }
+  const lib = libc();
+  for (const info of infos) {
+    const sig = info.readInt32LE(0);
+    const code = info.readInt32LE(8);
+    const asQueued =
+      code < 0 &&
+      code !== SI_TKILL &&
+      lib.rtTgsigqueueinfoNr >= 0 &&
+      lib.rtTgsigqueueinfo(lib.rtTgsigqueueinfoNr, tgid, tid, sig, info) === 0;
+    if (!asQueued) lib.tgkill(tgid, tid, sig);
+  }
+}
+
 /**
  * Runs system calls in one ptrace-stopped task. Create it while the task is
  * stopped, call {@link SyscallInjector.call} any number of times, then
@@ -303,8 +334,8 @@ export class SyscallInjector {
   private scratchAddr: bigint | undefined;
   private scratchSize = 0;
   private closed = false;
-  /** Signals held back during injection (see `defer`). */
-  private readonly deferred: number[] = [];
+  /** Signals held back during injection, as siginfo (see `defer`). */
+  private readonly deferred: Buffer[] = [];
 
   constructor(pid: number, conv: SyscallConvention, options: InjectorOptions = {}) {
     this.pid = pid;
@@ -728,10 +759,21 @@ export class SyscallInjector {
   /**
    * A signal that arrived while we ran the task (say, SIGCHLD from a child
    * that exited): delivering it now would run its handler in the middle of
-   * the injection, so it is held back and sent again by {@link close}.
+   * the injection, so it is held back, with its siginfo, and queued again
+   * by {@link close}. Every instance of a real-time signal is kept; a
+   * standard one is a single pending bit anyway.
    */
   private defer(signal: number): void {
-    if (!this.deferred.includes(signal)) this.deferred.push(signal);
+    if (signal < SIGRTMIN && this.deferred.some((i) => i.readInt32LE(0) === signal)) return;
+    let info: Buffer;
+    try {
+      info = getSiginfo(this.pid);
+    } catch {
+      info = Buffer.alloc(SIGINFO_SIZE);
+      info.writeInt32LE(signal, 0);
+      info.writeInt32LE(SI_TKILL, 8);
+    }
+    this.deferred.push(info);
   }
 
   /** Like {@link call}, but a negative errno becomes an ESYS `CkptError`. */
@@ -987,9 +1029,9 @@ export class SyscallInjector {
     }
     setRegset(this.pid, NT.PRSTATUS, this.saved);
     // Held-back signals become pending again, for the task to take once it
-    // runs. (Their original siginfo is not kept: a standard signal is one
-    // pending bit anyway.)
-    for (const sig of this.deferred.splice(0)) libc().tgkill(this.pid, this.pid, sig);
+    // runs, to this very thread.
+    const infos = this.deferred.splice(0);
+    if (infos.length > 0) requeue(this.pid, infos);
   }
 
   private unmapScratch(): void {

@@ -26,10 +26,10 @@ function koffi(): typeof Koffi {
 export type CLong = number | bigint;
 
 // `syscall(2)` numbers of the host for the calls glibc does not wrap.
-const HOST_SYSCALLS: Record<string, { kcmp: number }> = {
-  x64: { kcmp: 312 },
-  arm64: { kcmp: 272 },
-  s390x: { kcmp: 343 },
+const HOST_SYSCALLS: Record<string, { kcmp: number; rtTgsigqueueinfo: number }> = {
+  x64: { kcmp: 312, rtTgsigqueueinfo: 297 },
+  arm64: { kcmp: 272, rtTgsigqueueinfo: 240 },
+  s390x: { kcmp: 343, rtTgsigqueueinfo: 330 },
 };
 
 function bind() {
@@ -62,6 +62,8 @@ function bind() {
       ? lib.func(`long syscall(long nr, int pid1, int pid2, int type, ulong idx1, ulong idx2)`)
       : undefined,
     kcmpNr: host?.kcmp ?? -1,
+    rtTgsigqueueinfo: lib.func('long syscall(long nr, int tgid, int tid, int sig, void *info)'),
+    rtTgsigqueueinfoNr: host?.rtTgsigqueueinfo ?? -1,
     close: lib.func('int close(int fd)'),
     pread: lib.func('long pread(int fd, void *buf, ulong count, int64_t offset)'),
     pwrite: lib.func('long pwrite(int fd, void *buf, ulong count, int64_t offset)'),

@@ -36,11 +36,19 @@ const RSEQ_CS_SIZE = 32;
  * when it is not inside one (or has no registration). `mem` reads the task.
  */
 export function rseqAbortAddress(pid: number, mem: TaskMemory, ip: bigint): bigint | undefined {
-  const c = getRseqConfig(pid);
-  if (c.size === 0) return undefined;
-  const cs = mem.read(c.abi + RSEQ_CS_OFFSET, 8).readBigUInt64LE(0);
-  if (cs === 0n) return undefined;
-  const d = mem.read(cs, RSEQ_CS_SIZE);
+  let d: Buffer;
+  try {
+    const c = getRseqConfig(pid);
+    if (c.size === 0) return undefined;
+    const cs = mem.read(c.abi + RSEQ_CS_OFFSET, 8).readBigUInt64LE(0);
+    if (cs === 0n) return undefined;
+    d = mem.read(cs, RSEQ_CS_SIZE);
+  } catch {
+    // No rseq support to ask (the rseq phase says so), or a section
+    // descriptor the task cannot read either: the kernel's to deal with
+    // (it kills the task) when it next checks it.
+    return undefined;
+  }
   const start = d.readBigUInt64LE(8);
   const postCommitOffset = d.readBigUInt64LE(16);
   if (ip < start || ip >= start + postCommitOffset) return undefined;
