@@ -101,15 +101,19 @@ describe('a process tree in the host namespaces', () => {
       const img = imagePath();
       ckptOk(['checkpoint', String(f.pid), '-o', img, '--kill']);
       const taken = ids[role].pid;
-      waitFor(`pid ${taken} to go`, () => procState(taken) === undefined);
+      const others = [ids.parent.pid, ids.a.pid, ids.b.pid, ids.g.pid, zombie].filter(
+        (p) => p !== taken,
+      );
+      // --kill does not wait for the tree to die: let it, so that whatever
+      // is alive after the restart is the restart's.
+      waitFor('the checkpointed tree to go', () =>
+        [taken, ...others].every((p) => procState(p) === undefined),
+      );
       leftovers.push(occupy(taken));
       const r = ckpt(['restart', img, '-d']);
       fs.rmSync(path.dirname(img), { recursive: true, force: true });
       expect(r.code).not.toBe(0);
       expect(r.stderr).toMatch(new RegExp(`pid ${taken} is already in use`));
-      const others = [ids.parent.pid, ids.a.pid, ids.b.pid, ids.g.pid, zombie].filter(
-        (p) => p !== taken,
-      );
       for (const pid of others) expect(isAlive(pid), `pid ${pid}`).toBe(false);
       expect(isAlive(taken)).toBe(true); // the other process, untouched
     });
