@@ -5,7 +5,12 @@
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { checkpointKillRestart, ckpt, ckptOk, imagePath } from '../support/ckpt.js';
-import { type FixtureHandle, isAlive, sleepSync } from '../support/fixtures.js';
+import {
+  expectStoppedUntilSigcont,
+  type FixtureHandle,
+  isAlive,
+  sleepSync,
+} from '../support/fixtures.js';
 import { liveFixtures } from '../support/live.js';
 import { tracerPid, waitFor } from '../support/procs.js';
 
@@ -60,12 +65,7 @@ describe('a restored process continues with its state intact', () => {
     while (f.count!() < 3) sleepSync(20);
     const pid = checkpointKillRestart(f.pid, ['--frozen']);
     expect(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]![0]).toBe('T');
-    const frozenAt = f.count!();
-    sleepSync(300);
-    expect(f.count!()).toBe(frozenAt);
-    process.kill(pid, 'SIGCONT');
-    sleepSync(300);
-    expect(f.count!()).toBeGreaterThan(frozenAt);
+    expectStoppedUntilSigcont(f, pid);
     f.go();
     expect(f.waitResult()).toMatch(/^PASS/);
   });

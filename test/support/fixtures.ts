@@ -25,6 +25,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
 
 export const FIXTURES_DIR = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
@@ -387,4 +388,17 @@ export function compileAll(): void {
   for (const n of [...FIXTURE_NAMES.filter((n) => !n.includes('.')), ...HELPERS]) {
     compileFixture(n);
   }
+}
+
+/**
+ * A counting fixture restored stopped (`restart --frozen`, pid `pid`): it
+ * must not count until SIGCONT, and count on after it.
+ */
+export function expectStoppedUntilSigcont(f: FixtureHandle, pid: number): void {
+  const frozenAt = f.count!();
+  sleepSync(300);
+  expect(f.count!()).toBe(frozenAt);
+  process.kill(pid, 'SIGCONT');
+  sleepSync(300);
+  expect(f.count!()).toBeGreaterThan(frozenAt);
 }

@@ -37,43 +37,38 @@ beforeAll(() => {
   fdprog();
 });
 
+/**
+ * Start fixture `name`, checkpoint it with --kill and restart it detached
+ * (`check` looks at the image first), then let it verify itself.
+ */
+function roundTrip(name: string, check?: (img: string) => void): void {
+  const f: FixtureHandle = started(startFixture(name));
+  const img = path.join(f.dir, 'img');
+  checkpointKill(f.pid, img);
+  check?.(img);
+  const r = ckpt('restart', img, '-d');
+  expect(r.status, r.stderr).toBe(0);
+  expect(r.stdout.trim()).toBe(String(f.pid));
+  f.go();
+  expect(f.waitResult()).toBe('PASS');
+}
+
 describe('files fixture', () => {
   it('restores offsets, flags, cloexec, the shared fd 77, devices, cwd and umask', () => {
-    const f: FixtureHandle = started(startFixture('files'));
-    const img = path.join(f.dir, 'img');
-    checkpointKill(f.pid, img);
-    const r = ckpt('restart', img, '-d');
-    expect(r.status, r.stderr).toBe(0);
-    expect(r.stdout.trim()).toBe(String(f.pid));
-    f.go();
-    expect(f.waitResult()).toBe('PASS');
+    roundTrip('files');
   });
 });
 
 describe('deleted files', () => {
-  it('open and mapped, sparse, O_TMPFILE, /dev/shm: one file each again, data, offsets and flags kept', () => {
-    const f: FixtureHandle = started(startFixture('ghost'));
-    const img = path.join(f.dir, 'img');
-    checkpointKill(f.pid, img);
+  it('open and mapped, sparse, O_TMPFILE, /dev/shm, memfd: one file each again, data, offsets, flags and seals kept', () => {
     // The sparse file's hole is not saved: the image holds its data only.
-    expect(fs.statSync(img).size).toBeLessThan(6 << 20);
-    const r = ckpt('restart', img, '-d');
-    expect(r.status, r.stderr).toBe(0);
-    expect(r.stderr).toBe('');
-    f.go();
-    expect(f.waitResult()).toBe('PASS');
+    roundTrip('ghost', (img) => expect(fs.statSync(img).size).toBeLessThan(6 << 20));
   });
 });
 
 describe('event files', () => {
   it('eventfd, signalfd, timerfd, epoll and inotify: counters, modes, masks, targets with their data, watches with their descriptors', () => {
-    const f: FixtureHandle = started(startFixture('evfds'));
-    const img = path.join(f.dir, 'img');
-    checkpointKill(f.pid, img);
-    const r = ckpt('restart', img, '-d');
-    expect(r.status, r.stderr).toBe(0);
-    f.go();
-    expect(f.waitResult()).toBe('PASS');
+    roundTrip('evfds');
   });
 });
 
