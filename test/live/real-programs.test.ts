@@ -6,7 +6,9 @@
  *   script counts into a file on a timer and counts on, with no number
  *   missing or repeated;
  * - `tail -f`, which follows its file with inotify: lines written after
- *   the restart are printed, once each.
+ *   the restart are printed, once each;
+ * - `python3 -m http.server`: its listening socket comes back on its port
+ *   and it serves again.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -61,5 +63,49 @@ describe('tail -f', () => {
       'tail following after the restart',
       () => fs.readFileSync(out, 'utf8') === 'one\ntwo\nthree\n',
     );
+  });
+});
+
+describe('python3 -m http.server', () => {
+  it('serves again on its port after the restart', async () => {
+    const dir = tmpDir('ckpt-http-');
+    fs.writeFileSync(path.join(dir, 'hello.txt'), 'hello from before\n');
+    const port = 20000 + (process.pid % 20000);
+    const url = `http://127.0.0.1:${port}/hello.txt`;
+    const pid = Number(
+      ckptOk([
+        'run',
+        '--',
+        'python3',
+        '-m',
+        'http.server',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--directory',
+        dir,
+      ]).trim(),
+    );
+    leftovers.push(pid);
+    const get = async () => {
+      try {
+        return await (await fetch(url, { signal: AbortSignal.timeout(2000) })).text();
+      } catch {
+        return undefined;
+      }
+    };
+    let body: string | undefined;
+    for (let i = 0; i < 100 && body === undefined; i++) {
+      body = await get();
+      if (body === undefined) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(body).toBe('hello from before\n');
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+    waitFor('the server gone', () => !isAlive(pid));
+    expect(await get()).toBeUndefined();
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
+    fs.writeFileSync(path.join(dir, 'hello.txt'), 'hello from after\n');
+    expect(await get()).toBe('hello from after\n');
   });
 });

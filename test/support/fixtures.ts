@@ -58,6 +58,7 @@ export const FIXTURE_NAMES = [
   'evfds',
   'rseq_cs',
   'sigflood',
+  'sockets',
 ] as const;
 export type FixtureName = (typeof FIXTURE_NAMES)[number];
 

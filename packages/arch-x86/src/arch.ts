@@ -79,6 +79,10 @@ export const X86_64_SYSCALLS: Readonly<Record<SyscallName, number>> = {
   inotify_rm_watch: 255,
   timerfd_create: 283,
   timerfd_settime: 286,
+  socket: 41,
+  bind: 49,
+  listen: 50,
+  setsockopt: 54,
 };
 
 /** This CPU's xstate features and size, read from a stopped task's xstate. */

@@ -74,7 +74,11 @@ export type SyscallName =
   | 'inotify_add_watch'
   | 'inotify_rm_watch'
   | 'timerfd_create'
-  | 'timerfd_settime';
+  | 'timerfd_settime'
+  | 'socket'
+  | 'bind'
+  | 'listen'
+  | 'setsockopt';
 
 /** Arch header values of an image. */
 export interface ArchHeader {

@@ -6,6 +6,7 @@ import { externalFile } from './external.js';
 import { major, minor } from './flags.js';
 import { ghostFile } from './ghost.js';
 import { inotifyFile } from './inotify.js';
+import { listenSocketFile, whyNotRestored } from './listen-socket.js';
 import { pipeFile } from './pipe.js';
 import { regularFile } from './regular.js';
 import { describeSocket } from './socket-info.js';
@@ -22,6 +23,7 @@ export const fileHandlers: readonly FileHandler[] = [
   simpleDevice,
   pipeFile,
   externalFile,
+  listenSocketFile,
 ];
 
 /** What kind of file `file` is, in a few words, for messages. */
@@ -44,9 +46,16 @@ export function unsupported(file: FileInfo): CkptError {
       { pid, fd, path: target.path },
     );
   }
+  const why = whyNotRestored(file);
+  if (why) {
+    return new CkptError('ENOTSUP', `pid ${pid} fd ${fd}: ${why}; it cannot be restored`, {
+      pid,
+      fd,
+    });
+  }
   const sockets =
     target.kind === 'socket'
-      ? '; sockets are not restored (only on fds 0-2, which restart reconnects like a terminal)'
+      ? '; connected sockets are not restored (only on fds 0-2, which restart reconnects like a terminal)'
       : '';
   return new CkptError(
     'ENOTSUP',

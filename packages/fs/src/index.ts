@@ -1,6 +1,6 @@
 /**
  * @ckpt/fs — open files: the fd table with close-on-exec, regular files and
- * directories, deleted files, eventfd/signalfd/timerfd/epoll/inotify, simple devices, fds leading outside the
+ * directories, deleted files, eventfd/signalfd/timerfd/epoll/inotify, listening sockets, simple devices, fds leading outside the
  * checkpoint (ttys, pipes, sockets), and the cwd, root and umask.
  *
  * @packageDocumentation
@@ -23,6 +23,7 @@ import {
   filePipeRecord,
   fileRecord,
   fileSignalfdRecord,
+  fileSocketRecord,
   fileTableRecord,
   fileTimerfdRecord,
   fsRecord,
@@ -49,6 +50,7 @@ export {
 } from './ghost.js';
 export { fileHandlers, unsupported } from './handlers.js';
 export { inotifyFile } from './inotify.js';
+export { listenSocketFile } from './listen-socket.js';
 export { isTreePipe, pipeFile, pipeObject, type RestoredPipe } from './pipe.js';
 export * from './records.js';
 export { regularFile } from './regular.js';
@@ -73,6 +75,7 @@ export const fsPlugin: CkptPlugin = definePlugin({
     fileEpollRecord,
     fileInotifyRecord,
     fileTimerfdRecord,
+    fileSocketRecord,
   ],
   objects: [fileObject, pipeObject, ghostObject],
   files: fileHandlers,

@@ -13,6 +13,7 @@ export const FileKind = {
   EPOLL: 8,
   INOTIFY: 9,
   TIMERFD: 10,
+  LISTEN_SOCKET: 11,
 } as const;
 
 /** Printable names of {@link FileKind}. */
@@ -27,6 +28,7 @@ export const FILE_KIND_NAMES: Record<number, string> = {
   8: 'epoll',
   9: 'inotify',
   10: 'timerfd',
+  11: 'listen-socket',
 };
 
 /** File types a file reopened by path may have (the `type` of a file_name record). */
@@ -224,3 +226,27 @@ export const fileTimerfdRecord = defineRecord(FILE_TIMERFD, 'file_timerfd', 'tim
   /** Expirations not read yet. */
   ticks: u64(),
 });
+
+export const FILE_SOCKET = 316;
+
+/** A listening or unconnected socket: what it is and its address (see listen-socket.ts). */
+export const fileSocketRecord = defineRecord(
+  FILE_SOCKET,
+  'file_socket',
+  'listening or unconnected socket',
+  {
+    family: u32(),
+    type: u32(),
+    protocol: u32(),
+    /** The raw sockaddr getsockname gave. */
+    addr: bytes(128),
+    /** It listens (TCP, unix stream/seqpacket); else an unconnected UDP socket. */
+    listens: bool(),
+    reuseAddr: bool(),
+    reusePort: bool(),
+    v6only: bool(),
+    flags: u32('octal'),
+    /** A unix socket's file mode. */
+    mode: u32('octal'),
+  },
+);

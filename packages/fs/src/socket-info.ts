@@ -1,7 +1,8 @@
 /**
- * What a socket is, for messages: the protocol and addresses the kernel
- * lists for its inode in /proc/PID/net/* (the task's network namespace).
- * ckpt does not restore sockets; this only lets a refusal say which one.
+ * What a socket is: the protocol, state and addresses the kernel lists for
+ * its inode in /proc/PID/net/* (the task's network namespace), for
+ * messages and to tell the sockets ckpt restores (listening and unconnected
+ * ones, see listen-socket.ts) from the others.
  */
 import { readFileSync } from 'node:fs';
 
@@ -125,4 +126,45 @@ export function describeSocket(pid: number, inode: number): string {
     }
   }
   return 'socket';
+}
+
+/** A socket's line in /proc/PID/net/*, as far as restoring it goes. */
+export type SocketEntry =
+  | {
+      proto: 'TCP' | 'UDP';
+      /** TCP state (10: listening); 7 (closed) for an unconnected UDP socket. */
+      state: number;
+      /** Bytes queued to be read; for a listening TCP socket, connections to accept. */
+      rxQueue: number;
+      connected: boolean;
+    }
+  | { proto: 'unix'; type: number; listening: boolean; path: string };
+
+/** /proc/PID/net's line for socket `inode` (TCP, UDP or unix), if any lists it. */
+export function socketEntry(pid: number, inode: number): SocketEntry | undefined {
+  for (const line of readNet(pid, 'unix').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (Number(f[6]) !== inode) continue;
+    return {
+      proto: 'unix',
+      type: Number.parseInt(f[4] ?? '', 16),
+      listening: (Number.parseInt(f[3] ?? '', 16) & UNIX_ACCEPTCON) !== 0,
+      path: f[7] ?? '',
+    };
+  }
+  for (const [table, proto] of INET_TABLES) {
+    if (proto !== 'TCP' && proto !== 'UDP') continue;
+    for (const line of readNet(pid, table).split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (Number(f[9]) !== inode) continue;
+      const remote = decodeInetAddress(f[2] ?? '');
+      return {
+        proto,
+        state: Number.parseInt(f[3] ?? '', 16),
+        rxQueue: Number.parseInt((f[4] ?? '').split(':')[1] ?? '0', 16),
+        connected: !(remote.startsWith('0.0.0.0:0') || remote.startsWith('[::]:0')),
+      };
+    }
+  }
+  return undefined;
 }

@@ -91,6 +91,8 @@ function bind() {
     attrSetFlags: lib.func('int posix_spawnattr_setflags(void *attr, short flags)'),
     attrSetSigMask: lib.func('int posix_spawnattr_setsigmask(void *attr, void *sigset)'),
     attrSetSigDefault: lib.func('int posix_spawnattr_setsigdefault(void *attr, void *sigset)'),
+    getsockname: lib.func('int getsockname(int fd, void *addr, void *len)'),
+    getsockopt: lib.func('int getsockopt(int fd, int level, int name, void *value, void *len)'),
     memfdCreate: lib.func('int memfd_create(str name, uint flags)'),
     ioctlBuf: lib.func('int ioctl(int fd, ulong request, void *arg)'),
     openByHandleAt: lib.func('int open_by_handle_at(int mountFd, void *handle, int flags)'),

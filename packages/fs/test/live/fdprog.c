@@ -6,7 +6,8 @@
  *
  *   deleted  opens the directory DIR/gone.d at fd 5 and removes it; pauses forever
  *   userfaultfd  a userfaultfd at fd 5; pauses forever
- *   listen   a TCP socket listening on 127.0.0.1 (any port) at fd 5; pauses forever
+ *   listen   a TCP socket listening on 127.0.0.1 (any port) at fd 5, with a
+ *            connection from fd 6 waiting to be accepted; pauses forever
  *   socketpair  a unix stream socketpair at fds 5 and 6; pauses forever
  *   sysvshm  attaches a private SysV shared memory segment (removed on exit); pauses forever
  *   stdio    fd 1 and fd 7 go to the FIFO DIR/fifo (O_WRONLY); writes "before\n"
@@ -73,6 +74,12 @@ int main(int argc, char **argv) {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) < 0 || listen(s, 4) < 0) return 1;
     place(s, 5);
+    /* A connection waiting to be accepted. */
+    socklen_t len = sizeof a;
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    if (getsockname(5, (struct sockaddr *)&a, &len) < 0 || connect(c, (struct sockaddr *)&a, len) < 0)
+      return 1;
+    place(c, 6);
   } else if (!strcmp(mode, "sysvshm")) {
     int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
     if (id < 0 || shmat(id, 0, 0) == (void *)-1) return 1;

@@ -66,6 +66,12 @@ describe('deleted files', () => {
   });
 });
 
+describe('sockets that wait', () => {
+  it('listening TCP (IPv4, IPv6) and unix sockets, a bound UDP socket: same addresses, options, file mode', () => {
+    roundTrip('sockets');
+  });
+});
+
 describe('event files', () => {
   it('eventfd, signalfd, timerfd, epoll and inotify: counters, modes, masks, targets with their data, watches with their descriptors', () => {
     roundTrip('evfds');
@@ -101,12 +107,12 @@ describe('unsupported files fail the checkpoint', () => {
     );
   });
 
-  it('a listening TCP socket (not stdio), saying which one', () => {
+  it('a listening TCP socket with a connection waiting to be accepted, saying which one', () => {
     const p = started(launch('listen'));
     expectRefused(
       p,
       new RegExp(
-        `pid ${p.pid} fd 5: socket:\\[\\d+\\] \\(TCP socket listening on 127\\.0\\.0\\.1:\\d+\\) is not supported yet; sockets are not restored`,
+        `pid ${p.pid} fd 5: TCP socket listening on 127\\.0\\.0\\.1:\\d+ has 1 connection\\(s\\) waiting to be accepted; it cannot be restored`,
       ),
     );
   });

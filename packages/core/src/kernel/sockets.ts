@@ -1,0 +1,25 @@
+/** Asking one of ckpt's own socket fds (a copy of a task's) what it is. */
+import { errno, libc, sysError } from './libc.js';
+
+const SOCKADDR_MAX = 128;
+
+/** The socket's own address (getsockname), as the raw sockaddr bytes. */
+export function socketName(fd: number): Buffer {
+  const addr = Buffer.alloc(SOCKADDR_MAX);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(SOCKADDR_MAX);
+  if (libc().getsockname(fd, addr, len) < 0)
+    throw sysError('getsockname', errno(), 'reading a socket address');
+  return addr.subarray(0, Math.min(len.readUInt32LE(0), SOCKADDR_MAX));
+}
+
+/** An int socket option (getsockopt). */
+export function socketOption(fd: number, level: number, name: number): number {
+  const v = Buffer.alloc(4);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(4);
+  if (libc().getsockopt(fd, level, name, v, len) < 0) {
+    throw sysError('getsockopt', errno(), `reading socket option ${level}/${name}`);
+  }
+  return v.readInt32LE(0);
+}

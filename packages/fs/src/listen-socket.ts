@@ -1,0 +1,206 @@
+/**
+ * Sockets that wait for others: listening TCP and unix stream/seqpacket
+ * sockets, and unconnected UDP sockets. Such a socket holds no connection,
+ * only its address and options, so restart makes a new one inside the task
+ * and binds it to the same address (`python3 -m http.server` comes back
+ * serving on its port).
+ *
+ * Saved: family, type, protocol, the address (getsockname on a copy of the
+ * fd), SO_REUSEADDR, SO_REUSEPORT, IPV6_V6ONLY, O_NONBLOCK; for a unix
+ * socket, the mode of its file. Refused: a listening socket with
+ * connections waiting to be accepted, a UDP socket with datagrams queued
+ * (they would be lost), and every connected socket (see socket-info.ts).
+ * The listen backlog cannot be read back: restart listens with the
+ * system's maximum (net.core.somaxconn). The address must be free at
+ * restart (the original gone); a unix socket's stale file is replaced.
+ */
+import { chmodSync, closeSync, lstatSync, readFileSync, unlinkSync } from 'node:fs';
+import {
+  type CheckpointCtx,
+  CkptError,
+  type FileHandler,
+  type FileInfo,
+  grabFd,
+  type RestartTask,
+  socketName,
+  socketOption,
+  stage,
+} from '@ckpt/core';
+import { restoringTask } from './file-object.js';
+import { F_DUPFD_CLOEXEC, reopenFlags } from './flags.js';
+import { FileKind, fileSocketRecord } from './records.js';
+import { describeSocket, socketEntry } from './socket-info.js';
+
+const SOL_SOCKET = 1;
+const SO_REUSEADDR = 2;
+const SO_TYPE = 3;
+const SO_REUSEPORT = 15;
+const SO_PROTOCOL = 38;
+const SO_DOMAIN = 39;
+const IPPROTO_IPV6 = 41;
+const IPV6_V6ONLY = 26;
+const AF_UNIX = 1;
+const AF_INET6 = 10;
+const O_NONBLOCK = 0o4000;
+const TCP_LISTEN = 10;
+const UNIX_STREAM = 1;
+const UNIX_SEQPACKET = 5;
+/** Offset of sun_path in a sockaddr_un. */
+const SUN_PATH = 2;
+
+/** What kind of waiting socket `file` is, or why it cannot be restored (undefined: not one at all). */
+function classify(file: FileInfo): { listens: boolean } | { refuse: string } | undefined {
+  if (file.target.kind !== 'socket') return undefined;
+  const e = socketEntry(file.pid, file.target.inode ?? file.stat.ino);
+  if (!e) return undefined;
+  const what = () => describeSocket(file.pid, file.target.inode ?? file.stat.ino);
+  if (e.proto === 'unix') {
+    if (!e.listening || (e.type !== UNIX_STREAM && e.type !== UNIX_SEQPACKET)) return undefined;
+    return { listens: true };
+  }
+  if (e.proto === 'TCP') {
+    if (e.state !== TCP_LISTEN) return undefined;
+    if (e.rxQueue > 0) {
+      return { refuse: `${what()} has ${e.rxQueue} connection(s) waiting to be accepted` };
+    }
+    return { listens: true };
+  }
+  if (e.connected) return undefined;
+  if (e.rxQueue > 0) return { refuse: `${what()} has ${e.rxQueue} bytes of datagrams queued` };
+  return { listens: false };
+}
+
+/** The path of a bound unix socket's file, from its sockaddr_un ("" when abstract or unbound). */
+function unixPath(addr: Buffer): string {
+  if (addr.length <= SUN_PATH || addr[SUN_PATH] === 0) return '';
+  const end = addr.indexOf(0, SUN_PATH);
+  return addr.toString('utf8', SUN_PATH, end < 0 ? addr.length : end);
+}
+
+/**
+ * Why the listening or unconnected socket `file` cannot be restored (a
+ * queue that is not empty), for the unsupported-file error; undefined for
+ * any other file.
+ */
+export function whyNotRestored(file: FileInfo): string | undefined {
+  const c = classify(file);
+  return c && 'refuse' in c ? c.refuse : undefined;
+}
+
+export const listenSocketFile: FileHandler = {
+  kind: 'listen-socket',
+  id: FileKind.LISTEN_SOCKET,
+  match: (f) => {
+    const c = classify(f);
+    return c !== undefined && 'listens' in c;
+  },
+  checkpoint(ctx: CheckpointCtx, _task, file) {
+    const c = classify(file);
+    if (!c || 'refuse' in c) {
+      throw new CkptError('EUNEXPECTED', `pid ${file.pid} fd ${file.fd}: its socket changed`, {
+        pid: file.pid,
+        fd: file.fd,
+      });
+    }
+    const fd = grabFd(file.pid, file.fd);
+    try {
+      const family = socketOption(fd, SOL_SOCKET, SO_DOMAIN);
+      const addr = socketName(fd);
+      const path = family === AF_UNIX ? unixPath(addr) : '';
+      let mode = 0;
+      if (path) mode = lstatSync(`/proc/${file.pid}/root${path}`).mode & 0o7777;
+      ctx.write(fileSocketRecord, {
+        family,
+        type: socketOption(fd, SOL_SOCKET, SO_TYPE),
+        protocol: socketOption(fd, SOL_SOCKET, SO_PROTOCOL),
+        addr,
+        listens: c.listens,
+        reuseAddr: socketOption(fd, SOL_SOCKET, SO_REUSEADDR) !== 0,
+        reusePort: socketOption(fd, SOL_SOCKET, SO_REUSEPORT) !== 0,
+        v6only: family === AF_INET6 && socketOption(fd, IPPROTO_IPV6, IPV6_V6ONLY) !== 0,
+        flags: reopenFlags(file.info.flags),
+        mode,
+      });
+    } finally {
+      closeSync(fd);
+    }
+  },
+  restore(ctx, task) {
+    const rec = ctx.read(fileSocketRecord);
+    const { above } = restoringTask(ctx, 'a socket');
+    const path = rec.family === AF_UNIX ? unixPath(rec.addr) : '';
+    const what = `recreating a socket ${path ? `at ${path}` : `(family ${rec.family})`}`;
+    if (path) replaceStaleSocketFile(task, path, what);
+    const one = (v: boolean) => {
+      const b = Buffer.alloc(4);
+      b.writeInt32LE(v ? 1 : 0);
+      return b;
+    };
+    const [on, reuse, v6only, addr] = stage(task, [
+      one(true),
+      one(rec.reuseAddr),
+      one(rec.v6only),
+      rec.addr,
+    ]);
+    const created = Number(
+      task.sys.check(
+        'socket',
+        [rec.family, rec.type | (rec.flags & O_NONBLOCK), rec.protocol],
+        what,
+      ),
+    );
+    const fd = Number(task.sys.check('fcntl', [created, F_DUPFD_CLOEXEC, above], what));
+    task.sys.post([{ name: 'close', args: [created] }]);
+    const opt = (level: number, name: number, value: bigint) => ({
+      name: 'setsockopt' as const,
+      args: [fd, level, name, value, 4],
+      what: `${what}: socket option ${level}/${name}`,
+    });
+    task.sys.checkBatch([
+      // Bound with SO_REUSEADDR whatever it had: the original's closed
+      // connections may still hold the port (TIME_WAIT).
+      opt(SOL_SOCKET, SO_REUSEADDR, on!),
+      ...(rec.reusePort ? [opt(SOL_SOCKET, SO_REUSEPORT, on!)] : []),
+      ...(rec.family === AF_INET6 ? [opt(IPPROTO_IPV6, IPV6_V6ONLY, v6only!)] : []),
+      { name: 'bind', args: [fd, addr!, rec.addr.length], what: `${what}: binding it` },
+      ...(rec.listens
+        ? [{ name: 'listen' as const, args: [fd, somaxconn()], what: `${what}: listening` }]
+        : []),
+      opt(SOL_SOCKET, SO_REUSEADDR, reuse!),
+    ]);
+    // The file bind made, with the mode it had.
+    if (path) chmodSync(`/proc/${task.pid}/root${path}`, rec.mode);
+    return fd;
+  },
+};
+
+/** The most connections a listen queue may hold here (what restart listens with). */
+function somaxconn(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8').trim()) || 4096;
+  } catch {
+    return 4096;
+  }
+}
+
+/** Remove the socket file the original left at `path` (as the task sees it); refuse anything else there. */
+function replaceStaleSocketFile(task: RestartTask, path: string, what: string): void {
+  const seen = `/proc/${task.pid}/root${path}`;
+  let isSocket: boolean;
+  try {
+    isSocket = lstatSync(seen).isSocket();
+  } catch {
+    return; // nothing there
+  }
+  if (!isSocket) {
+    throw new CkptError(
+      'EEXIST',
+      `${what}: ${path} exists and is not a socket; remove it or restart elsewhere`,
+      {
+        pid: task.savedPid,
+        path,
+      },
+    );
+  }
+  unlinkSync(seen);
+}
