@@ -2,17 +2,20 @@
  * `ckpt check`: probe, on the running kernel, every feature ckpt relies
  * on, by using it for real on a throwaway process (the restore stub).
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import type { ArchSupport } from '../arch.js';
 import { isCkptError } from '../errors.js';
 import { unfreezeTask } from '../kernel/freeze.js';
+import { probeOpenByHandle } from '../kernel/handle.js';
 import { SyscallInjector } from '../kernel/inject.js';
 import { KCMP, kcmp } from '../kernel/kcmp.js';
 import { addressOf } from '../kernel/libc.js';
+import { addSeals, getSeals, memfdCreate } from '../kernel/memfd.js';
 import { ProcMem } from '../kernel/memory.js';
 import { pidfdGetfd, pidfdOpen } from '../kernel/pidfd.js';
 import { PR, PR_SET_MM, prctl } from '../kernel/prctl.js';
+import { getRseqConfig } from '../kernel/ptrace.js';
 import { readMaps, readPageRuns, readStatus } from '../proc/index.js';
 import type { Registry } from '../registry.js';
 import { hostArch } from './checkpoint.js';
@@ -26,6 +29,9 @@ export interface FeatureCheck {
   ok: boolean;
   detail: string;
 }
+
+/** F_SEAL_GROW (fcntl.h). */
+const F_SEAL_GROW = 4;
 
 // Capability bits (linux/capability.h).
 const CAPS: Record<string, number> = {
@@ -104,6 +110,24 @@ export function checkKernel(registry: Registry): FeatureCheck[] {
     }),
   );
   out.push(
+    probe('memfd_create and seals', false, () => {
+      const fd = memfdCreate('ckpt-check');
+      try {
+        addSeals(fd, F_SEAL_GROW);
+        if (getSeals(fd) !== F_SEAL_GROW) throw new Error('the seal did not stick');
+      } finally {
+        closeSync(fd);
+      }
+      return 'available (deleted files and memfds are restored through them)';
+    }),
+  );
+  out.push(
+    probe('open_by_handle_at', false, () => {
+      probeOpenByHandle();
+      return 'available (finds the files inotify instances watch)';
+    }),
+  );
+  out.push(
     probe('[vvar_vclock]', false, () =>
       readMaps(process.pid).some((m) => m.kind === 'vvar_vclock')
         ? 'present (handled as its own mapping)'
@@ -158,6 +182,12 @@ function probeWithStub(arch: ArchSupport): FeatureCheck[] {
       probe('xstate (NT_X86_XSTATE or equivalent)', true, () => {
         const h = arch.headerArch(stub);
         return `features 0x${h.features.toString(16)}, ${h.xstateSize} bytes`;
+      }),
+    );
+    out.push(
+      probe('PTRACE_GET_RSEQ_CONFIGURATION', false, () => {
+        const c = getRseqConfig(stub);
+        return `available (the stub has ${c.size === 0 ? 'no' : 'an'} rseq area; threads' are restored)`;
       }),
     );
     out.push(

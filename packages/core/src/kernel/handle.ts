@@ -61,3 +61,32 @@ export function pathOfHandle(
     closeSync(mountFd);
   }
 }
+
+const EINVAL = 22;
+const ESTALE = 116;
+
+/**
+ * Whether this process may open files by handle here: a handle that names
+ * no file must be refused as stale or invalid, not for lack of privilege
+ * (EPERM: CAP_DAC_READ_SEARCH) or support.
+ * @throws CkptError naming the errno otherwise
+ */
+export function probeOpenByHandle(): void {
+  const mountFd = openSync('/', 'r');
+  try {
+    const fh = Buffer.alloc(16);
+    fh.writeUInt32LE(8, 0); // handle_bytes
+    fh.writeInt32LE(1, 4); // handle_type: FILEID_INO32_GEN
+    const fd = libc().openByHandleAt(mountFd, fh, O_PATH);
+    if (fd >= 0) {
+      closeSync(fd);
+      return;
+    }
+    const e = errno();
+    if (e !== ESTALE && e !== EINVAL) {
+      throw sysError('open_by_handle_at', e, 'opening a file by handle');
+    }
+  } finally {
+    closeSync(mountFd);
+  }
+}
