@@ -41,6 +41,7 @@ import {
 const O_NONBLOCK = 0o4000;
 const EFD_SEMAPHORE = 1;
 const EPOLL_CTL_ADD = 1;
+const EPERM = 1n;
 const UINT32_MAX = 0xffff_ffffn;
 
 /** The value of an fdinfo line `key: value` (extra lines), or undefined. */
@@ -250,13 +251,36 @@ export const epollFile: FileHandler = {
         ev.writeBigUInt64LE(t.data, 4);
         return ev;
       });
-      task.sys.postChecked(
+      task.sys.post(
         rec.targets.map((t, i) => ({
           name: 'epoll_ctl' as const,
           args: [fd, EPOLL_CTL_ADD, t.fd, { data: i }],
-          what: `adding fd ${t.fd} to an epoll instance (events 0x${t.events.toString(16)})`,
         })),
-        { data: events },
+        {
+          data: events,
+          done: (results) => {
+            for (const [i, r] of results.entries()) {
+              if (r === 0n) continue;
+              const t = rec.targets[i]!;
+              const what = `pid ${task.savedPid}: adding fd ${t.fd} to an epoll instance (events 0x${t.events.toString(16)})`;
+              // An fd reconnected to something else (stdio on /dev/null, say)
+              // may be a file epoll cannot watch: the program loses that
+              // watch, not its restart.
+              if (r === -EPERM && t.fd <= 2) {
+                ctx.log.warn(
+                  `${what}: fd ${t.fd} now leads to a file epoll cannot watch; not watched`,
+                );
+                continue;
+              }
+              throw new CkptError('ESYS', `${what} failed with errno ${-r}`, {
+                pid: task.savedPid,
+                fd: t.fd,
+                syscall: 'epoll_ctl',
+                errno: Number(-r),
+              });
+            }
+          },
+        },
       );
     });
     return fd;
