@@ -8,7 +8,8 @@
  * - `tail -f`, which follows its file with inotify: lines written after
  *   the restart are printed, once each;
  * - `python3 -m http.server`: its listening socket comes back on its port
- *   and it serves again.
+ *   and it serves again;
+ * - a python3 asyncio loop (its self-pipe is a unix socketpair) counts on.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -107,5 +108,32 @@ describe('python3 -m http.server', () => {
     expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
     fs.writeFileSync(path.join(dir, 'hello.txt'), 'hello from after\n');
     expect(await get()).toBe('hello from after\n');
+  });
+});
+
+describe('python3 asyncio', () => {
+  it('an event loop counts on after the restart', () => {
+    const out = path.join(tmpDir('ckpt-asyncio-'), 'out');
+    const script = [
+      'import asyncio',
+      'async def main():',
+      '    i = 0',
+      '    while True:',
+      '        i += 1',
+      `        open(${JSON.stringify(out)}, "a").write(f"{i}\\n")`,
+      '        await asyncio.sleep(0.05)',
+      'asyncio.run(main())',
+    ].join('\n');
+    const pid = Number(ckptOk(['run', '--', 'python3', '-c', script]).trim());
+    leftovers.push(pid);
+    waitFor('counting', () => fs.existsSync(out) && numbers(out).length >= 5, 20_000);
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+    waitFor('the original gone', () => !isAlive(pid));
+    const atKill = numbers(out).length;
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
+    waitFor('counting on', () => numbers(out).length >= atKill + 10, 20_000);
+    const seen = numbers(out);
+    expect(seen).toEqual(seen.map((_, i) => i + 1));
   });
 });

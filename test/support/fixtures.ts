@@ -59,6 +59,7 @@ export const FIXTURE_NAMES = [
   'rseq_cs',
   'sigflood',
   'sockets',
+  'unixpair',
 ] as const;
 export type FixtureName = (typeof FIXTURE_NAMES)[number];
 

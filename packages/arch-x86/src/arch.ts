@@ -83,6 +83,7 @@ export const X86_64_SYSCALLS: Readonly<Record<SyscallName, number>> = {
   bind: 49,
   listen: 50,
   setsockopt: 54,
+  socketpair: 53,
 };
 
 /** This CPU's xstate features and size, read from a stopped task's xstate. */

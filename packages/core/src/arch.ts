@@ -78,7 +78,8 @@ export type SyscallName =
   | 'socket'
   | 'bind'
   | 'listen'
-  | 'setsockopt';
+  | 'setsockopt'
+  | 'socketpair';
 
 /** Arch header values of an image. */
 export interface ArchHeader {

@@ -32,6 +32,7 @@ import { F_DUPFD_CLOEXEC, F_SETFD, FD_CLOEXEC, O_CLOEXEC } from './flags.js';
 import { unsupported } from './handlers.js';
 import { isTreePipe, pipeFile } from './pipe.js';
 import { fileDescRecord, fileTableRecord } from './records.js';
+import { connectedUnix, unixPairFile } from './unix-pair.js';
 
 /** The largest fd close_range takes (~0U). */
 const MAX_FD = 0xffff_ffff;
@@ -71,8 +72,22 @@ function plan(ctx: CheckpointCtx, task: CheckpointTask): PlannedFd[] {
   return readOpenFiles(task.pid).map((open) => {
     const file: FileInfo = { ...open, pid: task.pid };
     // A pipe read from inside the tree is restored as a pipe; one whose
-    // readers are all outside leads outside (the external handler's).
-    const handler = isTreePipe(ctx, file) ? pipeFile : ctx.registry.fileHandlerFor(file);
+    // readers are all outside leads outside (the external handler's). A
+    // unix socket connected to another in the tree is restored as a pair.
+    const unix = connectedUnix(ctx, file);
+    if (unix !== undefined && unix !== 'pair') {
+      throw new CkptError(
+        'ENOTSUP',
+        `pid ${file.pid} fd ${file.fd}: ${unix.refuse}; it cannot be restored`,
+        { pid: file.pid, fd: file.fd },
+      );
+    }
+    const handler =
+      unix === 'pair'
+        ? unixPairFile
+        : isTreePipe(ctx, file)
+          ? pipeFile
+          : ctx.registry.fileHandlerFor(file);
     if (!handler) throw unsupported(file);
     // An external fd is reconnected by its own number, so fds sharing its
     // description are saved apart (each finds its counterpart at restart).

@@ -10,6 +10,7 @@ import { listenSocketFile, whyNotRestored } from './listen-socket.js';
 import { pipeFile } from './pipe.js';
 import { regularFile } from './regular.js';
 import { describeSocket } from './socket-info.js';
+import { unixPairFile } from './unix-pair.js';
 
 /** Every file handler of this package, in match order. */
 export const fileHandlers: readonly FileHandler[] = [
@@ -24,6 +25,7 @@ export const fileHandlers: readonly FileHandler[] = [
   pipeFile,
   externalFile,
   listenSocketFile,
+  unixPairFile,
 ];
 
 /** What kind of file `file` is, in a few words, for messages. */

@@ -26,11 +26,14 @@ import {
   fileSocketRecord,
   fileTableRecord,
   fileTimerfdRecord,
+  fileUnixRecord,
   fsRecord,
   ghostDataRecord,
   ghostFileRecord,
   pipeBufRecord,
+  unixPairRecord,
 } from './records.js';
+import { unixPairObject } from './unix-pair.js';
 
 export { simpleDevice } from './devices.js';
 export { epollFile, eventfdFile, signalfdFile, timerfdFile } from './event-files.js';
@@ -54,6 +57,7 @@ export { listenSocketFile } from './listen-socket.js';
 export { isTreePipe, pipeFile, pipeObject, type RestoredPipe } from './pipe.js';
 export * from './records.js';
 export { regularFile } from './regular.js';
+export { connectedUnix, unixPairFile, unixPairObject } from './unix-pair.js';
 
 /** The files plugin: file and fs records, the `file` object type, the file handlers, the files and fs phases. */
 export const fsPlugin: CkptPlugin = definePlugin({
@@ -76,8 +80,10 @@ export const fsPlugin: CkptPlugin = definePlugin({
     fileInotifyRecord,
     fileTimerfdRecord,
     fileSocketRecord,
+    unixPairRecord,
+    fileUnixRecord,
   ],
-  objects: [fileObject, pipeObject, ghostObject],
+  objects: [fileObject, pipeObject, ghostObject, unixPairObject],
   files: fileHandlers,
   phases: [filesPhase, fsPhase],
 });

@@ -14,6 +14,7 @@ export const FileKind = {
   INOTIFY: 9,
   TIMERFD: 10,
   LISTEN_SOCKET: 11,
+  UNIX_PAIR: 12,
 } as const;
 
 /** Printable names of {@link FileKind}. */
@@ -29,6 +30,7 @@ export const FILE_KIND_NAMES: Record<number, string> = {
   9: 'inotify',
   10: 'timerfd',
   11: 'listen-socket',
+  12: 'unix-pair',
 };
 
 /** File types a file reopened by path may have (the `type` of a file_name record). */
@@ -250,3 +252,24 @@ export const fileSocketRecord = defineRecord(
     mode: u32('octal'),
   },
 );
+
+export const UNIX_PAIR = 317;
+export const FILE_UNIX = 318;
+
+/** A connected pair of unix sockets, both in the tree: the bytes waiting at each end. */
+export const unixPairRecord = defineRecord(UNIX_PAIR, 'unix_pair', 'connected unix socket pair', {
+  /** SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET. */
+  type: u32(),
+  /** The two ends' inodes at checkpoint, ascending. */
+  inodes: array(u64(), 2),
+  /** Bytes waiting in each end's receive queue, in `inodes` order. */
+  queues: array(bytes(1 << 26), 2),
+});
+
+/** One end of a unix socket pair (objref of a `unix-pair` object) and its flags. */
+export const fileUnixRecord = defineRecord(FILE_UNIX, 'file_unix', 'unix socket pair end', {
+  pair: u32(),
+  /** 0 or 1, in the pair's `inodes` order. */
+  end: u32(),
+  flags: u32('octal'),
+});

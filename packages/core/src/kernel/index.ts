@@ -80,7 +80,8 @@ export {
 export { dataRanges, type FileRange } from './seek.js';
 export { inNamespace, openNamespace, type ThreadNsType } from './setns.js';
 export { processExists, sendSignal, sendThreadSignal } from './signal.js';
-export { socketName, socketOption } from './sockets.js';
+export { type UnixSocketDiag, unixSockets } from './sock-diag.js';
+export { peekSocket, socketName, socketOption } from './sockets.js';
 export { type SpawnOptions, type StdioTarget, spawnDetached, spawnProcess } from './spawn.js';
 export { unreadBytes } from './unread.js';
 export {

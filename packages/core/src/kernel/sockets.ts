@@ -23,3 +23,13 @@ export function socketOption(fd: number, level: number, name: number): number {
   }
   return v.readInt32LE(0);
 }
+
+const MSG_PEEK = 2;
+const MSG_DONTWAIT = 0x40;
+
+/** Copy what waits in socket `fd`'s receive queue into `into`, leaving it queued; the bytes copied. */
+export function peekSocket(fd: number, into: Buffer): number {
+  const n = Number(libc().recv(fd, into, into.length, MSG_PEEK | MSG_DONTWAIT));
+  if (n < 0) throw sysError('recv', errno(), 'peeking at a socket queue');
+  return n;
+}

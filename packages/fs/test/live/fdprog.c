@@ -8,7 +8,8 @@
  *   userfaultfd  a userfaultfd at fd 5; pauses forever
  *   listen   a TCP socket listening on 127.0.0.1 (any port) at fd 5, with a
  *            connection from fd 6 waiting to be accepted; pauses forever
- *   socketpair  a unix stream socketpair at fds 5 and 6; pauses forever
+ *   socketpair  a unix stream socketpair: fd 5 here, the other end in a
+ *            process outside the tree (for 30 s); pauses forever
  *   sysvshm  attaches a private SysV shared memory segment (removed on exit); pauses forever
  *   stdio    fd 1 and fd 7 go to the FIFO DIR/fifo (O_WRONLY); writes "before\n"
  *            to fd 1; after go writes "after PID\n" to fd 1 and "fd7 PID\n"
@@ -27,6 +28,7 @@
 #include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char dir[4096];
@@ -88,7 +90,19 @@ int main(int argc, char **argv) {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) return 1;
     place(sv[0], 5);
-    place(sv[1], 6);
+    /* The other end goes to a process outside the tree: a grandchild
+       whose parent exits at once, so that it is reparented away. */
+    pid_t c = fork();
+    if (c == 0) {
+      if (fork() == 0) {
+        close(5);
+        sleep(30);
+        _exit(0);
+      }
+      _exit(0);
+    }
+    close(sv[1]);
+    waitpid(c, NULL, 0);
   } else if (!strcmp(mode, "stdio")) {
     at(p, "fifo");
     place(open(p, O_WRONLY), 1);

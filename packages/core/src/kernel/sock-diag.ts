@@ -1,0 +1,91 @@
+/**
+ * Unix sockets as the kernel's sock_diag netlink interface lists them: each
+ * one's peer (the other end of a socketpair or connection) and how much
+ * waits in its receive queue, which /proc/net/unix does not show.
+ */
+import { closeSync } from 'node:fs';
+import { errno, libc, sysError } from './libc.js';
+
+const AF_NETLINK = 16;
+const SOCK_DGRAM = 2;
+const SOCK_CLOEXEC = 0o2000000;
+const NETLINK_SOCK_DIAG = 4;
+const SOCK_DIAG_BY_FAMILY = 20;
+const NLM_F_REQUEST = 1;
+const NLM_F_DUMP = 0x300;
+const NLMSG_ERROR = 2;
+const NLMSG_DONE = 3;
+const AF_UNIX = 1;
+const UDIAG_SHOW_PEER = 0x4;
+const UDIAG_SHOW_RQLEN = 0x10;
+const UNIX_DIAG_PEER = 2;
+const UNIX_DIAG_RQLEN = 4;
+const HDR = 16;
+
+/** A unix socket of ckpt's network namespace. */
+export interface UnixSocketDiag {
+  /** SOCK_STREAM 1, SOCK_DGRAM 2, SOCK_SEQPACKET 5. */
+  type: number;
+  /** TCP-like state: 1 established, 10 listening, 7 unconnected. */
+  state: number;
+  /** Inode of the socket at the other end; 0 when not connected. */
+  peer: number;
+  /** Bytes (stream) or datagrams waiting to be read. */
+  rqueue: number;
+}
+
+const align4 = (n: number) => (n + 3) & ~3;
+
+/** Every unix socket of ckpt's network namespace, by inode. */
+export function unixSockets(): Map<number, UnixSocketDiag> {
+  const lib = libc();
+  const fd = lib.socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (fd < 0) throw sysError('socket', errno(), 'opening a sock_diag netlink socket');
+  try {
+    const req = Buffer.alloc(HDR + 24);
+    req.writeUInt32LE(req.length, 0);
+    req.writeUInt16LE(SOCK_DIAG_BY_FAMILY, 4);
+    req.writeUInt16LE(NLM_F_REQUEST | NLM_F_DUMP, 6);
+    req.writeUInt8(AF_UNIX, HDR);
+    req.writeUInt32LE(0xffffffff, HDR + 4); // every state
+    req.writeUInt32LE(UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN, HDR + 12);
+    req.writeUInt32LE(0xffffffff, HDR + 16);
+    req.writeUInt32LE(0xffffffff, HDR + 20);
+    if (lib.send(fd, req, req.length, 0) < 0) throw sysError('send', errno(), 'asking sock_diag');
+    const out = new Map<number, UnixSocketDiag>();
+    const buf = Buffer.alloc(1 << 16);
+    for (;;) {
+      const n = Number(lib.recv(fd, buf, buf.length, 0));
+      if (n < 0) throw sysError('recv', errno(), 'reading sock_diag');
+      for (let at = 0; at + HDR <= n; ) {
+        const len = buf.readUInt32LE(at);
+        const type = buf.readUInt16LE(at + 4);
+        if (type === NLMSG_DONE) return out;
+        if (type === NLMSG_ERROR) {
+          throw sysError('sock_diag', -buf.readInt32LE(at + HDR), 'listing unix sockets');
+        }
+        const msg = at + HDR;
+        const entry: UnixSocketDiag = {
+          type: buf.readUInt8(msg + 1),
+          state: buf.readUInt8(msg + 2),
+          peer: 0,
+          rqueue: 0,
+        };
+        const ino = buf.readUInt32LE(msg + 4);
+        for (let a = msg + 16; a + 4 <= at + len; ) {
+          const alen = buf.readUInt16LE(a);
+          const atype = buf.readUInt16LE(a + 2);
+          if (alen < 4) break;
+          if (atype === UNIX_DIAG_PEER) entry.peer = buf.readUInt32LE(a + 4);
+          if (atype === UNIX_DIAG_RQLEN) entry.rqueue = buf.readUInt32LE(a + 4);
+          a += align4(alen);
+        }
+        out.set(ino, entry);
+        if (len < HDR) break;
+        at += align4(len);
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -1,0 +1,231 @@
+/**
+ * Connected unix stream sockets whose two ends are both in the tree: a
+ * socketpair (Python asyncio's self-pipe, a parent and its child talking)
+ * or a connection accepted inside it. Like a pipe (see pipe.ts), it is one
+ * `unix-pair` object holding both ends and the bytes waiting in each end's
+ * receive queue (peeked from a copy of the fd: nothing is consumed from a
+ * tree left running). Restart makes a socketpair in the first task that
+ * holds an end, writes each end's bytes into the other end so that they
+ * wait where they did, and hands each end to the task that had it.
+ *
+ * sock_diag (not /proc) tells each socket's peer. A pair with an end
+ * outside the tree, a datagram or seqpacket pair with messages queued, and
+ * file descriptors in flight (not visible; assumed absent) are not handled:
+ * the first two are refused. A connection accepted from a listening socket
+ * comes back as a socketpair: the same bytes and peer, without the
+ * listener's name on the accepted end.
+ */
+import { closeSync, readdirSync, readlinkSync, writeSync } from 'node:fs';
+import {
+  type CheckpointCtx,
+  CkptError,
+  closeInTask,
+  type FileHandler,
+  type FileInfo,
+  grabFd,
+  type ObjectOps,
+  peekSocket,
+  type RestartTask,
+  type UnixSocketDiag,
+  unixSockets,
+} from '@ckpt/core';
+import { copyFromHolder, restoringTask } from './file-object.js';
+import { F_DUPFD_CLOEXEC, O_CLOEXEC, reopenFlags } from './flags.js';
+import { FileKind, fileUnixRecord, unixPairRecord } from './records.js';
+
+const UNIX_OBJECT = 'unix-pair';
+const AF_UNIX = 1;
+const SOCK_STREAM = 1;
+const TCP_ESTABLISHED = 1;
+const F_SETFL = 4;
+const O_NONBLOCK = 0o4000;
+
+/** The unix sockets of the checkpoint's network namespace, read once per checkpoint. */
+const diagOf = new WeakMap<CheckpointCtx, Map<number, UnixSocketDiag>>();
+function diag(ctx: CheckpointCtx): Map<number, UnixSocketDiag> {
+  let d = diagOf.get(ctx);
+  if (!d) {
+    d = unixSockets();
+    diagOf.set(ctx, d);
+  }
+  return d;
+}
+
+/** What the checkpoint hands the object: where each end is (pid, fd), ends ordered by inode. */
+interface SavedPair {
+  type: number;
+  ends: { inode: number; pid: number; fd: number }[];
+}
+
+/** A restored pair: both ends, held above its fd table by the task that made it, until handed out. */
+interface RestoredPair {
+  holder: RestartTask;
+  fds: (number | undefined)[];
+  inodes: bigint[];
+}
+
+/** Where the socket `inode` is open in the tree (`pids`): a pid and fd, if any. */
+function findHolder(
+  pids: readonly number[],
+  inode: number,
+): { pid: number; fd: number } | undefined {
+  const link = `socket:[${inode}]`;
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue; // a zombie
+    }
+    for (const fd of fds) {
+      try {
+        if (readlinkSync(`/proc/${pid}/fd/${fd}`) === link) return { pid, fd: Number(fd) };
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+  return undefined;
+}
+
+/** The bytes waiting in socket `fd` of `pid` (`count` of them), peeked. */
+function peekQueue(pid: number, fd: number, count: number, what: string): Buffer {
+  if (count === 0) return Buffer.alloc(0);
+  const mine = grabFd(pid, fd);
+  try {
+    const buf = Buffer.alloc(count);
+    const n = peekSocket(mine, buf);
+    if (n !== count) {
+      throw new CkptError('EUNEXPECTED', `${what}: peeked ${n} of its ${count} queued bytes`, {
+        pid,
+        fd,
+      });
+    }
+    return buf;
+  } finally {
+    closeSync(mine);
+  }
+}
+
+export const unixPairObject: ObjectOps<SavedPair | RestoredPair> = {
+  name: UNIX_OBJECT,
+  id: 309,
+  checkpoint(ctx, obj) {
+    const { type, ends } = obj as SavedPair;
+    const d = diag(ctx);
+    const queues = ends.map((e) => {
+      const q = d.get(e.inode)?.rqueue ?? 0;
+      const what = `pid ${e.pid} fd ${e.fd}: unix socket ${e.inode}`;
+      return peekQueue(e.pid, e.fd, q, what);
+    });
+    ctx.write(unixPairRecord, {
+      type,
+      inodes: ends.map((e) => BigInt(e.inode)),
+      queues,
+    });
+  },
+  restore(ctx) {
+    const rec = ctx.read(unixPairRecord);
+    const { task, above } = restoringTask(ctx, `unix socket pair ${rec.inodes.join('-')}`);
+    const what = `recreating unix socket pair ${rec.inodes.join('-')}`;
+    const addr = task.sys.scratch(8);
+    task.sys.check('socketpair', [AF_UNIX, rec.type | O_CLOEXEC, 0, addr], what);
+    const pair = task.mem.read(addr, 8);
+    const fds = [pair.readInt32LE(0), pair.readInt32LE(4)].map((fd) => {
+      const moved = Number(task.sys.check('fcntl', [fd, F_DUPFD_CLOEXEC, above], what));
+      closeInTask(task, fd);
+      return moved;
+    });
+    // End i's queued bytes are written by the other end, so they wait at i.
+    for (const [i, data] of rec.queues.entries()) {
+      if (data.length === 0) continue;
+      const w = grabFd(task.pid, fds[1 - i]!);
+      try {
+        let put = 0;
+        while (put < data.length) put += writeSync(w, data, put);
+      } finally {
+        closeSync(w);
+      }
+    }
+    return { holder: task, fds, inodes: rec.inodes };
+  },
+  describe(p) {
+    return 'ends' in p
+      ? `unix socket pair ${p.ends.map((e) => e.inode).join('-')}`
+      : `unix socket pair ${p.inodes.join('-')}`;
+  },
+};
+
+/**
+ * For a connected unix socket: whether the files phase restores it as a
+ * pair (`pair`), or why it cannot be restored; undefined for any other
+ * file, and for one whose peer is outside the tree on fds 0-2 (stdio,
+ * reconnected like a terminal).
+ */
+export function connectedUnix(
+  ctx: CheckpointCtx,
+  file: FileInfo,
+): 'pair' | { refuse: string } | undefined {
+  if (file.target.kind !== 'socket') return undefined;
+  const ino = file.target.inode ?? file.stat.ino;
+  const me = diag(ctx).get(ino);
+  if (!me || me.state !== TCP_ESTABLISHED || me.peer === 0) return undefined;
+  if (!findHolder(ctx.pids, me.peer)) {
+    if (file.fd <= 2) return undefined;
+    return {
+      refuse: `unix socket ${ino} is connected to socket ${me.peer}, which no process of the checkpointed tree holds`,
+    };
+  }
+  const peer = diag(ctx).get(me.peer);
+  if (me.type !== SOCK_STREAM && (me.rqueue > 0 || (peer?.rqueue ?? 0) > 0)) {
+    return {
+      refuse: `unix ${me.type === 2 ? 'datagram' : 'seqpacket'} socket ${ino} has messages queued`,
+    };
+  }
+  return 'pair';
+}
+
+/** Connected unix sockets with both ends in the tree (chosen by the files phase, never by match). */
+export const unixPairFile: FileHandler = {
+  kind: 'unix-pair',
+  id: FileKind.UNIX_PAIR,
+  match: () => false,
+  checkpoint(ctx, _task, file) {
+    const ino = file.target.inode ?? file.stat.ino;
+    const me = diag(ctx).get(ino)!;
+    const peer = findHolder(ctx.pids, me.peer)!;
+    const mine = { inode: ino, pid: file.pid, fd: file.fd };
+    const other = { inode: me.peer, ...peer };
+    const ends = ino < me.peer ? [mine, other] : [other, mine];
+    const objref = ctx.checkpointObj(UNIX_OBJECT, `unix:${ends[0]!.inode}:${ends[1]!.inode}`, {
+      type: me.type,
+      ends,
+    } satisfies SavedPair);
+    ctx.write(fileUnixRecord, {
+      pair: objref,
+      end: ino < me.peer ? 0 : 1,
+      flags: reopenFlags(file.info.flags),
+    });
+  },
+  restore(ctx, task) {
+    const rec = ctx.read(fileUnixRecord);
+    const pair = ctx.fetchObj<RestoredPair>(rec.pair, UNIX_OBJECT);
+    const src = pair.fds[rec.end];
+    const what = `restoring unix socket ${pair.inodes[rec.end]}`;
+    if (src === undefined) {
+      throw new CkptError('EBADREC', `${what}: that end was restored already`, {
+        pid: task.savedPid,
+        recordType: fileUnixRecord.type,
+      });
+    }
+    const fd =
+      pair.holder === task
+        ? Number(task.sys.check('fcntl', [src, F_DUPFD_CLOEXEC, 0], what))
+        : copyFromHolder(task, { fd: src, holder: pair.holder, holderFd: src }, src);
+    task.sys.check('fcntl', [fd, F_SETFL, rec.flags & O_NONBLOCK], what);
+    // One open file per socket: the holder's copy is no longer needed.
+    pair.fds[rec.end] = undefined;
+    closeInTask(pair.holder, src);
+    return fd;
+  },
+};
