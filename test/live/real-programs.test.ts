@@ -25,22 +25,37 @@ function numbers(file: string): number[] {
   return fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map(Number);
 }
 
+/**
+ * Start `cmd` with `ckpt run`; once it has written 5 numbers to `out`,
+ * checkpoint it with --kill and restart it: it must count on, with no
+ * number missing or repeated. `check` looks at the running program first.
+ */
+function expectCountsOnAfterRestart(
+  cmd: string[],
+  out: string,
+  check?: (pid: number) => void,
+): void {
+  const pid = Number(ckptOk(['run', '--', ...cmd]).trim());
+  leftovers.push(pid);
+  waitFor('counting', () => fs.existsSync(out) && numbers(out).length >= 5, 20_000);
+  check?.(pid);
+  const img = tmpImage();
+  ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+  waitFor('the original gone', () => !isAlive(pid));
+  const atKill = numbers(out).length;
+  expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
+  waitFor('counting on', () => numbers(out).length >= atKill + 10, 20_000);
+  const seen = numbers(out);
+  expect(seen).toEqual(seen.map((_, i) => i + 1));
+}
+
 describe('node', () => {
   it('a Node.js timer loop continues after checkpoint --kill and restart', () => {
     const out = path.join(tmpDir('ckpt-node-'), 'out');
     const script = `let i = 0; const fs = require('fs'); setInterval(() => fs.appendFileSync(${JSON.stringify(out)}, ++i + '\\n'), 50);`;
-    const pid = Number(ckptOk(['run', '--', process.execPath, '-e', script]).trim());
-    leftovers.push(pid);
-    waitFor('counting', () => fs.existsSync(out) && numbers(out).length >= 5, 20_000);
-    expect(fs.readdirSync(`/proc/${pid}/task`).length).toBeGreaterThan(1);
-    const img = tmpImage();
-    ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
-    waitFor('the original gone', () => !isAlive(pid));
-    const atKill = numbers(out).length;
-    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
-    waitFor('counting on', () => numbers(out).length >= atKill + 10, 20_000);
-    const seen = numbers(out);
-    expect(seen).toEqual(seen.map((_, i) => i + 1));
+    expectCountsOnAfterRestart([process.execPath, '-e', script], out, (pid) =>
+      expect(fs.readdirSync(`/proc/${pid}/task`).length).toBeGreaterThan(1),
+    );
   });
 });
 
@@ -124,16 +139,6 @@ describe('python3 asyncio', () => {
       '        await asyncio.sleep(0.05)',
       'asyncio.run(main())',
     ].join('\n');
-    const pid = Number(ckptOk(['run', '--', 'python3', '-c', script]).trim());
-    leftovers.push(pid);
-    waitFor('counting', () => fs.existsSync(out) && numbers(out).length >= 5, 20_000);
-    const img = tmpImage();
-    ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
-    waitFor('the original gone', () => !isAlive(pid));
-    const atKill = numbers(out).length;
-    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
-    waitFor('counting on', () => numbers(out).length >= atKill + 10, 20_000);
-    const seen = numbers(out);
-    expect(seen).toEqual(seen.map((_, i) => i + 1));
+    expectCountsOnAfterRestart(['python3', '-c', script], out);
   });
 });

@@ -10,7 +10,7 @@ import type { RecordSchema } from './codec/record.js';
 import { RecordType } from './codec/types.js';
 import type { ImageWriter } from './codec/writer.js';
 import { DeferQueue } from './deferqueue.js';
-import { CkptError } from './errors.js';
+import { asCkptError, CkptError } from './errors.js';
 import { ContextFlags } from './flags.js';
 import { type Logger, type Progress, silentLogger, silentProgress } from './log.js';
 import { ObjHash } from './objhash.js';
@@ -85,6 +85,21 @@ export abstract class CkptCtx {
     } finally {
       this.stats.durations[name] = (this.stats.durations[name] ?? 0) + performance.now() - t0;
     }
+  }
+
+  /**
+   * Run one phase's work (`fn`), timed under the phase's `name`; a failure
+   * becomes a CkptError that says `where` (which phase, which thread) and
+   * names `pid`.
+   */
+  inPhase(name: string, where: string, pid: number, fn: () => void): void {
+    this.timed(name, () => {
+      try {
+        fn();
+      } catch (e) {
+        throw asCkptError(e, where, pid);
+      }
+    });
   }
 
   /** Discard the objhash and run deferqueue destructors (end of operation). */

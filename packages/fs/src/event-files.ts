@@ -28,8 +28,8 @@ import {
   stage,
   statFd,
 } from '@ckpt/core';
-import { restoringTask, whenTableComplete } from './file-object.js';
-import { F_DUPFD_CLOEXEC, major, minor, O_CLOEXEC, reopenFlags } from './flags.js';
+import { moveAboveTable, restoringTask, whenTableComplete } from './file-object.js';
+import { major, minor, O_CLOEXEC, reopenFlags } from './flags.js';
 import {
   FileKind,
   fileEpollRecord,
@@ -65,13 +65,9 @@ function needField(file: FileInfo, key: string): string {
 const isAnon = (type: string) => (f: FileInfo) =>
   f.target.kind === 'anon_inode' && f.target.anonType === type;
 
-/** The fd `call` creates in `task`, moved above the saved table. */
+/** The fd `call` creates in `task`, moved above the saved table (see moveAboveTable). */
 function create(task: RestartTask, above: number, call: () => bigint, what: string): number {
-  const fd = Number(call());
-  // Above the table, where placing it at its fds cannot clobber it.
-  const moved = Number(task.sys.check('fcntl', [fd, F_DUPFD_CLOEXEC, above], what));
-  task.sys.post([{ name: 'close', args: [fd] }]);
-  return moved;
+  return moveAboveTable(task, Number(call()), above, what);
 }
 
 export const eventfdFile: FileHandler = {

@@ -103,6 +103,17 @@ export function restoringTask(ctx: RestartCtx, what: string): { task: RestartTas
   return { task, above: aboveTable.get(ctx) ?? 0 };
 }
 /**
+ * Move fd `fd` of `task` above its saved fd table (to `above` or higher),
+ * where placing the table's fds cannot clobber it; the old fd is closed
+ * with the task's next injected call. Returns the new fd.
+ */
+export function moveAboveTable(task: RestartTask, fd: number, above: number, what: string): number {
+  const moved = Number(task.sys.check('fcntl', [fd, F_DUPFD_CLOEXEC, above], what));
+  task.sys.post([{ name: 'close', args: [fd] }]);
+  return moved;
+}
+
+/**
  * Copy the open file `shared`, restored in an earlier task, into `task`
  * from inside it: pidfd_getfd of the holder's final fd (see core's
  * `copyFdFromProcess`, which also reaches holders outside the task's pid

@@ -22,8 +22,8 @@ import {
   stage,
   unreadBytes,
 } from '@ckpt/core';
-import { restoringTask } from './file-object.js';
-import { F_DUPFD_CLOEXEC, reopenFlags } from './flags.js';
+import { moveAboveTable, restoringTask } from './file-object.js';
+import { reopenFlags } from './flags.js';
 import { FileKind, fileInotifyRecord } from './records.js';
 
 const O_NONBLOCK = 0o4000;
@@ -91,8 +91,7 @@ export const inotifyFile: FileHandler = {
     const { above } = restoringTask(ctx, 'an inotify instance');
     const what = 'creating an inotify instance';
     const created = Number(task.sys.check('inotify_init1', [rec.flags & O_NONBLOCK], what));
-    const fd = Number(task.sys.check('fcntl', [created, F_DUPFD_CLOEXEC, above], what));
-    task.sys.post([{ name: 'close', args: [created] }]);
+    const fd = moveAboveTable(task, created, above, what);
     let next = 1;
     let skipped = false;
     for (const w of rec.watches) {

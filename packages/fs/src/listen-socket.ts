@@ -26,8 +26,8 @@ import {
   socketOption,
   stage,
 } from '@ckpt/core';
-import { restoringTask } from './file-object.js';
-import { F_DUPFD_CLOEXEC, reopenFlags } from './flags.js';
+import { moveAboveTable, restoringTask } from './file-object.js';
+import { reopenFlags } from './flags.js';
 import { FileKind, fileSocketRecord } from './records.js';
 import { describeSocket, socketEntry } from './socket-info.js';
 
@@ -149,8 +149,7 @@ export const listenSocketFile: FileHandler = {
         what,
       ),
     );
-    const fd = Number(task.sys.check('fcntl', [created, F_DUPFD_CLOEXEC, above], what));
-    task.sys.post([{ name: 'close', args: [created] }]);
+    const fd = moveAboveTable(task, created, above, what);
     const opt = (level: number, name: number, value: bigint) => ({
       name: 'setsockopt' as const,
       args: [fd, level, name, value, 4],

@@ -37,7 +37,7 @@ import {
   sameFile,
   tee,
 } from '@ckpt/core';
-import { copyFromHolder, restoringTask } from './file-object.js';
+import { copyFromHolder, moveAboveTable, restoringTask } from './file-object.js';
 import { F_DUPFD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, O_RDONLY } from './flags.js';
 import { FileKind, filePipeRecord, pipeBufRecord } from './records.js';
 
@@ -175,11 +175,9 @@ export const pipeObject: ObjectOps<SavedPipe | RestoredPipe> = {
     task.sys.check('pipe2', [addr, O_CLOEXEC], what);
     const pair = task.mem.read(addr, 8);
     // Keep both ends above the fd table: placing its fds must not close them.
-    const ends = [pair.readInt32LE(0), pair.readInt32LE(4)].map((fd) => {
-      const moved = Number(task.sys.check('fcntl', [fd, F_DUPFD_CLOEXEC, above], what));
-      closeInTask(task, fd);
-      return moved;
-    });
+    const ends = [pair.readInt32LE(0), pair.readInt32LE(4)].map((fd) =>
+      moveAboveTable(task, fd, above, what),
+    );
     const [read, write] = ends as [number, number];
     task.sys.check('fcntl', [write, F_SETPIPE_SZ, rec.size], `${what}: setting its size`);
     if (rec.data.length > 0) {

@@ -29,7 +29,7 @@ import {
   type UnixSocketDiag,
   unixSockets,
 } from '@ckpt/core';
-import { copyFromHolder, restoringTask } from './file-object.js';
+import { copyFromHolder, moveAboveTable, restoringTask } from './file-object.js';
 import { F_DUPFD_CLOEXEC, O_CLOEXEC, reopenFlags } from './flags.js';
 import { FileKind, fileUnixRecord, unixPairRecord } from './records.js';
 
@@ -131,11 +131,9 @@ export const unixPairObject: ObjectOps<SavedPair | RestoredPair> = {
     const addr = task.sys.scratch(8);
     task.sys.check('socketpair', [AF_UNIX, rec.type | O_CLOEXEC, 0, addr], what);
     const pair = task.mem.read(addr, 8);
-    const fds = [pair.readInt32LE(0), pair.readInt32LE(4)].map((fd) => {
-      const moved = Number(task.sys.check('fcntl', [fd, F_DUPFD_CLOEXEC, above], what));
-      closeInTask(task, fd);
-      return moved;
-    });
+    const fds = [pair.readInt32LE(0), pair.readInt32LE(4)].map((fd) =>
+      moveAboveTable(task, fd, above, what),
+    );
     // End i's queued bytes are written by the other end, so they wait at i.
     for (const [i, data] of rec.queues.entries()) {
       if (data.length === 0) continue;

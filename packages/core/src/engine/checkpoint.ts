@@ -132,10 +132,11 @@ class FrozenCheckpointTask implements CheckpointTask {
       status: this.status,
       maps: this.maps,
     });
-    this.threads = threads.map((f) => {
-      checkThreadShares(frozen.pid, f.pid);
-      return new FrozenCheckpointTask(f, arch, [], this.maps);
-    });
+    checkThreadShares(
+      frozen.pid,
+      threads.map((f) => f.pid),
+    );
+    this.threads = threads.map((f) => new FrozenCheckpointTask(f, arch, [], this.maps));
   }
 
   get pid(): number {
@@ -311,13 +312,7 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
       const task = byPid.get(pid);
       if (!task) continue;
       for (const phase of phases) {
-        ctx.timed(phase.name, () => {
-          try {
-            phase.checkpoint(ctx, task);
-          } catch (e) {
-            throw asCkptError(e, `phase ${phase.name}`, task.pid);
-          }
-        });
+        ctx.inPhase(phase.name, `phase ${phase.name}`, task.pid, () => phase.checkpoint(ctx, task));
       }
       checkpointThreads(ctx, task, task.threads, phases);
       ctx.stats.tasks++;

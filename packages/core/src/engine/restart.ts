@@ -120,13 +120,9 @@ export function restart(opts: RestartOptions): RestartResult {
       if (!task) continue; // a zombie: dead already, nothing else to restore
       if (rec.state === TaskState.STOPPED) stopped.add(task);
       for (const phase of phases) {
-        ctx.timed(phase.name, () => {
-          try {
-            phase.restore(ctx, task);
-          } catch (e) {
-            throw asCkptError(e, `restoring ${phase.name}`, task.savedPid);
-          }
-        });
+        ctx.inPhase(phase.name, `restoring ${phase.name}`, task.savedPid, () =>
+          phase.restore(ctx, task),
+        );
       }
       restoreThreads(ctx, task, phases);
       ctx.stats.tasks++;

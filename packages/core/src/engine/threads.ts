@@ -18,7 +18,7 @@
  * task of its own.
  */
 import type { CheckpointCtx, RestartCtx } from '../context.js';
-import { asCkptError, CkptError } from '../errors.js';
+import { CkptError } from '../errors.js';
 import { KCMP, kcmp } from '../kernel/kcmp.js';
 import { readNamespaces } from '../proc/index.js';
 import type { TaskPhase } from '../registry.js';
@@ -27,23 +27,27 @@ import { threadRecord } from './records.js';
 import { RestoringTask } from './restoring-task.js';
 
 /**
- * Refuse a thread that does not share its process's fd table or
- * cwd/root/umask (it called unshare(2)), or is in other namespaces
- * (setns(2) in one thread): restart creates every thread sharing them.
+ * Refuse a thread of `pid` (any of `tids`) that does not share its
+ * process's fd table or cwd/root/umask (it called unshare(2)), or is in
+ * other namespaces (setns(2) in one thread): restart creates every thread
+ * sharing them.
  * @throws CkptError ENOTSUP naming the thread and what it has of its own
  */
-export function checkThreadShares(pid: number, tid: number): void {
-  const own = (what: string) =>
-    new CkptError(
-      'ENOTSUP',
-      `thread ${tid} of pid ${pid} has ${what} of its own; restoring a thread that does not share it with its process is not supported`,
-      { pid },
-    );
-  if (kcmp(pid, tid, KCMP.FILES) !== 0) throw own('an fd table (unshare(CLONE_FILES))');
-  if (kcmp(pid, tid, KCMP.FS) !== 0) throw own('a cwd, root and umask (unshare(CLONE_FS))');
+export function checkThreadShares(pid: number, tids: readonly number[]): void {
+  if (tids.length === 0) return;
   const leader = new Map(readNamespaces(pid).map((n) => [n.type, n.inode]));
-  for (const ns of readNamespaces(tid)) {
-    if (leader.get(ns.type) !== ns.inode) throw own(`a ${ns.type} namespace`);
+  for (const tid of tids) {
+    const own = (what: string) =>
+      new CkptError(
+        'ENOTSUP',
+        `thread ${tid} of pid ${pid} has ${what} of its own; restoring a thread that does not share it with its process is not supported`,
+        { pid },
+      );
+    if (kcmp(pid, tid, KCMP.FILES) !== 0) throw own('an fd table (unshare(CLONE_FILES))');
+    if (kcmp(pid, tid, KCMP.FS) !== 0) throw own('a cwd, root and umask (unshare(CLONE_FS))');
+    for (const ns of readNamespaces(tid)) {
+      if (leader.get(ns.type) !== ns.inode) throw own(`a ${ns.type} namespace`);
+    }
   }
 }
 
@@ -57,14 +61,11 @@ export function checkpointThreads(
   for (const thread of threads) {
     ctx.write(threadRecord, { tid: thread.pid, tgid: task.pid });
     for (const phase of phases) {
-      if (!phase.checkpointThread) continue;
-      ctx.timed(phase.name, () => {
-        try {
-          phase.checkpointThread!(ctx, thread, task);
-        } catch (e) {
-          throw asCkptError(e, `phase ${phase.name}, thread ${thread.pid}`, task.pid);
-        }
-      });
+      const save = phase.checkpointThread;
+      if (!save) continue;
+      ctx.inPhase(phase.name, `phase ${phase.name}, thread ${thread.pid}`, task.pid, () =>
+        save(ctx, thread, task),
+      );
     }
   }
 }
@@ -91,18 +92,10 @@ export function restoreThreads(
     const thread = RestoringTask.threadOf(task, pending.frozen, pending.savedTid);
     task.threads.push(thread);
     for (const phase of phases) {
-      if (!phase.restoreThread) continue;
-      ctx.timed(phase.name, () => {
-        try {
-          phase.restoreThread!(ctx, thread, task);
-        } catch (e) {
-          throw asCkptError(
-            e,
-            `restoring ${phase.name} of thread ${pending.savedTid}`,
-            task.savedPid,
-          );
-        }
-      });
+      const restore = phase.restoreThread;
+      if (!restore) continue;
+      const where = `restoring ${phase.name} of thread ${pending.savedTid}`;
+      ctx.inPhase(phase.name, where, task.savedPid, () => restore(ctx, thread, task));
     }
   }
   task.threadsToRestore.length = 0;
