@@ -84,6 +84,7 @@ export const X86_64_SYSCALLS: Readonly<Record<SyscallName, number>> = {
   listen: 50,
   setsockopt: 54,
   socketpair: 53,
+  userfaultfd: 323,
 };
 
 /** This CPU's xstate features and size, read from a stopped task's xstate. */

@@ -79,7 +79,8 @@ export type SyscallName =
   | 'bind'
   | 'listen'
   | 'setsockopt'
-  | 'socketpair';
+  | 'socketpair'
+  | 'userfaultfd';
 
 /** Arch header values of an image. */
 export interface ArchHeader {

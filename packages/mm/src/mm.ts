@@ -35,6 +35,7 @@ import {
 import { countPages, dumpPages, type PageRun, restorePages } from './pages.js';
 import { mmRecord, VmaKind, vmaRecord } from './records.js';
 import { restoringMemoryOf } from './shmem.js';
+import { closeTaskUffd, fillRegion } from './uffd-fill.js';
 import {
   markKeepApart,
   type ObjectVmaHandler,
@@ -266,11 +267,20 @@ function restoreMm(ctx: RestartCtx, task: RestartTask): void {
  * on the way). The mappings are posted (see vmas.ts) and the pages of plain
  * regions are held back, then written once the mappings exist: many
  * regions cost one round trip into the task instead of one each. A region
- * with a follow-up or many pages is completed in order, right away. The
+ * with a follow-up or many pages is completed in order, right away (large
+ * fresh anonymous ones through the task's userfaultfd: uffd-fill.ts). The
  * madvise state of each is posted after its mapping. PR_SET_MM_MAP runs
  * with the final mappings (see mmMapCalls).
  */
 function restoreVmas(ctx: RestartCtx, task: RestartTask, mm: MmRecord): void {
+  try {
+    restoreEachVma(ctx, task, mm);
+  } finally {
+    closeTaskUffd(task);
+  }
+}
+
+function restoreEachVma(ctx: RestartCtx, task: RestartTask, mm: MmRecord): void {
   const held = new HeldPages(task);
   for (let i = 0; i < mm.layout.length; i++) {
     const vma = ctx.read(vmaRecord);
@@ -286,7 +296,8 @@ function restoreVmas(ctx: RestartCtx, task: RestartTask, mm: MmRecord): void {
       restorePages(ctx, held, vma.nrPages, vma, (bytes) => held.reserve(bytes));
     } else {
       held.flush();
-      restorePages(ctx, task.mem, vma.nrPages, vma);
+      const write = (mem: TaskMemory) => restorePages(ctx, mem, vma.nrPages, vma);
+      if (!fillRegion(task, vma, write)) write(task.mem);
       after?.();
     }
     restoreMadvise(task, vma);

@@ -22,6 +22,7 @@ import {
 import { checkpointGhost, ghostFdInTask } from '@ckpt/fs';
 import { VmaKind, type VmaRecord } from './records.js';
 import { checkpointShmem, isDeletedSharedFile, isShmemAnon, withShmemFd } from './shmem.js';
+import { planUffdFill } from './uffd-fill.js';
 
 export const PROT_NONE = 0;
 export const PROT_READ = 1;
@@ -223,10 +224,13 @@ export const anonPrivate: VmaHandler = {
     // a private mapping: map with the final protection straight away.
     const flags = (vma.flags & MAP_GROWSDOWN) | MAP_PRIVATE | MAP_ANONYMOUS;
     if (!(vma.flags & VMA_KEEP_APART)) {
-      // A mostly-filled region is faster to populate in one go than page
-      // by page as its contents are written.
+      // A large region is filled through the task's userfaultfd, which
+      // needs its pages missing. Otherwise a mostly-filled region is faster
+      // to populate in one go than page by page as its contents are written.
+      const byUffd = planUffdFill(task, vma);
       const mostlyFilled = BigInt(vma.nrPages) * PAGE * 2n >= vma.end - vma.start;
-      mmap(task, vma, vma.prot, flags | (mostlyFilled && vma.nrPages > 256 ? MAP_POPULATE : 0));
+      const populate = !byUffd && mostlyFilled && vma.nrPages > 256;
+      mmap(task, vma, vma.prot, flags | (populate ? MAP_POPULATE : 0));
       return;
     }
     // Give the region an anon_vma of its own before it can merge. Mapping
