@@ -9,7 +9,10 @@
  *   the restart are printed, once each;
  * - `python3 -m http.server`: its listening socket comes back on its port
  *   and it serves again;
- * - a python3 asyncio loop (its self-pipe is a unix socketpair) counts on.
+ * - a python3 asyncio loop (its self-pipe is a unix socketpair) counts on;
+ * - a shell whose loops fork short-lived children all the time (children
+ *   exit and are reaped while ckpt scans the tree) is checkpointed every
+ *   time it is asked, left running, and counts on after a restart.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -140,5 +143,23 @@ describe('python3 asyncio', () => {
       'asyncio.run(main())',
     ].join('\n');
     expectCountsOnAfterRestart(['python3', '-c', script], out);
+  });
+});
+
+describe('a shell forking short-lived children', () => {
+  it('is checkpointed while children come and go, and counts on after a restart', () => {
+    const out = path.join(tmpDir('ckpt-churn-'), 'out');
+    const script = [
+      '(while :; do sleep 0.01; done) &',
+      '(while :; do /bin/true; done) &',
+      `i=0; while :; do i=$((i+1)); echo $i >> ${out}; sleep 0.02; done`,
+    ].join('\n');
+    expectCountsOnAfterRestart(['bash', '-c', script], out, (pid) => {
+      // Each scan may find a child that exits, or a zombie that its parent
+      // reaps, before it is frozen: every checkpoint must still succeed.
+      for (let i = 0; i < 15; i++) {
+        ckptOk(['checkpoint', String(pid), '-o', tmpImage(), '--leave-running']);
+      }
+    });
   });
 });

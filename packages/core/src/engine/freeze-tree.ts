@@ -53,9 +53,17 @@ function isGone(pid: number): boolean {
  * A zombie whose other threads still run: its main thread called
  * pthread_exit (or exited by itself). /proc shows such a process as a
  * zombie; ckpt cannot recreate a thread group without its leader.
+ * Returns false when the zombie is gone (reaped since the scan).
  */
-function refuseHeadlessGroup(pid: number): void {
-  const threads = threadsOf(pid);
+function refuseHeadlessGroup(pid: number): boolean {
+  let threads: number[];
+  try {
+    threads = threadsOf(pid);
+  } catch (e) {
+    // Reaped meanwhile by its parent (not frozen yet).
+    if (e instanceof CkptError && e.code === 'ESRCH') return false;
+    throw e;
+  }
   if (threads.length > 1) {
     throw new CkptError(
       'ENOTSUP',
@@ -63,6 +71,7 @@ function refuseHeadlessGroup(pid: number): void {
       { pid },
     );
   }
+  return true;
 }
 
 /**
@@ -185,7 +194,8 @@ function scanUntilStable(rootPid: number, frozen: Map<number, FrozenTask>): Tree
             pid: p.pid,
           });
         }
-        refuseHeadlessGroup(p.pid);
+        // Reaped since the scan: scan again.
+        if (!refuseHeadlessGroup(p.pid)) changed = true;
         continue;
       }
       if (!frozen.has(p.pid)) {
