@@ -39,7 +39,9 @@ function expectCountsOnAfterRestart(
   check?: (pid: number) => void,
 ): void {
   const pid = Number(ckptOk(['run', '--', ...cmd]).trim());
-  leftovers.push(pid);
+  // ckpt run starts it in a session and process group of its own: -pid
+  // also kills the children it left running.
+  leftovers.push(pid, -pid);
   waitFor('counting', () => fs.existsSync(out) && numbers(out).length >= 5, 20_000);
   check?.(pid);
   const img = tmpImage();
