@@ -10,6 +10,9 @@
  * - `python3 -m http.server`: its listening socket comes back on its port
  *   and it serves again;
  * - a python3 asyncio loop (its self-pipe is a unix socketpair) counts on;
+ * - `script`, which runs a shell on a pseudo-terminal it holds the master
+ *   of: the shell counts on through a new pty, with the window size it set
+ *   and the pty as its controlling terminal (foreground group kept);
  * - a shell whose loops fork short-lived children all the time (children
  *   exit and are reaped while ckpt scans the tree) is checkpointed every
  *   time it is asked, left running, and counts on after a restart.
@@ -20,7 +23,7 @@ import { describe, expect, it } from 'vitest';
 import { ckptOk } from '../support/ckpt.js';
 import { isAlive } from '../support/fixtures.js';
 import { cleanupAfterEach } from '../support/live.js';
-import { waitFor } from '../support/procs.js';
+import { childrenOf, statIds, waitFor } from '../support/procs.js';
 
 const { leftovers, tmpDir, tmpImage } = cleanupAfterEach();
 
@@ -163,5 +166,49 @@ describe('a shell forking short-lived children', () => {
         ckptOk(['checkpoint', String(pid), '-o', tmpImage(), '--leave-running']);
       }
     });
+  });
+});
+
+/** Controlling terminal (tty_nr) and its foreground group (tpgid) of `pid`, from /proc/PID/stat. */
+function terminalOf(pid: number): { tty: number; tpgid: number } {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { tty: Number(f[4]), tpgid: Number(f[5]) };
+}
+
+describe('script (a pseudo-terminal)', () => {
+  it('the shell on its pty counts on after a restart, with its window size and controlling terminal', () => {
+    const log = path.join(tmpDir('ckpt-script-'), 'log');
+    const loop =
+      'stty cols 123 rows 45; i=0; while :; do i=$((i+1)); echo "$i $(stty size)"; sleep 0.1; done';
+    const pid = Number(ckptOk(['run', '--', 'script', '-qfc', `bash -c '${loop}'`, log]).trim());
+    leftovers.push(pid, -pid);
+    const lines = () =>
+      fs.existsSync(log)
+        ? fs
+            .readFileSync(log, 'utf8')
+            .split(/\r?\n/)
+            .filter((l) => /^\d+ /.test(l))
+        : [];
+    waitFor('counting on the pty', () => lines().length >= 5, 20_000);
+    const [shell] = childrenOf(pid);
+    if (shell === undefined) throw new Error(`script (pid ${pid}) has no child`);
+    // The shell leads its own session (script's child), on the pty.
+    leftovers.push(-shell);
+    const before = terminalOf(shell);
+    expect(before.tty).not.toBe(0);
+    expect(before.tpgid).toBe(statIds(shell).pgid);
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+    waitFor('the original gone', () => !isAlive(pid) && !isAlive(shell));
+    const atKill = lines().length;
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
+    waitFor('counting on after the restart', () => lines().length >= atKill + 10, 20_000);
+    const seen = lines().map((l) => l.split(' '));
+    expect(seen.map(([n]) => Number(n))).toEqual(seen.map((_, i) => i + 1));
+    for (const [, rows, cols] of seen) expect(`${rows} ${cols}`).toBe('45 123');
+    const after = terminalOf(shell);
+    expect(after.tty).not.toBe(0);
+    expect(after.tpgid).toBe(before.tpgid);
   });
 });

@@ -31,6 +31,7 @@ import {
 import { F_DUPFD_CLOEXEC, F_SETFD, FD_CLOEXEC, O_CLOEXEC } from './flags.js';
 import { unsupported } from './handlers.js';
 import { isTreePipe, pipeFile } from './pipe.js';
+import { isTreePty, ptyFile, restoreControllingTerminal } from './pty.js';
 import { fileDescRecord, fileTableRecord } from './records.js';
 import { connectedUnix, unixPairFile } from './unix-pair.js';
 
@@ -73,7 +74,8 @@ function plan(ctx: CheckpointCtx, task: CheckpointTask): PlannedFd[] {
     const file: FileInfo = { ...open, pid: task.pid };
     // A pipe read from inside the tree is restored as a pipe; one whose
     // readers are all outside leads outside (the external handler's). A
-    // unix socket connected to another in the tree is restored as a pair.
+    // unix socket connected to another in the tree is restored as a pair,
+    // a pty slave whose master the tree holds as a pty.
     const unix = connectedUnix(ctx, file);
     if (unix !== undefined && unix !== 'pair') {
       throw new CkptError(
@@ -87,7 +89,9 @@ function plan(ctx: CheckpointCtx, task: CheckpointTask): PlannedFd[] {
         ? unixPairFile
         : isTreePipe(ctx, file)
           ? pipeFile
-          : ctx.registry.fileHandlerFor(file);
+          : isTreePty(ctx, file)
+            ? ptyFile
+            : ctx.registry.fileHandlerFor(file);
     if (!handler) throw unsupported(file);
     // An external fd is reconnected by its own number, so fds sharing its
     // description are saved apart (each finds its counterpart at restart).
@@ -176,6 +180,7 @@ function restoreFiles(ctx: RestartCtx, task: RestartTask): void {
     }
     // Every fd is in place (the calls placing them are posted, and run first).
     tableComplete(ctx);
+    restoreControllingTerminal(ctx, task);
   });
   closeAll(
     task,

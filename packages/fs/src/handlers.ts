@@ -8,6 +8,7 @@ import { ghostFile } from './ghost.js';
 import { inotifyFile } from './inotify.js';
 import { listenSocketFile, whyNotRestored } from './listen-socket.js';
 import { pipeFile } from './pipe.js';
+import { ptyFile } from './pty.js';
 import { regularFile } from './regular.js';
 import { describeSocket } from './socket-info.js';
 import { unixPairFile } from './unix-pair.js';
@@ -26,6 +27,7 @@ export const fileHandlers: readonly FileHandler[] = [
   externalFile,
   listenSocketFile,
   unixPairFile,
+  ptyFile,
 ];
 
 /** What kind of file `file` is, in a few words, for messages. */

@@ -1,6 +1,6 @@
 /**
  * @ckpt/fs — open files: the fd table with close-on-exec, regular files and
- * directories, deleted files, eventfd/signalfd/timerfd/epoll/inotify, listening sockets, simple devices, fds leading outside the
+ * directories, deleted files, eventfd/signalfd/timerfd/epoll/inotify, listening sockets, unix socket pairs, pseudo-terminals, simple devices, fds leading outside the
  * checkpoint (ttys, pipes, sockets), and the cwd, root and umask.
  *
  * @packageDocumentation
@@ -12,6 +12,7 @@ import { fsPhase } from './fs.js';
 import { ghostObject } from './ghost.js';
 import { fileHandlers } from './handlers.js';
 import { pipeObject } from './pipe.js';
+import { ptyObject } from './pty.js';
 import {
   fileDescRecord,
   fileEpollRecord,
@@ -21,6 +22,7 @@ import {
   fileInotifyRecord,
   fileNameRecord,
   filePipeRecord,
+  filePtyRecord,
   fileRecord,
   fileSignalfdRecord,
   fileSocketRecord,
@@ -31,6 +33,7 @@ import {
   ghostDataRecord,
   ghostFileRecord,
   pipeBufRecord,
+  ptyRecord,
   unixPairRecord,
 } from './records.js';
 import { unixPairObject } from './unix-pair.js';
@@ -55,6 +58,7 @@ export { fileHandlers, unsupported } from './handlers.js';
 export { inotifyFile } from './inotify.js';
 export { listenSocketFile } from './listen-socket.js';
 export { isTreePipe, pipeFile, pipeObject, type RestoredPipe } from './pipe.js';
+export { isTreePty, ptyFile, ptyObject } from './pty.js';
 export * from './records.js';
 export { regularFile } from './regular.js';
 export { connectedUnix, unixPairFile, unixPairObject } from './unix-pair.js';
@@ -82,8 +86,10 @@ export const fsPlugin: CkptPlugin = definePlugin({
     fileSocketRecord,
     unixPairRecord,
     fileUnixRecord,
+    ptyRecord,
+    filePtyRecord,
   ],
-  objects: [fileObject, pipeObject, ghostObject, unixPairObject],
+  objects: [fileObject, pipeObject, ghostObject, unixPairObject, ptyObject],
   files: fileHandlers,
   phases: [filesPhase, fsPhase],
 });

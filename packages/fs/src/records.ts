@@ -15,6 +15,7 @@ export const FileKind = {
   TIMERFD: 10,
   LISTEN_SOCKET: 11,
   UNIX_PAIR: 12,
+  PTY: 13,
 } as const;
 
 /** Printable names of {@link FileKind}. */
@@ -31,6 +32,7 @@ export const FILE_KIND_NAMES: Record<number, string> = {
   10: 'timerfd',
   11: 'listen-socket',
   12: 'unix-pair',
+  13: 'pty',
 };
 
 /** File types a file reopened by path may have (the `type` of a file_name record). */
@@ -271,5 +273,37 @@ export const fileUnixRecord = defineRecord(FILE_UNIX, 'file_unix', 'unix socket 
   pair: u32(),
   /** 0 or 1, in the pair's `inodes` order. */
   end: u32(),
+  flags: u32('octal'),
+});
+
+export const PTY = 319;
+export const FILE_PTY = 320;
+
+/**
+ * A pseudo-terminal whose master the tree holds: its modes, window size,
+ * output the master has not read yet, and the session it controls.
+ */
+export const ptyRecord = defineRecord(PTY, 'pty', 'pseudo-terminal', {
+  /** N of /dev/pts/N at checkpoint (restart gets whichever number is free). */
+  index: u32(),
+  /** `struct termios2` of the terminal, raw. */
+  termios: bytes(64),
+  /** `struct winsize`, raw. */
+  winsize: bytes(8),
+  packetMode: bool(),
+  /** The slave is locked (unlockpt not called yet). */
+  locked: bool(),
+  /** Output written to the slave that the master has not read yet. */
+  output: bytes(1 << 20),
+  /** Session leader whose controlling terminal it is (0: none in the tree). */
+  sessionLeader: u32(),
+  /** Its foreground process group. */
+  foreground: u32(),
+});
+
+/** An end of a pty (objref of a `pty` object): the master or a slave, and its flags. */
+export const filePtyRecord = defineRecord(FILE_PTY, 'file_pty', 'pty end', {
+  pty: u32(),
+  master: bool(),
   flags: u32('octal'),
 });

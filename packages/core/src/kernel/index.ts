@@ -83,6 +83,20 @@ export { processExists, sendSignal, sendThreadSignal } from './signal.js';
 export { type UnixSocketDiag, unixSockets } from './sock-diag.js';
 export { peekSocket, socketName, socketOption } from './sockets.js';
 export { type SpawnOptions, type StdioTarget, spawnDetached, spawnProcess } from './spawn.js';
+export {
+  getTermios,
+  getWinsize,
+  packetMode,
+  ptyIndex,
+  ptyLocked,
+  rawOutput,
+  readableBytes,
+  setPacketMode,
+  setPtyLocked,
+  setTermios,
+  setWinsize,
+  TERMIOS2_SIZE,
+} from './tty.js';
 export { USERFAULTFD_FLAGS, Userfaultfd } from './uffd.js';
 export { unreadBytes } from './unread.js';
 export {
