@@ -28,18 +28,17 @@ import {
   type FileInfo,
   fcntl,
   grabFd,
-  listFds,
   type ObjectOps,
   pipe2,
   type RestartTask,
   readFdinfo,
-  readFdTarget,
   sameFile,
   tee,
 } from '@ckpt/core';
 import { copyFromHolder, moveAboveTable, restoringTask } from './file-object.js';
 import { F_DUPFD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, O_RDONLY } from './flags.js';
 import { FileKind, filePipeRecord, pipeBufRecord } from './records.js';
+import { treeFds } from './tree-fds.js';
 
 const F_SETFL = 4;
 const O_DIRECT = 0o40000;
@@ -57,26 +56,17 @@ interface PipeEnds {
 
 const scans = new WeakMap<CheckpointCtx, Map<number, PipeEnds>>();
 
-/** The pipe fds of every task of the tree, scanned once per checkpoint. */
+/** The pipe fds of every task of the tree, by inode and end, found once per checkpoint. */
 function treePipes(ctx: CheckpointCtx): Map<number, PipeEnds> {
   let map = scans.get(ctx);
   if (map) return map;
   map = new Map();
-  for (const pid of ctx.pids) {
-    let fds: number[];
-    try {
-      fds = listFds(pid);
-    } catch {
-      continue; // a zombie has no fd table
-    }
-    for (const fd of fds) {
-      const target = readFdTarget(pid, fd);
-      if (target.kind !== 'pipe' || target.inode === undefined) continue;
-      const ends = map.get(target.inode) ?? { reads: [], writes: [] };
-      map.set(target.inode, ends);
-      const read = (readFdinfo(pid, fd).flags & O_ACCMODE) === O_RDONLY;
-      (read ? ends.reads : ends.writes).push({ pid, fd });
-    }
+  for (const { pid, fd, target } of treeFds(ctx)) {
+    if (target.kind !== 'pipe' || target.inode === undefined) continue;
+    const ends = map.get(target.inode) ?? { reads: [], writes: [] };
+    map.set(target.inode, ends);
+    const read = (readFdinfo(pid, fd).flags & O_ACCMODE) === O_RDONLY;
+    (read ? ends.reads : ends.writes).push({ pid, fd });
   }
   scans.set(ctx, map);
   return map;

@@ -34,7 +34,6 @@ import {
   getTermios,
   getWinsize,
   grabFd,
-  listFds,
   type ObjectOps,
   openInTask,
   packetMode,
@@ -44,7 +43,6 @@ import {
   type RestartTask,
   rawOutput,
   readableBytes,
-  readFdTarget,
   readStat,
   readStatus,
   setPacketMode,
@@ -55,6 +53,7 @@ import {
 } from '@ckpt/core';
 import { major, minor, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, reopenFlags } from './flags.js';
 import { FileKind, filePtyRecord, ptyRecord } from './records.js';
+import { treeFds } from './tree-fds.js';
 
 const PTY_OBJECT = 'pty';
 const O_RDWR = 2;
@@ -100,25 +99,16 @@ function indexOfMaster(end: PtyEnd): number {
   }
 }
 
-/** The pty masters the tree holds, by index (one holder each), scanned once per checkpoint. */
+/** The pty masters the tree holds, by index (one holder each), found once per checkpoint. */
 const scans = new WeakMap<CheckpointCtx, Map<number, PtyEnd>>();
 function treeMasters(ctx: CheckpointCtx): Map<number, PtyEnd> {
   let map = scans.get(ctx);
   if (map) return map;
   map = new Map();
-  for (const pid of ctx.pids) {
-    let fds: number[];
-    try {
-      fds = listFds(pid);
-    } catch {
-      continue; // a zombie has no fd table
-    }
-    for (const fd of fds) {
-      const target = readFdTarget(pid, fd);
-      if (target.kind !== 'path' || !MASTER_PATHS.has(target.path ?? '')) continue;
-      const index = indexOfMaster({ pid, fd });
-      if (!map.has(index)) map.set(index, { pid, fd });
-    }
+  for (const { pid, fd, target } of treeFds(ctx)) {
+    if (target.kind !== 'path' || !MASTER_PATHS.has(target.path ?? '')) continue;
+    const index = indexOfMaster({ pid, fd });
+    if (!map.has(index)) map.set(index, { pid, fd });
   }
   scans.set(ctx, map);
   return map;
@@ -197,8 +187,8 @@ function controlledSession(
 }
 
 /** True when `pid` holds an fd on the slave of pty `index`. */
-function holdsSlave(pid: number, index: number): boolean {
-  return listFds(pid).some((fd) => readFdTarget(pid, fd).path === `/dev/pts/${index}`);
+function holdsSlave(ctx: CheckpointCtx, pid: number, index: number): boolean {
+  return treeFds(ctx).some((t) => t.pid === pid && t.target.path === `/dev/pts/${index}`);
 }
 
 export const ptyObject: ObjectOps<SavedPty | RestoredPty> = {
@@ -229,7 +219,7 @@ export const ptyObject: ObjectOps<SavedPty | RestoredPty> = {
         }
       }
       let session = controlledSession(ctx, index);
-      if (session && !holdsSlave(session.leader, index)) {
+      if (session && !holdsSlave(ctx, session.leader, index)) {
         ctx.log.warn(
           `pid ${session.leader}: its controlling terminal /dev/pts/${index} is not restored as such: it holds no fd on it`,
         );

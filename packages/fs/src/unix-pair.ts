@@ -15,7 +15,7 @@
  * comes back as a socketpair: the same bytes and peer, without the
  * listener's name on the accepted end.
  */
-import { closeSync, readdirSync, readlinkSync, writeSync } from 'node:fs';
+import { closeSync, writeSync } from 'node:fs';
 import {
   type CheckpointCtx,
   CkptError,
@@ -32,6 +32,7 @@ import {
 import { copyFromHolder, moveAboveTable, restoringTask } from './file-object.js';
 import { F_DUPFD_CLOEXEC, O_CLOEXEC, reopenFlags } from './flags.js';
 import { FileKind, fileUnixRecord, unixPairRecord } from './records.js';
+import { treeFds } from './tree-fds.js';
 
 const UNIX_OBJECT = 'unix-pair';
 const AF_UNIX = 1;
@@ -64,28 +65,10 @@ interface RestoredPair {
   inodes: bigint[];
 }
 
-/** Where the socket `inode` is open in the tree (`pids`): a pid and fd, if any. */
-function findHolder(
-  pids: readonly number[],
-  inode: number,
-): { pid: number; fd: number } | undefined {
-  const link = `socket:[${inode}]`;
-  for (const pid of pids) {
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      continue; // a zombie
-    }
-    for (const fd of fds) {
-      try {
-        if (readlinkSync(`/proc/${pid}/fd/${fd}`) === link) return { pid, fd: Number(fd) };
-      } catch {
-        // closed meanwhile
-      }
-    }
-  }
-  return undefined;
+/** The first fd of the tree on socket `inode`, if any. */
+function findHolder(ctx: CheckpointCtx, inode: number): { pid: number; fd: number } | undefined {
+  const t = treeFds(ctx).find((t) => t.target.kind === 'socket' && t.target.inode === inode);
+  return t && { pid: t.pid, fd: t.fd };
 }
 
 /** The bytes waiting in socket `fd` of `pid` (`count` of them), peeked. */
@@ -168,7 +151,7 @@ export function connectedUnix(
   const ino = file.target.inode ?? file.stat.ino;
   const me = diag(ctx).get(ino);
   if (!me || me.state !== TCP_ESTABLISHED || me.peer === 0) return undefined;
-  if (!findHolder(ctx.pids, me.peer)) {
+  if (!findHolder(ctx, me.peer)) {
     if (file.fd <= 2) return undefined;
     return {
       refuse: `unix socket ${ino} is connected to socket ${me.peer}, which no process of the checkpointed tree holds`,
@@ -191,7 +174,7 @@ export const unixPairFile: FileHandler = {
   checkpoint(ctx, _task, file) {
     const ino = file.target.inode ?? file.stat.ino;
     const me = diag(ctx).get(ino)!;
-    const peer = findHolder(ctx.pids, me.peer)!;
+    const peer = findHolder(ctx, me.peer)!;
     const mine = { inode: ino, pid: file.pid, fd: file.fd };
     const other = { inode: me.peer, ...peer };
     const ends = ino < me.peer ? [mine, other] : [other, mine];
