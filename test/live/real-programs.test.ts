@@ -12,7 +12,8 @@
  * - a python3 asyncio loop (its self-pipe is a unix socketpair) counts on;
  * - `script`, which runs a shell on a pseudo-terminal it holds the master
  *   of: the shell counts on through a new pty, with the window size it set
- *   and the pty as its controlling terminal (foreground group kept);
+ *   and the pty as its controlling terminal (foreground group kept), also
+ *   for a job it started before the checkpoint;
  * - a shell whose loops fork short-lived children all the time (children
  *   exit and are reaped while ckpt scans the tree) is checkpointed every
  *   time it is asked, left running, and counts on after a restart.
@@ -180,7 +181,7 @@ describe('script (a pseudo-terminal)', () => {
   it('the shell on its pty counts on after a restart, with its window size and controlling terminal', () => {
     const log = path.join(tmpDir('ckpt-script-'), 'log');
     const loop =
-      'stty cols 123 rows 45; i=0; while :; do i=$((i+1)); echo "$i $(stty size)"; sleep 0.1; done';
+      'sleep 1000 & stty cols 123 rows 45; i=0; while :; do i=$((i+1)); echo "$i $(stty size)"; sleep 0.1; done';
     const pid = Number(ckptOk(['run', '--', 'script', '-qfc', `bash -c '${loop}'`, log]).trim());
     leftovers.push(pid, -pid);
     const lines = () =>
@@ -210,5 +211,12 @@ describe('script (a pseudo-terminal)', () => {
     const after = terminalOf(shell);
     expect(after.tty).not.toBe(0);
     expect(after.tpgid).toBe(before.tpgid);
+    // A member of the session that existed before the restart has it as
+    // its controlling terminal too (it could open /dev/tty).
+    const member = childrenOf(shell).find((p) =>
+      fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith('sleep\u00001000'),
+    );
+    expect(member).toBeDefined();
+    expect(terminalOf(member!).tty).toBe(after.tty);
   });
 });

@@ -14,12 +14,13 @@
  * taking it from the program: a warning says how much is lost.
  *
  * Restart opens a new pty in ckpt (the old number may be taken: programs
- * see the new /dev/pts/N), sets its modes and window size and puts the
- * output back. The master is handed to each task that held it (the same
- * open file), each slave is opened anew in its task (O_NOCTTY); the
- * session leader makes the pty its controlling
- * terminal again (TIOCSCTTY) once its fd table is complete, with the
- * saved foreground group (TIOCSPGRP).
+ * see the new /dev/pts/N; a session's controlling terminal is made while
+ * the tree is built, see core's ctty.ts, so that every member of the
+ * session has it), sets its modes and window size and puts the output
+ * back. The master is handed to each task that held it (the same
+ * open file), each slave is opened anew in its task (O_NOCTTY); once the
+ * session leader's fd table is complete, it sets the saved foreground
+ * group (TIOCSPGRP).
  *
  * A slave whose master is outside the tree leads outside: the external
  * handler's, reconnected like a terminal.
@@ -50,6 +51,7 @@ import {
   setTermios,
   setWinsize,
   stage,
+  takeSessionPty,
 } from '@ckpt/core';
 import { major, minor, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, reopenFlags } from './flags.js';
 import { FileKind, filePtyRecord, ptyRecord } from './records.js';
@@ -248,12 +250,14 @@ export const ptyObject: ObjectOps<SavedPty | RestoredPty> = {
   },
   restore(ctx) {
     const rec = ctx.read(ptyRecord);
-    const master = openSync('/dev/ptmx', O_RDWR | O_NOCTTY | O_CLOEXEC);
+    // The pty of a session's controlling terminal was made when the tree
+    // was built (core's ctty.ts); any other is made now.
+    const made = takeSessionPty(ctx, rec.index);
+    const master = made?.master ?? openSync('/dev/ptmx', O_RDWR | O_NOCTTY | O_CLOEXEC);
     let slave = -1;
     try {
       setPtyLocked(master, false);
-      const index = ptyIndex(master);
-      const slavePath = `/dev/pts/${index}`;
+      const slavePath = made?.slavePath ?? `/dev/pts/${ptyIndex(master)}`;
       slave = openSync(slavePath, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
       setWinsize(master, rec.winsize);
       setTermios(master, rec.termios);
@@ -265,7 +269,7 @@ export const ptyObject: ObjectOps<SavedPty | RestoredPty> = {
         for (const fd of fds) closeSync(fd);
       };
       ctx.deferqueue.add(null, close, close);
-      if (index !== rec.index) {
+      if (slavePath !== `/dev/pts/${rec.index}`) {
         ctx.log.info(`pty /dev/pts/${rec.index} is restored as ${slavePath}`);
       }
       const pty: RestoredPty = { index: rec.index, master, slavePath, foreground: rec.foreground };
@@ -291,11 +295,12 @@ const controlling = new WeakMap<RestartCtx, Map<number, RestoredPty>>();
 
 /**
  * Once the fd table of `task` is complete: if it is the session leader of
- * a restored pty, make that pty its controlling terminal again (TIOCSCTTY
- * on a slave it opens for this, O_NOCTTY) with the saved foreground group
- * (TIOCSPGRP). Its slave fds may be copies of another task's open file,
- * restored without it (the pty object is restored by then: the leader
- * holds an fd on it, which checkpoint checked).
+ * a restored pty, give the session its saved foreground group (TIOCSPGRP,
+ * through a slave it opens for this, O_NOCTTY; every group exists by
+ * now). The pty is its controlling terminal already (core's ctty.ts);
+ * TIOCSCTTY again is a no-op then, and takes it where core did not. The
+ * pty object is restored by then: the leader holds an fd on it, which
+ * checkpoint checked.
  */
 export function restoreControllingTerminal(ctx: RestartCtx, task: RestartTask): void {
   const pty = controlling.get(ctx)?.get(task.savedPid);

@@ -15,6 +15,7 @@ import type { FrozenTask } from '../kernel/freeze.js';
 import { setSigmask } from '../kernel/ptrace.js';
 import type { Logger } from '../log.js';
 import { checkPidLevels, mountContainerProc, taskPids } from './container.js';
+import { giveSessionPty } from './ctty.js';
 import { enterJobStop } from './job-stop.js';
 import { CLONE_NEW_CONTAINER, type TaskFactory } from './mktree.js';
 import { Placeholders } from './placeholders.js';
@@ -107,7 +108,14 @@ function enterPidNsForChildren(task: RestoringTask, init: RestoringTask): void {
 export function buildTree(
   factory: TaskFactory,
   tree: readonly TreeEntry[],
-  opts: { arch: ArchSupport; noPids: boolean; log: Logger; container?: boolean },
+  opts: {
+    arch: ArchSupport;
+    noPids: boolean;
+    log: Logger;
+    container?: boolean;
+    /** Key of the ptys made for session leaders (see ctty.ts); none made without it. */
+    ttyOwner?: object;
+  },
 ): BuiltTree {
   const { arch } = opts;
   const container = opts.container === true;
@@ -177,8 +185,10 @@ export function buildTree(
     task.ckptPidfd = factory.ckptPidfd;
     bySavedPid.set(entry.pid, task);
     const c = { entry, pid: task.pid, sys: task.sys, task };
-    // Before its children exist, so that they are born in the session.
+    // Before its children exist, so that they are born in the session
+    // (and with its controlling terminal).
     restoreSession(c);
+    if (entry.ctty > 0 && opts.ttyOwner) giveSessionPty(opts.ttyOwner, entry.ctty - 1, task);
     created.push(c);
   }
   for (const g of plan.groups.values()) placeholders.group(g, bySavedPid.get(g.member)!);

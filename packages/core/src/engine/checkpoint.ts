@@ -26,6 +26,7 @@ import type { CheckpointTask } from '../task.js';
 import { abortRseqCriticalSection } from '../taskstate/rseq.js';
 import { allAtOnce } from './all-at-once.js';
 import { checkMountNamespaces, checkPidLevels, isPidNsInit, pidNsOfChildren } from './container.js';
+import { controllingPtys } from './ctty.js';
 import { type FrozenTree, freezeTree, type TreeMember } from './freeze-tree.js';
 import type { FreezerCgroup } from './freezer.js';
 import { checkLeaks, checkReverseLeaks } from './leaks.js';
@@ -283,8 +284,11 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
         pidNsOfChildren: byPid.has(pid) ? pidNsOfChildren(pid, tree) : 0,
         shares: byPid.has(pid) && byPid.has(status.ppid) ? sharedWithParent(pid, status.ppid) : 0,
         threads: (byPid.get(pid)?.threads ?? []).map((th) => ({ nsTids: th.status.nsPid })),
+        ctty: 0,
       };
     });
+    const cttys = controllingPtys(entries, (pid) => byPid.get(pid)?.stat.ttyNr);
+    for (const [i, e] of entries.entries()) e.ctty = cttys[i]!;
     checkPidLevels(entries, isContainer);
     checkMountNamespaces(tasks.map((t) => t.pid));
     // Before any state is saved: nothing outside may share the tree's objects.

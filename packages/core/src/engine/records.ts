@@ -52,6 +52,12 @@ export const treeEntry = struct({
    */
   shares: u32('hex'),
   /**
+   * For a session leader whose controlling terminal is /dev/pts/N, a pty
+   * the tree holds the master of: 1 + N (restart gives the leader a new
+   * pty before its children exist); 0 otherwise.
+   */
+  ctty: u32(),
+  /**
    * The process's threads other than its leader, ascending by thread id:
    * each one's id at every pid-namespace level, outermost first. Restart
    * creates them with the process, with these ids.

@@ -21,6 +21,7 @@ import type { Registry } from '../registry.js';
 import { allAtOnce } from './all-at-once.js';
 import { type BuiltTree, buildTree } from './build-tree.js';
 import { hostArch } from './checkpoint.js';
+import { closeSessionPtys } from './ctty.js';
 import { TaskFactory } from './mktree.js';
 import { TaskState, taskRecord, treeRecord } from './records.js';
 import type { RestoringTask } from './restoring-task.js';
@@ -97,6 +98,7 @@ export function restart(opts: RestartOptions): RestartResult {
         noPids: opts.noPids === true,
         log: ctx.log,
         container: ctx.has(CheckpointFlags.CONTAINER),
+        ttyOwner: ctx,
       }),
     );
     built = b;
@@ -145,6 +147,9 @@ export function restart(opts: RestartOptions): RestartResult {
     factory.destroyAll();
     ctx.dispose();
     throw asCkptError(e, 'restart');
+  } finally {
+    // ckpt's copies of the masters of session ptys no task took.
+    closeSessionPtys(ctx);
   }
   // Sync point #3: every task is restored; let them all go at once.
   for (const t of built.tasks.values()) {
