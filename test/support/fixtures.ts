@@ -41,6 +41,7 @@ export const FIXTURE_NAMES = [
   'files',
   'signals',
   'sleeper',
+  'timers',
   'pauser',
   'waiter',
   'counter',

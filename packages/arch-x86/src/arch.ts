@@ -85,6 +85,11 @@ export const X86_64_SYSCALLS: Readonly<Record<SyscallName, number>> = {
   setsockopt: 54,
   socketpair: 53,
   userfaultfd: 323,
+  getitimer: 36,
+  setitimer: 38,
+  timer_create: 222,
+  timer_settime: 223,
+  timer_gettime: 224,
 };
 
 /** This CPU's xstate features and size, read from a stopped task's xstate. */

@@ -80,7 +80,12 @@ export type SyscallName =
   | 'listen'
   | 'setsockopt'
   | 'socketpair'
-  | 'userfaultfd';
+  | 'userfaultfd'
+  | 'getitimer'
+  | 'setitimer'
+  | 'timer_create'
+  | 'timer_settime'
+  | 'timer_gettime';
 
 /** Arch header values of an image. */
 export interface ArchHeader {

@@ -60,6 +60,7 @@ export const RecordType = {
   SIGHAND: 601,
   SIGNAL: 602,
   SIGPENDING: 603,
+  TIMERS: 604,
 
   TAIL: 9001,
   ERROR: 9999,

@@ -1,6 +1,6 @@
 /**
  * Task state core owns: comm and other per-task values, signal state,
- * resource limits and the rseq registration, as four phases and their
+ * resource limits, the rseq registration and timers, as five phases and their
  * records.
  */
 import type { RecordKind } from '../codec/record.js';
@@ -13,16 +13,19 @@ import {
   signalRecord,
   sigpendingRecord,
   taskMiscRecord,
+  timersRecord,
 } from './records.js';
 import { rlimitsPhase } from './rlimits.js';
 import { rseqPhase } from './rseq.js';
 import { signalsPhase } from './signals.js';
+import { timersPhase } from './timers.js';
 
 export { taskMiscPhase } from './misc.js';
 export * from './records.js';
 export { rlimitsPhase } from './rlimits.js';
 export { abortRseqCriticalSection, rseqAbortAddress, rseqPhase } from './rseq.js';
 export { signalsPhase } from './signals.js';
+export { parseProcTimers, timersPhase } from './timers.js';
 
 /** The records of core's task state. */
 export const taskStateRecords: readonly RecordKind[] = [
@@ -32,12 +35,14 @@ export const taskStateRecords: readonly RecordKind[] = [
   signalRecord,
   sigpendingRecord,
   rseqRecord,
+  timersRecord,
 ];
 
-/** The phases of core's task state: task (100), signals (400), rlimits (800), rseq (950). */
+/** The phases of core's task state: task (100), signals (400), rlimits (800), rseq (950), timers (960). */
 export const taskStatePhases: readonly TaskPhase[] = [
   taskMiscPhase,
   signalsPhase,
   rlimitsPhase,
   rseqPhase,
+  timersPhase,
 ];

@@ -1,6 +1,6 @@
 /**
  * Records of the task state core owns: the miscellaneous per-task values
- * (117), resource limits (116), and the signal state (601–603), as
+ * (117), resource limits (116), the signal state (601–603) and timers (604), as
  * linux-cr's `ckpt_hdr_task_*`, `ckpt_hdr_sighand`, `ckpt_hdr_signal`.
  */
 import { defineRecord } from '../codec/record.js';
@@ -120,3 +120,31 @@ export const rseqRecord = defineRecord(
     signature: u32('hex'),
   },
 );
+
+/** A timer's time left until it fires next (0: disarmed) and its period, in ns. */
+const timerTimes = { valueNs: u64(), intervalNs: u64() };
+
+/**
+ * The process's timers: the three interval timers (setitimer(2): real,
+ * virtual, prof; alarm(2) is the real one) and every POSIX timer
+ * (timer_create(2)) with the id it had, relative to the checkpoint.
+ */
+export const timersRecord = defineRecord(RecordType.TIMERS, 'timers', 'interval and POSIX timers', {
+  /** ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF. */
+  itimers: array(struct(timerTimes), 3),
+  posix: array(
+    struct({
+      id: u32(),
+      clockid: u32(),
+      /** sigev_notify: SIGEV_SIGNAL 0, SIGEV_NONE 1, SIGEV_THREAD_ID 4 (with SIGEV_SIGNAL). */
+      notify: u32(),
+      signo: u32(),
+      /** sigev_value. */
+      value: u64('hex'),
+      /** The thread signalled (SIGEV_THREAD_ID), by its thread id at checkpoint. */
+      tid: u32(),
+      ...timerTimes,
+    }),
+    1 << 16,
+  ),
+});

@@ -2,7 +2,7 @@
  * Core's task state through the real CLI: signal actions, masks, pending
  * signals and the alternate stack (signals fixture); rlimits, comm and
  * personality (rlimits_creds); interrupted sleep and pause (sleeper,
- * pauser). Each fixture checks its own state after restart.
+ * pauser); interval and POSIX timers (timers). Each fixture checks its own state after restart.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -208,6 +208,16 @@ describe('syscall restart', () => {
     expect(fs.existsSync(path.join(f.dir, 'result'))).toBe(false);
     process.kill(pid, 'SIGUSR1');
     expect(f.waitResult()).toBe('PASS');
+  });
+});
+
+describe('timers', () => {
+  it('timers: interval and POSIX timers fire on after restart, under their ids', () => {
+    const f = start('timers');
+    sleepSync(300);
+    restart(f.pid);
+    f.go();
+    expect(f.waitResult(15_000)).toMatch(/^PASS/);
   });
 });
 
