@@ -14,10 +14,13 @@
  *   of: the shell counts on through a new pty, with the window size it set
  *   and the pty as its controlling terminal (foreground group kept), also
  *   for a job it started before the checkpoint;
+ * - a shell pipeline through a FIFO (mkfifo) with lines waiting in it: the
+ *   reader reads on, no line lost or repeated;
  * - a shell whose loops fork short-lived children all the time (children
  *   exit and are reaped while ckpt scans the tree) is checkpointed every
  *   time it is asked, left running, and counts on after a restart.
  */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -218,5 +221,20 @@ describe('script (a pseudo-terminal)', () => {
     );
     expect(member).toBeDefined();
     expect(terminalOf(member!).tty).toBe(after.tty);
+  });
+});
+
+describe('a FIFO between two processes of the tree', () => {
+  it('carries the lines waiting in it on after a restart', () => {
+    const dir = tmpDir('ckpt-fifo-');
+    const fifo = path.join(dir, 'fifo');
+    const out = path.join(dir, 'out');
+    execFileSync('mkfifo', [fifo]);
+    // The writer is faster than the reader: lines wait in the FIFO.
+    const script = [
+      `(i=0; while :; do i=$((i+1)); echo $i; sleep 0.02; done) > ${fifo} &`,
+      `while read l; do echo $l >> ${out}; sleep 0.05; done < ${fifo}`,
+    ].join('\n');
+    expectCountsOnAfterRestart(['bash', '-c', script], out);
   });
 });

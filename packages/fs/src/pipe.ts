@@ -16,8 +16,16 @@
  * been restored from it (F_DUPFD in that task, pidfd_getfd in others);
  * the last one closes it, so a reader sees EOF once the restored writers
  * are gone.
+ *
+ * A FIFO (named pipe) that the tree reads is the same object, found by its
+ * inode with a stat of the tree's file fds, plus its path. Restart opens
+ * the path O_RDWR in the first task that references it (a reader and a
+ * writer, so opening either end does not block), sets the size and
+ * refills it through that fd, and opens each end by path in its task with
+ * its flags; the O_RDWR fd is closed once every end is open again. A FIFO
+ * only written by the tree leads outside, like such a pipe.
  */
-import { closeSync, readSync, writeSync } from 'node:fs';
+import { closeSync, readSync, statSync, writeSync } from 'node:fs';
 import {
   type CheckpointCtx,
   CkptError,
@@ -29,19 +37,24 @@ import {
   fcntl,
   grabFd,
   type ObjectOps,
+  openInTask,
   pipe2,
+  type RecordValue,
+  type RestartCtx,
   type RestartTask,
   readFdinfo,
   sameFile,
   tee,
 } from '@ckpt/core';
 import { copyFromHolder, moveAboveTable, restoringTask } from './file-object.js';
-import { F_DUPFD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, O_RDONLY } from './flags.js';
+import { F_DUPFD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK } from './flags.js';
 import { FileKind, filePipeRecord, pipeBufRecord } from './records.js';
 import { treeFds } from './tree-fds.js';
 
 const F_SETFL = 4;
 const O_DIRECT = 0o40000;
+const O_WRONLY = 1;
+const O_RDWR = 2;
 
 interface PipeFd {
   pid: number;
@@ -50,8 +63,16 @@ interface PipeFd {
 
 /** Every fd of the tree on a pipe, by inode and end. */
 interface PipeEnds {
+  /** Fds that read it (a FIFO's O_RDWR ones too). */
   reads: PipeFd[];
   writes: PipeFd[];
+}
+
+function addEnd(map: Map<number, PipeEnds>, inode: number, end: PipeFd): void {
+  const ends = map.get(inode) ?? { reads: [], writes: [] };
+  map.set(inode, ends);
+  const read = (readFdinfo(end.pid, end.fd).flags & O_ACCMODE) !== O_WRONLY;
+  (read ? ends.reads : ends.writes).push(end);
 }
 
 const scans = new WeakMap<CheckpointCtx, Map<number, PipeEnds>>();
@@ -62,21 +83,55 @@ function treePipes(ctx: CheckpointCtx): Map<number, PipeEnds> {
   if (map) return map;
   map = new Map();
   for (const { pid, fd, target } of treeFds(ctx)) {
-    if (target.kind !== 'pipe' || target.inode === undefined) continue;
-    const ends = map.get(target.inode) ?? { reads: [], writes: [] };
-    map.set(target.inode, ends);
-    const read = (readFdinfo(pid, fd).flags & O_ACCMODE) === O_RDONLY;
-    (read ? ends.reads : ends.writes).push({ pid, fd });
+    if (target.kind === 'pipe' && target.inode !== undefined)
+      addEnd(map, target.inode, { pid, fd });
   }
   scans.set(ctx, map);
   return map;
 }
 
-/** True when `file` is a pipe end whose pipe some task of the tree reads. */
+const fifoScans = new WeakMap<CheckpointCtx, Map<number, PipeEnds>>();
+
+/**
+ * The FIFO fds of every task of the tree, by inode, found when the files
+ * phase first meets a FIFO (a stat per file fd of the tree).
+ */
+function treeFifos(ctx: CheckpointCtx): Map<number, PipeEnds> {
+  let map = fifoScans.get(ctx);
+  if (map) return map;
+  map = new Map();
+  for (const { pid, fd, target } of treeFds(ctx)) {
+    if (target.kind !== 'path' || target.deleted) continue;
+    let st: ReturnType<typeof statSync>;
+    try {
+      st = statSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      continue;
+    }
+    if (st.isFIFO()) addEnd(map, st.ino, { pid, fd });
+  }
+  fifoScans.set(ctx, map);
+  return map;
+}
+
+/** The tree's ends of the pipe or FIFO of `file`, and its inode; undefined for other files. */
+function endsOf(ctx: CheckpointCtx, file: FileInfo): { inode: number; ends: PipeEnds } | undefined {
+  const { target, stat } = file;
+  if (target.kind === 'pipe' && target.inode !== undefined) {
+    const ends = treePipes(ctx).get(target.inode);
+    return ends && { inode: target.inode, ends };
+  }
+  if (stat.type !== 'fifo' || target.kind !== 'path' || target.deleted) return undefined;
+  const ends = treeFifos(ctx).get(stat.ino);
+  return ends && { inode: stat.ino, ends };
+}
+
+/**
+ * True when `file` is an end of a pipe, or of a FIFO reopened by its
+ * path, that some task of the tree reads.
+ */
 export function isTreePipe(ctx: CheckpointCtx, file: FileInfo): boolean {
-  const { target } = file;
-  if (target.kind !== 'pipe' || target.inode === undefined) return false;
-  return (treePipes(ctx).get(target.inode)?.reads.length ?? 0) > 0;
+  return (endsOf(ctx, file)?.ends.reads.length ?? 0) > 0;
 }
 
 /** How many distinct open file descriptions `fds` are (kcmp). */
@@ -108,20 +163,28 @@ function peekPipe(reader: PipeFd, size: number): Buffer {
   }
 }
 
-/** What the pipe handler hands to checkpointObj: the pipe's inode. */
+/** What the pipe handler hands to checkpointObj: the pipe's inode, and a FIFO's path. */
 interface SavedPipe {
   ctx: CheckpointCtx;
   inode: number;
+  ends: PipeEnds;
   pid: number;
   fd: number;
+  path: string;
 }
 
-/** A restored pipe: its ends, kept in `holder` until every description of them is restored. */
+/**
+ * A restored pipe: its ends, kept in `holder` until every description of
+ * them is restored. A FIFO's holder keeps one O_RDWR fd (`fds.read`) that
+ * lets the ends be opened by path without blocking.
+ */
 export interface RestoredPipe {
   holder: RestartTask;
   inode: bigint;
   fds: { read?: number; write?: number };
   left: { read: number; write: number };
+  /** A FIFO's path; empty for a pipe. */
+  path: string;
 }
 
 /** ObjectOps of pipes (linux-cr kept pipes by inode: CKPT_OBJ_INODE, hence id 1). */
@@ -129,8 +192,7 @@ export const pipeObject: ObjectOps<SavedPipe | RestoredPipe> = {
   name: 'pipe',
   id: 1,
   checkpoint(ctx, obj) {
-    const { inode, pid, fd } = obj as SavedPipe;
-    const ends = treePipes(ctx).get(inode)!;
+    const { inode, ends, pid, fd, path } = obj as SavedPipe;
     const reader = ends.reads[0]!;
     const probe = grabFd(reader.pid, reader.fd);
     let size: number;
@@ -155,10 +217,12 @@ export const pipeObject: ObjectOps<SavedPipe | RestoredPipe> = {
       readers: descriptions(ends.reads),
       writers: descriptions(ends.writes),
       data,
+      path,
     });
   },
   restore(ctx) {
     const rec = ctx.read(pipeBufRecord);
+    if (rec.path !== '') return restoreFifo(ctx, rec);
     const { task, above } = restoringTask(ctx, `pipe:[${rec.inode}]`);
     const what = `creating pipe:[${rec.inode}]`;
     const addr = task.sys.scratch(8);
@@ -170,20 +234,13 @@ export const pipeObject: ObjectOps<SavedPipe | RestoredPipe> = {
     );
     const [read, write] = ends as [number, number];
     task.sys.check('fcntl', [write, F_SETPIPE_SZ, rec.size], `${what}: setting its size`);
-    if (rec.data.length > 0) {
-      const w = grabFd(task.pid, write);
-      try {
-        let put = 0;
-        while (put < rec.data.length) put += writeSync(w, rec.data, put);
-      } finally {
-        closeSync(w);
-      }
-    }
+    refill(task, write, rec.data);
     const pipe: RestoredPipe = {
       holder: task,
       inode: rec.inode,
       fds: { read, write },
       left: { read: rec.readers, write: rec.writers },
+      path: '',
     };
     if (rec.writers === 0) release(pipe, 'write');
     return pipe;
@@ -192,6 +249,39 @@ export const pipeObject: ObjectOps<SavedPipe | RestoredPipe> = {
     return `pipe:[${p.inode}]`;
   },
 };
+
+/** Write `data` into the pipe through fd `fd` of `task` (a copy of it in ckpt). */
+function refill(task: RestartTask, fd: number, data: Buffer): void {
+  if (data.length === 0) return;
+  const w = grabFd(task.pid, fd);
+  try {
+    let put = 0;
+    while (put < data.length) put += writeSync(w, data, put);
+  } finally {
+    closeSync(w);
+  }
+}
+
+/**
+ * A FIFO: its path opened O_RDWR in the task being restored (a reader and
+ * a writer at once, so opening either end by path does not block), kept
+ * above its fd table until every end is reopened; its size and data set
+ * through that fd.
+ */
+function restoreFifo(ctx: RestartCtx, rec: RecordValue<typeof pipeBufRecord>): RestoredPipe {
+  const { task, above } = restoringTask(ctx, `FIFO ${rec.path}`);
+  const what = `reopening FIFO ${rec.path}`;
+  const rw = moveAboveTable(task, openInTask(task, rec.path, O_RDWR | O_CLOEXEC), above, what);
+  task.sys.check('fcntl', [rw, F_SETPIPE_SZ, rec.size], `${what}: setting its size`);
+  refill(task, rw, rec.data);
+  return {
+    holder: task,
+    inode: rec.inode,
+    fds: { read: rw },
+    left: { read: rec.readers, write: rec.writers },
+    path: rec.path,
+  };
+}
 
 /** Close the holder's copy of an end once nothing else needs it. */
 function release(pipe: RestoredPipe, end: 'read' | 'write'): void {
@@ -207,16 +297,19 @@ export const pipeFile: FileHandler = {
   id: FileKind.PIPE,
   match: () => false,
   checkpoint(ctx, _task, file) {
-    const inode = file.target.inode!;
-    const pipe = ctx.checkpointObj('pipe', `pipe:${inode}`, {
+    const { inode, ends } = endsOf(ctx, file)!;
+    const fifo = file.target.kind === 'path';
+    const pipe = ctx.checkpointObj('pipe', `${fifo ? 'fifo' : 'pipe'}:${inode}`, {
       ctx,
       inode,
+      ends,
       pid: file.pid,
       fd: file.fd,
+      path: fifo ? file.target.path! : '',
     } satisfies SavedPipe);
     ctx.write(filePipeRecord, {
       pipe,
-      read: (file.info.flags & O_ACCMODE) === O_RDONLY,
+      read: (file.info.flags & O_ACCMODE) !== O_WRONLY,
       flags: file.info.flags & ~O_CLOEXEC,
     });
   },
@@ -224,6 +317,7 @@ export const pipeFile: FileHandler = {
     const rec = ctx.read(filePipeRecord);
     const pipe = ctx.fetchObj<RestoredPipe>(rec.pipe, 'pipe');
     const end = rec.read ? 'read' : 'write';
+    if (pipe.path !== '') return reopenFifoEnd(task, pipe, end, rec.flags);
     const src = pipe.fds[end];
     if (src === undefined) {
       throw new CkptError(
@@ -243,3 +337,22 @@ export const pipeFile: FileHandler = {
     return fd;
   },
 };
+
+/**
+ * An end of a FIFO: its path opened in `task` with the saved access mode
+ * (the holder's O_RDWR fd keeps the open from blocking), then its flags;
+ * the holder's fd is closed once every end is reopened.
+ */
+function reopenFifoEnd(
+  task: RestartTask,
+  pipe: RestoredPipe,
+  end: 'read' | 'write',
+  flags: number,
+): number {
+  const what = `reopening the ${end} end of FIFO ${pipe.path}`;
+  const fd = openInTask(task, pipe.path, (flags & O_ACCMODE) | O_NONBLOCK | O_CLOEXEC);
+  task.sys.check('fcntl', [fd, F_SETFL, flags & (O_NONBLOCK | O_DIRECT)], what);
+  pipe.left[end]--;
+  if (pipe.left.read <= 0 && pipe.left.write <= 0) release(pipe, 'read');
+  return fd;
+}

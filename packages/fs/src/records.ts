@@ -130,15 +130,20 @@ export const filePipeRecord = defineRecord(FILE_PIPE, 'file_pipe', 'pipe end', {
 });
 
 /**
- * A pipe, once per image (the seed's pipe_buf): its capacity, how many open
- * file descriptions of each end the tree holds, and the data buffered in it.
+ * A pipe or FIFO, once per image (the seed's pipe_buf): its capacity, how
+ * many open file descriptions of each end the tree holds, and the data
+ * buffered in it.
  */
 export const pipeBufRecord = defineRecord(RecordType.PIPE_BUF, 'pipe_buf', 'pipe and its data', {
   inode: u64(),
   size: u32(),
+  /** Open file descriptions reading it (O_RDWR ones of a FIFO included). */
   readers: u32(),
+  /** Open file descriptions only writing it. */
   writers: u32(),
   data: bytes(1 << 28),
+  /** A FIFO's path, reopened at restart; empty for a pipe. */
+  path: str(4096),
 });
 
 /** Record types of deleted files (the next numbers of the files range). */
