@@ -14,17 +14,21 @@
  *   of: the shell counts on through a new pty, with the window size it set
  *   and the pty as its controlling terminal (foreground group kept), also
  *   for a job it started before the checkpoint;
+ * - a python3 program holding an flock lock, an fcntl record lock and an
+ *   open-file-description lock: another process finds each held again
+ *   after the restart (and free while the program was gone), and a restart
+ *   while someone else took one fails, leaving nothing behind;
  * - a shell pipeline through a FIFO (mkfifo) with lines waiting in it: the
  *   reader reads on, no line lost or repeated;
  * - a shell whose loops fork short-lived children all the time (children
  *   exit and are reaped while ckpt scans the tree) is checkpointed every
  *   time it is asked, left running, and counts on after a restart.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ckptOk } from '../support/ckpt.js';
+import { ckpt, ckptOk } from '../support/ckpt.js';
 import { isAlive } from '../support/fixtures.js';
 import { cleanupAfterEach } from '../support/live.js';
 import { childrenOf, statIds, waitFor } from '../support/procs.js';
@@ -236,5 +240,85 @@ describe('a FIFO between two processes of the tree', () => {
       `while read l; do echo $l >> ${out}; sleep 0.05; done < ${fifo}`,
     ].join('\n');
     expectCountsOnAfterRestart(['bash', '-c', script], out);
+  });
+});
+
+describe('file locks', () => {
+  const HOLD = `
+import fcntl, struct, sys, time
+d = sys.argv[1]
+a = open(d + '/a', 'w+'); b = open(d + '/b', 'w+'); c = open(d + '/c', 'w+')
+fcntl.flock(a, fcntl.LOCK_EX)
+fcntl.lockf(b, fcntl.LOCK_EX, 10, 5)
+fcntl.fcntl(c, 37, struct.pack('hhqqi4x', fcntl.F_RDLCK, 0, 0, 0, 0))  # F_OFD_SETLK
+i = 0
+while True:
+    i += 1
+    with open(d + '/out', 'a') as o: o.write(str(i) + '\\n')
+    time.sleep(0.05)
+`;
+  /** Which of the held locks another process could take now. */
+  const TRY = `
+import fcntl, struct, sys
+d = sys.argv[1]; res = []
+def attempt(name, fn):
+    try:
+        fn(); res.append(name + ':free')
+    except OSError:
+        res.append(name + ':held')
+attempt('flock', lambda: fcntl.flock(open(d + '/a', 'r+'), fcntl.LOCK_EX | fcntl.LOCK_NB))
+attempt('range', lambda: fcntl.lockf(open(d + '/b', 'r+'), fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 7))
+attempt('beyond', lambda: fcntl.lockf(open(d + '/b', 'r+'), fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 20))
+attempt('ofd', lambda: fcntl.fcntl(open(d + '/c', 'r+'), 37, struct.pack('hhqqi4x', fcntl.F_WRLCK, 0, 0, 0, 0)))
+print(' '.join(res))
+`;
+  const held = 'flock:held range:held beyond:free ofd:held';
+  const probe = (dir: string) =>
+    execFileSync('python3', ['-c', TRY, dir], { encoding: 'utf8' }).trim();
+
+  it('are held again after a restart, by the same program', () => {
+    const dir = tmpDir('ckpt-locks-');
+    const out = path.join(dir, 'out');
+    const pid = Number(ckptOk(['run', '--', 'python3', '-c', HOLD, dir]).trim());
+    leftovers.push(pid);
+    waitFor('counting', () => fs.existsSync(out) && numbers(out).length >= 3);
+    expect(probe(dir)).toBe(held);
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+    waitFor('the original gone', () => !isAlive(pid));
+    expect(probe(dir)).toBe('flock:free range:free beyond:free ofd:free');
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
+    expect(probe(dir)).toBe(held);
+    const at = numbers(out).length;
+    waitFor('counting on', () => numbers(out).length >= at + 5);
+  });
+
+  it('a restart while another process holds one fails and leaves nothing', () => {
+    const dir = tmpDir('ckpt-locks-');
+    const out = path.join(dir, 'out');
+    const pid = Number(ckptOk(['run', '--', 'python3', '-c', HOLD, dir]).trim());
+    leftovers.push(pid);
+    waitFor('counting', () => fs.existsSync(out) && numbers(out).length >= 3);
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+    waitFor('the original gone', () => !isAlive(pid));
+    const other = spawn(
+      'python3',
+      [
+        '-c',
+        `import fcntl, time\nf = open('${dir}/a', 'r+')\nfcntl.flock(f, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(60)`,
+      ],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    );
+    leftovers.push(other.pid!);
+    waitFor('the other process holding the lock', () => probe(dir).startsWith('flock:held'));
+    const r = ckpt(['restart', img, '-d']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `pid ${pid} fd \\d+: cannot take its write flock lock .* on ${dir}/a again .*another process holds a conflicting lock`,
+      ),
+    );
+    expect(isAlive(pid)).toBe(false);
   });
 });

@@ -85,6 +85,7 @@ export const X86_64_SYSCALLS: Readonly<Record<SyscallName, number>> = {
   setsockopt: 54,
   socketpair: 53,
   userfaultfd: 323,
+  flock: 73,
   getitimer: 36,
   setitimer: 38,
   timer_create: 222,

@@ -81,6 +81,7 @@ export type SyscallName =
   | 'setsockopt'
   | 'socketpair'
   | 'userfaultfd'
+  | 'flock'
   | 'getitimer'
   | 'setitimer'
   | 'timer_create'

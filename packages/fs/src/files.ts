@@ -4,7 +4,7 @@
  * F_DUPFD, refer to the same object), then one file_desc record per fd.
  * Restart empties the fd table the task inherited from the restore stub,
  * reopens each file once and places it at each of its fds with its
- * close-on-exec flag.
+ * close-on-exec flag. The task's file locks follow its table (locks.ts).
  */
 import {
   type CheckpointCtx,
@@ -30,9 +30,10 @@ import {
 } from './file-object.js';
 import { F_DUPFD_CLOEXEC, F_SETFD, FD_CLOEXEC, O_CLOEXEC } from './flags.js';
 import { unsupported } from './handlers.js';
+import { locksOf, retakeLocks } from './locks.js';
 import { isTreePipe, pipeFile } from './pipe.js';
 import { isTreePty, ptyFile, restoreControllingTerminal } from './pty.js';
-import { fileDescRecord, fileTableRecord } from './records.js';
+import { fileDescRecord, fileLocksRecord, fileTableRecord } from './records.js';
 import { connectedUnix, unixPairFile } from './unix-pair.js';
 
 /** The largest fd close_range takes (~0U). */
@@ -108,6 +109,12 @@ function checkpointFiles(ctx: CheckpointCtx, task: CheckpointTask): void {
     const objref = ctx.checkpointObj('file', key, { task, file, handler });
     ctx.write(fileDescRecord, { fd: file.fd, objref, cloexec: file.info.cloexec });
   }
+  ctx.write(fileLocksRecord, {
+    locks: locksOf(
+      ctx,
+      fds.map((p) => p.file),
+    ),
+  });
 }
 
 function checkAscending(fds: readonly number[]): void {
@@ -133,6 +140,8 @@ function restoreFiles(ctx: RestartCtx, task: RestartTask): void {
       }
       ctx.fetchObj<RestoredFile>(desc.objref, 'file');
     }
+    // Their locks are the parent's too: one owner, the shared table.
+    ctx.read(fileLocksRecord);
     return;
   }
   // Start from an empty table: nothing of the stub's (stdio on /dev/null)
@@ -182,6 +191,7 @@ function restoreFiles(ctx: RestartCtx, task: RestartTask): void {
     tableComplete(ctx);
     restoreControllingTerminal(ctx, task);
   });
+  retakeLocks(task, ctx.read(fileLocksRecord).locks);
   closeAll(
     task,
     [...temporaries].filter((fd) => !inImage.has(fd)),

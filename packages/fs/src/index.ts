@@ -1,6 +1,6 @@
 /**
  * @ckpt/fs — open files: the fd table with close-on-exec, regular files and
- * directories, deleted files, eventfd/signalfd/timerfd/epoll/inotify, listening sockets, unix socket pairs, pseudo-terminals, simple devices, fds leading outside the
+ * directories, deleted files, FIFOs, file locks, eventfd/signalfd/timerfd/epoll/inotify, listening sockets, unix socket pairs, pseudo-terminals, simple devices, fds leading outside the
  * checkpoint (ttys, pipes, sockets), and the cwd, root and umask.
  *
  * @packageDocumentation
@@ -20,6 +20,7 @@ import {
   fileExternalRecord,
   fileGhostRecord,
   fileInotifyRecord,
+  fileLocksRecord,
   fileNameRecord,
   filePipeRecord,
   filePtyRecord,
@@ -88,6 +89,7 @@ export const fsPlugin: CkptPlugin = definePlugin({
     fileUnixRecord,
     ptyRecord,
     filePtyRecord,
+    fileLocksRecord,
   ],
   objects: [fileObject, pipeObject, ghostObject, unixPairObject, ptyObject],
   files: fileHandlers,

@@ -312,3 +312,24 @@ export const filePtyRecord = defineRecord(FILE_PTY, 'file_pty', 'pty end', {
   master: bool(),
   flags: u32('octal'),
 });
+
+export const FILE_LOCKS = 321;
+
+/**
+ * The file locks a task holds, each with an fd it was seen on (see
+ * locks.ts): after the task's fd table.
+ */
+export const fileLocksRecord = defineRecord(FILE_LOCKS, 'file_locks', 'file locks', {
+  locks: array(
+    struct({
+      fd: u32(),
+      /** 0: fcntl record lock (POSIX), 1: flock, 2: open-file-description lock. */
+      kind: u32(),
+      write: bool(),
+      start: u64(),
+      /** Bytes locked; 0: up to the end of the file, however long it grows. */
+      len: u64(),
+    }),
+    1 << 16,
+  ),
+});
