@@ -72,6 +72,21 @@ describe('a restored process continues with its state intact', () => {
 });
 
 describe('failures leave nothing behind', () => {
+  it('pid 1 and a kernel thread are refused saying why, and a missing pid is named once', () => {
+    for (const [pid, why] of [
+      ['1', /cannot freeze pid 1: .*EPERM.*init of ckpt's pid namespace/],
+      ['2', /cannot freeze pid 2: .*EPERM.*kernel thread/],
+    ] as const) {
+      const r = ckpt(['checkpoint', pid, '-o', imagePath()]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(why);
+    }
+    const r = ckpt(['checkpoint', '4194000', '-o', imagePath()]);
+    expect(r.stderr.trim()).toBe(
+      'ckpt: error: process 4194000 does not exist (it may have exited)',
+    );
+  });
+
   it('restart with the pid taken: clear error, suggestion, nothing left; --no-pids works', () => {
     const f = start('counter');
     const img = imagePath();

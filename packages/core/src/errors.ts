@@ -71,7 +71,10 @@ export class CkptError extends Error {
   oneLine(): string {
     const where: string[] = [];
     const c = this.context;
-    if (c.pid !== undefined && !this.message.includes(`pid ${c.pid}`)) where.push(`pid ${c.pid}`);
+    // "pid 42", "process 42", "thread 42": the message names it already.
+    if (c.pid !== undefined && !new RegExp(`\\b${c.pid}\\b`).test(this.message)) {
+      where.push(`pid ${c.pid}`);
+    }
     if (c.fd !== undefined && !this.message.includes(`fd ${c.fd}`)) where.push(`fd ${c.fd}`);
     if (c.offset !== undefined && !this.message.includes('offset'))
       where.push(`offset ${c.offset}`);

@@ -66,6 +66,19 @@ export function freezeTask(pid: number, options: FreezeOptions = {}): FrozenTask
   return awaitFrozen(seizeTask(pid, options), options);
 }
 
+const PF_KTHREAD = 0x200000;
+
+/** Why PTRACE_SEIZE of `pid` fails with EPERM, as far as ckpt can tell. */
+function whyUntraceable(pid: number): string {
+  if (pid === 1) return "it is the init of ckpt's pid namespace, which nothing may trace";
+  try {
+    if (readStat(pid).flags & PF_KTHREAD) return 'it is a kernel thread';
+  } catch {
+    // gone: say what else it could be
+  }
+  return 'ckpt needs root (CAP_SYS_PTRACE) and a Yama ptrace_scope that allows it';
+}
+
 /**
  * The first half of {@link freezeTask}: PTRACE_SEIZE and PTRACE_INTERRUPT,
  * without waiting for the stop. A task frozen by a cgroup freezer can be
@@ -85,6 +98,14 @@ export function seizeTask(pid: number, options: FreezeOptions = {}): SeizedTask 
       throw new CkptError(
         'EBUSY',
         `cannot freeze pid ${pid}: it is already traced by ${by}`,
+        { pid, syscall: 'PTRACE_SEIZE' },
+        { cause: e },
+      );
+    }
+    if (e instanceof CkptError && e.code === 'EPERM') {
+      throw new CkptError(
+        'EPERM',
+        `cannot freeze pid ${pid}: the kernel refused to trace it (EPERM): ${whyUntraceable(pid)}`,
         { pid, syscall: 'PTRACE_SEIZE' },
         { cause: e },
       );
