@@ -38,6 +38,8 @@ function startContainer(dir: string): { init: number; out: string; sleeper: numb
   const out = path.join(dir, 'out');
   const script = [
     `hostname ${HOSTNAME}`,
+    // Pids used and gone: a restart must not give them out again at once.
+    'for i in $(seq 60); do /bin/true; done',
     'sleep 1000 &',
     'i=0',
     `while :; do i=$((i+1)); echo $i >> ${out}; sleep 0.2; done`,
@@ -63,6 +65,9 @@ describe('container checkpoint and restart', () => {
     expect(nsPids(init)).toEqual([init, 1]);
     expect(nsenter(init, ['-u'], ['hostname']).trim()).toBe(HOSTNAME);
     const sleeperNs = nsPids(sleeper);
+    const lastPid = () =>
+      Number(nsenter(init, ['-p', '-m'], ['cat', '/proc/sys/kernel/ns_last_pid']).trim());
+    const lastBefore = lastPid();
 
     const img = tmpImage();
     ckptOk(['checkpoint', String(init), '-o', img, '--kill', '--container']);
@@ -107,6 +112,9 @@ describe('container checkpoint and restart', () => {
       .map(Number);
     expect(procPids).toContain(1);
     expect(procPids.length).toBeLessThan(10);
+    // Processes started inside after the restart get pids above those the
+    // container had given (its pid counter is restored), not low ones again.
+    expect(lastPid()).toBeGreaterThan(lastBefore);
   });
 
   it('refuses --container for a process that is not a pid-namespace init', () => {

@@ -69,3 +69,8 @@ export const ipcNsRecord = defineRecord(RecordType.IPC_NS, 'ipc_ns', 'ipc namesp
   /** Sysctls this kernel lacked at checkpoint (e.g. `kernel.msg_next_id`); their fields are 0. */
   missing: array(str(64), 32),
 });
+
+/** A container's pid namespace: its pid counter (kernel.ns_last_pid; 0: unknown). */
+export const pidNsRecord = defineRecord(RecordType.PID_NS, 'pid_ns', 'pid namespace counter', {
+  lastPid: u32(),
+});
