@@ -18,6 +18,9 @@
  *   open-file-description lock: another process finds each held again
  *   after the restart (and free while the program was gone), and a restart
  *   while someone else took one fails, leaving nothing behind;
+ * - a python3 whose executable and a library it loaded were deleted while
+ *   it runs (as a package upgrade replaces them): both come back as the
+ *   same deleted files, and the library's code runs on;
  * - a shell pipeline through a FIFO (mkfifo) with lines waiting in it: the
  *   reader reads on, no line lost or repeated;
  * - a shell whose loops fork short-lived children all the time (children
@@ -320,5 +323,46 @@ print(' '.join(res))
       ),
     );
     expect(isAlive(pid)).toBe(false);
+  });
+});
+
+describe('deleted executable and library', () => {
+  it('a program whose binary and a loaded library were replaced runs on', () => {
+    const dir = tmpDir('ckpt-deleted-');
+    const exe = path.join(dir, 'python3');
+    const lib = path.join(dir, 'libz-copy.so');
+    const out = path.join(dir, 'out');
+    fs.copyFileSync('/usr/bin/python3.11', exe);
+    fs.chmodSync(exe, 0o755);
+    fs.copyFileSync('/lib/x86_64-linux-gnu/libz.so.1', lib);
+    // Each line: a count and what the deleted library's code returns.
+    const script = `
+import ctypes, os, sys, time
+z = ctypes.CDLL(sys.argv[1]); z.zlibVersion.restype = ctypes.c_char_p
+i = 0
+while True:
+    i += 1
+    with open(sys.argv[2], 'a') as f: f.write('%d %s\\n' % (i, z.zlibVersion().decode()))
+    time.sleep(0.05)
+`;
+    const pid = Number(ckptOk(['run', '--', exe, '-c', script, lib, out]).trim());
+    leftovers.push(pid);
+    const lines = () =>
+      fs.existsSync(out) ? fs.readFileSync(out, 'utf8').split('\n').filter(Boolean) : [];
+    waitFor('counting', () => lines().length >= 3);
+    fs.rmSync(exe);
+    fs.rmSync(lib);
+    const version = lines()[0]!.split(' ')[1];
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+    waitFor('the original gone', () => !isAlive(pid));
+    const at = lines().length;
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
+    waitFor('counting on', () => lines().length >= at + 5);
+    const seen = lines().map((l) => l.split(' '));
+    expect(seen.map(([n]) => Number(n))).toEqual(seen.map((_, i) => i + 1));
+    for (const [, v] of seen) expect(v).toBe(version);
+    expect(fs.readlinkSync(`/proc/${pid}/exe`)).toBe(`${exe} (deleted)`);
+    expect(fs.readFileSync(`/proc/${pid}/maps`, 'utf8')).toContain(`${lib} (deleted)`);
   });
 });

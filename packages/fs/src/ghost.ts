@@ -44,6 +44,7 @@ import {
   memfdCreate,
   type ObjectOps,
   openInTask,
+  type RecordValue,
   type RestartCtx,
   type RestartTask,
 } from '@ckpt/core';
@@ -71,6 +72,8 @@ export interface SavedGhost {
   path: string;
   /** What holds it, for messages: "fd 3", "the mapping 0x…-0x…". */
   where: string;
+  /** It is a task's executable: restored read-only (see ghostFileRecord's readOnly). */
+  readOnly?: boolean;
 }
 
 /** A deleted file recreated at restart. */
@@ -153,7 +156,7 @@ export const ghostObject: ObjectOps<SavedGhost | RestoredGhost> = {
   name: GHOST_OBJECT,
   id: 308,
   checkpoint(ctx, obj) {
-    const { pid, source, path, where } = obj as SavedGhost;
+    const { pid, source, path, where, readOnly } = obj as SavedGhost;
     const what = `pid ${pid}: saving deleted file ${path} (${where})`;
     const fd = openOrThrow(source, what, pid);
     try {
@@ -184,6 +187,7 @@ export const ghostObject: ObjectOps<SavedGhost | RestoredGhost> = {
         size,
         chunks: chunks.length,
         seals: path.startsWith(MEMFD_PREFIX) ? getSeals(fd) : 0,
+        readOnly: readOnly === true,
       });
       for (const c of chunks) {
         const data = Buffer.alloc(c.length);
@@ -206,36 +210,20 @@ export const ghostObject: ObjectOps<SavedGhost | RestoredGhost> = {
     const fd = memfd
       ? memfdCreate(rec.path.slice(MEMFD_PREFIX.length))
       : createUnlinked(ctx, rec.path, what);
+    try {
+      fillGhost(ctx, fd, rec, what, memfd);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+    let kept = fd;
+    if (rec.readOnly) {
+      kept = openSync(`/proc/self/fd/${fd}`, 'r');
+      closeSync(fd);
+    }
     // Closed when the restart ends, whichever way.
-    ctx.deferqueue.add(fd, closeSync, closeSync);
-    fchmodSync(fd, rec.mode);
-    for (let i = 0; i < rec.chunks; i++) {
-      const chunk = ctx.read(ghostDataRecord);
-      if (chunk.offset + BigInt(chunk.data.length) > rec.size) {
-        throw new CkptError('EBADREC', `${what}: data past its size ${rec.size}`, {
-          recordType: ghostDataRecord.type,
-        });
-      }
-      let done = 0;
-      while (done < chunk.data.length) {
-        done += writeSync(
-          fd,
-          chunk.data,
-          done,
-          chunk.data.length - done,
-          Number(chunk.offset) + done,
-        );
-      }
-    }
-    ftruncateSync(fd, Number(rec.size));
-    // Sealed last: a seal may forbid the writes that filled it.
-    if (memfd) addSeals(fd, rec.seals);
-    else if (rec.seals !== 0) {
-      throw new CkptError('EBADREC', `${what}: seals on a file that is not a memfd`, {
-        recordType: ghostFileRecord.type,
-      });
-    }
-    return { fd, path: rec.path, savedInode: rec.inode };
+    ctx.deferqueue.add(kept, closeSync, closeSync);
+    return { fd: kept, path: rec.path, savedInode: rec.inode };
   },
   describe(obj) {
     return 'source' in obj
@@ -285,3 +273,40 @@ export const ghostFile: FileHandler = {
     return fd;
   },
 };
+
+/** Write the saved data of ghost `rec` into `fd`, size it, and seal a memfd. */
+function fillGhost(
+  ctx: RestartCtx,
+  fd: number,
+  rec: RecordValue<typeof ghostFileRecord>,
+  what: string,
+  memfd: boolean,
+): void {
+  fchmodSync(fd, rec.mode);
+  for (let i = 0; i < rec.chunks; i++) {
+    const chunk = ctx.read(ghostDataRecord);
+    if (chunk.offset + BigInt(chunk.data.length) > rec.size) {
+      throw new CkptError('EBADREC', `${what}: data past its size ${rec.size}`, {
+        recordType: ghostDataRecord.type,
+      });
+    }
+    let done = 0;
+    while (done < chunk.data.length) {
+      done += writeSync(
+        fd,
+        chunk.data,
+        done,
+        chunk.data.length - done,
+        Number(chunk.offset) + done,
+      );
+    }
+  }
+  ftruncateSync(fd, Number(rec.size));
+  // Sealed last: a seal may forbid the writes that filled it.
+  if (memfd) addSeals(fd, rec.seals);
+  else if (rec.seals !== 0) {
+    throw new CkptError('EBADREC', `${what}: seals on a file that is not a memfd`, {
+      recordType: ghostFileRecord.type,
+    });
+  }
+}

@@ -169,6 +169,12 @@ export const ghostFileRecord = defineRecord(GHOST_FILE, 'ghost_file', 'deleted f
   chunks: u32(),
   /** A memfd's seals (F_SEAL_*); 0 for any other file. */
   seals: u32('hex'),
+  /**
+   * A program's executable: ckpt keeps only a read-only open file on it
+   * after filling it (the kernel refuses an exe anything has open for
+   * writing, and the mappings made from ckpt's file would count).
+   */
+  readOnly: bool(),
 });
 
 /** Part of a deleted file's data: at most 4 MiB at `offset` (holes are not saved). */

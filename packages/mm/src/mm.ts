@@ -5,6 +5,8 @@
  * addresses, recreates every VMA, writes the pages, and installs brk, the
  * arg/env areas, auxv and the exe file with prctl(PR_SET_MM_MAP).
  */
+
+import { statSync } from 'node:fs';
 import {
   type CheckpointCtx,
   type CheckpointTask,
@@ -32,6 +34,7 @@ import {
   type VmaHandler,
   type VmaInfo,
 } from '@ckpt/core';
+import { checkpointGhost, ghostFdInTask } from '@ckpt/fs';
 import { countPages, dumpPages, type PageRun, restorePages } from './pages.js';
 import { mmRecord, VmaKind, vmaRecord } from './records.js';
 import { restoringMemoryOf } from './shmem.js';
@@ -117,8 +120,31 @@ const brkRead = new InjectedRead<bigint>('mm:brk', (task, done) =>
   }),
 );
 
+const DELETED = ' (deleted)';
+
+/**
+ * The `ghost` of a deleted exe (the program was replaced while it runs),
+ * written before the mm record that names it; its text mappings refer to
+ * the same object. Returns its objref.
+ */
+function checkpointExeGhost(ctx: CheckpointCtx, task: CheckpointTask, exe: string): number {
+  const source = `/proc/${task.pid}/exe`;
+  const st = statSync(source);
+  const dev = BigInt(st.dev);
+  const major = Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn));
+  const minor = Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn));
+  return checkpointGhost(ctx, { major, minor }, st.ino, {
+    pid: task.pid,
+    source,
+    path: exe.slice(0, -DELETED.length),
+    where: 'its executable',
+    readOnly: true,
+  });
+}
+
 function checkpointMm(ctx: CheckpointCtx, task: CheckpointTask): void {
   const vmas = withPagemap(task, () => plan(ctx, task));
+  const exe = readExe(task.pid);
   const st = task.stat;
   const brk = brkRead.get(task);
   const auxv = readAuxv(task.pid).flatMap((e) => [BigInt(e.type), e.value]);
@@ -135,7 +161,8 @@ function checkpointMm(ctx: CheckpointCtx, task: CheckpointTask): void {
     envStart: st.envStart,
     envEnd: st.envEnd,
     auxv,
-    exe: readExe(task.pid),
+    exe,
+    exeGhost: exe.endsWith(DELETED) ? checkpointExeGhost(ctx, task, exe) : 0,
     layout: vmas.map((p) => ({ start: p.vma.start, end: p.vma.end, kind: p.handler.id })),
   });
   const total = vmas.reduce((n, p) => n + countPages(p.runs), 0);
@@ -302,8 +329,12 @@ function restoreEachVma(ctx: RestartCtx, task: RestartTask, mm: MmRecord): void 
     }
     restoreMadvise(task, vma);
   }
+  // A deleted exe: its recreated file, in the task, stands for it.
+  const exeFd = mm.exeGhost
+    ? ghostFdInTask(ctx, task, mm.exeGhost, `pid ${task.savedPid}: its deleted executable`).fd
+    : undefined;
   // Staged only now: nothing may overwrite the scratch area before it runs.
-  const { calls, check } = mmMapCalls(task, mm);
+  const { calls, check } = mmMapCalls(task, mm, exeFd);
   // The last round trip runs while ckpt goes on with the next phases and
   // tasks; whatever next needs this task stopped completes it.
   held.launch(calls, check);
@@ -399,6 +430,7 @@ class HeldPages implements TaskMemory {
 function mmMapCalls(
   task: RestartTask,
   mm: MmRecord,
+  exeFd?: number,
 ): { calls: SyscallRequest[]; check: (results: readonly bigint[]) => void } {
   const auxv = Buffer.alloc(mm.auxv.length * 8);
   mm.auxv.forEach((v, i) => {
@@ -419,8 +451,18 @@ function mmMapCalls(
     envEnd: mm.envEnd,
     auxv: auxvAddr!,
     auxvSize: auxv.length,
-    exeFd: 0,
+    exeFd: exeFd ?? 0,
   });
+  if (exeFd !== undefined) {
+    const [, mapAt] = stage(task, [auxv, map]);
+    return {
+      calls: [
+        { name: 'prctl', args: [PR.SET_MM, PR_SET_MM.MAP, mapAt!, PRCTL_MM_MAP_SIZE, 0] },
+        { name: 'close', args: [exeFd] },
+      ],
+      check: ([r]) => checkMmMap(task, mm, 0n, r!),
+    };
+  }
   // The auxv stays staged first in the scratch area; the map goes after it
   // (with room for the 8-byte copy of the exe's fd into its exe_fd), then
   // the exe's path. One batch of injected calls opens the exe, puts the fd

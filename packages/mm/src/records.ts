@@ -21,6 +21,7 @@ export const VmaKind = {
   VVAR: 6,
   VVAR_VCLOCK: 7,
   FILE_SHARED_DELETED: 8,
+  FILE_PRIVATE_DELETED: 9,
 } as const;
 
 /** Printable names of {@link VmaKind}. */
@@ -33,6 +34,7 @@ export const VMA_KIND_NAMES: Record<number, string> = {
   6: 'vvar',
   7: 'vvar_vclock',
   8: 'file-shared-deleted',
+  9: 'file-private-deleted',
 };
 
 /** The address-space layout of a task, before its VMAs. */
@@ -52,6 +54,8 @@ export const mmRecord = defineRecord(RecordType.MM, 'mm', 'address space layout'
   auxv: array(u64('hex'), 512),
   /** /proc/PID/exe. */
   exe: str(4096),
+  /** Objref of the `ghost` object of the exe when it was deleted (replaced while running); 0 otherwise. */
+  exeGhost: u32(),
   /** Every VMA's range and kind, so restart can plan before reading them. */
   layout: array(
     struct({ start: u64('hex'), end: u64('hex'), kind: u32('dec', VMA_KIND_NAMES) }),

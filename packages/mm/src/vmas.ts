@@ -320,19 +320,49 @@ export const deletedFileShared: ObjectVmaHandler = {
   match: isDeletedSharedFile,
   describe: (_task, v) => describe(v, VmaKind.FILE_SHARED_DELETED, v.pathname),
   pages: () => [],
-  checkpointObject: (ctx, task, v) =>
-    checkpointGhost(ctx, { major: v.devMajor, minor: v.devMinor }, v.inode, {
-      pid: task.pid,
-      source: `/proc/${task.pid}/map_files/${v.start.toString(16)}-${v.end.toString(16)}`,
-      path: mapsFilePath(v),
-      where: `the mapping 0x${v.start.toString(16)}-0x${v.end.toString(16)}`,
-    }),
+  checkpointObject: checkpointMappedGhost,
   restore(ctx, task, vma) {
     const { objref } = vma as VmaRecord;
     const what = `pid ${task.savedPid}: mapping deleted file ${vma.path}`;
     const { fd } = ghostFdInTask(ctx, task, objref, what);
     try {
       mmap(task, vma, vma.prot, MAP_SHARED, fd);
+    } finally {
+      closeInTask(task, fd);
+    }
+  },
+};
+
+/** The ghost of the deleted file `v` maps (see @ckpt/fs's ghost.ts); its objref. */
+function checkpointMappedGhost(ctx: CheckpointCtx, task: CheckpointTask, v: VmaInfo): number {
+  return checkpointGhost(ctx, { major: v.devMajor, minor: v.devMinor }, v.inode, {
+    pid: task.pid,
+    source: `/proc/${task.pid}/map_files/${v.start.toString(16)}-${v.end.toString(16)}`,
+    path: mapsFilePath(v),
+    where: `the mapping 0x${v.start.toString(16)}-0x${v.end.toString(16)}`,
+  });
+}
+
+/**
+ * A deleted file mapped privately: a library or program replaced while
+ * the process runs (a package upgrade). Its contents are a `ghost` object
+ * as for a shared mapping; restart maps the recreated file privately, and
+ * the pages the process changed are saved and written back, as for any
+ * private file mapping.
+ */
+export const deletedFilePrivate: ObjectVmaHandler = {
+  kind: 'file-private-deleted',
+  id: VmaKind.FILE_PRIVATE_DELETED,
+  match: (v) => !v.shared && v.kind === 'file' && v.deleted,
+  describe: (_task, v) => describe(v, VmaKind.FILE_PRIVATE_DELETED, v.pathname),
+  pages: (task, v) => presentPages(task, v, true),
+  checkpointObject: checkpointMappedGhost,
+  restore(ctx, task, vma) {
+    const { objref } = vma as VmaRecord;
+    const what = `pid ${task.savedPid}: mapping deleted file ${vma.path}`;
+    const { fd } = ghostFdInTask(ctx, task, objref, what);
+    try {
+      mmap(task, vma, vma.prot, (vma.flags & MAP_GROWSDOWN) | MAP_PRIVATE, fd);
     } finally {
       closeInTask(task, fd);
     }
@@ -380,6 +410,7 @@ export const vmaHandlers: readonly VmaHandler[] = [
   deletedFileShared,
   anonPrivate,
   filePrivate,
+  deletedFilePrivate,
   fileShared,
 ];
 
@@ -390,9 +421,7 @@ export function unsupported(task: CheckpointTask, v: VmaInfo): CkptError {
   const what =
     sysvKey !== undefined
       ? `is a SysV shared memory segment (key 0x${sysvKey}, shmat)`
-      : v.deleted && !v.shared
-        ? `maps a deleted file privately (${v.pathname})`
-        : `is of an unsupported kind (${v.kind}${v.pathname ? `, ${v.pathname}` : ''})`;
+      : `is of an unsupported kind (${v.kind}${v.pathname ? `, ${v.pathname}` : ''})`;
   return new CkptError(
     'ENOTSUP',
     `pid ${task.pid}: memory region 0x${v.start.toString(16)}-0x${v.end.toString(16)} ${what}; ckpt cannot checkpoint it yet`,
