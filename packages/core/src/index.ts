@@ -20,7 +20,12 @@ export * from './core-plugin.js';
 export * from './deferqueue.js';
 export * from './engine/check.js';
 export * from './engine/checkpoint.js';
-export { type SessionPty, takeSessionPty } from './engine/ctty.js';
+export {
+  PTY_MASTER_PATHS,
+  ptsIndexOfTtyNr,
+  type SessionPty,
+  takeSessionPty,
+} from './engine/ctty.js';
 export * from './engine/fd-transfer.js';
 export * from './engine/freezer.js';
 export * from './engine/injected-read.js';

@@ -37,7 +37,9 @@ import {
   grabFd,
   type ObjectOps,
   openInTask,
+  PTY_MASTER_PATHS,
   packetMode,
+  ptsIndexOfTtyNr,
   ptyIndex,
   ptyLocked,
   type RestartCtx,
@@ -66,7 +68,6 @@ const TIOCSPGRP = 0x5410;
 /** Unix98 pty slaves: majors 136-143, 256 minors each. */
 const PTS_MAJOR_FIRST = 136;
 const PTS_MAJOR_LAST = 143;
-const MASTER_PATHS = new Set(['/dev/ptmx', '/dev/pts/ptmx']);
 
 interface PtyEnd {
   pid: number;
@@ -85,13 +86,6 @@ function slaveIndex(file: FileInfo): number | undefined {
   return (ma - PTS_MAJOR_FIRST) * 256 + minor(file.stat.rdev);
 }
 
-/** `tty_nr` of /proc/PID/stat for /dev/pts/`index` (the kernel's new_encode_dev). */
-function ttyNr(index: number): number {
-  const ma = PTS_MAJOR_FIRST + (index >> 8);
-  const mi = index & 0xff;
-  return (mi & 0xff) | (ma << 8) | ((mi & ~0xff) << 12);
-}
-
 function indexOfMaster(end: PtyEnd): number {
   const mine = grabFd(end.pid, end.fd);
   try {
@@ -108,7 +102,7 @@ function treeMasters(ctx: CheckpointCtx): Map<number, PtyEnd> {
   if (map) return map;
   map = new Map();
   for (const { pid, fd, target } of treeFds(ctx)) {
-    if (target.kind !== 'path' || !MASTER_PATHS.has(target.path ?? '')) continue;
+    if (target.kind !== 'path' || !PTY_MASTER_PATHS.has(target.path ?? '')) continue;
     const index = indexOfMaster({ pid, fd });
     if (!map.has(index)) map.set(index, { pid, fd });
   }
@@ -171,10 +165,9 @@ function controlledSession(
   ctx: CheckpointCtx,
   index: number,
 ): { leader: number; foreground: number } | undefined {
-  const nr = ttyNr(index);
   for (const pid of ctx.pids) {
     const st = readStat(pid);
-    if (st.ttyNr !== nr || st.session !== pid) continue;
+    if (ptsIndexOfTtyNr(st.ttyNr) !== index || st.session !== pid) continue;
     // The foreground group as the leader's own pid namespace numbers it.
     const member = ctx.pids.find((p) => p !== pid && readStat(p).pgrp === st.tpgid);
     const ids = readStatus(member ?? pid).nsPgid;

@@ -13,6 +13,7 @@ import {
   mapsFilePath,
   openPagemapFile,
   type PagemapFile,
+  type RestartCtx,
   type RestartTask,
   readPageRuns,
   type SavedVma,
@@ -321,17 +322,19 @@ export const deletedFileShared: ObjectVmaHandler = {
   describe: (_task, v) => describe(v, VmaKind.FILE_SHARED_DELETED, v.pathname),
   pages: () => [],
   checkpointObject: checkpointMappedGhost,
-  restore(ctx, task, vma) {
-    const { objref } = vma as VmaRecord;
-    const what = `pid ${task.savedPid}: mapping deleted file ${vma.path}`;
-    const { fd } = ghostFdInTask(ctx, task, objref, what);
-    try {
-      mmap(task, vma, vma.prot, MAP_SHARED, fd);
-    } finally {
-      closeInTask(task, fd);
-    }
-  },
+  restore: (ctx, task, vma) => mapGhost(ctx, task, vma, MAP_SHARED),
 };
+
+/** Map the recreated deleted file of `vma` (its ghost, by the record's objref) with `flags`. */
+function mapGhost(ctx: RestartCtx, task: RestartTask, vma: SavedVma, flags: number): void {
+  const what = `pid ${task.savedPid}: mapping deleted file ${vma.path}`;
+  const { fd } = ghostFdInTask(ctx, task, (vma as VmaRecord).objref, what);
+  try {
+    mmap(task, vma, vma.prot, flags, fd);
+  } finally {
+    closeInTask(task, fd);
+  }
+}
 
 /** The ghost of the deleted file `v` maps (see @ckpt/fs's ghost.ts); its objref. */
 function checkpointMappedGhost(ctx: CheckpointCtx, task: CheckpointTask, v: VmaInfo): number {
@@ -357,16 +360,7 @@ export const deletedFilePrivate: ObjectVmaHandler = {
   describe: (_task, v) => describe(v, VmaKind.FILE_PRIVATE_DELETED, v.pathname),
   pages: (task, v) => presentPages(task, v, true),
   checkpointObject: checkpointMappedGhost,
-  restore(ctx, task, vma) {
-    const { objref } = vma as VmaRecord;
-    const what = `pid ${task.savedPid}: mapping deleted file ${vma.path}`;
-    const { fd } = ghostFdInTask(ctx, task, objref, what);
-    try {
-      mmap(task, vma, vma.prot, (vma.flags & MAP_GROWSDOWN) | MAP_PRIVATE, fd);
-    } finally {
-      closeInTask(task, fd);
-    }
-  },
+  restore: (ctx, task, vma) => mapGhost(ctx, task, vma, (vma.flags & MAP_GROWSDOWN) | MAP_PRIVATE),
 };
 
 /** Shared file mappings: the contents live in the file. */

@@ -22,7 +22,8 @@ import { openInTask, type TaskAccess } from './task-io.js';
 
 const PTS_MAJOR_FIRST = 136;
 const PTS_MAJOR_LAST = 143;
-const MASTER_PATHS = new Set(['/dev/ptmx', '/dev/pts/ptmx']);
+/** The paths a pty master is opened by (what /proc/PID/fd/N shows). */
+export const PTY_MASTER_PATHS: ReadonlySet<string> = new Set(['/dev/ptmx', '/dev/pts/ptmx']);
 const O_RDWR = 2;
 const O_NOCTTY = 0o400;
 const O_CLOEXEC = 0o2000000;
@@ -47,7 +48,7 @@ export function ptyMastersOf(pids: readonly number[]): Set<number> {
       continue; // a zombie
     }
     for (const fd of fds) {
-      if (!MASTER_PATHS.has(readFdTarget(pid, fd).path ?? '')) continue;
+      if (!PTY_MASTER_PATHS.has(readFdTarget(pid, fd).path ?? '')) continue;
       const mine = grabFd(pid, fd);
       try {
         found.add(ptyIndex(mine));
