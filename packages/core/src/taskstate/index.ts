@@ -38,7 +38,7 @@ export const taskStateRecords: readonly RecordKind[] = [
   timersRecord,
 ];
 
-/** The phases of core's task state: task (100), signals (400), rlimits (800), rseq (950), timers (960). */
+/** The phases of core's task state: task (100), signals (400), rlimits (800), timers (850), rseq (950). */
 export const taskStatePhases: readonly TaskPhase[] = [
   taskMiscPhase,
   signalsPhase,

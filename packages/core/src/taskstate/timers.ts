@@ -175,7 +175,7 @@ function restoreCalls(
 /** Saves and restores the interval and POSIX timers of a process. */
 export const timersPhase: TaskPhase = {
   name: 'timers',
-  order: 960,
+  order: 850,
   prepare: (_ctx, task) => timerReads.post(task),
   checkpoint(ctx, task) {
     ctx.write(timersRecord, timerReads.get(task));
