@@ -102,8 +102,11 @@ function plan(ctx: CheckpointCtx, task: CheckpointTask): PlannedFd[] {
   });
 }
 
+/** Where `prepare` keeps a task's plan in `task.data`. */
+const PLAN = 'files:plan';
+
 function checkpointFiles(ctx: CheckpointCtx, task: CheckpointTask): void {
-  const fds = plan(ctx, task);
+  const fds = (task.data.get(PLAN) as PlannedFd[] | undefined) ?? plan(ctx, task);
   ctx.write(fileTableRecord, { fds: fds.map((p) => p.file.fd) });
   for (const { file, handler, key } of fds) {
     const objref = ctx.checkpointObj('file', key, { task, file, handler });
@@ -252,6 +255,11 @@ function place(
 export const filesPhase: TaskPhase = {
   name: 'files',
   order: 300,
+  // Planned before anything is saved: a file no handler takes refuses the
+  // checkpoint before gigabytes of memory are written for nothing.
+  prepare: (ctx, task) => {
+    task.data.set(PLAN, plan(ctx, task));
+  },
   checkpoint: checkpointFiles,
   restore: restoreFiles,
 };
