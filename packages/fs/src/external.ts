@@ -100,7 +100,13 @@ export const externalFile: FileHandler = {
     const rec = ctx.read(fileExternalRecord);
     const source = sourceFd(ctx, task, rec.fd);
     if (source !== undefined) return copyOurFd(task, source);
-    ctx.log.info(`pid ${task.savedPid} fd ${rec.fd} (${rec.target}) is connected to /dev/null`);
+    // Stdio without a counterpart is expected (a detached restart); any
+    // other fd losing its file is worth saying.
+    const say = rec.fd <= 2 ? ctx.log.info : ctx.log.warn;
+    say.call(
+      ctx.log,
+      `pid ${task.savedPid} fd ${rec.fd} (${rec.target}) led outside the tree: it is connected to /dev/null (--inherit-fd ${rec.fd}:FD gives it one of restart's)`,
+    );
     return openInTask(task, '/dev/null', rec.flags & (O_ACCMODE | O_NONBLOCK));
   },
 };

@@ -55,8 +55,11 @@ function typeOf(s: Stats): number | undefined {
 function checkStillSame(task: RestartTask, rec: FileName): void {
   const what = PATH_TYPE_NAMES[rec.type] ?? `type ${rec.type}`;
   let s: Stats;
+  // Outside the try: asking for the pid completes a background round trip,
+  // whose own error must not pass for this file's.
+  const pid = task.pid;
   try {
-    s = statSync(`/proc/${task.pid}/root${rec.path}`);
+    s = statSync(`/proc/${pid}/root${rec.path}`);
   } catch (e) {
     throw new CkptError(
       'ENOENT',

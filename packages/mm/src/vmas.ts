@@ -34,6 +34,9 @@ const MAP_PRIVATE = 0x02;
 const MAP_FIXED = 0x10;
 const MAP_ANONYMOUS = 0x20;
 const MAP_GROWSDOWN = 0x100;
+const MAP_NORESERVE = 0x4000;
+/** The MAP_* flags of a saved region that restart maps it with again. */
+const KEPT_FLAGS = MAP_GROWSDOWN | MAP_NORESERVE;
 const MAP_POPULATE = 0x8000;
 /**
  * ckpt's own bit in a VMA record's flags (not a MAP_* value): the region
@@ -85,7 +88,13 @@ export function protOf(vma: VmaInfo): number {
 }
 
 function mapFlags(vma: VmaInfo): number {
-  return (vma.shared ? MAP_SHARED : MAP_PRIVATE) | (vma.vmFlags.has('gd') ? MAP_GROWSDOWN : 0);
+  return (
+    (vma.shared ? MAP_SHARED : MAP_PRIVATE) |
+    (vma.vmFlags.has('gd') ? MAP_GROWSDOWN : 0) |
+    // No swap space accounted (MAP_NORESERVE): a mapping larger than
+    // memory can only be made again that way.
+    (vma.vmFlags.has('nr') ? MAP_NORESERVE : 0)
+  );
 }
 
 function describe(vma: VmaInfo, kind: number, path = ''): SavedVma {
@@ -223,7 +232,7 @@ export const anonPrivate: VmaHandler = {
   restore(_ctx, task, vma) {
     // Pages are written through /proc/PID/mem, which may write any page of
     // a private mapping: map with the final protection straight away.
-    const flags = (vma.flags & MAP_GROWSDOWN) | MAP_PRIVATE | MAP_ANONYMOUS;
+    const flags = (vma.flags & KEPT_FLAGS) | MAP_PRIVATE | MAP_ANONYMOUS;
     if (!(vma.flags & VMA_KEEP_APART)) {
       // A large region is filled through the task's userfaultfd, which
       // needs its pages missing. Otherwise a mostly-filled region is faster
@@ -278,7 +287,7 @@ export const filePrivate: VmaHandler = {
   describe: (_task, v) => describe(v, VmaKind.FILE_PRIVATE, v.pathname),
   pages: (task, v) => presentPages(task, v, true),
   restore(_ctx, task, vma) {
-    mmapFile(task, vma, O_RDONLY | O_CLOEXEC, vma.prot, (vma.flags & MAP_GROWSDOWN) | MAP_PRIVATE);
+    mmapFile(task, vma, O_RDONLY | O_CLOEXEC, vma.prot, (vma.flags & KEPT_FLAGS) | MAP_PRIVATE);
   },
 };
 
@@ -360,7 +369,7 @@ export const deletedFilePrivate: ObjectVmaHandler = {
   describe: (_task, v) => describe(v, VmaKind.FILE_PRIVATE_DELETED, v.pathname),
   pages: (task, v) => presentPages(task, v, true),
   checkpointObject: checkpointMappedGhost,
-  restore: (ctx, task, vma) => mapGhost(ctx, task, vma, (vma.flags & MAP_GROWSDOWN) | MAP_PRIVATE),
+  restore: (ctx, task, vma) => mapGhost(ctx, task, vma, (vma.flags & KEPT_FLAGS) | MAP_PRIVATE),
 };
 
 /** Shared file mappings: the contents live in the file. */
