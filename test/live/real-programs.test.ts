@@ -21,6 +21,8 @@
  * - a python3 whose executable and a library it loaded were deleted while
  *   it runs (as a package upgrade replaces them): both come back as the
  *   same deleted files, and the library's code runs on;
+ * - a program whose working directory was deleted comes back in a deleted
+ *   directory of the same name;
  * - a shell pipeline through a FIFO (mkfifo) with lines waiting in it: the
  *   reader reads on, no line lost or repeated;
  * - a shell whose loops fork short-lived children all the time (children
@@ -364,5 +366,35 @@ while True:
     for (const [, v] of seen) expect(v).toBe(version);
     expect(fs.readlinkSync(`/proc/${pid}/exe`)).toBe(`${exe} (deleted)`);
     expect(fs.readFileSync(`/proc/${pid}/maps`, 'utf8')).toContain(`${lib} (deleted)`);
+  });
+});
+
+describe('a deleted working directory', () => {
+  it('comes back as a deleted directory of the same path', () => {
+    const dir = tmpDir('ckpt-cwd-');
+    const work = path.join(dir, 'work');
+    const out = path.join(dir, 'out');
+    fs.mkdirSync(work);
+    const pid = Number(
+      ckptOk([
+        'run',
+        '--',
+        'sh',
+        '-c',
+        `cd ${work} && exec sh -c 'while :; do echo x >> ${out}; sleep 0.05; done'`,
+      ]).trim(),
+    );
+    leftovers.push(pid, -pid);
+    waitFor('writing', () => fs.existsSync(out));
+    waitFor('in its directory', () => fs.readlinkSync(`/proc/${pid}/cwd`) === work);
+    fs.rmdirSync(work);
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+    waitFor('the original gone', () => !isAlive(pid));
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
+    expect(fs.readlinkSync(`/proc/${pid}/cwd`)).toBe(`${work} (deleted)`);
+    expect(fs.existsSync(work)).toBe(false);
+    const size = fs.statSync(out).size;
+    waitFor('writing on', () => fs.statSync(out).size > size);
   });
 });

@@ -1,8 +1,12 @@
 /**
  * The fs phase: cwd, root (chroot) and umask. Paths are as ckpt sees them
  * in /proc, i.e. from its own root, so restart changes directory first,
- * while the task still has ckpt's root, and chroots after.
+ * while the task still has ckpt's root, and chroots after. A working
+ * directory that was deleted comes back deleted: an empty directory made
+ * for the task to enter, then removed.
  */
+
+import { mkdirSync, rmdirSync } from 'node:fs';
 import {
   type CheckpointCtx,
   type CheckpointTask,
@@ -22,20 +26,12 @@ const DELETED = ' (deleted)';
 function checkpointFs(ctx: CheckpointCtx, task: CheckpointTask): void {
   const cwd = readCwd(task.pid);
   const root = readRoot(task.pid);
-  for (const [what, path] of [
-    ['working directory', cwd],
-    ['root directory', root],
-  ] as const) {
-    if (path.endsWith(DELETED)) {
-      throw new CkptError(
-        'ENOTSUP',
-        `pid ${task.pid}: its ${what} ${path} was deleted; deleted directories are not supported`,
-        {
-          pid: task.pid,
-          path: path.slice(0, -DELETED.length),
-        },
-      );
-    }
+  if (root.endsWith(DELETED)) {
+    throw new CkptError(
+      'ENOTSUP',
+      `pid ${task.pid}: its root directory ${root} was deleted; a deleted root is not supported`,
+      { pid: task.pid, path: root.slice(0, -DELETED.length) },
+    );
   }
   const { umask } = task.status;
   if (umask === undefined) {
@@ -50,8 +46,38 @@ function checkpointFs(ctx: CheckpointCtx, task: CheckpointTask): void {
   ctx.write(fsRecord, { cwd, root, umask });
 }
 
+/**
+ * A directory to stand for the deleted working directory `path` (saved
+ * with " (deleted)"): made at its path if that is free, else next to it,
+ * else in /tmp; removed once the task is in it, so the task's cwd is a
+ * deleted, empty directory again.
+ */
+function standInDirectory(task: RestartTask, path: string): string {
+  const candidates = [
+    path,
+    `${path}.ckpt-${process.pid}`,
+    `/tmp/ckpt-cwd-${task.savedPid}-${process.pid}`,
+  ];
+  for (const dir of candidates) {
+    try {
+      mkdirSync(dir, 0o700);
+      return dir;
+    } catch {
+      // taken, or its parent is gone too: the next one
+    }
+  }
+  throw new CkptError(
+    'ESYS',
+    `pid ${task.savedPid}: cannot make a directory to stand for its deleted working directory ${path}`,
+    { pid: task.savedPid, path },
+  );
+}
+
 function restoreFs(ctx: RestartCtx, task: RestartTask): void {
-  const { cwd, root, umask } = ctx.read(fsRecord);
+  const saved = ctx.read(fsRecord);
+  const { root, umask } = saved;
+  const deletedCwd = saved.cwd.endsWith(DELETED);
+  const cwd = deletedCwd ? standInDirectory(task, saved.cwd.slice(0, -DELETED.length)) : saved.cwd;
   // chdir, then chroot (paths are ckpt's, from ckpt's root), then umask:
   // posted, they run with the task's next injected calls.
   const dirs: { call: 'chdir' | 'chroot'; path: string; what: string }[] = [
@@ -66,6 +92,7 @@ function restoreFs(ctx: RestartCtx, task: RestartTask): void {
     {
       data: dirs.map((d) => cString(d.path)),
       done: (results) => {
+        if (deletedCwd) rmdirSync(cwd);
         dirs.forEach(({ call, path, what }, i) => {
           const r = results[i]!;
           if (r < 0n) {
