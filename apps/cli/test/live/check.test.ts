@@ -27,6 +27,8 @@ describe('ckpt check', () => {
       'memfd_create and seals',
       'open_by_handle_at',
       'PTRACE_GET_RSEQ_CONFIGURATION',
+      'userfaultfd',
+      'PR_TIMER_CREATE_RESTORE_IDS',
     ]) {
       expect(byName.get(name), name).toMatchObject({ ok: true });
     }

@@ -16,9 +16,14 @@ import { ProcMem } from '../kernel/memory.js';
 import { pidfdGetfd, pidfdOpen } from '../kernel/pidfd.js';
 import { PR, PR_SET_MM, prctl } from '../kernel/prctl.js';
 import { getRseqConfig } from '../kernel/ptrace.js';
+import { probeUserfaultfd } from '../kernel/uffd.js';
 import { readMaps, readPageRuns, readStatus } from '../proc/index.js';
 import type { Registry } from '../registry.js';
 import { hostArch } from './checkpoint.js';
+
+const PR_TIMER_CREATE_RESTORE_IDS = 77;
+const PR_TIMER_CREATE_RESTORE_IDS_GET = 2;
+
 import { TaskFactory } from './mktree.js';
 
 /** One probed feature. */
@@ -125,6 +130,18 @@ export function checkKernel(registry: Registry): FeatureCheck[] {
     probe('open_by_handle_at', false, () => {
       probeOpenByHandle();
       return 'available (finds the files inotify instances watch)';
+    }),
+  );
+  out.push(
+    probe('userfaultfd', false, () => {
+      probeUserfaultfd();
+      return 'available (restart fills large memory regions with UFFDIO_COPY)';
+    }),
+  );
+  out.push(
+    probe('PR_TIMER_CREATE_RESTORE_IDS', false, () => {
+      prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_GET);
+      return 'available (POSIX timers come back under their ids)';
     }),
   );
   out.push(

@@ -26,10 +26,13 @@ function koffi(): typeof Koffi {
 export type CLong = number | bigint;
 
 // `syscall(2)` numbers of the host for the calls glibc does not wrap.
-const HOST_SYSCALLS: Record<string, { kcmp: number; rtTgsigqueueinfo: number }> = {
-  x64: { kcmp: 312, rtTgsigqueueinfo: 297 },
-  arm64: { kcmp: 272, rtTgsigqueueinfo: 240 },
-  s390x: { kcmp: 343, rtTgsigqueueinfo: 330 },
+const HOST_SYSCALLS: Record<
+  string,
+  { kcmp: number; rtTgsigqueueinfo: number; userfaultfd: number }
+> = {
+  x64: { kcmp: 312, rtTgsigqueueinfo: 297, userfaultfd: 323 },
+  arm64: { kcmp: 272, rtTgsigqueueinfo: 240, userfaultfd: 282 },
+  s390x: { kcmp: 343, rtTgsigqueueinfo: 330, userfaultfd: 355 },
 };
 
 function bind() {
@@ -62,6 +65,8 @@ function bind() {
       ? lib.func(`long syscall(long nr, int pid1, int pid2, int type, ulong idx1, ulong idx2)`)
       : undefined,
     kcmpNr: host?.kcmp ?? -1,
+    syscall1: lib.func('long syscall(long nr, long a1)'),
+    userfaultfdNr: host?.userfaultfd ?? -1,
     rtTgsigqueueinfo: lib.func('long syscall(long nr, int tgid, int tid, int sig, void *info)'),
     rtTgsigqueueinfoNr: host?.rtTgsigqueueinfo ?? -1,
     close: lib.func('int close(int fd)'),

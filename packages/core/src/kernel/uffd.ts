@@ -143,3 +143,14 @@ export class Userfaultfd {
     return `${what} memory of pid ${this.pid} at 0x${addr.toString(16)} through its userfaultfd`;
   }
 }
+
+/**
+ * Whether this kernel gives ckpt a userfaultfd (made in ckpt itself, then
+ * closed): restart falls back to the ordinary path without one.
+ * @throws CkptError naming the errno when it does not
+ */
+export function probeUserfaultfd(): void {
+  const fd = Number(libc().syscall1(libc().userfaultfdNr, USERFAULTFD_FLAGS));
+  if (fd < 0) throw sysError('userfaultfd', errno(), 'making a userfaultfd');
+  new Userfaultfd(fd, process.pid).close();
+}
