@@ -44,6 +44,7 @@ export { epollFile, eventfdFile, signalfdFile, timerfdFile } from './event-files
 export { externalFile, isExternal } from './external.js';
 export { fileObject, type RestoredFile, type SavedFile } from './file-object.js';
 export { filesPhase } from './files.js';
+export { major, minor } from './flags.js';
 export { fsPhase } from './fs.js';
 export {
   checkpointGhost,

@@ -41,6 +41,7 @@ import {
   packetMode,
   ptsIndexOfTtyNr,
   ptyIndex,
+  ptyIndexOf,
   ptyLocked,
   type RestartCtx,
   type RestartTask,
@@ -86,15 +87,6 @@ function slaveIndex(file: FileInfo): number | undefined {
   return (ma - PTS_MAJOR_FIRST) * 256 + minor(file.stat.rdev);
 }
 
-function indexOfMaster(end: PtyEnd): number {
-  const mine = grabFd(end.pid, end.fd);
-  try {
-    return ptyIndex(mine);
-  } finally {
-    closeSync(mine);
-  }
-}
-
 /** The pty masters the tree holds, by index (one holder each), found once per checkpoint. */
 const scans = new WeakMap<CheckpointCtx, Map<number, PtyEnd>>();
 function treeMasters(ctx: CheckpointCtx): Map<number, PtyEnd> {
@@ -103,7 +95,7 @@ function treeMasters(ctx: CheckpointCtx): Map<number, PtyEnd> {
   map = new Map();
   for (const { pid, fd, target } of treeFds(ctx)) {
     if (target.kind !== 'path' || !PTY_MASTER_PATHS.has(target.path ?? '')) continue;
-    const index = indexOfMaster({ pid, fd });
+    const index = ptyIndexOf(pid, fd);
     if (!map.has(index)) map.set(index, { pid, fd });
   }
   scans.set(ctx, map);
@@ -321,7 +313,7 @@ export const ptyFile: FileHandler = {
   match: () => false,
   checkpoint(ctx, _task, file) {
     const master = isMaster(file);
-    const index = master ? indexOfMaster(file) : slaveIndex(file)!;
+    const index = master ? ptyIndexOf(file.pid, file.fd) : slaveIndex(file)!;
     const holder = master ? { pid: file.pid, fd: file.fd } : treeMasters(ctx).get(index)!;
     const pty = ctx.checkpointObj(PTY_OBJECT, `pty:${index}`, {
       ctx,

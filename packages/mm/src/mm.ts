@@ -34,7 +34,7 @@ import {
   type VmaHandler,
   type VmaInfo,
 } from '@ckpt/core';
-import { checkpointGhost, ghostFdInTask } from '@ckpt/fs';
+import { checkpointGhost, ghostFdInTask, major, minor } from '@ckpt/fs';
 import { countPages, dumpPages, type PageRun, restorePages } from './pages.js';
 import { mmRecord, VmaKind, vmaRecord } from './records.js';
 import { restoringMemoryOf } from './shmem.js';
@@ -130,10 +130,7 @@ const DELETED = ' (deleted)';
 function checkpointExeGhost(ctx: CheckpointCtx, task: CheckpointTask, exe: string): number {
   const source = `/proc/${task.pid}/exe`;
   const st = statSync(source);
-  const dev = BigInt(st.dev);
-  const major = Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn));
-  const minor = Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn));
-  return checkpointGhost(ctx, { major, minor }, st.ino, {
+  return checkpointGhost(ctx, { major: major(st.dev), minor: minor(st.dev) }, st.ino, {
     pid: task.pid,
     source,
     path: exe.slice(0, -DELETED.length),

@@ -15,8 +15,7 @@
  */
 import { closeSync, openSync } from 'node:fs';
 import { CkptError } from '../errors.js';
-import { grabFd } from '../kernel/pidfd.js';
-import { ptyIndex, setPtyLocked } from '../kernel/tty.js';
+import { ptyIndex, ptyIndexOf, setPtyLocked } from '../kernel/tty.js';
 import { listFds, readFdTarget } from '../proc/index.js';
 import { openInTask, type TaskAccess } from './task-io.js';
 
@@ -48,13 +47,7 @@ export function ptyMastersOf(pids: readonly number[]): Set<number> {
       continue; // a zombie
     }
     for (const fd of fds) {
-      if (!PTY_MASTER_PATHS.has(readFdTarget(pid, fd).path ?? '')) continue;
-      const mine = grabFd(pid, fd);
-      try {
-        found.add(ptyIndex(mine));
-      } finally {
-        closeSync(mine);
-      }
+      if (PTY_MASTER_PATHS.has(readFdTarget(pid, fd).path ?? '')) found.add(ptyIndexOf(pid, fd));
     }
   }
   return found;

@@ -88,6 +88,7 @@ export {
   getWinsize,
   packetMode,
   ptyIndex,
+  ptyIndexOf,
   ptyLocked,
   rawOutput,
   readableBytes,

@@ -5,7 +5,9 @@
  * set the terminal's state. The request numbers are the generic ones
  * (x86-64, arm64 and s390x alike).
  */
+import { closeSync } from 'node:fs';
 import { errno, libc, sysError } from './libc.js';
+import { grabFd } from './pidfd.js';
 
 const TCGETS2 = 0x802c542a;
 const TCSETS2 = 0x402c542b;
@@ -43,6 +45,16 @@ function setInt(fd: number, request: number, value: number, what: string): void 
 /** Index N of the pty whose master is `fd` (its slave is /dev/pts/N). */
 export function ptyIndex(fd: number): number {
   return int(fd, TIOCGPTN, 'reading the index of a pty master (TIOCGPTN)');
+}
+
+/** Index of the pty whose master is fd `fd` of process `pid` (through a copy of it). */
+export function ptyIndexOf(pid: number, fd: number): number {
+  const mine = grabFd(pid, fd);
+  try {
+    return ptyIndex(mine);
+  } finally {
+    closeSync(mine);
+  }
 }
 
 /** The terminal's `struct termios2` (modes, control characters, speeds), raw. */

@@ -1,9 +1,7 @@
 /** How much a task's fd has waiting to be read, asked without reading it. */
 import { closeSync } from 'node:fs';
-import { libc } from './libc.js';
 import { grabFd } from './pidfd.js';
-
-const FIONREAD = 0x541b;
+import { readableBytes } from './tty.js';
 
 /**
  * Bytes waiting to be read on fd `fd` of `pid` (FIONREAD on a copy of it:
@@ -17,8 +15,9 @@ export function unreadBytes(pid: number, fd: number): number | undefined {
     return undefined;
   }
   try {
-    const n = Buffer.alloc(4);
-    return libc().ioctlBuf(mine, FIONREAD, n) === 0 ? n.readInt32LE(0) : undefined;
+    return readableBytes(mine);
+  } catch {
+    return undefined;
   } finally {
     closeSync(mine);
   }

@@ -146,28 +146,45 @@ function sigevent(task: RestartTask, t: PosixTimer): Buffer {
 function restoreCalls(
   task: RestartTask,
   saved: SavedTimers,
-): { calls: SyscallRequest[]; data: Buffer[] } {
-  const calls: SyscallRequest[] = [];
+): { calls: (SyscallRequest & { what: string })[]; data: Buffer[] } {
+  const calls: (SyscallRequest & { what: string })[] = [];
   const data: Buffer[] = [];
   const part = (b: Buffer) => data.push(b) - 1;
   saved.itimers.forEach((t, w) => {
     if (t.valueNs === 0n) return; // disarmed (its period alone means nothing)
-    calls.push({ name: 'setitimer', args: [w, { data: part(rawTimes(t, 1000n)) }, 0] });
+    calls.push({
+      name: 'setitimer',
+      args: [w, { data: part(rawTimes(t, 1000n)) }, 0],
+      what: `arming interval timer ${w}`,
+    });
   });
   if (saved.posix.length > 0) {
-    calls.push({ name: 'prctl', args: [PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0] });
+    calls.push({
+      name: 'prctl',
+      args: [PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0],
+      what: 'asking for POSIX timer ids (PR_TIMER_CREATE_RESTORE_IDS)',
+    });
     for (const t of saved.posix) {
       const id = Buffer.alloc(8);
       id.writeInt32LE(t.id, 0);
       calls.push({
         name: 'timer_create',
         args: [t.clockid, { data: part(sigevent(task, t)) }, { data: part(id) }],
+        what: `recreating POSIX timer ${t.id}`,
       });
       if (t.valueNs !== 0n) {
-        calls.push({ name: 'timer_settime', args: [t.id, 0, { data: part(rawTimes(t, 1n)) }, 0] });
+        calls.push({
+          name: 'timer_settime',
+          args: [t.id, 0, { data: part(rawTimes(t, 1n)) }, 0],
+          what: `arming POSIX timer ${t.id}`,
+        });
       }
     }
-    calls.push({ name: 'prctl', args: [PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0] });
+    calls.push({
+      name: 'prctl',
+      args: [PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0],
+      what: 'ending POSIX timer ids (PR_TIMER_CREATE_RESTORE_IDS)',
+    });
   }
   return { calls, data };
 }
@@ -184,18 +201,6 @@ export const timersPhase: TaskPhase = {
     const saved = ctx.read(timersRecord);
     const { calls, data } = restoreCalls(task, saved);
     if (calls.length === 0) return;
-    task.sys.post(calls, {
-      data,
-      done: (results) => {
-        const failed = results.findIndex((r) => r < 0n);
-        if (failed < 0) return;
-        const call = calls[failed]!;
-        throw new CkptError(
-          'ESYS',
-          `pid ${task.savedPid}: restoring its timers: ${call.name}(${call.args[0]}) failed with errno ${-results[failed]!}`,
-          { pid: task.savedPid, syscall: call.name, errno: Number(-results[failed]!) },
-        );
-      },
-    });
+    task.sys.postChecked(calls, { data });
   },
 };
