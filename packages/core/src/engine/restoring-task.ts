@@ -9,6 +9,7 @@ import { CkptError } from '../errors.js';
 import type { FrozenTask } from '../kernel/freeze.js';
 import { type Finish, isSyscallError, SyscallInjector } from '../kernel/inject.js';
 import { NT, setRegset, setSigmask } from '../kernel/ptrace.js';
+import { readMaps } from '../proc/index.js';
 import type { RestartTask } from '../task.js';
 import { InjectedSyscalls, ProcTaskMemory } from './syscalls.js';
 
@@ -139,10 +140,13 @@ export class RestoringTask implements RestartTask {
   }
 
   keepRestorerClear(ranges: readonly { start: bigint; end: bigint }[]): void {
-    const overlaps = (s: bigint, e: bigint) => ranges.some((r) => s < r.end && r.start < e);
-    if (!overlaps(this.restorer.start, this.restorer.end)) return;
-    // Find a gap below the lowest range or between ranges, above 64 KiB.
-    const sorted = [...ranges].sort((a, b) => (a.start < b.start ? -1 : 1));
+    const inRanges = (s: bigint, e: bigint) => ranges.some((r) => s < r.end && r.start < e);
+    if (!inRanges(this.restorer.start, this.restorer.end)) return;
+    // Find a gap, above 64 KiB, that neither the address space to come nor
+    // what the task maps now (the stub, its stack, the vDSO) takes.
+    const taken = [...ranges, ...readMaps(this.frozen.pid)];
+    const overlaps = (s: bigint, e: bigint) => taken.some((r) => s < r.end && r.start < e);
+    const sorted = [...taken].sort((a, b) => (a.start < b.start ? -1 : 1));
     let candidate = 0x10000n;
     for (const r of sorted) {
       if (candidate + RESTORER_SIZE <= r.start && !overlaps(candidate, candidate + RESTORER_SIZE))
