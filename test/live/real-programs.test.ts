@@ -189,12 +189,50 @@ function terminalOf(pid: number): { tty: number; tpgid: number } {
   return { tty: Number(f[4]), tpgid: Number(f[5]) };
 }
 
+/** PID's command line with spaces between its arguments; '' once it is gone. */
+function cmdlineOf(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
+  } catch {
+    return '';
+  }
+}
+
+/** Every task of the session SID, one per line with its state and parent, for failure messages. */
+function sessionListing(sid: number): string {
+  const rows: string[] = [];
+  for (const name of fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    try {
+      const ids = statIds(Number(name));
+      if (ids.sid === sid)
+        rows.push(`${name} ${ids.state} ppid ${ids.ppid} ${cmdlineOf(Number(name))}`);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return `session ${sid}:\n${rows.join('\n')}`;
+}
+
 describe('script (a pseudo-terminal)', () => {
   it('the shell on its pty counts on after a restart, with its window size and controlling terminal', () => {
     const log = path.join(tmpDir('ckpt-script-'), 'log');
     const loop =
       'sleep 1000 & stty cols 123 rows 45; i=0; while :; do i=$((i+1)); echo "$i $(stty size)"; sleep 0.1; done';
-    const pid = Number(ckptOk(['run', '--', 'script', '-qfc', `bash -c '${loop}'`, log]).trim());
+    // script runs its command with $SHELL -c (sh when unset, as under CI,
+    // and dash does not exec the command): with bash, bash -c execs the
+    // loop, so script's child is the loop's shell whatever the caller's env.
+    const pid = Number(
+      ckptOk([
+        'run',
+        '--',
+        'env',
+        'SHELL=/bin/bash',
+        'script',
+        '-qfc',
+        `bash -c '${loop}'`,
+        log,
+      ]).trim(),
+    );
     leftovers.push(pid, -pid);
     const lines = () =>
       fs.existsSync(log)
@@ -208,12 +246,20 @@ describe('script (a pseudo-terminal)', () => {
     if (shell === undefined) throw new Error(`script (pid ${pid}) has no child`);
     // The shell leads its own session (script's child), on the pty.
     leftovers.push(-shell);
+    // The background sleep: a member of the session other than its leader.
+    const member = childrenOf(shell).find((p) => cmdlineOf(p) === 'sleep 1000');
+    if (member === undefined) {
+      throw new Error(
+        `the shell (pid ${shell}) has no 'sleep 1000' child: ${sessionListing(shell)}`,
+      );
+    }
+    leftovers.push(member);
     const before = terminalOf(shell);
     expect(before.tty).not.toBe(0);
     expect(before.tpgid).toBe(statIds(shell).pgid);
     const img = tmpImage();
     ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
-    waitFor('the original gone', () => !isAlive(pid) && !isAlive(shell));
+    waitFor('the original gone', () => ![pid, shell, member].some(isAlive));
     const atKill = lines().length;
     expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
     waitFor('counting on after the restart', () => lines().length >= atKill + 10, 20_000);
@@ -223,13 +269,13 @@ describe('script (a pseudo-terminal)', () => {
     const after = terminalOf(shell);
     expect(after.tty).not.toBe(0);
     expect(after.tpgid).toBe(before.tpgid);
-    // A member of the session that existed before the restart has it as
-    // its controlling terminal too (it could open /dev/tty).
-    const member = childrenOf(shell).find((p) =>
-      fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith('sleep\u00001000'),
-    );
-    expect(member).toBeDefined();
-    expect(terminalOf(member!).tty).toBe(after.tty);
+    // The other member of the session is back under its pid, still the
+    // shell's child, with the pty as its controlling terminal too (it could
+    // open /dev/tty).
+    expect(isAlive(member), `sleep 1000 (pid ${member}): ${sessionListing(shell)}`).toBe(true);
+    expect(cmdlineOf(member)).toBe('sleep 1000');
+    expect(statIds(member).ppid).toBe(shell);
+    expect(terminalOf(member).tty).toBe(after.tty);
   });
 });
 
