@@ -164,6 +164,31 @@ describe('python3 asyncio', () => {
   });
 });
 
+describe('python3 under a seccomp filter', () => {
+  it('counts on after a restart, and the filter still refuses what it refused', () => {
+    const out = path.join(tmpDir('ckpt-seccomp-'), 'out');
+    // getppid (110) fails with errno 42 (SECCOMP_RET_ERRNO | 42); all else is allowed.
+    // Each line is the count, written only while getppid fails that way.
+    const script = [
+      'import ctypes,os,time',
+      'class F(ctypes.Structure): _fields_=[("code",ctypes.c_ushort),("jt",ctypes.c_ubyte),("jf",ctypes.c_ubyte),("k",ctypes.c_uint)]',
+      'class P(ctypes.Structure): _fields_=[("len",ctypes.c_ushort),("filter",ctypes.POINTER(F))]',
+      'f=(F*4)(F(0x20,0,0,0),F(0x15,0,1,110),F(6,0,0,0x50000|42),F(6,0,0,0x7fff0000))',
+      'assert ctypes.CDLL(None).prctl(22,2,ctypes.byref(P(4,f)),0,0)==0',
+      'i=0',
+      'while True:',
+      '    i+=1',
+      // glibc's getppid cannot fail: it returns the raw -errno.
+      '    v=os.getppid(); r=str(i) if v==-42 else f"getppid gave {v}"',
+      `    open(${JSON.stringify(out)},"a").write(r+"\\n")`,
+      '    time.sleep(0.05)',
+    ].join('\n');
+    expectCountsOnAfterRestart(['python3', '-c', script], out, (pid) =>
+      expect(fs.readFileSync(`/proc/${pid}/status`, 'utf8')).toMatch(/^Seccomp:\s+2$/m),
+    );
+  });
+});
+
 describe('a shell forking short-lived children', () => {
   it('is checkpointed while children come and go, and counts on after a restart', () => {
     const out = path.join(tmpDir('ckpt-churn-'), 'out');

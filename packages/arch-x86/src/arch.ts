@@ -91,6 +91,7 @@ export const X86_64_SYSCALLS: Readonly<Record<SyscallName, number>> = {
   timer_create: 222,
   timer_settime: 223,
   timer_gettime: 224,
+  seccomp: 317,
 };
 
 /** This CPU's xstate features and size, read from a stopped task's xstate. */

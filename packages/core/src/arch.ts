@@ -86,7 +86,8 @@ export type SyscallName =
   | 'setitimer'
   | 'timer_create'
   | 'timer_settime'
-  | 'timer_gettime';
+  | 'timer_gettime'
+  | 'seccomp';
 
 /** Arch header values of an image. */
 export interface ArchHeader {

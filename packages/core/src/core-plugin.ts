@@ -13,11 +13,12 @@ import {
 } from './codec/core-records.js';
 import { taskRecord, threadRecord, treeRecord } from './engine/records.js';
 import { definePlugin } from './registry.js';
-import { taskStatePhases, taskStateRecords } from './taskstate/index.js';
+import { taskStateObjects, taskStatePhases, taskStateRecords } from './taskstate/index.js';
 
 /**
  * The plugin that declares core's records and the phases of the task state
- * core owns (comm & co., signals, rlimits). Always registered first.
+ * core owns (comm & co., signals, rlimits, timers, seccomp, rseq). Always
+ * registered first.
  */
 export const corePlugin = definePlugin({
   name: '@ckpt/core',
@@ -35,4 +36,5 @@ export const corePlugin = definePlugin({
     ...taskStateRecords,
   ],
   phases: taskStatePhases,
+  objects: taskStateObjects,
 });

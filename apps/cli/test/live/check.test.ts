@@ -29,6 +29,7 @@ describe('ckpt check', () => {
       'PTRACE_GET_RSEQ_CONFIGURATION',
       'userfaultfd',
       'PR_TIMER_CREATE_RESTORE_IDS',
+      'seccomp (PTRACE_O_SUSPEND_SECCOMP, PTRACE_SECCOMP_GET_FILTER)',
     ]) {
       expect(byName.get(name), name).toMatchObject({ ok: true });
     }

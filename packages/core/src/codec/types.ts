@@ -30,6 +30,8 @@ export const RecordType = {
   RLIMITS: 116,
   TASK_MISC: 117,
   RSEQ: 118,
+  SECCOMP: 119,
+  SECCOMP_FILTERS: 120,
 
   // 201-299: reserved for arch-dependent records
 

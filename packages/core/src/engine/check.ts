@@ -5,7 +5,7 @@
 import { closeSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import type { ArchSupport } from '../arch.js';
-import { isCkptError } from '../errors.js';
+import { type CkptError, isCkptError } from '../errors.js';
 import { unfreezeTask } from '../kernel/freeze.js';
 import { probeOpenByHandle } from '../kernel/handle.js';
 import { SyscallInjector } from '../kernel/inject.js';
@@ -15,13 +15,14 @@ import { addSeals, getSeals, memfdCreate } from '../kernel/memfd.js';
 import { ProcMem } from '../kernel/memory.js';
 import { pidfdGetfd, pidfdOpen } from '../kernel/pidfd.js';
 import { PR, PR_SET_MM, prctl } from '../kernel/prctl.js';
-import { getRseqConfig } from '../kernel/ptrace.js';
+import { getRseqConfig, PTRACE_O, seccompFilter, setOptions } from '../kernel/ptrace.js';
 import { probeUserfaultfd } from '../kernel/uffd.js';
 import { readMaps, readPageRuns, readStatus } from '../proc/index.js';
 import type { Registry } from '../registry.js';
 import { hostArch } from './checkpoint.js';
 
 const PR_TIMER_CREATE_RESTORE_IDS = 77;
+const EINVAL = 22;
 const PR_TIMER_CREATE_RESTORE_IDS_GET = 2;
 
 import { TaskFactory } from './mktree.js';
@@ -205,6 +206,19 @@ function probeWithStub(arch: ArchSupport): FeatureCheck[] {
       probe('PTRACE_GET_RSEQ_CONFIGURATION', false, () => {
         const c = getRseqConfig(stub);
         return `available (the stub has ${c.size === 0 ? 'no' : 'an'} rseq area; threads' are restored)`;
+      }),
+    );
+    out.push(
+      probe('seccomp (PTRACE_O_SUSPEND_SECCOMP, PTRACE_SECCOMP_GET_FILTER)', false, () => {
+        setOptions(stub, PTRACE_O.SUSPEND_SECCOMP);
+        setOptions(stub, 0);
+        try {
+          seccompFilter(stub, 0);
+        } catch (e) {
+          // The stub has no filter: EINVAL says the request itself is known.
+          if ((e as CkptError).context?.errno !== EINVAL) throw e;
+        }
+        return 'filters can be suspended and read (tasks under seccomp)';
       }),
     );
     out.push(

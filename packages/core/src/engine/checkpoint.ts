@@ -18,7 +18,7 @@ import { hostArchId, makeHeader, writeHeader } from '../image.js';
 import { type FrozenTask, unfreezeProcess } from '../kernel/freeze.js';
 import { clearLeftoverPadCode, type Finish, findLeftoverParasites } from '../kernel/inject.js';
 import { errno, libc } from '../kernel/libc.js';
-import { getRegset, NT } from '../kernel/ptrace.js';
+import { getRegset, NT, PTRACE_O } from '../kernel/ptrace.js';
 import type { Logger, Progress } from '../log.js';
 import { type MapsEntry, type ProcStatus, readMaps, readStat, readStatus } from '../proc/index.js';
 import type { Registry, TaskPhase } from '../registry.js';
@@ -124,14 +124,15 @@ class FrozenCheckpointTask implements CheckpointTask {
     this.stat = readStat(frozen.pid);
     this.status = readStatus(frozen.pid);
     this.maps = maps ?? readMaps(frozen.pid);
-    refuseSeccomp(frozen.pid, this.status);
     // Kill-safe: if ckpt dies mid-call, the task resumes as it was. The
     // status tells the injector which signal can end a batch of calls,
-    // the maps where the vDSO is.
+    // the maps where the vDSO is. A task's seccomp filters are suspended
+    // for ckpt's calls (see taskstate/seccomp.ts).
     this.sys = new InjectedSyscalls(frozen.pid, arch, {
       killSafe: true,
       status: this.status,
       maps: this.maps,
+      ptraceOptions: this.status.seccomp !== 0 ? PTRACE_O.SUSPEND_SECCOMP : 0,
     });
     checkThreadShares(
       frozen.pid,
@@ -172,20 +173,6 @@ class FrozenCheckpointTask implements CheckpointTask {
       }
     };
   }
-}
-
-/**
- * A task under seccomp is refused: ckpt does not restore filters yet, and
- * a restored task without them would have left its sandbox.
- */
-function refuseSeccomp(pid: number, status: ProcStatus): void {
-  if (status.seccomp === 0) return;
-  const what = status.tgid === pid ? `pid ${pid}` : `thread ${pid} of pid ${status.tgid}`;
-  throw new CkptError(
-    'ENOTSUP',
-    `${what} runs under seccomp (${status.seccomp === 1 ? 'strict mode' : 'a filter'}); restoring seccomp is not supported, and restoring the task without it would lift its sandbox`,
-    { pid: status.tgid },
-  );
 }
 
 /**

@@ -26,6 +26,8 @@ export const PTRACE = {
   PEEKSIGINFO: 0x4209,
   GETSIGMASK: 0x420a,
   SETSIGMASK: 0x420b,
+  SECCOMP_GET_FILTER: 0x420c,
+  SECCOMP_GET_METADATA: 0x420d,
   GET_SYSCALL_INFO: 0x420e,
   GET_RSEQ_CONFIGURATION: 0x420f,
 } as const;
@@ -210,6 +212,46 @@ export function getRseqConfig(pid: number): RseqConfig {
     signature: out.readUInt32LE(12),
     flags: out.readUInt32LE(16),
   };
+}
+
+const ENOENT = 2;
+/** Size of one classic BPF instruction (`struct sock_filter`). */
+export const BPF_INSN_SIZE = 8;
+
+/**
+ * The classic BPF program of the tracee's seccomp filter `index` (0 is the
+ * one installed last, the first the kernel runs), as `struct sock_filter`
+ * instructions; undefined past the oldest. Needs CAP_SYS_ADMIN and a
+ * tracer not under seccomp itself.
+ */
+export function seccompFilter(pid: number, index: number): Buffer | undefined {
+  const count = libc().ptrace(PTRACE.SECCOMP_GET_FILTER, pid, index, 0);
+  if (count === -1) {
+    const err = errno();
+    if (err === ENOENT) return undefined;
+    throw sysError(
+      'PTRACE_SECCOMP_GET_FILTER',
+      err,
+      `reading seccomp filter ${index} of pid ${pid}`,
+      {
+        pid,
+      },
+    );
+  }
+  const prog = Buffer.alloc(Number(count) * BPF_INSN_SIZE);
+  request(PTRACE.SECCOMP_GET_FILTER, 'PTRACE_SECCOMP_GET_FILTER', pid, index, prog);
+  return prog;
+}
+
+/**
+ * The flags of the tracee's seccomp filter `index` that the kernel reports
+ * (`SECCOMP_FILTER_FLAG_LOG`), from PTRACE_SECCOMP_GET_METADATA.
+ */
+export function seccompFilterFlags(pid: number, index: number): number {
+  const meta = Buffer.alloc(16); // struct seccomp_metadata { u64 filter_off; u64 flags; }
+  meta.writeBigUInt64LE(BigInt(index), 0);
+  request(PTRACE.SECCOMP_GET_METADATA, 'PTRACE_SECCOMP_GET_METADATA', pid, 16, meta);
+  return Number(meta.readBigUInt64LE(8));
 }
 
 /** Set the tracee's blocked-signal mask (SIGKILL and SIGSTOP are ignored by the kernel). */

@@ -1,14 +1,16 @@
 /**
  * Task state core owns: comm and other per-task values, signal state,
- * resource limits, the rseq registration and timers, as five phases and their
- * records.
+ * resource limits, the rseq registration, timers and seccomp, as six phases
+ * and their records.
  */
 import type { RecordKind } from '../codec/record.js';
-import type { TaskPhase } from '../registry.js';
+import type { ObjectOps, TaskPhase } from '../registry.js';
 import { taskMiscPhase } from './misc.js';
 import {
   rlimitsRecord,
   rseqRecord,
+  seccompFiltersRecord,
+  seccompRecord,
   sighandRecord,
   signalRecord,
   sigpendingRecord,
@@ -17,6 +19,7 @@ import {
 } from './records.js';
 import { rlimitsPhase } from './rlimits.js';
 import { rseqPhase } from './rseq.js';
+import { seccompFiltersObject, seccompPhase } from './seccomp.js';
 import { signalsPhase } from './signals.js';
 import { timersPhase } from './timers.js';
 
@@ -24,6 +27,12 @@ export { taskMiscPhase } from './misc.js';
 export * from './records.js';
 export { rlimitsPhase } from './rlimits.js';
 export { abortRseqCriticalSection, rseqAbortAddress, rseqPhase } from './rseq.js';
+export {
+  SECCOMP_FILTERS,
+  type SeccompChain,
+  seccompFiltersObject,
+  seccompPhase,
+} from './seccomp.js';
 export { signalsPhase } from './signals.js';
 export { parseProcTimers, timersPhase } from './timers.js';
 
@@ -36,13 +45,19 @@ export const taskStateRecords: readonly RecordKind[] = [
   sigpendingRecord,
   rseqRecord,
   timersRecord,
+  seccompRecord,
+  seccompFiltersRecord,
 ];
 
-/** The phases of core's task state: task (100), signals (400), rlimits (800), timers (850), rseq (950). */
+/** The phases of core's task state: task (100), signals (400), rlimits (800), timers (850), seccomp (880), rseq (950). */
 export const taskStatePhases: readonly TaskPhase[] = [
   taskMiscPhase,
   signalsPhase,
   rlimitsPhase,
   rseqPhase,
   timersPhase,
+  seccompPhase,
 ];
+
+/** The shared objects of core's task state: seccomp filter chains. */
+export const taskStateObjects: readonly ObjectOps[] = [seccompFiltersObject];

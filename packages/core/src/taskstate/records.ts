@@ -1,6 +1,7 @@
 /**
  * Records of the task state core owns: the miscellaneous per-task values
- * (117), resource limits (116), the signal state (601–603) and timers (604), as
+ * (117), resource limits (116), rseq (118), seccomp (119, 120), the signal
+ * state (601–603) and timers (604), as
  * linux-cr's `ckpt_hdr_task_*`, `ckpt_hdr_sighand`, `ckpt_hdr_signal`.
  */
 import { defineRecord } from '../codec/record.js';
@@ -148,3 +149,43 @@ export const timersRecord = defineRecord(RecordType.TIMERS, 'timers', 'interval 
     1 << 16,
   ),
 });
+
+/** A thread's seccomp mode, and its filters (an objref) in filter mode. */
+export const seccompRecord = defineRecord(
+  RecordType.SECCOMP,
+  'seccomp',
+  'seccomp mode and filters',
+  {
+    /** SECCOMP_MODE_DISABLED 0, SECCOMP_MODE_STRICT 1, SECCOMP_MODE_FILTER 2. */
+    mode: u32(),
+    /** The `seccomp_filters` object of the thread's filters (filter mode), else 0. */
+    filters: u32(),
+    /**
+     * The filters reach the process's other threads with
+     * SECCOMP_FILTER_FLAG_TSYNC, as one chain they share: set in the leader
+     * when every thread has the same filters, and in those threads.
+     */
+    sync: bool(),
+  },
+);
+
+/** Most filters a chain can hold: the kernel's 32768 instructions in all, with 4 per filter of overhead. */
+export const MAX_SECCOMP_FILTERS = 8192;
+
+/** A chain of seccomp filters (the `seccomp_filters` object), oldest first, as installed. */
+export const seccompFiltersRecord = defineRecord(
+  RecordType.SECCOMP_FILTERS,
+  'seccomp_filters',
+  'seccomp filters, oldest first (classic BPF)',
+  {
+    filters: array(
+      struct({
+        /** SECCOMP_FILTER_FLAG_* the kernel reports (LOG). */
+        flags: u32('hex'),
+        /** `struct sock_filter` instructions, 8 bytes each (BPF_MAXINSNS 4096). */
+        prog: bytes(4096 * 8),
+      }),
+      MAX_SECCOMP_FILTERS,
+    ),
+  },
+);

@@ -2,7 +2,8 @@
  * Core's task state through the real CLI: signal actions, masks, pending
  * signals and the alternate stack (signals fixture); rlimits, comm and
  * personality (rlimits_creds); interrupted sleep and pause (sleeper,
- * pauser); interval and POSIX timers (timers). Each fixture checks its own state after restart.
+ * pauser); interval and POSIX timers (timers); seccomp filters and strict
+ * mode (seccomp). Each fixture checks its own state after restart.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -215,6 +216,15 @@ describe('timers', () => {
   it('timers: interval and POSIX timers fire on after restart, under their ids', () => {
     const f = start('timers');
     sleepSync(300);
+    restart(f.pid);
+    f.go();
+    expect(f.waitResult(15_000)).toMatch(/^PASS/);
+  });
+});
+
+describe('seccomp', () => {
+  it('seccomp: filters (shared by threads, TSYNC), no_new_privs and strict mode hold after restart', () => {
+    const f = start('seccomp');
     restart(f.pid);
     f.go();
     expect(f.waitResult(15_000)).toMatch(/^PASS/);
