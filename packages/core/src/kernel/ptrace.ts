@@ -219,10 +219,11 @@ const ENOENT = 2;
 export const BPF_INSN_SIZE = 8;
 
 /**
- * The classic BPF program of the tracee's seccomp filter `index` (0 is the
- * one installed last, the first the kernel runs), as `struct sock_filter`
- * instructions; undefined past the oldest. Needs CAP_SYS_ADMIN and a
- * tracer not under seccomp itself.
+ * The classic BPF program of the tracee's seccomp filter `index`, as
+ * `struct sock_filter` instructions; undefined past the last. Index 0 is
+ * the oldest filter, as get_nth_filter() in kernel/seccomp.c counts (seen
+ * on 6.18; the request's commit message says the newest). Needs
+ * CAP_SYS_ADMIN and a tracer not under seccomp itself.
  */
 export function seccompFilter(pid: number, index: number): Buffer | undefined {
   const count = libc().ptrace(PTRACE.SECCOMP_GET_FILTER, pid, index, 0);

@@ -161,11 +161,13 @@ export const seccompRecord = defineRecord(
     /** The `seccomp_filters` object of the thread's filters (filter mode), else 0. */
     filters: u32(),
     /**
-     * The filters reach the process's other threads with
-     * SECCOMP_FILTER_FLAG_TSYNC, as one chain they share: set in the leader
-     * when every thread has the same filters, and in those threads.
+     * How many of the chain's oldest filters every thread of the process
+     * shares: the leader installs them once with SECCOMP_FILTER_FLAG_TSYNC,
+     * so the threads share them again (as a later TSYNC by the program
+     * requires); each thread installs the rest itself. The same in every
+     * thread's record.
      */
-    sync: bool(),
+    shared: u32(),
   },
 );
 

@@ -14,11 +14,13 @@
  * Filters are installed before the credentials are applied (order 880,
  * before creds at 900): installing needs CAP_SYS_ADMIN or no_new_privs,
  * and the restored task still has the restarter's capabilities then.
- * When every thread of a process has the same filters (installed before
- * the threads were started, or with TSYNC), the leader installs them with
- * SECCOMP_FILTER_FLAG_TSYNC so that the threads share one chain again, as
- * a later TSYNC by the program requires; otherwise each thread installs
- * its own.
+ * The oldest filters every thread of a process has in common (installed
+ * before the threads were started, or with TSYNC) are installed once by
+ * the leader with SECCOMP_FILTER_FLAG_TSYNC, before any other thread is
+ * restored, so that the threads share them again, as a later TSYNC by the
+ * program requires; each thread then installs the rest of its own chain.
+ * The kernel shows no identity of filters, only their programs: equal
+ * programs at the same depth are taken to be the same filter.
  *
  * A chain is a `seccomp_filters` object keyed by its content: identical
  * chains (a whole tree forked after one sandbox call) are saved once.
@@ -73,15 +75,14 @@ interface ThreadSeccomp {
   key?: string;
 }
 
-/** What prepare found for a process: its leader's state and each thread's key. */
+/** What prepare found for a process: its leader's state and each other thread's. */
 interface ProcessSeccomp extends ThreadSeccomp {
-  /** Keys (or 'mode N') of the other threads, by tid. */
-  threads: Map<number, string>;
+  threads: Map<number, ThreadSeccomp>;
 }
 
 const DATA_KEY = 'seccomp';
 
-/** The filters of thread `tid`, oldest first. */
+/** The filters of thread `tid`, oldest first (the kernel's index 0). */
 function readChain(tid: number): SeccompChain {
   const filters: SeccompChain['filters'] = [];
   for (let index = 0; ; index++) {
@@ -89,7 +90,7 @@ function readChain(tid: number): SeccompChain {
     if (prog === undefined) break;
     filters.push({ flags: seccompFilterFlags(tid, index), prog });
   }
-  return { filters: filters.reverse() };
+  return { filters };
 }
 
 /** True when a filter returns SECCOMP_RET_USER_NOTIF for some call. */
@@ -136,11 +137,6 @@ function readThread(tid: number, tgid: number, mode: number): ThreadSeccomp {
   return { mode, chain, key: chainKey(chain) };
 }
 
-/** How a thread's state compares with the leader's: its key, or its mode when it has no chain. */
-function tag(s: ThreadSeccomp): string {
-  return s.key ?? `mode ${s.mode}`;
-}
-
 /** The process's state: from prepare, or read now (every thread is frozen). */
 function processState(task: CheckpointTask): ProcessSeccomp {
   const prepared = task.data.get(DATA_KEY) as ProcessSeccomp | undefined;
@@ -152,9 +148,7 @@ function processState(task: CheckpointTask): ProcessSeccomp {
   };
   for (const name of readdirSync(`/proc/${task.pid}/task`)) {
     const tid = Number(name);
-    if (tid === task.pid) continue;
-    const mode = seccompModeOf(tid);
-    state.threads.set(tid, tag(readThread(tid, task.pid, mode)));
+    if (tid !== task.pid) state.threads.set(tid, readThread(tid, task.pid, seccompModeOf(tid)));
   }
   task.data.set(DATA_KEY, state);
   return state;
@@ -166,16 +160,45 @@ function seccompModeOf(tid: number): number {
   return m ? Number(m[1]) : SECCOMP_MODE_DISABLED;
 }
 
-/** Every thread of the process shares the leader's filters. */
-function shared(state: ProcessSeccomp): boolean {
-  return (
-    state.mode === SECCOMP_MODE_FILTER && [...state.threads.values()].every((t) => t === state.key)
-  );
+/** How many leading filters two chains have in common (same flags and program). */
+function commonPrefix(a: SeccompChain, b: SeccompChain): number {
+  let n = 0;
+  while (
+    n < a.filters.length &&
+    n < b.filters.length &&
+    a.filters[n]!.flags === b.filters[n]!.flags &&
+    a.filters[n]!.prog.equals(b.filters[n]!.prog)
+  )
+    n++;
+  return n;
 }
 
-function writeRecord(ctx: CheckpointCtx, s: ThreadSeccomp, sync: boolean): void {
+/**
+ * How many of its oldest filters every thread of the process has in
+ * common (the part of the kernel's filter tree they share): 0 unless every
+ * thread is in filter mode.
+ */
+function sharedFilters(state: ProcessSeccomp): number {
+  if (state.mode !== SECCOMP_MODE_FILTER) return 0;
+  let n = state.chain!.filters.length;
+  for (const t of state.threads.values()) {
+    if (t.mode !== SECCOMP_MODE_FILTER) return 0;
+    n = Math.min(n, commonPrefix(state.chain!, t.chain!));
+  }
+  return n;
+}
+
+function writeRecord(ctx: CheckpointCtx, s: ThreadSeccomp, shared: number): void {
   const filters = s.chain ? ctx.checkpointObj(SECCOMP_FILTERS, s.key!, s.chain) : 0;
-  ctx.write(seccompRecord, { mode: s.mode, filters, sync });
+  ctx.write(seccompRecord, { mode: s.mode, filters, shared });
+}
+
+function suspendError(pid: number, e: unknown): CkptError {
+  return new CkptError(
+    'ESYS',
+    `pid ${pid}: cannot suspend seccomp while restoring it (PTRACE_O_SUSPEND_SECCOMP needs CAP_SYS_ADMIN, a kernel with CONFIG_CHECKPOINT_RESTORE and a ckpt not under seccomp itself): ${(e as Error).message}`,
+    { pid },
+  );
 }
 
 /** Let ckpt's calls in `task` pass its filters until it detaches (see the module comment). */
@@ -184,25 +207,44 @@ function suspendFilters(task: RestartTask): void {
     try {
       setOptions(pid, PTRACE_O.SUSPEND_SECCOMP);
     } catch (e) {
-      throw new CkptError(
-        'ESYS',
-        `pid ${task.savedPid}: cannot suspend seccomp while restoring it (PTRACE_O_SUSPEND_SECCOMP needs CAP_SYS_ADMIN, a kernel with CONFIG_CHECKPOINT_RESTORE and a ckpt not under seccomp itself): ${(e as Error).message}`,
-        { pid: task.savedPid },
-      );
+      throw suspendError(task.savedPid, e);
     }
   });
 }
 
 /**
- * Install `chain` in `task` (oldest filter first), with TSYNC when `sync`:
- * the programs go into a mapping made for them, the calls and its unmap
- * are posted to run with the task's last calls.
+ * The same for the process's other threads, before the leader gives them
+ * filters with TSYNC: they are still waiting in their first stop (their
+ * own restore comes after the leader's), so ptrace reaches them directly.
  */
-function installChain(task: RestartTask, chain: SeccompChain, sync: boolean): void {
-  const n = chain.filters.length;
+function suspendOtherThreads(task: RestartTask): void {
+  for (const name of readdirSync(`/proc/${task.pid}/task`)) {
+    const tid = Number(name);
+    if (tid === task.pid) continue;
+    try {
+      setOptions(tid, PTRACE_O.SUSPEND_SECCOMP);
+    } catch (e) {
+      throw suspendError(task.savedPid, e);
+    }
+  }
+}
+
+/**
+ * Install `filters` in `task`, oldest first, the first `tsync` of them with
+ * TSYNC (for every thread). The programs go into a mapping made for them;
+ * the calls and its unmap run now when `now`, else they are posted to run
+ * with the task's last calls.
+ */
+function installFilters(
+  task: RestartTask,
+  filters: SeccompChain['filters'],
+  tsync: number,
+  now: boolean,
+): void {
+  const n = filters.length;
   const progAt: number[] = [];
   let size = n * FPROG_SIZE;
-  for (const f of chain.filters) {
+  for (const f of filters) {
     progAt.push(size);
     size += f.prog.length;
   }
@@ -213,36 +255,43 @@ function installChain(task: RestartTask, chain: SeccompChain, sync: boolean): vo
     'mapping room for its seccomp filters',
   );
   const buf = Buffer.alloc(size);
-  chain.filters.forEach((f, i) => {
+  filters.forEach((f, i) => {
     buf.writeUInt16LE(f.prog.length / BPF_INSN_SIZE, i * FPROG_SIZE);
     buf.writeBigUInt64LE(addr + BigInt(progAt[i]!), i * FPROG_SIZE + 8);
     f.prog.copy(buf, progAt[i]);
   });
   task.mem.write(addr, buf);
-  const calls = chain.filters.map((f, i) => ({
+  const calls = filters.map((f, i) => ({
     name: 'seccomp' as const,
     args: [
       SECCOMP_SET_MODE_FILTER,
-      f.flags | (sync ? SECCOMP_FILTER_FLAG_TSYNC : 0),
+      f.flags | (i < tsync ? SECCOMP_FILTER_FLAG_TSYNC : 0),
       addr + BigInt(i * FPROG_SIZE),
     ],
-    what: `installing seccomp filter ${i + 1} of ${n}${sync ? ' for every thread (TSYNC)' : ''}`,
+    what: `installing a seccomp filter${i < tsync ? ' for every thread (TSYNC)' : ''}`,
   }));
-  task.sys.post([...calls, { name: 'munmap', args: [addr, length] }], {
-    done: (results) => {
-      results.slice(0, n).forEach((r, i) => {
-        // TSYNC reports the thread it could not synchronise as a positive id.
-        if (r === 0n) return;
-        const why = isSyscallError(r) ? `errno ${-r}` : `thread ${r} could not take it`;
-        throw new CkptError('ESYS', `pid ${task.savedPid}: ${calls[i]!.what} failed: ${why}`, {
-          pid: task.savedPid,
-          syscall: 'seccomp',
-        });
+  const check = (results: readonly bigint[]) => {
+    results.slice(0, n).forEach((r, i) => {
+      // TSYNC reports a thread it could not synchronise by its (positive) id.
+      if (r === 0n) return;
+      const why = isSyscallError(r) ? `errno ${-r}` : `thread ${r} could not take it`;
+      throw new CkptError('ESYS', `pid ${task.savedPid}: ${calls[i]!.what} failed: ${why}`, {
+        pid: task.savedPid,
+        syscall: 'seccomp',
       });
-    },
-  });
+    });
+  };
+  const all = [...calls, { name: 'munmap' as const, args: [addr, length] }];
+  if (now) check(task.sys.batch(all));
+  else task.sys.post(all, { done: check });
 }
 
+/**
+ * Restore a thread's seccomp state. The leader installs the filters every
+ * thread shares right away, with TSYNC, before any other thread is
+ * restored; each thread (leader included) then installs the rest of its
+ * chain, posted to run with its last calls.
+ */
 function restoreThreadState(ctx: RestartCtx, task: RestartTask, leader: boolean): void {
   const rec = ctx.read(seccompRecord);
   if (rec.mode === SECCOMP_MODE_DISABLED) return;
@@ -257,10 +306,20 @@ function restoreThreadState(ctx: RestartCtx, task: RestartTask, leader: boolean)
     ]);
     return;
   }
-  // A thread whose leader installs the shared chain with TSYNC gets it then.
-  if (rec.sync && !leader) return;
-  const chain = ctx.fetchObj<SeccompChain>(rec.filters, SECCOMP_FILTERS);
-  installChain(task, chain, rec.sync);
+  const { filters } = ctx.fetchObj<SeccompChain>(rec.filters, SECCOMP_FILTERS);
+  if (rec.shared > filters.length) {
+    throw new CkptError(
+      'EBADREC',
+      `pid ${task.savedPid}: seccomp record shares ${rec.shared} of ${filters.length} filters`,
+      { pid: task.savedPid, recordType: seccompRecord.type },
+    );
+  }
+  if (leader && rec.shared > 0) {
+    task.sys.settle();
+    suspendOtherThreads(task);
+    installFilters(task, filters.slice(0, rec.shared), rec.shared, true);
+  }
+  if (filters.length > rec.shared) installFilters(task, filters.slice(rec.shared), 0, false);
 }
 
 /** Name of the chain object type. */
@@ -291,20 +350,25 @@ export const seccompPhase: TaskPhase = {
   },
   prepareThread(_ctx, thread, task) {
     const state = task.data.get(DATA_KEY) as ProcessSeccomp | undefined;
-    const s = readThread(thread.pid, task.pid, thread.status.seccomp);
-    thread.data.set(DATA_KEY, s);
-    state?.threads.set(thread.pid, tag(s));
+    state?.threads.set(thread.pid, readThread(thread.pid, task.pid, thread.status.seccomp));
   },
   checkpoint(ctx, task) {
     const state = processState(task);
-    writeRecord(ctx, state, shared(state));
+    writeRecord(ctx, state, sharedFilters(state));
   },
   checkpointThread(ctx, thread, task) {
     const state = processState(task);
-    const s =
-      (thread.data.get(DATA_KEY) as ThreadSeccomp | undefined) ??
-      readThread(thread.pid, task.pid, thread.status.seccomp);
-    writeRecord(ctx, s, shared(state) && s.key === state.key);
+    const s = state.threads.get(thread.pid);
+    if (!s) {
+      throw new CkptError(
+        'EUNEXPECTED',
+        `thread ${thread.pid} of pid ${task.pid} was not prepared`,
+        {
+          pid: task.pid,
+        },
+      );
+    }
+    writeRecord(ctx, s, sharedFilters(state));
   },
   restore: (ctx, task) => restoreThreadState(ctx, task, true),
   restoreThread: (ctx, thread) => restoreThreadState(ctx, thread, false),
