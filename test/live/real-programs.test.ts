@@ -189,6 +189,28 @@ describe('python3 under a seccomp filter', () => {
   });
 });
 
+describe('parent-death signals', () => {
+  it('a root with one survives restart -d, and its child keeps its own', () => {
+    const out = path.join(tmpDir('ckpt-pdeath-'), 'out');
+    // The root asks for SIGTERM when its parent (outside the tree) dies; its
+    // child for SIGUSR1 when the root dies, and counts while it still has it.
+    const script = [
+      'import ctypes,os,time',
+      'libc=ctypes.CDLL(None)',
+      'libc.prctl(1,15,0,0,0)',
+      'if os.fork()==0:',
+      '    libc.prctl(1,10,0,0,0)',
+      '    i=0',
+      '    while True:',
+      '        v=ctypes.c_int(0); libc.prctl(2,ctypes.byref(v),0,0,0); i+=1',
+      `        open(${JSON.stringify(out)},"a").write((str(i) if v.value==10 else f"pdeath {v.value}")+"\\n")`,
+      '        time.sleep(0.05)',
+      'while True: time.sleep(1)',
+    ].join('\n');
+    expectCountsOnAfterRestart(['python3', '-c', script], out);
+  });
+});
+
 describe('a shell forking short-lived children', () => {
   it('is checkpointed while children come and go, and counts on after a restart', () => {
     const out = path.join(tmpDir('ckpt-churn-'), 'out');

@@ -62,6 +62,16 @@ export const taskMiscPhase: TaskPhase = {
         },
       );
     }
+    // The root's parent was outside the tree; restored, its parent is ckpt
+    // restart, which exits (-d) while the original parent may live on: the
+    // signal would kill the task at once, so it is not set again.
+    const root = ctx.active === 0;
+    const pdeathSignal = root ? 0 : rec.pdeathSignal;
+    if (root && rec.pdeathSignal !== 0) {
+      ctx.log.warn(
+        `pid ${task.savedPid}: its parent-death signal (${rec.pdeathSignal}) is not set again: its parent was outside the checkpointed tree`,
+      );
+    }
     // Posted: these run with the task's next injected calls (none of the
     // later phases depends on them before).
     task.sys.postChecked(
@@ -72,12 +82,9 @@ export const taskMiscPhase: TaskPhase = {
           args: [rec.personality],
           what: `setting personality 0x${rec.personality.toString(16)}`,
         },
-        // The restored task's parent is ckpt itself until the tree is rebuilt;
-        // with `restart -d` it is orphaned when ckpt exits and gets this signal,
-        // as it would have when its original parent died.
         {
           name: 'prctl',
-          args: [PR.SET_PDEATHSIG, rec.pdeathSignal],
+          args: [PR.SET_PDEATHSIG, pdeathSignal],
           what: 'setting the parent-death signal',
         },
         {
