@@ -49,6 +49,7 @@ import {
   type RestartTask,
 } from '@ckpt/core';
 import { major, minor, reopenFlags } from './flags.js';
+import { refuseMessageQueue } from './path-file.js';
 import { FileKind, fileGhostRecord, ghostDataRecord, ghostFileRecord } from './records.js';
 
 /** Name of the object type (the objhash's `type`). */
@@ -242,6 +243,8 @@ export const ghostFile: FileHandler = {
   match: (f) => f.target.kind === 'path' && f.target.deleted === true && f.stat.type === 'regular',
   checkpoint(ctx, _task, file) {
     const path = file.target.path ?? file.target.text;
+    // An unlinked message queue looks like a deleted regular file.
+    refuseMessageQueue(file, path);
     const objref = checkpointGhost(
       ctx,
       { major: major(file.stat.dev), minor: minor(file.stat.dev) },

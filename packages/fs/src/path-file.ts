@@ -4,7 +4,7 @@
  * here; the handlers in regular.ts and devices.ts only choose the path and
  * type.
  */
-import { type Stats, statSync } from 'node:fs';
+import { type Stats, statfsSync, statSync } from 'node:fs';
 import {
   type CheckpointCtx,
   CkptError,
@@ -21,6 +21,28 @@ const SEEK_SET = 0;
 
 type PathTypeId = (typeof PathType)[keyof typeof PathType];
 
+/** statfs f_type of a POSIX message queue (mqueue filesystem). */
+const MQUEUE_MAGIC = 0x19800202;
+
+/** True when `file` is a POSIX message queue (mq_open: the mqueue filesystem). */
+function isMessageQueue(file: FileInfo): boolean {
+  try {
+    return statfsSync(`/proc/${file.pid}/fd/${file.fd}`).type === MQUEUE_MAGIC;
+  } catch {
+    return false; // gone meanwhile: whatever comes next says so
+  }
+}
+
+/** Refuse a POSIX message queue (open or unlinked), naming pid, fd and queue. */
+export function refuseMessageQueue(file: FileInfo, path: string): void {
+  if (!isMessageQueue(file)) return;
+  throw new CkptError(
+    'ENOTSUP',
+    `pid ${file.pid} fd ${file.fd} is a POSIX message queue (${path}); ckpt cannot checkpoint message queues yet`,
+    { pid: file.pid, fd: file.fd, path },
+  );
+}
+
 /** Write the file_name record of `file`, to be reopened at `path`. */
 export function savePathFile(
   ctx: CheckpointCtx,
@@ -28,6 +50,9 @@ export function savePathFile(
   path: string,
   type: PathTypeId,
 ): void {
+  // Its path leads nowhere once the queue is open: mq_open's fds live on the
+  // kernel's internal mqueue mount.
+  refuseMessageQueue(file, path);
   ctx.write(fileNameRecord, {
     path,
     type,

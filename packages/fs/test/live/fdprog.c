@@ -11,6 +11,7 @@
  *   socketpair  a unix stream socketpair: fd 5 here, the other end in a
  *            process outside the tree (for 30 s); pauses forever
  *   sysvshm  attaches a private SysV shared memory segment (removed on exit); pauses forever
+ *   mqueue   a POSIX message queue at fd 5 (unlinked at once); pauses forever
  *   stdio    fd 1 and fd 7 go to the FIFO DIR/fifo (O_WRONLY); writes "before\n"
  *            to fd 1; after go writes "after PID\n" to fd 1 and "fd7 PID\n"
  *            to fd 7
@@ -24,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
+#include <mqueue.h>
 #include <sys/syscall.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
@@ -86,6 +88,11 @@ int main(int argc, char **argv) {
     int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
     if (id < 0 || shmat(id, 0, 0) == (void *)-1) return 1;
     shmctl(id, IPC_RMID, 0); /* gone once detached, i.e. when the test kills us */
+  } else if (!strcmp(mode, "mqueue")) {
+    char name[64];
+    snprintf(name, sizeof name, "/ckpt-fdprog-%d", (int)getpid());
+    place((int)mq_open(name, O_CREAT | O_RDWR, 0600, NULL), 5);
+    mq_unlink(name);
   } else if (!strcmp(mode, "socketpair")) {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) return 1;
@@ -120,7 +127,7 @@ int main(int argc, char **argv) {
   at(go, "go");
   ready();
   if (!strcmp(mode, "deleted") || !strcmp(mode, "userfaultfd") || !strcmp(mode, "listen") ||
-      !strcmp(mode, "socketpair") || !strcmp(mode, "sysvshm"))
+      !strcmp(mode, "socketpair") || !strcmp(mode, "sysvshm") || !strcmp(mode, "mqueue"))
     for (;;) pause();
   wait_go(go);
   if (!strcmp(mode, "stdio")) {

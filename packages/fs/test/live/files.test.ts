@@ -141,6 +141,16 @@ describe('unsupported files fail the checkpoint', () => {
     );
   });
 
+  it('a POSIX message queue, named as such', () => {
+    const p = started(launch('mqueue'));
+    expectRefused(
+      p,
+      new RegExp(
+        `pid ${p.pid} fd 5 is a POSIX message queue \\(/ckpt-fdprog-${p.pid}\\); ckpt cannot checkpoint message queues yet`,
+      ),
+    );
+  });
+
   it('a unix socket connected to a process outside the tree', () => {
     const p = started(launch('socketpair'));
     expectRefused(
