@@ -439,11 +439,11 @@ export class TaskFactory {
         );
       }
       if (!isZombie(pid) || Date.now() >= deadline) {
-        throw new CkptError(
-          'EBUSY',
-          `pid ${pid} is already in use; restart with --no-pids to restore under a new pid`,
-          { pid, syscall: 'clone3', errno },
-        );
+        throw new CkptError('EBUSY', `pid ${pid} is already in use; ${pidTakenAdvice(pid)}`, {
+          pid,
+          syscall: 'clone3',
+          errno,
+        });
       }
       Atomics.wait(pause, 0, 0, 10);
     }
@@ -478,4 +478,21 @@ export class TaskFactory {
     this.created.length = 0;
     this.closeStub();
   }
+}
+
+/**
+ * What to do about a pid in use. A holder that is being traced is most
+ * likely the original still being checkpointed: `checkpoint -o - --kill |
+ * restart -` on one host starts restoring before the original is gone.
+ */
+function pidTakenAdvice(pid: number): string {
+  let tracer = 0;
+  try {
+    tracer = readStatus(pid).tracerPid;
+  } catch {
+    // gone meanwhile
+  }
+  return tracer !== 0
+    ? `its process is being traced by pid ${tracer}, probably the checkpoint that is writing this image (with --kill it ends the original only once the image is complete): write the image to a file and restart from it, or restart with --no-pids`
+    : 'restart with --no-pids to restore under a new pid';
 }
