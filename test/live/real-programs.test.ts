@@ -189,6 +189,36 @@ describe('python3 under a seccomp filter', () => {
   });
 });
 
+describe('scheduling attributes', () => {
+  it('nice, policy, CPU affinity and I/O priority of a process and of a thread hold after a restart', () => {
+    const out = path.join(tmpDir('ckpt-sched-'), 'out');
+    // Main: nice 7, SCHED_BATCH, bound to CPU 1, I/O class best-effort
+    // level 5; a thread: nice 3, CPU 0. Each line is the count, written only
+    // while every value is still what was set.
+    const script = [
+      'import ctypes,os,threading,time',
+      'libc=ctypes.CDLL(None,use_errno=True)',
+      'os.sched_setaffinity(0,{1}); os.setpriority(os.PRIO_PROCESS,0,7)',
+      'os.sched_setscheduler(0,os.SCHED_BATCH,os.sched_param(0))',
+      'assert libc.syscall(251,1,0,(2<<13)|5)==0',
+      'tid=[0]',
+      'def thread():',
+      '    tid[0]=threading.get_native_id(); os.sched_setaffinity(0,{0}); os.setpriority(os.PRIO_PROCESS,tid[0],3)',
+      '    while True: time.sleep(1)',
+      'threading.Thread(target=thread,daemon=True).start()',
+      'while not tid[0]: time.sleep(0.01)',
+      'i=0',
+      'while True:',
+      '    i+=1',
+      '    got=(os.getpriority(os.PRIO_PROCESS,0),os.sched_getscheduler(0),os.sched_getaffinity(0),libc.syscall(252,1,0),os.getpriority(os.PRIO_PROCESS,tid[0]),os.sched_getaffinity(tid[0]))',
+      '    want=(7,os.SCHED_BATCH,{1},(2<<13)|5,3,{0})',
+      `    open(${JSON.stringify(out)},"a").write((str(i) if got==want else repr(got))+"\\n")`,
+      '    time.sleep(0.05)',
+    ].join('\n');
+    expectCountsOnAfterRestart(['python3', '-c', script], out);
+  });
+});
+
 describe('parent-death signals', () => {
   it('a root with one survives restart -d, and its child keeps its own', () => {
     const out = path.join(tmpDir('ckpt-pdeath-'), 'out');

@@ -32,6 +32,7 @@ export const RecordType = {
   RSEQ: 118,
   SECCOMP: 119,
   SECCOMP_FILTERS: 120,
+  SCHED: 121,
 
   // 201-299: reserved for arch-dependent records
 

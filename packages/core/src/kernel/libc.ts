@@ -28,11 +28,43 @@ export type CLong = number | bigint;
 // `syscall(2)` numbers of the host for the calls glibc does not wrap.
 const HOST_SYSCALLS: Record<
   string,
-  { kcmp: number; rtTgsigqueueinfo: number; userfaultfd: number }
+  {
+    kcmp: number;
+    rtTgsigqueueinfo: number;
+    userfaultfd: number;
+    schedSetattr: number;
+    schedGetattr: number;
+    ioprioSet: number;
+    ioprioGet: number;
+  }
 > = {
-  x64: { kcmp: 312, rtTgsigqueueinfo: 297, userfaultfd: 323 },
-  arm64: { kcmp: 272, rtTgsigqueueinfo: 240, userfaultfd: 282 },
-  s390x: { kcmp: 343, rtTgsigqueueinfo: 330, userfaultfd: 355 },
+  x64: {
+    kcmp: 312,
+    rtTgsigqueueinfo: 297,
+    userfaultfd: 323,
+    schedSetattr: 314,
+    schedGetattr: 315,
+    ioprioSet: 251,
+    ioprioGet: 252,
+  },
+  arm64: {
+    kcmp: 272,
+    rtTgsigqueueinfo: 240,
+    userfaultfd: 282,
+    schedSetattr: 274,
+    schedGetattr: 275,
+    ioprioSet: 30,
+    ioprioGet: 31,
+  },
+  s390x: {
+    kcmp: 343,
+    rtTgsigqueueinfo: 330,
+    userfaultfd: 355,
+    schedSetattr: 345,
+    schedGetattr: 346,
+    ioprioSet: 282,
+    ioprioGet: 283,
+  },
 };
 
 function bind() {
@@ -69,6 +101,16 @@ function bind() {
     userfaultfdNr: host?.userfaultfd ?? -1,
     rtTgsigqueueinfo: lib.func('long syscall(long nr, int tgid, int tid, int sig, void *info)'),
     rtTgsigqueueinfoNr: host?.rtTgsigqueueinfo ?? -1,
+    // sched_getattr(pid, attr, size, flags) and sched_setattr(pid, attr, flags).
+    schedAttr: lib.func('long syscall(long nr, int pid, void *attr, uint a3, uint a4)'),
+    schedSetattrNr: host?.schedSetattr ?? -1,
+    schedGetattrNr: host?.schedGetattr ?? -1,
+    // ioprio_get(which, who) and ioprio_set(which, who, ioprio).
+    ioprio: lib.func('long syscall(long nr, int which, int who, int ioprio)'),
+    ioprioSetNr: host?.ioprioSet ?? -1,
+    ioprioGetNr: host?.ioprioGet ?? -1,
+    schedGetaffinity: lib.func('int sched_getaffinity(int pid, ulong size, void *mask)'),
+    schedSetaffinity: lib.func('int sched_setaffinity(int pid, ulong size, void *mask)'),
     close: lib.func('int close(int fd)'),
     pread: lib.func('long pread(int fd, void *buf, ulong count, int64_t offset)'),
     pwrite: lib.func('long pwrite(int fd, void *buf, ulong count, int64_t offset)'),

@@ -1,7 +1,7 @@
 /**
  * Task state core owns: comm and other per-task values, signal state,
- * resource limits, the rseq registration, timers and seccomp, as six phases
- * and their records.
+ * resource limits, the rseq registration, timers, scheduling attributes and
+ * seccomp, as seven phases and their records.
  */
 import type { RecordKind } from '../codec/record.js';
 import type { ObjectOps, TaskPhase } from '../registry.js';
@@ -9,6 +9,7 @@ import { taskMiscPhase } from './misc.js';
 import {
   rlimitsRecord,
   rseqRecord,
+  schedRecord,
   seccompFiltersRecord,
   seccompRecord,
   sighandRecord,
@@ -19,6 +20,7 @@ import {
 } from './records.js';
 import { rlimitsPhase } from './rlimits.js';
 import { rseqPhase } from './rseq.js';
+import { schedPhase } from './sched.js';
 import { seccompFiltersObject, seccompPhase } from './seccomp.js';
 import { signalsPhase } from './signals.js';
 import { timersPhase } from './timers.js';
@@ -47,15 +49,17 @@ export const taskStateRecords: readonly RecordKind[] = [
   timersRecord,
   seccompRecord,
   seccompFiltersRecord,
+  schedRecord,
 ];
 
-/** The phases of core's task state: task (100), signals (400), rlimits (800), timers (850), seccomp (880), rseq (950). */
+/** The phases of core's task state: task (100), signals (400), rlimits (800), timers (850), sched (860), seccomp (880), rseq (950). */
 export const taskStatePhases: readonly TaskPhase[] = [
   taskMiscPhase,
   signalsPhase,
   rlimitsPhase,
   rseqPhase,
   timersPhase,
+  schedPhase,
   seccompPhase,
 ];
 

@@ -1,11 +1,12 @@
 /**
  * Records of the task state core owns: the miscellaneous per-task values
- * (117), resource limits (116), rseq (118), seccomp (119, 120), the signal
+ * (117), resource limits (116), rseq (118), seccomp (119, 120), scheduling
+ * (121), the signal
  * state (601–603) and timers (604), as
  * linux-cr's `ckpt_hdr_task_*`, `ckpt_hdr_sighand`, `ckpt_hdr_signal`.
  */
 import { defineRecord } from '../codec/record.js';
-import { array, bool, bytes, fixed, struct, u32, u64 } from '../codec/schema.js';
+import { array, bool, bytes, fixed, i32, struct, u32, u64 } from '../codec/schema.js';
 import { RecordType } from '../codec/types.js';
 import { SIGINFO_SIZE } from '../kernel/ptrace.js';
 
@@ -189,5 +190,29 @@ export const seccompFiltersRecord = defineRecord(
       }),
       MAX_SECCOMP_FILTERS,
     ),
+  },
+);
+
+/** A thread's scheduling attributes (sched_getattr, sched_getaffinity, ioprio_get). */
+export const schedRecord = defineRecord(
+  RecordType.SCHED,
+  'sched',
+  'scheduling policy, nice value, CPU affinity, I/O priority',
+  {
+    /** SCHED_OTHER 0, FIFO 1, RR 2, BATCH 3, IDLE 5, DEADLINE 6. */
+    policy: u32(),
+    /** SCHED_FLAG_RESET_ON_FORK, the one flag that is state. */
+    flags: u64('hex'),
+    nice: i32(),
+    /** Real-time priority (SCHED_FIFO, SCHED_RR). */
+    priority: u32(),
+    /** SCHED_DEADLINE runtime, deadline and period, in ns. */
+    runtime: u64(),
+    deadline: u64(),
+    period: u64(),
+    /** CPU mask, bit n = CPU n, as sched_getaffinity gives it. */
+    affinity: bytes(1024),
+    /** ioprio_get: class << 13 | level; class 0 (none) follows the nice value. */
+    ioprio: u32('hex'),
   },
 );
