@@ -219,6 +219,67 @@ describe('scheduling attributes', () => {
   });
 });
 
+describe('pidfds', () => {
+  it('a parent holding a pidfd of its child counts on, and the pidfd still reaches that child', () => {
+    const dir = tmpDir('ckpt-pidfd-');
+    const out = path.join(dir, 'out');
+    const done = path.join(dir, 'done');
+    // The parent counts while the child lives (poll on the pidfd: not
+    // readable); once it is readable, it reaps the child through the pidfd
+    // (waitid P_PIDFD) and writes the child's pid and exit status.
+    const script = [
+      'import os,select,time',
+      'c=os.fork()',
+      'if c==0:',
+      '    while True: time.sleep(1)',
+      'fd=os.pidfd_open(c)',
+      'i=0',
+      'while True:',
+      '    if select.select([fd],[],[],0)[0]:',
+      '        r=os.waitid(os.P_PIDFD,fd,os.WEXITED)',
+      `        open(${JSON.stringify(done)},"w").write(f"{r.si_pid} {r.si_status}")`,
+      '        break',
+      '    i+=1',
+      `    open(${JSON.stringify(out)},"a").write(f"{i}\\n")`,
+      '    time.sleep(0.05)',
+    ].join('\n');
+    let child = 0;
+    expectCountsOnAfterRestart(['python3', '-c', script], out, (pid) => {
+      [child] = childrenOf(pid);
+    });
+    expect(child).toBeGreaterThan(0);
+    process.kill(child, 'SIGTERM');
+    waitFor('the parent to reap its child through the pidfd', () => fs.existsSync(done));
+    expect(fs.readFileSync(done, 'utf8')).toBe(`${child} 15`);
+  });
+
+  it('a pidfd for a process outside the tree is refused, naming it, and the process runs on', () => {
+    const pid = Number(
+      ckptOk([
+        'run',
+        '--',
+        'python3',
+        '-c',
+        'import os,time\nfd=os.pidfd_open(1)\nos.dup2(fd,9)\nos.close(fd)\ntime.sleep(60)',
+      ]).trim(),
+    );
+    leftovers.push(pid);
+    waitFor('the pidfd open', () => {
+      try {
+        return fs.readlinkSync(`/proc/${pid}/fd/9`) === 'anon_inode:[pidfd]';
+      } catch {
+        return false;
+      }
+    });
+    const r = ckpt(['checkpoint', String(pid), '-o', tmpImage(), '--kill']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      new RegExp(`pid ${pid} fd 9: a pidfd for pid 1, which is not part of the checkpointed tree`),
+    );
+    expect(isAlive(pid)).toBe(true);
+  });
+});
+
 describe('parent-death signals', () => {
   it('a root with one survives restart -d, and its child keeps its own', () => {
     const out = path.join(tmpDir('ckpt-pdeath-'), 'out');

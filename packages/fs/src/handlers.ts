@@ -7,6 +7,7 @@ import { major, minor } from './flags.js';
 import { ghostFile } from './ghost.js';
 import { inotifyFile } from './inotify.js';
 import { listenSocketFile, whyNotRestored } from './listen-socket.js';
+import { pidfdFile } from './pidfd.js';
 import { pipeFile } from './pipe.js';
 import { ptyFile } from './pty.js';
 import { regularFile } from './regular.js';
@@ -28,6 +29,7 @@ export const fileHandlers: readonly FileHandler[] = [
   listenSocketFile,
   unixPairFile,
   ptyFile,
+  pidfdFile,
 ];
 
 /** What kind of file `file` is, in a few words, for messages. */

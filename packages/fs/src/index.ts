@@ -22,6 +22,7 @@ import {
   fileInotifyRecord,
   fileLocksRecord,
   fileNameRecord,
+  filePidfdRecord,
   filePipeRecord,
   filePtyRecord,
   fileRecord,
@@ -59,6 +60,7 @@ export {
 export { fileHandlers, unsupported } from './handlers.js';
 export { inotifyFile } from './inotify.js';
 export { listenSocketFile } from './listen-socket.js';
+export { pidfdFile } from './pidfd.js';
 export { isTreePipe, pipeFile, pipeObject, type RestoredPipe } from './pipe.js';
 export { isTreePty, ptyFile, ptyObject } from './pty.js';
 export * from './records.js';
@@ -91,6 +93,7 @@ export const fsPlugin: CkptPlugin = definePlugin({
     ptyRecord,
     filePtyRecord,
     fileLocksRecord,
+    filePidfdRecord,
   ],
   objects: [fileObject, pipeObject, ghostObject, unixPairObject, ptyObject],
   files: fileHandlers,

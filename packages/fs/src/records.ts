@@ -16,6 +16,7 @@ export const FileKind = {
   LISTEN_SOCKET: 11,
   UNIX_PAIR: 12,
   PTY: 13,
+  PIDFD: 14,
 } as const;
 
 /** Printable names of {@link FileKind}. */
@@ -33,6 +34,7 @@ export const FILE_KIND_NAMES: Record<number, string> = {
   11: 'listen-socket',
   12: 'unix-pair',
   13: 'pty',
+  14: 'pidfd',
 };
 
 /** File types a file reopened by path may have (the `type` of a file_name record). */
@@ -338,4 +340,14 @@ export const fileLocksRecord = defineRecord(FILE_LOCKS, 'file_locks', 'file lock
     }),
     1 << 16,
   ),
+});
+
+export const FILE_PIDFD = 322;
+
+/** A pidfd (pidfd_open, clone's CLONE_PIDFD) for a process of the tree. */
+export const filePidfdRecord = defineRecord(FILE_PIDFD, 'file_pidfd', 'pidfd', {
+  /** The process it refers to, by its pid as ckpt saw it (the tree's host pid). */
+  pid: u32(),
+  /** O_NONBLOCK (PIDFD_NONBLOCK) and O_EXCL (PIDFD_THREAD: a thread's pidfd). */
+  flags: u32('octal'),
 });
