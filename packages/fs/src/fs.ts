@@ -6,7 +6,7 @@
  * for the task to enter, then removed.
  */
 
-import { mkdirSync, rmdirSync } from 'node:fs';
+import { mkdirSync, rmdirSync, statSync } from 'node:fs';
 import {
   type CheckpointCtx,
   type CheckpointTask,
@@ -19,6 +19,7 @@ import {
   readRoot,
   type TaskPhase,
 } from '@ckpt/core';
+import { pathReaches } from './path-file.js';
 import { fsRecord } from './records.js';
 
 const DELETED = ' (deleted)';
@@ -32,6 +33,16 @@ function checkpointFs(ctx: CheckpointCtx, task: CheckpointTask): void {
       `pid ${task.pid}: its root directory ${root} was deleted; a deleted root is not supported`,
       { pid: task.pid, path: root.slice(0, -DELETED.length) },
     );
+  }
+  if (!cwd.endsWith(DELETED)) {
+    const here = statSync(`/proc/${task.pid}/cwd`);
+    if (!pathReaches(task.pid, cwd, here.dev, here.ino)) {
+      throw new CkptError(
+        'ENOTSUP',
+        `pid ${task.pid}: its working directory ${cwd} now leads to another directory (a mount covers it); restored by path, the task would be elsewhere`,
+        { pid: task.pid, path: cwd },
+      );
+    }
   }
   const { umask } = task.status;
   if (umask === undefined) {

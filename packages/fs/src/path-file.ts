@@ -43,6 +43,49 @@ export function refuseMessageQueue(file: FileInfo, path: string): void {
   );
 }
 
+const PROC_SUPER_MAGIC = 0x9fa0;
+const SYSFS_MAGIC = 0x62656572;
+
+/**
+ * Whether `path` still leads to the inode `dev`/`ino` (an open file's, a
+ * working directory's), looked up as ckpt sees it (/proc shows paths from
+ * ckpt's root) or from the task's root (a container's own mounts). It does
+ * not when a mount now covers a directory above it: reopened by path, the
+ * task would get another file.
+ */
+export function pathReaches(pid: number, path: string, dev: number, ino: number): boolean {
+  for (const p of [path, `/proc/${pid}/root${path}`]) {
+    try {
+      const s = statSync(p);
+      if (s.dev === dev && s.ino === ino) return true;
+    } catch {
+      // not there from this side
+    }
+  }
+  return false;
+}
+
+/**
+ * Refuse a file its path no longer reaches (see {@link pathReaches}).
+ * /proc and /sys files are exempt: their inodes are made afresh at each
+ * lookup, and reopening by path is what they are for.
+ */
+function refuseUnreachable(file: FileInfo, path: string): void {
+  if (pathReaches(file.pid, path, file.stat.dev, file.stat.ino)) return;
+  let fsType = 0;
+  try {
+    fsType = statfsSync(`/proc/${file.pid}/fd/${file.fd}`).type;
+  } catch {
+    return; // gone meanwhile: whatever comes next says so
+  }
+  if (fsType === PROC_SUPER_MAGIC || fsType === SYSFS_MAGIC) return;
+  throw new CkptError(
+    'ENOTSUP',
+    `pid ${file.pid} fd ${file.fd}: ${path} now leads to another file (a mount covers it, or it was replaced); reopened by path, the task would get that file, so it cannot be restored`,
+    { pid: file.pid, fd: file.fd, path },
+  );
+}
+
 /** Write the file_name record of `file`, to be reopened at `path`. */
 export function savePathFile(
   ctx: CheckpointCtx,
@@ -53,6 +96,7 @@ export function savePathFile(
   // Its path leads nowhere once the queue is open: mq_open's fds live on the
   // kernel's internal mqueue mount.
   refuseMessageQueue(file, path);
+  refuseUnreachable(file, path);
   ctx.write(fileNameRecord, {
     path,
     type,

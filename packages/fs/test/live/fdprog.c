@@ -12,6 +12,8 @@
  *            process outside the tree (for 30 s); pauses forever
  *   sysvshm  attaches a private SysV shared memory segment (removed on exit); pauses forever
  *   mqueue   a POSIX message queue at fd 5 (unlinked at once); pauses forever
+ *   covered  opens DIR/h/f at fd 5 and enters DIR/c (the test then mounts over
+ *            one of them); pauses forever
  *   stdio    fd 1 and fd 7 go to the FIFO DIR/fifo (O_WRONLY); writes "before\n"
  *            to fd 1; after go writes "after PID\n" to fd 1 and "fd7 PID\n"
  *            to fd 7
@@ -93,6 +95,13 @@ int main(int argc, char **argv) {
     snprintf(name, sizeof name, "/ckpt-fdprog-%d", (int)getpid());
     place((int)mq_open(name, O_CREAT | O_RDWR, 0600, NULL), 5);
     mq_unlink(name);
+  } else if (!strcmp(mode, "covered")) {
+    at(p, "h");
+    if (mkdir(p, 0755) < 0) return 1;
+    at(p, "h/f");
+    place(open(p, O_RDWR | O_CREAT, 0644), 5);
+    at(p, "c");
+    if (mkdir(p, 0755) < 0 || chdir(p) < 0) return 1;
   } else if (!strcmp(mode, "socketpair")) {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) return 1;
@@ -127,7 +136,8 @@ int main(int argc, char **argv) {
   at(go, "go");
   ready();
   if (!strcmp(mode, "deleted") || !strcmp(mode, "userfaultfd") || !strcmp(mode, "listen") ||
-      !strcmp(mode, "socketpair") || !strcmp(mode, "sysvshm") || !strcmp(mode, "mqueue"))
+      !strcmp(mode, "socketpair") || !strcmp(mode, "sysvshm") || !strcmp(mode, "mqueue") ||
+      !strcmp(mode, "covered"))
     for (;;) pause();
   wait_go(go);
   if (!strcmp(mode, "stdio")) {

@@ -151,6 +151,29 @@ describe('unsupported files fail the checkpoint', () => {
     );
   });
 
+  it('a file whose directory a mount now covers (its path leads to another file)', () => {
+    const p = started(launch('covered'));
+    const over = path.join(p.dir, 'h');
+    execFileSync('mount', ['-t', 'tmpfs', 'ckpt-test', over]);
+    cleanups.push(() => execFileSync('umount', [over]));
+    fs.writeFileSync(path.join(over, 'f'), 'another file\n');
+    expectRefused(
+      p,
+      new RegExp(`pid ${p.pid} fd 5: ${over}/f now leads to another file \\(a mount covers it`),
+    );
+  });
+
+  it('a working directory a mount now covers', () => {
+    const p = started(launch('covered'));
+    const over = path.join(p.dir, 'c');
+    execFileSync('mount', ['-t', 'tmpfs', 'ckpt-test', over]);
+    cleanups.push(() => execFileSync('umount', [over]));
+    expectRefused(
+      p,
+      new RegExp(`pid ${p.pid}: its working directory ${over} now leads to another directory`),
+    );
+  });
+
   it('a unix socket connected to a process outside the tree', () => {
     const p = started(launch('socketpair'));
     expectRefused(
