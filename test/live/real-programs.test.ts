@@ -280,6 +280,35 @@ describe('pidfds', () => {
   });
 });
 
+describe('/proc/self kept open', () => {
+  it('restored with --no-pids, the copy reads its own /proc/PID/status, not the original’s', () => {
+    const dir = tmpDir('ckpt-procself-');
+    // Each line says whether the status file still describes the process itself.
+    const script = [
+      'import os,time',
+      'f=open("/proc/self/status")',
+      'while True:',
+      '    f.seek(0); pid=int([l for l in f.read().splitlines() if l.startswith("Pid:")][0].split()[1])',
+      `    open(f"${dir}/out.{os.getpid()}","a").write("ok\\n" if pid==os.getpid() else f"status of {pid}\\n")`,
+      '    time.sleep(0.05)',
+    ].join('\n');
+    const pid = Number(ckptOk(['run', '--', 'python3', '-c', script]).trim());
+    leftovers.push(pid);
+    waitFor('the original writing', () => fs.existsSync(path.join(dir, `out.${pid}`)));
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(pid), '-o', img]);
+    const copy = Number(ckptOk(['restart', img, '-d', '--no-pids']).trim());
+    leftovers.push(copy);
+    expect(copy).not.toBe(pid);
+    const out = path.join(dir, `out.${copy}`);
+    waitFor(
+      'the copy writing',
+      () => fs.existsSync(out) && fs.readFileSync(out, 'utf8').split('\n').length > 5,
+    );
+    expect(new Set(fs.readFileSync(out, 'utf8').trim().split('\n'))).toEqual(new Set(['ok']));
+  });
+});
+
 describe('parent-death signals', () => {
   it('a root with one survives restart -d, and its child keeps its own', () => {
     const out = path.join(tmpDir('ckpt-pdeath-'), 'out');

@@ -160,11 +160,29 @@ function checkStillSame(task: RestartTask, rec: FileName): void {
 }
 
 /**
+ * Under --no-pids, a file under /proc/PID of the task itself (a program
+ * that keeps /proc/self/status open) moves to its new pid; one under
+ * another pid of the tree cannot follow (its new pid is not known here)
+ * and is refused rather than reopened on whatever now has the old pid.
+ */
+function renumberProcPath(task: RestartTask, rec: FileName): FileName {
+  if (task.pid === task.savedPid) return rec;
+  const m = /^\/proc\/(\d+)(\/.*)?$/.exec(rec.path);
+  if (!m) return rec;
+  if (Number(m[1]) === task.savedPid) return { ...rec, path: `/proc/${task.pid}${m[2] ?? ''}` };
+  throw new CkptError(
+    'ENOTSUP',
+    `pid ${task.savedPid}: ${rec.path} names pid ${m[1]}, which --no-pids renumbers; restart without --no-pids`,
+    { pid: task.savedPid, path: rec.path },
+  );
+}
+
+/**
  * Read a file_name record and reopen the file inside `task` with its saved
  * flags; with `seek`, move to the saved position. Returns the new fd.
  */
 export function reopenPathFile(ctx: RestartCtx, task: RestartTask, seek: boolean): number {
-  const rec = ctx.read(fileNameRecord);
+  const rec = renumberProcPath(task, ctx.read(fileNameRecord));
   checkStillSame(task, rec);
   let fd: number;
   try {
