@@ -309,6 +309,44 @@ describe('/proc/self kept open', () => {
   });
 });
 
+describe('sockets made but not used yet', () => {
+  it('unbound IPv4/IPv6/unix/netlink sockets and an unconnected unix datagram socket come back as they were', () => {
+    const dir = tmpDir('ckpt-idle-sockets-');
+    const out = path.join(dir, 'out');
+    const dgram = path.join(dir, 'dgram.sock');
+    // Counts while every socket is still what it was; once `go` exists it
+    // binds and listens with the unbound TCP socket (which fails if the
+    // restart had bound it) and reports what arrived on the datagram socket.
+    const script = [
+      'import os,socket,time',
+      'S=socket.socket',
+      'tcp=S(socket.AF_INET,socket.SOCK_STREAM); udp6=S(socket.AF_INET6,socket.SOCK_DGRAM)',
+      'ux=S(socket.AF_UNIX,socket.SOCK_STREAM); nl=S(socket.AF_NETLINK,socket.SOCK_RAW,9)',
+      `dg=S(socket.AF_UNIX,socket.SOCK_DGRAM); dg.bind(${JSON.stringify(dgram)}); dg.setblocking(False)`,
+      'def same():',
+      '    return (tcp.getsockname()[1]==0 and udp6.getsockname()[1]==0 and ux.getsockname() in ("", b"")',
+      `            and dg.getsockname()==${JSON.stringify(dgram)} and nl.family==socket.AF_NETLINK and tcp.type==socket.SOCK_STREAM)`,
+      'i=0',
+      `while not os.path.exists(${JSON.stringify(path.join(dir, 'go'))}):`,
+      '    i+=1',
+      `    open(${JSON.stringify(out)},"a").write((str(i) if same() else "changed")+"\\n")`,
+      '    time.sleep(0.05)',
+      'tcp.bind(("127.0.0.1",0)); tcp.listen(1)',
+      'dg.settimeout(20)',
+      `open(${JSON.stringify(path.join(dir, 'done'))},"w").write("listening "+dg.recv(100).decode())`,
+    ].join('\n');
+    expectCountsOnAfterRestart(['python3', '-c', script], out);
+    const client = fs.openSync(path.join(dir, 'go'), 'w');
+    fs.closeSync(client);
+    execFileSync('python3', [
+      '-c',
+      `import socket; socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM).sendto(b"hello",${JSON.stringify(dgram)})`,
+    ]);
+    waitFor('the restored program to use its sockets', () => fs.existsSync(path.join(dir, 'done')));
+    expect(fs.readFileSync(path.join(dir, 'done'), 'utf8')).toBe('listening hello');
+  });
+});
+
 describe('parent-death signals', () => {
   it('a root with one survives restart -d, and its child keeps its own', () => {
     const out = path.join(tmpDir('ckpt-pdeath-'), 'out');

@@ -1,9 +1,10 @@
 /**
  * Sockets that wait for others: listening TCP and unix stream/seqpacket
- * sockets, and unconnected UDP sockets. Such a socket holds no connection,
+ * sockets, unconnected UDP and unix sockets, and sockets made but not
+ * bound yet (IPv4/IPv6, unix, netlink). Such a socket holds no connection,
  * only its address and options, so restart makes a new one inside the task
- * and binds it to the same address (`python3 -m http.server` comes back
- * serving on its port).
+ * and binds it to the same address, if it had one (`python3 -m http.server`
+ * comes back serving on its port).
  *
  * Saved: family, type, protocol, the address (getsockname on a copy of the
  * fd), SO_REUSEADDR, SO_REUSEPORT, IPV6_V6ONLY, O_NONBLOCK; for a unix
@@ -22,8 +23,10 @@ import {
   type FileInfo,
   grabFd,
   type RestartTask,
+  readableBytes,
   socketName,
   socketOption,
+  socketPeer,
   stage,
 } from '@ckpt/core';
 import { moveAboveTable, restoringTask } from './file-object.js';
@@ -40,7 +43,11 @@ const SO_DOMAIN = 39;
 const IPPROTO_IPV6 = 41;
 const IPV6_V6ONLY = 26;
 const AF_UNIX = 1;
+const AF_INET = 2;
 const AF_INET6 = 10;
+const AF_NETLINK = 16;
+const SS_UNCONNECTED = 1;
+const UNIX_DGRAM = 2;
 const O_NONBLOCK = 0o4000;
 const TCP_LISTEN = 10;
 const UNIX_STREAM = 1;
@@ -52,11 +59,19 @@ const SUN_PATH = 2;
 function classify(file: FileInfo): { listens: boolean } | { refuse: string } | undefined {
   if (file.target.kind !== 'socket') return undefined;
   const e = socketEntry(file.pid, file.target.inode ?? file.stat.ino);
-  if (!e) return undefined;
+  if (!e) return idleUnlisted(file);
   const what = () => describeSocket(file.pid, file.target.inode ?? file.stat.ino);
   if (e.proto === 'unix') {
-    if (!e.listening || (e.type !== UNIX_STREAM && e.type !== UNIX_SEQPACKET)) return undefined;
-    return { listens: true };
+    if (e.listening) {
+      return e.type === UNIX_STREAM || e.type === UNIX_SEQPACKET ? { listens: true } : undefined;
+    }
+    // Bound or not, but with no peer and nothing queued: a new socket will do.
+    if (e.state !== SS_UNCONNECTED) return undefined;
+    return withCopy(file, (fd) => {
+      if (socketPeer(fd) !== undefined) return undefined;
+      const queued = e.type === UNIX_DGRAM ? readableBytes(fd) : 0;
+      return queued > 0 ? { refuse: `${what()} has datagrams queued` } : { listens: false };
+    });
   }
   if (e.proto === 'TCP') {
     if (e.state !== TCP_LISTEN) return undefined;
@@ -68,6 +83,43 @@ function classify(file: FileInfo): { listens: boolean } | { refuse: string } | u
   if (e.connected) return undefined;
   if (e.rxQueue > 0) return { refuse: `${what()} has ${e.rxQueue} bytes of datagrams queued` };
   return { listens: false };
+}
+
+/**
+ * A socket no /proc/net table lists: an IPv4/IPv6 socket never bound nor
+ * connected (`socket()` and nothing else yet), or a netlink socket not
+ * bound yet. A new socket of the same kind stands for it.
+ */
+function idleUnlisted(file: FileInfo): { listens: boolean } | undefined {
+  return withCopy(file, (fd) => {
+    const family = socketOption(fd, SOL_SOCKET, SO_DOMAIN);
+    if (family !== AF_INET && family !== AF_INET6 && family !== AF_NETLINK) return undefined;
+    // A netlink socket always has a peer address: port 0 is the kernel, i.e. none chosen.
+    const peer = socketPeer(fd);
+    const connected = peer !== undefined && !(family === AF_NETLINK && isUnbound(family, peer));
+    if (!isUnbound(family, socketName(fd)) || connected) return undefined;
+    return { listens: false };
+  });
+}
+
+/** Run `fn` on a copy of the task's socket fd (closed after). */
+function withCopy<T>(file: FileInfo, fn: (fd: number) => T): T {
+  const fd = grabFd(file.pid, file.fd);
+  try {
+    return fn(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A sockaddr that names no address: port 0 on the any-address, no unix path, netlink port 0. */
+function isUnbound(family: number, addr: Buffer): boolean {
+  if (family === AF_UNIX) return addr.length <= SUN_PATH;
+  if (family === AF_NETLINK) return addr.length < 8 || addr.readUInt32LE(4) === 0;
+  // sockaddr_in: family, port (2..4), address (4..8); sockaddr_in6: address at 8..24.
+  const port = addr.length >= 4 ? addr.readUInt16BE(2) : 0;
+  const ip = family === AF_INET ? addr.subarray(4, 8) : addr.subarray(8, 24);
+  return port === 0 && ip.every((b) => b === 0);
 }
 
 /** The path of a bound unix socket's file, from its sockaddr_un ("" when abstract or unbound). */
@@ -105,7 +157,10 @@ export const listenSocketFile: FileHandler = {
     const fd = grabFd(file.pid, file.fd);
     try {
       const family = socketOption(fd, SOL_SOCKET, SO_DOMAIN);
-      const addr = socketName(fd);
+      const name = socketName(fd);
+      // An unbound socket is restored unbound: binding it to "any" would
+      // take a port and make the program's own bind() fail later.
+      const addr = isUnbound(family, name) ? Buffer.alloc(0) : name;
       const path = family === AF_UNIX ? unixPath(addr) : '';
       let mode = 0;
       if (path) mode = lstatSync(`/proc/${file.pid}/root${path}`).mode & 0o7777;
@@ -155,6 +210,15 @@ export const listenSocketFile: FileHandler = {
       args: [fd, level, name, value, 4],
       what: `${what}: socket option ${level}/${name}`,
     });
+    if (rec.addr.length === 0) {
+      // Never bound: only its options.
+      task.sys.checkBatch([
+        ...(rec.reuseAddr ? [opt(SOL_SOCKET, SO_REUSEADDR, on!)] : []),
+        ...(rec.reusePort ? [opt(SOL_SOCKET, SO_REUSEPORT, on!)] : []),
+        ...(rec.family === AF_INET6 ? [opt(IPPROTO_IPV6, IPV6_V6ONLY, v6only!)] : []),
+      ]);
+      return fd;
+    }
     task.sys.checkBatch([
       // Bound with SO_REUSEADDR whatever it had: the original's closed
       // connections may still hold the port (TIME_WAIT).

@@ -138,7 +138,14 @@ export type SocketEntry =
       rxQueue: number;
       connected: boolean;
     }
-  | { proto: 'unix'; type: number; listening: boolean; path: string };
+  | {
+      proto: 'unix';
+      type: number;
+      listening: boolean;
+      /** SS_UNCONNECTED 1, SS_CONNECTING 2, SS_CONNECTED 3 (a datagram socket may be connected and show 1). */
+      state: number;
+      path: string;
+    };
 
 /** /proc/PID/net's line for socket `inode` (TCP, UDP or unix), if any lists it. */
 export function socketEntry(pid: number, inode: number): SocketEntry | undefined {
@@ -149,6 +156,7 @@ export function socketEntry(pid: number, inode: number): SocketEntry | undefined
       proto: 'unix',
       type: Number.parseInt(f[4] ?? '', 16),
       listening: (Number.parseInt(f[3] ?? '', 16) & UNIX_ACCEPTCON) !== 0,
+      state: Number.parseInt(f[5] ?? '', 16),
       path: f[7] ?? '',
     };
   }

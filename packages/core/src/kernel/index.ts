@@ -81,7 +81,7 @@ export { dataRanges, type FileRange } from './seek.js';
 export { inNamespace, openNamespace, type ThreadNsType } from './setns.js';
 export { processExists, sendSignal, sendThreadSignal } from './signal.js';
 export { type UnixSocketDiag, unixSockets } from './sock-diag.js';
-export { peekSocket, socketName, socketOption } from './sockets.js';
+export { peekSocket, socketName, socketOption, socketPeer } from './sockets.js';
 export { type SpawnOptions, type StdioTarget, spawnDetached, spawnProcess } from './spawn.js';
 export {
   getTermios,

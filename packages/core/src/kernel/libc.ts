@@ -142,6 +142,7 @@ function bind() {
     send: lib.func('long send(int fd, void *buf, ulong len, int flags)'),
     recv: lib.func('long recv(int fd, void *buf, ulong len, int flags)'),
     getsockname: lib.func('int getsockname(int fd, void *addr, void *len)'),
+    getpeername: lib.func('int getpeername(int fd, void *addr, void *len)'),
     getsockopt: lib.func('int getsockopt(int fd, int level, int name, void *value, void *len)'),
     memfdCreate: lib.func('int memfd_create(str name, uint flags)'),
     ioctlBuf: lib.func('int ioctl(int fd, ulong request, void *arg)'),

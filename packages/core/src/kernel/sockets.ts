@@ -13,6 +13,21 @@ export function socketName(fd: number): Buffer {
   return addr.subarray(0, Math.min(len.readUInt32LE(0), SOCKADDR_MAX));
 }
 
+const ENOTCONN = 107;
+
+/** The socket's peer address (getpeername), or undefined when it has none (ENOTCONN). */
+export function socketPeer(fd: number): Buffer | undefined {
+  const addr = Buffer.alloc(SOCKADDR_MAX);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(SOCKADDR_MAX);
+  if (libc().getpeername(fd, addr, len) === 0) {
+    return addr.subarray(0, Math.min(len.readUInt32LE(0), SOCKADDR_MAX));
+  }
+  const err = errno();
+  if (err === ENOTCONN) return undefined;
+  throw sysError('getpeername', err, 'reading a socket peer');
+}
+
 /** An int socket option (getsockopt). */
 export function socketOption(fd: number, level: number, name: number): number {
   const v = Buffer.alloc(4);
