@@ -6,7 +6,7 @@
  * restored). A pidfd for a process outside the tree, or for one that has
  * been reaped, is refused: nothing at restart could stand for it.
  */
-import { CkptError, type FileHandler, type FileInfo, pidSeenBy } from '@ckpt/core';
+import { CkptError, type FileHandler, type FileInfo, pidSeenBy, readStatus } from '@ckpt/core';
 import { moveAboveTable, restoringTask } from './file-object.js';
 import { FileKind, filePidfdRecord } from './records.js';
 
@@ -20,6 +20,15 @@ function targetOf(file: FileInfo): number {
   return line === undefined ? -1 : Number(line.slice(4).trim());
 }
 
+/** The process (thread group) that thread `tid` belongs to; `tid` itself when unknown. */
+function threadGroupOf(tid: number): number {
+  try {
+    return readStatus(tid).tgid;
+  } catch {
+    return tid;
+  }
+}
+
 export const pidfdFile: FileHandler = {
   kind: 'pidfd',
   id: FileKind.PIDFD,
@@ -31,6 +40,14 @@ export const pidfdFile: FileHandler = {
       throw new CkptError(
         'ENOTSUP',
         `${where}: a pidfd for a process that has ended and been reaped; it cannot be restored`,
+        { pid: file.pid, fd: file.fd },
+      );
+    }
+    const tgid = threadGroupOf(pid);
+    if (tgid !== pid && ctx.pids.includes(tgid)) {
+      throw new CkptError(
+        'ENOTSUP',
+        `${where}: a pidfd for thread ${pid} of pid ${tgid} (PIDFD_THREAD) is not supported yet`,
         { pid: file.pid, fd: file.fd },
       );
     }
