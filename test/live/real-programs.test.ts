@@ -237,7 +237,8 @@ describe('pidfds', () => {
       'while True:',
       '    if select.select([fd],[],[],0)[0]:',
       '        r=os.waitid(os.P_PIDFD,fd,os.WEXITED)',
-      `        open(${JSON.stringify(done)},"w").write(f"{r.si_pid} {r.si_status}")`,
+      // Written whole, then renamed: the test waits for the name.
+      `        open(${JSON.stringify(`${done}.tmp`)},"w").write(f"{r.si_pid} {r.si_status}"); os.rename(${JSON.stringify(`${done}.tmp`)},${JSON.stringify(done)})`,
       '        break',
       '    i+=1',
       `    open(${JSON.stringify(out)},"a").write(f"{i}\\n")`,
@@ -333,7 +334,9 @@ describe('sockets made but not used yet', () => {
       '    time.sleep(0.05)',
       'tcp.bind(("127.0.0.1",0)); tcp.listen(1)',
       'dg.settimeout(20)',
-      `open(${JSON.stringify(path.join(dir, 'done'))},"w").write("listening "+dg.recv(100).decode())`,
+      // Written whole, then renamed: the test waits for the name.
+      'm="listening "+dg.recv(100).decode()',
+      `open(${JSON.stringify(path.join(dir, 'done.tmp'))},"w").write(m); os.rename(${JSON.stringify(path.join(dir, 'done.tmp'))},${JSON.stringify(path.join(dir, 'done'))})`,
     ].join('\n');
     expectCountsOnAfterRestart(['python3', '-c', script], out);
     const client = fs.openSync(path.join(dir, 'go'), 'w');
