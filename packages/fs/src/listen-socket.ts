@@ -15,19 +15,19 @@
  * system's maximum (net.core.somaxconn). The address must be free at
  * restart (the original gone); a unix socket's stale file is replaced.
  */
-import { chmodSync, closeSync, lstatSync, readFileSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, readFileSync, unlinkSync } from 'node:fs';
 import {
   type CheckpointCtx,
   CkptError,
   type FileHandler,
   type FileInfo,
-  grabFd,
   type RestartTask,
   readableBytes,
   socketName,
   socketOption,
   socketPeer,
   stage,
+  withFdCopy,
 } from '@ckpt/core';
 import { moveAboveTable, restoringTask } from './file-object.js';
 import { reopenFlags } from './flags.js';
@@ -67,7 +67,7 @@ function classify(file: FileInfo): { listens: boolean } | { refuse: string } | u
     }
     // Bound or not, but with no peer and nothing queued: a new socket will do.
     if (e.state !== SS_UNCONNECTED) return undefined;
-    return withCopy(file, (fd) => {
+    return withFdCopy(file.pid, file.fd, (fd) => {
       if (socketPeer(fd) !== undefined) return undefined;
       const queued = e.type === UNIX_DGRAM ? readableBytes(fd) : 0;
       return queued > 0 ? { refuse: `${what()} has datagrams queued` } : { listens: false };
@@ -91,7 +91,7 @@ function classify(file: FileInfo): { listens: boolean } | { refuse: string } | u
  * bound yet. A new socket of the same kind stands for it.
  */
 function idleUnlisted(file: FileInfo): { listens: boolean } | undefined {
-  return withCopy(file, (fd) => {
+  return withFdCopy(file.pid, file.fd, (fd) => {
     const family = socketOption(fd, SOL_SOCKET, SO_DOMAIN);
     if (family !== AF_INET && family !== AF_INET6 && family !== AF_NETLINK) return undefined;
     // A netlink socket always has a peer address: port 0 is the kernel, i.e. none chosen.
@@ -100,16 +100,6 @@ function idleUnlisted(file: FileInfo): { listens: boolean } | undefined {
     if (!isUnbound(family, socketName(fd)) || connected) return undefined;
     return { listens: false };
   });
-}
-
-/** Run `fn` on a copy of the task's socket fd (closed after). */
-function withCopy<T>(file: FileInfo, fn: (fd: number) => T): T {
-  const fd = grabFd(file.pid, file.fd);
-  try {
-    return fn(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /** A sockaddr that names no address: port 0 on the any-address, no unix path, netlink port 0. */
@@ -154,8 +144,7 @@ export const listenSocketFile: FileHandler = {
         fd: file.fd,
       });
     }
-    const fd = grabFd(file.pid, file.fd);
-    try {
+    withFdCopy(file.pid, file.fd, (fd) => {
       const family = socketOption(fd, SOL_SOCKET, SO_DOMAIN);
       const name = socketName(fd);
       // An unbound socket is restored unbound: binding it to "any" would
@@ -176,9 +165,7 @@ export const listenSocketFile: FileHandler = {
         flags: reopenFlags(file.info.flags),
         mode,
       });
-    } finally {
-      closeSync(fd);
-    }
+    });
   },
   restore(ctx, task) {
     const rec = ctx.read(fileSocketRecord);

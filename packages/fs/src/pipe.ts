@@ -45,6 +45,7 @@ import {
   readFdinfo,
   sameFile,
   tee,
+  withFdCopy,
 } from '@ckpt/core';
 import { copyFromHolder, moveAboveTable, restoringTask } from './file-object.js';
 import { F_DUPFD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK } from './flags.js';
@@ -194,13 +195,7 @@ export const pipeObject: ObjectOps<SavedPipe | RestoredPipe> = {
   checkpoint(ctx, obj) {
     const { inode, ends, pid, fd, path } = obj as SavedPipe;
     const reader = ends.reads[0]!;
-    const probe = grabFd(reader.pid, reader.fd);
-    let size: number;
-    try {
-      size = fcntl(probe, F_GETPIPE_SZ);
-    } finally {
-      closeSync(probe);
-    }
+    const size = withFdCopy(reader.pid, reader.fd, (probe) => fcntl(probe, F_GETPIPE_SZ));
     let data: Buffer;
     try {
       data = peekPipe(reader, size);
@@ -253,13 +248,10 @@ export const pipeObject: ObjectOps<SavedPipe | RestoredPipe> = {
 /** Write `data` into the pipe through fd `fd` of `task` (a copy of it in ckpt). */
 function refill(task: RestartTask, fd: number, data: Buffer): void {
   if (data.length === 0) return;
-  const w = grabFd(task.pid, fd);
-  try {
+  withFdCopy(task.pid, fd, (w) => {
     let put = 0;
     while (put < data.length) put += writeSync(w, data, put);
-  } finally {
-    closeSync(w);
-  }
+  });
 }
 
 /**

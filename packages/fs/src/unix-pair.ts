@@ -15,19 +15,19 @@
  * comes back as a socketpair: the same bytes and peer, without the
  * listener's name on the accepted end.
  */
-import { closeSync, writeSync } from 'node:fs';
+import { writeSync } from 'node:fs';
 import {
   type CheckpointCtx,
   CkptError,
   closeInTask,
   type FileHandler,
   type FileInfo,
-  grabFd,
   type ObjectOps,
   peekSocket,
   type RestartTask,
   type UnixSocketDiag,
   unixSockets,
+  withFdCopy,
 } from '@ckpt/core';
 import { copyFromHolder, moveAboveTable, restoringTask } from './file-object.js';
 import { F_DUPFD_CLOEXEC, O_CLOEXEC, reopenFlags } from './flags.js';
@@ -74,8 +74,7 @@ function findHolder(ctx: CheckpointCtx, inode: number): { pid: number; fd: numbe
 /** The bytes waiting in socket `fd` of `pid` (`count` of them), peeked. */
 function peekQueue(pid: number, fd: number, count: number, what: string): Buffer {
   if (count === 0) return Buffer.alloc(0);
-  const mine = grabFd(pid, fd);
-  try {
+  return withFdCopy(pid, fd, (mine) => {
     const buf = Buffer.alloc(count);
     const n = peekSocket(mine, buf);
     if (n !== count) {
@@ -85,9 +84,7 @@ function peekQueue(pid: number, fd: number, count: number, what: string): Buffer
       });
     }
     return buf;
-  } finally {
-    closeSync(mine);
-  }
+  });
 }
 
 export const unixPairObject: ObjectOps<SavedPair | RestoredPair> = {
@@ -120,13 +117,10 @@ export const unixPairObject: ObjectOps<SavedPair | RestoredPair> = {
     // End i's queued bytes are written by the other end, so they wait at i.
     for (const [i, data] of rec.queues.entries()) {
       if (data.length === 0) continue;
-      const w = grabFd(task.pid, fds[1 - i]!);
-      try {
+      withFdCopy(task.pid, fds[1 - i]!, (w) => {
         let put = 0;
         while (put < data.length) put += writeSync(w, data, put);
-      } finally {
-        closeSync(w);
-      }
+      });
     }
     return { holder: task, fds, inodes: rec.inodes };
   },

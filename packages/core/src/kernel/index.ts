@@ -37,7 +37,7 @@ export {
   writeMemory,
   writeRanges,
 } from './memory.js';
-export { grabFd, pidfdGetfd, pidfdOpen } from './pidfd.js';
+export { grabFd, pidfdGetfd, pidfdOpen, withFdCopy } from './pidfd.js';
 export { F_GETPIPE_SZ, F_SETPIPE_SZ, fcntl, pipe2, SPLICE_F_NONBLOCK, tee } from './pipe.js';
 export {
   decodePrctlMmMap,

@@ -28,6 +28,20 @@ export function pidfdGetfd(pidfd: number, targetFd: number, pid?: number): numbe
   return fd;
 }
 
+/**
+ * Run `fn` on a copy of fd `targetFd` of `pid` (see {@link grabFd}), closed
+ * after: for asking a task's file something (ioctl, getsockopt, fcntl)
+ * without running anything in the task.
+ */
+export function withFdCopy<T>(pid: number, targetFd: number, fn: (fd: number) => T): T {
+  const mine = grabFd(pid, targetFd);
+  try {
+    return fn(mine);
+  } finally {
+    closeSync(mine);
+  }
+}
+
 /** Copy fd `targetFd` of `pid` into this process (pidfd_open + pidfd_getfd). */
 export function grabFd(pid: number, targetFd: number): number {
   const pidfd = pidfdOpen(pid);

@@ -5,9 +5,8 @@
  * set the terminal's state. The request numbers are the generic ones
  * (x86-64, arm64 and s390x alike).
  */
-import { closeSync } from 'node:fs';
 import { errno, libc, sysError } from './libc.js';
-import { grabFd } from './pidfd.js';
+import { withFdCopy } from './pidfd.js';
 
 const TCGETS2 = 0x802c542a;
 const TCSETS2 = 0x402c542b;
@@ -49,12 +48,7 @@ export function ptyIndex(fd: number): number {
 
 /** Index of the pty whose master is fd `fd` of process `pid` (through a copy of it). */
 export function ptyIndexOf(pid: number, fd: number): number {
-  const mine = grabFd(pid, fd);
-  try {
-    return ptyIndex(mine);
-  } finally {
-    closeSync(mine);
-  }
+  return withFdCopy(pid, fd, ptyIndex);
 }
 
 /** The terminal's `struct termios2` (modes, control characters, speeds), raw. */

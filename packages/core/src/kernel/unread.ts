@@ -1,6 +1,5 @@
 /** How much a task's fd has waiting to be read, asked without reading it. */
-import { closeSync } from 'node:fs';
-import { grabFd } from './pidfd.js';
+import { withFdCopy } from './pidfd.js';
 import { readableBytes } from './tty.js';
 
 /**
@@ -8,17 +7,9 @@ import { readableBytes } from './tty.js';
  * pipes, sockets, inotify instances…), or undefined when it cannot tell.
  */
 export function unreadBytes(pid: number, fd: number): number | undefined {
-  let mine: number;
   try {
-    mine = grabFd(pid, fd);
+    return withFdCopy(pid, fd, readableBytes);
   } catch {
     return undefined;
-  }
-  try {
-    return readableBytes(mine);
-  } catch {
-    return undefined;
-  } finally {
-    closeSync(mine);
   }
 }
