@@ -20,12 +20,11 @@ import { probeUserfaultfd } from '../kernel/uffd.js';
 import { readMaps, readPageRuns, readStatus } from '../proc/index.js';
 import type { Registry } from '../registry.js';
 import { hostArch } from './checkpoint.js';
-
-const PR_TIMER_CREATE_RESTORE_IDS = 77;
-const EINVAL = 22;
-const PR_TIMER_CREATE_RESTORE_IDS_GET = 2;
-
 import { TaskFactory } from './mktree.js';
+
+const EINVAL = 22;
+/** PR_TIMER_CREATE_RESTORE_IDS's argument that reads the setting. */
+const PR_TIMER_CREATE_RESTORE_IDS_GET = 2;
 
 /** One probed feature. */
 export interface FeatureCheck {
@@ -141,7 +140,7 @@ export function checkKernel(registry: Registry): FeatureCheck[] {
   );
   out.push(
     probe('PR_TIMER_CREATE_RESTORE_IDS', false, () => {
-      prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_GET);
+      prctl(PR.TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_GET);
       return 'available (POSIX timers come back under their ids)';
     }),
   );

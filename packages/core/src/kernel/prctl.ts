@@ -13,12 +13,15 @@ export const PR = {
   SET_NAME: 15,
   GET_NAME: 16,
   GET_SECCOMP: 21,
+  SET_SECCOMP: 22,
   CAPBSET_READ: 23,
   SET_CHILD_SUBREAPER: 36,
   GET_CHILD_SUBREAPER: 37,
   SET_NO_NEW_PRIVS: 38,
   GET_TID_ADDRESS: 40,
   SET_MM: 35,
+  /** Arg 1: timer_create takes the id asked for; 0: it stops; 2: reads the setting. */
+  TIMER_CREATE_RESTORE_IDS: 77,
 } as const;
 
 /** PR_SET_MM sub-options. */

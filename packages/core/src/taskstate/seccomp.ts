@@ -33,6 +33,7 @@ import type { RecordValue } from '../codec/record.js';
 import type { CheckpointCtx, RestartCtx } from '../context.js';
 import { CkptError } from '../errors.js';
 import { isSyscallError } from '../kernel/inject.js';
+import { PR } from '../kernel/prctl.js';
 import {
   BPF_INSN_SIZE,
   PTRACE_O,
@@ -49,7 +50,6 @@ const SECCOMP_MODE_STRICT = 1;
 const SECCOMP_MODE_FILTER = 2;
 const SECCOMP_SET_MODE_FILTER = 1;
 const SECCOMP_FILTER_FLAG_TSYNC = 1;
-const PR_SET_SECCOMP = 22;
 const PROT_READ = 1;
 const PROT_WRITE = 2;
 const MAP_PRIVATE = 2;
@@ -300,7 +300,7 @@ function restoreThreadState(ctx: RestartCtx, task: RestartTask, leader: boolean)
     task.sys.postChecked([
       {
         name: 'prctl',
-        args: [PR_SET_SECCOMP, SECCOMP_MODE_STRICT, 0, 0, 0],
+        args: [PR.SET_SECCOMP, SECCOMP_MODE_STRICT, 0, 0, 0],
         what: 'entering seccomp strict mode',
       },
     ]);

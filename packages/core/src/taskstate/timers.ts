@@ -16,6 +16,7 @@ import { readFileSync } from 'node:fs';
 import type { RecordValue } from '../codec/record.js';
 import { InjectedRead } from '../engine/injected-read.js';
 import { CkptError } from '../errors.js';
+import { PR } from '../kernel/prctl.js';
 import { readStatus } from '../proc/index.js';
 import type { TaskPhase } from '../registry.js';
 import type { RestartTask, SyscallRequest } from '../task.js';
@@ -25,7 +26,6 @@ import { timersRecord } from './records.js';
 const TIMES_SIZE = 32;
 const SIGEVENT_SIZE = 64;
 const ITIMERS = 3;
-const PR_TIMER_CREATE_RESTORE_IDS = 77;
 const SIGEV_THREAD_ID = 4;
 const NOTIFY: Record<string, number> = { signal: 0, none: 1, thread: 2 };
 
@@ -161,7 +161,7 @@ function restoreCalls(
   if (saved.posix.length > 0) {
     calls.push({
       name: 'prctl',
-      args: [PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0],
+      args: [PR.TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0],
       what: 'asking for POSIX timer ids (PR_TIMER_CREATE_RESTORE_IDS)',
     });
     for (const t of saved.posix) {
@@ -182,7 +182,7 @@ function restoreCalls(
     }
     calls.push({
       name: 'prctl',
-      args: [PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0],
+      args: [PR.TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0],
       what: 'ending POSIX timer ids (PR_TIMER_CREATE_RESTORE_IDS)',
     });
   }
