@@ -35,9 +35,16 @@ const work = mkdtempSync(join(IMAGE_DIR, 'ckpt-bench-'));
 const hog = join(work, 'memhog');
 execFileSync('gcc', ['-O2', '-o', hog, join(root, 'bench/memhog.c')]);
 
+// Extra flags for the measured Node, e.g. BENCH_NODE_FLAGS="--cpu-prof
+// --cpu-prof-dir=/tmp/prof" to see where a command's time goes.
+// biome-ignore lint/suspicious/noUndeclaredEnvVars: optional knob of the benchmark
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter((f) => f !== '');
+
 function ckpt(args) {
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, [bin, ...args, '--json'], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [...NODE_FLAGS, bin, ...args, '--json'], {
+    encoding: 'utf8',
+  });
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   if (r.status !== 0) throw new Error(`ckpt ${args.join(' ')}: ${r.stderr || r.stdout}`);
   return { ms, json: JSON.parse(r.stdout) };

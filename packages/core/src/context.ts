@@ -14,6 +14,7 @@ import { asCkptError, CkptError } from './errors.js';
 import { ContextFlags } from './flags.js';
 import { type Logger, type Progress, silentLogger, silentProgress } from './log.js';
 import { ObjHash } from './objhash.js';
+import { NamespaceCache } from './proc/ns.js';
 import type { Registry } from './registry.js';
 
 /** Counters reported by `--json` summaries. */
@@ -117,6 +118,12 @@ export class CheckpointCtx extends CkptCtx {
   ) {
     super(opts, ContextFlags.CHECKPOINT);
   }
+
+  /**
+   * The namespaces of the frozen tree's tasks, each link read once (they
+   * cannot change while the tree is stopped). Not for other processes.
+   */
+  readonly namespaces = new NamespaceCache();
 
   /** Write one structured record. */
   write<T>(schema: RecordSchema<T>, value: T): void {

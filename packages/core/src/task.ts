@@ -122,6 +122,11 @@ export interface TaskMemory {
   readRangesInto?(ranges: readonly { addr: bigint; length: number }[], into: Buffer): void;
   /** Write, even into read-only pages. */
   write(addr: bigint, data: Buffer): void;
+  /**
+   * Write each of `writes` (even into read-only pages), with as few system
+   * calls as the memory allows; optional (`write` per entry else).
+   */
+  writeEach?(writes: readonly { addr: bigint; data: Buffer }[]): void;
 }
 
 /** A task being checkpointed (frozen under ptrace). */

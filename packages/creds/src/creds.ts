@@ -32,9 +32,12 @@ const NO_ID = 0xffffffff;
  * task in another user namespace here would be wrong, and could grant it
  * capabilities it did not have.
  */
-function refuseOtherUserNs(task: CheckpointTask): void {
-  const own = readNamespace(process.pid, 'user').inode;
-  if (readNamespace(task.pid, 'user').inode !== own) {
+let ownUserNs: number | undefined;
+
+function refuseOtherUserNs(ctx: CheckpointCtx, task: CheckpointTask): void {
+  // ckpt never enters another user namespace: its own is read once.
+  ownUserNs ??= readNamespace(process.pid, 'user').inode;
+  if (ctx.namespaces.inode(task.pid, 'user') !== ownUserNs) {
     throw new CkptError(
       'ENOTSUP',
       `pid ${task.pid} is in a user namespace other than ckpt's; checkpointing its credentials is not supported yet`,
@@ -60,7 +63,7 @@ const prctlReads = new InjectedRead<{ securebits: number; dumpable: number }>(
 );
 
 function checkpointCreds(ctx: CheckpointCtx, task: CheckpointTask): void {
-  refuseOtherUserNs(task);
+  refuseOtherUserNs(ctx, task);
   const st = task.status;
   const { securebits, dumpable } = prctlReads.get(task);
   const ids = (s: typeof st.uid) => ({

@@ -414,7 +414,10 @@ class HeldPages implements TaskMemory {
   }
 
   private writeHeld(): void {
-    for (const w of this.writes.splice(0)) this.task.mem.write(w.addr, w.data);
+    const writes = this.writes.splice(0);
+    const mem = this.task.mem;
+    if (mem.writeEach) mem.writeEach(writes);
+    else for (const w of writes) mem.write(w.addr, w.data);
     this.used = 0;
   }
 }

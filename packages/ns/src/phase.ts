@@ -26,9 +26,10 @@ import { checkpointUts, restoreUts } from './uts.js';
 const NS_TYPES = ['uts', 'ipc'] as const;
 type SavedNsType = (typeof NS_TYPES)[number];
 
-function inodeOf(pid: number, type: SavedNsType): number | undefined {
+/** `pid`'s namespace of `type`: ckpt's own, or a task's of the frozen tree. */
+function inodeOf(ctx: CheckpointCtx, pid: number, type: SavedNsType): number | undefined {
   try {
-    return readNamespace(pid, type).inode;
+    return pid === process.pid ? readNamespace(pid, type).inode : ctx.namespaces.inode(pid, type);
   } catch {
     return undefined; // gone or a zombie: nothing to compare with
   }
@@ -42,7 +43,7 @@ function checkInherited(
   inode: number,
 ): void {
   if (ctx.pids[0] === task.pid) {
-    if (!ctx.has(CheckpointFlags.CONTAINER) && inode !== inodeOf(process.pid, type)) {
+    if (!ctx.has(CheckpointFlags.CONTAINER) && inode !== inodeOf(ctx, process.pid, type)) {
       throw new CkptError(
         'ENOTSUP',
         `pid ${task.pid} has its own ${type} namespace (${type}:[${inode}]) but is not the init of a container; it would be restored in the host's, which is not supported yet`,
@@ -52,7 +53,7 @@ function checkInherited(
     return;
   }
   const ppid = task.status.ppid;
-  const parent = inodeOf(ppid, type);
+  const parent = inodeOf(ctx, ppid, type);
   if (parent !== undefined && parent !== inode) {
     throw new CkptError(
       'ENOTSUP',
@@ -65,7 +66,7 @@ function checkInherited(
 function checkpointNs(ctx: CheckpointCtx, task: CheckpointTask): void {
   const inodes = {} as Record<SavedNsType, number>;
   for (const type of NS_TYPES) {
-    inodes[type] = readNamespace(task.pid, type).inode;
+    inodes[type] = ctx.namespaces.inode(task.pid, type);
     checkInherited(ctx, task, type, inodes[type]);
   }
   const uts = checkpointUts(ctx, task, inodes.uts);

@@ -31,6 +31,25 @@ function gf2Square(square: Uint32Array, mat: Uint32Array): void {
  */
 export function crc32Combine(crcA: number, crcB: number, lenB: number): number {
   if (lenB <= 0) return crcA >>> 0;
+  // The multiplication is linear in crc(A): for a length seen before (a
+  // stream's chunks all have the same size) its 32 columns are kept.
+  let op = shiftOperators.get(lenB);
+  if (!op && shiftSeen.has(lenB) && shiftOperators.size < 16) {
+    op = new Uint32Array(32);
+    for (let i = 0; i < 32; i++) op[i] = shiftByZeros(2 ** i, lenB);
+    shiftOperators.set(lenB, op);
+  }
+  if (shiftSeen.size >= 256) shiftSeen.clear();
+  shiftSeen.add(lenB);
+  return ((op ? gf2Times(op, crcA) : shiftByZeros(crcA, lenB)) ^ crcB) >>> 0;
+}
+
+/** Operators x^(8·len) by len, for lengths asked for more than once. */
+const shiftOperators = new Map<number, Uint32Array>();
+const shiftSeen = new Set<number>();
+
+/** crc multiplied by x^(8·len) in GF(2): the CRC of crc's message followed by len zeros, unconditioned. */
+function shiftByZeros(crcA: number, lenB: number): number {
   const even = new Uint32Array(32);
   const odd = new Uint32Array(32);
   odd[0] = 0xedb88320; // the CRC-32 polynomial, reflected
@@ -49,7 +68,7 @@ export function crc32Combine(crcA: number, crcB: number, lenB: number): number {
     len = Math.floor(len / 2);
     if (len === 0) break;
   }
-  return (crc ^ crcB) >>> 0;
+  return crc >>> 0;
 }
 
 /** A Buffer over shared memory, which the CRC worker can read in place. */
@@ -159,17 +178,16 @@ export function startChecksumWorker(): void {
 /**
  * A running CRC-32 over a stream. `update` computes in place; `begin` hands
  * a large shared chunk to the worker and returns at once. Bytes added while
- * the worker sums a chunk are summed on their own and joined in order when
- * the chunk settles (at the next `begin`, `settle` or `current`), so small
- * records between two large chunks never wait for the worker.
+ * the worker sums a chunk are copied and summed after it when the chunk
+ * settles (at the next `begin`, `settle` or `current`), so small records
+ * between two large chunks never wait for the worker.
  */
 export class StreamCrc {
   /** CRC of everything before the pending chunk. */
   private value = 0;
   private pending: { length: number } | undefined;
-  /** CRC and length of the bytes added after the pending chunk. */
-  private after = 0;
-  private afterLength = 0;
+  /** Copies of the bytes added after the pending chunk. */
+  private after: Buffer[] = [];
 
   /** The CRC of everything so far (settles a pending chunk first). */
   get current(): number {
@@ -182,8 +200,9 @@ export class StreamCrc {
     // zlib.crc32 of some empty views returns 0, not the seed: skip them.
     if (data.length === 0) return;
     if (this.pending) {
-      this.after = crc32(data, this.after);
-      this.afterLength += data.length;
+      // A copy: callers may reuse `data` at once. These are the records
+      // between two chunks, a few KiB.
+      this.after.push(Buffer.from(data));
     } else {
       this.value = crc32(data, this.value);
     }
@@ -211,9 +230,8 @@ export class StreamCrc {
     if (!this.pending || !shared) return;
     const part = shared.finish();
     this.value = crc32Combine(this.value, part, this.pending.length);
-    this.value = crc32Combine(this.value, this.after, this.afterLength);
+    for (const data of this.after) this.value = crc32(data, this.value);
     this.pending = undefined;
-    this.after = 0;
-    this.afterLength = 0;
+    this.after = [];
   }
 }

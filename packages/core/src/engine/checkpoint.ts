@@ -268,7 +268,7 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
         nsPids: status.nsPid,
         nsPgid: status.nsPgid.at(-1) ?? stat.pgrp,
         nsSid: status.nsSid.at(-1) ?? stat.session,
-        pidNsOfChildren: byPid.has(pid) ? pidNsOfChildren(pid, tree) : 0,
+        pidNsOfChildren: byPid.has(pid) ? pidNsOfChildren(pid, tree, ctx.namespaces) : 0,
         shares: byPid.has(pid) && byPid.has(status.ppid) ? sharedWithParent(pid, status.ppid) : 0,
         threads: (byPid.get(pid)?.threads ?? []).map((th) => ({ nsTids: th.status.nsPid })),
         ctty: 0,
@@ -277,11 +277,14 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
     const cttys = controllingPtys(entries, (pid) => byPid.get(pid)?.stat.ttyNr);
     for (const [i, e] of entries.entries()) e.ctty = cttys[i]!;
     checkPidLevels(entries, isContainer);
-    checkMountNamespaces(tasks.map((t) => t.pid));
+    checkMountNamespaces(
+      tasks.map((t) => t.pid),
+      ctx.namespaces,
+    );
     // Before any state is saved: nothing outside may share the tree's objects.
     // The maps read at freeze: the frozen tree has not changed them.
     const objects = ctx.timed('leaks', () =>
-      checkLeaks(tree, isContainer, ctx.log, (pid) => byPid.get(pid)?.maps),
+      checkLeaks(tree, isContainer, ctx.log, (pid) => byPid.get(pid)?.maps, ctx.namespaces),
     );
     const phases = registry.phases();
     ctx.timed('prepare', () => prepareAll(ctx, tasks, phases));

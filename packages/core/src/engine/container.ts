@@ -6,7 +6,7 @@
  * its own /proc for the new pid namespace, as `ckpt run --container` made it.
  */
 import { CkptError } from '../errors.js';
-import { readNamespace, readStatus } from '../proc/index.js';
+import { type NamespaceCache, readStatus } from '../proc/index.js';
 import type { TreeEntry } from './sessions.js';
 import { cString, stage, type TaskAccess } from './task-io.js';
 
@@ -71,13 +71,14 @@ export function checkPidLevels(tree: readonly TreeEntry[], container: boolean): 
  * namespace other than the root's (mounts are not checkpointed yet: such a
  * task would come back seeing the root's files).
  * @param live - pids of the tree's live tasks, root first
+ * @param ns - where their namespaces are read
  * @throws CkptError ENOTSUP naming the task and the namespace
  */
-export function checkMountNamespaces(live: readonly number[]): void {
+export function checkMountNamespaces(live: readonly number[], ns: NamespaceCache): void {
   const root = live[0]!;
-  const rootMnt = readNamespace(root, 'mnt').inode;
+  const rootMnt = ns.inode(root, 'mnt');
   for (const pid of live.slice(1)) {
-    const mnt = readNamespace(pid, 'mnt').inode;
+    const mnt = ns.inode(pid, 'mnt');
     if (mnt !== rootMnt) {
       throw new CkptError(
         'ENOTSUP',
@@ -92,16 +93,17 @@ export function checkMountNamespaces(live: readonly number[]): void {
  * Where the new children of live task `pid` go (see the tree record's
  * `pidNsOfChildren`): 0 for its own pid namespace, or the pid of the
  * task of `tree` that is the init of the namespace it has unshared.
+ * `ns`: where the tree's namespaces are read.
  * @throws CkptError ENOTSUP when that namespace has no init in the tree
  */
-export function pidNsOfChildren(pid: number, tree: readonly number[]): number {
-  const own = readNamespace(pid, 'pid').inode;
-  const forChildren = readNamespace(pid, 'pid_for_children').inode;
+export function pidNsOfChildren(pid: number, tree: readonly number[], ns: NamespaceCache): number {
+  const own = ns.inode(pid, 'pid');
+  const forChildren = ns.inode(pid, 'pid_for_children');
   if (forChildren === own) return 0;
   for (const other of tree) {
     try {
-      const ns = readStatus(other).nsPid;
-      if (ns.at(-1) === 1 && readNamespace(other, 'pid').inode === forChildren) return other;
+      const nsPid = readStatus(other).nsPid;
+      if (nsPid.at(-1) === 1 && ns.inode(other, 'pid') === forChildren) return other;
     } catch {
       // a zombie: no namespace links
     }

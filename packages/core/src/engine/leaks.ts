@@ -35,6 +35,7 @@ import {
   listFds,
   type MapsEntry,
   mapsFilePath,
+  NamespaceCache,
   readEachFd,
   readFdTarget,
   readMaps,
@@ -64,6 +65,13 @@ interface TreeObject {
   desc: string;
   match: Match;
   holders: Holder[];
+  /**
+   * For a 'description' object: one holder per distinct open file
+   * description among `holders` (kcmp), so an outside fd is compared once
+   * per description, not once per holder (128 forked tasks sharing their
+   * parent's /dev/null cost one kcmp, not 128).
+   */
+  descriptions?: Holder[];
 }
 
 /** The objects of a frozen tree, keyed by identity. */
@@ -136,12 +144,14 @@ function shmemKey(devMajorMinor: string, ino: number): string {
  * us). Zombies hold no files and are in no namespace. `mapsOf`: a task's
  * /proc/PID/maps if the caller read it already (undefined: read it here).
  * `namespacesFrom`: an earlier collection of the same tree whose
- * namespaces are taken over instead of read again.
+ * namespaces are taken over instead of read again. `ns`: where the tree's
+ * namespaces are read (a checkpoint shares its cache).
  */
 export function collectTreeObjects(
   pids: readonly number[],
   mapsOf: (pid: number) => readonly MapsEntry[] | undefined = () => undefined,
   namespacesFrom?: TreeObjects,
+  ns: NamespaceCache = new NamespaceCache(),
 ): TreeObjects {
   const own = ownNamespaces();
   // The namespace holders of `namespacesFrom`, by pid.
@@ -157,9 +167,15 @@ export function collectTreeObjects(
   const objects = new Map<string, TreeObject>();
   const refs = new Map<string, string>();
   const add = (key: string, desc: string, match: Match, holder: Holder, ref: string) => {
-    const o = objects.get(key);
+    let o = objects.get(key);
     if (o) o.holders.push(holder);
-    else objects.set(key, { key, desc, match, holders: [holder] });
+    else {
+      o = { key, desc, match, holders: [holder] };
+      if (match === 'description') o.descriptions = [];
+      objects.set(key, o);
+    }
+    const d = o.descriptions;
+    if (d && !d.some((h) => sameDescription(h.pid, h.fd!, holder.pid, holder.fd!))) d.push(holder);
     refs.set(ref, key);
   };
   for (const pid of pids) {
@@ -202,16 +218,16 @@ export function collectTreeObjects(
         add(key, o.desc, o.match, h, ref);
       }
     }
-    const nss = namespacesFrom ? [] : unlessGone(() => readNamespaces(pid));
-    for (const ns of nss) {
-      if (own.has(ns.inode)) continue;
-      const type = nsTypeOf(ns.type);
+    const nss = namespacesFrom ? [] : unlessGone(() => ns.all(pid));
+    for (const n of nss) {
+      if (own.has(n.inode)) continue;
+      const type = nsTypeOf(n.type);
       add(
-        `ns ${ns.inode}`,
-        `the ${type} namespace ${type}:[${ns.inode}]`,
+        `ns ${n.inode}`,
+        `the ${type} namespace ${type}:[${n.inode}]`,
         'identity',
-        { pid, nsLink: ns.type },
-        `${pid} ns:${ns.type}`,
+        { pid, nsLink: n.type },
+        `${pid} ns:${n.type}`,
       );
     }
     const maps = mapsOf(pid) ?? unlessGone(() => readMaps(pid));
@@ -323,7 +339,7 @@ export function findLeaks(pids: readonly number[], tree: TreeObjects): Leak[] {
           }
           const file = objects.get(`file ${k}`);
           if (!file || found.has(file.key)) continue;
-          for (const h of file.holders) {
+          for (const h of file.descriptions ?? file.holders) {
             if (sameDescription(p.pid, fd, h.pid, h.fd!)) {
               report(file, p.pid, `its fd ${fd}`, h);
               break;
@@ -349,7 +365,7 @@ function leakText(l: Leak, where: string): string {
  * The pre-step: collect the frozen tree's objects and look for outside
  * references. A container fails with ELEAK naming the object and one
  * outside pid; a subtree only gets warnings. Returns the objects, for
- * {@link checkReverseLeaks}. `mapsOf` as for {@link collectTreeObjects}.
+ * {@link checkReverseLeaks}. `mapsOf` and `ns` as for {@link collectTreeObjects}.
  * @throws CkptError ELEAK
  */
 export function checkLeaks(
@@ -357,8 +373,9 @@ export function checkLeaks(
   container: boolean,
   log: Logger,
   mapsOf?: (pid: number) => readonly MapsEntry[] | undefined,
+  ns?: NamespaceCache,
 ): CheckedTree {
-  const tree = collectTreeObjects(pids, mapsOf);
+  const tree = collectTreeObjects(pids, mapsOf, undefined, ns);
   const leaks = findLeaks(pids, tree);
   reportLeaks(leaks, container, log, '');
   return { ...tree, leaks };

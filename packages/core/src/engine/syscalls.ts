@@ -11,7 +11,14 @@ import {
   isSyscallError,
   SyscallInjector,
 } from '../kernel/inject.js';
-import { type MemRange, ProcMem, readRanges, writeRanges } from '../kernel/memory.js';
+import {
+  type MemRange,
+  type MemWrite,
+  ProcMem,
+  readRanges,
+  writeRanges,
+  writeScattered,
+} from '../kernel/memory.js';
 import type { PostOptions, SyscallRequest, TaskMemory, TaskSyscalls } from '../task.js';
 
 /**
@@ -501,6 +508,18 @@ export class ProcTaskMemory implements TaskMemory {
     )
       return;
     this.m.write(addr, data);
+  }
+
+  writeEach(writes: readonly MemWrite[]): void {
+    // process_vm_writev for as many as it takes; one into a read-only page
+    // (relro, text) goes through /proc/PID/mem, then on with the rest.
+    for (let i = 0; i < writes.length; ) {
+      i += writes.length - i > 1 ? writeScattered(this.pid, writes.slice(i)) : 0;
+      if (i < writes.length) {
+        const w = writes[i++]!;
+        this.write(w.addr, w.data);
+      }
+    }
   }
 
   close(): void {

@@ -31,11 +31,13 @@ export { errnoName } from './libc.js';
 export { addSeals, getSeals, memfdCreate } from './memfd.js';
 export {
   type MemRange,
+  type MemWrite,
   ProcMem,
   readMemory,
   readRanges,
   writeMemory,
   writeRanges,
+  writeScattered,
 } from './memory.js';
 export { grabFd, pidfdGetfd, pidfdOpen, withFdCopy } from './pidfd.js';
 export { F_GETPIPE_SZ, F_SETPIPE_SZ, fcntl, pipe2, SPLICE_F_NONBLOCK, tee } from './pipe.js';

@@ -106,6 +106,50 @@ export function writeRanges(pid: number, ranges: readonly MemRange[], data: Buff
   transfer(true, pid, ranges, data);
 }
 
+/** One write of {@link writeScattered}: `data` goes to `addr`. */
+export interface MemWrite {
+  addr: bigint;
+  data: Buffer;
+}
+
+/**
+ * Write each of `writes` into pid's memory with one process_vm_writev per
+ * IOV_MAX of them (each local buffer to its own remote range). Returns how
+ * many were written in full, in order: a write into a protected or
+ * unmapped page stops there (the caller writes that one some other way and
+ * goes on from the next).
+ */
+export function writeScattered(pid: number, writes: readonly MemWrite[]): number {
+  let done = 0;
+  while (done < writes.length) {
+    const batch = writes.slice(done, done + IOV_MAX);
+    const local = Buffer.alloc(batch.length * 16);
+    const remote = Buffer.alloc(batch.length * 16);
+    let want = 0;
+    batch.forEach((w, i) => {
+      local.writeBigUInt64LE(addressOf(w.data), i * 16);
+      local.writeBigUInt64LE(BigInt(w.data.length), i * 16 + 8);
+      remote.writeBigUInt64LE(w.addr, i * 16);
+      remote.writeBigUInt64LE(BigInt(w.data.length), i * 16 + 8);
+      want += w.data.length;
+    });
+    const got = Number(libc().processVmWritev(pid, local, batch.length, remote, batch.length, 0));
+    if (got === want) {
+      done += batch.length;
+      continue;
+    }
+    // Count the writes that went through in full before the stop.
+    let left = Math.max(got, 0);
+    for (const w of batch) {
+      if (left < w.data.length) break;
+      left -= w.data.length;
+      done++;
+    }
+    return done;
+  }
+  return done;
+}
+
 /** Read `length` bytes at `addr` of pid's memory. */
 export function readMemory(pid: number, addr: bigint, length: number): Buffer {
   return readRanges(pid, [{ addr, length }]);

@@ -35,6 +35,7 @@ export {
   type VmaKind,
 } from './maps.js';
 export {
+  NamespaceCache,
   type NsLink,
   type NsType,
   nsPath,

@@ -63,3 +63,52 @@ let nsNames: string[] | undefined;
 export function nsPath(pid: number, type: NsType): string {
   return procPath(pid, `ns/${type}`);
 }
+
+/**
+ * The namespaces of stopped tasks, each link read once: a stopped task
+ * cannot change them (setns and unshare act on the caller only). A
+ * checkpoint reads the same links in several places (leak detection, the
+ * tree record, the ns and creds phases); for a tree of 128 that was over
+ * a thousand readlinks. Use only for tasks that stay stopped meanwhile.
+ */
+export class NamespaceCache {
+  /** pid -> link name -> inode; `complete` once every link was read. */
+  private readonly byPid = new Map<number, { links: Map<string, number>; complete: boolean }>();
+
+  private entry(pid: number) {
+    let e = this.byPid.get(pid);
+    if (!e) {
+      e = { links: new Map(), complete: false };
+      this.byPid.set(pid, e);
+    }
+    return e;
+  }
+
+  /**
+   * Every namespace of `pid`, as {@link readNamespaces} gives them.
+   * @throws CkptError as readNamespaces (a zombie has none)
+   */
+  all(pid: number): NsLink[] {
+    const e = this.entry(pid);
+    if (!e.complete) {
+      // Read afresh, in readNamespaces' order.
+      e.links = new Map(readNamespaces(pid).map((ns) => [ns.type, ns.inode]));
+      e.complete = true;
+    }
+    return [...e.links].map(([type, inode]) => ({ type, inode }));
+  }
+
+  /**
+   * The inode of `pid`'s namespace of `type`.
+   * @throws CkptError as readNamespace
+   */
+  inode(pid: number, type: NsType): number {
+    const e = this.entry(pid);
+    let inode = e.links.get(type);
+    if (inode === undefined) {
+      inode = readNamespace(pid, type).inode;
+      e.links.set(type, inode);
+    }
+    return inode;
+  }
+}

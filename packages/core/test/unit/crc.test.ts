@@ -14,6 +14,14 @@ describe('CRC-32 of the stream', () => {
     );
   });
 
+  it('crc32Combine gives the same result once a length is cached as an operator', () => {
+    const b = Buffer.alloc(4096, 0x5a);
+    for (let i = 0; i < 4; i++) {
+      const a = Buffer.from(`part ${i}`);
+      expect(crc32Combine(crc32(a), crc32(b), b.length)).toBe(crc32(Buffer.concat([a, b])) >>> 0);
+    }
+  });
+
   it('StreamCrc gives zlib’s CRC with large shared chunks summed on the worker', () => {
     const big = sharedBuffer(3 * PARALLEL_CRC_MIN);
     for (let i = 0; i < big.length; i++) big[i] = (i * 31 + 7) & 0xff;
@@ -24,6 +32,18 @@ describe('CRC-32 of the stream', () => {
     s.begin(big.subarray(2 * PARALLEL_CRC_MIN)); // worker again, after the first settles
     s.update(small);
     const expected = crc32(Buffer.concat([small, big, small])) >>> 0;
+    expect(s.current).toBe(expected);
+  });
+
+  it('StreamCrc sums bytes added during a worker chunk as they were, even if reused at once', () => {
+    const big = sharedBuffer(PARALLEL_CRC_MIN);
+    big.fill(3);
+    const rec = Buffer.from('a record between chunks');
+    const s = new StreamCrc();
+    s.begin(big);
+    s.update(rec);
+    const expected = crc32(Buffer.concat([big, rec])) >>> 0;
+    rec.fill(0); // the writer reuses its record buffer
     expect(s.current).toBe(expected);
   });
 });

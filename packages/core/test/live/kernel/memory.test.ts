@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { requireRoot } from '../../../../../test/support/prereq.js';
+import { ProcTaskMemory } from '../../../src/engine/syscalls.js';
 import { isCkptError } from '../../../src/errors.js';
 import {
   freezeTask,
@@ -12,6 +13,7 @@ import {
   unfreezeTask,
   writeMemory,
   writeRanges,
+  writeScattered,
 } from '../../../src/kernel/index.js';
 import { compileC, freshPath, killStarted, track, waitUntil } from './support.js';
 
@@ -137,6 +139,34 @@ describe('memory', () => {
     unfreezeTask(frozen);
     const [, ro] = await askSum(t.pid, t.out);
     expect(ro).toBe(0x1122334455667788n);
+  });
+
+  it('writes scattered buffers in one call, stopping at a read-only page; writeEach goes on past it', async () => {
+    const t = await startTarget(1);
+    const frozen = freezeTask(t.pid);
+    const word = (v: bigint) => {
+      const b = Buffer.alloc(8);
+      b.writeBigUInt64LE(v);
+      return b;
+    };
+    // Two writable pages' first words, then the read-only page, then a third.
+    const writes = [
+      { addr: t.buf, data: word(5n) },
+      { addr: t.buf + 4096n, data: word(6n) },
+      { addr: t.ro, data: word(0xabcdefn) },
+      { addr: t.buf + 8192n, data: word(7n) },
+    ];
+    expect(writeScattered(t.pid, writes)).toBe(2);
+    expect(readMemory(t.pid, t.buf + 8192n, 8).equals(Buffer.alloc(8, 1))).toBe(true);
+    const mem = new ProcTaskMemory(t.pid);
+    mem.writeEach(writes);
+    mem.close();
+    for (const w of writes) expect(readMemory(t.pid, w.addr, 8).equals(w.data)).toBe(true);
+    unfreezeTask(frozen);
+    // Three words went from eight ones (8) to 5, 6 and 7: -6 in all.
+    const [sum, ro] = await askSum(t.pid, t.out);
+    expect(sum).toBe(BigInt(1 << 20) - 6n);
+    expect(ro).toBe(0xabcdefn);
   });
 
   it('fails with EFAULT on an unmapped address, naming the pid and address', async () => {
