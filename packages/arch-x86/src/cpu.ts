@@ -84,7 +84,7 @@ export const cpuPhase: TaskPhase = {
     // running): nothing in its restore before then uses these registers.
     task.sys.whenStopped((pid) => {
       writeXstate(pid, rec.xstate.subarray(0, Math.min(rec.xstate.length, length)));
-      writeDebugRegs(pid, debug as Record<(typeof DEBUG_NAMES)[number], bigint>);
+      writeDebugRegs(pid, debug as Record<(typeof DEBUG_NAMES)[number], bigint>, true);
     });
     task.finalRegs = encodeRegs(resumeRegs(decodeRegs(rec.regs)).regs);
   },

@@ -133,8 +133,9 @@ export function withPagemap<T>(task: CheckpointTask, fn: () => T): T {
 function presentPages(task: CheckpointTask, vma: VmaInfo, excludeFilePages: boolean) {
   const pagemap = task.data.get(PAGEMAP_KEY) as PagemapFile | undefined;
   const runs = readPageRuns(task.pid, vma.start, vma.end, { excludeFilePages, pagemap });
-  if (task.ownMappings.length === 0) return runs;
-  return runs.filter((r) => !task.ownMappings.some((m) => r.start >= m.start && r.start < m.end));
+  const own = task.ownMappings;
+  if (own.length === 0) return runs;
+  return runs.filter((r) => !own.some((m) => r.start >= m.start && r.start < m.end));
 }
 
 /**
