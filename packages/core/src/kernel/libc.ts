@@ -67,89 +67,117 @@ const HOST_SYSCALLS: Record<
   },
 };
 
+/**
+ * An object whose properties are made by their thunks on first access:
+ * koffi parses a prototype per binding (~0.3 ms each before the JIT warms
+ * up), and a command uses fewer than half of them.
+ */
+function lazyObject<T extends Record<string, unknown>>(thunks: { [K in keyof T]: () => T[K] }): T {
+  const out = {} as T;
+  for (const key of Object.keys(thunks) as (keyof T & string)[]) {
+    Object.defineProperty(out, key, {
+      configurable: true,
+      enumerable: true,
+      get() {
+        const value = thunks[key]();
+        Object.defineProperty(out, key, { value, enumerable: true });
+        return value;
+      },
+    });
+  }
+  return out;
+}
+
 function bind() {
   const lib = koffi().load('libc.so.6');
   const host = HOST_SYSCALLS[process.arch];
-  return {
+  return lazyObject({
     // ptrace is variadic in C; on the supported ABIs a fixed four-argument
     // prototype passes the arguments in the same registers. Two prototypes:
     // `data` as an integer, or as a pointer to our memory.
-    ptrace: lib.func('long ptrace(int request, int pid, uintptr_t addr, uintptr_t data)'),
-    ptraceBuf: lib.func('long ptrace(int request, int pid, uintptr_t addr, void *data)'),
-    waitpid: lib.func('int waitpid(int pid, void *status, int options)'),
-    kill: lib.func('int kill(int pid, int sig)'),
-    pipe2: lib.func('int pipe2(_Out_ int *fds, int flags)'),
-    tee: lib.func('long tee(int fdIn, int fdOut, ulong len, uint flags)'),
+    ptrace: () => lib.func('long ptrace(int request, int pid, uintptr_t addr, uintptr_t data)'),
+    ptraceBuf: () => lib.func('long ptrace(int request, int pid, uintptr_t addr, void *data)'),
+    waitpid: () => lib.func('int waitpid(int pid, void *status, int options)'),
+    kill: () => lib.func('int kill(int pid, int sig)'),
+    pipe2: () => lib.func('int pipe2(_Out_ int *fds, int flags)'),
+    tee: () => lib.func('long tee(int fdIn, int fdOut, ulong len, uint flags)'),
     // fcntl is variadic; an int third argument goes in the same register.
-    fcntl: lib.func('int fcntl(int fd, int cmd, int arg)'),
-    tgkill: lib.func('int tgkill(int tgid, int tid, int sig)'),
-    processVmReadv: lib.func(
-      'long process_vm_readv(int pid, void *lvec, ulong liovcnt, void *rvec, ulong riovcnt, ulong flags)',
-    ),
-    processVmWritev: lib.func(
-      'long process_vm_writev(int pid, void *lvec, ulong liovcnt, void *rvec, ulong riovcnt, ulong flags)',
-    ),
-    pidfdOpen: lib.func('int pidfd_open(int pid, uint flags)'),
-    pidfdGetfd: lib.func('int pidfd_getfd(int pidfd, int targetfd, uint flags)'),
-    prctl: lib.func('int prctl(int option, ulong a2, ulong a3, ulong a4, ulong a5)'),
-    setns: lib.func('int setns(int fd, int nstype)'),
-    kcmp: host
-      ? lib.func(`long syscall(long nr, int pid1, int pid2, int type, ulong idx1, ulong idx2)`)
-      : undefined,
-    kcmpNr: host?.kcmp ?? -1,
-    syscall1: lib.func('long syscall(long nr, long a1)'),
-    userfaultfdNr: host?.userfaultfd ?? -1,
-    rtTgsigqueueinfo: lib.func('long syscall(long nr, int tgid, int tid, int sig, void *info)'),
-    rtTgsigqueueinfoNr: host?.rtTgsigqueueinfo ?? -1,
+    fcntl: () => lib.func('int fcntl(int fd, int cmd, int arg)'),
+    tgkill: () => lib.func('int tgkill(int tgid, int tid, int sig)'),
+    processVmReadv: () =>
+      lib.func(
+        'long process_vm_readv(int pid, void *lvec, ulong liovcnt, void *rvec, ulong riovcnt, ulong flags)',
+      ),
+    processVmWritev: () =>
+      lib.func(
+        'long process_vm_writev(int pid, void *lvec, ulong liovcnt, void *rvec, ulong riovcnt, ulong flags)',
+      ),
+    pidfdOpen: () => lib.func('int pidfd_open(int pid, uint flags)'),
+    pidfdGetfd: () => lib.func('int pidfd_getfd(int pidfd, int targetfd, uint flags)'),
+    prctl: () => lib.func('int prctl(int option, ulong a2, ulong a3, ulong a4, ulong a5)'),
+    setns: () => lib.func('int setns(int fd, int nstype)'),
+    kcmp: () =>
+      host
+        ? lib.func(`long syscall(long nr, int pid1, int pid2, int type, ulong idx1, ulong idx2)`)
+        : undefined,
+    kcmpNr: () => host?.kcmp ?? -1,
+    syscall1: () => lib.func('long syscall(long nr, long a1)'),
+    userfaultfdNr: () => host?.userfaultfd ?? -1,
+    rtTgsigqueueinfo: () =>
+      lib.func('long syscall(long nr, int tgid, int tid, int sig, void *info)'),
+    rtTgsigqueueinfoNr: () => host?.rtTgsigqueueinfo ?? -1,
     // sched_getattr(pid, attr, size, flags) and sched_setattr(pid, attr, flags).
-    schedAttr: lib.func('long syscall(long nr, int pid, void *attr, uint a3, uint a4)'),
-    schedSetattrNr: host?.schedSetattr ?? -1,
-    schedGetattrNr: host?.schedGetattr ?? -1,
+    schedAttr: () => lib.func('long syscall(long nr, int pid, void *attr, uint a3, uint a4)'),
+    schedSetattrNr: () => host?.schedSetattr ?? -1,
+    schedGetattrNr: () => host?.schedGetattr ?? -1,
     // ioprio_get(which, who) and ioprio_set(which, who, ioprio).
-    ioprio: lib.func('long syscall(long nr, int which, int who, int ioprio)'),
-    ioprioSetNr: host?.ioprioSet ?? -1,
-    ioprioGetNr: host?.ioprioGet ?? -1,
-    schedGetaffinity: lib.func('int sched_getaffinity(int pid, ulong size, void *mask)'),
-    schedSetaffinity: lib.func('int sched_setaffinity(int pid, ulong size, void *mask)'),
-    close: lib.func('int close(int fd)'),
-    pread: lib.func('long pread(int fd, void *buf, ulong count, int64_t offset)'),
-    pwrite: lib.func('long pwrite(int fd, void *buf, ulong count, int64_t offset)'),
-    lseek: lib.func('int64_t lseek(int fd, int64_t offset, int whence)'),
+    ioprio: () => lib.func('long syscall(long nr, int which, int who, int ioprio)'),
+    ioprioSetNr: () => host?.ioprioSet ?? -1,
+    ioprioGetNr: () => host?.ioprioGet ?? -1,
+    schedGetaffinity: () => lib.func('int sched_getaffinity(int pid, ulong size, void *mask)'),
+    schedSetaffinity: () => lib.func('int sched_setaffinity(int pid, ulong size, void *mask)'),
+    close: () => lib.func('int close(int fd)'),
+    pread: () => lib.func('long pread(int fd, void *buf, ulong count, int64_t offset)'),
+    pwrite: () => lib.func('long pwrite(int fd, void *buf, ulong count, int64_t offset)'),
+    lseek: () => lib.func('int64_t lseek(int fd, int64_t offset, int whence)'),
     // posix_spawn and its helper objects (opaque buffers we allocate).
-    posixSpawn: lib.func(
-      'int posix_spawn(_Out_ int *pid, str path, void *actions, void *attr, str *argv, str *envp)',
-    ),
-    posixSpawnp: lib.func(
-      'int posix_spawnp(_Out_ int *pid, str file, void *actions, void *attr, str *argv, str *envp)',
-    ),
-    fileActionsInit: lib.func('int posix_spawn_file_actions_init(void *actions)'),
-    fileActionsDestroy: lib.func('int posix_spawn_file_actions_destroy(void *actions)'),
-    fileActionsAddOpen: lib.func(
-      'int posix_spawn_file_actions_addopen(void *actions, int fd, str path, int oflag, uint mode)',
-    ),
-    fileActionsAddDup2: lib.func(
-      'int posix_spawn_file_actions_adddup2(void *actions, int fd, int newfd)',
-    ),
-    fileActionsAddCloseFrom: lib.func(
-      'int posix_spawn_file_actions_addclosefrom_np(void *actions, int from)',
-    ),
-    attrInit: lib.func('int posix_spawnattr_init(void *attr)'),
-    attrDestroy: lib.func('int posix_spawnattr_destroy(void *attr)'),
-    attrSetFlags: lib.func('int posix_spawnattr_setflags(void *attr, short flags)'),
-    attrSetSigMask: lib.func('int posix_spawnattr_setsigmask(void *attr, void *sigset)'),
-    attrSetSigDefault: lib.func('int posix_spawnattr_setsigdefault(void *attr, void *sigset)'),
-    socket: lib.func('int socket(int domain, int type, int protocol)'),
-    send: lib.func('long send(int fd, void *buf, ulong len, int flags)'),
-    recv: lib.func('long recv(int fd, void *buf, ulong len, int flags)'),
-    getsockname: lib.func('int getsockname(int fd, void *addr, void *len)'),
-    getpeername: lib.func('int getpeername(int fd, void *addr, void *len)'),
-    getsockopt: lib.func('int getsockopt(int fd, int level, int name, void *value, void *len)'),
-    memfdCreate: lib.func('int memfd_create(str name, uint flags)'),
-    ioctlBuf: lib.func('int ioctl(int fd, ulong request, void *arg)'),
-    openByHandleAt: lib.func('int open_by_handle_at(int mountFd, void *handle, int flags)'),
-    sigfillset: lib.func('int sigfillset(void *set)'),
-    sigemptyset: lib.func('int sigemptyset(void *set)'),
-  };
+    posixSpawn: () =>
+      lib.func(
+        'int posix_spawn(_Out_ int *pid, str path, void *actions, void *attr, str *argv, str *envp)',
+      ),
+    posixSpawnp: () =>
+      lib.func(
+        'int posix_spawnp(_Out_ int *pid, str file, void *actions, void *attr, str *argv, str *envp)',
+      ),
+    fileActionsInit: () => lib.func('int posix_spawn_file_actions_init(void *actions)'),
+    fileActionsDestroy: () => lib.func('int posix_spawn_file_actions_destroy(void *actions)'),
+    fileActionsAddOpen: () =>
+      lib.func(
+        'int posix_spawn_file_actions_addopen(void *actions, int fd, str path, int oflag, uint mode)',
+      ),
+    fileActionsAddDup2: () =>
+      lib.func('int posix_spawn_file_actions_adddup2(void *actions, int fd, int newfd)'),
+    fileActionsAddCloseFrom: () =>
+      lib.func('int posix_spawn_file_actions_addclosefrom_np(void *actions, int from)'),
+    attrInit: () => lib.func('int posix_spawnattr_init(void *attr)'),
+    attrDestroy: () => lib.func('int posix_spawnattr_destroy(void *attr)'),
+    attrSetFlags: () => lib.func('int posix_spawnattr_setflags(void *attr, short flags)'),
+    attrSetSigMask: () => lib.func('int posix_spawnattr_setsigmask(void *attr, void *sigset)'),
+    attrSetSigDefault: () =>
+      lib.func('int posix_spawnattr_setsigdefault(void *attr, void *sigset)'),
+    socket: () => lib.func('int socket(int domain, int type, int protocol)'),
+    send: () => lib.func('long send(int fd, void *buf, ulong len, int flags)'),
+    recv: () => lib.func('long recv(int fd, void *buf, ulong len, int flags)'),
+    getsockname: () => lib.func('int getsockname(int fd, void *addr, void *len)'),
+    getpeername: () => lib.func('int getpeername(int fd, void *addr, void *len)'),
+    getsockopt: () =>
+      lib.func('int getsockopt(int fd, int level, int name, void *value, void *len)'),
+    memfdCreate: () => lib.func('int memfd_create(str name, uint flags)'),
+    ioctlBuf: () => lib.func('int ioctl(int fd, ulong request, void *arg)'),
+    openByHandleAt: () => lib.func('int open_by_handle_at(int mountFd, void *handle, int flags)'),
+    sigfillset: () => lib.func('int sigfillset(void *set)'),
+    sigemptyset: () => lib.func('int sigemptyset(void *set)'),
+  });
 }
 
 let bound: ReturnType<typeof bind> | undefined;

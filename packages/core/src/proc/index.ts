@@ -68,7 +68,14 @@ export {
   type SmapsSizes,
   VM_FLAG_MEANINGS,
 } from './smaps.js';
-export { type ProcStat, parseStat, readStat } from './stat.js';
+export {
+  type ProcStat,
+  type ProcStatBrief,
+  parseStat,
+  parseStatBrief,
+  readStat,
+  readStatBrief,
+} from './stat.js';
 export { type IdSet, type ProcStatus, parseStatus, readStatus } from './status.js';
 export {
   type AuxvEntry,

@@ -5,7 +5,7 @@
  */
 import { readdirSync } from 'node:fs';
 import { CkptError } from '../errors.js';
-import { readStat } from './stat.js';
+import { readStatBrief } from './stat.js';
 import { readProcDir } from './util.js';
 
 /** One process as the tree needs it. */
@@ -40,7 +40,7 @@ export function scanProcesses(): ProcessInfo[] {
     .sort((a, b) => a - b);
   for (const pid of pids) {
     try {
-      const s = readStat(pid);
+      const s = readStatBrief(pid);
       out.push({
         pid,
         ppid: s.ppid,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isCkptError } from '../../../src/errors.js';
-import { parseStat } from '../../../src/proc/index.js';
+import { parseStat, parseStatBrief } from '../../../src/proc/index.js';
 import { sample } from './fixtures.js';
 
 describe('parseStat', () => {
@@ -58,5 +58,35 @@ describe('parseStat', () => {
     }
     const shifted = sample('stat-weird-comm.txt').replace(' 1 3528 ', ' one 3528 ');
     expect(() => parseStat(shifted)).toThrow(/ppid is not a decimal integer/);
+  });
+});
+
+describe('parseStatBrief', () => {
+  it('gives the tree fields exactly as parseStat does', () => {
+    for (const name of [
+      'stat-weird-comm.txt',
+      'stat-newline-comm.txt',
+      'stat-kthread.txt',
+      'stat-zombie.txt',
+    ]) {
+      const full = parseStat(sample(name));
+      expect(parseStatBrief(sample(name))).toEqual({
+        pid: full.pid,
+        comm: full.comm,
+        state: full.state,
+        ppid: full.ppid,
+        pgrp: full.pgrp,
+        session: full.session,
+        starttime: full.starttime,
+      });
+    }
+  });
+
+  it('rejects truncated and garbled lines naming the file', () => {
+    for (const bad of ['', '12 (x) S 1 2', 'garbage', '1 (a) S x 1 1 0 -1']) {
+      expect(() => parseStatBrief(bad, '/proc/9/stat')).toThrow(/\/proc\/9\/stat/);
+    }
+    const shifted = sample('stat-weird-comm.txt').replace(' 1 3528 ', ' one 3528 ');
+    expect(() => parseStatBrief(shifted)).toThrow(/ppid is not a decimal integer/);
   });
 });
