@@ -100,6 +100,8 @@ function plan(ctx: CheckpointCtx, task: CheckpointTask): PlannedVma[] {
  * writable, executable region of the task's own.
  */
 function outside(vma: VmaInfo, own: readonly { start: bigint; end: bigint }[]): VmaInfo[] {
+  // Nearly every VMA is clear of them: no copies then.
+  if (!own.some((m) => m.end > vma.start && m.start < vma.end)) return [vma];
   let parts: VmaInfo[] = [vma];
   for (const m of own) {
     parts = parts.flatMap((p) => {
