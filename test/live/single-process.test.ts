@@ -35,6 +35,21 @@ describe('a restored process continues with its state intact', () => {
     });
   }
 
+  it('mlocked: locked memory stays locked (mlock, and mlock2 on fault, also a region filled through a userfaultfd)', () => {
+    const f = start('mlocked');
+    const vmLck = (pid: number) =>
+      /VmLck:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    const before = vmLck(f.pid);
+    // VmLck counts whole locked regions: 64 + 2000 pages mlock'ed, 64
+    // under MLOCK_ONFAULT (the fixture checks only 10 of those are in).
+    expect(before).toBe(String((64 + 2000 + 64) * 4));
+    const pid = checkpointKillRestart(f.pid);
+    expect(pid).toBe(f.pid);
+    expect(vmLck(pid)).toBe(before);
+    f.go();
+    expect(f.waitResult(60_000)).toMatch(/^PASS/);
+  });
+
   for (const name of ['counter', 'counter.py', 'counter.sh']) {
     it(`${name}: continues from the checkpointed value`, () => {
       const f = start(name);

@@ -9,7 +9,10 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
-// Exit at once: everything is done and written (stdout and stderr are
-// synchronous on Linux), and waiting for the event loop to wind down
-// (the checksum worker, koffi's handles) costs 15-20 ms per command.
-process.exit(await main(process.argv.slice(2)));
+// Exit at once when all output is written: waiting for the event loop to
+// wind down (the checksum worker, koffi's handles) costs 15-20 ms per
+// command. Output still queued (a pipe that was full: `ckpt info --json`
+// of a large image) must drain first, through the event loop.
+const code = await main(process.argv.slice(2));
+if (process.stdout.writableLength === 0 && process.stderr.writableLength === 0) process.exit(code);
+process.exitCode = code;

@@ -25,6 +25,8 @@ export const X86_64_SYSCALLS: Readonly<Record<SyscallName, number>> = {
   munmap: NR.munmap,
   mremap: NR.mremap,
   madvise: NR.madvise,
+  mlock: 149,
+  mlock2: 325,
   openat: NR.openat,
   dup3: NR.dup3,
   fcntl: NR.fcntl,

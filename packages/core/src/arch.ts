@@ -21,6 +21,8 @@ export type SyscallName =
   | 'munmap'
   | 'mremap'
   | 'madvise'
+  | 'mlock'
+  | 'mlock2'
   | 'openat'
   | 'dup3'
   | 'fcntl'

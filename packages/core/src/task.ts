@@ -216,7 +216,7 @@ export interface SavedVma {
   flags: number;
   /** Offset in the mapped file. */
   pgoff: bigint;
-  /** madvise state (`MadvBits` of @ckpt/mm: dontfork, dontdump, …). */
+  /** madvise and mlock state (the `madv` bits of @ckpt/mm's vma record). */
   madv: number;
   /** Mapped file, if any. */
   path: string;

@@ -70,7 +70,11 @@ export const vmaRecord = defineRecord(RecordType.VMA, 'vma', 'memory region', {
   prot: u32('hex'),
   flags: u32('hex'),
   pgoff: u64('hex'),
-  /** madvise state, see `MadvBits`. */
+  /**
+   * madvise and mlock state: 1 MADV_DONTFORK, 2 MADV_DONTDUMP, 4
+   * MADV_WIPEONFORK, 8 MADV_HUGEPAGE, 16 MADV_NOHUGEPAGE, 32 locked
+   * (mlock), 64 locked on fault (mlock2 MLOCK_ONFAULT; with 32).
+   */
   madv: u32('hex'),
   path: str(4096),
   kind: u32('dec', VMA_KIND_NAMES),

@@ -17,6 +17,7 @@ import {
   type RestartTask,
   readPageRuns,
   type SavedVma,
+  type SyscallRequest,
   type VmaHandler,
   type VmaInfo,
 } from '@ckpt/core';
@@ -60,20 +61,51 @@ const MADV_STATE = [
   { letters: 'nh', advice: 15, bit: 16 }, // MADV_NOHUGEPAGE
 ] as const;
 
+/**
+ * mlock state in the same field: `lo` is VM_LOCKED (mlock, mlockall), `lf`
+ * VM_LOCKONFAULT (mlock2 MLOCK_ONFAULT, MCL_ONFAULT), shown with `lo`.
+ */
+const MADV_LOCKED = 32;
+const MADV_LOCK_ON_FAULT = 64;
+const MLOCK_ONFAULT = 1;
+
 function madvOf(vma: VmaInfo): number {
   let bits = 0;
   for (const m of MADV_STATE) if (vma.vmFlags.has(m.letters)) bits |= m.bit;
+  if (vma.vmFlags.has('lo')) bits |= MADV_LOCKED;
+  if (vma.vmFlags.has('lf')) bits |= MADV_LOCK_ON_FAULT;
   return bits;
 }
 
-/** Re-apply the saved madvise state of a restored region. */
+/**
+ * Re-apply the saved madvise and mlock state of a restored region. Posted
+ * after the region's pages: a region filled through a userfaultfd is
+ * complete by the time they run (mlock faults every page in, and the task
+ * would wait on ckpt); pages held back are written right after them, into
+ * the locked pages.
+ */
 export function restoreMadvise(task: RestartTask, vma: SavedVma): void {
+  const range = `0x${vma.start.toString(16)}-0x${vma.end.toString(16)}`;
+  const length = vma.end - vma.start;
   // Posted: the advice only needs the mapping, which exists by then.
-  const calls = MADV_STATE.filter((m) => vma.madv & m.bit).map((m) => ({
+  const calls: (SyscallRequest & { what: string })[] = MADV_STATE.filter((m) => vma.madv & m.bit).map((m) => ({
     name: 'madvise' as const,
-    args: [vma.start, vma.end - vma.start, m.advice],
-    what: `madvise(${m.letters}) of 0x${vma.start.toString(16)}-0x${vma.end.toString(16)}`,
+    args: [vma.start, length, m.advice],
+    what: `madvise(${m.letters}) of ${range}`,
   }));
+  if (vma.madv & MADV_LOCKED) {
+    // Restart runs the task as root until its credentials are applied, so
+    // RLIMIT_MEMLOCK does not stop it unless ckpt lacks CAP_IPC_LOCK.
+    calls.push(
+      vma.madv & MADV_LOCK_ON_FAULT
+        ? {
+            name: 'mlock2',
+            args: [vma.start, length, MLOCK_ONFAULT],
+            what: `mlock2(MLOCK_ONFAULT) of ${range}, locked at checkpoint`,
+          }
+        : { name: 'mlock', args: [vma.start, length], what: `mlock of ${range}, locked at checkpoint` },
+    );
+  }
   if (calls.length > 0) task.sys.postChecked(calls);
 }
 const PAGE = 4096n;

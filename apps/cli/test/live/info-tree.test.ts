@@ -86,3 +86,20 @@ describe('ckpt info --tree', () => {
     );
   });
 });
+
+describe('output into a slow pipe', () => {
+  it('ckpt info --json is complete when its reader is slower than it (the CLI waits for output to drain)', () => {
+    const { img } = checkpointed(['--', 'python3', '-c', 'import time; time.sleep(100)']);
+    const direct = ckptOk(['info', '--json', img]);
+    // More than a pipe holds (64 KiB), so the CLI has output queued when done.
+    expect(direct.length).toBeGreaterThan(128 * 1024);
+    const bin = path.join(ROOT, 'apps/cli/dist/bin.js');
+    const viaPipe = execFileSync(
+      'sh',
+      ['-c', `"${process.execPath}" "${bin}" info --json "${img}" | (sleep 0.5; cat)`],
+      { maxBuffer: 64 << 20, encoding: 'utf8' },
+    );
+    expect(viaPipe.length).toBe(direct.length);
+    expect(() => JSON.parse(viaPipe)).not.toThrow();
+  });
+});

@@ -11,7 +11,7 @@ export const IMAGE_MAGIC = Buffer.from('CKPTimg\0', 'latin1');
 /** Image format major version; a reader refuses any other major. */
 export const FORMAT_MAJOR = 5;
 /** Image format minor version; additions that old readers may ignore. */
-export const FORMAT_MINOR = 0;
+export const FORMAT_MINOR = 1;
 
 /**
  * Kernel constants saved in the header. Restart compares them with the
