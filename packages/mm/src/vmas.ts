@@ -88,7 +88,9 @@ export function restoreMadvise(task: RestartTask, vma: SavedVma): void {
   const range = `0x${vma.start.toString(16)}-0x${vma.end.toString(16)}`;
   const length = vma.end - vma.start;
   // Posted: the advice only needs the mapping, which exists by then.
-  const calls: (SyscallRequest & { what: string })[] = MADV_STATE.filter((m) => vma.madv & m.bit).map((m) => ({
+  const calls: (SyscallRequest & { what: string })[] = MADV_STATE.filter(
+    (m) => vma.madv & m.bit,
+  ).map((m) => ({
     name: 'madvise' as const,
     args: [vma.start, length, m.advice],
     what: `madvise(${m.letters}) of ${range}`,
@@ -103,7 +105,11 @@ export function restoreMadvise(task: RestartTask, vma: SavedVma): void {
             args: [vma.start, length, MLOCK_ONFAULT],
             what: `mlock2(MLOCK_ONFAULT) of ${range}, locked at checkpoint`,
           }
-        : { name: 'mlock', args: [vma.start, length], what: `mlock of ${range}, locked at checkpoint` },
+        : {
+            name: 'mlock',
+            args: [vma.start, length],
+            what: `mlock of ${range}, locked at checkpoint`,
+          },
     );
   }
   if (calls.length > 0) task.sys.postChecked(calls);
