@@ -89,10 +89,20 @@ describe('ckpt info --tree', () => {
 
 describe('output into a slow pipe', () => {
   it('ckpt info --json is complete when its reader is slower than it (the CLI waits for output to drain)', () => {
-    const { img } = checkpointed(['--', 'python3', '-c', 'import time; time.sleep(100)']);
+    // 64 MiB of pages: their chunk records make ~0.5 MB of JSON, far more
+    // than a pipe holds (64 KiB), so the CLI has output queued when done.
+    const hog = 'import time; b = bytearray(b"x" * (64 << 20)); time.sleep(100)';
+    const pid = Number(ckptOk(['run', '--', 'python3', '-c', hog]).trim());
+    started.push(pid);
+    const rss = () =>
+      Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+    const until = Date.now() + 30_000;
+    while (!(rss() > 64 * 1024) && Date.now() < until) execFileSync('sleep', ['0.05']);
+    const img = imagePath('tree');
+    images.push(img);
+    ckptOk(['checkpoint', String(pid), '-o', img, '--leave-running']);
     const direct = ckptOk(['info', '--json', img]);
-    // More than a pipe holds (64 KiB), so the CLI has output queued when done.
-    expect(direct.length).toBeGreaterThan(128 * 1024);
+    expect(direct.length).toBeGreaterThan(256 * 1024);
     const bin = path.join(ROOT, 'apps/cli/dist/bin.js');
     const viaPipe = execFileSync(
       'sh',

@@ -57,6 +57,8 @@ const SIGKILL = 9;
 const SIGCHLD = 17;
 /** How long to wait for a zombie holding a wanted pid to be reaped. */
 const ZOMBIE_WAIT_MS = 5000;
+/** How long a failed restart waits for the tasks it killed to die. */
+const DEATH_WAIT_MS = 5000;
 const pause = new Int32Array(new SharedArrayBuffer(4));
 
 function isZombie(pid: number): boolean {
@@ -473,10 +475,18 @@ export class TaskFactory {
    * stays a zombie until ckpt, its tracer, collects it.
    */
   destroyAll(): void {
-    for (const pid of this.created) libc().kill(pid, SIGKILL);
-    for (const pid of [...this.created].reverse()) reap(pid);
+    const created = [...this.created];
+    for (const pid of created) libc().kill(pid, SIGKILL);
+    for (const pid of [...created].reverse()) reap(pid);
     this.created.length = 0;
     this.closeStub();
+    // A task ckpt neither forked nor traces cannot be collected here, and
+    // SIGKILL takes effect asynchronously: wait until each has died, so that
+    // nothing runs once the failed restart returns.
+    const deadline = Date.now() + DEATH_WAIT_MS;
+    for (const pid of created) {
+      while (!isZombie(pid) && Date.now() < deadline) Atomics.wait(pause, 0, 0, 2);
+    }
   }
 }
 

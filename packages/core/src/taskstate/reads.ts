@@ -11,6 +11,7 @@
  */
 import { InjectedRead } from '../engine/injected-read.js';
 import { PR } from '../kernel/prctl.js';
+import type { SyscallRequest } from '../task.js';
 import { RLIMIT_NAMES } from './records.js';
 
 const PR_GET_PDEATHSIG = 2;
@@ -54,19 +55,16 @@ export interface InjectedReads {
 }
 
 /**
- * The values: posted by the task phase's `prepare`, or read on first use
- * (one batch of injected calls either way).
+ * The calls of {@link injectedReads}: the same for every task (their
+ * arguments point into the post's data parts, not at addresses), so made
+ * once per signal count rather than a hundred objects per task.
  */
-export const injectedReads = new InjectedRead<InjectedReads>(KEY, (task, done) => {
-  const nsig = task.arch.nsig;
-  // The parts the calls fill: data parts of the post, read back after.
-  const misc = Buffer.alloc(MISC.size);
-  const actions = Buffer.alloc(nsig * KSIGACTION_SIZE);
-  const altstack = Buffer.alloc(STACK_T_SIZE);
-  const limits = Buffer.alloc(RLIMIT_NAMES.length * RLIMIT_SIZE);
-  const at = (data: number, offset = 0) => ({ data, offset });
-  task.sys.postChecked(
-    [
+const readCallsByNsig = new Map<number, readonly (SyscallRequest & { what: string })[]>();
+function readCalls(nsig: number): readonly (SyscallRequest & { what: string })[] {
+  let calls = readCallsByNsig.get(nsig);
+  if (!calls) {
+    const at = (data: number, offset = 0) => ({ data, offset });
+    calls = [
       {
         name: 'prctl',
         args: [PR.GET_NAME, at(0, MISC.comm)],
@@ -106,19 +104,34 @@ export const injectedReads = new InjectedRead<InjectedReads>(KEY, (task, done) =
       // Results, not data: the last two calls.
       { name: 'personality', args: [PERSONALITY_QUERY], what: 'reading the personality' },
       { name: 'prctl', args: [PR_GET_TIMERSLACK], what: 'reading the timer slack' },
-    ],
-    {
-      data: [misc, actions, altstack, limits],
-      readBack: true,
-      done: (results, [m, a, s, l]) =>
-        done({
-          misc: m!,
-          actions: a!,
-          altstack: s!,
-          limits: l!,
-          personality: Number(results[results.length - 2]!),
-          timerslackNs: results[results.length - 1]!,
-        }),
-    },
-  );
+    ];
+    readCallsByNsig.set(nsig, calls);
+  }
+  return calls;
+}
+
+/**
+ * The values: posted by the task phase's `prepare`, or read on first use
+ * (one batch of injected calls either way).
+ */
+export const injectedReads = new InjectedRead<InjectedReads>(KEY, (task, done) => {
+  const nsig = task.arch.nsig;
+  // The parts the calls fill: data parts of the post, read back after.
+  const misc = Buffer.alloc(MISC.size);
+  const actions = Buffer.alloc(nsig * KSIGACTION_SIZE);
+  const altstack = Buffer.alloc(STACK_T_SIZE);
+  const limits = Buffer.alloc(RLIMIT_NAMES.length * RLIMIT_SIZE);
+  task.sys.postChecked(readCalls(nsig), {
+    data: [misc, actions, altstack, limits],
+    readBack: true,
+    done: (results, [m, a, s, l]) =>
+      done({
+        misc: m!,
+        actions: a!,
+        altstack: s!,
+        limits: l!,
+        personality: Number(results[results.length - 2]!),
+        timerslackNs: results[results.length - 1]!,
+      }),
+  });
 });
