@@ -117,6 +117,31 @@ describe('container checkpoint and restart', () => {
     expect(lastPid()).toBeGreaterThan(lastBefore);
   });
 
+  it('with --no-pids keeps the pids inside its new pid namespace (the shell finds its jobs), new ones outside', () => {
+    const dir = tmpDir('ckpt-container-');
+    const { init, out, sleeper } = startContainer(dir);
+    const sleeperInner = nsPids(sleeper)[1]!;
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(init), '-o', img, '--leave-running', '--container']);
+    // The original keeps its pids and runs on beside the copy.
+    const copy = Number(ckptOk(['restart', img, '-d', '--no-pids']).trim());
+    leftovers.push(copy);
+    expect(copy).not.toBe(init);
+    expect(nsPids(copy)).toEqual([copy, 1]);
+    const copySleeper = childrenOf(copy).find((c) =>
+      fs.readFileSync(`/proc/${c}/cmdline`, 'utf8').startsWith('sleep\x001000'),
+    );
+    expect(copySleeper).toBeDefined();
+    expect(copySleeper).not.toBe(sleeper);
+    expect(nsPids(copySleeper!)).toEqual([copySleeper, sleeperInner]);
+    expect(isAlive(sleeper)).toBe(true);
+    // The original stops; the copy's loop goes on writing to the same file.
+    process.kill(init, 'SIGKILL');
+    waitFor('the original to die', () => procState(init) === undefined);
+    const n = lines(out);
+    waitFor('the copy to go on', () => lines(out) >= n + 3);
+  });
+
   it('refuses --container for a process that is not a pid-namespace init', () => {
     const r = ckpt(['checkpoint', String(process.pid), '-o', '/dev/null', '--container']);
     expect(r.code).not.toBe(0);

@@ -40,7 +40,11 @@ error line says why; a pid already in use is reported with a hint to use
     },
     pidfile: { type: 'string', description: 'write the restored pid to this file' },
     frozen: { type: 'boolean', description: 'leave the restored process stopped' },
-    'no-pids': { type: 'boolean', description: 'restore under a new pid' },
+    'no-pids': {
+      type: 'boolean',
+      description:
+        'restore under new pids (inside a pid namespace the restart creates, a container keeps its own)',
+    },
     'inherit-fd': {
       type: 'string',
       multiple: true,

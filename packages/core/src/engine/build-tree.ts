@@ -14,7 +14,13 @@ import { CkptError } from '../errors.js';
 import type { FrozenTask } from '../kernel/freeze.js';
 import { setSigmask } from '../kernel/ptrace.js';
 import type { Logger } from '../log.js';
-import { checkPidLevels, mountContainerProc, taskPids } from './container.js';
+import {
+  checkPidLevels,
+  existingPidLevels,
+  mountContainerProc,
+  taskPids,
+  wantedTids,
+} from './container.js';
 import { giveSessionPty } from './ctty.js';
 import { enterJobStop } from './job-stop.js';
 import { CLONE_NEW_CONTAINER, type TaskFactory } from './mktree.js';
@@ -122,12 +128,13 @@ export function buildTree(
   checkOrder(tree, arch.nsig);
   checkPidLevels(tree, container);
   const plan = planSessions(tree, opts.log, { container });
-  const placeholders = new Placeholders(factory, arch, { noPids: opts.noPids });
+  const existing = existingPidLevels(tree, container);
+  const placeholders = new Placeholders(factory, arch, { noPids: opts.noPids, existing });
   const treeByPid = new Map(tree.map((e) => [e.pid, e]));
   const bySavedPid = new Map<number, RestoringTask>();
   const created: (CreatedTask & { task: RestoringTask })[] = [];
   const pidsOf = (entry: TreeEntry) =>
-    taskPids(entry, treeByPid.get(entry.ppid), { container, noPids: opts.noPids });
+    taskPids(entry, treeByPid.get(entry.ppid), { container, noPids: opts.noPids, existing });
   /**
    * The session of a member whose leader is gone and who is not in its
    * parent's: it is born in a placeholder's session, as its sibling.
@@ -200,7 +207,9 @@ export function buildTree(
   // namespace for its children: clone3 refuses CLONE_THREAD then.
   for (const c of created) {
     if (c.entry.threads.length === 0) continue;
-    const want = c.entry.threads.map((t) => (opts.noPids ? undefined : [...t.nsTids].reverse()));
+    const want = c.entry.threads.map((t) =>
+      wantedTids(t.nsTids, { noPids: opts.noPids, existing }),
+    );
     for (const [i, frozen] of factory.createThreads(c.task, want).entries()) {
       c.task.threadsToRestore.push({ frozen, savedTid: c.entry.threads[i]!.nsTids[0]! });
     }

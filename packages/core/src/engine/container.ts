@@ -124,20 +124,47 @@ export interface TaskPids {
 }
 
 /**
+ * How many of the tree's pid levels are namespaces that exist before the
+ * restart (ckpt's own and any above it): all of the root's but, for a
+ * container, the one its init makes. The levels below are namespaces the
+ * restart creates.
+ */
+export function existingPidLevels(tree: readonly TreeEntry[], container: boolean): number {
+  const root = tree[0];
+  if (!root) return 1;
+  return container ? root.nsPids.length - 1 : root.nsPids.length;
+}
+
+/**
+ * `ids` (outermost first, as NSpid lists them) as clone3's set_tid wants
+ * them, innermost first. With `noPids`, only the levels in namespaces the
+ * restart creates (below `existing`): nothing else can hold a pid there, so
+ * a shell inside a container still finds its jobs; the outer levels get
+ * any free pid. Undefined: any pid at every level.
+ */
+export function wantedTids(
+  ids: readonly number[],
+  opts: { noPids: boolean; existing: number },
+): number[] | undefined {
+  const kept = opts.noPids ? ids.slice(opts.existing) : ids;
+  return kept.length > 0 ? [...kept].reverse() : undefined;
+}
+
+/**
  * The pids to create `entry` with (see {@link checkPidLevels}): its saved
- * pid at every level. With `noPids`, any pid, except 1 for a namespace's
- * init. `parent` is undefined for the root.
+ * pid at every level; with `noPids`, only those inside namespaces the
+ * restart creates (see {@link wantedTids}), which gives a namespace's init
+ * pid 1. `parent` is undefined for the root.
  */
 export function taskPids(
   entry: TreeEntry,
   parent: TreeEntry | undefined,
-  opts: { container: boolean; noPids: boolean },
+  opts: { container: boolean; noPids: boolean; existing: number },
 ): TaskPids {
   const newPidNs = parent
     ? entry.nsPids.length > parent.nsPids.length
     : opts.container && entry.nsPids.length > 1;
-  if (opts.noPids) return { tids: newPidNs ? [1] : undefined, newPidNs };
-  return { tids: [...entry.nsPids].reverse(), newPidNs };
+  return { tids: wantedTids(entry.nsPids, opts), newPidNs };
 }
 
 /**

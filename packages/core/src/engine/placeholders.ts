@@ -44,15 +44,16 @@ export class Placeholders {
   constructor(
     private readonly factory: TaskFactory,
     private readonly arch: ArchSupport,
-    private readonly opts: { noPids: boolean },
+    private readonly opts: { noPids: boolean; existing: number },
   ) {}
 
   /**
    * Pids to ask clone3 for: the saved id in ckpt's namespace and in the
-   * members' own; in between (nested namespaces), any.
+   * members' own; in between (nested namespaces), any. With `noPids`, only
+   * the members' own, in a namespace the restart creates.
    */
   private tids(id: number, nsId: number, levels: number): number[] | undefined {
-    if (this.opts.noPids) return undefined;
+    if (this.opts.noPids) return levels > this.opts.existing ? [nsId] : undefined;
     return levels === 1 ? [id] : levels === 2 ? [nsId, id] : [nsId];
   }
 
