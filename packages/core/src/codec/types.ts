@@ -33,6 +33,7 @@ export const RecordType = {
   SECCOMP: 119,
   SECCOMP_FILTERS: 120,
   SCHED: 121,
+  CGROUPS: 122,
 
   // 201-299: reserved for arch-dependent records
 

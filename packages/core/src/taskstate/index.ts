@@ -5,8 +5,10 @@
  */
 import type { RecordKind } from '../codec/record.js';
 import type { ObjectOps, TaskPhase } from '../registry.js';
+import { cgroupsPhase } from './cgroups.js';
 import { taskMiscPhase } from './misc.js';
 import {
+  cgroupsRecord,
   rlimitsRecord,
   rseqRecord,
   schedRecord,
@@ -25,6 +27,13 @@ import { seccompFiltersObject, seccompPhase } from './seccomp.js';
 import { signalsPhase } from './signals.js';
 import { timersPhase } from './timers.js';
 
+export {
+  type CgroupEntry,
+  cgroupDir,
+  cgroupMounts,
+  cgroupsPhase,
+  parseProcCgroup,
+} from './cgroups.js';
 export { taskMiscPhase } from './misc.js';
 export * from './records.js';
 export { rlimitsPhase } from './rlimits.js';
@@ -50,11 +59,13 @@ export const taskStateRecords: readonly RecordKind[] = [
   seccompRecord,
   seccompFiltersRecord,
   schedRecord,
+  cgroupsRecord,
 ];
 
-/** The phases of core's task state: task (100), signals (400), rlimits (800), timers (850), sched (860), seccomp (880), rseq (950). */
+/** The phases of core's task state: task (100), cgroups (120), signals (400), rlimits (800), timers (850), sched (860), seccomp (880), rseq (950). */
 export const taskStatePhases: readonly TaskPhase[] = [
   taskMiscPhase,
+  cgroupsPhase,
   signalsPhase,
   rlimitsPhase,
   rseqPhase,

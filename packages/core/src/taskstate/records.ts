@@ -1,12 +1,12 @@
 /**
  * Records of the task state core owns: the miscellaneous per-task values
  * (117), resource limits (116), rseq (118), seccomp (119, 120), scheduling
- * (121), the signal
+ * (121), cgroups (122), the signal
  * state (601–603) and timers (604), as
  * linux-cr's `ckpt_hdr_task_*`, `ckpt_hdr_sighand`, `ckpt_hdr_signal`.
  */
 import { defineRecord } from '../codec/record.js';
-import { array, bool, bytes, fixed, i32, struct, u32, u64 } from '../codec/schema.js';
+import { array, bool, bytes, fixed, i32, str, struct, u32, u64 } from '../codec/schema.js';
 import { RecordType } from '../codec/types.js';
 import { SIGINFO_SIZE } from '../kernel/ptrace.js';
 
@@ -214,5 +214,25 @@ export const schedRecord = defineRecord(
     affinity: bytes(1024),
     /** ioprio_get: class << 13 | level; class 0 (none) follows the nice value. */
     ioprio: u32('hex'),
+  },
+);
+
+/** A process's cgroups, as /proc/PID/cgroup lists them (one per hierarchy). */
+export const cgroupsRecord = defineRecord(
+  RecordType.CGROUPS,
+  'cgroups',
+  "the process's cgroup in each hierarchy",
+  {
+    entries: array(
+      struct({
+        /** Hierarchy id; 0 is the cgroup2 (unified) one. */
+        hierarchy: u32(),
+        /** The v1 hierarchy's controllers ("cpu,cpuacct", "name=systemd"); empty for cgroup2. */
+        controllers: str(256),
+        /** Path from the hierarchy's root, as ckpt's cgroup namespace sees it. */
+        path: str(4096),
+      }),
+      64,
+    ),
   },
 );

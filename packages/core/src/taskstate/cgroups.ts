@@ -1,0 +1,161 @@
+/**
+ * The `cgroups` phase: the cgroup of each process in every hierarchy
+ * (/proc/PID/cgroup), and restart moving the new process back into it by
+ * writing its pid to that cgroup's `cgroup.procs` from ckpt's side. The
+ * limits and accounting of those cgroups are theirs: a process restored in
+ * its memory or pids cgroup is held to its limits again.
+ *
+ * It runs early (order 120, before the memory is rebuilt), so the memory a
+ * restart allocates is charged to the process's own memory cgroup; threads
+ * created later inherit the cgroup. A cgroup that does not exist here (or a
+ * hierarchy not mounted) leaves the process in ckpt restart's, with a
+ * warning naming both: ckpt does not create cgroups or set their limits.
+ * A cgroup outside ckpt restart's own (a parent or a sibling of it) is
+ * refused the same way: restart never grants more than its caller holds,
+ * and a process moved there would escape the caller's limits. Zombies have
+ * no cgroup to restore.
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { CheckpointCtx, RestartCtx } from '../context.js';
+import { CkptError } from '../errors.js';
+import type { TaskPhase } from '../registry.js';
+import type { CheckpointTask, RestartTask } from '../task.js';
+import { cgroupsRecord } from './records.js';
+
+/** One line of /proc/PID/cgroup. */
+export interface CgroupEntry {
+  hierarchy: number;
+  controllers: string;
+  path: string;
+}
+
+/**
+ * Parses /proc/PID/cgroup: "ID:CONTROLLERS:PATH" lines (the path may hold
+ * colons).
+ * @throws CkptError EINVAL for a malformed line
+ */
+export function parseProcCgroup(text: string): CgroupEntry[] {
+  const out: CgroupEntry[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    const m = /^(\d+):([^:]*):(.*)$/.exec(line);
+    if (!m) throw new CkptError('EINVAL', `malformed /proc/PID/cgroup line '${line}'`);
+    out.push({ hierarchy: Number(m[1]), controllers: m[2]!, path: m[3]! });
+  }
+  return out;
+}
+
+/** A cgroup filesystem mounted here, from /proc/self/mountinfo. */
+interface CgroupMount {
+  /** cgroup2, or the controllers of a v1 hierarchy ("cpu", "name=systemd"). */
+  version: 1 | 2;
+  controllers: Set<string>;
+  /** The directory of the hierarchy mounted (its root, or a subdirectory). */
+  root: string;
+  mountPoint: string;
+}
+
+/** Unescapes mountinfo's octal escapes (\040 for a space). */
+function unescapeField(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, o: string) =>
+    String.fromCharCode(Number.parseInt(o, 8)),
+  );
+}
+
+/** The cgroup mounts of ckpt's mount namespace. */
+export function cgroupMounts(
+  mountinfo = readFileSync('/proc/self/mountinfo', 'utf8'),
+): CgroupMount[] {
+  const out: CgroupMount[] = [];
+  for (const line of mountinfo.split('\n')) {
+    const [left, right] = line.split(' - ');
+    if (!left || !right) continue;
+    const f = left.split(' ');
+    const [fstype, , superOptions = ''] = right.split(' ');
+    if (fstype !== 'cgroup' && fstype !== 'cgroup2') continue;
+    const controllers = new Set(
+      superOptions
+        .split(',')
+        .filter((o) => (o !== 'rw' && o !== 'ro' && !o.includes('=')) || o.startsWith('name=')),
+    );
+    out.push({
+      version: fstype === 'cgroup2' ? 2 : 1,
+      controllers,
+      root: unescapeField(f[3] ?? '/'),
+      mountPoint: unescapeField(f[4] ?? ''),
+    });
+  }
+  return out;
+}
+
+/**
+ * The directory of cgroup `entry` under the mounts here, or undefined when
+ * its hierarchy is not mounted (or only a part of it that does not hold it).
+ */
+export function cgroupDir(entry: CgroupEntry, mounts: readonly CgroupMount[]): string | undefined {
+  const wanted = entry.controllers.split(',').filter((c) => c !== '');
+  for (const m of mounts) {
+    const matches =
+      entry.hierarchy === 0 && entry.controllers === ''
+        ? m.version === 2
+        : m.version === 1 && wanted.length > 0 && wanted.every((c) => m.controllers.has(c));
+    if (!matches) continue;
+    const root = m.root === '/' ? '' : m.root;
+    if (entry.path !== root && !entry.path.startsWith(`${root}/`)) continue;
+    return join(m.mountPoint, entry.path.slice(root.length));
+  }
+  return undefined;
+}
+
+function describe(e: CgroupEntry): string {
+  return `${e.controllers === '' ? 'cgroup2' : e.controllers}:${e.path}`;
+}
+
+function checkpoint(ctx: CheckpointCtx, task: CheckpointTask): void {
+  const entries = parseProcCgroup(readFileSync(`/proc/${task.pid}/cgroup`, 'utf8'));
+  ctx.write(cgroupsRecord, { entries });
+}
+
+function restore(ctx: RestartCtx, task: RestartTask): void {
+  const { entries } = ctx.read(cgroupsRecord);
+  const pid = task.pid;
+  const now = parseProcCgroup(readFileSync(`/proc/${pid}/cgroup`, 'utf8'));
+  let mounts: CgroupMount[] | undefined;
+  for (const e of entries) {
+    const here = now.find((n) => n.hierarchy === e.hierarchy && n.controllers === e.controllers);
+    if (here?.path === e.path) continue; // already there (ckpt restart's own)
+    // Restart never grants more than its caller holds: out of its own
+    // cgroup (and its limits) into a parent or a sibling, no.
+    if (here && here.path !== '/' && !e.path.startsWith(`${here.path}/`)) {
+      ctx.log.warn(
+        `pid ${task.savedPid} was in cgroup ${describe(e)}, outside ckpt restart's own (${describe(here)}): it stays there`,
+      );
+      continue;
+    }
+    mounts ??= cgroupMounts();
+    const dir = cgroupDir(e, mounts);
+    const where = here ? ` it stays in ${describe(here)}` : '';
+    if (!dir || !existsSync(dir)) {
+      ctx.log.warn(
+        `pid ${task.savedPid} was in cgroup ${describe(e)}, which ${dir ? 'does not exist here' : 'is not mounted here'}:${where}`,
+      );
+      continue;
+    }
+    try {
+      writeFileSync(join(dir, 'cgroup.procs'), String(pid));
+    } catch (err) {
+      ctx.log.warn(
+        `pid ${task.savedPid}: cannot move it into cgroup ${describe(e)} (${(err as Error).message}):${where}`,
+      );
+    }
+  }
+}
+
+/** Saves each process's cgroups and moves the restored process back into them. */
+export const cgroupsPhase: TaskPhase = {
+  name: 'cgroups',
+  order: 120,
+  checkpoint,
+  restore,
+};
