@@ -112,15 +112,31 @@ function describe(e: CgroupEntry): string {
   return `${e.controllers === '' ? 'cgroup2' : e.controllers}:${e.path}`;
 }
 
+/**
+ * /proc/PID/cgroup of `pid`, parsed. A tree's processes mostly share their
+ * cgroups, so the text is parsed once per distinct text (read-only result).
+ */
+function readProcCgroup(pid: number): readonly CgroupEntry[] {
+  const text = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+  let entries = parsed.get(text);
+  if (!entries) {
+    if (parsed.size >= 64) parsed.clear();
+    entries = parseProcCgroup(text);
+    parsed.set(text, entries);
+  }
+  return entries;
+}
+const parsed = new Map<string, readonly CgroupEntry[]>();
+
 function checkpoint(ctx: CheckpointCtx, task: CheckpointTask): void {
-  const entries = parseProcCgroup(readFileSync(`/proc/${task.pid}/cgroup`, 'utf8'));
+  const entries = [...readProcCgroup(task.pid)];
   ctx.write(cgroupsRecord, { entries });
 }
 
 function restore(ctx: RestartCtx, task: RestartTask): void {
   const { entries } = ctx.read(cgroupsRecord);
   const pid = task.pid;
-  const now = parseProcCgroup(readFileSync(`/proc/${pid}/cgroup`, 'utf8'));
+  const now = readProcCgroup(pid);
   let mounts: CgroupMount[] | undefined;
   for (const e of entries) {
     const here = now.find((n) => n.hierarchy === e.hierarchy && n.controllers === e.controllers);
