@@ -139,7 +139,9 @@ function restore(ctx: RestartCtx, task: RestartTask): void {
   const now = readProcCgroup(pid);
   let mounts: CgroupMount[] | undefined;
   for (const e of entries) {
-    const here = now.find((n) => n.hierarchy === e.hierarchy && n.controllers === e.controllers);
+    // By controllers: hierarchy ids are numbered at mount time and differ
+    // between machines ("" is cgroup2's).
+    const here = now.find((n) => n.controllers === e.controllers);
     if (here?.path === e.path) continue; // already there (ckpt restart's own)
     // Restart never grants more than its caller holds: out of its own
     // cgroup (and its limits) into a parent or a sibling, no.
