@@ -13,6 +13,7 @@
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CkptError } from '../errors.js';
+import { type CgroupMount, cgroupMounts } from '../proc/mountinfo.js';
 
 /** Which cgroup freezer interface a cgroup has. */
 export type FreezerVersion = 1 | 2;
@@ -35,31 +36,18 @@ function sleepMs(ms: number): void {
   Atomics.wait(sleepCell, 0, 0, ms);
 }
 
-/** mountinfo escapes blanks and backslashes as \ooo. */
-function unescapeMount(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
-}
-
 /**
  * The first cgroup v1 hierarchy with the freezer controller and the first
  * cgroup2 mount, from /proc/self/mountinfo.
  */
 export function freezerMounts(): { v1?: FreezerMount; v2?: FreezerMount } {
-  const out: { v1?: FreezerMount; v2?: FreezerMount } = {};
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const sep = line.indexOf(' - ');
-    if (sep < 0) continue;
-    const fields = line.slice(0, sep).split(' ');
-    const [fstype, , superOpts = ''] = line.slice(sep + 3).split(' ');
-    const root = unescapeMount(fields[3] ?? '/');
-    const point = unescapeMount(fields[4] ?? '');
-    if (fstype === 'cgroup' && superOpts.split(',').includes('freezer')) {
-      out.v1 ??= { version: 1, point, root };
-    } else if (fstype === 'cgroup2') {
-      out.v2 ??= { version: 2, point, root };
-    }
-  }
-  return out;
+  const mounts = cgroupMounts();
+  const pick = (m: CgroupMount | undefined): FreezerMount | undefined =>
+    m && { version: m.version, point: m.point, root: m.root };
+  return {
+    v1: pick(mounts.find((m) => m.version === 1 && m.controllers.has('freezer'))),
+    v2: pick(mounts.find((m) => m.version === 2)),
+  };
 }
 
 function isUnder(dir: string, point: string): boolean {

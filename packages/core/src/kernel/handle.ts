@@ -4,14 +4,10 @@
  */
 import { closeSync, openSync, readFileSync, readlinkSync } from 'node:fs';
 import { CkptError } from '../errors.js';
+import { unescapeMountinfo } from '../proc/mountinfo.js';
 import { errno, libc, sysError } from './libc.js';
 
 const O_PATH = 0o10000000;
-
-/** Undo mountinfo's octal escapes (space, tab, newline, backslash). */
-function unescapeMountPath(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
-}
 
 /**
  * The path (as ckpt sees it) of the file of `pid`'s filesystem `major`:`minor`
@@ -39,7 +35,7 @@ export function pathOfHandle(
     );
   }
   // Not O_PATH: open_by_handle_at does not take one as its mount fd.
-  const mountFd = openSync(`/proc/${pid}/root${unescapeMountPath(mount[4]!)}`, 'r');
+  const mountFd = openSync(`/proc/${pid}/root${unescapeMountinfo(mount[4]!)}`, 'r');
   try {
     const fh = Buffer.alloc(8 + handle.length);
     fh.writeUInt32LE(handle.length, 0);

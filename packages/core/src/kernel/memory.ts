@@ -123,16 +123,11 @@ export function writeScattered(pid: number, writes: readonly MemWrite[]): number
   let done = 0;
   while (done < writes.length) {
     const batch = writes.slice(done, done + IOV_MAX);
-    const local = Buffer.alloc(batch.length * 16);
-    const remote = Buffer.alloc(batch.length * 16);
-    let want = 0;
-    batch.forEach((w, i) => {
-      local.writeBigUInt64LE(addressOf(w.data), i * 16);
-      local.writeBigUInt64LE(BigInt(w.data.length), i * 16 + 8);
-      remote.writeBigUInt64LE(w.addr, i * 16);
-      remote.writeBigUInt64LE(BigInt(w.data.length), i * 16 + 8);
-      want += w.data.length;
-    });
+    const local = encodeIovecs(
+      batch.map((w) => ({ addr: addressOf(w.data), length: w.data.length })),
+    );
+    const remote = encodeIovecs(batch.map((w) => ({ addr: w.addr, length: w.data.length })));
+    const want = batch.reduce((n, w) => n + w.data.length, 0);
     const got = Number(libc().processVmWritev(pid, local, batch.length, remote, batch.length, 0));
     if (got === want) {
       done += batch.length;

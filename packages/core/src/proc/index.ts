@@ -34,6 +34,7 @@ export {
   readMaps,
   type VmaKind,
 } from './maps.js';
+export { type CgroupMount, cgroupMounts, unescapeMountinfo } from './mountinfo.js';
 export {
   NamespaceCache,
   type NsLink,

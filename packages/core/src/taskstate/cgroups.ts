@@ -19,6 +19,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CheckpointCtx, RestartCtx } from '../context.js';
 import { CkptError } from '../errors.js';
+import { type CgroupMount, cgroupMounts } from '../proc/mountinfo.js';
 import type { TaskPhase } from '../registry.js';
 import type { CheckpointTask, RestartTask } from '../task.js';
 import { cgroupsRecord } from './records.js';
@@ -46,49 +47,6 @@ export function parseProcCgroup(text: string): CgroupEntry[] {
   return out;
 }
 
-/** A cgroup filesystem mounted here, from /proc/self/mountinfo. */
-interface CgroupMount {
-  /** cgroup2, or the controllers of a v1 hierarchy ("cpu", "name=systemd"). */
-  version: 1 | 2;
-  controllers: Set<string>;
-  /** The directory of the hierarchy mounted (its root, or a subdirectory). */
-  root: string;
-  mountPoint: string;
-}
-
-/** Unescapes mountinfo's octal escapes (\040 for a space). */
-function unescapeField(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, o: string) =>
-    String.fromCharCode(Number.parseInt(o, 8)),
-  );
-}
-
-/** The cgroup mounts of ckpt's mount namespace. */
-export function cgroupMounts(
-  mountinfo = readFileSync('/proc/self/mountinfo', 'utf8'),
-): CgroupMount[] {
-  const out: CgroupMount[] = [];
-  for (const line of mountinfo.split('\n')) {
-    const [left, right] = line.split(' - ');
-    if (!left || !right) continue;
-    const f = left.split(' ');
-    const [fstype, , superOptions = ''] = right.split(' ');
-    if (fstype !== 'cgroup' && fstype !== 'cgroup2') continue;
-    const controllers = new Set(
-      superOptions
-        .split(',')
-        .filter((o) => (o !== 'rw' && o !== 'ro' && !o.includes('=')) || o.startsWith('name=')),
-    );
-    out.push({
-      version: fstype === 'cgroup2' ? 2 : 1,
-      controllers,
-      root: unescapeField(f[3] ?? '/'),
-      mountPoint: unescapeField(f[4] ?? ''),
-    });
-  }
-  return out;
-}
-
 /**
  * The directory of cgroup `entry` under the mounts here, or undefined when
  * its hierarchy is not mounted (or only a part of it that does not hold it).
@@ -103,7 +61,7 @@ export function cgroupDir(entry: CgroupEntry, mounts: readonly CgroupMount[]): s
     if (!matches) continue;
     const root = m.root === '/' ? '' : m.root;
     if (entry.path !== root && !entry.path.startsWith(`${root}/`)) continue;
-    return join(m.mountPoint, entry.path.slice(root.length));
+    return join(m.point, entry.path.slice(root.length));
   }
   return undefined;
 }
@@ -133,11 +91,21 @@ function checkpoint(ctx: CheckpointCtx, task: CheckpointTask): void {
   ctx.write(cgroupsRecord, { entries });
 }
 
+/** The cgroup mounts here, read once per restart (on the first move). */
+const mountsByRestart = new WeakMap<RestartCtx, CgroupMount[]>();
+function mountsOf(ctx: RestartCtx): CgroupMount[] {
+  let mounts = mountsByRestart.get(ctx);
+  if (!mounts) {
+    mounts = cgroupMounts();
+    mountsByRestart.set(ctx, mounts);
+  }
+  return mounts;
+}
+
 function restore(ctx: RestartCtx, task: RestartTask): void {
   const { entries } = ctx.read(cgroupsRecord);
   const pid = task.pid;
   const now = readProcCgroup(pid);
-  let mounts: CgroupMount[] | undefined;
   for (const e of entries) {
     // By controllers: hierarchy ids are numbered at mount time and differ
     // between machines ("" is cgroup2's).
@@ -151,8 +119,7 @@ function restore(ctx: RestartCtx, task: RestartTask): void {
       );
       continue;
     }
-    mounts ??= cgroupMounts();
-    const dir = cgroupDir(e, mounts);
+    const dir = cgroupDir(e, mountsOf(ctx));
     const where = here ? ` it stays in ${describe(here)}` : '';
     if (!dir || !existsSync(dir)) {
       ctx.log.warn(

@@ -1,7 +1,7 @@
 /**
  * Task state core owns: comm and other per-task values, signal state,
- * resource limits, the rseq registration, timers, scheduling attributes and
- * seccomp, as seven phases and their records.
+ * resource limits, the rseq registration, timers, scheduling attributes,
+ * seccomp and cgroup membership, as eight phases and their records.
  */
 import type { RecordKind } from '../codec/record.js';
 import type { ObjectOps, TaskPhase } from '../registry.js';
@@ -30,7 +30,6 @@ import { timersPhase } from './timers.js';
 export {
   type CgroupEntry,
   cgroupDir,
-  cgroupMounts,
   cgroupsPhase,
   parseProcCgroup,
 } from './cgroups.js';

@@ -1,0 +1,51 @@
+/**
+ * /proc/PID/mountinfo: what of it ckpt needs — the cgroup hierarchies
+ * mounted (for freezer cgroups and cgroup membership) and the unescaping of
+ * its paths.
+ */
+import { readFileSync } from 'node:fs';
+
+/** Undo mountinfo's octal escapes (\040 space, \011 tab, \012 newline, \134 backslash). */
+export function unescapeMountinfo(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, o: string) =>
+    String.fromCharCode(Number.parseInt(o, 8)),
+  );
+}
+
+/** A cgroup filesystem mounted here. */
+export interface CgroupMount {
+  /** 2 for cgroup2, 1 for a v1 hierarchy. */
+  version: 1 | 2;
+  /** A v1 hierarchy's controllers ("cpu", "cpuacct", "name=systemd"), from the super options. */
+  controllers: Set<string>;
+  /** Which cgroup of the hierarchy is mounted there (mountinfo's root). */
+  root: string;
+  /** Where it is mounted. */
+  point: string;
+}
+
+/** The cgroup mounts listed in `mountinfo` (default: ckpt's own mount namespace's), in order. */
+export function cgroupMounts(
+  mountinfo = readFileSync('/proc/self/mountinfo', 'utf8'),
+): CgroupMount[] {
+  const out: CgroupMount[] = [];
+  for (const line of mountinfo.split('\n')) {
+    const sep = line.indexOf(' - ');
+    if (sep < 0) continue;
+    const fields = line.slice(0, sep).split(' ');
+    const [fstype, , superOptions = ''] = line.slice(sep + 3).split(' ');
+    if (fstype !== 'cgroup' && fstype !== 'cgroup2') continue;
+    const controllers = new Set(
+      superOptions
+        .split(',')
+        .filter((o) => (o !== 'rw' && o !== 'ro' && !o.includes('=')) || o.startsWith('name=')),
+    );
+    out.push({
+      version: fstype === 'cgroup2' ? 2 : 1,
+      controllers,
+      root: unescapeMountinfo(fields[3] ?? '/'),
+      point: unescapeMountinfo(fields[4] ?? ''),
+    });
+  }
+  return out;
+}
