@@ -26,6 +26,9 @@ export function ckpt(args: string[], opts: { input?: Buffer; timeoutMs?: number 
     input: opts.input,
     encoding: 'utf8',
     timeout: opts.timeoutMs ?? 120_000,
+    // spawnSync's default (1 MiB) kills the child with SIGTERM when its
+    // output is larger, as `info --json` of a big image is.
+    maxBuffer: 1 << 30,
   });
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }

@@ -4,6 +4,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ckpt, ckptOk, imagePath, ROOT } from '../../../../test/support/ckpt.js';
@@ -91,13 +92,21 @@ describe('output into a slow pipe', () => {
   it('ckpt info --json is complete when its reader is slower than it (the CLI waits for output to drain)', () => {
     // 64 MiB of pages: their chunk records make ~0.5 MB of JSON, far more
     // than a pipe holds (64 KiB), so the CLI has output queued when done.
-    const hog = 'import time; b = bytearray(b"x" * (64 << 20)); time.sleep(100)';
-    const pid = Number(ckptOk(['run', '--', 'python3', '-c', hog]).trim());
+    // The pages are touched in place (no temporary copy) and a file says
+    // when they all are, so the image's size does not depend on timing.
+    const ready = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-hog-')), 'ready');
+    const hog = [
+      'import sys, time',
+      'b = bytearray(64 << 20)',
+      'for i in range(0, len(b), 4096): b[i] = 120',
+      'open(sys.argv[1], "w").close()',
+      'time.sleep(100)',
+    ].join('\n');
+    const pid = Number(ckptOk(['run', '--', 'python3', '-c', hog, ready]).trim());
     started.push(pid);
-    const rss = () =>
-      Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
     const until = Date.now() + 30_000;
-    while (!(rss() > 64 * 1024) && Date.now() < until) execFileSync('sleep', ['0.05']);
+    while (!fs.existsSync(ready) && Date.now() < until) execFileSync('sleep', ['0.05']);
+    fs.rmSync(path.dirname(ready), { recursive: true, force: true });
     const img = imagePath('tree');
     images.push(img);
     ckptOk(['checkpoint', String(pid), '-o', img, '--leave-running']);
