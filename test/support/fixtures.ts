@@ -61,6 +61,7 @@ export const FIXTURE_NAMES = [
   'sigflood',
   'sockets',
   'unixpair',
+  'sysvipc',
 ] as const;
 export type FixtureName = (typeof FIXTURE_NAMES)[number];
 

@@ -23,6 +23,7 @@ export type SyscallName =
   | 'madvise'
   | 'mlock'
   | 'mlock2'
+  | 'shmat'
   | 'openat'
   | 'dup3'
   | 'fcntl'

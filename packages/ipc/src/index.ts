@@ -1,14 +1,44 @@
 /**
- * @ckpt/ipc — SysV IPC: shared memory, message queues, semaphores.
+ * @ckpt/ipc — SysV IPC: shared memory segments (and their attachments),
+ * message queues and semaphore sets of a container's ipc namespace.
  *
  * @packageDocumentation
  */
 import { type CkptPlugin, definePlugin } from '@ckpt/core';
+import {
+  ipcMsgMsgRecord,
+  ipcMsgRecord,
+  ipcRecord,
+  ipcSemRecord,
+  ipcShmRecord,
+  ipcTaskRecord,
+} from './records.js';
+import { sysvShmVma } from './shm.js';
+import { sysvIpcObject, sysvIpcPhase, sysvShmObject } from './sysvipc.js';
 
-/**
- * The @ckpt/ipc plugin. It registers nothing yet: its handlers arrive with the
- * issues that build them (see the feature matrix in docs/).
- */
-export const ipcPlugin: CkptPlugin = definePlugin({ name: '@ckpt/ipc' });
+export { type MsgToSave, readMsgQueue, restoreMsgQueue, saveMsgQueue } from './msg.js';
+export * from './records.js';
+export { readSemSet, restoreSemSet, type SemToSave, saveSemSet } from './sem.js';
+export {
+  openShm,
+  type RestoredShm,
+  restoreShm,
+  SHM_OBJECT,
+  type ShmToSave,
+  SYSV_SHM_VMA,
+  saveShm,
+  shmKey,
+  sysvShmVma,
+} from './shm.js';
+export { SYSVIPC_OBJECT, sysvIpcObject, sysvIpcPhase, sysvShmObject } from './sysvipc.js';
+
+/** The @ckpt/ipc plugin: its records, objects, the `sysvipc` phase and the attachment VMA handler. */
+export const ipcPlugin: CkptPlugin = definePlugin({
+  name: '@ckpt/ipc',
+  records: [ipcTaskRecord, ipcRecord, ipcShmRecord, ipcMsgRecord, ipcMsgMsgRecord, ipcSemRecord],
+  objects: [sysvIpcObject, sysvShmObject],
+  phases: [sysvIpcPhase],
+  vmas: [sysvShmVma],
+});
 
 export default ipcPlugin;

@@ -97,9 +97,9 @@ const mapFiles = (pid: number, r: { start: bigint; end: bigint }) =>
 /**
  * A file seen as memory (offsets for addresses), so the page chunk code
  * streams an object's contents as it streams a task's memory. Reads past
- * the end of the file give zeros.
+ * the end of the file give zeros. `what` and `pid` go into error messages.
  */
-function fileMemory(fd: number, what: string, pid: number): TaskMemory {
+export function fileMemory(fd: number, what: string, pid: number): TaskMemory {
   const fail = (e: unknown, op: string, at: number) =>
     new CkptError(
       'ESYS',
@@ -145,8 +145,8 @@ function fileMemory(fd: number, what: string, pid: number): TaskMemory {
   };
 }
 
-/** Page runs of the object's data below `size` (holes read as zeros and are skipped). */
-function dataPages(fd: number, size: bigint, what: string): PageRun[] {
+/** Page runs of the file's data below `size` (holes read as zeros and are skipped). */
+export function dataPages(fd: number, size: bigint, what: string): PageRun[] {
   const runs: PageRun[] = [];
   let last: PageRun | undefined;
   for (const r of dataRanges(fd, size, what)) {

@@ -135,7 +135,8 @@ function mapFlags(vma: VmaInfo): number {
   );
 }
 
-function describe(vma: VmaInfo, kind: number, path = ''): SavedVma {
+/** The VMA record's fields for region `vma`, restored by the handler with id `kind`. */
+export function describeVma(vma: VmaInfo, kind: number, path = ''): SavedVma {
   return {
     start: vma.start,
     end: vma.end,
@@ -264,7 +265,7 @@ export const anonPrivate: VmaHandler = {
   kind: 'anon-private',
   id: VmaKind.ANON_PRIVATE,
   match: (v) => !v.shared && isAnonKind(v),
-  describe: (_task, v) => describe(v, VmaKind.ANON_PRIVATE),
+  describe: (_task, v) => describeVma(v, VmaKind.ANON_PRIVATE),
   // The shared zero page counts as a file page: skipping those skips
   // pages that were only ever read, which restart gives back as zeros.
   pages: (task, v) => presentPages(task, v, true),
@@ -323,7 +324,7 @@ export const filePrivate: VmaHandler = {
   kind: 'file-private',
   id: VmaKind.FILE_PRIVATE,
   match: (v) => !v.shared && v.kind === 'file' && !v.deleted,
-  describe: (_task, v) => describe(v, VmaKind.FILE_PRIVATE, v.pathname),
+  describe: (_task, v) => describeVma(v, VmaKind.FILE_PRIVATE, v.pathname),
   pages: (task, v) => presentPages(task, v, true),
   restore(_ctx, task, vma) {
     mmapFile(task, vma, O_RDONLY | O_CLOEXEC, vma.prot, (vma.flags & KEPT_FLAGS) | MAP_PRIVATE);
@@ -348,7 +349,7 @@ export const anonShared: ObjectVmaHandler = {
   kind: 'anon-shared',
   id: VmaKind.ANON_SHARED,
   match: isShmemAnon,
-  describe: (_task, v) => describe(v, VmaKind.ANON_SHARED),
+  describe: (_task, v) => describeVma(v, VmaKind.ANON_SHARED),
   pages: () => [],
   checkpointObject: checkpointShmem,
   restore(ctx, task, vma) {
@@ -367,7 +368,7 @@ export const deletedFileShared: ObjectVmaHandler = {
   kind: 'file-shared-deleted',
   id: VmaKind.FILE_SHARED_DELETED,
   match: isDeletedSharedFile,
-  describe: (_task, v) => describe(v, VmaKind.FILE_SHARED_DELETED, v.pathname),
+  describe: (_task, v) => describeVma(v, VmaKind.FILE_SHARED_DELETED, v.pathname),
   pages: () => [],
   checkpointObject: checkpointMappedGhost,
   restore: (ctx, task, vma) => mapGhost(ctx, task, vma, MAP_SHARED),
@@ -405,7 +406,7 @@ export const deletedFilePrivate: ObjectVmaHandler = {
   kind: 'file-private-deleted',
   id: VmaKind.FILE_PRIVATE_DELETED,
   match: (v) => !v.shared && v.kind === 'file' && v.deleted,
-  describe: (_task, v) => describe(v, VmaKind.FILE_PRIVATE_DELETED, v.pathname),
+  describe: (_task, v) => describeVma(v, VmaKind.FILE_PRIVATE_DELETED, v.pathname),
   pages: (task, v) => presentPages(task, v, true),
   checkpointObject: checkpointMappedGhost,
   restore: (ctx, task, vma) => mapGhost(ctx, task, vma, (vma.flags & KEPT_FLAGS) | MAP_PRIVATE),
@@ -416,7 +417,7 @@ export const fileShared: VmaHandler = {
   kind: 'file-shared',
   id: VmaKind.FILE_SHARED,
   match: (v) => v.shared && v.kind === 'file' && !v.deleted,
-  describe: (_task, v) => describe(v, VmaKind.FILE_SHARED, v.pathname),
+  describe: (_task, v) => describeVma(v, VmaKind.FILE_SHARED, v.pathname),
   pages: () => [],
   restore(_ctx, task, vma) {
     const openFlags = (vma.prot & PROT_WRITE ? O_RDWR : O_RDONLY) | O_CLOEXEC;
@@ -433,7 +434,7 @@ function special(kind: 'vdso' | 'vvar' | 'vvar_vclock', id: number): VmaHandler 
     kind,
     id,
     match: (v) => v.kind === kind,
-    describe: (_task, v) => describe(v, id),
+    describe: (_task, v) => describeVma(v, id),
     pages: () => [],
     restore: () => undefined,
   };

@@ -86,6 +86,28 @@ export { type UnixSocketDiag, unixSockets } from './sock-diag.js';
 export { peekSocket, socketName, socketOption, socketPeer } from './sockets.js';
 export { type SpawnOptions, type StdioTarget, spawnDetached, spawnProcess } from './spawn.js';
 export {
+  type IpcPerm,
+  listSysvIpc,
+  msgCreate,
+  msgPeekAll,
+  msgQueueState,
+  msgSend,
+  removeIpc,
+  SHM_DEST,
+  SHM_LOCKED,
+  type SysvIpcEntry,
+  type SysvIpcKind,
+  type SysvMessage,
+  semCreate,
+  semValues,
+  setIpcPerm,
+  setNextIpcId,
+  shmAttach,
+  shmCreate,
+  shmDetach,
+  shmLock,
+} from './sysvipc.js';
+export {
   getTermios,
   getWinsize,
   packetMode,

@@ -175,6 +175,18 @@ function bind() {
     memfdCreate: () => lib.func('int memfd_create(str name, uint flags)'),
     ioctlBuf: () => lib.func('int ioctl(int fd, ulong request, void *arg)'),
     openByHandleAt: () => lib.func('int open_by_handle_at(int mountFd, void *handle, int flags)'),
+    // SysV IPC. semctl is variadic; its union argument (a pointer for
+    // IPC_STAT, IPC_SET, GETALL, SETALL) goes in the same register.
+    shmget: () => lib.func('int shmget(int key, ulong size, int flags)'),
+    shmat: () => lib.func('uintptr_t shmat(int id, uintptr_t addr, int flags)'),
+    shmdt: () => lib.func('int shmdt(uintptr_t addr)'),
+    shmctl: () => lib.func('int shmctl(int id, int cmd, void *buf)'),
+    msgget: () => lib.func('int msgget(int key, int flags)'),
+    msgsnd: () => lib.func('int msgsnd(int id, void *msg, ulong size, int flags)'),
+    msgrcv: () => lib.func('long msgrcv(int id, void *msg, ulong size, long type, int flags)'),
+    msgctl: () => lib.func('int msgctl(int id, int cmd, void *buf)'),
+    semget: () => lib.func('int semget(int key, int nsems, int flags)'),
+    semctl: () => lib.func('int semctl(int id, int num, int cmd, void *arg)'),
     sigfillset: () => lib.func('int sigfillset(void *set)'),
     sigemptyset: () => lib.func('int sigemptyset(void *set)'),
   });
