@@ -204,11 +204,12 @@ function restoreTask(ctx: RestartCtx, task: RestartTask): void {
 
 /**
  * The SysV IPC phase: after `ns` (150), which gave a container its new ipc
- * namespace and its settings; before `mm` (200), which attaches segments.
+ * namespace and its settings, and `pidns` (160); before `mm` (200), which
+ * attaches segments.
  */
 export const sysvIpcPhase: TaskPhase = {
   name: 'sysvipc',
-  order: 160,
+  order: 170,
   checkpoint: checkpointTask,
   restore: restoreTask,
 };
