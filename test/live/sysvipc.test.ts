@@ -6,14 +6,17 @@
  * ipc namespace with their ids, keys, modes, sizes, contents, messages and
  * values, and the attached segment is still shared between parent and
  * child. A checkpoint that leaves the container running takes no message
- * and changes no value. A subtree attached to a segment of the host's ipc
+ * and changes no value. A value the kernel refuses (a corrupted image)
+ * fails the restart naming the object, and nothing is left. A subtree attached to a segment of the host's ipc
  * namespace is refused (packages/fs/test/live/files.test.ts).
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { RecordType, StreamCrc } from '@ckpt/core';
+import { ipcSemRecord } from '@ckpt/ipc';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ckptOk } from '../support/ckpt.js';
-import { compileFixture, procState, readLayout, readOr } from '../support/fixtures.js';
+import { ckpt, ckptOk } from '../support/ckpt.js';
+import { compileFixture, isAlive, procState, readLayout, readOr } from '../support/fixtures.js';
 import { cleanupAfterEach } from '../support/live.js';
 import { requireCommand, requireRoot } from '../support/prereq.js';
 import { childrenOf, nsenter, waitFor } from '../support/procs.js';
@@ -58,6 +61,30 @@ function expectPass(dir: string): void {
   expect(readOr(path.join(dir, 'result')).trim(), readOr(path.join(dir, 'stderr'))).toBe('PASS');
 }
 
+/** Set the first value of the image's semaphore set to `value`, fixing the tail's checksum. */
+function patchSemValue(img: string, value: number): void {
+  const buf = fs.readFileSync(img);
+  let found = false;
+  for (let off = 0; off < buf.length; ) {
+    const type = buf.readUInt32LE(off);
+    const len = buf.readUInt32LE(off + 4);
+    if (type === RecordType.IPC_SEM) {
+      const payload = buf.subarray(off + 8, off + len);
+      const rec = ipcSemRecord.decode(payload);
+      rec.values[0] = value;
+      ipcSemRecord.encode(rec).copy(payload); // the same size
+      found = true;
+    } else if (type === RecordType.TAIL) {
+      const crc = new StreamCrc();
+      crc.update(buf.subarray(0, off));
+      buf.writeUInt32LE(crc.current, off + 16); // after the header and `records: u64`
+    }
+    off += len;
+  }
+  expect(found).toBe(true);
+  fs.writeFileSync(img, buf);
+}
+
 describe('SysV IPC objects of a container', () => {
   it('come back with their ids, contents, messages and values; the segment stays shared', () => {
     const { dir, init } = startContainer();
@@ -97,5 +124,20 @@ describe('SysV IPC objects of a container', () => {
     }
     expect(objects(init)).toEqual(before);
     expectPass(dir);
+  });
+
+  it('an object the kernel refuses fails the restart, naming it, and leaves nothing behind', () => {
+    const { dir, init } = startContainer();
+    const child = childrenOf(init)[0]!;
+    const [, , , , sem] = readLayout(dir).ids!.split(' ').map(Number);
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(init), '-o', img, '--kill', '--container']);
+    waitFor('the container to die', () => procState(init) === undefined, WAIT_MS);
+    patchSemValue(img, 40_000); // above SEMVMX (32767)
+    const r = ckpt(['restart', img, '-d']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`SysV semaphore set ${sem} (key 6221061)`);
+    expect(isAlive(init)).toBe(false);
+    expect(isAlive(child)).toBe(false);
   });
 });

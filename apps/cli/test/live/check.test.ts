@@ -30,6 +30,7 @@ describe('ckpt check', () => {
       'userfaultfd',
       'PR_TIMER_CREATE_RESTORE_IDS',
       'seccomp (PTRACE_O_SUSPEND_SECCOMP, PTRACE_SECCOMP_GET_FILTER)',
+      'SysV IPC ids and MSG_COPY',
     ]) {
       expect(byName.get(name), name).toMatchObject({ ok: true });
     }

@@ -16,6 +16,7 @@ import { ProcMem } from '../kernel/memory.js';
 import { pidfdGetfd, pidfdOpen } from '../kernel/pidfd.js';
 import { PR, PR_SET_MM, prctl } from '../kernel/prctl.js';
 import { getRseqConfig, PTRACE_O, seccompFilter, setOptions } from '../kernel/ptrace.js';
+import { msgCreatePrivate, msgPeekAll, removeIpc } from '../kernel/sysvipc.js';
 import { probeUserfaultfd } from '../kernel/uffd.js';
 import { readMaps, readPageRuns, readStatus } from '../proc/index.js';
 import type { Registry } from '../registry.js';
@@ -144,6 +145,7 @@ export function checkKernel(registry: Registry): FeatureCheck[] {
       return 'available (POSIX timers come back under their ids)';
     }),
   );
+  out.push(probe('SysV IPC ids and MSG_COPY', false, probeSysvIpc));
   out.push(
     probe('[vvar_vclock]', false, () =>
       readMaps(process.pid).some((m) => m.kind === 'vvar_vclock')
@@ -153,6 +155,28 @@ export function checkKernel(registry: Registry): FeatureCheck[] {
   );
   if (arch) out.push(...probeWithStub(arch));
   return out;
+}
+
+/**
+ * The `*_next_id` sysctls (restart gives SysV objects their ids) and
+ * msgrcv(MSG_COPY) (checkpoint copies queued messages without taking them),
+ * both CONFIG_CHECKPOINT_RESTORE: a private queue of ckpt's namespace is
+ * made, peeked at and removed, unless someone has chosen the next id.
+ */
+function probeSysvIpc(): string {
+  for (const kind of ['shm', 'msg', 'sem'] as const) {
+    readFileSync(`/proc/sys/kernel/${kind}_next_id`, 'utf8');
+  }
+  if (readFileSync('/proc/sys/kernel/msg_next_id', 'utf8').trim() !== '-1') {
+    return 'kernel.msg_next_id is set (someone is creating objects with chosen ids); MSG_COPY not probed';
+  }
+  const id = msgCreatePrivate();
+  try {
+    msgPeekAll(id, 1, 1);
+  } finally {
+    removeIpc('msg', id);
+  }
+  return 'available (container SysV objects come back with their ids and messages)';
 }
 
 /** Features that need a live tracee: ptrace, injection, memory, clone3. */

@@ -89,6 +89,7 @@ export {
   type IpcPerm,
   listSysvIpc,
   msgCreate,
+  msgCreatePrivate,
   msgPeekAll,
   msgQueueState,
   msgSend,

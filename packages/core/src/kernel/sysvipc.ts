@@ -240,6 +240,15 @@ export function msgCreate(perm: IpcPerm): number {
   );
 }
 
+/** Create a private queue with whatever id the kernel gives (for probes). */
+export function msgCreatePrivate(): number {
+  return check(
+    libc().msgget(0, IPC_CREAT | 0o600),
+    'msgget',
+    'creating a private SysV message queue',
+  );
+}
+
 /** Append a message to queue `id` (never blocks). */
 export function msgSend(id: number, msg: SysvMessage): void {
   const buf = Buffer.alloc(8 + msg.text.length);
