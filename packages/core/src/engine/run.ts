@@ -108,14 +108,15 @@ function killQuietly(pid: number): void {
  * (unshare, then setsid), which the kernel replaces at each exec — so the
  * caller never reports a pid that is still setting up the namespace.
  */
-function awaitInit(launcher: number, stages: readonly string[][]): number {
+function awaitInit(launcher: number, stages: readonly string[][], stderr?: string): number {
   const deadline = Date.now() + START_TIMEOUT_MS;
   for (;;) {
     const stat = readStat(launcher);
     if (stat.state === 'Z') {
       throw new CkptError(
         'ESYS',
-        `the container ended before its init ran the command: unshare ${describeEnd(decodeWaitStatus(launcher, stat.exitCode))} (use --stderr FILE to see why)`,
+        // The command may have run and failed at once, before a scan saw it.
+        `the container ended before ckpt saw its command run: unshare ${describeEnd(decodeWaitStatus(launcher, stat.exitCode))} (${stderr === undefined ? 'use --stderr FILE to see why' : `its stderr is in ${stderr}`})`,
         { pid: launcher },
       );
     }
@@ -140,8 +141,8 @@ function awaitInit(launcher: number, stages: readonly string[][]): number {
 }
 
 /** The container's init, checked to be pid 1 of a new pid namespace, and its NSpid. */
-function containerInit(launcher: number, stages: readonly string[][]) {
-  const pid = awaitInit(launcher, stages);
+function containerInit(launcher: number, stages: readonly string[][], stderr?: string) {
+  const pid = awaitInit(launcher, stages, stderr);
   const nsPids = readStatus(pid).nsPid;
   if (nsPids.length < 2 || nsPids.at(-1) !== 1) {
     throw new CkptError(
@@ -156,6 +157,7 @@ function containerInit(launcher: number, stages: readonly string[][]) {
 function startContainer(
   argv: readonly string[],
   stdio: [StdioTarget, StdioTarget, StdioTarget],
+  stderr?: string,
 ): Workload {
   const unshare = resolveCommand(
     'unshare',
@@ -180,7 +182,7 @@ function startContainer(
   ];
   const launcher = spawnProcess(outer, { setsid: true, stdio });
   try {
-    const { pid, nsPids } = containerInit(launcher, [outer, inner]);
+    const { pid, nsPids } = containerInit(launcher, [outer, inner], stderr);
     return { pid, container: true, nsPids };
   } catch (e) {
     // Leave nothing behind. The child is looked up while unshare lives: a
@@ -215,7 +217,7 @@ export function startWorkload(options: WorkloadOptions): Workload {
       openOutput(options.stdout, fds),
       openOutput(options.stderr, fds),
     ];
-    if (options.container) return startContainer(options.argv, stdio);
+    if (options.container) return startContainer(options.argv, stdio, options.stderr);
     const pid = spawnProcess(options.argv, { setsid: true, stdio });
     // posix_spawn returns after the exec, so the pid already runs the command.
     return { pid, container: false, nsPids: readStatus(pid).nsPid };
