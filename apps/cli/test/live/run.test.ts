@@ -179,6 +179,28 @@ describe('ckpt run', () => {
     }
   });
 
+  it('--container: a command that fails at once is one error naming its stderr file', () => {
+    const d = tempDir();
+    const err = path.join(d, 'err');
+    const r = ckpt([
+      'run',
+      '--container',
+      '--stderr',
+      err,
+      '--',
+      'sh',
+      '-c',
+      'echo oops >&2; exit 3',
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `^ckpt: error: the container ended before ckpt saw its command run: unshare exited with code 3 \\(its stderr is in ${err}\\) \\(pid \\d+\\)\n$`,
+      ),
+    );
+    expect(fs.readFileSync(err, 'utf8')).toBe('oops\n');
+  });
+
   it('without a command it is a usage error', () => {
     const r = ckpt(['run']);
     expect(r.code).toBe(2);
