@@ -36,7 +36,8 @@ import { describe, expect, it } from 'vitest';
 import { ckpt, ckptOk } from '../support/ckpt.js';
 import { isAlive } from '../support/fixtures.js';
 import { cleanupAfterEach } from '../support/live.js';
-import { childrenOf, statIds, waitFor } from '../support/procs.js';
+import { requireCommand } from '../support/prereq.js';
+import { childrenOf, nsenter, statIds, waitFor } from '../support/procs.js';
 
 const { leftovers, tmpDir, tmpImage } = cleanupAfterEach();
 
@@ -650,5 +651,50 @@ describe('a deleted working directory', () => {
     expect(fs.existsSync(work)).toBe(false);
     const size = fs.statSync(out).size;
     waitFor('writing on', () => fs.statSync(out).size > size);
+  });
+});
+
+describe('perl with SysV IPC in a container', () => {
+  it('counts on from the value in its segment; its queue keeps its messages', () => {
+    requireCommand('perl');
+    const out = path.join(tmpDir('ckpt-perl-sysv-'), 'out');
+    // Each round: the count in the segment + 1, one message queued, and
+    // every third round one taken; the count goes to `out`.
+    const script = [
+      'use strict; use IPC::SysV qw(IPC_CREAT IPC_NOWAIT);',
+      'my $shm = shmget(0x7001, 4096, IPC_CREAT | 0600) // die "shmget $!";',
+      'my $q = msgget(0x7002, IPC_CREAT | 0600) // die "msgget $!";',
+      'while (1) {',
+      '  shmread($shm, my $v, 0, 16) or die "shmread $!";',
+      '  $v = ($v =~ /^(\\d+)/) ? $1 + 1 : 1;',
+      '  shmwrite($shm, sprintf("%-16d", $v), 0, 16) or die "shmwrite $!";',
+      '  msgsnd($q, pack("l! a*", 1, "m$v"), IPC_NOWAIT) or die "msgsnd $!";',
+      '  if ($v % 3 == 0) { msgrcv($q, my $buf, 100, 0, 0) or die "msgrcv $!"; }',
+      `  open(my $f, ">>", ${JSON.stringify(out)}); print $f "$v\\n"; close $f;`,
+      '  select(undef, undef, undef, 0.05);',
+      '}',
+    ].join('\n');
+    const pid = Number(ckptOk(['run', '--container', '--', 'perl', '-e', script]).trim());
+    leftovers.push(pid);
+    waitFor('counting', () => fs.existsSync(out) && numbers(out).length >= 5, 20_000);
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(pid), '-o', img, '--kill', '--container']);
+    waitFor('the container gone', () => !isAlive(pid));
+    const atKill = numbers(out).length;
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
+    waitFor('counting on', () => numbers(out).length >= atKill + 10, 20_000);
+    process.kill(pid, 'SIGSTOP');
+    try {
+      const seen = numbers(out);
+      expect(seen).toEqual(seen.map((_, i) => i + 1));
+      // Stopped between the message and the line, or after both.
+      const v = seen.length;
+      const queued = (n: number) => n - Math.floor(n / 3);
+      const msg = nsenter(pid, ['-i'], ['cat', '/proc/sysvipc/msg']).trim().split('\n')[1]!;
+      const qnum = Number(msg.trim().split(/\s+/)[4]);
+      expect([queued(v), queued(v + 1)]).toContain(qnum);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
   });
 });
