@@ -9,11 +9,11 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { RecordType, StreamCrc } from '@ckpt/core';
 import { type IpcNs, ipcNsRecord } from '@ckpt/ns';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ckpt, ckptOk } from '../support/ckpt.js';
 import { isAlive, procState } from '../support/fixtures.js';
+import { patchRecords } from '../support/image.js';
 import { cleanupAfterEach } from '../support/live.js';
 import { requireCommand, requireRoot } from '../support/prereq.js';
 import { childrenOf, namespaceOf, nsenter, waitFor } from '../support/procs.js';
@@ -75,25 +75,7 @@ function startContainer(setup: string[], child = 'sleep 1000'): { init: number; 
 
 /** Rewrite the ipc_ns record of image `img` with `patch`, fixing the tail's checksum. */
 function patchIpcNs(img: string, patch: Partial<IpcNs>): void {
-  const buf = fs.readFileSync(img);
-  let found = false;
-  for (let off = 0; off < buf.length; ) {
-    const type = buf.readUInt32LE(off);
-    const len = buf.readUInt32LE(off + 4);
-    if (type === RecordType.IPC_NS) {
-      const payload = buf.subarray(off + 8, off + len);
-      const value = { ...ipcNsRecord.decode(payload), ...patch };
-      ipcNsRecord.encode(value).copy(payload); // ints only: the same size
-      found = true;
-    } else if (type === RecordType.TAIL) {
-      const crc = new StreamCrc();
-      crc.update(buf.subarray(0, off));
-      buf.writeUInt32LE(crc.current, off + 16); // after the header and `records: u64`
-    }
-    off += len;
-  }
-  expect(found).toBe(true);
-  fs.writeFileSync(img, buf);
+  expect(patchRecords(img, ipcNsRecord, (v) => ({ ...v, ...patch }))).toBe(1);
 }
 
 describe('ipc namespace', () => {

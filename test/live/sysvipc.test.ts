@@ -12,11 +12,11 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { RecordType, StreamCrc } from '@ckpt/core';
 import { ipcSemRecord } from '@ckpt/ipc';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ckpt, ckptOk } from '../support/ckpt.js';
 import { compileFixture, isAlive, procState, readLayout, readOr } from '../support/fixtures.js';
+import { patchRecords } from '../support/image.js';
 import { cleanupAfterEach } from '../support/live.js';
 import { requireCommand, requireRoot } from '../support/prereq.js';
 import { childrenOf, nsenter, waitFor } from '../support/procs.js';
@@ -59,30 +59,6 @@ function expectPass(dir: string): void {
   fs.writeFileSync(path.join(dir, 'go'), '');
   waitFor('the fixture result', () => readOr(path.join(dir, 'result')).endsWith('\n'), 30_000);
   expect(readOr(path.join(dir, 'result')).trim(), readOr(path.join(dir, 'stderr'))).toBe('PASS');
-}
-
-/** Set the first value of the image's semaphore set to `value`, fixing the tail's checksum. */
-function patchSemValue(img: string, value: number): void {
-  const buf = fs.readFileSync(img);
-  let found = false;
-  for (let off = 0; off < buf.length; ) {
-    const type = buf.readUInt32LE(off);
-    const len = buf.readUInt32LE(off + 4);
-    if (type === RecordType.IPC_SEM) {
-      const payload = buf.subarray(off + 8, off + len);
-      const rec = ipcSemRecord.decode(payload);
-      rec.values[0] = value;
-      ipcSemRecord.encode(rec).copy(payload); // the same size
-      found = true;
-    } else if (type === RecordType.TAIL) {
-      const crc = new StreamCrc();
-      crc.update(buf.subarray(0, off));
-      buf.writeUInt32LE(crc.current, off + 16); // after the header and `records: u64`
-    }
-    off += len;
-  }
-  expect(found).toBe(true);
-  fs.writeFileSync(img, buf);
 }
 
 describe('SysV IPC objects of a container', () => {
@@ -133,7 +109,11 @@ describe('SysV IPC objects of a container', () => {
     const img = tmpImage();
     ckptOk(['checkpoint', String(init), '-o', img, '--kill', '--container']);
     waitFor('the container to die', () => procState(init) === undefined, WAIT_MS);
-    patchSemValue(img, 40_000); // above SEMVMX (32767)
+    const edited = patchRecords(img, ipcSemRecord, (v) => ({
+      ...v,
+      values: [40_000, ...v.values.slice(1)],
+    }));
+    expect(edited).toBe(1); // 40000 is above SEMVMX (32767)
     const r = ckpt(['restart', img, '-d']);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain(`SysV semaphore set ${sem} (key 6221061)`);
