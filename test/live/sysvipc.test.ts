@@ -70,7 +70,7 @@ describe('SysV IPC objects of a container', () => {
     expect(before).toEqual([
       `6221057 ${shmA} 640`,
       `0 ${shmB} 1600`,
-      `6221059 ${shmC} 604`,
+      `6221059 ${shmC} 2604`,
       `6221060 ${msq} 620`,
       `6221061 ${sem} 600`,
     ]);
