@@ -22,6 +22,7 @@ export * from './engine/check.js';
 export * from './engine/checkpoint.js';
 export {
   PTY_MASTER_PATHS,
+  ptsIndexOfDevice,
   ptsIndexOfTtyNr,
   type SessionPty,
   takeSessionPty,

@@ -39,6 +39,7 @@ import {
   openInTask,
   PTY_MASTER_PATHS,
   packetMode,
+  ptsIndexOfDevice,
   ptsIndexOfTtyNr,
   ptyIndex,
   ptyIndexOf,
@@ -66,9 +67,6 @@ const O_NOCTTY = 0o400;
 const F_SETFL = 4;
 const TIOCSCTTY = 0x540e;
 const TIOCSPGRP = 0x5410;
-/** Unix98 pty slaves: majors 136-143, 256 minors each. */
-const PTS_MAJOR_FIRST = 136;
-const PTS_MAJOR_LAST = 143;
 
 interface PtyEnd {
   pid: number;
@@ -82,9 +80,7 @@ function isMaster(file: FileInfo): boolean {
 /** Index of the pty slave `file` is, or undefined. */
 function slaveIndex(file: FileInfo): number | undefined {
   if (file.stat.type !== 'chr') return undefined;
-  const ma = major(file.stat.rdev);
-  if (ma < PTS_MAJOR_FIRST || ma > PTS_MAJOR_LAST) return undefined;
-  return (ma - PTS_MAJOR_FIRST) * 256 + minor(file.stat.rdev);
+  return ptsIndexOfDevice(major(file.stat.rdev), minor(file.stat.rdev));
 }
 
 /** The pty masters the tree holds, by index (one holder each), found once per checkpoint. */

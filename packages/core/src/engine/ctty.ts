@@ -19,6 +19,7 @@ import { ptyIndex, ptyIndexOf, setPtyLocked } from '../kernel/tty.js';
 import { listFds, readFdTarget } from '../proc/index.js';
 import { openInTask, type TaskAccess } from './task-io.js';
 
+/** Unix98 pty slaves: majors 136-143, 256 minors each. */
 const PTS_MAJOR_FIRST = 136;
 const PTS_MAJOR_LAST = 143;
 /** The paths a pty master is opened by (what /proc/PID/fd/N shows). */
@@ -28,12 +29,15 @@ const O_NOCTTY = 0o400;
 const O_CLOEXEC = 0o2000000;
 const TIOCSCTTY = 0x540e;
 
+/** The index N of /dev/pts/N whose device numbers these are, or undefined for another device. */
+export function ptsIndexOfDevice(major: number, minor: number): number | undefined {
+  if (major < PTS_MAJOR_FIRST || major > PTS_MAJOR_LAST) return undefined;
+  return (major - PTS_MAJOR_FIRST) * 256 + minor;
+}
+
 /** The pty index of a controlling terminal as /proc/PID/stat's tty_nr gives it, or undefined. */
 export function ptsIndexOfTtyNr(ttyNr: number): number | undefined {
-  const ma = (ttyNr >> 8) & 0xfff;
-  const mi = (ttyNr & 0xff) | ((ttyNr >> 12) & 0xfff00);
-  if (ma < PTS_MAJOR_FIRST || ma > PTS_MAJOR_LAST) return undefined;
-  return (ma - PTS_MAJOR_FIRST) * 256 + mi;
+  return ptsIndexOfDevice((ttyNr >> 8) & 0xfff, (ttyNr & 0xff) | ((ttyNr >> 12) & 0xfff00));
 }
 
 /** Indexes of the ptys whose master some process of `pids` holds. */
