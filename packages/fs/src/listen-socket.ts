@@ -55,8 +55,23 @@ const UNIX_SEQPACKET = 5;
 /** Offset of sun_path in a sockaddr_un. */
 const SUN_PATH = 2;
 
+type Classification = { listens: boolean } | { refuse: string } | undefined;
+
+/**
+ * Classifications by file: `match` and `checkpoint` ask about the same
+ * file of a frozen tree, and each answer may cost an fd copy and calls.
+ */
+const classified = new WeakMap<FileInfo, Classification>();
+
 /** What kind of waiting socket `file` is, or why it cannot be restored (undefined: not one at all). */
-function classify(file: FileInfo): { listens: boolean } | { refuse: string } | undefined {
+function classify(file: FileInfo): Classification {
+  if (classified.has(file)) return classified.get(file);
+  const c = classifyNow(file);
+  classified.set(file, c);
+  return c;
+}
+
+function classifyNow(file: FileInfo): Classification {
   if (file.target.kind !== 'socket') return undefined;
   const e = socketEntry(file.pid, file.target.inode ?? file.stat.ino);
   if (!e) return idleUnlisted(file);
