@@ -94,8 +94,15 @@ export function describeCaps(mask: bigint): string {
   return capsIn(mask).map(capName).join(', ');
 }
 
-/** Mask of every capability this kernel knows. */
+let known: bigint | undefined;
+
+/** Mask of every capability this kernel knows (read once: the kernel's constant). */
 export function knownCaps(): bigint {
+  known ??= readKnownCaps();
+  return known;
+}
+
+function readKnownCaps(): bigint {
   const path = '/proc/sys/kernel/cap_last_cap';
   let text: string;
   try {

@@ -132,6 +132,7 @@ export class RestoringTask implements RestartTask {
   private injectorAt(addr: bigint): InjectedSyscalls {
     this.memory.write(addr, this.arch.convention.syscallInsn);
     return new InjectedSyscalls(this.frozen.pid, this.arch, {
+      mem: this.memory.procMem(),
       syscallAddr: addr,
       // The rest of the code page takes batches of calls.
       codePage: addr,

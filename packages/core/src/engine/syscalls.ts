@@ -476,9 +476,14 @@ export class ProcTaskMemory implements TaskMemory {
   private mem: ProcMem | undefined;
   constructor(readonly pid: number) {}
 
-  private get m(): ProcMem {
+  /** The task's /proc/PID/mem, opened on first use (shared with its injector, see InjectorOptions.mem). */
+  procMem(): ProcMem {
     this.mem ??= new ProcMem(this.pid);
     return this.mem;
+  }
+
+  private get m(): ProcMem {
+    return this.procMem();
   }
 
   read(addr: bigint, length: number): Buffer {

@@ -79,6 +79,11 @@ export interface InjectorOptions {
   /** /proc/PID/maps of the stopped task, if the caller has read it: where its vDSO is. */
   maps?: readonly MapsEntry[];
   /**
+   * The task's /proc/PID/mem as the caller has it open (one open file per
+   * task, not one per user); the caller closes it, after the injector.
+   */
+  mem?: ProcMem;
+  /**
    * A page of ckpt's own in the task, writable through /proc/PID/mem, whose
    * start may hold the syscall instruction (`syscallAddr`) and whose rest
    * is free: batches put their code there. Kill-safe injection uses its own
@@ -313,6 +318,8 @@ export class SyscallInjector {
   private readonly maps: readonly MapsEntry[] | undefined;
   /** /proc/PID/mem, open while the injector is. */
   private procMem: ProcMem | undefined;
+  /** The caller's open /proc/PID/mem (InjectorOptions.mem), not closed here. */
+  private readonly sharedMem: ProcMem | undefined;
   /** The batch code as last written (marker pid and signal), to write it only when it changes. */
   private batchCodeKey: string | undefined;
   /** The last batch plan made (its code depends only on the marker). */
@@ -349,6 +356,7 @@ export class SyscallInjector {
     this.codePage = options.codePage;
     this.status = options.status;
     this.maps = options.maps;
+    this.sharedMem = options.mem;
     if (this.codePage !== undefined) this.codeUsed = conv.syscallInsn.length;
     // Syscall stops must be told apart from SIGTRAP signals.
     if (this.killSafe) setOptions(pid, PTRACE_O.TRACESYSGOOD | (options.ptraceOptions ?? 0));
@@ -380,7 +388,7 @@ export class SyscallInjector {
   }
 
   private get mem(): ProcMem {
-    this.procMem ??= new ProcMem(this.pid);
+    this.procMem ??= this.sharedMem ?? new ProcMem(this.pid);
     return this.procMem;
   }
 
@@ -1024,7 +1032,7 @@ export class SyscallInjector {
     try {
       if (this.planted && this.baseAddr !== undefined) this.mem.write(this.baseAddr, this.planted);
     } finally {
-      this.procMem?.close();
+      if (this.procMem !== this.sharedMem) this.procMem?.close();
       this.procMem = undefined;
     }
     setRegset(this.pid, NT.PRSTATUS, this.saved);
