@@ -5,7 +5,9 @@
  * its child, while the host's values stay as they were. A value the kernel
  * refuses fails the restart naming the sysctl; a subtree is restored in the
  * host's ipc namespace without changing it; a task with an ipc or uts
- * namespace other than its parent's is refused at checkpoint.
+ * namespace other than its parent's is refused at checkpoint. So is a task
+ * in a network, cgroup or time namespace of its own, which restart would
+ * put in the host's.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -165,6 +167,31 @@ describe('ipc namespace', () => {
       expect(isAlive(init)).toBe(true);
       expect(isAlive(child)).toBe(true);
       expect(procState(child)).not.toBe('t');
+    });
+  }
+});
+
+describe('namespaces restart does not recreate', () => {
+  for (const [flags, type, what] of [
+    [['-n'], 'net', 'network'],
+    [['-C'], 'cgroup', 'cgroup'],
+    [['--fork', '-T', '--monotonic', '1000'], 'time_for_children', 'time \\(for its children\\)'],
+  ] as const) {
+    it(`a task in its own ${type} namespace is refused, naming it, and left running`, () => {
+      const pid = Number(ckptOk(['run', '--', 'unshare', ...flags, 'sleep', '1000']).trim());
+      leftovers.push(pid);
+      waitFor(
+        'unshare to be in its namespace',
+        () => namespaceOf(pid, type) !== namespaceOf('self', type),
+      );
+      const r = ckpt(['checkpoint', String(pid), '-o', tmpImage(), '--kill']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(
+        new RegExp(
+          `pid ${pid} is in a ${what} namespace other than ckpt's \\(${type}:\\[\\d+\\], ckpt's ${type}:\\[\\d+\\]\\)`,
+        ),
+      );
+      expect(isAlive(pid)).toBe(true);
     });
   }
 });

@@ -22,6 +22,52 @@ import { checkpointIpc, restoreIpc } from './ipc.js';
 import { taskNsRecord } from './records.js';
 import { checkpointUts, restoreUts } from './uts.js';
 
+/**
+ * Namespaces restart cannot recreate yet: a task in one of ckpt's own is
+ * fine (restart puts it in restart's); one in another is refused, as it
+ * would silently come back in the host's (a sandboxed network reachable,
+ * a time namespace's offsets gone).
+ */
+const NOT_RESTORED = [
+  { type: 'net', what: 'network', kind: 'network' },
+  { type: 'cgroup', what: 'cgroup', kind: 'cgroup' },
+  { type: 'time', what: 'time', kind: 'time' },
+  { type: 'time_for_children', what: 'time (for its children)', kind: 'time' },
+] as const;
+
+/** ckpt's own namespaces of NOT_RESTORED's types (undefined: the kernel has none). */
+let own: Map<string, number | undefined> | undefined;
+
+function ownNamespaces(): Map<string, number | undefined> {
+  if (!own) {
+    own = new Map();
+    for (const { type } of NOT_RESTORED) {
+      try {
+        own.set(type, readNamespace(process.pid, type).inode);
+      } catch {
+        own.set(type, undefined);
+      }
+    }
+  }
+  return own;
+}
+
+/** Refuse a task in a namespace of a kind restart does not recreate (see NOT_RESTORED). */
+function refuseUnrestored(ctx: CheckpointCtx, task: CheckpointTask): void {
+  for (const { type, what, kind } of NOT_RESTORED) {
+    const mine = ownNamespaces().get(type);
+    if (mine === undefined) continue;
+    const inode = ctx.namespaces.inode(task.pid, type);
+    if (inode !== mine) {
+      throw new CkptError(
+        'ENOTSUP',
+        `pid ${task.pid} is in a ${what} namespace other than ckpt's (${type}:[${inode}], ckpt's ${type}:[${mine}]); checkpointing ${kind} namespaces is not supported yet (restart would put it in the host's)`,
+        { pid: task.pid },
+      );
+    }
+  }
+}
+
 /** The namespaces saved per task, in the order they are checked and written. */
 const NS_TYPES = ['uts', 'ipc'] as const;
 type SavedNsType = (typeof NS_TYPES)[number];
@@ -64,6 +110,7 @@ function checkInherited(
 }
 
 function checkpointNs(ctx: CheckpointCtx, task: CheckpointTask): void {
+  refuseUnrestored(ctx, task);
   const inodes = {} as Record<SavedNsType, number>;
   for (const type of NS_TYPES) {
     inodes[type] = ctx.namespaces.inode(task.pid, type);
