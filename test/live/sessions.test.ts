@@ -4,12 +4,15 @@
  * leaves the other two in a group nobody leads. Restart re-creates the
  * group through a placeholder leader that ends before anything runs; the
  * shell still waits for its job and sees it end. (Sessions whose leader is
- * gone are in container-workload.test.ts: their members are init's.)
+ * gone are in container-workload.test.ts: their members are init's.) A
+ * subtree whose own session's leader has exited (`sh -c 'cmd &'`, a
+ * double-forked daemon) comes back as the leader of a new session, with
+ * its pid or (--no-pids) a new one, and counts on.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ckptOk } from '../support/ckpt.js';
+import { ckpt, ckptOk } from '../support/ckpt.js';
 import { procState } from '../support/fixtures.js';
 import { cleanupAfterEach } from '../support/live.js';
 import { requireCommand, requireRoot } from '../support/prereq.js';
@@ -114,3 +117,57 @@ describe('a process group whose leader has exited', () => {
     expect(now[0]!.sid).toBe(restored);
   });
 });
+
+describe('a subtree whose session leader has exited', () => {
+  for (const noPids of [false, true]) {
+    it(`comes back as the leader of a new session and counts on${noPids ? ' (--no-pids)' : ''}`, () => {
+      const out = path.join(tmpDir('ckpt-orphan-'), 'out');
+      // sh starts the counter in the background and exits: the counter's
+      // session and group are led by nobody.
+      const counter = `i=0; while :; do i=$((i+1)); echo $i >> ${out}; sleep 0.05; done`;
+      const sh = Number(ckptOk(['run', '--', 'sh', '-c', `bash -c '${counter}' & exit 0`]).trim());
+      waitFor('sh to exit', () => procState(sh) === undefined || procState(sh) === 'Z', WAIT_MS);
+      let pid = 0;
+      waitFor(
+        'the counter',
+        () => {
+          pid = fs.existsSync(out) ? (statIdsOfCounter(sh) ?? 0) : 0;
+          return pid !== 0;
+        },
+        WAIT_MS,
+      );
+      leftovers.push(pid);
+      expect(statIds(pid)).toMatchObject({ sid: sh, pgid: sh });
+      const img = tmpImage();
+      ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+      waitFor('the counter gone', () => procState(pid) === undefined, WAIT_MS);
+      const lines = () => fs.readFileSync(out, 'utf8').trim().split('\n').map(Number);
+      const atKill = lines().length;
+      const r = ckpt(['restart', img, '-d', ...(noPids ? ['--no-pids'] : [])]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toContain(
+        `the leader of its session ${sh} has exited; it is restored as the leader of a new session`,
+      );
+      const restored = Number(r.stdout.trim());
+      leftovers.push(restored);
+      if (!noPids) expect(restored).toBe(pid);
+      expect(statIds(restored)).toMatchObject({ sid: restored, pgid: restored });
+      waitFor('counting on', () => lines().length >= atKill + 5, WAIT_MS);
+      expect(lines()).toEqual(lines().map((_, i) => i + 1));
+    });
+  }
+});
+
+/** The pid of the `bash -c` counter sh started (a session member named by sid). */
+function statIdsOfCounter(sid: number): number | undefined {
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8');
+      if (cmd.startsWith('bash\0-c\0i=0;') && statIds(Number(d)).sid === sid) return Number(d);
+    } catch {
+      // gone
+    }
+  }
+  return undefined;
+}

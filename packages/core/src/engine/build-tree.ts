@@ -194,7 +194,7 @@ export function buildTree(
     const c = { entry, pid: task.pid, sys: task.sys, task };
     // Before its children exist, so that they are born in the session
     // (and with its controlling terminal).
-    restoreSession(c);
+    restoreSession(c, plan);
     if (entry.ctty > 0 && opts.ttyOwner) giveSessionPty(opts.ttyOwner, entry.ctty - 1, task);
     created.push(c);
   }

@@ -61,6 +61,12 @@ export interface GroupPlaceholder {
 export interface SessionPlan {
   sessions: Map<number, SessionPlaceholder>;
   groups: Map<number, GroupPlaceholder>;
+  /**
+   * Saved pid of a root whose session's leader has exited (a double-forked
+   * daemon, `nohup cmd &` from a shell that is gone): it leads a new
+   * session of its own, the nearest to a session nobody leads.
+   */
+  newSessionRoot?: number;
 }
 
 function unsupported(pid: number, what: string): CkptError {
@@ -75,7 +81,8 @@ function unsupported(pid: number, what: string): CkptError {
  * group is led by a task of the image still in that group, exists on this
  * machine (a subtree's group, joined), or gets a placeholder leader. Warns
  * when the root's session exists but is not ckpt's: a session cannot be
- * joined, so the tree stays in ckpt's.
+ * joined, so the tree stays in ckpt's; and when the root's session has no
+ * leader any more: the root then leads a new one.
  * @throws CkptError ENOTSUP naming the task and the session or group
  */
 export function planSessions(
@@ -121,10 +128,11 @@ export function planSessions(
       const own = readStat(process.pid).session;
       if (e.sid !== own) {
         if (!scan().some((p) => p.pid === e.sid)) {
-          throw unsupported(
-            e.pid,
-            `its session ${e.sid} has a leader that is neither in the image nor running`,
+          log.warn(
+            `pid ${e.pid}: the leader of its session ${e.sid} has exited; it is restored as the leader of a new session`,
           );
+          plan.newSessionRoot = e.pid;
+          continue;
         }
         log.warn(
           `pid ${e.pid}: session ${e.sid} cannot be joined; the tree is restored in ckpt's session ${own}`,
@@ -161,9 +169,12 @@ export function planSessions(
   return plan;
 }
 
-/** Right after `task` is created: make it a session leader if it was one. */
-export function restoreSession(task: CreatedTask): void {
-  if (task.entry.sid !== task.entry.pid) return;
+/**
+ * Right after `task` is created: make it a session leader if it was one,
+ * or if it is the root of `plan` whose session's leader has exited.
+ */
+export function restoreSession(task: CreatedTask, plan?: SessionPlan): void {
+  if (task.entry.sid !== task.entry.pid && plan?.newSessionRoot !== task.entry.pid) return;
   task.sys.check('setsid', [], `making pid ${task.pid} the leader of session ${task.pid}`);
 }
 
