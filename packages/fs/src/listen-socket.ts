@@ -15,7 +15,16 @@
  * system's maximum (net.core.somaxconn). The address must be free at
  * restart (the original gone); a unix socket's stale file is replaced.
  */
-import { chmodSync, lstatSync, readFileSync, unlinkSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  unlinkSync,
+} from 'node:fs';
+import { dirname } from 'node:path';
 import {
   type CheckpointCtx,
   CkptError,
@@ -27,6 +36,7 @@ import {
   socketOption,
   socketPeer,
   stage,
+  unixSockets,
   withFdCopy,
 } from '@ckpt/core';
 import { moveAboveTable, restoringTask } from './file-object.js';
@@ -166,8 +176,8 @@ export const listenSocketFile: FileHandler = {
       // take a port and make the program's own bind() fail later.
       const addr = isUnbound(family, name) ? Buffer.alloc(0) : name;
       const path = family === AF_UNIX ? unixPath(addr) : '';
-      let mode = 0;
-      if (path) mode = lstatSync(`/proc/${file.pid}/root${path}`).mode & 0o7777;
+      const now = path ? socketFileNow(file, path) : '';
+      const mode = now ? lstatSync(`/proc/${file.pid}/root${now}`).mode & 0o7777 : 0;
       ctx.write(fileSocketRecord, {
         family,
         type: socketOption(fd, SOL_SOCKET, SO_TYPE),
@@ -179,6 +189,7 @@ export const listenSocketFile: FileHandler = {
         v6only: family === AF_INET6 && socketOption(fd, IPPROTO_IPV6, IPV6_V6ONLY) !== 0,
         flags: reopenFlags(file.info.flags),
         mode,
+        file: now,
       });
     });
   },
@@ -188,6 +199,7 @@ export const listenSocketFile: FileHandler = {
     const path = rec.family === AF_UNIX ? unixPath(rec.addr) : '';
     const what = `recreating a socket ${path ? `at ${path}` : `(family ${rec.family})`}`;
     if (path) replaceStaleSocketFile(task, path, what);
+    if (rec.file && rec.file !== path) replaceStaleSocketFile(task, rec.file, what);
     const one = (v: boolean) => {
       const b = Buffer.alloc(4);
       b.writeInt32LE(v ? 1 : 0);
@@ -233,8 +245,7 @@ export const listenSocketFile: FileHandler = {
         : []),
       opt(SOL_SOCKET, SO_REUSEADDR, reuse!),
     ]);
-    // The file bind made, with the mode it had.
-    if (path) chmodSync(`/proc/${task.pid}/root${path}`, rec.mode);
+    if (path) settleSocketFile(task, path, rec, what);
     return fd;
   },
 };
@@ -248,16 +259,77 @@ function somaxconn(): number {
   }
 }
 
-/** Remove the socket file the original left at `path` (as the task sees it); refuse anything else there. */
+/**
+ * Where the file a unix socket bound at `path` is now (as its task sees
+ * it): `path`; another name in the same directory, found by the inode
+ * sock_diag reports, when the program renamed it; '' when it removed it.
+ */
+function socketFileNow(file: FileInfo, path: string): string {
+  const root = `/proc/${file.pid}/root`;
+  if (existsSync(`${root}${path}`)) return path;
+  const ino = unixSockets().get(file.target.inode ?? file.stat.ino)?.vfsIno;
+  if (!ino) return '';
+  const dir = dirname(path);
+  try {
+    for (const name of readdirSync(`${root}${dir}`)) {
+      const st = lstatSync(`${root}${dir}/${name}`, { throwIfNoEntry: false });
+      if (st?.isSocket() && st.ino === ino) return dir === '/' ? `/${name}` : `${dir}/${name}`;
+    }
+  } catch {
+    // The directory went too.
+  }
+  return '';
+}
+
+/** After bind(): give the socket's file its mode, and its later name or removal (see `file`). */
+function settleSocketFile(
+  task: RestartTask,
+  path: string,
+  rec: { mode: number; file: string },
+  what: string,
+): void {
+  const seen = (p: string) => `/proc/${task.pid}/root${p}`;
+  try {
+    if (rec.file === '') {
+      unlinkSync(seen(path));
+      return;
+    }
+    if (rec.file !== path) renameSync(seen(path), seen(rec.file));
+    chmodSync(seen(rec.file), rec.mode);
+  } catch (e) {
+    throw new CkptError(
+      'ESYS',
+      `${what}: putting its file at ${rec.file || '(removed)'}: ${(e as Error).message}`,
+      { pid: task.savedPid, path },
+      { cause: e },
+    );
+  }
+}
+
+/**
+ * Remove the socket file the original left at `path` (as the task sees
+ * it); refuse anything else there, and a socket file a live socket is
+ * still bound to (the original, running beside a --no-pids copy).
+ */
 function replaceStaleSocketFile(task: RestartTask, path: string, what: string): void {
   const seen = `/proc/${task.pid}/root${path}`;
-  let isSocket: boolean;
+  let st: ReturnType<typeof lstatSync>;
   try {
-    isSocket = lstatSync(seen).isSocket();
+    st = lstatSync(seen);
   } catch {
     return; // nothing there
   }
-  if (!isSocket) {
+  if (st.isSocket()) {
+    const user = [...unixSockets()].find(([, d]) => d.vfsIno !== 0 && d.vfsIno === st.ino);
+    if (user) {
+      throw new CkptError(
+        'EBUSY',
+        `${what}: ${path} belongs to socket:[${user[0]}], which is still open (the original still running?); stop the process that holds it, or restart elsewhere`,
+        { pid: task.savedPid, path },
+      );
+    }
+  }
+  if (!st.isSocket()) {
     throw new CkptError(
       'EEXIST',
       `${what}: ${path} exists and is not a socket; remove it or restart elsewhere`,

@@ -265,6 +265,13 @@ export const fileSocketRecord = defineRecord(
     flags: u32('octal'),
     /** A unix socket's file mode. */
     mode: u32('octal'),
+    /**
+     * Where a unix socket's file is now: its bound path as a rule, another
+     * name when the program renamed it after bind() (the JVM's attach
+     * socket), '' when it removed it. Restart binds to the bound path, then
+     * renames or removes the file the same way.
+     */
+    file: str(4096),
   },
 );
 

@@ -1,7 +1,8 @@
 /**
  * Unix sockets as the kernel's sock_diag netlink interface lists them: each
- * one's peer (the other end of a socketpair or connection) and how much
- * waits in its receive queue, which /proc/net/unix does not show.
+ * one's peer (the other end of a socketpair or connection), how much waits
+ * in its receive queue and the inode of the file it is bound to, which
+ * /proc/net/unix does not show.
  */
 import { closeSync } from 'node:fs';
 import { errno, libc, sysError } from './libc.js';
@@ -16,8 +17,10 @@ const NLM_F_DUMP = 0x300;
 const NLMSG_ERROR = 2;
 const NLMSG_DONE = 3;
 const AF_UNIX = 1;
+const UDIAG_SHOW_VFS = 0x2;
 const UDIAG_SHOW_PEER = 0x4;
 const UDIAG_SHOW_RQLEN = 0x10;
+const UNIX_DIAG_VFS = 1;
 const UNIX_DIAG_PEER = 2;
 const UNIX_DIAG_RQLEN = 4;
 const HDR = 16;
@@ -32,6 +35,8 @@ export interface UnixSocketDiag {
   peer: number;
   /** Bytes (stream) or datagrams waiting to be read. */
   rqueue: number;
+  /** Inode of the file bind() made (wherever it is now); 0 when not bound to a path. */
+  vfsIno: number;
 }
 
 const align4 = (n: number) => (n + 3) & ~3;
@@ -48,7 +53,7 @@ export function unixSockets(): Map<number, UnixSocketDiag> {
     req.writeUInt16LE(NLM_F_REQUEST | NLM_F_DUMP, 6);
     req.writeUInt8(AF_UNIX, HDR);
     req.writeUInt32LE(0xffffffff, HDR + 4); // every state
-    req.writeUInt32LE(UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN, HDR + 12);
+    req.writeUInt32LE(UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN, HDR + 12);
     req.writeUInt32LE(0xffffffff, HDR + 16);
     req.writeUInt32LE(0xffffffff, HDR + 20);
     if (lib.send(fd, req, req.length, 0) < 0) throw sysError('send', errno(), 'asking sock_diag');
@@ -70,12 +75,14 @@ export function unixSockets(): Map<number, UnixSocketDiag> {
           state: buf.readUInt8(msg + 2),
           peer: 0,
           rqueue: 0,
+          vfsIno: 0,
         };
         const ino = buf.readUInt32LE(msg + 4);
         for (let a = msg + 16; a + 4 <= at + len; ) {
           const alen = buf.readUInt16LE(a);
           const atype = buf.readUInt16LE(a + 2);
           if (alen < 4) break;
+          if (atype === UNIX_DIAG_VFS) entry.vfsIno = buf.readUInt32LE(a + 4);
           if (atype === UNIX_DIAG_PEER) entry.peer = buf.readUInt32LE(a + 4);
           if (atype === UNIX_DIAG_RQLEN) entry.rqueue = buf.readUInt32LE(a + 4);
           a += align4(alen);

@@ -1,0 +1,91 @@
+/**
+ * Listening unix sockets whose file is not where bind() put it (python3
+ * servers): one renamed after bind (as the JVM does with its attach
+ * socket) comes back under its new name and serves; one whose file was
+ * removed comes back without a file, and the program runs on. A --no-pids
+ * copy restarted beside the running original is refused, since its socket
+ * file belongs to the original's open socket; the original keeps serving.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ckpt, ckptOk } from '../support/ckpt.js';
+import { isAlive } from '../support/fixtures.js';
+import { cleanupAfterEach } from '../support/live.js';
+import { waitFor } from '../support/procs.js';
+
+const { leftovers, tmpDir, tmpImage } = cleanupAfterEach();
+
+/** A server bound at DIR/srv.sock.tmp that renames or removes its file, then answers "hi". */
+function startServer(mode: 'rename' | 'unlink'): { pid: number; dir: string } {
+  const dir = tmpDir('ckpt-unix-listen-');
+  const script = [
+    'import socket, os, sys',
+    `d = ${JSON.stringify(dir)}`,
+    's = socket.socket(socket.AF_UNIX)',
+    's.bind(d + "/srv.sock.tmp")',
+    mode === 'rename'
+      ? 'os.rename(d + "/srv.sock.tmp", d + "/srv.sock")'
+      : 'os.unlink(d + "/srv.sock.tmp")',
+    's.listen()',
+    'open(d + "/ready", "w").close()',
+    'while True:',
+    '    c, _ = s.accept(); c.sendall(b"hi"); c.close()',
+  ].join('\n');
+  const pid = Number(ckptOk(['run', '--', 'python3', '-c', script]).trim());
+  leftovers.push(pid);
+  waitFor('the server to listen', () => fs.existsSync(path.join(dir, 'ready')), 10_000);
+  return { pid, dir };
+}
+
+/** Connect to the unix socket at `file` and read what it says. */
+function ask(file: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = net.createConnection(file);
+    let got = '';
+    c.on('data', (d) => {
+      got += d.toString();
+    });
+    c.on('end', () => resolve(got));
+    c.on('error', reject);
+  });
+}
+
+describe('a listening unix socket whose file moved', () => {
+  it('renamed after bind: comes back under its new name and serves', async () => {
+    const { pid, dir } = startServer('rename');
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+    waitFor('the server gone', () => !isAlive(pid));
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
+    expect(fs.existsSync(path.join(dir, 'srv.sock.tmp'))).toBe(false);
+    expect(fs.lstatSync(path.join(dir, 'srv.sock')).isSocket()).toBe(true);
+    expect(await ask(path.join(dir, 'srv.sock'))).toBe('hi');
+  });
+
+  it('removed after bind: comes back without a file, and runs on', () => {
+    const { pid, dir } = startServer('unlink');
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+    waitFor('the server gone', () => !isAlive(pid));
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
+    expect(fs.readdirSync(dir).filter((f) => f.startsWith('srv.sock'))).toEqual([]);
+    expect(isAlive(pid)).toBe(true);
+  });
+
+  it('a --no-pids copy beside the running original is refused; the original serves on', async () => {
+    const { pid, dir } = startServer('rename');
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(pid), '-o', img, '--leave-running']);
+    const r = ckpt(['restart', img, '-d', '--no-pids']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `${path.join(dir, 'srv.sock')} belongs to socket:\\[\\d+\\], which is still open \\(the original still running\\?\\)`,
+      ),
+    );
+    expect(r.stdout).toBe('');
+    expect(await ask(path.join(dir, 'srv.sock'))).toBe('hi');
+  });
+});
