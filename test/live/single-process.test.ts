@@ -3,6 +3,8 @@
  * inside (each fixture verifies its own state after restart) and outside.
  */
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { checkpointKillRestart, ckpt, ckptOk, imagePath } from '../support/ckpt.js';
 import {
@@ -190,5 +192,31 @@ describe('failures leave nothing behind', () => {
     expect(r.stderr).toMatch(/checksum mismatch/);
     sleepSync(50);
     expect(isAlive(f.pid)).toBe(false);
+  });
+
+  it('a mapped file gone at restart fails naming it and why, and nothing is left', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-mapped-'));
+    try {
+      const file = path.join(dir, 'shared.dat');
+      fs.writeFileSync(file, 'data\n');
+      const map = `import mmap, time; f = open(${JSON.stringify(file)}, "r+b"); m = mmap.mmap(f.fileno(), 0); f.close(); time.sleep(100)`;
+      const pid = Number(ckptOk(['run', '--', 'python3', '-c', map]).trim());
+      waitFor('the mapping', () => fs.readFileSync(`/proc/${pid}/maps`, 'utf8').includes(file));
+      const img = imagePath();
+      ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+      waitFor('the process gone', () => !isAlive(pid));
+      fs.rmSync(file);
+      const r = ckpt(['restart', img, '-d']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(
+        new RegExp(
+          `cannot open ${file} in pid ${pid} to map it at 0x[0-9a-f]+-0x[0-9a-f]+: ENOENT \\(no such file or directory\\); restart needs every file the process had mapped, at the same path`,
+        ),
+      );
+      expect(isAlive(pid)).toBe(false);
+      fs.rmSync(path.dirname(img), { recursive: true, force: true });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

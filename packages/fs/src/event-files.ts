@@ -22,6 +22,7 @@ import {
   type CheckpointCtx,
   type CheckpointTask,
   CkptError,
+  errnoText,
   type FileHandler,
   type FileInfo,
   type RestartTask,
@@ -268,7 +269,7 @@ export const epollFile: FileHandler = {
                 );
                 continue;
               }
-              throw new CkptError('ESYS', `${what} failed with errno ${-r}`, {
+              throw new CkptError('ESYS', `${what} failed with ${errnoText(Number(-r))}`, {
                 pid: task.savedPid,
                 fd: t.fd,
                 syscall: 'epoll_ctl',

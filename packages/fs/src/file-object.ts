@@ -9,6 +9,7 @@ import {
   type CheckpointTask,
   CkptError,
   copyFdFromProcess,
+  errnoText,
   type FileHandler,
   type FileInfo,
   grabFd,
@@ -180,7 +181,7 @@ export function postCopyFromHolder(
       if (i < 0) return;
       throw new CkptError(
         'ESYS',
-        `${calls[i]!.what} in pid ${task.pid} failed: ${calls[i]!.name}() returned errno ${-results[i]!}`,
+        `${calls[i]!.what} in pid ${task.pid} failed: ${calls[i]!.name}() returned ${errnoText(Number(-results[i]!))}`,
         { pid: task.pid, fd, syscall: calls[i]!.name, errno: Number(-results[i]!) },
       );
     },

@@ -12,6 +12,7 @@ import {
   type CheckpointTask,
   CkptError,
   cString,
+  errnoText,
   isSyscallError,
   type RestartCtx,
   type RestartTask,
@@ -109,7 +110,7 @@ function restoreFs(ctx: RestartCtx, task: RestartTask): void {
           if (r < 0n) {
             throw new CkptError(
               'ESYS',
-              `pid ${task.savedPid}: cannot ${what} ${path}: ${call}() failed with errno ${-r}`,
+              `pid ${task.savedPid}: cannot ${what} ${path}: ${call}() failed with ${errnoText(Number(-r))}`,
               {
                 pid: task.savedPid,
                 path,
@@ -123,7 +124,7 @@ function restoreFs(ctx: RestartCtx, task: RestartTask): void {
         if (isSyscallError(r)) {
           throw new CkptError(
             'ESYS',
-            `restoring the umask in pid ${task.pid} failed: umask() returned errno ${-r}`,
+            `restoring the umask in pid ${task.pid} failed: umask() returned ${errnoText(Number(-r))}`,
             { pid: task.pid, syscall: 'umask', errno: Number(-r) },
           );
         }

@@ -13,6 +13,7 @@ import {
   CkptError,
   cString,
   encodePrctlMmMap,
+  errnoText,
   InjectedRead,
   isSyscallError,
   PR,
@@ -484,17 +485,21 @@ function mmMapCalls(
 
 function checkMmMap(task: RestartTask, mm: MmRecord, opened: bigint, r: bigint): void {
   if (isSyscallError(opened)) {
-    throw new CkptError('ESYS', `cannot open ${mm.exe} in pid ${task.pid}: errno ${-opened}`, {
-      pid: task.pid,
-      path: mm.exe,
-      syscall: 'openat',
-      errno: Number(-opened),
-    });
+    throw new CkptError(
+      'ESYS',
+      `cannot open ${mm.exe} in pid ${task.pid}: ${errnoText(Number(-opened))}`,
+      {
+        pid: task.pid,
+        path: mm.exe,
+        syscall: 'openat',
+        errno: Number(-opened),
+      },
+    );
   }
   if (isSyscallError(r)) {
     throw new CkptError(
       'ESYS',
-      `prctl(PR_SET_MM_MAP) in pid ${task.pid} failed: prctl() returned errno ${-r}`,
+      `prctl(PR_SET_MM_MAP) in pid ${task.pid} failed: prctl() returned ${errnoText(Number(-r))}`,
       { pid: task.pid, syscall: 'prctl', errno: Number(-r) },
     );
   }

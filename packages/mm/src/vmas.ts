@@ -9,6 +9,7 @@ import {
   CkptError,
   closeInTask,
   cString,
+  errnoText,
   isSyscallError,
   mapsFilePath,
   openPagemapFile,
@@ -197,7 +198,7 @@ function mmapDone(task: RestartTask, vma: SavedVma, r: bigint): void {
   if (isSyscallError(r)) {
     throw new CkptError(
       'ESYS',
-      `${mappingWhat(vma)} in pid ${task.pid} failed: mmap() returned errno ${-r}`,
+      `${mappingWhat(vma)} in pid ${task.pid} failed: mmap() returned ${errnoText(Number(-r))}`,
       { pid: task.pid, syscall: 'mmap', errno: Number(-r) },
     );
   }
@@ -234,7 +235,7 @@ function mmapFile(
         if (isSyscallError(opened!)) {
           throw new CkptError(
             'ESYS',
-            `cannot open ${vma.path} in pid ${task.pid}: errno ${-opened!}`,
+            `cannot open ${vma.path} in pid ${task.pid} to map it at 0x${vma.start.toString(16)}-0x${vma.end.toString(16)}: ${errnoText(Number(-opened!))}; restart needs every file the process had mapped, at the same path`,
             { pid: task.pid, path: vma.path, syscall: 'openat', errno: Number(-opened!) },
           );
         }

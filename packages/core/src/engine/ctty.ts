@@ -13,8 +13,10 @@
  * terminal is /dev/pts/N and the tree holds the master of N (0 otherwise):
  * a terminal outside the tree is the caller's, reconnected as stdio.
  */
+
 import { closeSync, openSync } from 'node:fs';
 import { CkptError } from '../errors.js';
+import { errnoText } from '../kernel/libc.js';
 import { ptyIndex, ptyIndexOf, setPtyLocked } from '../kernel/tty.js';
 import { listFds, readFdTarget } from '../proc/index.js';
 import { openInTask, type TaskAccess } from './task-io.js';
@@ -114,7 +116,9 @@ export function giveSessionPty(owner: object, index: number, task: TaskAccess): 
   const r = task.sys.call('ioctl', [fd, TIOCSCTTY, 0]);
   task.sys.post([{ name: 'close', args: [fd] }]);
   if (r < 0n) {
-    throw new CkptError('ESYS', `${what}: TIOCSCTTY failed (errno ${-r})`, { pid: task.pid });
+    throw new CkptError('ESYS', `${what}: TIOCSCTTY failed (${errnoText(Number(-r))})`, {
+      pid: task.pid,
+    });
   }
 }
 

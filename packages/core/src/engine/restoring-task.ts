@@ -8,6 +8,7 @@ import type { ArchSupport } from '../arch.js';
 import { CkptError } from '../errors.js';
 import type { FrozenTask } from '../kernel/freeze.js';
 import { type Finish, isSyscallError, SyscallInjector } from '../kernel/inject.js';
+import { errnoText } from '../kernel/libc.js';
 import { NT, setRegset, setSigmask } from '../kernel/ptrace.js';
 import { readMaps } from '../proc/index.js';
 import type { RestartTask } from '../task.js';
@@ -106,7 +107,7 @@ export class RestoringTask implements RestartTask {
     if (isSyscallError(addr)) {
       throw new CkptError(
         'ESYS',
-        `cannot map the restorer in pid ${this.frozen.pid} (errno ${-addr})`,
+        `cannot map the restorer in pid ${this.frozen.pid} (${errnoText(Number(-addr))})`,
         { pid: this.frozen.pid },
       );
     }

@@ -3,6 +3,7 @@
  * kernel interface: named syscalls mapped to the arch's numbers, run with
  * the syscall injector; memory through /proc/PID/mem.
  */
+
 import type { ArchSupport, SyscallName } from '../arch.js';
 import { CkptError, isCkptError } from '../errors.js';
 import {
@@ -11,6 +12,7 @@ import {
   isSyscallError,
   SyscallInjector,
 } from '../kernel/inject.js';
+import { errnoText } from '../kernel/libc.js';
 import {
   type MemRange,
   type MemWrite,
@@ -47,9 +49,9 @@ function tryVm(fn: () => unknown): boolean {
   }
 }
 
-/** Format a negative syscall result as `errno N (NAME)`. */
+/** Format a negative syscall result as `ENAME (message)`. */
 function describeErrno(r: bigint): string {
-  return `errno ${-r}`;
+  return errnoText(Number(-r));
 }
 
 /**

@@ -4,6 +4,7 @@
  */
 import { CkptError } from '../errors.js';
 import { isSyscallError } from '../kernel/inject.js';
+import { errnoText } from '../kernel/libc.js';
 import { readStatus } from '../proc/index.js';
 import type { TaskMemory, TaskSyscalls } from '../task.js';
 
@@ -49,12 +50,16 @@ export function openInTask(task: TaskAccess, path: string, flags: number, mode =
   const [addr] = stage(task, [cString(path)]);
   const r = task.sys.call('openat', [AT_FDCWD, addr!, flags, mode]);
   if (isSyscallError(r)) {
-    throw new CkptError('ESYS', `cannot open ${path} in pid ${task.pid}: errno ${-r}`, {
-      pid: task.pid,
-      path,
-      syscall: 'openat',
-      errno: Number(-r),
-    });
+    throw new CkptError(
+      'ESYS',
+      `cannot open ${path} in pid ${task.pid}: ${errnoText(Number(-r))}`,
+      {
+        pid: task.pid,
+        path,
+        syscall: 'openat',
+        errno: Number(-r),
+      },
+    );
   }
   return Number(r);
 }

@@ -27,7 +27,7 @@ export {
   SyscallInjector,
 } from './inject.js';
 export { KCMP, type KcmpType, kcmp, sameFile } from './kcmp.js';
-export { errnoName } from './libc.js';
+export { errnoName, errnoText } from './libc.js';
 export { addSeals, getSeals, memfdCreate } from './memfd.js';
 export {
   type MemRange,

@@ -29,7 +29,7 @@
 import { CkptError } from '../errors.js';
 import { type MapsEntry, type ProcStatus, readMaps, readStatus } from '../proc/index.js';
 import { BATCH_ENTRY_SIZE, type Marker, type SyscallConvention } from './convention.js';
-import { libc } from './libc.js';
+import { errnoText, libc } from './libc.js';
 import { ProcMem, readRanges } from './memory.js';
 import {
   cont,
@@ -419,7 +419,7 @@ export class SyscallInjector {
     if (isSyscallError(addr)) {
       throw new CkptError(
         'ESYS',
-        `cannot map ckpt's code page in pid ${this.pid} (errno ${-addr})`,
+        `cannot map ckpt's code page in pid ${this.pid} (${errnoText(Number(-addr))})`,
         {
           pid: this.pid,
           syscall: 'mmap',
@@ -788,11 +788,15 @@ export class SyscallInjector {
   callChecked(nr: number, args: readonly (bigint | number)[], what: string): bigint {
     const r = this.call(nr, args);
     if (isSyscallError(r)) {
-      throw new CkptError('ESYS', `${what} in pid ${this.pid} failed with errno ${-r}`, {
-        pid: this.pid,
-        syscall: `syscall ${nr}`,
-        errno: Number(-r),
-      });
+      throw new CkptError(
+        'ESYS',
+        `${what} in pid ${this.pid} failed with ${errnoText(Number(-r))}`,
+        {
+          pid: this.pid,
+          syscall: `syscall ${nr}`,
+          errno: Number(-r),
+        },
+      );
     }
     return r;
   }

@@ -11,6 +11,7 @@
  * attached to it.
  */
 import { createRequire } from 'node:module';
+import { getSystemErrorMap } from 'node:util';
 import type Koffi from 'koffi';
 import { CkptError, type CkptErrorCode } from '../errors.js';
 
@@ -234,7 +235,13 @@ const ERRNO_NAMES: Record<number, string> = {
 
 /** Symbolic name of an errno value ("EPERM"), or "errno N". */
 export function errnoName(e: number): string {
-  return ERRNO_NAMES[e] ?? `errno ${e}`;
+  return ERRNO_NAMES[e] ?? getSystemErrorMap().get(-e)?.[0] ?? `errno ${e}`;
+}
+
+/** An errno for people: "ENOENT (no such file or directory)". */
+export function errnoText(e: number): string {
+  const message = getSystemErrorMap().get(-e)?.[1];
+  return message ? `${errnoName(e)} (${message})` : errnoName(e);
 }
 
 // errnos callers need to tell apart get their own codes: the process is

@@ -8,8 +8,10 @@
  * hard limit above them needs CAP_SYS_RESOURCE, and RLIMIT_NOFILE can never
  * exceed fs.nr_open: either is a clear error, never a silently lower limit.
  */
+
 import { readFileSync } from 'node:fs';
 import { CkptError } from '../errors.js';
+import { errnoText } from '../kernel/libc.js';
 import type { TaskPhase } from '../registry.js';
 import type { RestartTask } from '../task.js';
 import { injectedReads } from './reads.js';
@@ -107,7 +109,7 @@ function checkLimits(
     }
     throw new CkptError(
       'ESYS',
-      `pid ${pid}: cannot restore ${name} ${show(cur)}/${show(max)}: prlimit64() returned errno ${-ret}`,
+      `pid ${pid}: cannot restore ${name} ${show(cur)}/${show(max)}: prlimit64() returned ${errnoText(Number(-ret))}`,
       {
         pid,
         syscall: 'prlimit64',
