@@ -5,6 +5,8 @@
  * removed comes back without a file, and the program runs on. A --no-pids
  * copy restarted beside the running original is refused, since its socket
  * file belongs to the original's open socket; the original keeps serving.
+ * A connected socket whose other end is closed, or still waits to be
+ * accepted, is refused saying so, and the program runs on.
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -88,4 +90,33 @@ describe('a listening unix socket whose file moved', () => {
     expect(r.stdout).toBe('');
     expect(await ask(path.join(dir, 'srv.sock'))).toBe('hi');
   });
+
+  for (const [mode, setup] of [
+    ['closed', 'a, b = socket.socketpair(); b.close()'],
+    [
+      'not accepted',
+      'l = socket.socket(socket.AF_UNIX); l.bind(b"\\0ckpt-backlog-" + str(os.getpid()).encode()); l.listen(); c = socket.socket(socket.AF_UNIX); c.connect(b"\\0ckpt-backlog-" + str(os.getpid()).encode())',
+    ],
+  ] as const) {
+    it(`a connected socket whose other end is ${mode} is refused saying so, and runs on`, () => {
+      const dir = tmpDir('ckpt-unix-peer-');
+      const script = [
+        'import socket, os, time',
+        setup,
+        `open(${JSON.stringify(`${dir}/ready`)}, "w").close()`,
+        'time.sleep(100)',
+      ].join('\n');
+      const pid = Number(ckptOk(['run', '--', 'python3', '-c', script]).trim());
+      leftovers.push(pid);
+      waitFor('the program to be ready', () => fs.existsSync(path.join(dir, 'ready')), 10_000);
+      const r = ckpt(['checkpoint', String(pid), '-o', tmpImage(), '--kill']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(
+        new RegExp(
+          `^ckpt: error: pid ${pid} fd \\d: unix socket \\d+ is connected, but its other end is closed or not yet accepted by the listening socket it connected to; it cannot be restored`,
+        ),
+      );
+      expect(isAlive(pid)).toBe(true);
+    });
+  }
 });

@@ -144,7 +144,15 @@ export function connectedUnix(
   if (file.target.kind !== 'socket') return undefined;
   const ino = file.target.inode ?? file.stat.ino;
   const me = diag(ctx).get(ino);
-  if (!me || me.state !== TCP_ESTABLISHED || me.peer === 0) return undefined;
+  if (!me || me.state !== TCP_ESTABLISHED) return undefined;
+  if (me.peer === 0) {
+    if (file.fd <= 2) return undefined;
+    // The kernel reports no peer for a socket whose peer was closed, and
+    // for a connection still waiting in a listening socket's queue.
+    return {
+      refuse: `unix socket ${ino} is connected, but its other end is closed or not yet accepted by the listening socket it connected to`,
+    };
+  }
   if (!findHolder(ctx, me.peer)) {
     if (file.fd <= 2) return undefined;
     return {
