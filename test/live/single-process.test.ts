@@ -2,6 +2,7 @@
  * A single process through checkpoint --kill and restart -d, checked from
  * inside (each fixture verifies its own state after restart) and outside.
  */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -214,6 +215,39 @@ describe('failures leave nothing behind', () => {
         ),
       );
       expect(isAlive(pid)).toBe(false);
+      fs.rmSync(path.dirname(img), { recursive: true, force: true });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a program changed since the checkpoint is refused at restart, naming it, and nothing runs', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-changed-'));
+    try {
+      // A copy of sleep, replaced after the checkpoint as an upgrade would.
+      const bin = path.join(dir, 'sleep');
+      fs.copyFileSync(
+        execFileSync('sh', ['-c', 'command -v sleep'], { encoding: 'utf8' }).trim(),
+        bin,
+      );
+      fs.chmodSync(bin, 0o755);
+      const f = { pid: Number(ckptOk(['run', '--', bin, '1000']).trim()) };
+      fixtures.leftovers.push(f.pid);
+      const img = imagePath();
+      ckptOk(['checkpoint', String(f.pid), '-o', img, '--kill']);
+      waitFor('the counter gone', () => !isAlive(f.pid));
+      const upgraded = `${bin}.new`;
+      fs.copyFileSync(bin, upgraded);
+      fs.appendFileSync(upgraded, 'x');
+      fs.renameSync(upgraded, bin);
+      const r = ckpt(['restart', img, '-d']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(
+        new RegExp(
+          `pid ${f.pid}: ${bin}, mapped at 0x[0-9a-f]+-0x[0-9a-f]+, has changed since the checkpoint \\(size (\\d+) -> \\d+, modified [^)]+\\); the process would run on a different file`,
+        ),
+      );
+      expect(isAlive(f.pid)).toBe(false);
       fs.rmSync(path.dirname(img), { recursive: true, force: true });
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });

@@ -28,6 +28,7 @@ export type CkptErrorCode =
   | 'ELEAK' // object shared with processes outside the checkpointed tree
   | 'EAGAIN' // try again
   | 'EINTR' // interrupted
+  | 'ESTALE' // a file the image depends on has changed since the checkpoint
   | 'ESYS'; // a system call failed (see `errno`)
 
 /** Where an error happened. All fields optional; set what is known. */

@@ -12,6 +12,7 @@ import { mmRecord, pgarrRecord, shmemRecord, vmaRecord } from './records.js';
 import { shmemObject } from './shmem.js';
 import { vmaHandlers } from './vmas.js';
 
+export * from './file-identity.js';
 export { mmPhase } from './mm.js';
 export * from './pages.js';
 export * from './records.js';

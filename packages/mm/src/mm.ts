@@ -36,6 +36,7 @@ import {
   type VmaInfo,
 } from '@ckpt/core';
 import { checkpointGhost, ghostFdInTask, major, minor } from '@ckpt/fs';
+import { type FileIdentity, mappedFileIdentity, NO_IDENTITY } from './file-identity.js';
 import { countPages, dumpPages, type PageRun, restorePages } from './pages.js';
 import { mmRecord, VmaKind, vmaRecord } from './records.js';
 import { restoringMemoryOf } from './shmem.js';
@@ -69,7 +70,7 @@ type MmRecord = RecordValue<typeof mmRecord>;
 interface PlannedVma {
   vma: VmaInfo;
   handler: VmaHandler;
-  saved: SavedVma;
+  saved: SavedVma & FileIdentity;
   runs: PageRun[];
 }
 
@@ -87,7 +88,12 @@ function plan(ctx: CheckpointCtx, task: CheckpointTask): PlannedVma[] {
       vma,
       handler,
       runs,
-      saved: { ...handler.describe(task, vma), nrPages: countPages(runs) },
+      saved: {
+        ...handler.describe(task, vma),
+        nrPages: countPages(runs),
+        // Private file mappings take their unchanged pages from the file.
+        ...(handler.id === VmaKind.FILE_PRIVATE ? mappedFileIdentity(ctx, task, vma) : NO_IDENTITY),
+      },
     });
   }
   markKeepApart(out);

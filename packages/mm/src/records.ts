@@ -80,6 +80,12 @@ export const vmaRecord = defineRecord(RecordType.VMA, 'vma', 'memory region', {
   kind: u32('dec', VMA_KIND_NAMES),
   nrPages: u32(),
   /**
+   * Size and mtime (ns) of the file a private file mapping maps, as at
+   * checkpoint (restart refuses a changed file); 0 for other kinds.
+   */
+  fileSize: u64(),
+  fileMtimeNs: u64(),
+  /**
    * The shared object the region maps: objref of a `shmem` object for
    * anon-shared regions, of a `ghost` object (@ckpt/fs) for
    * file-shared-deleted ones, 0 for every other kind.

@@ -23,6 +23,7 @@ import {
   type VmaInfo,
 } from '@ckpt/core';
 import { checkpointGhost, ghostFdInTask } from '@ckpt/fs';
+import { checkMappedFile } from './file-identity.js';
 import { VmaKind, type VmaRecord } from './records.js';
 import { checkpointShmem, isDeletedSharedFile, isShmemAnon, withShmemFd } from './shmem.js';
 import { planUffdFill } from './uffd-fill.js';
@@ -327,7 +328,8 @@ export const filePrivate: VmaHandler = {
   match: (v) => !v.shared && v.kind === 'file' && !v.deleted,
   describe: (_task, v) => describeVma(v, VmaKind.FILE_PRIVATE, v.pathname),
   pages: (task, v) => presentPages(task, v, true),
-  restore(_ctx, task, vma) {
+  restore(ctx, task, vma) {
+    checkMappedFile(ctx, task, vma);
     mmapFile(task, vma, O_RDONLY | O_CLOEXEC, vma.prot, (vma.flags & KEPT_FLAGS) | MAP_PRIVATE);
   },
 };
