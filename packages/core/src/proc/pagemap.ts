@@ -6,6 +6,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { CkptError } from '../errors.js';
+import { addressOf, errno, libc } from '../kernel/libc.js';
 import { procError, procPath } from './util.js';
 
 /** Base page size of the supported architectures (x86-64, s390x). Pagemap counts base pages even under THP. */
@@ -222,6 +223,67 @@ export function readPagemap(pid: number, start: bigint, end: bigint): BigUint64A
 /** Pages per pread in {@link readPageRuns}: 8 MiB of entries, 4 GiB of address space. */
 const CHUNK_PAGES = 1 << 20;
 
+// PAGEMAP_SCAN (Linux 6.7): the kernel walks the page tables and returns
+// only regions of pages in the asked categories, skipping empty tables.
+const PAGEMAP_SCAN = 0xc0606610; // _IOWR('f', 16, struct pm_scan_arg)
+const PM_SCAN_ARG_SIZE = 96;
+const PAGE_IS_FILE = 1n << 2n;
+const PAGE_IS_PRESENT = 1n << 3n;
+const PAGE_IS_SWAPPED = 1n << 4n;
+/** Regions per PAGEMAP_SCAN call (struct page_region: start, end, categories). */
+const SCAN_REGIONS = 4096;
+let scanUnsupported = false;
+
+/**
+ * The runs of [start, end) through PAGEMAP_SCAN, or undefined where the
+ * kernel lacks it (then pagemap is read entry by entry). Same pages as
+ * the entries give: present or swapped, file pages excluded on request.
+ */
+function scanPageRuns(
+  fd: number,
+  start: bigint,
+  end: bigint,
+  opts: PageRunOptions,
+): PageRun[] | undefined {
+  if (scanUnsupported) return undefined;
+  const arg = Buffer.alloc(PM_SCAN_ARG_SIZE);
+  const regions = Buffer.alloc(SCAN_REGIONS * 24);
+  const runs: PageRun[] = [];
+  for (let at = start; at < end; ) {
+    arg.fill(0);
+    arg.writeBigUInt64LE(BigInt(PM_SCAN_ARG_SIZE), 0);
+    arg.writeBigUInt64LE(at, 16);
+    arg.writeBigUInt64LE(end, 24);
+    arg.writeBigUInt64LE(addressOf(regions), 40);
+    arg.writeBigUInt64LE(BigInt(SCAN_REGIONS), 48);
+    if (opts.excludeFilePages) {
+      arg.writeBigUInt64LE(PAGE_IS_FILE, 64); // inverted: not a file page
+      arg.writeBigUInt64LE(PAGE_IS_FILE, 72); // required
+    }
+    arg.writeBigUInt64LE(PAGE_IS_PRESENT | PAGE_IS_SWAPPED, 80); // any of
+    arg.writeBigUInt64LE(PAGE_IS_PRESENT | PAGE_IS_SWAPPED, 88); // returned
+    const n = libc().ioctlBuf(fd, PAGEMAP_SCAN, arg);
+    if (n < 0) {
+      if (runs.length === 0 && at === start) {
+        scanUnsupported = true;
+        return undefined;
+      }
+      throw new CkptError('ESYS', `PAGEMAP_SCAN failed with errno ${errno()}`, { address: at });
+    }
+    for (let i = 0; i < n; i++) {
+      const rStart = regions.readBigUInt64LE(i * 24);
+      const pages = Number((regions.readBigUInt64LE(i * 24 + 8) - rStart) >> PAGE_SHIFT);
+      const last = runs[runs.length - 1];
+      if (last && last.start + BigInt(last.pages * PAGE_SIZE) === rStart) last.pages += pages;
+      else runs.push({ start: rStart, pages });
+    }
+    const walkEnd = arg.readBigUInt64LE(32);
+    if (walkEnd <= at) break;
+    at = walkEnd;
+  }
+  return runs;
+}
+
 /**
  * The present or swapped pages of [start, end) of a process, coalesced into
  * runs. A VMA of up to 4 GiB takes one pread; larger ones (such as huge
@@ -241,6 +303,17 @@ export function readPageRuns(
 ): PageRun[] {
   checkRange(pid, start, end);
   const total = (end - start) >> PAGE_SHIFT;
+  if (total > BigInt(CHUNK_PAGES)) {
+    // A huge range (an ASan shadow, a big reservation) is mostly empty page
+    // tables: reading an entry per page of it would take seconds.
+    const { fd } = opts.pagemap ?? openPagemap(pid);
+    try {
+      const runs = scanPageRuns(fd, start, end, opts);
+      if (runs) return runs;
+    } finally {
+      if (!opts.pagemap) closeSync(fd);
+    }
+  }
   const chunk = Number(total < BigInt(CHUNK_PAGES) ? total : BigInt(CHUNK_PAGES));
   const bytes = new Uint8Array(chunk * ENTRY_BYTES);
   const words = new Uint32Array(bytes.buffer);

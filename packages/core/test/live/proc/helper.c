@@ -60,9 +60,10 @@ static int files(const char *dir) {
 static int touch(long pages, const char *list) {
   long size = pages * 4096;
   int all = strcmp(list, "all") == 0;
-  /* MAP_POPULATE faults everything in at once, much faster than a write per page. */
+  /* MAP_POPULATE faults everything in at once, much faster than a write per page;
+   * MAP_NORESERVE lets a huge sparse region be mapped at all. */
   char *a = mmap(0, size, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | (all ? MAP_POPULATE : 0), -1, 0);
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | (all ? MAP_POPULATE : 0), -1, 0);
   if (!all) {
     /* Huge pages would make whole 2 MiB blocks present at once. */
     madvise(a, size, MADV_NOHUGEPAGE);

@@ -3,6 +3,7 @@ import { requireRoot } from '../../../../../test/support/prereq.js';
 import {
   decodePagemapEntry,
   mapsFilePath,
+  pageRuns,
   readMaps,
   readPagemap,
   readPageRuns,
@@ -97,6 +98,36 @@ describe('pagemap', () => {
       expect(readPageRuns(h.pid, base, base + 5n * (1n << 30n))).toEqual([
         { start: base + 1048570n * 4096n, pages: 11 },
       ]);
+    } finally {
+      await h.kill();
+    }
+  });
+
+  it('scans a huge sparse region (1 TiB) through PAGEMAP_SCAN, with the runs pagemap gives', async () => {
+    const pages = 1 << 28; // 1 TiB
+    const h = await startHelper(build, [
+      'touch',
+      String(pages),
+      '0-2,262144-262145,8388608,268435455',
+    ]);
+    try {
+      const base = BigInt(h.lines[0]!);
+      const page = (n: number) => base + BigInt(n) * 4096n;
+      const t0 = performance.now();
+      const runs = readPageRuns(h.pid, base, page(pages));
+      const ms = performance.now() - t0;
+      expect(runs).toEqual([
+        { start: base, pages: 3 },
+        { start: page(262144), pages: 2 },
+        { start: page(8388608), pages: 1 },
+        { start: page(268435455), pages: 1 },
+      ]);
+      // The same as reading every entry, over the first 8 GiB.
+      const eight = page(2 * 1048576);
+      expect(readPageRuns(h.pid, base, eight)).toEqual(
+        pageRuns(readPagemap(h.pid, base, eight), base),
+      );
+      console.log(`readPageRuns over 1 TiB with 7 pages touched: ${ms.toFixed(1)} ms`);
     } finally {
       await h.kill();
     }
