@@ -1,6 +1,7 @@
 /** `ckpt restart`: bring an image back to life. */
 import { writeFileSync } from 'node:fs';
-import { CkptError, FdSource, reap, restart } from '@ckpt/core';
+import { CkptError, FdSource, restart } from '@ckpt/core';
+import { beginWait, type Waiter, waitInForeground } from '../foreground.js';
 import { cliLogger, printJson, UsageError } from '../output.js';
 import { terminalProgress } from '../progress.js';
 import type { Command } from './command.js';
@@ -23,7 +24,10 @@ export const restartCommand: Command = {
   help: `Recreates the checkpointed process with its original pid, memory,
 registers, files, signal state and credentials, and lets it continue where
 it stopped. Without -d, ckpt waits for it and exits with its exit status
-(128+N if it dies of signal N); with -d it prints the pid and returns.
+(128+N if it dies of signal N), as a shell waits for a job: in a terminal's
+foreground it hands the foreground to the restored process (Ctrl-C reaches
+it), and signals sent to ckpt (SIGINT, SIGTERM, SIGHUP, SIGQUIT) are passed
+on; with -d it prints the pid and returns.
 
 Standard input, output and error that led outside the checkpointed process
 (a terminal, a pipe) are reconnected to ckpt restart's own; --inherit-fd
@@ -51,7 +55,7 @@ error line says why; a pid already in use is reported with a hint to use
       description: 'SAVED:FD — connect saved external fd to our fd',
     },
   },
-  run({ positionals, values, registry }) {
+  async run({ positionals, values, registry }) {
     const file = positionals[0];
     if (!file || positionals.length > 1) throw new Error('usage');
     const inheritFds = parseInheritFds((values['inherit-fd'] as string[] | undefined) ?? []);
@@ -59,6 +63,7 @@ error line says why; a pid already in use is reported with a hint to use
     const warnings: string[] = [];
     const t0 = performance.now();
     let r: ReturnType<typeof restart>;
+    let waiter: Waiter | undefined;
     try {
       r = restart({
         input: source,
@@ -68,6 +73,13 @@ error line says why; a pid already in use is reported with a hint to use
         inheritFds,
         progress: terminalProgress(),
         logger: cliLogger(warnings),
+        // Waiting: the restored job has the terminal, and ckpt passes
+        // signals on, from the moment it runs.
+        beforeRelease: values.detach
+          ? undefined
+          : (root) => {
+              waiter = beginWait(root);
+            },
       });
     } finally {
       source.close();
@@ -89,7 +101,7 @@ error line says why; a pid already in use is reported with a hint to use
       return 0;
     }
     if (values.json) printJson(summary);
-    const end = reap(r.root);
+    const end = waiter ? await waitInForeground(waiter) : undefined;
     if (!end) throw new CkptError('ESRCH', `lost track of restored pid ${r.root}`, { pid: r.root });
     if (end.kind === 'exited') return end.code;
     if (end.kind === 'signaled') return 128 + end.signal;

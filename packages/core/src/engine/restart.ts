@@ -43,6 +43,13 @@ export interface RestartOptions {
   inheritFds?: ReadonlyMap<number, number>;
   logger?: Logger;
   progress?: Progress;
+  /**
+   * Called with the root's pid once every task is restored, just before
+   * they run: e.g. to give the root's process group a terminal's
+   * foreground, which it must have before it reads. Throwing fails the
+   * restart (nothing is left).
+   */
+  beforeRelease?: (root: number) => void;
 }
 
 /** What a restart produced. */
@@ -143,6 +150,7 @@ export function restart(opts: RestartOptions): RestartResult {
       );
     }
     ctx.deferqueue.run();
+    opts.beforeRelease?.(built.pids[0]!);
   } catch (e) {
     factory.destroyAll();
     ctx.dispose();

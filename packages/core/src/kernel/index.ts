@@ -109,6 +109,7 @@ export {
   shmLock,
 } from './sysvipc.js';
 export {
+  foregroundGroup,
   getTermios,
   getWinsize,
   packetMode,
@@ -117,6 +118,7 @@ export {
   ptyLocked,
   rawOutput,
   readableBytes,
+  setForegroundGroup,
   setPacketMode,
   setPtyLocked,
   setTermios,
@@ -130,6 +132,7 @@ export {
   decodeWaitStatus,
   describeEnd,
   reap,
+  reapIfEnded,
   type WaitOptions,
   type WaitStatus,
   waitForStop,

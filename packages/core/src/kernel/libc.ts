@@ -189,6 +189,7 @@ function bind() {
     semget: () => lib.func('int semget(int key, int nsems, int flags)'),
     semctl: () => lib.func('int semctl(int id, int num, int cmd, void *arg)'),
     sigfillset: () => lib.func('int sigfillset(void *set)'),
+    pthreadSigmask: () => lib.func('int pthread_sigmask(int how, void *set, void *old)'),
     sigemptyset: () => lib.func('int sigemptyset(void *set)'),
   });
 }

@@ -10,6 +10,8 @@ import { withFdCopy } from './pidfd.js';
 
 const TCGETS2 = 0x802c542a;
 const TCSETS2 = 0x402c542b;
+const TIOCGPGRP = 0x540f;
+const TIOCSPGRP = 0x5410;
 const TIOCGWINSZ = 0x5413;
 const TIOCSWINSZ = 0x5414;
 const FIONREAD = 0x541b;
@@ -102,4 +104,30 @@ export function setPtyLocked(fd: number, locked: boolean): void {
 /** Bytes waiting to be read on `fd` (FIONREAD). */
 export function readableBytes(fd: number): number {
   return int(fd, FIONREAD, 'reading the bytes waiting (FIONREAD)');
+}
+
+/** The foreground process group of the terminal `fd` (tcgetpgrp). */
+export function foregroundGroup(fd: number): number {
+  return int(fd, TIOCGPGRP, `reading the foreground process group of fd ${fd}`);
+}
+
+const SIG_BLOCK = 0;
+const SIG_SETMASK = 2;
+const SIGTTOU = 22;
+
+/**
+ * Make `pgid` the foreground process group of the terminal `fd`
+ * (tcsetpgrp), with SIGTTOU blocked: a caller in the background (once it
+ * gave the terminal away) may take it back without being stopped.
+ */
+export function setForegroundGroup(fd: number, pgid: number): void {
+  const block = Buffer.alloc(128);
+  block[Math.floor((SIGTTOU - 1) / 8)] = 1 << ((SIGTTOU - 1) % 8);
+  const old = Buffer.alloc(128);
+  libc().pthreadSigmask(SIG_BLOCK, block, old);
+  try {
+    setInt(fd, TIOCSPGRP, pgid, `making process group ${pgid} the foreground of fd ${fd}`);
+  } finally {
+    libc().pthreadSigmask(SIG_SETMASK, old, null);
+  }
 }

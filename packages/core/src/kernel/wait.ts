@@ -125,3 +125,22 @@ export function reap(pid: number): WaitStatus | undefined {
     return undefined;
   }
 }
+
+/**
+ * Reap a child if it has exited or been killed, without waiting: its end,
+ * `running` while it runs (or is stopped), undefined if it is not ours.
+ */
+export function reapIfEnded(pid: number): WaitStatus | 'running' | undefined {
+  const statusBuf = Buffer.alloc(4);
+  for (;;) {
+    const r = libc().waitpid(pid, statusBuf, __WALL | WNOHANG);
+    if (r === 0) return 'running';
+    if (r === pid) {
+      const st = decodeWaitStatus(pid, statusBuf.readInt32LE(0));
+      if (st.kind !== 'stopped') return st;
+      continue;
+    }
+    if (r === -1 && errno() === EINTR) continue;
+    return undefined;
+  }
+}
