@@ -29,12 +29,12 @@
  *   exit and are reaped while ckpt scans the tree) is checkpointed every
  *   time it is asked, left running, and counts on after a restart.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ckpt, ckptOk } from '../support/ckpt.js';
-import { isAlive } from '../support/fixtures.js';
+import { isAlive, readOr } from '../support/fixtures.js';
 import { cleanupAfterEach } from '../support/live.js';
 import { requireCommand } from '../support/prereq.js';
 import { childrenOf, nsenter, statIds, waitFor } from '../support/procs.js';
@@ -89,9 +89,10 @@ describe('tail -f', () => {
     fs.writeFileSync(log, 'one\n');
     const sh = Number(ckptOk(['run', '--', 'sh', '-c', `exec tail -f ${log} > ${out}`]).trim());
     leftovers.push(sh);
-    waitFor('tail printing', () => fs.readFileSync(out, 'utf8') === 'one\n');
+    // The shell may not have made `out` yet when ckpt run returns.
+    waitFor('tail printing', () => readOr(out) === 'one\n');
     fs.appendFileSync(log, 'two\n');
-    waitFor('tail following', () => fs.readFileSync(out, 'utf8') === 'one\ntwo\n');
+    waitFor('tail following', () => readOr(out) === 'one\ntwo\n');
     const img = tmpImage();
     ckptOk(['checkpoint', String(sh), '-o', img, '--kill']);
     waitFor('the original gone', () => !isAlive(sh));
@@ -698,3 +699,98 @@ describe('perl with SysV IPC in a container', () => {
     }
   });
 });
+
+/** A query through PostgreSQL's wire protocol (trust auth), printing the first DataRow's values. */
+const PG_QUERY = `
+import socket, struct, sys
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=10)
+params = b'user\\0ckptpg\\0database\\0postgres\\0\\0'
+s.sendall(struct.pack('!ii', 8 + len(params), 196608) + params)
+def messages():
+    buf = b''
+    while True:
+        while len(buf) >= 5 and len(buf) >= 1 + struct.unpack('!i', buf[1:5])[0]:
+            n = 1 + struct.unpack('!i', buf[1:5])[0]
+            yield buf[0:1], buf[5:n]
+            buf = buf[n:]
+        chunk = s.recv(65536)
+        if not chunk: return
+        buf += chunk
+m = messages()
+for kind, body in m:
+    if kind == b'Z': break
+    if kind == b'E': sys.exit('error: ' + repr(body))
+q = sys.argv[2].encode() + b'\\0'
+s.sendall(b'Q' + struct.pack('!i', 4 + len(q)) + q)
+for kind, body in m:
+    if kind == b'D':
+        n, at, out = struct.unpack('!h', body[:2])[0], 2, []
+        for _ in range(n):
+            l = struct.unpack('!i', body[at:at + 4])[0]
+            out.append(body[at + 4:at + 4 + l].decode()); at += 4 + l
+        print(' '.join(out))
+    if kind == b'E': sys.exit('error: ' + repr(body))
+    if kind == b'Z': break
+`;
+
+describe('PostgreSQL', () => {
+  it('answers a query after checkpoint --kill and restart', () => {
+    for (const cmd of ['initdb', 'postgres', 'useradd', 'userdel', 'su', 'ipcs', 'ipcrm'])
+      requireCommand(cmd);
+    const dir = tmpDir('ckpt-pg-');
+    const port = String(55000 + (process.pid % 400));
+    spawnSyncQuiet('userdel', ['ckptpg']);
+    execFileSync('useradd', ['-M', '-s', '/bin/sh', 'ckptpg']);
+    let main = 0;
+    try {
+      fs.chownSync(dir, Number(execFileSync('id', ['-u', 'ckptpg'], { encoding: 'utf8' })), 0);
+      execFileSync('su', [
+        'ckptpg',
+        '-s',
+        '/bin/sh',
+        '-c',
+        `initdb -D ${dir}/data > ${dir}/initdb.log 2>&1`,
+      ]);
+      const serve = `exec postgres -D ${dir}/data -k ${dir} -p ${port} -c listen_addresses=127.0.0.1 > ${dir}/log 2>&1`;
+      const su = Number(ckptOk(['run', '--', 'su', 'ckptpg', '-s', '/bin/sh', '-c', serve]).trim());
+      leftovers.push(su);
+      const query = (sql: string) =>
+        execFileSync('python3', ['-c', PG_QUERY, port, sql], {
+          encoding: 'utf8',
+          timeout: 30_000,
+        }).trim();
+      waitFor(
+        'the server to accept connections',
+        () => readOr(`${dir}/log`).includes('ready to accept connections'),
+        30_000,
+      );
+      main = childrenOf(su)[0]!;
+      leftovers.push(main);
+      expect(query('select 40 + 2')).toBe('42');
+      const img = tmpImage();
+      ckptOk(['checkpoint', String(main), '-o', img, '--kill']);
+      waitFor('the server gone', () => !isAlive(main), 10_000);
+      expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(main);
+      expect(query("select 40 + 2, current_setting('port')")).toBe(`42 ${port}`);
+    } finally {
+      if (main) {
+        try {
+          process.kill(main, 'SIGKILL');
+        } catch {
+          // gone
+        }
+        waitFor('the server gone', () => !isAlive(main), 10_000);
+      }
+      // Its interlock segment outlives it on the host.
+      for (const line of execFileSync('ipcs', ['-m'], { encoding: 'utf8' }).split('\n')) {
+        const f = line.trim().split(/\s+/);
+        if (f[2] === 'ckptpg') spawnSyncQuiet('ipcrm', ['-m', f[1]!]);
+      }
+      spawnSyncQuiet('userdel', ['ckptpg']);
+    }
+  });
+});
+
+function spawnSyncQuiet(cmd: string, args: string[]): void {
+  spawnSync(cmd, args, { stdio: 'ignore' });
+}

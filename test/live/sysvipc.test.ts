@@ -10,6 +10,7 @@
  * fails the restart naming the object, and nothing is left. A subtree attached to a segment of the host's ipc
  * namespace is refused (packages/fs/test/live/files.test.ts).
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ipcSemRecord } from '@ckpt/ipc';
@@ -119,5 +120,46 @@ describe('SysV IPC objects of a container', () => {
     expect(r.stderr).toContain(`SysV semaphore set ${sem} (key 6221061)`);
     expect(isAlive(init)).toBe(false);
     expect(isAlive(child)).toBe(false);
+  });
+});
+
+describe('SysV segments of the host attached by a subtree', () => {
+  it('come back attached, with their ids and data; the segment stays shared', () => {
+    requireCommand('ipcrm');
+    const bin = compileFixture('sysvipc');
+    const dir = tmpDir('ckpt-sysvipc-host-');
+    // The fixture's objects live on the host after it: remove them however the test ends.
+    const removeObjects = () => {
+      for (const [flag, key] of [
+        ['-M', '0x5eed01'],
+        ['-M', '0x5eed03'],
+        ['-Q', '0x5eed04'],
+        ['-S', '0x5eed05'],
+      ]) {
+        spawnSync('ipcrm', [flag!, key!], { stdio: 'ignore' });
+      }
+    };
+    removeObjects();
+    try {
+      const stderr = path.join(dir, 'stderr');
+      const pid = Number(ckptOk(['run', '--stderr', stderr, '--', bin, dir]).trim());
+      leftovers.push(pid);
+      waitFor(
+        'the fixture to be ready',
+        () => readOr(path.join(dir, 'ready')).endsWith('\n'),
+        WAIT_MS,
+      );
+      leftovers.push(...childrenOf(pid));
+      const img = tmpImage();
+      ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+      waitFor('the fixture gone', () => procState(pid) === undefined, WAIT_MS);
+      const info = JSON.parse(ckptOk(['info', '--json', img])) as { records: { name: string }[] };
+      // Segments A and B (attached) are saved, C (not attached) is the host's alone.
+      expect(info.records.filter((r) => r.name === 'ipc_shm')).toHaveLength(2);
+      expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
+      expectPass(dir);
+    } finally {
+      removeObjects();
+    }
   });
 });

@@ -13,8 +13,8 @@ import {
   ipcShmRecord,
   ipcTaskRecord,
 } from './records.js';
-import { sysvShmVma } from './shm.js';
-import { sysvIpcObject, sysvIpcPhase, sysvShmObject } from './sysvipc.js';
+import { sysvShmObject, sysvShmVma } from './shm.js';
+import { sysvIpcObject, sysvIpcPhase } from './sysvipc.js';
 
 export { type MsgToSave, readMsgQueue, restoreMsgQueue, saveMsgQueue } from './msg.js';
 export * from './records.js';
@@ -23,14 +23,16 @@ export {
   openShm,
   type RestoredShm,
   restoreShm,
+  restoreShmRecord,
   SHM_OBJECT,
   type ShmToSave,
   SYSV_SHM_VMA,
   saveShm,
   shmKey,
+  sysvShmObject,
   sysvShmVma,
 } from './shm.js';
-export { SYSVIPC_OBJECT, sysvIpcObject, sysvIpcPhase, sysvShmObject } from './sysvipc.js';
+export { SYSVIPC_OBJECT, sysvIpcObject, sysvIpcPhase } from './sysvipc.js';
 
 /** The @ckpt/ipc plugin: its records, objects, the `sysvipc` phase and the attachment VMA handler. */
 export const ipcPlugin: CkptPlugin = definePlugin({

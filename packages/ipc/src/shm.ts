@@ -25,8 +25,12 @@ import {
   type CheckpointTask,
   CkptError,
   type IpcPerm,
+  listSysvIpc,
+  type ObjectOps,
   PAGE_SIZE,
   type RestartCtx,
+  readNamespace,
+  removeIpc,
   SHM_DEST,
   SHM_LOCKED,
   type SysvIpcEntry,
@@ -100,19 +104,31 @@ export function saveShm(ctx: CheckpointCtx, shm: ShmToSave, objref: number): voi
 }
 
 /**
- * Read a segment's record; `create` runs inside the namespace and returns
- * an fd of ckpt's attachment and a function that detaches it. Its data is
- * written through that fd; its objref is registered.
+ * Read a segment's record and bring the segment back inside the namespace
+ * (`inNs`): created with its id and key, or with `reuse`, the segment of
+ * that id if it still exists (a subtree's segment of the host, which
+ * outlives the processes); its data written through an fd of ckpt's
+ * attachment, whose detach the caller runs at the end. Registers nothing.
+ * @throws CkptError EBUSY when the id is another segment's (reuse)
  */
-export function restoreShm(
+export function restoreShmRecord(
   ctx: RestartCtx,
   inNs: <T>(fn: () => T) => T,
+  reuse = false,
 ): { rec: IpcShmRecord; detach: () => void } {
   const rec = ctx.read(ipcShmRecord);
   const what = `restoring SysV shared memory ${rec.id} (key ${rec.key})`;
   let addr = 0n;
   const fd = inNs(() => {
-    shmCreate(rec, rec.size);
+    const found = reuse ? listSysvIpc('shm').find((e) => e.id === rec.id) : undefined;
+    if (found && (found.key !== rec.key || BigInt(found.columns.size ?? -1) !== rec.size)) {
+      throw new CkptError(
+        'EBUSY',
+        `${what}: id ${rec.id} is now another segment's (key ${found.key}, ${found.columns.size} bytes); remove it (ipcrm -m ${rec.id}) or restart elsewhere`,
+        {},
+      );
+    }
+    if (!found) shmCreate(rec, rec.size);
     setIpcPerm('shm', rec);
     if ((rec.mode & SHM_LOCKED) !== 0) shmLock(rec.id);
     addr = shmAttach(rec.id, false);
@@ -128,8 +144,17 @@ export function restoreShm(
   } finally {
     closeSync(fd);
   }
-  ctx.objhash.insert<RestoredShm>(rec.objref, SHM_OBJECT, { id: rec.id, size: rec.size });
   return { rec, detach: () => shmDetach(addr) };
+}
+
+/** {@link restoreShmRecord} for a segment of a saved namespace, registered by its objref. */
+export function restoreShm(
+  ctx: RestartCtx,
+  inNs: <T>(fn: () => T) => T,
+): { rec: IpcShmRecord; detach: () => void } {
+  const r = restoreShmRecord(ctx, inNs);
+  ctx.objhash.insert<RestoredShm>(r.rec.objref, SHM_OBJECT, { id: r.rec.id, size: r.rec.size });
+  return r;
 }
 
 /** Was the segment removed (IPC_RMID) while still attached? */
@@ -176,23 +201,28 @@ export const sysvShmVma: VmaHandler & {
   pages: () => [],
   checkpointObject(ctx, task, v) {
     const nsInode = ctx.namespaces.inode(task.pid, 'ipc');
-    const saved = savedShms.get(ctx)?.get(shmKey(nsInode, v.inode));
+    const key = shmKey(nsInode, v.inode);
     const where = `pid ${task.pid}: SysV shared memory ${v.inode} attached at ${range(v)}`;
-    if (!saved) {
+    const saved = savedShms.get(ctx)?.get(key);
+    const host = saved ? undefined : hostSegment(nsInode, v.inode);
+    if (!saved && !host) {
       throw new CkptError(
         'ENOTSUP',
-        `${where} belongs to an ipc namespace whose objects are not saved: only a container's own ipc namespace is (checkpoint the container, started with 'ckpt run --container')`,
+        `${where} belongs to an ipc namespace whose objects are not saved: only a container's own, and segments of ckpt's own (a subtree's) are`,
         { pid: task.pid, address: v.start },
       );
     }
-    if (v.offset !== 0n || v.end - v.start !== pageAlign(saved.size)) {
+    const size = saved?.size ?? BigInt(host!.columns.size ?? 0);
+    if (v.offset !== 0n || v.end - v.start !== pageAlign(size)) {
       throw new CkptError(
         'ENOTSUP',
-        `${where} maps only part of the segment (${saved.size} bytes); ckpt restores whole attachments only`,
+        `${where} maps only part of the segment (${size} bytes); ckpt restores whole attachments only`,
         { pid: task.pid, address: v.start },
       );
     }
-    return saved.objref;
+    if (saved) return saved.objref;
+    // A segment of the host's namespace: saved on its own, at its first attachment.
+    return ctx.checkpointObj(SHM_OBJECT, key, { pid: task.pid, vma: v, entry: host! });
   },
   restore(ctx, task, vma) {
     const { objref } = vma as VmaRecord;
@@ -215,4 +245,57 @@ export const sysvShmVma: VmaHandler & {
       task.sys.check('mprotect', [vma.start, vma.end - vma.start, vma.prot], what);
     }
   },
+};
+
+let ownIpcNs: number | undefined;
+
+/** Segment `id` of ckpt's own (the host's) ipc namespace, if `nsInode` is that namespace. */
+function hostSegment(nsInode: number, id: number): SysvIpcEntry | undefined {
+  ownIpcNs ??= readNamespace(process.pid, 'ipc').inode;
+  if (nsInode !== ownIpcNs) return undefined;
+  return listSysvIpc('shm').find((e) => e.id === id);
+}
+
+/** A segment of the host's ipc namespace attached by a subtree: where, and what /proc/sysvipc says. */
+interface HostShmToSave {
+  pid: number;
+  vma: VmaInfo;
+  entry: SysvIpcEntry;
+}
+
+/**
+ * ObjectOps of SysV segments. A container's are written with their
+ * namespace (see sysvipc.ts) and only named by objref; a subtree's,
+ * segments of the host's ipc namespace, are written here, at their first
+ * attachment: read through that attachment's map_files, and at restart
+ * created again with their id and key (or, where the segment still exists
+ * on this host, the same one reused), their data written back. Removed
+ * while attached, one is removed again at the end of the restart.
+ */
+export const sysvShmObject: ObjectOps<HostShmToSave | RestoredShm> = {
+  name: SHM_OBJECT,
+  id: 12,
+  checkpoint(ctx, obj, objref) {
+    const { pid, vma, entry } = obj as HostShmToSave;
+    const path = `/proc/${pid}/map_files/${hex(vma.start)}-${hex(vma.end)}`;
+    saveShm(
+      ctx,
+      { perm: entry, size: BigInt(entry.columns.size ?? 0), fd: openSync(path, 'r') },
+      objref,
+    );
+  },
+  restore(ctx) {
+    const { rec, detach } = restoreShmRecord(ctx, (fn) => fn(), true);
+    ctx.deferqueue.add(
+      rec,
+      (r) => {
+        detach();
+        if (isRemoved(r)) removeIpc('shm', r.id);
+      },
+      () => detach(),
+    );
+    return { id: rec.id, size: rec.size };
+  },
+  describe: (obj) =>
+    'vma' in obj ? `SysV shared memory ${obj.entry.id}` : `SysV shared memory ${obj.id}`,
 };

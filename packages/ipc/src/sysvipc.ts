@@ -168,19 +168,6 @@ export const sysvIpcObject: ObjectOps<NsRef | RestoredSysvIpc> = {
   describe: (obj) => `SysV IPC objects of ipc namespace ${obj.nsInode}`,
 };
 
-/** ObjectOps of segments: never written on their own (see checkpointSysvIpc), named by attachments. */
-export const sysvShmObject: ObjectOps = {
-  name: SHM_OBJECT,
-  id: 12,
-  checkpoint() {
-    throw new CkptError('EUNEXPECTED', 'a SysV segment is written with its namespace');
-  },
-  restore() {
-    throw new CkptError('EBADREC', 'a SysV segment defined outside its namespace');
-  },
-  describe: () => 'SysV shared memory segment',
-};
-
 let ownIpcNs: number | undefined;
 
 function checkpointTask(ctx: CheckpointCtx, task: CheckpointTask): void {

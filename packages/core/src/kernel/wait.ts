@@ -113,17 +113,8 @@ export function describeEnd(st: WaitStatus): string {
 
 /** Reap a child that has exited or been killed (no-op if it is not ours). */
 export function reap(pid: number): WaitStatus | undefined {
-  const statusBuf = Buffer.alloc(4);
-  for (;;) {
-    const r = libc().waitpid(pid, statusBuf, __WALL);
-    if (r === pid) {
-      const st = decodeWaitStatus(pid, statusBuf.readInt32LE(0));
-      if (st.kind !== 'stopped') return st;
-      continue;
-    }
-    if (r === -1 && errno() === EINTR) continue;
-    return undefined;
-  }
+  const end = waitEnd(pid, __WALL);
+  return end === 'running' ? undefined : end;
 }
 
 /**
@@ -131,9 +122,14 @@ export function reap(pid: number): WaitStatus | undefined {
  * `running` while it runs (or is stopped), undefined if it is not ours.
  */
 export function reapIfEnded(pid: number): WaitStatus | 'running' | undefined {
+  return waitEnd(pid, __WALL | WNOHANG);
+}
+
+/** waitpid until `pid` ends (stops are passed over); `running` for WNOHANG's 0. */
+function waitEnd(pid: number, flags: number): WaitStatus | 'running' | undefined {
   const statusBuf = Buffer.alloc(4);
   for (;;) {
-    const r = libc().waitpid(pid, statusBuf, __WALL | WNOHANG);
+    const r = libc().waitpid(pid, statusBuf, flags);
     if (r === 0) return 'running';
     if (r === pid) {
       const st = decodeWaitStatus(pid, statusBuf.readInt32LE(0));

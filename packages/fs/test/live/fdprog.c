@@ -10,7 +10,6 @@
  *            connection from fd 6 waiting to be accepted; pauses forever
  *   socketpair  a unix stream socketpair: fd 5 here, the other end in a
  *            process outside the tree (for 30 s); pauses forever
- *   sysvshm  attaches a private SysV shared memory segment (removed on exit); pauses forever
  *   mqueue   a POSIX message queue at fd 5 (unlinked at once); pauses forever
  *   covered  opens DIR/h/f at fd 5 and enters DIR/c (the test then mounts over
  *            one of them); pauses forever
@@ -29,7 +28,6 @@
 #include <netinet/in.h>
 #include <mqueue.h>
 #include <sys/syscall.h>
-#include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -86,10 +84,6 @@ int main(int argc, char **argv) {
     if (getsockname(5, (struct sockaddr *)&a, &len) < 0 || connect(c, (struct sockaddr *)&a, len) < 0)
       return 1;
     place(c, 6);
-  } else if (!strcmp(mode, "sysvshm")) {
-    int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
-    if (id < 0 || shmat(id, 0, 0) == (void *)-1) return 1;
-    shmctl(id, IPC_RMID, 0); /* gone once detached, i.e. when the test kills us */
   } else if (!strcmp(mode, "mqueue")) {
     char name[64];
     snprintf(name, sizeof name, "/ckpt-fdprog-%d", (int)getpid());
@@ -136,7 +130,7 @@ int main(int argc, char **argv) {
   at(go, "go");
   ready();
   if (!strcmp(mode, "deleted") || !strcmp(mode, "userfaultfd") || !strcmp(mode, "listen") ||
-      !strcmp(mode, "socketpair") || !strcmp(mode, "sysvshm") || !strcmp(mode, "mqueue") ||
+      !strcmp(mode, "socketpair") || !strcmp(mode, "mqueue") ||
       !strcmp(mode, "covered"))
     for (;;) pause();
   wait_go(go);

@@ -131,17 +131,6 @@ describe('unsupported files fail the checkpoint', () => {
     );
   });
 
-  it('memory attached from a SysV segment of the host, named as such', () => {
-    // Only a container's own ipc namespace is saved (@ckpt/ipc).
-    const p = started(launch('sysvshm'));
-    expectRefused(
-      p,
-      new RegExp(
-        `pid ${p.pid}: SysV shared memory \\d+ attached at 0x[0-9a-f]+-0x[0-9a-f]+ belongs to an ipc namespace whose objects are not saved: only a container's own ipc namespace is`,
-      ),
-    );
-  });
-
   it('a POSIX message queue, named as such', () => {
     const p = started(launch('mqueue'));
     expectRefused(
