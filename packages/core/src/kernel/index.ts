@@ -93,6 +93,7 @@ export {
   msgPeekAll,
   msgQueueState,
   msgSend,
+  parseSysvIpc,
   removeIpc,
   SHM_DEST,
   SHM_LOCKED,

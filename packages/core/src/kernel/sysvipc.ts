@@ -57,13 +57,25 @@ const ID_COLUMN: Record<SysvIpcKind, string> = { shm: 'shmid', msg: 'msqid', sem
 
 /**
  * The objects of `kind` in the calling thread's ipc namespace, from
- * /proc/sysvipc/KIND (columns by the header's names, which vary between
- * kernels).
+ * /proc/sysvipc/KIND (see {@link parseSysvIpc}).
  */
 export function listSysvIpc(kind: SysvIpcKind): SysvIpcEntry[] {
   const file = `/proc/sysvipc/${kind}`;
-  const lines = readFileSync(file, 'utf8').split('\n');
-  const names = lines[0]!.trim().split(/\s+/);
+  return parseSysvIpc(readFileSync(file, 'utf8'), kind, file);
+}
+
+/**
+ * Parses the text of /proc/sysvipc/KIND: a header line naming the columns
+ * (which vary between kernels), then one line per object; `perms` is octal.
+ * @throws CkptError EINVAL naming `file` and the column that is not a number
+ */
+export function parseSysvIpc(
+  text: string,
+  kind: SysvIpcKind,
+  file = `/proc/sysvipc/${kind}`,
+): SysvIpcEntry[] {
+  const lines = text.split('\n');
+  const names = (lines[0] ?? '').trim().split(/\s+/);
   const out: SysvIpcEntry[] = [];
   for (const line of lines.slice(1)) {
     if (line.trim() === '') continue;
@@ -74,7 +86,7 @@ export function listSysvIpc(kind: SysvIpcKind): SysvIpcEntry[] {
     });
     const num = (name: string) => {
       const v = Number(columns[name]);
-      if (columns[name] === undefined || !Number.isInteger(v)) {
+      if (columns[name] === undefined || columns[name] === '' || !Number.isInteger(v)) {
         throw new CkptError(
           'EINVAL',
           `${file}: column ${name} of '${line.trim()}' is not a number`,
@@ -82,6 +94,10 @@ export function listSysvIpc(kind: SysvIpcKind): SysvIpcEntry[] {
       }
       return v;
     };
+    const mode = Number.parseInt(columns.perms ?? '', 8);
+    if (Number.isNaN(mode)) {
+      throw new CkptError('EINVAL', `${file}: column perms of '${line.trim()}' is not octal`);
+    }
     out.push({
       key: num('key'),
       id: num(ID_COLUMN[kind]),
@@ -89,7 +105,7 @@ export function listSysvIpc(kind: SysvIpcKind): SysvIpcEntry[] {
       gid: num('gid'),
       cuid: num('cuid'),
       cgid: num('cgid'),
-      mode: Number.parseInt(columns.perms ?? '', 8),
+      mode,
       columns,
     });
   }
