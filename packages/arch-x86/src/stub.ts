@@ -1,5 +1,6 @@
 /**
- * The restore stub: a 200-byte static x86-64 ELF that loops in `pause()`.
+ * The restore stub: a static x86-64 ELF of about 240 bytes that loops in
+ * `pause()`.
  * Restart clones each restored task out of it (see core's mktree), so we
  * need neither a compiler nor a helper binary on the target machine.
  */
@@ -11,10 +12,26 @@ const EHDR_SIZE = 64;
 const PHDR_SIZE = 56;
 const CODE_OFFSET = EHDR_SIZE + PHDR_SIZE;
 /**
- * loop: mov eax, 34 (pause); syscall; jmp loop
+ * The stub dies with ckpt, which spawned it: a ckpt killed before it could
+ * trace the stub would otherwise leave it in its loop for good.
+ *
+ *        mov edi, 1 (PR_SET_PDEATHSIG); mov esi, 9 (SIGKILL)
+ *        mov eax, 157 (prctl); syscall
+ *        mov eax, 110 (getppid); syscall
+ *        cmp eax, PARENT           ; ckpt's pid, set when the file is written
+ *        je loop                   ; else ckpt died before the prctl:
+ *        mov eax, 60 (exit); syscall ; exit(1)
+ * loop:  mov eax, 34 (pause); syscall; jmp loop
  */
-const CODE = Buffer.from([0xb8, 0x22, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xeb, 0xf7]);
-const SYSCALL_OFFSET = CODE_OFFSET + 5;
+const CODE = Buffer.from([
+  0xbf, 0x01, 0x00, 0x00, 0x00, 0xbe, 0x09, 0x00, 0x00, 0x00, 0xb8, 0x9d, 0x00, 0x00, 0x00, 0x0f,
+  0x05, 0xb8, 0x6e, 0x00, 0x00, 0x00, 0x0f, 0x05, 0x3d, 0x00, 0x00, 0x00, 0x00, 0x74, 0x07, 0xb8,
+  0x3c, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xb8, 0x22, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xeb, 0xf7,
+]);
+/** The `cmp eax, PARENT` immediate. */
+const PARENT_OFFSET = CODE_OFFSET + 25;
+/** The loop's syscall instruction. */
+const SYSCALL_OFFSET = CODE_OFFSET + 43;
 /** One page of code, one of zeroed scratch (memsz beyond filesz). */
 const MEM_SIZE = 0x2000n;
 
@@ -50,4 +67,5 @@ export const x86_64Stub: StubProgram = {
   syscallAddr: BASE + BigInt(SYSCALL_OFFSET),
   scratchAddr: BASE + 0x1000n,
   scratchSize: 0x1000,
+  parentPidOffset: PARENT_OFFSET,
 };

@@ -114,6 +114,12 @@ export interface StubProgram {
   /** A writable area inside it for syscall arguments. */
   scratchAddr: bigint;
   scratchSize: number;
+  /**
+   * Offset in `elf` of a 32-bit little-endian field the engine sets to its
+   * own pid before it writes the file: a stub that dies with its parent
+   * (PR_SET_PDEATHSIG) checks there that its parent did not die before.
+   */
+  parentPidOffset?: number;
 }
 
 /** An architecture as the engine sees it. */

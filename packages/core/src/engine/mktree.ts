@@ -24,6 +24,7 @@ import { readStat, readStatus, scanProcesses, threadsOf } from '../proc/index.js
 import type { TaskAccess } from './task-io.js';
 
 const CLONE_PARENT = 0x8000n;
+const PR_SET_PDEATHSIG = 1;
 /**
  * The child of a traced (seized) parent is traced by ckpt from birth and
  * stops before running a single instruction; otherwise it would run the
@@ -173,7 +174,10 @@ export class TaskFactory {
     const dir = mkdtempSync(join(tmpdir(), 'ckpt-stub-'));
     const path = join(dir, 'ckpt-restore-stub');
     try {
-      writeFileSync(path, this.arch.stub.elf);
+      const elf = Buffer.from(this.arch.stub.elf);
+      const at = this.arch.stub.parentPidOffset;
+      if (at !== undefined) elf.writeUInt32LE(process.pid, at);
+      writeFileSync(path, elf);
       chmodSync(path, 0o700);
       this.stubPid = spawnProcess([path], { searchPath: false });
     } finally {
@@ -186,12 +190,27 @@ export class TaskFactory {
 
   /**
    * In the stub: a pidfd for ckpt, high in the fd table, which every task
-   * cloned from it inherits (see `RestartTask.ckptPidfd`).
+   * cloned from it inherits (see `RestartTask.ckptPidfd`). The stub also
+   * gets SIGKILL when ckpt dies (PR_SET_PDEATHSIG): a ckpt killed in the
+   * middle of a restart would otherwise leave it running its pause() loop
+   * (the tasks cloned from it do not inherit the setting).
    */
   private openCkptPidfd(stub: number): number {
     const { stub: prog, convention, syscalls } = this.arch;
     const inj = new SyscallInjector(stub, convention, { syscallAddr: prog.syscallAddr });
     try {
+      const pdeath = inj.call(syscalls.prctl, [PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0]);
+      if (isSyscallError(pdeath)) {
+        throw new CkptError(
+          'ESYS',
+          `cannot tie the restore stub to ckpt's life (errno ${-pdeath})`,
+          {
+            pid: stub,
+            syscall: 'prctl',
+            errno: Number(-pdeath),
+          },
+        );
+      }
       const fd = inj.call(syscalls.pidfd_open, [process.pid, 0]);
       if (isSyscallError(fd)) {
         throw new CkptError(
