@@ -2,12 +2,12 @@
  * A single process through checkpoint --kill and restart -d, checked from
  * inside (each fixture verifies its own state after restart) and outside.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkpointKillRestart, ckpt, ckptOk, imagePath } from '../support/ckpt.js';
+import { CKPT_BIN, checkpointKillRestart, ckpt, ckptOk, imagePath } from '../support/ckpt.js';
 import {
   expectStoppedUntilSigcont,
   type FixtureHandle,
@@ -252,5 +252,23 @@ describe('failures leave nothing behind', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('a tree that holds ckpt itself is refused saying so, and left running', () => {
+    const img = imagePath();
+    // The shell checkpoints itself: ckpt is its child, inside the tree.
+    const r = spawnSync(
+      'bash',
+      [
+        '-c',
+        `"${process.execPath}" "${CKPT_BIN}" checkpoint $$ -o ${img} --kill; echo "rc=$? alive"`,
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(r.stdout.trim()).toBe('rc=1 alive');
+    expect(r.stderr).toMatch(
+      /^ckpt: error: ckpt itself \(pid \d+\) is in the tree of pid \d+; run ckpt from outside it/,
+    );
+    fs.rmSync(path.dirname(img), { recursive: true, force: true });
   });
 });
