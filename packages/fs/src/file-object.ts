@@ -227,8 +227,12 @@ export const fileObject: ObjectOps<SavedFile | RestoredFile> = {
     try {
       return { fd: handler.restore(ctx, task), holder: task };
     } catch (e) {
-      // Handlers know their own record, not which fd it was saved for.
-      if (isCkptError(e) && e.context.fd === undefined) e.context.fd = rec.fd;
+      // Handlers know their own record, not which fd it was saved for. An
+      // error that names an address is a memory call posted earlier that
+      // ran with this file's calls, not about this fd.
+      if (isCkptError(e) && e.context.fd === undefined && e.context.address === undefined) {
+        e.context.fd = rec.fd;
+      }
       throw e;
     }
   },

@@ -200,7 +200,7 @@ function mmapDone(task: RestartTask, vma: SavedVma, r: bigint): void {
     throw new CkptError(
       'ESYS',
       `${mappingWhat(vma)} in pid ${task.pid} failed: mmap() returned ${errnoText(Number(-r))}`,
-      { pid: task.pid, syscall: 'mmap', errno: Number(-r) },
+      { pid: task.pid, address: vma.start, syscall: 'mmap', errno: Number(-r) },
     );
   }
   mappedAt(task, vma, r);
@@ -237,7 +237,13 @@ function mmapFile(
           throw new CkptError(
             'ESYS',
             `cannot open ${vma.path} in pid ${task.pid} to map it at 0x${vma.start.toString(16)}-0x${vma.end.toString(16)}: ${errnoText(Number(-opened!))}; restart needs every file the process had mapped, at the same path`,
-            { pid: task.pid, path: vma.path, syscall: 'openat', errno: Number(-opened!) },
+            {
+              pid: task.pid,
+              path: vma.path,
+              address: vma.start,
+              syscall: 'openat',
+              errno: Number(-opened!),
+            },
           );
         }
         mmapDone(task, vma, mapped!);
