@@ -179,26 +179,21 @@ describe('ckpt run', () => {
     }
   });
 
-  it('--container: a command that fails at once is one error naming its stderr file', () => {
+  it('--container: a command that cannot start is one error naming its stderr file', () => {
     const d = tempDir();
     const err = path.join(d, 'err');
-    const r = ckpt([
-      'run',
-      '--container',
-      '--stderr',
-      err,
-      '--',
-      'sh',
-      '-c',
-      'echo oops >&2; exit 3',
-    ]);
+    // Executable, so ckpt run accepts it, but its interpreter does not
+    // exist: the exec inside the container fails before the command runs.
+    const cmd = path.join(d, 'broken');
+    fs.writeFileSync(cmd, '#!/nonexistent/interpreter\n', { mode: 0o755 });
+    const r = ckpt(['run', '--container', '--stderr', err, '--', cmd]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(
       new RegExp(
-        `^ckpt: error: the container ended before ckpt saw its command run: unshare exited with code 3 \\(its stderr is in ${err}\\) \\(pid \\d+\\)\n$`,
+        `^ckpt: error: the container ended before ckpt saw its command run: unshare exited with code \\d+ \\(its stderr is in ${err}\\) \\(pid \\d+\\)\n$`,
       ),
     );
-    expect(fs.readFileSync(err, 'utf8')).toBe('oops\n');
+    expect(fs.readFileSync(err, 'utf8')).toContain(cmd);
   });
 
   it('without a command it is a usage error', () => {

@@ -166,8 +166,9 @@ function letGoQuietly(f: FrozenTask, log: Logger): void {
 
 function rootOf(rootPid: number, procs: ProcessInfo[]): ProcessInfo {
   const root = procs[0]!;
-  // ckpt cannot trace (or freeze and go on) itself.
-  if (procs.some((p) => p.pid === process.pid)) {
+  // ckpt cannot trace (or freeze and go on) itself. (The tree of init
+  // holds it too: init's own refusal says more.)
+  if (rootPid !== 1 && procs.some((p) => p.pid === process.pid)) {
     throw new CkptError(
       'EINVAL',
       `ckpt itself (pid ${process.pid}) is in the tree of pid ${rootPid}; run ckpt from outside it (another shell, or start the workload with 'ckpt run')`,
