@@ -11,11 +11,11 @@ import {
   type CheckpointTask,
   CkptError,
   InjectedRead,
+  ownNamespace,
   PR,
   type ProcStatus,
   type RestartCtx,
   type RestartTask,
-  readNamespace,
   readStatus,
   type TaskPhase,
 } from '@ckpt/core';
@@ -32,12 +32,9 @@ const NO_ID = 0xffffffff;
  * task in another user namespace here would be wrong, and could grant it
  * capabilities it did not have.
  */
-let ownUserNs: number | undefined;
-
 function refuseOtherUserNs(ctx: CheckpointCtx, task: CheckpointTask): void {
-  // ckpt never enters another user namespace: its own is read once.
-  ownUserNs ??= readNamespace(process.pid, 'user').inode;
-  if (ctx.namespaces.inode(task.pid, 'user') !== ownUserNs) {
+  // ckpt never enters another user namespace.
+  if (ctx.namespaces.inode(task.pid, 'user') !== ownNamespace('user')) {
     throw new CkptError(
       'ENOTSUP',
       `pid ${task.pid} is in a user namespace other than ckpt's; checkpointing its credentials is not supported yet`,

@@ -26,10 +26,11 @@ import {
   CkptError,
   type IpcPerm,
   listSysvIpc,
+  mapFilesPath,
   type ObjectOps,
+  ownNamespace,
   PAGE_SIZE,
   type RestartCtx,
-  readNamespace,
   removeIpc,
   SHM_DEST,
   SHM_LOCKED,
@@ -84,7 +85,7 @@ export function openShm(e: SysvIpcEntry): ShmToSave {
   const size = BigInt(e.columns.size ?? '0');
   const addr = shmAttach(e.id, true);
   try {
-    const path = `/proc/self/map_files/${hex(addr)}-${hex(addr + pageAlign(size))}`;
+    const path = mapFilesPath('self', { start: addr, end: addr + pageAlign(size) });
     return { perm: e, size, fd: openSync(path, 'r') };
   } finally {
     shmDetach(addr);
@@ -132,7 +133,7 @@ export function restoreShmRecord(
     setIpcPerm('shm', rec);
     if ((rec.mode & SHM_LOCKED) !== 0) shmLock(rec.id);
     addr = shmAttach(rec.id, false);
-    return openSync(`/proc/self/map_files/${hex(addr)}-${hex(addr + pageAlign(rec.size))}`, 'r+');
+    return openSync(mapFilesPath('self', { start: addr, end: addr + pageAlign(rec.size) }), 'r+');
   });
   try {
     restorePages(ctx, fileMemory(fd, what, 0), rec.nrPages, {
@@ -247,12 +248,9 @@ export const sysvShmVma: VmaHandler & {
   },
 };
 
-let ownIpcNs: number | undefined;
-
 /** Segment `id` of ckpt's own (the host's) ipc namespace, if `nsInode` is that namespace. */
 function hostSegment(nsInode: number, id: number): SysvIpcEntry | undefined {
-  ownIpcNs ??= readNamespace(process.pid, 'ipc').inode;
-  if (nsInode !== ownIpcNs) return undefined;
+  if (nsInode !== ownNamespace('ipc')) return undefined;
   return listSysvIpc('shm').find((e) => e.id === id);
 }
 
@@ -277,10 +275,13 @@ export const sysvShmObject: ObjectOps<HostShmToSave | RestoredShm> = {
   id: 12,
   checkpoint(ctx, obj, objref) {
     const { pid, vma, entry } = obj as HostShmToSave;
-    const path = `/proc/${pid}/map_files/${hex(vma.start)}-${hex(vma.end)}`;
     saveShm(
       ctx,
-      { perm: entry, size: BigInt(entry.columns.size ?? 0), fd: openSync(path, 'r') },
+      {
+        perm: entry,
+        size: BigInt(entry.columns.size ?? 0),
+        fd: openSync(mapFilesPath(pid, vma), 'r'),
+      },
       objref,
     );
   },

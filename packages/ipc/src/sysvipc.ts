@@ -6,11 +6,12 @@
  * by objref from every task's `ipc_task` record. Its records: `ipc`, then
  * every segment, queue and semaphore set.
  *
- * Only a container's own ipc namespace is saved: a subtree shares the
- * host's, whose objects belong to the host (its tasks' records say 0, and
- * an attachment of a host segment is refused). Restart recreates the
- * objects in the container's new ipc namespace, with their ids, before any
- * address space is rebuilt (the `mm` phase attaches the segments).
+ * Only a container's own ipc namespace is saved as a whole: a subtree
+ * shares the host's, whose objects belong to the host (its tasks' records
+ * say 0; the host segments it attaches are saved one by one with their
+ * first attachment, see shm.ts). Restart recreates the objects in the
+ * container's new ipc namespace, with their ids, before any address space
+ * is rebuilt (the `mm` phase attaches the segments).
  *
  * ckpt works on the objects from its own thread, moved into the task's
  * namespace for the calls (setns), as /proc/sysvipc and the `*_next_id`
@@ -22,12 +23,13 @@ import {
   type CheckpointTask,
   CkptError,
   inNamespace,
+  inNamespaceOf,
   listSysvIpc,
   type ObjectOps,
   openNamespace,
+  ownNamespace,
   type RestartCtx,
   type RestartTask,
-  readNamespace,
   removeIpc,
   type TaskPhase,
 } from '@ckpt/core';
@@ -54,21 +56,11 @@ interface NsRef {
   nsInode: number;
 }
 
-/** Run `fn` with ckpt's thread in the ipc namespace of `pid`. */
-function inIpcNsOf<T>(pid: number, what: string, fn: () => T): T {
-  const fd = openNamespace(pid, 'ipc');
-  try {
-    return inNamespace(fd, 'ipc', what, fn);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 function checkpointSysvIpc(ctx: CheckpointCtx, ref: NsRef): void {
   let shms: ShmToSave[] = [];
   let msgs: MsgToSave[] = [];
   let sems: SemToSave[] = [];
-  inIpcNsOf(ref.pid, `of pid ${ref.pid}`, () => {
+  inNamespaceOf(ref.pid, 'ipc', `of pid ${ref.pid}`, () => {
     try {
       shms = listSysvIpc('shm').map(openShm);
       msgs = listSysvIpc('msg').map(readMsgQueue);
@@ -168,13 +160,10 @@ export const sysvIpcObject: ObjectOps<NsRef | RestoredSysvIpc> = {
   describe: (obj) => `SysV IPC objects of ipc namespace ${obj.nsInode}`,
 };
 
-let ownIpcNs: number | undefined;
-
 function checkpointTask(ctx: CheckpointCtx, task: CheckpointTask): void {
-  ownIpcNs ??= readNamespace(process.pid, 'ipc').inode;
   const nsInode = ctx.namespaces.inode(task.pid, 'ipc');
   const objref =
-    nsInode === ownIpcNs
+    nsInode === ownNamespace('ipc')
       ? 0
       : ctx.checkpointObj(SYSVIPC_OBJECT, String(nsInode), { pid: task.pid, nsInode });
   ctx.write(ipcTaskRecord, { objref });

@@ -11,6 +11,7 @@ import {
   type CheckpointCtx,
   type CheckpointTask,
   CkptError,
+  mapFilesPath,
   type RestartCtx,
   type RestartTask,
   type SavedVma,
@@ -42,10 +43,7 @@ export function mappedFileIdentity(
   const key = `${vma.devMajor}:${vma.devMinor}:${vma.inode}`;
   let id = byInode.get(key);
   if (!id) {
-    const st = statSync(
-      `/proc/${task.pid}/map_files/${vma.start.toString(16)}-${vma.end.toString(16)}`,
-      { bigint: true },
-    );
+    const st = statSync(mapFilesPath(task.pid, vma), { bigint: true });
     id = { fileSize: st.size, fileMtimeNs: st.mtimeNs };
     byInode.set(key, id);
   }

@@ -31,6 +31,7 @@ import {
   closeInTask,
   dataRanges,
   type MapsEntry,
+  mapFilesPath,
   mapsFilePath,
   type ObjectOps,
   openInTask,
@@ -90,9 +91,6 @@ export const isDeletedSharedFile = (v: MapsEntry): boolean =>
 
 const hex = (n: bigint) => n.toString(16);
 const range = (r: { start: bigint; end: bigint }) => `0x${hex(r.start)}-0x${hex(r.end)}`;
-/** /proc/PID/map_files entries are named "start-end" in bare hex. */
-const mapFiles = (pid: number, r: { start: bigint; end: bigint }) =>
-  `/proc/${pid}/map_files/${hex(r.start)}-${hex(r.end)}`;
 
 /**
  * A file seen as memory (offsets for addresses), so the page chunk code
@@ -187,7 +185,7 @@ export const shmemObject: ObjectOps<SavedShmem | RestoredShmem> = {
   checkpoint(ctx, obj) {
     const { pid, inode } = obj as SavedShmem;
     const what = `pid ${pid}: saving shared memory ${range(obj as SavedShmem)} (shmem inode ${inode})`;
-    const fd = openFile(mapFiles(pid, obj as SavedShmem), 'r', what, pid);
+    const fd = openFile(mapFilesPath(pid, obj as SavedShmem), 'r', what, pid);
     try {
       const size = BigInt(fstatSync(fd).size);
       const runs = dataPages(fd, size, what);
@@ -230,7 +228,7 @@ function createShmem(
   const alloc = rec.size > 0n ? ((rec.size + PAGE - 1n) / PAGE) * PAGE : PAGE;
   const start = task.sys.check('mmap', [0, alloc, PROT_NONE, MAP_SHARED_ANON, -1, 0], what);
   const temp = { start, end: start + alloc };
-  const fd = openFile(mapFiles(task.pid, temp), 'r+', what, task.savedPid);
+  const fd = openFile(mapFilesPath(task.pid, temp), 'r+', what, task.savedPid);
   try {
     restorePages(ctx, fileMemory(fd, what, task.savedPid), rec.nrPages, {
       start: 0n,
@@ -308,7 +306,11 @@ export function withShmemFd(
   }
   const shm = ctx.fetchObj<RestoredShmem>(objref, SHMEM_OBJECT);
   const from = holderMapping(shm, task);
-  const fd = openInTask(task, mapFiles(pidSeenBy(task, shm.holder.pid), from), O_RDWR | O_CLOEXEC);
+  const fd = openInTask(
+    task,
+    mapFilesPath(pidSeenBy(task, shm.holder.pid), from),
+    O_RDWR | O_CLOEXEC,
+  );
   try {
     if (shm.temp) {
       // The fd keeps the object; the region may be about to take its place.

@@ -11,6 +11,7 @@ import {
   cString,
   errnoText,
   isSyscallError,
+  mapFilesPath,
   mapsFilePath,
   openPagemapFile,
   type PagemapFile,
@@ -398,7 +399,7 @@ function mapGhost(ctx: RestartCtx, task: RestartTask, vma: SavedVma, flags: numb
 function checkpointMappedGhost(ctx: CheckpointCtx, task: CheckpointTask, v: VmaInfo): number {
   return checkpointGhost(ctx, { major: v.devMajor, minor: v.devMinor }, v.inode, {
     pid: task.pid,
-    source: `/proc/${task.pid}/map_files/${v.start.toString(16)}-${v.end.toString(16)}`,
+    source: mapFilesPath(task.pid, v),
     path: mapsFilePath(v),
     where: `the mapping 0x${v.start.toString(16)}-0x${v.end.toString(16)}`,
   });

@@ -18,11 +18,12 @@ import {
   type CheckpointCtx,
   type CheckpointTask,
   inNamespace,
+  inNamespaceOf,
   type ObjectOps,
   openNamespace,
+  ownNamespace,
   type RestartCtx,
   type RestartTask,
-  readNamespace,
 } from '@ckpt/core';
 import {
   diffIpcSysctls,
@@ -56,13 +57,8 @@ export const ipcNsObject: ObjectOps<IpcNs | RestoredIpc> = namespaceObject({
 /** The sysctls of the ipc namespace of `pid`, read from inside it. */
 function readIpcNs(pid: number, inode: number): IpcNs {
   // ckpt's own namespace (a subtree's): no need to move.
-  if (inode === readNamespace(process.pid, 'ipc').inode) return readIpcSysctls();
-  const fd = openNamespace(pid, 'ipc');
-  try {
-    return inNamespace(fd, 'ipc', `of pid ${pid}`, readIpcSysctls);
-  } finally {
-    closeSync(fd);
-  }
+  if (inode === ownNamespace('ipc')) return readIpcSysctls();
+  return inNamespaceOf(pid, 'ipc', `of pid ${pid}`, readIpcSysctls);
 }
 
 /**

@@ -13,9 +13,9 @@ import {
   CheckpointFlags,
   type CheckpointTask,
   CkptError,
+  ownNamespace,
   type RestartCtx,
   type RestartTask,
-  readNamespace,
   type TaskPhase,
 } from '@ckpt/core';
 import { checkpointIpc, restoreIpc } from './ipc.js';
@@ -35,27 +35,10 @@ const NOT_RESTORED = [
   { type: 'time_for_children', what: 'time (for its children)', kind: 'time' },
 ] as const;
 
-/** ckpt's own namespaces of NOT_RESTORED's types (undefined: the kernel has none). */
-let own: Map<string, number | undefined> | undefined;
-
-function ownNamespaces(): Map<string, number | undefined> {
-  if (!own) {
-    own = new Map();
-    for (const { type } of NOT_RESTORED) {
-      try {
-        own.set(type, readNamespace(process.pid, type).inode);
-      } catch {
-        own.set(type, undefined);
-      }
-    }
-  }
-  return own;
-}
-
 /** Refuse a task in a namespace of a kind restart does not recreate (see NOT_RESTORED). */
 function refuseUnrestored(ctx: CheckpointCtx, task: CheckpointTask): void {
   for (const { type, what, kind } of NOT_RESTORED) {
-    const mine = ownNamespaces().get(type);
+    const mine = ownNamespace(type);
     if (mine === undefined) continue;
     const inode = ctx.namespaces.inode(task.pid, type);
     if (inode !== mine) {
@@ -75,7 +58,7 @@ type SavedNsType = (typeof NS_TYPES)[number];
 /** `pid`'s namespace of `type`: ckpt's own, or a task's of the frozen tree. */
 function inodeOf(ctx: CheckpointCtx, pid: number, type: SavedNsType): number | undefined {
   try {
-    return pid === process.pid ? readNamespace(pid, type).inode : ctx.namespaces.inode(pid, type);
+    return pid === process.pid ? ownNamespace(type) : ctx.namespaces.inode(pid, type);
   } catch {
     return undefined; // gone or a zombie: nothing to compare with
   }

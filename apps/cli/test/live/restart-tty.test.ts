@@ -12,30 +12,19 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { ckptOk, imagePath, ROOT } from '../../../../test/support/ckpt.js';
 import { isAlive } from '../../../../test/support/fixtures.js';
+import { cleanupAfterEach } from '../../../../test/support/live.js';
 import { requireCommand, requireRoot } from '../../../../test/support/prereq.js';
 import { tracerPid, waitFor } from '../../../../test/support/procs.js';
 
-const dirs: string[] = [];
-const pids: number[] = [];
+const { leftovers: pids, dirs } = cleanupAfterEach();
 
 beforeAll(() => {
   requireRoot();
   requireCommand('python3');
   requireCommand('bash');
-});
-
-afterEach(() => {
-  for (const p of pids.splice(0)) {
-    try {
-      process.kill(p, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 });
 
 /** Types "21" then Ctrl-C into `ckpt restart IMG` on a new pty; prints {"doubled", "status"}. */

@@ -8,26 +8,15 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { cleanupAfterEach } from '../../../../test/support/live.js';
 import { requireRoot } from '../../../../test/support/prereq.js';
 import { x86_64Stub } from '../../src/index.js';
 
-const dirs: string[] = [];
-const pids: number[] = [];
+const { leftovers: pids, dirs } = cleanupAfterEach();
 
 beforeAll(() => {
   requireRoot();
-});
-
-afterEach(() => {
-  for (const p of pids.splice(0)) {
-    try {
-      process.kill(p, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 });
 
 /** The stub's ELF with `parent` as the pid it expects for its parent, written to a fresh file. */

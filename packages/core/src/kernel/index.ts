@@ -80,7 +80,7 @@ export {
   syscallStep,
 } from './ptrace.js';
 export { dataRanges, type FileRange } from './seek.js';
-export { inNamespace, openNamespace, type ThreadNsType } from './setns.js';
+export { inNamespace, inNamespaceOf, openNamespace, type ThreadNsType } from './setns.js';
 export { processExists, sendSignal, sendThreadSignal } from './signal.js';
 export { type UnixSocketDiag, unixSockets } from './sock-diag.js';
 export { peekSocket, socketName, socketOption, socketPeer } from './sockets.js';

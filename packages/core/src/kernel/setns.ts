@@ -53,6 +53,19 @@ function enter(fd: number, type: ThreadNsType, what: string): void {
 }
 
 /**
+ * {@link inNamespace} in `pid`'s namespace of `type`, opened for this call.
+ * @throws CkptError as openNamespace and inNamespace
+ */
+export function inNamespaceOf<T>(pid: number, type: ThreadNsType, what: string, fn: () => T): T {
+  const fd = openNamespace(pid, type);
+  try {
+    return inNamespace(fd, type, what, fn);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
  * Run `fn` with this thread in the namespace behind `nsFd` (see
  * {@link openNamespace}), then return to the thread's own namespace, also
  * when `fn` throws. Keep `fn` synchronous: work queued for later would run

@@ -28,6 +28,7 @@ export {
 } from './fdinfo.js';
 export {
   type MapsEntry,
+  mapFilesPath,
   mapsFilePath,
   parseMaps,
   parseMapsLine,
@@ -40,6 +41,7 @@ export {
   type NsLink,
   type NsType,
   nsPath,
+  ownNamespace,
   parseNsLink,
   readNamespace,
   readNamespaces,

@@ -107,6 +107,14 @@ export function mapsFilePath(entry: MapsEntry): string {
 }
 
 /**
+ * /proc/PID/map_files/START-END (bare hex) of a region: an fd on the very
+ * file it maps, even deleted (root only).
+ */
+export function mapFilesPath(pid: number | 'self', r: { start: bigint; end: bigint }): string {
+  return `/proc/${pid}/map_files/${r.start.toString(16)}-${r.end.toString(16)}`;
+}
+
+/**
  * Parses the whole text of /proc/PID/maps.
  * @throws CkptError EINVAL naming the line that is not a VMA line
  */

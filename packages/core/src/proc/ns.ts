@@ -59,6 +59,24 @@ export function readNamespaces(pid: number): NsLink[] {
 /** The names in /proc/PID/ns, from the first read. */
 let nsNames: string[] | undefined;
 
+const own = new Map<NsType, number | undefined>();
+
+/**
+ * The inode of ckpt's own namespace of `type` (read once; undefined where
+ * the kernel has no such namespace). Namespaces ckpt's thread enters for a
+ * moment (`inNamespace`) do not count: do not call it from inside one.
+ */
+export function ownNamespace(type: NsType): number | undefined {
+  if (!own.has(type)) {
+    try {
+      own.set(type, readNamespace(process.pid, type).inode);
+    } catch {
+      own.set(type, undefined);
+    }
+  }
+  return own.get(type);
+}
+
 /** Path of a namespace link, to open it for setns(2) or compare with stat(2). */
 export function nsPath(pid: number, type: NsType): string {
   return procPath(pid, `ns/${type}`);
