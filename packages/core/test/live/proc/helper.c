@@ -7,6 +7,9 @@
  *   helper tree          fork: root -> {A -> {A1, A2}, B}; prints "root A A1 A2 B"
  *   helper threads N     start N threads named t1..tN; prints their tids
  *   helper zombie        fork a child that exits at once and is never reaped; prints its pid
+ *   helper cow FILE LIST map FILE privately and read all of it, write the pages in LIST
+ *                        (copied on write), read every other page of an anonymous region
+ *                        as large (the zero page), write pages LIST of it; prints both starts
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -76,6 +79,38 @@ static int touch(long pages, const char *list) {
     }
   }
   printf("%p\n", a);
+  fflush(stdout);
+  sleep_forever();
+  return 0;
+}
+
+/* Marks pages of LIST ("0-9,20") written. */
+static void write_list(char *a, const char *list) {
+  char *s = strdup(list);
+  for (char *tok = strtok(s, ","); tok; tok = strtok(0, ",")) {
+    long lo = atol(tok), hi = lo;
+    char *dash = strchr(tok, '-');
+    if (dash) hi = atol(dash + 1);
+    for (long i = lo; i <= hi; i++) a[i * 4096] = 1;
+  }
+  free(s);
+}
+
+static int cow(const char *path, const char *list) {
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return 1;
+  long size = lseek(fd, 0, SEEK_END);
+  char *f = mmap(0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+  char *a = mmap(0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (f == MAP_FAILED || a == MAP_FAILED) return 1;
+  madvise(f, size, MADV_NOHUGEPAGE);
+  madvise(a, size, MADV_NOHUGEPAGE);
+  volatile char sink = 0;
+  for (long i = 0; i < size; i += 4096) sink += f[i];
+  for (long i = 0; i < size; i += 2 * 4096) sink += a[i];
+  write_list(f, list);
+  write_list(a, list);
+  printf("%p %p\n", f, a);
   fflush(stdout);
   sleep_forever();
   return 0;
@@ -162,6 +197,7 @@ int main(int argc, char **argv) {
   if (argc == 2 && strcmp(argv[1], "tree") == 0) return tree();
   if (argc == 3 && strcmp(argv[1], "threads") == 0) return threads(atoi(argv[2]));
   if (argc == 2 && strcmp(argv[1], "zombie") == 0) return zombie();
+  if (argc == 4 && strcmp(argv[1], "cow") == 0) return cow(argv[2], argv[3]);
   fprintf(stderr, "usage: see the comment at the top of helper.c\n");
   return 2;
 }

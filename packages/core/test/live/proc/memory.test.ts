@@ -1,3 +1,5 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireRoot } from '../../../../../test/support/prereq.js';
 import {
@@ -91,7 +93,7 @@ describe('pagemap', () => {
     }
   });
 
-  it('joins a run that crosses a read chunk (every 4 GiB of address space)', async () => {
+  it('finds one run across 4 GiB of address space (a pread chunk without PAGEMAP_SCAN)', async () => {
     const h = await startHelper(build, ['touch', String(5 * 262144), '1048570-1048580']);
     try {
       const base = BigInt(h.lines[0]!);
@@ -128,6 +130,39 @@ describe('pagemap', () => {
         pageRuns(readPagemap(h.pid, base, eight), base),
       );
       console.log(`readPageRuns over 1 TiB with 7 pages touched: ${ms.toFixed(1)} ms`);
+    } finally {
+      await h.kill();
+    }
+  });
+
+  it('gives through PAGEMAP_SCAN the runs pagemap gives: copied-on-write file pages, zero pages', async () => {
+    // 40 MiB: above the size from which regions are scanned; every other
+    // page of the anonymous region gives more runs than one call returns.
+    const pages = 10240;
+    const path = join(build.dir, 'cow-40m');
+    writeFileSync(path, Buffer.alloc(pages * 4096, 5));
+    const h = await startHelper(build, ['cow', path, '0-2,100,2047-2050,10000-10239']);
+    try {
+      const [file, anon] = h.lines[0]!.split(' ').map((a) => BigInt(a)) as [bigint, bigint];
+      const end = (base: bigint) => base + BigInt(pages * 4096);
+      const page = (base: bigint, n: number) => base + BigInt(n) * 4096n;
+      const written = [
+        { start: file, pages: 3 },
+        { start: page(file, 100), pages: 1 },
+        { start: page(file, 2047), pages: 4 },
+        { start: page(file, 10000), pages: 240 },
+      ];
+      // Without the file's own page-cache pages: only the copies.
+      const cowOnly = { excludeFilePages: true };
+      expect(readPageRuns(h.pid, file, end(file), cowOnly)).toEqual(written);
+      expect(written).toEqual(pageRuns(readPagemap(h.pid, file, end(file)), file, cowOnly));
+      // All of it is present: file pages and copies.
+      expect(readPageRuns(h.pid, file, end(file))).toEqual([{ start: file, pages }]);
+      // Every other page only read (the zero page), some written.
+      const anonRuns = readPageRuns(h.pid, anon, end(anon));
+      expect(anonRuns).toEqual(pageRuns(readPagemap(h.pid, anon, end(anon)), anon));
+      expect(anonRuns).toContainEqual({ start: page(anon, 2046), pages: 5 });
+      expect(anonRuns.length).toBeGreaterThan(4096);
     } finally {
       await h.kill();
     }
