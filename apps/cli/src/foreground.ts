@@ -2,14 +2,22 @@
  * `ckpt restart` without -d waits for the restored process as a shell waits
  * for a job: when ckpt runs in the foreground of a terminal, the restored
  * process group gets the terminal's foreground before it runs (so it can
- * read from it, and Ctrl-C reaches it) and ckpt takes it back when the
- * process ends; signals sent to ckpt itself (kill, a hangup) are passed on.
+ * read from it, and Ctrl-C reaches it), in the terminal modes it had at
+ * the checkpoint (a full-screen program's raw mode, a line editor's
+ * no-echo), and is told the window may have changed (SIGWINCH: it
+ * redraws on a screen that does not show what it drew); ckpt takes the
+ * terminal back, in its own modes, when the process ends. Signals sent to
+ * ckpt itself (kill, a hangup) are passed on.
  */
+import { fstatSync } from 'node:fs';
 import {
   foregroundGroup,
+  getTermios,
+  type ReleaseInfo,
   readStat,
   reapIfEnded,
   setForegroundGroup,
+  setTermios,
   type WaitStatus,
 } from '@ckpt/core';
 
@@ -22,22 +30,42 @@ export interface Waiter {
   pid: number;
   /** The terminal whose foreground the process has, and ckpt's group, which gets it back. */
   handed?: { fd: number; own: number };
+  /**
+   * The terminal the process reads in ckpt's session: ckpt's own modes,
+   * set again at the end if the job's were set, and who to tell of a
+   * window change (the job's group, or the process alone in ckpt's).
+   */
+  terminal?: { fd: number; modes?: Buffer; notify: number };
   /** Passes a signal on; installed for FORWARDED while ckpt waits. */
   forward?: (signal: NodeJS.Signals) => void;
 }
 
 /**
- * Before `pid` runs: give it the terminal on fd 0 if ckpt is in its
- * foreground and `pid` is in ckpt's session but another group (a job of
- * its own restored into ckpt's session), and start passing signals ckpt
- * gets on to it (a process in ckpt's own group gets the terminal's
- * signals already).
+ * Before `pid` runs: if ckpt is in the foreground of the terminal on fd 0
+ * and `pid` is in ckpt's session, set the job's saved modes on it (from
+ * `info`) and, if `pid` is another group (a job of its own restored into
+ * ckpt's session), give it the terminal; start passing signals ckpt gets
+ * on to it (a process in ckpt's own group gets the terminal's signals
+ * already).
  */
-export function beginWait(pid: number): Waiter {
+export function beginWait(pid: number, info?: ReleaseInfo): Waiter {
   const own = readStat(process.pid);
   const target = readStat(pid);
   const waiter: Waiter = { pid };
-  if (target.pgrp === own.pgrp) return waiter;
+  const ownGroup = target.pgrp === own.pgrp;
+  if (process.stdin.isTTY && target.session === own.session && foregroundGroup(0) === own.pgrp) {
+    // Set while ckpt still has the foreground (a background tcsetattr
+    // would stop it with SIGTTOU).
+    const saved = info && savedModesOf(0, info.terminalModes);
+    const modes = saved && getTermios(0);
+    if (saved && modes) setTermios(0, jobModes(modes, saved));
+    waiter.terminal = { fd: 0, modes, notify: ownGroup ? pid : -target.pgrp };
+    if (!ownGroup) {
+      setForegroundGroup(0, target.pgrp);
+      waiter.handed = { fd: 0, own: own.pgrp };
+    }
+  }
+  if (ownGroup) return waiter;
   waiter.forward = (signal) => {
     try {
       process.kill(pid, signal);
@@ -46,11 +74,62 @@ export function beginWait(pid: number): Waiter {
     }
   };
   for (const s of FORWARDED) process.on(s, waiter.forward);
-  if (process.stdin.isTTY && target.session === own.session && foregroundGroup(0) === own.pgrp) {
-    setForegroundGroup(0, target.pgrp);
-    waiter.handed = { fd: 0, own: own.pgrp };
-  }
   return waiter;
+}
+
+/**
+ * The restored job's saved modes for the terminal on `fd`: those noted for
+ * `fd`, else for another of ckpt's stdio fds on the same terminal (a job
+ * whose input was a file but whose output was the terminal).
+ */
+function savedModesOf(fd: number, modes: ReadonlyMap<number, Buffer>): Buffer | undefined {
+  const here = modes.get(fd);
+  if (here) return here;
+  const rdev = (n: number) => {
+    try {
+      return fstatSync(n).rdev;
+    } catch {
+      return -1;
+    }
+  };
+  for (const other of [0, 1, 2]) {
+    const m = modes.get(other);
+    if (m && rdev(other) === rdev(fd)) return m;
+  }
+  return undefined;
+}
+
+// struct termios2: c_iflag, c_oflag, c_cflag, c_lflag (u32 each), c_line,
+// c_cc[19], then c_ispeed and c_ospeed at 36 and 40.
+const C_CFLAG = 8;
+const C_LINE = 16;
+const SPEEDS = 36;
+
+/**
+ * The job's input, output and local modes and control characters on the
+ * terminal as it is now: its hardware settings (c_cflag, line discipline,
+ * speeds) stay the terminal's own, which may be another line than the
+ * checkpointed one.
+ */
+function jobModes(current: Buffer, saved: Buffer): Buffer {
+  const out = Buffer.from(current);
+  saved.copy(out, 0, 0, C_CFLAG);
+  saved.copy(out, C_CFLAG + 4, C_CFLAG + 4, C_LINE);
+  saved.copy(out, C_LINE + 1, C_LINE + 1, Math.min(SPEEDS, saved.length));
+  return out;
+}
+
+/**
+ * Once the restored job runs: tell it the window may have changed, if it
+ * reads ckpt's terminal.
+ */
+export function afterRelease(w: Waiter): void {
+  if (!w.terminal) return;
+  try {
+    process.kill(w.terminal.notify, 'SIGWINCH');
+  } catch {
+    // Gone already: the wait sees it.
+  }
 }
 
 /**
@@ -68,5 +147,6 @@ export async function waitInForeground(w: Waiter): Promise<WaitStatus | undefine
   } finally {
     if (w.forward) for (const s of FORWARDED) process.off(s, w.forward);
     if (w.handed) setForegroundGroup(w.handed.fd, w.handed.own);
+    if (w.terminal?.modes) setTermios(w.terminal.fd, w.terminal.modes);
   }
 }

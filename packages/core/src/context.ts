@@ -159,6 +159,16 @@ export class RestartCtx extends CkptCtx {
    */
   inheritFds: ReadonlyMap<number, number> = new Map();
 
+  /**
+   * The terminal modes (raw `struct termios2`) the restored tree had on
+   * terminals it is now reconnected to, by fd of the restarting process.
+   * Filled by the subsystem that reconnects them (@ckpt/fs); read by
+   * whoever hands a terminal to the restored job (see
+   * `RestartOptions.beforeRelease`). Nothing sets them on the terminal
+   * by itself: a detached restart leaves the caller's terminal alone.
+   */
+  readonly terminalModes = new Map<number, Buffer>();
+
   constructor(
     readonly reader: ImageReader,
     opts: CtxOptions,

@@ -15,16 +15,25 @@
  * The fd is copied into the task from inside it (pidfd_open on ckpt's pid,
  * pidfd_getfd), so it shares ckpt restart's open file description: its
  * offset and O_NONBLOCK are ckpt's, as after a fork.
+ *
+ * A terminal's modes are saved too (a full-screen program or a line
+ * editor leaves it without echo, not line by line). When the fd is
+ * reconnected to a terminal, restart notes the saved modes for that fd in
+ * `ctx.terminalModes`; `ckpt restart` sets them when it hands the
+ * terminal to the restored job, and puts its own back when the job ends.
  */
 import { fstatSync } from 'node:fs';
 import {
+  type CheckpointTask,
   CkptError,
   copyFdFromCkpt,
   type FileHandler,
   type FileInfo,
+  getTermios,
   openInTask,
   type RestartCtx,
   type RestartTask,
+  withFdCopy,
 } from '@ckpt/core';
 import { major, minor, O_ACCMODE, O_CLOEXEC, O_NONBLOCK } from './flags.js';
 import { FileKind, fileExternalRecord } from './records.js';
@@ -49,6 +58,27 @@ export function isExternal(file: FileInfo): boolean {
   if (target.kind === 'socket' || stat.type === 'socket') return file.fd <= 2;
   if (target.kind === 'pipe' || stat.type === 'fifo') return true;
   return stat.type === 'chr' && isTty(stat.rdev);
+}
+
+/** The modes of the terminal fd `fd` of the task leads to; empty if it is none or they cannot be read. */
+function termiosOf(task: CheckpointTask, file: FileInfo): Buffer {
+  if (file.stat.type !== 'chr' || !isTty(file.stat.rdev)) return Buffer.alloc(0);
+  try {
+    return withFdCopy(task.pid, file.fd, getTermios);
+  } catch {
+    // /dev/tty of a process without a controlling terminal, a hung-up line.
+    return Buffer.alloc(0);
+  }
+}
+
+/** Whether fd `fd` of this process is a terminal. */
+function isTtyHere(fd: number): boolean {
+  try {
+    const st = fstatSync(fd);
+    return st.isCharacterDevice() && isTty(st.rdev);
+  } catch {
+    return false;
+  }
 }
 
 function isOpenHere(fd: number): boolean {
@@ -89,17 +119,25 @@ export const externalFile: FileHandler = {
   kind: 'external',
   id: FileKind.EXTERNAL,
   match: isExternal,
-  checkpoint(ctx, _task, file) {
+  checkpoint(ctx, task, file) {
     ctx.write(fileExternalRecord, {
       fd: file.fd,
       flags: file.info.flags & ~O_CLOEXEC,
       target: file.target.text,
+      termios: termiosOf(task, file),
     });
   },
   restore(ctx, task) {
     const rec = ctx.read(fileExternalRecord);
     const source = sourceFd(ctx, task, rec.fd);
-    if (source !== undefined) return copyOurFd(task, source);
+    if (source !== undefined) {
+      // The first task's modes for a terminal win: the root's, as a
+      // shell sees its job.
+      if (rec.termios.length > 0 && !ctx.terminalModes.has(source) && isTtyHere(source)) {
+        ctx.terminalModes.set(source, rec.termios);
+      }
+      return copyOurFd(task, source);
+    }
     // Stdio without a counterpart is expected (a detached restart); any
     // other fd losing its file is worth saying.
     const say = rec.fd <= 2 ? ctx.log.info : ctx.log.warn;

@@ -109,6 +109,11 @@ export const fileExternalRecord = defineRecord(
     flags: u32('octal'),
     /** What it was connected to, as /proc showed it. */
     target: str(8192),
+    /**
+     * For a terminal: its modes then (raw `struct termios2`), which a
+     * foreground restart gives the terminal it hands the job; else empty.
+     */
+    termios: bytes(64),
   },
 );
 

@@ -1,7 +1,7 @@
 /** `ckpt restart`: bring an image back to life. */
 import { writeFileSync } from 'node:fs';
 import { CkptError, FdSource, restart } from '@ckpt/core';
-import { beginWait, type Waiter, waitInForeground } from '../foreground.js';
+import { afterRelease, beginWait, type Waiter, waitInForeground } from '../foreground.js';
 import { cliLogger, printJson, UsageError } from '../output.js';
 import { terminalProgress } from '../progress.js';
 import type { Command } from './command.js';
@@ -77,8 +77,8 @@ error line says why; a pid already in use is reported with a hint to use
         // signals on, from the moment it runs.
         beforeRelease: values.detach
           ? undefined
-          : (root) => {
-              waiter = beginWait(root);
+          : (root, info) => {
+              waiter = beginWait(root, info);
             },
       });
     } finally {
@@ -101,6 +101,7 @@ error line says why; a pid already in use is reported with a hint to use
       return 0;
     }
     if (values.json) printJson(summary);
+    if (waiter) afterRelease(waiter);
     const end = waiter ? await waitInForeground(waiter) : undefined;
     if (!end) throw new CkptError('ESRCH', `lost track of restored pid ${r.root}`, { pid: r.root });
     if (end.kind === 'exited') return end.code;

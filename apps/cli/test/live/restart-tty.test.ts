@@ -5,8 +5,11 @@
  * outside and is reconnected to the terminal, gets the terminal's
  * foreground: it reads what is typed instead of stopping on SIGTTIN, and
  * Ctrl-C reaches it; ckpt exits with its status (130). The terminal is a
- * pty driven by python3's pty module. A SIGTERM sent to a waiting
- * `ckpt restart` is passed on to the restored process.
+ * pty driven by python3's pty module. A program that had put the terminal
+ * in non-canonical mode without echo gets those modes on the new terminal
+ * (a key reaches it without Enter) and a SIGWINCH; ckpt's own modes are
+ * back when it exits. A SIGTERM sent to a waiting `ckpt restart` is
+ * passed on to the restored process.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -68,6 +71,62 @@ while True:
     except OSError: time.sleep(0.1)
 `;
 
+/**
+ * Presses "x" (no Enter) on `ckpt restart IMG` on a new pty, waits for the
+ * program to see it, then "q"; prints the exit status and whether ckpt's
+ * own modes (echo, line by line) are back on the terminal afterwards.
+ */
+const KEY_DRIVER = `
+import json, os, pty, select, sys, termios, time
+node, cli, img, out = sys.argv[1:5]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(node, [node, cli, 'restart', img])
+def drain():
+    r, _, _ = select.select([fd], [], [], 0.05)
+    if r:
+        try: os.read(fd, 4096)
+        except OSError: pass
+def lines():
+    try: return open(out).read().splitlines()
+    except FileNotFoundError: return []
+def wait_for(pred):
+    end = time.time() + 15
+    while not pred() and time.time() < end: drain()
+    return pred()
+before = termios.tcgetattr(fd)[3]
+os.write(fd, b'x')
+got = wait_for(lambda: any(l.startswith('key x') for l in lines()))
+os.write(fd, b'q')
+status = None
+end = time.time() + 15
+while status is None and time.time() < end:
+    drain()
+    p, st = os.waitpid(pid, os.WNOHANG)
+    if p == pid: status = os.waitstatus_to_exitcode(st)
+if status is None: os.kill(pid, 9)
+after = termios.tcgetattr(fd)[3]
+flags = lambda l: {'echo': bool(l & termios.ECHO), 'icanon': bool(l & termios.ICANON)}
+print(json.dumps({'got': got, 'status': status, 'before': flags(before), 'after': flags(after), 'lines': lines()}))
+`;
+
+/** Non-canonical, no echo; logs each key with the modes it sees then, and SIGWINCH. */
+const RAW_PROGRAM = [
+  'import os, signal, sys, termios',
+  'out = open(sys.argv[1], "a", buffering=1)',
+  'signal.signal(signal.SIGWINCH, lambda *a: print("winch", file=out))',
+  't = termios.tcgetattr(0)',
+  't[3] &= ~(termios.ICANON | termios.ECHO)',
+  't[6][termios.VMIN] = 1',
+  'termios.tcsetattr(0, termios.TCSANOW, t)',
+  'print("ready", file=out)',
+  'while True:',
+  '    c = os.read(0, 1).decode()',
+  '    l = termios.tcgetattr(0)[3]',
+  '    print("key", c, "echo" if l & termios.ECHO else "noecho", "icanon" if l & termios.ICANON else "raw", file=out)',
+  '    if c == "q": sys.exit(0)',
+].join('\n');
+
 describe('ckpt restart in a terminal', () => {
   it('gives the restored job the foreground: it reads what is typed, and Ctrl-C ends it', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-restart-tty-'));
@@ -113,6 +172,50 @@ describe('ckpt restart in a terminal', () => {
     ) as { doubled: boolean; status: number | null };
     expect(r).toEqual({ doubled: true, status: 130 });
     expect(isAlive(job)).toBe(false);
+  });
+
+  it('gives the job its terminal modes (no echo, key by key) and a SIGWINCH; ckpt puts its own back', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-restart-modes-'));
+    dirs.push(dir);
+    const out = path.join(dir, 'out');
+    const prog = path.join(dir, 'keys.py');
+    fs.writeFileSync(prog, RAW_PROGRAM);
+    const term = spawn('python3', ['-c', TERMINAL, `set -m; python3 ${prog} ${out}; sleep 1000`], {
+      stdio: 'ignore',
+      detached: true,
+    });
+    pids.push(term.pid!);
+    waitFor('the job to start', () => fs.existsSync(out) && fs.readFileSync(out, 'utf8') !== '');
+    const job = Number(
+      execFileSync('pgrep', ['-f', `^python3 ${prog}`], { encoding: 'utf8' }).trim(),
+    );
+    pids.push(job);
+    const img = imagePath();
+    dirs.push(path.dirname(img));
+    ckptOk(['checkpoint', String(job), '-o', img, '--kill']);
+    waitFor('the job gone', () => !isAlive(job));
+    fs.writeFileSync(out, '');
+    const r = JSON.parse(
+      execFileSync(
+        'python3',
+        ['-c', KEY_DRIVER, process.execPath, path.join(ROOT, 'apps/cli/dist/bin.js'), img, out],
+        { encoding: 'utf8', timeout: 60_000 },
+      ),
+    ) as {
+      got: boolean;
+      status: number | null;
+      before: { echo: boolean; icanon: boolean };
+      after: { echo: boolean; icanon: boolean };
+      lines: string[];
+    };
+    // "x" reached it without Enter: the terminal was non-canonical.
+    expect(r.got).toBe(true);
+    expect(r.lines).toContain('key x noecho raw');
+    expect(r.lines).toContain('winch');
+    expect(r.status).toBe(0);
+    // The new terminal started in ckpt's modes and has them again.
+    expect(r.before).toEqual({ echo: true, icanon: true });
+    expect(r.after).toEqual({ echo: true, icanon: true });
   });
 
   it('passes a SIGTERM sent to the waiting ckpt restart on to the restored process', async () => {

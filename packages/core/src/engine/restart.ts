@@ -46,10 +46,16 @@ export interface RestartOptions {
   /**
    * Called with the root's pid once every task is restored, just before
    * they run: e.g. to give the root's process group a terminal's
-   * foreground, which it must have before it reads. Throwing fails the
-   * restart (nothing is left).
+   * foreground, which it must have before it reads, in the modes it had.
+   * Throwing fails the restart (nothing is left).
    */
-  beforeRelease?: (root: number) => void;
+  beforeRelease?: (root: number, info: ReleaseInfo) => void;
+}
+
+/** What {@link RestartOptions.beforeRelease} is told besides the root's pid. */
+export interface ReleaseInfo {
+  /** See `RestartCtx.terminalModes`: saved modes by fd of this process. */
+  terminalModes: ReadonlyMap<number, Buffer>;
 }
 
 /** What a restart produced. */
@@ -150,7 +156,7 @@ export function restart(opts: RestartOptions): RestartResult {
       );
     }
     ctx.deferqueue.run();
-    opts.beforeRelease?.(built.pids[0]!);
+    opts.beforeRelease?.(built.pids[0]!, { terminalModes: ctx.terminalModes });
   } catch (e) {
     factory.destroyAll();
     ctx.dispose();
