@@ -6,8 +6,10 @@
  * the checkpoint (a full-screen program's raw mode, a line editor's
  * no-echo), and is told the window may have changed (SIGWINCH: it
  * redraws on a screen that does not show what it drew); ckpt takes the
- * terminal back, in its own modes, when the process ends. Signals sent to
- * ckpt itself (kill, a hangup) are passed on.
+ * terminal back, in its own modes, when the process ends. A job stopped
+ * from the terminal (Ctrl-Z) stops ckpt too, so that the shell that
+ * started ckpt gets the terminal back; `fg` continues both. Signals sent
+ * to ckpt itself (kill, a hangup) are passed on.
  */
 import { fstatSync } from 'node:fs';
 import {
@@ -15,7 +17,7 @@ import {
   getTermios,
   type ReleaseInfo,
   readStat,
-  reapIfEnded,
+  reapIfEndedOrStopped,
   setForegroundGroup,
   setTermios,
   type WaitStatus,
@@ -28,14 +30,17 @@ const POLL_MS = 20;
 /** A restored process ckpt waits for: the terminal it handed it, the signals it passes on. */
 export interface Waiter {
   pid: number;
-  /** The terminal whose foreground the process has, and ckpt's group, which gets it back. */
-  handed?: { fd: number; own: number };
+  /**
+   * The terminal whose foreground the process has: ckpt's group, which
+   * gets it back, and the job's.
+   */
+  handed?: { fd: number; own: number; job: number };
   /**
    * The terminal the process reads in ckpt's session: ckpt's own modes,
-   * set again at the end if the job's were set, and who to tell of a
-   * window change (the job's group, or the process alone in ckpt's).
+   * set again at the end, and who to tell of a window change (the job's
+   * group, or the process alone in ckpt's).
    */
-  terminal?: { fd: number; modes?: Buffer; notify: number };
+  terminal?: { fd: number; mine: Buffer; notify: number };
   /** Passes a signal on; installed for FORWARDED while ckpt waits. */
   forward?: (signal: NodeJS.Signals) => void;
 }
@@ -56,13 +61,13 @@ export function beginWait(pid: number, info?: ReleaseInfo): Waiter {
   if (process.stdin.isTTY && target.session === own.session && foregroundGroup(0) === own.pgrp) {
     // Set while ckpt still has the foreground (a background tcsetattr
     // would stop it with SIGTTOU).
+    const mine = getTermios(0);
     const saved = info && savedModesOf(0, info.terminalModes);
-    const modes = saved && getTermios(0);
-    if (saved && modes) setTermios(0, jobModes(modes, saved));
-    waiter.terminal = { fd: 0, modes, notify: ownGroup ? pid : -target.pgrp };
+    if (saved) setTermios(0, jobModes(mine, saved));
+    waiter.terminal = { fd: 0, mine, notify: ownGroup ? pid : -target.pgrp };
     if (!ownGroup) {
       setForegroundGroup(0, target.pgrp);
-      waiter.handed = { fd: 0, own: own.pgrp };
+      waiter.handed = { fd: 0, own: own.pgrp, job: target.pgrp };
     }
   }
   if (ownGroup) return waiter;
@@ -140,13 +145,41 @@ export function afterRelease(w: Waiter): void {
 export async function waitInForeground(w: Waiter): Promise<WaitStatus | undefined> {
   try {
     for (;;) {
-      const end = reapIfEnded(w.pid);
-      if (end !== 'running') return end;
+      const st = reapIfEndedOrStopped(w.pid);
+      if (st === undefined || (st !== 'running' && st.kind !== 'stopped')) return st;
+      if (st !== 'running' && w.handed && w.terminal) stopWithJob(w.handed, w.terminal);
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
   } finally {
     if (w.forward) for (const s of FORWARDED) process.off(s, w.forward);
     if (w.handed) setForegroundGroup(w.handed.fd, w.handed.own);
-    if (w.terminal?.modes) setTermios(w.terminal.fd, w.terminal.modes);
+    if (w.terminal) setTermios(w.terminal.fd, w.terminal.mine);
+  }
+}
+
+/**
+ * The job holding the terminal was stopped (Ctrl-Z): stop with it, as the
+ * job it is to the shell that started ckpt, after taking the terminal
+ * back in ckpt's modes; once continued (`fg`), give the job the terminal
+ * in the modes it left and continue it too (after `bg`, only continue it).
+ * Where ckpt cannot be stopped (an orphaned process group: no shell to
+ * continue it) the stop is discarded and the job continues at once.
+ */
+function stopWithJob(
+  handed: NonNullable<Waiter['handed']>,
+  terminal: NonNullable<Waiter['terminal']>,
+) {
+  const jobs = getTermios(handed.fd);
+  setForegroundGroup(handed.fd, handed.own);
+  setTermios(handed.fd, terminal.mine);
+  process.kill(process.pid, 'SIGTSTP');
+  if (foregroundGroup(handed.fd) === handed.own) {
+    setTermios(handed.fd, jobs);
+    setForegroundGroup(handed.fd, handed.job);
+  }
+  try {
+    process.kill(-handed.job, 'SIGCONT');
+  } catch {
+    // Gone: the wait sees it.
   }
 }

@@ -110,6 +110,47 @@ flags = lambda l: {'echo': bool(l & termios.ECHO), 'icanon': bool(l & termios.IC
 print(json.dumps({'got': got, 'status': status, 'before': flags(before), 'after': flags(after), 'lines': lines()}))
 `;
 
+/**
+ * Runs `ckpt restart IMG` as a job of a job-control shell on a new pty;
+ * presses "x", then Ctrl-Z, waits for the shell to report ckpt stopped and
+ * to continue it with `fg`, then presses "q". Prints what the terminal
+ * showed and the program's log.
+ */
+const STOP_DRIVER = `
+import json, os, pty, select, sys, time
+node, cli, img, out = sys.argv[1:5]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv('/bin/bash', ['bash', '-c', 'set -m; "$0" "$1" restart "$2"; echo stopped-$?; fg; echo done-$?', node, cli, img])
+shown = b''
+def drain():
+    global shown
+    r, _, _ = select.select([fd], [], [], 0.05)
+    if r:
+        try: shown += os.read(fd, 4096)
+        except OSError: pass
+def lines():
+    try: return open(out).read().splitlines()
+    except FileNotFoundError: return []
+def wait_for(pred, secs=15):
+    end = time.time() + secs
+    while not pred() and time.time() < end: drain()
+    return pred()
+# The SIGWINCH may be handled only after the next key: a signal that came
+# as the program went back into read() (Python runs its handlers between
+# calls). A key typed before the job has the terminal waits in its queue.
+wait_for(lambda: 'winch' in lines(), 3)
+os.write(fd, b'x')
+wait_for(lambda: any(l.startswith('key x') for l in lines()))
+os.write(fd, b'\x1a')
+wait_for(lambda: b'stopped-' in shown)
+wait_for(lambda: False, 1)
+os.write(fd, b'q')
+wait_for(lambda: b'done-' in shown)
+os.kill(pid, 9)
+print(json.dumps({'shown': shown.decode(errors='replace'), 'lines': lines()}))
+`;
+
 /** Non-canonical, no echo; logs each key with the modes it sees then, and SIGWINCH. */
 const RAW_PROGRAM = [
   'import os, signal, sys, termios',
@@ -216,6 +257,43 @@ describe('ckpt restart in a terminal', () => {
     // The new terminal started in ckpt's modes and has them again.
     expect(r.before).toEqual({ echo: true, icanon: true });
     expect(r.after).toEqual({ echo: true, icanon: true });
+  });
+
+  it('stops with the job on Ctrl-Z, and fg continues both with the terminal', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-restart-stop-'));
+    dirs.push(dir);
+    const out = path.join(dir, 'out');
+    const prog = path.join(dir, 'keys.py');
+    fs.writeFileSync(prog, RAW_PROGRAM);
+    const term = spawn('python3', ['-c', TERMINAL, `set -m; python3 ${prog} ${out}; sleep 1000`], {
+      stdio: 'ignore',
+      detached: true,
+    });
+    pids.push(term.pid!);
+    waitFor('the job to start', () => fs.existsSync(out) && fs.readFileSync(out, 'utf8') !== '');
+    const job = Number(
+      execFileSync('pgrep', ['-f', `^python3 ${prog}`], { encoding: 'utf8' }).trim(),
+    );
+    pids.push(job);
+    const img = imagePath();
+    dirs.push(path.dirname(img));
+    ckptOk(['checkpoint', String(job), '-o', img, '--kill']);
+    waitFor('the job gone', () => !isAlive(job));
+    fs.writeFileSync(out, '');
+    const r = JSON.parse(
+      execFileSync(
+        'python3',
+        ['-c', STOP_DRIVER, process.execPath, path.join(ROOT, 'apps/cli/dist/bin.js'), img, out],
+        { encoding: 'utf8', timeout: 90_000 },
+      ),
+    ) as { shown: string; lines: string[] };
+    // The shell saw ckpt stop (128 + SIGTSTP), continued it, and it ended
+    // with the job's status once "q" reached the job.
+    expect(r.shown).toContain('stopped-148');
+    expect(r.lines).toContain('key x noecho raw');
+    expect(r.lines).toContain('key q noecho raw');
+    expect(r.shown).toContain('done-0');
+    expect(isAlive(job)).toBe(false);
   });
 
   it('passes a SIGTERM sent to the waiting ckpt restart on to the restored process', async () => {

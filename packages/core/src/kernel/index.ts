@@ -134,6 +134,7 @@ export {
   describeEnd,
   reap,
   reapIfEnded,
+  reapIfEndedOrStopped,
   type WaitOptions,
   type WaitStatus,
   waitForStop,

@@ -125,6 +125,23 @@ export function reapIfEnded(pid: number): WaitStatus | 'running' | undefined {
   return waitEnd(pid, __WALL | WNOHANG);
 }
 
+const WUNTRACED = 2;
+
+/**
+ * Like {@link reapIfEnded}, but a job-control stop of the child (SIGTSTP,
+ * SIGSTOP, SIGTTIN, SIGTTOU) is returned too, once per stop.
+ */
+export function reapIfEndedOrStopped(pid: number): WaitStatus | 'running' | undefined {
+  const statusBuf = Buffer.alloc(4);
+  for (;;) {
+    const r = libc().waitpid(pid, statusBuf, __WALL | WNOHANG | WUNTRACED);
+    if (r === 0) return 'running';
+    if (r === pid) return decodeWaitStatus(pid, statusBuf.readInt32LE(0));
+    if (r === -1 && errno() === EINTR) continue;
+    return undefined;
+  }
+}
+
 /** waitpid until `pid` ends (stops are passed over); `running` for WNOHANG's 0. */
 function waitEnd(pid: number, flags: number): WaitStatus | 'running' | undefined {
   const statusBuf = Buffer.alloc(4);
