@@ -112,6 +112,14 @@ export abstract class CkptCtx {
 
 /** Context of a checkpoint: writes the image. */
 export class CheckpointCtx extends CkptCtx {
+  /**
+   * What happens to the tree once the image is complete. A subsystem that
+   * changes a task's object for the checkpoint undoes it through the
+   * deferqueue, which runs when the image is complete; its destructor
+   * runs instead if the checkpoint fails (and the tree goes on running).
+   */
+  leave: LeaveMode = 'running';
+
   constructor(
     readonly writer: ImageWriter,
     opts: CtxOptions,
@@ -150,6 +158,9 @@ export class CheckpointCtx extends CkptCtx {
     return entry.objref;
   }
 }
+
+/** What to do with the tree once the image is complete. */
+export type LeaveMode = 'running' | 'stopped' | 'kill';
 
 /** Context of a restart: reads the image. */
 export class RestartCtx extends CkptCtx {

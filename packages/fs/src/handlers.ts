@@ -12,6 +12,7 @@ import { pipeFile } from './pipe.js';
 import { ptyFile } from './pty.js';
 import { regularFile } from './regular.js';
 import { describeSocket } from './socket-info.js';
+import { tcpSocketFile, whyNotTcp } from './tcp-socket.js';
 import { unixPairFile } from './unix-pair.js';
 
 /** Every file handler of this package, in match order. */
@@ -27,6 +28,7 @@ export const fileHandlers: readonly FileHandler[] = [
   pipeFile,
   externalFile,
   listenSocketFile,
+  tcpSocketFile,
   unixPairFile,
   ptyFile,
   pidfdFile,
@@ -52,7 +54,7 @@ export function unsupported(file: FileInfo): CkptError {
       { pid, fd, path: target.path },
     );
   }
-  const why = whyNotRestored(file);
+  const why = whyNotRestored(file) ?? whyNotTcp(file);
   if (why) {
     return new CkptError('ENOTSUP', `pid ${pid} fd ${fd}: ${why}; it cannot be restored`, {
       pid,
@@ -61,7 +63,7 @@ export function unsupported(file: FileInfo): CkptError {
   }
   const sockets =
     target.kind === 'socket'
-      ? '; connected sockets are not restored (only on fds 0-2, which restart reconnects like a terminal)'
+      ? '; of connected sockets, only established TCP connections and unix socket pairs within the tree are restored (and any socket on fds 0-2, which restart reconnects like a terminal)'
       : '';
   return new CkptError(
     'ENOTSUP',

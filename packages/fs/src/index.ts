@@ -1,6 +1,6 @@
 /**
  * @ckpt/fs — open files: the fd table with close-on-exec, regular files and
- * directories, deleted files, FIFOs, file locks, eventfd/signalfd/timerfd/epoll/inotify, listening sockets, unix socket pairs, pseudo-terminals, simple devices, fds leading outside the
+ * directories, deleted files, FIFOs, file locks, eventfd/signalfd/timerfd/epoll/inotify, listening sockets, established TCP connections, unix socket pairs, pseudo-terminals, simple devices, fds leading outside the
  * checkpoint (ttys, pipes, sockets), and the cwd, root and umask.
  *
  * @packageDocumentation
@@ -29,6 +29,7 @@ import {
   fileSignalfdRecord,
   fileSocketRecord,
   fileTableRecord,
+  fileTcpRecord,
   fileTimerfdRecord,
   fileUnixRecord,
   fsRecord,
@@ -65,6 +66,7 @@ export { isTreePipe, pipeFile, pipeObject, type RestoredPipe } from './pipe.js';
 export { isTreePty, ptyFile, ptyObject } from './pty.js';
 export * from './records.js';
 export { regularFile } from './regular.js';
+export { tcpSocketFile } from './tcp-socket.js';
 export { connectedUnix, unixPairFile, unixPairObject } from './unix-pair.js';
 
 /** The files plugin: file and fs records, the `file` object type, the file handlers, the files and fs phases. */
@@ -94,6 +96,7 @@ export const fsPlugin: CkptPlugin = definePlugin({
     filePtyRecord,
     fileLocksRecord,
     filePidfdRecord,
+    fileTcpRecord,
   ],
   objects: [fileObject, pipeObject, ghostObject, unixPairObject, ptyObject],
   files: fileHandlers,

@@ -1,5 +1,16 @@
 /** The file subsystem's records (301–399) and the fs record (451). */
-import { array, bool, bytes, defineRecord, RecordType, str, struct, u32, u64 } from '@ckpt/core';
+import {
+  array,
+  bool,
+  bytes,
+  defineRecord,
+  RecordType,
+  str,
+  struct,
+  u8,
+  u32,
+  u64,
+} from '@ckpt/core';
 
 /** Ids of ckpt's own file handlers (the `kind` field of file records). */
 export const FileKind = {
@@ -17,6 +28,7 @@ export const FileKind = {
   UNIX_PAIR: 12,
   PTY: 13,
   PIDFD: 14,
+  TCP: 15,
 } as const;
 
 /** Printable names of {@link FileKind}. */
@@ -35,6 +47,7 @@ export const FILE_KIND_NAMES: Record<number, string> = {
   12: 'unix-pair',
   13: 'pty',
   14: 'pidfd',
+  15: 'tcp',
 };
 
 /** File types a file reopened by path may have (the `type` of a file_name record). */
@@ -362,4 +375,42 @@ export const filePidfdRecord = defineRecord(FILE_PIDFD, 'file_pidfd', 'pidfd', {
   pid: u32(),
   /** O_NONBLOCK (PIDFD_NONBLOCK) and O_EXCL (PIDFD_THREAD: a thread's pidfd). */
   flags: u32('octal'),
+});
+
+export const FILE_TCP = 323;
+
+/**
+ * An established TCP connection (tcp-socket.ts), read in repair mode: its
+ * addresses, sequence numbers, queues, the options agreed at the handshake
+ * and its windows, and the socket options a program commonly sets.
+ */
+export const fileTcpRecord = defineRecord(FILE_TCP, 'file_tcp', 'established TCP connection', {
+  /** AF_INET or AF_INET6. */
+  family: u32(),
+  /** O_NONBLOCK (and the access mode, always read-write). */
+  flags: u32('octal'),
+  /** Own and peer address, raw sockaddr. */
+  addr: bytes(128),
+  peer: bytes(128),
+  /** Sequence number after the last byte queued to send, and after the last received. */
+  sendSeq: u32('hex'),
+  recvSeq: u32('hex'),
+  mss: u32(),
+  /** tcpi_options: timestamps 1, SACK 2, window scaling 4. */
+  options: u32('hex'),
+  sendWscale: u8(),
+  recvWscale: u8(),
+  /** The connection's timestamp clock then. */
+  timestamp: u32(),
+  /** struct tcp_repair_window, raw. */
+  window: bytes(32),
+  nodelay: bool(),
+  keepalive: bool(),
+  keepIdle: u32(),
+  keepIntvl: u32(),
+  keepCnt: u32(),
+  /** Bytes sent and not acknowledged, then bytes not sent yet. */
+  sendQueue: bytes(1 << 26),
+  /** Bytes received and not read yet. */
+  recvQueue: bytes(1 << 26),
 });

@@ -10,13 +10,14 @@ import { unfreezeTask } from '../kernel/freeze.js';
 import { probeOpenByHandle } from '../kernel/handle.js';
 import { SyscallInjector } from '../kernel/inject.js';
 import { KCMP, kcmp } from '../kernel/kcmp.js';
-import { addressOf } from '../kernel/libc.js';
+import { addressOf, errno, libc, sysError } from '../kernel/libc.js';
 import { addSeals, getSeals, memfdCreate } from '../kernel/memfd.js';
 import { ProcMem } from '../kernel/memory.js';
 import { pidfdGetfd, pidfdOpen } from '../kernel/pidfd.js';
 import { PR, PR_SET_MM, prctl } from '../kernel/prctl.js';
 import { getRseqConfig, PTRACE_O, seccompFilter, setOptions } from '../kernel/ptrace.js';
 import { msgCreatePrivate, msgPeekAll, removeIpc } from '../kernel/sysvipc.js';
+import { setTcpRepair, TcpRepair } from '../kernel/tcp-repair.js';
 import { probeUserfaultfd } from '../kernel/uffd.js';
 import { readMaps, readPageRuns, readStatus } from '../proc/index.js';
 import type { Registry } from '../registry.js';
@@ -146,6 +147,7 @@ export function checkKernel(registry: Registry): FeatureCheck[] {
     }),
   );
   out.push(probe('SysV IPC ids and MSG_COPY', false, probeSysvIpc));
+  out.push(probe('TCP repair mode (TCP_REPAIR)', false, probeTcpRepair));
   out.push(
     probe('[vvar_vclock]', false, () =>
       readMaps(process.pid).some((m) => m.kind === 'vvar_vclock')
@@ -177,6 +179,25 @@ function probeSysvIpc(): string {
     removeIpc('msg', id);
   }
   return 'available (container SysV objects come back with their ids and messages)';
+}
+
+/**
+ * TCP_REPAIR on a new socket (CAP_NET_ADMIN): established TCP connections
+ * are saved and restored through it.
+ */
+const AF_INET = 2;
+const SOCK_STREAM = 1;
+
+function probeTcpRepair(): string {
+  const fd = libc().socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw sysError('socket', errno(), 'making a TCP socket');
+  try {
+    setTcpRepair(fd, TcpRepair.ON);
+    setTcpRepair(fd, TcpRepair.OFF_NO_PROBE);
+  } finally {
+    closeSync(fd);
+  }
+  return 'available (established TCP connections are saved and restored)';
 }
 
 /** Features that need a live tracee: ptrace, injection, memory, clone3. */

@@ -11,7 +11,7 @@ import { headerArchRecord } from '../codec/core-records.js';
 import { EARLY_CRC_WORKER_BYTES, startChecksumWorker } from '../codec/crc.js';
 import type { ByteSink } from '../codec/io.js';
 import { ImageWriter } from '../codec/writer.js';
-import { CheckpointCtx } from '../context.js';
+import { CheckpointCtx, type LeaveMode } from '../context.js';
 import { asCkptError, CkptError } from '../errors.js';
 import { CheckpointFlags } from '../flags.js';
 import { hostArchId, makeHeader, writeHeader } from '../image.js';
@@ -38,9 +38,6 @@ import { checkpointThreads, checkThreadShares } from './threads.js';
 const SIGKILL = 9;
 /** waitpid(2) status bit: the process dumped core. */
 const WCOREFLAG = 0x80;
-
-/** What to do with the tree once the image is complete. */
-export type LeaveMode = 'running' | 'stopped' | 'kill';
 
 /** Options of {@link checkpoint}. */
 export interface CheckpointOptions {
@@ -210,6 +207,7 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
     logger: opts.logger,
     progress: opts.progress,
   });
+  ctx.leave = leave;
 
   const t0 = performance.now();
   let frozenTree: FrozenTree;
@@ -313,6 +311,9 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
     }
     ctx.timed('leaks', () => checkReverseLeaks(tree, objects, isContainer, ctx.log));
     writer.finish();
+    // The image is complete: works deferred until then run (their
+    // destructors run instead if the checkpoint fails).
+    ctx.deferqueue.run();
     ctx.stats.bytes = writer.offset;
   } catch (e) {
     const err = fail(e, uflags);

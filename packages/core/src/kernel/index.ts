@@ -83,7 +83,13 @@ export { dataRanges, type FileRange } from './seek.js';
 export { inNamespace, inNamespaceOf, openNamespace, type ThreadNsType } from './setns.js';
 export { processExists, sendSignal, sendThreadSignal } from './signal.js';
 export { type UnixSocketDiag, unixSockets } from './sock-diag.js';
-export { peekSocket, socketName, socketOption, socketPeer } from './sockets.js';
+export {
+  peekSocket,
+  setSocketOption,
+  socketName,
+  socketOption,
+  socketPeer,
+} from './sockets.js';
 export { type SpawnOptions, type StdioTarget, spawnDetached, spawnProcess } from './spawn.js';
 export {
   type IpcPerm,
@@ -109,6 +115,15 @@ export {
   shmDetach,
   shmLock,
 } from './sysvipc.js';
+export {
+  readTcpState,
+  setTcpRepair,
+  TCP_ESTABLISHED,
+  TcpRepair,
+  type TcpState,
+  tcpStateOf,
+  writeTcpState,
+} from './tcp-repair.js';
 export {
   foregroundGroup,
   getTermios,

@@ -173,6 +173,10 @@ function bind() {
     getpeername: () => lib.func('int getpeername(int fd, void *addr, void *len)'),
     getsockopt: () =>
       lib.func('int getsockopt(int fd, int level, int name, void *value, void *len)'),
+    setsockopt: () =>
+      lib.func('int setsockopt(int fd, int level, int name, void *value, uint len)'),
+    bind: () => lib.func('int bind(int fd, void *addr, uint len)'),
+    connect: () => lib.func('int connect(int fd, void *addr, uint len)'),
     memfdCreate: () => lib.func('int memfd_create(str name, uint flags)'),
     ioctlBuf: () => lib.func('int ioctl(int fd, ulong request, void *arg)'),
     openByHandleAt: () => lib.func('int open_by_handle_at(int mountFd, void *handle, int flags)'),

@@ -39,6 +39,15 @@ export function socketOption(fd: number, level: number, name: number): number {
   return v.readInt32LE(0);
 }
 
+/** Set an int socket option (setsockopt). */
+export function setSocketOption(fd: number, level: number, name: number, value: number): void {
+  const v = Buffer.alloc(4);
+  v.writeInt32LE(value);
+  if (libc().setsockopt(fd, level, name, v, 4) < 0) {
+    throw sysError('setsockopt', errno(), `setting socket option ${level}/${name}`);
+  }
+}
+
 const MSG_PEEK = 2;
 const MSG_DONTWAIT = 0x40;
 

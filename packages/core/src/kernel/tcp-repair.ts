@@ -1,0 +1,279 @@
+/**
+ * TCP repair mode (TCP_REPAIR, Linux 3.5+, needs CAP_NET_ADMIN): reading an
+ * established connection's state out of a socket and putting it into a
+ * new one, on one of ckpt's own fds (a copy of the task's).
+ *
+ * A socket in repair mode sends nothing: closing it sends neither FIN nor
+ * RST, connect() makes it established without a handshake, and data
+ * written to its receive queue is queued as if it had arrived. The state
+ * that makes a connection: the next sequence number of each queue
+ * (TCP_QUEUE_SEQ), the bytes in each queue (peeked), the options agreed
+ * at the handshake (MSS, window scaling, SACK, timestamps and the
+ * timestamp clock), and the windows (TCP_REPAIR_WINDOW).
+ */
+import { CkptError } from '../errors.js';
+import { errno, libc, sysError } from './libc.js';
+import { socketName, socketPeer } from './sockets.js';
+
+const SOL_SOCKET = 1;
+const SO_SNDBUF = 7;
+const SO_RCVBUF = 8;
+const SO_SNDBUFFORCE = 32;
+const SO_RCVBUFFORCE = 33;
+const SOL_TCP = 6;
+const TCP_MAXSEG = 2;
+const TCP_INFO = 11;
+const TCP_REPAIR = 19;
+const TCP_REPAIR_QUEUE = 20;
+const TCP_QUEUE_SEQ = 21;
+const TCP_REPAIR_OPTIONS = 22;
+const TCP_TIMESTAMP = 24;
+const TCP_REPAIR_WINDOW = 29;
+const TCP_RECV_QUEUE = 1;
+const TCP_SEND_QUEUE = 2;
+const SIOCINQ = 0x541b;
+const SIOCOUTQ = 0x5411;
+const MSG_PEEK = 2;
+const MSG_DONTWAIT = 0x40;
+/** tcp_info.tcpi_options bits. */
+const TCPI_OPT_TIMESTAMPS = 1;
+const TCPI_OPT_SACK = 2;
+const TCPI_OPT_WSCALE = 4;
+/** TCP option kinds, as TCP_REPAIR_OPTIONS takes them. */
+const TCPOPT_MAXSEG = 2;
+const TCPOPT_WINDOW = 3;
+const TCPOPT_SACK_PERMITTED = 4;
+const TCPOPT_TIMESTAMP = 8;
+/** struct tcp_repair_window: snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup. */
+const REPAIR_WINDOW_SIZE = 20;
+/** tcp_info.tcpi_state of an established connection. */
+export const TCP_ESTABLISHED = 1;
+
+/** How to leave repair mode (TCP_REPAIR's values). */
+export const TcpRepair = {
+  ON: 1,
+  /** Off, and send a window probe: the peer hears from the connection again. */
+  OFF: 0,
+  /** Off, quietly. */
+  OFF_NO_PROBE: -1,
+} as const;
+
+/** An established connection's state, as {@link readTcpState} reads it. */
+export interface TcpState {
+  /** Own and peer address, raw sockaddr (sockaddr_in or sockaddr_in6). */
+  addr: Buffer;
+  peer: Buffer;
+  /** Sequence number after the last byte queued to send (write_seq). */
+  sendSeq: number;
+  /** Sequence number after the last byte received (rcv_nxt). */
+  recvSeq: number;
+  /** Bytes sent but not acknowledged, and not sent yet, in order. */
+  sendQueue: Buffer;
+  /** Bytes received but not read by the program. */
+  recvQueue: Buffer;
+  mss: number;
+  /** tcpi_options (timestamps 1, SACK 2, window scaling 4). */
+  options: number;
+  sendWscale: number;
+  recvWscale: number;
+  /** The timestamp clock, read with TCP_TIMESTAMP. */
+  timestamp: number;
+  /** struct tcp_repair_window, raw. */
+  window: Buffer;
+}
+
+function setInt(fd: number, level: number, name: number, value: number, what: string): void {
+  const b = Buffer.alloc(4);
+  b.writeInt32LE(value);
+  if (libc().setsockopt(fd, level, name, b, 4) < 0) throw sysError('setsockopt', errno(), what);
+}
+
+function getBuf(fd: number, name: number, size: number, what: string): Buffer {
+  const b = Buffer.alloc(size);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(size);
+  if (libc().getsockopt(fd, SOL_TCP, name, b, len) < 0) {
+    throw sysError('getsockopt', errno(), what);
+  }
+  return b.subarray(0, len.readUInt32LE(0));
+}
+
+function getInt(fd: number, name: number, what: string): number {
+  return getBuf(fd, name, 4, what).readInt32LE(0);
+}
+
+function ioctlInt(fd: number, request: number, what: string): number {
+  const b = Buffer.alloc(4);
+  if (libc().ioctlBuf(fd, request, b) < 0) throw sysError('ioctl', errno(), what);
+  return b.readInt32LE(0);
+}
+
+/** Put socket `fd` into or out of repair mode (see {@link TcpRepair}). */
+export function setTcpRepair(fd: number, mode: number): void {
+  setInt(fd, SOL_TCP, TCP_REPAIR, mode, `switching TCP repair mode to ${mode}`);
+}
+
+/** The TCP state of socket `fd` (tcpi_state: 1 established, 10 listening...). */
+export function tcpStateOf(fd: number): number {
+  return getBuf(fd, TCP_INFO, 8, 'reading TCP_INFO')[0]!;
+}
+
+/** Peek `length` bytes of one queue of a socket in repair mode. */
+function peekQueue(fd: number, queue: number, length: number): { seq: number; data: Buffer } {
+  setInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, queue, 'choosing a TCP queue');
+  const seq = getInt(fd, TCP_QUEUE_SEQ, 'reading a TCP queue sequence number') >>> 0;
+  const data = Buffer.alloc(length);
+  let got = 0;
+  if (length > 0) {
+    got = Number(libc().recv(fd, data, length, MSG_PEEK | MSG_DONTWAIT));
+    if (got < 0) throw sysError('recv', errno(), 'peeking at a TCP queue');
+  }
+  if (got !== length) {
+    throw new CkptError(
+      'EAGAIN',
+      `a TCP queue held ${got} bytes where ${length} were counted; the connection changed while it was read`,
+    );
+  }
+  return { seq, data };
+}
+
+/**
+ * Read the state of the established connection on `fd`, which must be in
+ * repair mode already (see {@link setTcpRepair}): nothing moves then.
+ */
+export function readTcpState(fd: number): TcpState {
+  const info = getBuf(fd, TCP_INFO, 8, 'reading TCP_INFO');
+  const outq = ioctlInt(fd, SIOCOUTQ, 'counting the bytes of a TCP send queue');
+  const inq = ioctlInt(fd, SIOCINQ, 'counting the bytes of a TCP receive queue');
+  const send = peekQueue(fd, TCP_SEND_QUEUE, outq);
+  const recv = peekQueue(fd, TCP_RECV_QUEUE, inq);
+  const peer = socketPeer(fd);
+  if (!peer) throw new CkptError('EAGAIN', 'the TCP connection has no peer any more');
+  return {
+    addr: socketName(fd),
+    peer,
+    sendSeq: send.seq,
+    recvSeq: recv.seq,
+    sendQueue: send.data,
+    recvQueue: recv.data,
+    mss: getInt(fd, TCP_MAXSEG, 'reading TCP_MAXSEG'),
+    options: info[5]!,
+    sendWscale: info[6]! & 0xf,
+    recvWscale: info[6]! >> 4,
+    timestamp: getInt(fd, TCP_TIMESTAMP, 'reading TCP_TIMESTAMP') >>> 0,
+    window: getBuf(fd, TCP_REPAIR_WINDOW, REPAIR_WINDOW_SIZE, 'reading TCP_REPAIR_WINDOW'),
+  };
+}
+
+/**
+ * Make room for `bytes` in the socket buffer `option` measures: a new
+ * socket's default is smaller than a queue that had grown with the
+ * connection, and nothing drains a queue in repair mode. Forced (root's
+ * SO_SNDBUFFORCE/SO_RCVBUFFORCE), which also stops the kernel resizing it.
+ */
+function makeRoom(fd: number, option: number, force: number, bytes: number, what: string): void {
+  // The kernel doubles what is set, for its bookkeeping; half is data.
+  const room = Math.floor(getSocketInt(fd, option) / 2);
+  if (bytes + (bytes >> 2) <= room) return;
+  setInt(fd, SOL_SOCKET, force, bytes + (bytes >> 1) + 65536, what);
+}
+
+function getSocketInt(fd: number, name: number): number {
+  const b = Buffer.alloc(4);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(4);
+  if (libc().getsockopt(fd, SOL_SOCKET, name, b, len) < 0) {
+    throw sysError('getsockopt', errno(), `reading socket option ${name}`);
+  }
+  return b.readInt32LE(0);
+}
+
+function fill(fd: number, queue: number, data: Buffer, what: string): void {
+  if (data.length === 0) return;
+  if (queue === TCP_SEND_QUEUE) makeRoom(fd, SO_SNDBUF, SO_SNDBUFFORCE, data.length, what);
+  else makeRoom(fd, SO_RCVBUF, SO_RCVBUFFORCE, data.length, what);
+  setInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, queue, what);
+  // A queue takes at most what fits in one skb chain per call: go on
+  // with the rest, in smaller pieces if the kernel refuses a large one.
+  // Never waiting: nothing would make room.
+  let off = 0;
+  let piece = data.length;
+  while (off < data.length) {
+    const n = Number(
+      libc().send(fd, data.subarray(off), Math.min(piece, data.length - off), MSG_DONTWAIT),
+    );
+    if (n > 0) {
+      off += n;
+      continue;
+    }
+    if (piece > 1024) {
+      piece >>= 1;
+      continue;
+    }
+    throw sysError('send', errno(), what);
+  }
+}
+
+/**
+ * Make the new TCP socket `fd`, in repair mode, the connection `state`
+ * describes: bound to its address, established with its peer, its queues
+ * refilled. It stays in repair mode: the caller leaves it (see
+ * {@link setTcpRepair}) when the connection may speak again.
+ */
+export function writeTcpState(fd: number, state: TcpState): void {
+  const call = (ok: boolean, name: string, what: string) => {
+    if (!ok) throw sysError(name, errno(), what);
+  };
+  // Repair mode binds even where a listening socket holds the port.
+  call(libc().bind(fd, state.addr, state.addr.length) === 0, 'bind', 'binding a TCP connection');
+  setInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, 'choosing a TCP queue');
+  setInt(
+    fd,
+    SOL_TCP,
+    TCP_QUEUE_SEQ,
+    (state.recvSeq - state.recvQueue.length) | 0,
+    'setting the receive sequence number',
+  );
+  setInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, 'choosing a TCP queue');
+  setInt(
+    fd,
+    SOL_TCP,
+    TCP_QUEUE_SEQ,
+    (state.sendSeq - state.sendQueue.length) | 0,
+    'setting the send sequence number',
+  );
+  // No handshake: established at once.
+  call(
+    libc().connect(fd, state.peer, state.peer.length) === 0,
+    'connect',
+    'connecting a TCP connection in repair mode',
+  );
+  const opts: [number, number][] = [];
+  if (state.options & TCPI_OPT_SACK) opts.push([TCPOPT_SACK_PERMITTED, 0]);
+  if (state.options & TCPI_OPT_WSCALE)
+    opts.push([TCPOPT_WINDOW, state.sendWscale + (state.recvWscale << 16)]);
+  if (state.options & TCPI_OPT_TIMESTAMPS) opts.push([TCPOPT_TIMESTAMP, 0]);
+  opts.push([TCPOPT_MAXSEG, state.mss]);
+  const b = Buffer.alloc(opts.length * 8);
+  opts.forEach(([code, value], i) => {
+    b.writeUInt32LE(code, i * 8);
+    b.writeUInt32LE(value >>> 0, i * 8 + 4);
+  });
+  call(
+    libc().setsockopt(fd, SOL_TCP, TCP_REPAIR_OPTIONS, b, b.length) === 0,
+    'setsockopt',
+    'setting the TCP options agreed at the handshake',
+  );
+  if (state.options & TCPI_OPT_TIMESTAMPS) {
+    setInt(fd, SOL_TCP, TCP_TIMESTAMP, state.timestamp | 0, 'setting the TCP timestamp clock');
+  }
+  fill(fd, TCP_RECV_QUEUE, state.recvQueue, 'refilling a TCP receive queue');
+  // The send queue comes back as sent and not yet acknowledged: the
+  // kernel retransmits what the peer has not acknowledged.
+  fill(fd, TCP_SEND_QUEUE, state.sendQueue, 'refilling a TCP send queue');
+  call(
+    libc().setsockopt(fd, SOL_TCP, TCP_REPAIR_WINDOW, state.window, state.window.length) === 0,
+    'setsockopt',
+    'setting the TCP windows',
+  );
+}

@@ -1,0 +1,203 @@
+/**
+ * Established TCP connections, through TCP repair mode (core's
+ * kernel/tcp-repair.ts; CRIU's `--tcp-established`). The connection goes
+ * on after restart with the same peer, which sees nothing but a pause: no
+ * handshake, no FIN, no RST.
+ *
+ * Checkpoint: a copy of the task's socket is put in repair mode and its
+ * state read (addresses, sequence numbers, both queues, the options agreed
+ * at the handshake, the windows) with TCP_NODELAY and keepalive. The tree
+ * is frozen, so only the peer could move it meanwhile, and a socket in
+ * repair mode takes nothing in. When the tree goes on running, repair
+ * mode ends at once (quietly); when it is killed (`--kill`), the socket
+ * stays in repair mode so that its close when the task dies says nothing
+ * to the peer, which would otherwise see the connection end. If the
+ * checkpoint fails, repair mode ends and the tree goes on as before.
+ *
+ * Restart: the task makes a new socket; ckpt puts it in repair mode on
+ * its own copy, binds it to the old address (repair mode binds even where
+ * a listening socket holds the port), sets the sequence numbers,
+ * "connects" without a handshake, sets the options, refills the queues
+ * and the windows. It leaves repair mode only when every task is restored
+ * (deferqueue, with a window probe that tells the peer where it stands);
+ * a restart that fails closes it still in repair mode, quietly, so a
+ * second attempt can take the connection over.
+ *
+ * Limits: only established connections (a connection being set up or
+ * closed is refused, naming its state); the peer must still be there and
+ * must not have sent anything the vanished socket would have had to
+ * answer (the kernel answers a packet for no socket with a reset): ckpt
+ * does not hold the peer's packets back as CRIU does with netfilter. Data
+ * queued but not yet sent comes back as sent and is retransmitted after a
+ * timeout.
+ */
+import { closeSync } from 'node:fs';
+import {
+  type CheckpointCtx,
+  CkptError,
+  type FileHandler,
+  type FileInfo,
+  grabFd,
+  readTcpState,
+  setSocketOption,
+  setTcpRepair,
+  socketOption,
+  TCP_ESTABLISHED,
+  TcpRepair,
+  tcpStateOf,
+  withFdCopy,
+  writeTcpState,
+} from '@ckpt/core';
+import { moveAboveTable, restoringTask } from './file-object.js';
+import { reopenFlags } from './flags.js';
+import { FileKind, fileTcpRecord } from './records.js';
+import { describeSocket, socketEntry } from './socket-info.js';
+
+const SOL_SOCKET = 1;
+const SO_KEEPALIVE = 9;
+const SO_DOMAIN = 39;
+const SOL_TCP = 6;
+const TCP_NODELAY = 1;
+const TCP_KEEPIDLE = 4;
+const TCP_KEEPINTVL = 5;
+const TCP_KEEPCNT = 6;
+const SOCK_STREAM = 1;
+const IPPROTO_TCP = 6;
+const O_NONBLOCK = 0o4000;
+
+/** True for a TCP socket that is connected in any state (not listening, not idle). */
+function isTcpConnection(file: FileInfo): boolean {
+  if (file.target.kind !== 'socket') return false;
+  const e = socketEntry(file.pid, file.target.inode ?? file.stat.ino);
+  return e?.proto === 'TCP' && e.state !== 10 && e.connected;
+}
+
+/** Why `file`, a TCP connection, cannot be saved; undefined if it can. */
+export function whyNotTcp(file: FileInfo): string | undefined {
+  if (!isTcpConnection(file)) return undefined;
+  const state = withFdCopy(file.pid, file.fd, tcpStateOf);
+  if (state === TCP_ESTABLISHED) return undefined;
+  return `${describeSocket(file.pid, file.target.inode ?? file.stat.ino)} is being set up or closed; only established TCP connections are saved`;
+}
+
+/** Leave repair mode on ckpt's copy `fd` and close it. */
+function endRepair(fd: number, mode: number): void {
+  try {
+    setTcpRepair(fd, mode);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
+  const fd = grabFd(file.pid, file.fd);
+  let repairing = false;
+  try {
+    setTcpRepair(fd, TcpRepair.ON);
+    repairing = true;
+    if (tcpStateOf(fd) !== TCP_ESTABLISHED) {
+      throw new CkptError('ENOTSUP', `pid ${file.pid} fd ${file.fd}: ${whyNotTcp(file)}`, {
+        pid: file.pid,
+        fd: file.fd,
+      });
+    }
+    const s = readTcpState(fd);
+    const keepalive = socketOption(fd, SOL_SOCKET, SO_KEEPALIVE) !== 0;
+    ctx.write(fileTcpRecord, {
+      family: socketOption(fd, SOL_SOCKET, SO_DOMAIN),
+      flags: reopenFlags(file.info.flags),
+      addr: s.addr,
+      peer: s.peer,
+      sendSeq: s.sendSeq,
+      recvSeq: s.recvSeq,
+      mss: s.mss,
+      options: s.options,
+      sendWscale: s.sendWscale,
+      recvWscale: s.recvWscale,
+      timestamp: s.timestamp,
+      window: s.window,
+      nodelay: socketOption(fd, SOL_TCP, TCP_NODELAY) !== 0,
+      keepalive,
+      keepIdle: socketOption(fd, SOL_TCP, TCP_KEEPIDLE),
+      keepIntvl: socketOption(fd, SOL_TCP, TCP_KEEPINTVL),
+      keepCnt: socketOption(fd, SOL_TCP, TCP_KEEPCNT),
+      sendQueue: s.sendQueue,
+      recvQueue: s.recvQueue,
+    });
+  } catch (e) {
+    if (repairing) endRepair(fd, TcpRepair.OFF_NO_PROBE);
+    else closeSync(fd);
+    throw e;
+  }
+  if (ctx.leave !== 'kill') {
+    endRepair(fd, TcpRepair.OFF_NO_PROBE);
+    return;
+  }
+  // Killed with the tree: closed by the task's death, still in repair
+  // mode. Should the checkpoint fail, the tree goes on: repair ends.
+  ctx.deferqueue.add(
+    fd,
+    (copy) => closeSync(copy),
+    (copy) => endRepair(copy, TcpRepair.OFF_NO_PROBE),
+  );
+}
+
+export const tcpSocketFile: FileHandler = {
+  kind: 'tcp',
+  id: FileKind.TCP,
+  match: (f) => isTcpConnection(f) && whyNotTcp(f) === undefined,
+  checkpoint(ctx, _task, file) {
+    checkpointTcp(ctx, file);
+  },
+  restore(ctx, task) {
+    const rec = ctx.read(fileTcpRecord);
+    const { above } = restoringTask(ctx, 'a TCP connection');
+    const what = `restoring a TCP connection (family ${rec.family})`;
+    const created = Number(
+      task.sys.check(
+        'socket',
+        [rec.family, SOCK_STREAM | (rec.flags & O_NONBLOCK), IPPROTO_TCP],
+        what,
+      ),
+    );
+    const fd = moveAboveTable(task, created, above, what);
+    const copy = grabFd(task.pid, fd);
+    try {
+      setTcpRepair(copy, TcpRepair.ON);
+      writeTcpState(copy, {
+        addr: rec.addr,
+        peer: rec.peer,
+        sendSeq: rec.sendSeq,
+        recvSeq: rec.recvSeq,
+        sendQueue: rec.sendQueue,
+        recvQueue: rec.recvQueue,
+        mss: rec.mss,
+        options: rec.options,
+        sendWscale: rec.sendWscale,
+        recvWscale: rec.recvWscale,
+        timestamp: rec.timestamp,
+        window: rec.window,
+      });
+      if (rec.nodelay) setSocketOption(copy, SOL_TCP, TCP_NODELAY, 1);
+      if (rec.keepalive) setSocketOption(copy, SOL_SOCKET, SO_KEEPALIVE, 1);
+      setSocketOption(copy, SOL_TCP, TCP_KEEPIDLE, rec.keepIdle);
+      setSocketOption(copy, SOL_TCP, TCP_KEEPINTVL, rec.keepIntvl);
+      setSocketOption(copy, SOL_TCP, TCP_KEEPCNT, rec.keepCnt);
+    } catch (e) {
+      closeSync(copy);
+      throw new CkptError(
+        'ESYS',
+        `${what}: ${(e as Error).message}`,
+        { pid: task.savedPid },
+        { cause: e },
+      );
+    }
+    // Quiet until every task is restored; then it speaks again.
+    ctx.deferqueue.add(
+      copy,
+      (c) => endRepair(c, TcpRepair.OFF),
+      (c) => closeSync(c),
+    );
+    return fd;
+  },
+};

@@ -1,0 +1,153 @@
+/**
+ * Established TCP connections (TCP repair mode): a python3 server in the
+ * tree talks to a client outside it over 127.0.0.1. At the checkpoint the
+ * server is blocked sending 4 MiB the client does not read yet (its send
+ * queue holds data) and a line the client sent waits unread in its
+ * receive queue. After `--kill` and restart the client, which kept its
+ * end open all along, reads the whole 4 MiB intact and the server's
+ * numbered answers go on from where they were: the same connection, with
+ * nothing lost or repeated. With `--leave-running` the connection goes on
+ * untouched. A connection being closed is refused naming its state.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ckpt, ckptOk } from '../support/ckpt.js';
+import { isAlive } from '../support/fixtures.js';
+import { cleanupAfterEach } from '../support/live.js';
+import { waitFor } from '../support/procs.js';
+
+const { leftovers, tmpDir, tmpImage } = cleanupAfterEach();
+
+/** Answers each line with "<n> <line>"; on "blob" sends 4 MiB first. */
+const SERVER = `
+import os, socket, sys
+d = sys.argv[1]
+srv = socket.socket()
+srv.bind(('127.0.0.1', 0))
+srv.listen(1)
+open(d + '/port.tmp', 'w').write(str(srv.getsockname()[1]))
+os.rename(d + '/port.tmp', d + '/port')
+conn, _ = srv.accept()
+f = conn.makefile('rb')
+count = 0
+for line in f:
+    count += 1
+    word = line.decode().strip()
+    if word == 'blob':
+        conn.sendall(bytes(range(256)) * 16384)
+    conn.sendall(f'{count} {word}\\n'.encode())
+`;
+
+/**
+ * Sends "a", then "blob" and "b" without reading (a small receive buffer
+ * fills), says "ready", waits for "go", then reads everything and sends
+ * "c"; writes what it got to DIR/result.
+ */
+const CLIENT = `
+import json, os, socket, sys, time
+d = sys.argv[1]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+s.settimeout(60)
+s.connect(('127.0.0.1', int(open(d + '/port').read())))
+f = s.makefile('rb')
+line = lambda: f.readline().decode().strip()
+out = {}
+s.sendall(b'a\\n'); out['a'] = line()
+s.sendall(b'blob\\n'); time.sleep(1)
+s.sendall(b'b\\n'); time.sleep(0.5)
+open(d + '/ready', 'w').close()
+while not os.path.exists(d + '/go'): time.sleep(0.05)
+out['blob'] = f.read(4 << 20) == bytes(range(256)) * 16384
+out['afterBlob'] = line()
+out['b'] = line()
+s.sendall(b'c\\n'); out['c'] = line()
+json.dump(out, open(d + '/result.tmp', 'w'))
+os.rename(d + '/result.tmp', d + '/result')
+`;
+
+/** tx and rx queue bytes of the established connection on local `port`, from /proc/net/tcp. */
+function queues(port: number): { tx: number; rx: number } | undefined {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  for (const l of fs.readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = l.trim().split(/\s+/);
+    if (f[1]?.endsWith(`:${hexPort}`) && f[3] === '01') {
+      const [tx, rx] = (f[4] ?? '0:0').split(':').map((h) => Number.parseInt(h, 16));
+      return { tx: tx!, rx: rx! };
+    }
+  }
+  return undefined;
+}
+
+function startPair() {
+  const dir = tmpDir('ckpt-tcp-');
+  fs.writeFileSync(path.join(dir, 'server.py'), SERVER);
+  fs.writeFileSync(path.join(dir, 'client.py'), CLIENT);
+  const server = Number(ckptOk(['run', '--', 'python3', path.join(dir, 'server.py'), dir]).trim());
+  leftovers.push(server);
+  waitFor('the server to listen', () => fs.existsSync(path.join(dir, 'port')), 10_000);
+  const client = spawn('python3', [path.join(dir, 'client.py'), dir], {
+    stdio: 'ignore',
+    detached: true,
+  });
+  leftovers.push(client.pid!);
+  waitFor('the client to be ready', () => fs.existsSync(path.join(dir, 'ready')), 20_000);
+  const port = Number(fs.readFileSync(path.join(dir, 'port'), 'utf8'));
+  return { dir, server, port };
+}
+
+function result(dir: string) {
+  const file = path.join(dir, 'result');
+  fs.writeFileSync(path.join(dir, 'go'), '');
+  waitFor('the client to finish', () => fs.existsSync(file), 60_000);
+  return JSON.parse(fs.readFileSync(file, 'utf8'));
+}
+
+const EXPECTED = { a: '1 a', blob: true, afterBlob: '2 blob', b: '3 b', c: '4 c' };
+
+describe('an established TCP connection', () => {
+  it('goes on after --kill and restart: queued data both ways, no byte lost or repeated', () => {
+    const { dir, server, port } = startPair();
+    // What is in flight: the server's unsent part of the 4 MiB, and "b".
+    const q = queues(port);
+    expect(q?.tx).toBeGreaterThan(0);
+    expect(q?.rx).toBe(2);
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(server), '-o', img, '--kill']);
+    waitFor('the server gone', () => !isAlive(server));
+    // The connection survived the server's death on the client's side.
+    expect(queues(port)).toBeUndefined();
+    const restored = Number(ckptOk(['restart', img, '-d']).trim());
+    expect(restored).toBe(server);
+    expect(result(dir)).toEqual(EXPECTED);
+  });
+
+  it('is left untouched by --leave-running', () => {
+    const { dir, server } = startPair();
+    ckptOk(['checkpoint', String(server), '-o', tmpImage(), '--leave-running']);
+    expect(isAlive(server)).toBe(true);
+    expect(result(dir)).toEqual(EXPECTED);
+  });
+
+  it('being closed is refused, naming its state, and the program goes on', () => {
+    const dir = tmpDir('ckpt-tcp-closing-');
+    // The peer closes at once; the program keeps its end open (close-wait).
+    const script = [
+      'import os, socket, time',
+      `d = ${JSON.stringify(dir)}`,
+      'srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)',
+      'c = socket.create_connection(srv.getsockname()); a, _ = srv.accept(); c.close()',
+      'open(d + "/ready", "w").close()',
+      'time.sleep(1000)',
+    ].join('\n');
+    const pid = Number(ckptOk(['run', '--', 'python3', '-c', script]).trim());
+    leftovers.push(pid);
+    waitFor('the program to be ready', () => fs.existsSync(path.join(dir, 'ready')), 10_000);
+    const r = ckpt(['checkpoint', String(pid), '-o', tmpImage(), '--kill']);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/close-wait\) is being set up or closed; only established TCP/);
+    expect(isAlive(pid)).toBe(true);
+  });
+});
