@@ -7,7 +7,9 @@
  * end open all along, reads the whole 4 MiB intact and the server's
  * numbered answers go on from where they were: the same connection, with
  * nothing lost or repeated. With `--leave-running` the connection goes on
- * untouched. A connection being closed is refused naming its state.
+ * untouched, and a `--no-pids` copy restarted beside the original is
+ * refused (two sockets cannot have one address pair). A connection being
+ * closed is refused naming its state.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -30,6 +32,8 @@ srv.listen(1)
 open(d + '/port.tmp', 'w').write(str(srv.getsockname()[1]))
 os.rename(d + '/port.tmp', d + '/port')
 conn, _ = srv.accept()
+if sys.argv[2:] == ['close']:
+    srv.close()
 f = conn.makefile('rb')
 count = 0
 for line in f:
@@ -81,11 +85,13 @@ function queues(port: number): { tx: number; rx: number } | undefined {
   return undefined;
 }
 
-function startPair() {
+/** `closeListener`: the server keeps only the connection (else its listening socket too, on the same port). */
+function startPair(closeListener = false) {
   const dir = tmpDir('ckpt-tcp-');
   fs.writeFileSync(path.join(dir, 'server.py'), SERVER);
   fs.writeFileSync(path.join(dir, 'client.py'), CLIENT);
-  const server = Number(ckptOk(['run', '--', 'python3', path.join(dir, 'server.py'), dir]).trim());
+  const args = [path.join(dir, 'server.py'), dir, ...(closeListener ? ['close'] : [])];
+  const server = Number(ckptOk(['run', '--', 'python3', ...args]).trim());
   leftovers.push(server);
   waitFor('the server to listen', () => fs.existsSync(path.join(dir, 'port')), 10_000);
   const client = spawn('python3', [path.join(dir, 'client.py'), dir], {
@@ -124,10 +130,17 @@ describe('an established TCP connection', () => {
     expect(result(dir)).toEqual(EXPECTED);
   });
 
-  it('is left untouched by --leave-running', () => {
-    const { dir, server } = startPair();
-    ckptOk(['checkpoint', String(server), '-o', tmpImage(), '--leave-running']);
+  it('is left untouched by --leave-running; a copy beside the original is refused', () => {
+    const { dir, server } = startPair(true);
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(server), '-o', img, '--leave-running']);
     expect(isAlive(server)).toBe(true);
+    // Its connection would have the original's addresses.
+    const copy = ckpt(['restart', img, '--no-pids', '-d']);
+    expect(copy.status).not.toBe(0);
+    expect(copy.stderr).toMatch(
+      /-> 127\.0\.0\.1:\d+: that connection is still open here \(established/,
+    );
     expect(result(dir)).toEqual(EXPECTED);
   });
 

@@ -176,3 +176,31 @@ export function socketEntry(pid: number, inode: number): SocketEntry | undefined
   }
   return undefined;
 }
+
+/** "127.0.0.1:8080" or "[::1]:8080" for a raw sockaddr_in or sockaddr_in6, as the tables print addresses. */
+export function sockaddrText(addr: Buffer): string {
+  const port = addr.readUInt16BE(2);
+  if (addr.readUInt16LE(0) === 2) return `${[...addr.subarray(4, 8)].join('.')}:${port}`;
+  const groups: string[] = [];
+  for (let i = 8; i < 24; i += 2) groups.push(addr.readUInt16BE(i).toString(16));
+  return `[${compressIpv6(groups)}]:${port}`;
+}
+
+/**
+ * The state of the TCP socket (seen from `pid`'s network namespace) with
+ * local address `local` and peer `peer` (as {@link sockaddrText} prints
+ * them), if one exists: a connection still open there.
+ */
+export function tcpConnectionState(pid: number, local: string, peer: string): string | undefined {
+  for (const table of ['tcp', 'tcp6']) {
+    for (const line of readNet(pid, table).split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 4) continue;
+      if (decodeInetAddress(f[1]!) === local && decodeInetAddress(f[2]!) === peer) {
+        const state = Number.parseInt(f[3]!, 16);
+        return TCP_STATES[state] ?? String(state);
+      }
+    }
+  }
+  return undefined;
+}

@@ -51,7 +51,7 @@ import {
 import { moveAboveTable, restoringTask } from './file-object.js';
 import { reopenFlags } from './flags.js';
 import { FileKind, fileTcpRecord } from './records.js';
-import { describeSocket, socketEntry } from './socket-info.js';
+import { describeSocket, sockaddrText, socketEntry, tcpConnectionState } from './socket-info.js';
 
 const SOL_SOCKET = 1;
 const SO_KEEPALIVE = 9;
@@ -152,7 +152,19 @@ export const tcpSocketFile: FileHandler = {
   restore(ctx, task) {
     const rec = ctx.read(fileTcpRecord);
     const { above } = restoringTask(ctx, 'a TCP connection');
-    const what = `restoring a TCP connection (family ${rec.family})`;
+    const local = sockaddrText(rec.addr);
+    const peer = sockaddrText(rec.peer);
+    const what = `restoring the TCP connection ${local} -> ${peer}`;
+    // Two sockets with one address pair would both be in the kernel's
+    // tables: refuse while the original's is there.
+    const existing = tcpConnectionState(task.pid, local, peer);
+    if (existing !== undefined && existing !== 'time-wait') {
+      throw new CkptError(
+        'EBUSY',
+        `${what}: that connection is still open here (${existing}; the original still running?); stop the process that holds it, or restart where it is not`,
+        { pid: task.savedPid },
+      );
+    }
     const created = Number(
       task.sys.check(
         'socket',
