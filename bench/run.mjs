@@ -92,8 +92,9 @@ for (const mib of SIZES) {
   for (let i = -1; i < RUNS; i++) {
     const pid = startHog(mib);
     rss = rssBytes(pid);
-    // The same image path every run, as periodic checkpoints do: ckpt
-    // rewrites it in place, in the page cache.
+    // The same image path every run, as periodic checkpoints do: each
+    // complete image replaces the last one (written to a new file, in the
+    // page cache, and renamed over it).
     const img = join(work, `img-${mib}`);
     const c = ckpt(['checkpoint', String(pid), '-o', img, '--kill']);
     bytes = statSync(img).size;
@@ -153,7 +154,7 @@ const yt = process.hrtime.bigint();
 for (let i = 0; i < 16; i++) crc32(yard);
 const yardMs = Number(process.hrtime.bigint() - yt) / 1e6;
 console.log(
-  `ckpt benchmark — medians of ${RUNS} runs after a warm-up run; wall-clock of the CLI, Node start-up included; image rewritten in place in the page cache under ${IMAGE_DIR}`,
+  `ckpt benchmark — medians of ${RUNS} runs after a warm-up run; wall-clock of the CLI, Node start-up included; each image a new file in the page cache under ${IMAGE_DIR}, replacing the last`,
 );
 if (rows.length > 0) console.table(rows);
 console.log(

@@ -1,11 +1,15 @@
 /**
  * ckpt killed (SIGKILL) at any moment of a checkpoint: the target keeps
- * running, unharmed, untraced and not stopped.
+ * running, unharmed, untraced and not stopped; an image at the path it
+ * writes to stays as it was, and nothing else is left there. A refused
+ * checkpoint leaves it too.
  */
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CKPT_BIN, imagePath } from '../support/ckpt.js';
+import { CKPT_BIN, ckpt, ckptOk, imagePath } from '../support/ckpt.js';
 import {
   compileAll,
   type FixtureHandle,
@@ -24,10 +28,14 @@ beforeAll(() => {
 });
 afterAll(() => fixture?.dispose());
 
-/** Run a checkpoint and SIGKILL ckpt after `ms`; resolves once ckpt is gone. */
-function checkpointKilledAfter(pid: number, ms: number): Promise<number | null> {
+/**
+ * Run a checkpoint and SIGKILL ckpt after `ms`; resolves once ckpt is
+ * gone. The image goes to `img` if given (and is left there), else to a
+ * path of its own, removed.
+ */
+function checkpointKilledAfter(pid: number, ms: number, keep?: string): Promise<number | null> {
   return new Promise((resolve) => {
-    const img = imagePath();
+    const img = keep ?? imagePath();
     const child = spawn(process.execPath, [CKPT_BIN, 'checkpoint', String(pid), '-o', img], {
       stdio: 'ignore',
     });
@@ -35,7 +43,7 @@ function checkpointKilledAfter(pid: number, ms: number): Promise<number | null> 
     const timer = setTimeout(() => child.kill('SIGKILL'), ms);
     child.on('exit', (code) => {
       clearTimeout(timer);
-      fs.rmSync(img, { force: true });
+      if (!keep) fs.rmSync(img, { force: true });
       resolve(code === null ? Date.now() - started : null);
     });
   });
@@ -72,5 +80,37 @@ describe('ckpt killed mid-checkpoint', () => {
     expect(vdsoTail(fixture.pid).every((b) => b === 0)).toBe(true);
     fixture.go();
     expect(fixture.waitResult()).toMatch(/^PASS/);
+  });
+});
+
+describe('an image at the path a checkpoint writes to', () => {
+  const sha = (file: string) => createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+
+  it('stays as it was when the checkpoint is killed or refused, and nothing else is left', async () => {
+    const f = startFixture('counter');
+    try {
+      const img = imagePath();
+      const dir = path.dirname(img);
+      const whole = Date.now();
+      ckptOk(['checkpoint', String(f.pid), '-o', img]);
+      const duration = Date.now() - whole;
+      const good = sha(img);
+      for (let k = 1; k <= 6; k++) {
+        await checkpointKilledAfter(f.pid, Math.round((duration * k) / 7), img);
+        expect(sha(img)).toBe(good);
+        expect(fs.readdirSync(dir)).toEqual([path.basename(img)]);
+      }
+      const refused = ckpt(['checkpoint', '1', '-o', img]);
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toContain(`${img} still holds the image it had before`);
+      expect(sha(img)).toBe(good);
+      expect(fs.readdirSync(dir)).toEqual([path.basename(img)]);
+      // A complete one replaces it.
+      ckptOk(['checkpoint', String(f.pid), '-o', img]);
+      expect(sha(img)).not.toBe(good);
+      expect(fs.readdirSync(dir)).toEqual([path.basename(img)]);
+    } finally {
+      f.dispose();
+    }
   });
 });

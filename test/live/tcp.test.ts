@@ -137,7 +137,7 @@ describe('an established TCP connection', () => {
     expect(isAlive(server)).toBe(true);
     // Its connection would have the original's addresses.
     const copy = ckpt(['restart', img, '--no-pids', '-d']);
-    expect(copy.status).not.toBe(0);
+    expect(copy.code).not.toBe(0);
     expect(copy.stderr).toMatch(
       /-> 127\.0\.0\.1:\d+: that connection is still open here \(established/,
     );
@@ -159,7 +159,7 @@ describe('an established TCP connection', () => {
     leftovers.push(pid);
     waitFor('the program to be ready', () => fs.existsSync(path.join(dir, 'ready')), 10_000);
     const r = ckpt(['checkpoint', String(pid), '-o', tmpImage(), '--kill']);
-    expect(r.status).not.toBe(0);
+    expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/close-wait\) is being set up or closed; only established TCP/);
     expect(isAlive(pid)).toBe(true);
   });

@@ -116,6 +116,9 @@ thawed. The same holds if the checkpoint fails, or if ckpt is killed.`,
       }
     } finally {
       sink.close();
+      if (sink.keptPrevious) {
+        process.stderr.write(`ckpt: ${output} still holds the image it had before\n`);
+      }
     }
     return 0;
   },

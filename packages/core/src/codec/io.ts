@@ -5,7 +5,9 @@
  * regular files, pipes and terminals alike, never seeking.
  */
 import * as fs from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { CkptError } from '../errors.js';
+import { errno, libc, sysError } from '../kernel/libc.js';
 
 /** Where image bytes come from. */
 export interface ByteSource {
@@ -25,6 +27,11 @@ export interface ByteSource {
 export interface ByteSink {
   /** Write all of `buf`. */
   write(buf: Buffer): void;
+  /**
+   * The image is complete (a checkpoint calls it once it succeeded): a
+   * sink that stands in for a file may now let it replace what was there.
+   */
+  commit?(): void;
   close(): void;
 }
 
@@ -140,10 +147,24 @@ export class BufferSource implements ByteSource {
   close(): void {}
 }
 
-/** A sink over a file descriptor. */
+/** O_TMPFILE (with O_DIRECTORY): an unnamed file in a directory, gone if never linked. */
+const O_TMPFILE = 0o20200000;
+const AT_FDCWD = -100;
+const AT_SYMLINK_FOLLOW = 0x400;
+
+/**
+ * A sink over a file descriptor. {@link FdSink.open} of a path writes to a
+ * file of its own and puts it at the path only when the image is complete
+ * (see there).
+ */
 export class FdSink implements ByteSink {
   /** Bytes written so far. */
   private written = 0;
+  /** For a path: where the image goes, and how the file being written gets there. */
+  private target?: { path: string; named?: string; hadFile: boolean };
+  private committed = false;
+  /** After close: the path kept the file it had (the checkpoint failed). */
+  keptPrevious = false;
 
   constructor(
     readonly fd: number,
@@ -152,16 +173,37 @@ export class FdSink implements ByteSink {
   ) {}
 
   /**
-   * Create or overwrite a path (or `-` for standard output). An existing
-   * file is written over in place and cut to length on close, rather than
-   * truncated first: its page-cache pages are reused instead of freed and
-   * allocated again, which matters for gigabyte images written repeatedly.
+   * Write an image to `path` (or `-` for standard output). A regular file
+   * (or none yet) is replaced only by a complete image: the image is
+   * written to an unnamed file in the same directory (O_TMPFILE; else a
+   * hidden temporary name), which {@link commit} puts at the path with a
+   * rename. A checkpoint that fails or is killed leaves an image that was
+   * there as it was; where there was none, a failed image still appears,
+   * ending with its error record, so `ckpt info` says why. Anything else
+   * at the path (a FIFO, a device) is written directly.
    */
   static open(path: string): FdSink {
     if (path === '-') return new FdSink(1, 'standard output');
+    let st: fs.Stats | undefined;
     try {
-      const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT;
-      return new FdSink(fs.openSync(path, flags, 0o600), path, true);
+      st = fs.statSync(path, { throwIfNoEntry: false });
+      if (st && !st.isFile()) {
+        return new FdSink(fs.openSync(path, fs.constants.O_WRONLY), path, true);
+      }
+      const dir = dirname(path);
+      let sink: FdSink;
+      let named: string | undefined;
+      try {
+        sink = new FdSink(fs.openSync(dir, O_TMPFILE | fs.constants.O_WRONLY, 0o600), path, true);
+      } catch (e) {
+        // A filesystem without O_TMPFILE: a hidden name beside the image.
+        if (!isErrno(e, 'EOPNOTSUPP') && !isErrno(e, 'EISDIR') && !isErrno(e, 'EINVAL')) throw e;
+        named = join(dir, `.${basename(path)}.ckpt-${process.pid}.partial`);
+        const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
+        sink = new FdSink(fs.openSync(named, flags, 0o600), path, true);
+      }
+      sink.target = { path, named, hadFile: st !== undefined };
+      return sink;
     } catch (e) {
       throw new CkptError('EIO', `cannot create image '${path}': ${(e as Error).message}`, {
         path,
@@ -186,13 +228,49 @@ export class FdSink implements ByteSink {
     }
   }
 
+  /** The image is complete: put it at its path, replacing what was there. */
+  commit(): void {
+    if (!this.target || this.committed) return;
+    this.publish();
+    this.committed = true;
+  }
+
   close(): void {
     if (!this.ownsFd) return;
     try {
-      // Drop whatever an older, longer image left beyond this one.
-      if (fs.fstatSync(this.fd).isFile()) fs.ftruncateSync(this.fd, this.written);
+      const t = this.target;
+      if (t && !this.committed) {
+        // A failed image shows why only where it replaces nothing.
+        if (t.hadFile) this.keptPrevious = true;
+        else this.publish();
+      }
     } finally {
       fs.closeSync(this.fd);
+      if (this.target?.named && fs.existsSync(this.target.named)) fs.rmSync(this.target.named);
+    }
+  }
+
+  private publish(): void {
+    const t = this.target!;
+    const dir = dirname(t.path);
+    let from = t.named;
+    if (!from) {
+      // Give the unnamed file a hidden name, then rename it over the path.
+      from = join(dir, `.${basename(t.path)}.ckpt-${process.pid}.new`);
+      if (fs.existsSync(from)) fs.rmSync(from);
+      if (
+        libc().linkat(AT_FDCWD, `/proc/self/fd/${this.fd}`, AT_FDCWD, from, AT_SYMLINK_FOLLOW) < 0
+      ) {
+        throw sysError('linkat', errno(), `putting the image at ${t.path}`);
+      }
+    }
+    try {
+      fs.renameSync(from, t.path);
+    } catch (e) {
+      fs.rmSync(from, { force: true });
+      throw new CkptError('EIO', `putting the image at ${t.path}: ${(e as Error).message}`, {
+        path: t.path,
+      });
     }
   }
 }

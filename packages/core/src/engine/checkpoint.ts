@@ -311,8 +311,10 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
     }
     ctx.timed('leaks', () => checkReverseLeaks(tree, objects, isContainer, ctx.log));
     writer.finish();
-    // The image is complete: works deferred until then run (their
-    // destructors run instead if the checkpoint fails).
+    // The image is complete: it may replace an older one (before the tree
+    // is killed: a failure here still leaves it running), and works
+    // deferred until then run (their destructors run if it fails).
+    opts.output.commit?.();
     ctx.deferqueue.run();
     ctx.stats.bytes = writer.offset;
   } catch (e) {

@@ -176,6 +176,8 @@ function bind() {
     setsockopt: () =>
       lib.func('int setsockopt(int fd, int level, int name, void *value, uint len)'),
     bind: () => lib.func('int bind(int fd, void *addr, uint len)'),
+    linkat: () =>
+      lib.func('int linkat(int olddirfd, str oldpath, int newdirfd, str newpath, int flags)'),
     connect: () => lib.func('int connect(int fd, void *addr, uint len)'),
     memfdCreate: () => lib.func('int memfd_create(str name, uint flags)'),
     ioctlBuf: () => lib.func('int ioctl(int fd, ulong request, void *arg)'),
