@@ -2,9 +2,11 @@
  * ckpt killed (SIGKILL) at any moment of a checkpoint: the target keeps
  * running, unharmed, untraced and not stopped; an image at the path it
  * writes to stays as it was, and nothing else is left there. A refused
- * checkpoint leaves it too.
+ * checkpoint leaves it too. ckpt killed at any moment of a restart leaves
+ * no process behind (every task it created dies with it: no restore stub
+ * keeps a saved pid), and the next restart works.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -112,5 +114,79 @@ describe('an image at the path a checkpoint writes to', () => {
     } finally {
       f.dispose();
     }
+  });
+});
+
+describe('ckpt killed mid-restart', () => {
+  /** Restore stubs and tasks cloned from them that are alive (not zombies waiting for init). */
+  const stubs = () =>
+    spawnSync('ps', ['-eo', 'pid=,stat=,comm='], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .map((l) => l.trim().split(/\s+/))
+      .filter(([, stat, comm]) => comm === 'ckpt-restore-st' && !stat?.startsWith('Z'))
+      .map(([pid]) => Number(pid));
+  /** Run `ckpt restart IMG -d` and SIGKILL it after `ms` (unless it ended); resolves when it is gone. */
+  const restartKilledAfter = (img: string, ms: number) =>
+    new Promise<void>((resolve) => {
+      const child = spawn(process.execPath, [CKPT_BIN, 'restart', img, '-d'], {
+        stdio: 'ignore',
+      });
+      const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+      child.on('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  /** Kill whatever holds the tree's pids (a restart that finished) and wait until they are free. */
+  const clear = (pids: number[]) => {
+    for (const p of pids) {
+      try {
+        process.kill(p, 'SIGKILL');
+      } catch {
+        // not there
+      }
+    }
+    const end = Date.now() + 10_000;
+    while (pids.some((p) => procState(p) !== undefined) && Date.now() < end) sleepSync(20);
+  };
+
+  it('leaves no task of the tree and no restore stub, whenever it dies', async () => {
+    const root = Number(ckptOk(['run', '--', 'sh', '-c', 'sleep 1000 & sleep 1000 & wait']).trim());
+    sleepSync(300);
+    const img = imagePath();
+    const out = JSON.parse(ckptOk(['checkpoint', String(root), '-o', img, '--kill', '--json']));
+    const pids: number[] = out.pids;
+    expect(pids).toHaveLength(3);
+    clear(pids);
+    expect(stubs()).toEqual([]);
+    const t0 = Date.now();
+    ckptOk(['restart', img, '-d']);
+    const duration = Date.now() - t0;
+    clear(pids);
+    const comm = (p: number) => {
+      try {
+        return fs.readFileSync(`/proc/${p}/comm`, 'utf8').trim();
+      } catch {
+        return undefined;
+      }
+    };
+    for (let k = 1; k <= 10; k++) {
+      await restartKilledAfter(img, Math.round((duration * k) / 11));
+      // Killed by the kernel with ckpt: gone (a zombie until reaped), or,
+      // if the restart had finished, the restored program itself.
+      const end = Date.now() + 3000;
+      while (stubs().length > 0 && Date.now() < end) sleepSync(50);
+      expect(stubs()).toEqual([]);
+      for (const p of pids) {
+        const state = procState(p);
+        if (state === undefined || state === 'Z') continue;
+        expect(['sh', 'sleep']).toContain(comm(p));
+      }
+      clear(pids);
+    }
+    // Nothing holds a pid: a whole restart still works.
+    ckptOk(['restart', img, '-d']);
+    expect(procState(root)).toMatch(/^[RS]$/);
+    clear(pids);
   });
 });

@@ -18,6 +18,7 @@ import { type FrozenTask, freezeTask } from '../kernel/freeze.js';
 import { isSyscallError, SyscallInjector } from '../kernel/inject.js';
 import { libc } from '../kernel/libc.js';
 import { ProcMem } from '../kernel/memory.js';
+import { RESTORE_PTRACE_OPTIONS } from '../kernel/ptrace.js';
 import { spawnProcess } from '../kernel/spawn.js';
 import { reap, waitForStop } from '../kernel/wait.js';
 import { readStat, readStatus, scanProcesses, threadsOf } from '../proc/index.js';
@@ -31,6 +32,7 @@ const PR_SET_PDEATHSIG = 1;
  * parent's injected code on its own until ckpt could seize it.
  */
 const CLONE_PTRACE = 0x2000n;
+
 const CLONE_ARGS_SIZE = 88;
 /**
  * A thread as pthread_create makes one: sharing the address space, fd
@@ -183,7 +185,10 @@ export class TaskFactory {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-    freezeTask(this.stubPid);
+    // Every task is cloned from the stub traced from birth (CLONE_PTRACE),
+    // inheriting PTRACE_O_EXITKILL: should ckpt die before it lets them
+    // go, the kernel kills them all, however far they were restored.
+    freezeTask(this.stubPid, { ptraceOptions: RESTORE_PTRACE_OPTIONS });
     this.ckptPidfd = this.openCkptPidfd(this.stubPid);
     return this.stubPid;
   }
@@ -270,7 +275,7 @@ export class TaskFactory {
       try {
         mem.write(
           prog.scratchAddr,
-          cloneArgs(CLONE_PARENT | cloneFlags, 0, tids, prog.scratchAddr),
+          cloneArgs(CLONE_PARENT | CLONE_PTRACE | cloneFlags, 0, tids, prog.scratchAddr),
         );
       } finally {
         mem.close();
@@ -283,7 +288,7 @@ export class TaskFactory {
       }
     });
     this.created.push(child);
-    return freezeTask(child);
+    return this.firstStop(child, stub);
   }
 
   /**

@@ -46,6 +46,14 @@ export const PTRACE_O = {
   SUSPEND_SECCOMP: 0x200000,
 } as const;
 
+/**
+ * ptrace options of every task a restart creates (inherited through
+ * CLONE_PTRACE from the restore stub): until released they die with ckpt,
+ * never left half restored. Code that sets options on such a task must
+ * keep these.
+ */
+export const RESTORE_PTRACE_OPTIONS = PTRACE_O.EXITKILL;
+
 /** PTRACE_EVENT_* values, found in `status >> 16` of a stop. */
 export const PTRACE_EVENT = {
   FORK: 1,

@@ -37,6 +37,7 @@ import { PR } from '../kernel/prctl.js';
 import {
   BPF_INSN_SIZE,
   PTRACE_O,
+  RESTORE_PTRACE_OPTIONS,
   seccompFilter,
   seccompFilterFlags,
   setOptions,
@@ -205,7 +206,7 @@ function suspendError(pid: number, e: unknown): CkptError {
 function suspendFilters(task: RestartTask): void {
   task.sys.whenStopped((pid) => {
     try {
-      setOptions(pid, PTRACE_O.SUSPEND_SECCOMP);
+      setOptions(pid, PTRACE_O.SUSPEND_SECCOMP | RESTORE_PTRACE_OPTIONS);
     } catch (e) {
       throw suspendError(task.savedPid, e);
     }
@@ -222,7 +223,7 @@ function suspendOtherThreads(task: RestartTask): void {
     const tid = Number(name);
     if (tid === task.pid) continue;
     try {
-      setOptions(tid, PTRACE_O.SUSPEND_SECCOMP);
+      setOptions(tid, PTRACE_O.SUSPEND_SECCOMP | RESTORE_PTRACE_OPTIONS);
     } catch (e) {
       throw suspendError(task.savedPid, e);
     }
