@@ -4,7 +4,10 @@
  * stay shared through checkpoint --kill and restart — what the child opens
  * or where it goes, the parent sees. An address space or signal handlers
  * (CLONE_VM, CLONE_SIGHAND) are refused up front, naming both pids, and
- * both keep running.
+ * both keep running; so is the child alone (its parent outside the tree),
+ * and a vfork child that never starts a program: alone it is refused, and
+ * its parent, which waits for it, is refused at once rather than after a
+ * freeze timeout.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -13,7 +16,7 @@ import path from 'node:path';
 import { KCMP, kcmp } from '@ckpt/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ckpt, ckptOk } from '../support/ckpt.js';
-import { isAlive, procState } from '../support/fixtures.js';
+import { fixtureCommand, isAlive, procState } from '../support/fixtures.js';
 import { cleanupAfterEach } from '../support/live.js';
 import { requireCommand, requireRoot } from '../support/prereq.js';
 import { waitFor } from '../support/procs.js';
@@ -145,6 +148,39 @@ describe('task structures shared without threads', () => {
     expect(r.stderr).toMatch(
       new RegExp(`pid ${child} shares its address space with its parent ${parent} \\(CLONE_VM`),
     );
+    expect(isAlive(parent)).toBe(true);
+    expect(isAlive(child)).toBe(true);
+    // The child alone: its address space is its parent's, outside the tree.
+    const alone = ckpt(['checkpoint', String(child), '-o', path.join(dir, 'img4'), '--kill']);
+    expect(alone.code).not.toBe(0);
+    expect(alone.stderr).toContain(
+      `pid ${child} shares its address space with its parent ${parent}, which is outside the tree`,
+    );
+    expect(isAlive(child)).toBe(true);
+  });
+
+  it('refuses a vfork child before its exec, and its waiting parent at once', () => {
+    const out = path.join(dir, 'vfork-out');
+    const parent = Number(
+      ckptOk(['run', '--stdout', out, '--', ...fixtureCommand('vforker')]).trim(),
+    );
+    leftovers.push(parent);
+    waitFor('the vfork child', () => /^\d+ \d+\n/.test(fs.readFileSync(out, 'utf8')));
+    const child = Number(fs.readFileSync(out, 'utf8').trim().split(' ')[1]);
+    leftovers.push(child);
+    const alone = ckpt(['checkpoint', String(child), '-o', path.join(dir, 'img5'), '--kill']);
+    expect(alone.code).not.toBe(0);
+    expect(alone.stderr).toContain(
+      `pid ${child} shares its address space with its parent ${parent}, which is outside the tree (a vfork child before its exec`,
+    );
+    const t0 = Date.now();
+    const whole = ckpt(['checkpoint', String(parent), '-o', path.join(dir, 'img6'), '--kill']);
+    expect(whole.code).not.toBe(0);
+    expect(whole.stderr).toContain(
+      `cannot freeze pid ${parent}: it waits for its vfork child to start a program or exit`,
+    );
+    // Not the 10 s freeze timeout.
+    expect(Date.now() - t0).toBeLessThan(8000);
     expect(isAlive(parent)).toBe(true);
     expect(isAlive(child)).toBe(true);
   });

@@ -271,4 +271,48 @@ describe('failures leave nothing behind', () => {
     );
     fs.rmSync(path.dirname(img), { recursive: true, force: true });
   });
+
+  it('a process traced by a debugger is refused naming the tracer, and both run on', () => {
+    // A python "debugger": seizes its child (PTRACE_SEIZE) and keeps it.
+    const script = [
+      'import ctypes, os, sys, time',
+      'pid = os.fork()',
+      'if pid == 0:',
+      '    time.sleep(1000)',
+      '    os._exit(0)',
+      'libc = ctypes.CDLL(None, use_errno=True)',
+      'libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]',
+      'if libc.ptrace(0x4206, pid, None, None) != 0: sys.exit(1)',
+      'print(pid, flush=True)',
+      'time.sleep(1000)',
+    ].join('\n');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-traced-'));
+    const out = path.join(dir, 'out');
+    const tracer = Number(ckptOk(['run', '--stdout', out, '--', 'python3', '-c', script]).trim());
+    try {
+      waitFor('the tracee', () => /^\d+\n/.test(fs.readFileSync(out, 'utf8')));
+      const tracee = Number(fs.readFileSync(out, 'utf8').trim());
+      expect(tracerPid(tracee)).toBe(tracer);
+      const r = ckpt(['checkpoint', String(tracee), '-o', path.join(dir, 'img'), '--kill']);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain(
+        `cannot freeze pid ${tracee}: it is already traced by pid ${tracer} (python3: a debugger or another ckpt`,
+      );
+      expect(isAlive(tracee)).toBe(true);
+      expect(tracerPid(tracee)).toBe(tracer);
+      // The tracer with its tracee: the same refusal.
+      const both = ckpt(['checkpoint', String(tracer), '-o', path.join(dir, 'img'), '--kill']);
+      expect(both.code).not.toBe(0);
+      expect(both.stderr).toContain(`already traced by pid ${tracer} (python3`);
+      expect(isAlive(tracer)).toBe(true);
+    } finally {
+      spawnSync('pkill', ['-KILL', '-P', String(tracer)]);
+      try {
+        process.kill(tracer, 'SIGKILL');
+      } catch {
+        // gone
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -31,7 +31,7 @@ import { type FrozenTree, freezeTree, type TreeMember } from './freeze-tree.js';
 import type { FreezerCgroup } from './freezer.js';
 import { checkLeaks, checkReverseLeaks } from './leaks.js';
 import { TaskState, taskRecord, treeRecord } from './records.js';
-import { sharedWithParent } from './shared-structs.js';
+import { refuseSharedWithOutsideParent, sharedWithParent } from './shared-structs.js';
 import { InjectedSyscalls, ProcTaskMemory } from './syscalls.js';
 import { checkpointThreads, checkThreadShares } from './threads.js';
 
@@ -272,6 +272,8 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
         ctty: 0,
       };
     });
+    const root = byPid.get(tree[0]!);
+    if (root) refuseSharedWithOutsideParent(root.pid, root.status.ppid);
     const cttys = controllingPtys(entries, (pid) => byPid.get(pid)?.stat.ttyNr);
     for (const [i, e] of entries.entries()) e.ctty = cttys[i]!;
     checkPidLevels(entries, isContainer);

@@ -47,3 +47,31 @@ export function sharedWithParent(pid: number, ppid: number): number {
   for (const k of KEPT) if (kcmp(pid, ppid, k.type) === 0) flags |= k.flag;
   return flags;
 }
+
+/**
+ * Refuse a tree root that shares its address space or signal handlers with
+ * its parent outside the tree: a vfork child before its exec (its parent
+ * waits for it) or a CLONE_VM child. Saved alone, it would come back with
+ * memory of its own, and its parent would never see what it writes.
+ * @throws CkptError ENOTSUP naming both pids
+ */
+export function refuseSharedWithOutsideParent(pid: number, ppid: number): void {
+  if (ppid <= 0) return;
+  const same = (type: KcmpType) => {
+    try {
+      return kcmp(pid, ppid, type) === 0;
+    } catch {
+      // A parent ckpt may not inspect (an init of a sandbox) shares nothing it could restore either.
+      return false;
+    }
+  };
+  for (const s of REFUSED) {
+    if (same(s.type)) {
+      throw new CkptError(
+        'ENOTSUP',
+        `pid ${pid} shares ${s.what} with its parent ${ppid}, which is outside the tree (a vfork child before its exec, or ${s.flag}); checkpoint pid ${ppid}'s tree, or wait until pid ${pid} has started its program`,
+        { pid },
+      );
+    }
+  }
+}

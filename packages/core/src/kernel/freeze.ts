@@ -17,6 +17,7 @@
  * - about to receive a signal: we see a signal-delivery-stop first; we let
  *   the signal be delivered and wait again for our interrupt.
  */
+import { readFileSync } from 'node:fs';
 import { CkptError } from '../errors.js';
 import { readStat, readStatus } from '../proc/index.js';
 import { errno, libc, sysError } from './libc.js';
@@ -85,6 +86,7 @@ function whyUntraceable(pid: number): string {
  * seized this way; it stops once it is thawed ({@link awaitFrozen}).
  */
 export function seizeTask(pid: number, options: FreezeOptions = {}): SeizedTask {
+  awaitVforkDone(pid);
   const wasStopped = readStat(pid).state === 'T';
   try {
     seize(pid, options.ptraceOptions ?? 0);
@@ -94,7 +96,7 @@ export function seizeTask(pid: number, options: FreezeOptions = {}): SeizedTask 
       const by =
         tracer === process.pid
           ? 'this process (frozen twice?)'
-          : `pid ${tracer} (a debugger or another ckpt?)`;
+          : `pid ${tracer} (${commOf(tracer)}: a debugger or another ckpt; ckpt cannot checkpoint a traced process, nor a tracer with its tracee)`;
       throw new CkptError(
         'EBUSY',
         `cannot freeze pid ${pid}: it is already traced by ${by}`,
@@ -151,6 +153,50 @@ export function awaitFrozen(task: SeizedTask, options: FreezeOptions = {}): Froz
   } catch (e) {
     releaseQuietly(pid);
     throw e;
+  }
+}
+
+/** How long a task may wait for its vfork child (posix_spawn's is brief) before ckpt gives up. */
+const VFORK_WAIT_MS = 2000;
+const nap = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * A task waiting for its vfork child to exec or exit cannot be stopped
+ * before that (the wait is not interruptible by ptrace): wait briefly, as
+ * posix_spawn's wait ends at once, then say so instead of timing out.
+ * @throws CkptError EBUSY when it is still waiting
+ */
+function awaitVforkDone(pid: number): void {
+  // The wait is in kernel_clone (wait_for_vfork_done, inlined on some
+  // kernels), in an uninterruptible (killable) sleep.
+  const waiting = () => {
+    try {
+      const wchan = readFileSync(`/proc/${pid}/wchan`, 'utf8').trim();
+      return (
+        (wchan === 'wait_for_vfork_done' || wchan === 'kernel_clone') && readStat(pid).state === 'D'
+      );
+    } catch {
+      return false;
+    }
+  };
+  const end = Date.now() + VFORK_WAIT_MS;
+  while (waiting()) {
+    if (Date.now() > end) {
+      throw new CkptError(
+        'EBUSY',
+        `cannot freeze pid ${pid}: it waits for its vfork child to start a program or exit, and cannot be stopped until then; try again once the child has`,
+        { pid },
+      );
+    }
+    Atomics.wait(nap, 0, 0, 10);
+  }
+}
+
+function commOf(pid: number): string {
+  try {
+    return readStat(pid).comm;
+  } catch {
+    return '?';
   }
 }
 
