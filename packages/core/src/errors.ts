@@ -102,12 +102,35 @@ export function asCkptError(e: unknown, where: string, pid?: number): CkptError 
     if (e.context.pid === undefined && pid !== undefined) e.context.pid = pid;
     return e;
   }
+  // A failed system call of Node's own (fs): the machine's state (a full
+  // disk, a missing directory), not ckpt's fault, and its path says where.
+  const sys = e as NodeJS.ErrnoException | undefined;
+  if (sys && typeof sys.code === 'string' && typeof sys.errno === 'number' && sys.syscall) {
+    const path = sys.path;
+    return new CkptError(
+      'ESYS',
+      `${where}${pid === undefined ? '' : ` for pid ${pid}`}: ${sys.syscall}${path ? ` ${path}` : ''} failed: ${sys.code} (${errnoMeaning(sys.message)})`,
+      {
+        ...(pid === undefined ? {} : { pid }),
+        ...(path ? { path } : {}),
+        syscall: sys.syscall,
+        errno: -sys.errno,
+      },
+      { cause: e },
+    );
+  }
   return new CkptError(
     'EINVAL',
     `internal error in ${where}${pid === undefined ? '' : ` for pid ${pid}`}: ${(e as Error)?.message ?? String(e)}`,
     pid === undefined ? {} : { pid },
     { cause: e },
   );
+}
+
+/** "no space left on device" from Node's "ENOSPC: no space left on device, write". */
+function errnoMeaning(message: string): string {
+  const m = /^[A-Z0-9]+: ([^,]+)/.exec(message);
+  return m ? m[1]! : message;
 }
 
 /** True when `e` is a {@link CkptError} (optionally with the given code). */
