@@ -20,18 +20,26 @@ export function printJson(value: unknown): void {
   );
 }
 
+/** Every warning any command's logger gave in this process, for a failure's JSON. */
+const warningsGiven: string[] = [];
+
 /**
  * Report a failure on one line, no stack trace (set CKPT_DEBUG=1 for it),
- * and return the exit code.
+ * and return the exit code. With `json`, stdout also gets one JSON
+ * document, `{ ok: false, error, warnings }`, usage mistakes included
+ * (error code `EUSAGE`).
  */
 export function reportError(e: unknown, json: boolean): number {
   if (process.env.CKPT_DEBUG) console.error(e);
   if (e instanceof UsageError) {
     process.stderr.write(`ckpt: ${e.message}\nRun 'ckpt --help' for usage.\n`);
+    if (json) {
+      printJson({ ok: false, error: { code: 'EUSAGE', message: e.message }, warnings: [] });
+    }
     return ExitCode.USAGE;
   }
   const err = asCkptError(e, 'ckpt');
-  if (json) printJson({ ok: false, error: err.toJSON() });
+  if (json) printJson({ ok: false, error: err.toJSON(), warnings: warningsGiven });
   else process.stderr.write(`ckpt: error: ${err.oneLine()}\n`);
   return ExitCode.FAILURE;
 }
@@ -46,6 +54,7 @@ export function cliLogger(warnings: string[]): Logger {
     ...stderr,
     warn(message) {
       warnings.push(message);
+      warningsGiven.push(message);
       stderr.warn(message);
     },
   };
