@@ -11,6 +11,7 @@ import {
   type CheckpointTask,
   CkptError,
   closeInTask,
+  DescriptionIndex,
   type FileHandler,
   type FileInfo,
   type RestartCtx,
@@ -18,7 +19,6 @@ import {
   readOpenFiles,
   SHAREABLE_WITH_PARENT,
   type SyscallRequest,
-  sameFile,
   type TaskPhase,
 } from '@ckpt/core';
 import { externalFile } from './external.js';
@@ -49,9 +49,10 @@ interface PlannedFd {
 /**
  * Per checkpoint, the first fd seen of each open file description, by
  * dev:ino: only fds of the same inode can share a description, so kcmp
- * runs against those alone.
+ * runs against those alone, in kcmp order (a few calls find one among
+ * thousands of separate opens of one file).
  */
-const seenByInode = new WeakMap<CheckpointCtx, Map<string, FileInfo[]>>();
+const seenByInode = new WeakMap<CheckpointCtx, Map<string, DescriptionIndex<FileInfo>>>();
 
 /** The objhash key of `file`'s open file description: "pid:fd" of its first fd seen. */
 function descriptionKey(ctx: CheckpointCtx, file: FileInfo): string {
@@ -61,12 +62,13 @@ function descriptionKey(ctx: CheckpointCtx, file: FileInfo): string {
     seenByInode.set(ctx, byInode);
   }
   const inode = `${file.stat.dev}:${file.stat.ino}`;
-  const firsts = byInode.get(inode) ?? [];
-  const same = firsts.find((f) => sameFile(f.pid, f.fd, file.pid, file.fd));
-  if (same) return `${same.pid}:${same.fd}`;
-  firsts.push(file);
-  byInode.set(inode, firsts);
-  return `${file.pid}:${file.fd}`;
+  let firsts = byInode.get(inode);
+  if (!firsts) {
+    firsts = new DescriptionIndex();
+    byInode.set(inode, firsts);
+  }
+  const first = firsts.add(file);
+  return `${first.pid}:${first.fd}`;
 }
 
 /** Find every fd's handler first, so an unsupported file fails before anything is written. */

@@ -29,7 +29,7 @@
  * checkpoint as well.
  */
 import { CkptError } from '../errors.js';
-import { KCMP, kcmp } from '../kernel/kcmp.js';
+import { DescriptionIndex } from '../kernel/kcmp.js';
 import type { Logger } from '../log.js';
 import {
   listFds,
@@ -69,9 +69,10 @@ interface TreeObject {
    * For a 'description' object: one holder per distinct open file
    * description among `holders` (kcmp), so an outside fd is compared once
    * per description, not once per holder (128 forked tasks sharing their
-   * parent's /dev/null cost one kcmp, not 128).
+   * parent's /dev/null cost one kcmp, not 128), in kcmp order (a few
+   * kcmp calls find one among thousands).
    */
-  descriptions?: Holder[];
+  descriptions?: DescriptionIndex<Holder & { fd: number }>;
 }
 
 /** The objects of a frozen tree, keyed by identity. */
@@ -171,11 +172,12 @@ export function collectTreeObjects(
     if (o) o.holders.push(holder);
     else {
       o = { key, desc, match, holders: [holder] };
-      if (match === 'description') o.descriptions = [];
+      if (match === 'description') o.descriptions = new DescriptionIndex();
       objects.set(key, o);
     }
-    const d = o.descriptions;
-    if (d && !d.some((h) => sameDescription(h.pid, h.fd!, holder.pid, holder.fd!))) d.push(holder);
+    if (o.descriptions && holder.fd !== undefined) {
+      o.descriptions.add({ ...holder, fd: holder.fd });
+    }
     refs.set(ref, key);
   };
   for (const pid of pids) {
@@ -258,19 +260,19 @@ function readFdIdentities(pid: number) {
   });
 }
 
+/** The tree's holder of the open file description of outside fd `fd` of `pid`; none if that fd went away meanwhile. */
+function describedBy(file: TreeObject, pid: number, fd: number): Holder | undefined {
+  try {
+    return file.descriptions?.find(pid, fd);
+  } catch {
+    return undefined;
+  }
+}
+
 function describeHolder(h: Holder): string {
   if (h.fd !== undefined) return `pid ${h.pid} fd ${h.fd}`;
   if (h.vma !== undefined) return `pid ${h.pid}: its memory at 0x${h.vma.toString(16)}`;
   return `pid ${h.pid}: its ${(h.nsLink ?? '').replace(/_/g, ' ')} namespace`;
-}
-
-/** kcmp(KCMP_FILE), false when either side went away meanwhile. */
-function sameDescription(pid1: number, fd1: number, pid2: number, fd2: number): boolean {
-  try {
-    return kcmp(pid1, pid2, KCMP.FILE, fd1, fd2) === 0;
-  } catch {
-    return false;
-  }
 }
 
 /**
@@ -339,12 +341,8 @@ export function findLeaks(pids: readonly number[], tree: TreeObjects): Leak[] {
           }
           const file = objects.get(`file ${k}`);
           if (!file || found.has(file.key)) continue;
-          for (const h of file.descriptions ?? file.holders) {
-            if (sameDescription(p.pid, fd, h.pid, h.fd!)) {
-              report(file, p.pid, `its fd ${fd}`, h);
-              break;
-            }
-          }
+          const h = describedBy(file, p.pid, fd);
+          if (h) report(file, p.pid, `its fd ${fd}`, h);
         } catch (e) {
           if (!isGoneError(e)) throw e;
         }

@@ -26,7 +26,14 @@ export {
   PARASITE_MAGIC,
   SyscallInjector,
 } from './inject.js';
-export { KCMP, type KcmpType, kcmp, sameFile } from './kcmp.js';
+export {
+  DescriptionIndex,
+  type FdRef,
+  KCMP,
+  type KcmpType,
+  kcmp,
+  sameFile,
+} from './kcmp.js';
 export { errnoName, errnoText } from './libc.js';
 export { addSeals, getSeals, memfdCreate } from './memfd.js';
 export {

@@ -56,3 +56,52 @@ export function kcmp(pid1: number, pid2: number, type: KcmpType, idx1 = 0, idx2 
 export function sameFile(pid1: number, fd1: number, pid2: number, fd2: number): boolean {
   return kcmp(pid1, pid2, KCMP.FILE, fd1, fd2) === 0;
 }
+
+/** An fd of a process: where an open file description is held. */
+export interface FdRef {
+  pid: number;
+  fd: number;
+}
+
+/**
+ * Distinct open file descriptions, kept in kcmp's order (the kernel orders
+ * `struct file` pointers, the same for every pair of processes), so that
+ * finding one costs O(log n) kcmp calls instead of one per description:
+ * thousands of separate opens of one file (or of /dev/null) stay fast.
+ */
+export class DescriptionIndex<T extends FdRef> {
+  private readonly items: T[] = [];
+
+  /** Every description, one holder each, in kcmp order. */
+  get all(): readonly T[] {
+    return this.items;
+  }
+
+  /** The holder of the open file description of fd `fd` of `pid`, if one is here. */
+  find(pid: number, fd: number): T | undefined {
+    const at = this.search(pid, fd);
+    return at.found ? this.items[at.index] : undefined;
+  }
+
+  /** Add `item` unless its description is here already; returns the holder kept. */
+  add(item: T): T {
+    const at = this.search(item.pid, item.fd);
+    if (at.found) return this.items[at.index]!;
+    this.items.splice(at.index, 0, item);
+    return item;
+  }
+
+  private search(pid: number, fd: number): { found: boolean; index: number } {
+    let lo = 0;
+    let hi = this.items.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const m = this.items[mid]!;
+      const c = kcmp(pid, m.pid, KCMP.FILE, fd, m.fd);
+      if (c === 0) return { found: true, index: mid };
+      if (c < 0) hi = mid;
+      else lo = mid + 1;
+    }
+    return { found: false, index: lo };
+  }
+}

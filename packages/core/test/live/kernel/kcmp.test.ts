@@ -1,8 +1,9 @@
-import { closeSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { requireRoot } from '../../../../../test/support/prereq.js';
 import { isCkptError } from '../../../src/errors.js';
 import {
+  DescriptionIndex,
   decodePrctlMmMap,
   encodePrctlMmMap,
   grabFd,
@@ -113,3 +114,32 @@ describe('kcmp, pidfd, prctl', () => {
     expect(prctl(PR.GET_DUMPABLE)).toBe(1);
   });
 });
+
+describe('DescriptionIndex', () => {
+  it('keeps one holder per open file description, found by kcmp order', () => {
+    // 200 separate opens of one file, and a dup of every tenth.
+    const opens = Array.from({ length: 200 }, () => openSync('/etc/passwd', 'r'));
+    const dups = opens.filter((_, i) => i % 10 === 0).map((fd) => ({ fd, dup: openDup(fd) }));
+    try {
+      const index = new DescriptionIndex<{ pid: number; fd: number }>();
+      for (const fd of opens) expect(index.add({ pid: process.pid, fd }).fd).toBe(fd);
+      expect(index.all).toHaveLength(200);
+      for (const { fd, dup } of dups) {
+        expect(index.add({ pid: process.pid, fd: dup }).fd).toBe(fd);
+        expect(index.find(process.pid, dup)?.fd).toBe(fd);
+      }
+      expect(index.all).toHaveLength(200);
+      const other = openSync('/etc/passwd', 'r');
+      expect(index.find(process.pid, other)).toBeUndefined();
+      closeSync(other);
+    } finally {
+      for (const fd of opens) closeSync(fd);
+      for (const { dup } of dups) closeSync(dup);
+    }
+  });
+});
+
+/** A new fd on the same open file description as `fd` (dup through /proc would reopen). */
+function openDup(fd: number): number {
+  return grabFd(process.pid, fd);
+}
