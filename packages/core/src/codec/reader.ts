@@ -4,6 +4,7 @@
  * caller in pieces. Every malformation becomes a {@link CkptError} that
  * names the byte offset and the record type.
  */
+import { crc32 } from 'node:zlib';
 import { CkptError } from '../errors.js';
 import { errorRecord, tailRecord } from './core-records.js';
 import { StreamCrc } from './crc.js';
@@ -105,6 +106,43 @@ export class ImageReader {
       `image ends at offset ${at} without a tail record (truncated or corrupt)`,
       { offset: at },
     );
+  }
+
+  /**
+   * For a file: throw ECHECKSUM if the checksum in its tail does not match
+   * its contents, read through `readAt` without moving the stream (a
+   * whole pass over the file: for a header that looks wrong, to tell a
+   * corrupt image from one of another machine). Nothing is checked for a
+   * stream, or a file without a tail.
+   */
+  verifyChecksum(): void {
+    const { size } = this.source;
+    if (size === undefined || !this.source.readAt) return;
+    const tailLen = alignRecord(
+      RECORD_HEADER_SIZE + tailRecord.encode({ records: 0n, checksum: 0 }).length,
+    );
+    if (size < tailLen) return;
+    const tailAt = size - tailLen;
+    const tailBytes = Buffer.alloc(tailLen);
+    if (this.source.readAt(tailBytes, tailAt) !== tailLen) return;
+    if (tailBytes.readUInt32LE(0) !== RecordType.TAIL) return;
+    const tail = tailRecord.decode(tailBytes.subarray(RECORD_HEADER_SIZE), tailAt);
+    const chunk = Buffer.alloc(Math.min(4 << 20, Math.max(tailAt, 1)));
+    let crc = 0;
+    for (let at = 0; at < tailAt; ) {
+      const want = Math.min(chunk.length, tailAt - at);
+      const n = this.source.readAt(chunk.subarray(0, want), at);
+      if (n <= 0) return;
+      crc = crc32(chunk.subarray(0, n), crc);
+      at += n;
+    }
+    if (tail.checksum !== crc >>> 0) {
+      throw new CkptError(
+        'ECHECKSUM',
+        `image checksum mismatch at tail (offset ${tailAt}): stored 0x${tail.checksum.toString(16)}, computed 0x${(crc >>> 0).toString(16)}; the image is corrupt`,
+        { offset: tailAt, recordType: RecordType.TAIL },
+      );
+    }
   }
 
   /** Look at the next record's framing without consuming it. */

@@ -91,7 +91,13 @@ export function restart(opts: RestartOptions): RestartResult {
     uflags: header.uflags,
   });
   ctx.inheritFds = opts.inheritFds ?? new Map();
-  validateHeader(header, { archId: arch.archId, constants: runningConstants(arch.nsig) });
+  try {
+    validateHeader(header, { archId: arch.archId, constants: runningConstants(arch.nsig) });
+  } catch (e) {
+    // Another machine's image, or a corrupt one? A file's checksum says.
+    reader.verifyChecksum();
+    throw e;
+  }
   // An image file that ends with a failed checkpoint's error (or is cut
   // short) is refused now, not after its tasks were created.
   reader.checkEnd();
