@@ -83,7 +83,8 @@ describe('a process group whose leader has exited', () => {
     const { shell, members } = startShell(dir);
     const pgid = members[0]!.pgid;
     expect(members[1]!.pgid).toBe(pgid);
-    expect(procState(pgid)).toBeUndefined(); // the leader is gone
+    // The leader is gone (once the shell has reaped it).
+    waitFor('the leader reaped', () => procState(pgid) === undefined, WAIT_MS);
     expect(pgid).not.toBe(ids(shell).pgid);
 
     const img = tmpImage();
