@@ -168,6 +168,34 @@ const RAW_PROGRAM = [
   '    if c == "q": sys.exit(0)',
 ].join('\n');
 
+/**
+ * RAW_PROGRAM as the foreground job of a job-control shell on a pty,
+ * checkpointed with --kill once it has set its modes; its log emptied.
+ */
+function checkpointRawJob(prefix: string): { img: string; out: string; job: number } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  dirs.push(dir);
+  const out = path.join(dir, 'out');
+  const prog = path.join(dir, 'keys.py');
+  fs.writeFileSync(prog, RAW_PROGRAM);
+  const term = spawn('python3', ['-c', TERMINAL, `set -m; python3 ${prog} ${out}; sleep 1000`], {
+    stdio: 'ignore',
+    detached: true,
+  });
+  pids.push(term.pid!);
+  waitFor('the job to start', () => fs.existsSync(out) && fs.readFileSync(out, 'utf8') !== '');
+  const job = Number(
+    execFileSync('pgrep', ['-f', `^python3 ${prog}`], { encoding: 'utf8' }).trim(),
+  );
+  pids.push(job);
+  const img = imagePath();
+  dirs.push(path.dirname(img));
+  ckptOk(['checkpoint', String(job), '-o', img, '--kill']);
+  waitFor('the job gone', () => !isAlive(job));
+  fs.writeFileSync(out, '');
+  return { img, out, job };
+}
+
 describe('ckpt restart in a terminal', () => {
   it('gives the restored job the foreground: it reads what is typed, and Ctrl-C ends it', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-restart-tty-'));
@@ -216,26 +244,7 @@ describe('ckpt restart in a terminal', () => {
   });
 
   it('gives the job its terminal modes (no echo, key by key) and a SIGWINCH; ckpt puts its own back', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-restart-modes-'));
-    dirs.push(dir);
-    const out = path.join(dir, 'out');
-    const prog = path.join(dir, 'keys.py');
-    fs.writeFileSync(prog, RAW_PROGRAM);
-    const term = spawn('python3', ['-c', TERMINAL, `set -m; python3 ${prog} ${out}; sleep 1000`], {
-      stdio: 'ignore',
-      detached: true,
-    });
-    pids.push(term.pid!);
-    waitFor('the job to start', () => fs.existsSync(out) && fs.readFileSync(out, 'utf8') !== '');
-    const job = Number(
-      execFileSync('pgrep', ['-f', `^python3 ${prog}`], { encoding: 'utf8' }).trim(),
-    );
-    pids.push(job);
-    const img = imagePath();
-    dirs.push(path.dirname(img));
-    ckptOk(['checkpoint', String(job), '-o', img, '--kill']);
-    waitFor('the job gone', () => !isAlive(job));
-    fs.writeFileSync(out, '');
+    const { img, out } = checkpointRawJob('ckpt-restart-modes-');
     const r = JSON.parse(
       execFileSync(
         'python3',
@@ -260,26 +269,7 @@ describe('ckpt restart in a terminal', () => {
   });
 
   it('stops with the job on Ctrl-Z, and fg continues both with the terminal', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-restart-stop-'));
-    dirs.push(dir);
-    const out = path.join(dir, 'out');
-    const prog = path.join(dir, 'keys.py');
-    fs.writeFileSync(prog, RAW_PROGRAM);
-    const term = spawn('python3', ['-c', TERMINAL, `set -m; python3 ${prog} ${out}; sleep 1000`], {
-      stdio: 'ignore',
-      detached: true,
-    });
-    pids.push(term.pid!);
-    waitFor('the job to start', () => fs.existsSync(out) && fs.readFileSync(out, 'utf8') !== '');
-    const job = Number(
-      execFileSync('pgrep', ['-f', `^python3 ${prog}`], { encoding: 'utf8' }).trim(),
-    );
-    pids.push(job);
-    const img = imagePath();
-    dirs.push(path.dirname(img));
-    ckptOk(['checkpoint', String(job), '-o', img, '--kill']);
-    waitFor('the job gone', () => !isAlive(job));
-    fs.writeFileSync(out, '');
+    const { img, out, job } = checkpointRawJob('ckpt-restart-stop-');
     const r = JSON.parse(
       execFileSync(
         'python3',

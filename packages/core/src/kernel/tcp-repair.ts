@@ -226,22 +226,13 @@ export function writeTcpState(fd: number, state: TcpState): void {
   };
   // Repair mode binds even where a listening socket holds the port.
   call(libc().bind(fd, state.addr, state.addr.length) === 0, 'bind', 'binding a TCP connection');
-  setInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, 'choosing a TCP queue');
-  setInt(
-    fd,
-    SOL_TCP,
-    TCP_QUEUE_SEQ,
-    (state.recvSeq - state.recvQueue.length) | 0,
-    'setting the receive sequence number',
-  );
-  setInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, 'choosing a TCP queue');
-  setInt(
-    fd,
-    SOL_TCP,
-    TCP_QUEUE_SEQ,
-    (state.sendSeq - state.sendQueue.length) | 0,
-    'setting the send sequence number',
-  );
+  // Each queue starts where its first saved byte was.
+  const startAt = (queue: number, next: number, queued: Buffer) => {
+    setInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, queue, 'choosing a TCP queue');
+    setInt(fd, SOL_TCP, TCP_QUEUE_SEQ, (next - queued.length) | 0, 'setting a sequence number');
+  };
+  startAt(TCP_RECV_QUEUE, state.recvSeq, state.recvQueue);
+  startAt(TCP_SEND_QUEUE, state.sendSeq, state.sendQueue);
   // No handshake: established at once.
   call(
     libc().connect(fd, state.peer, state.peer.length) === 0,

@@ -60,30 +60,6 @@ static int files(const char *dir) {
   return 0;
 }
 
-static int touch(long pages, const char *list) {
-  long size = pages * 4096;
-  int all = strcmp(list, "all") == 0;
-  /* MAP_POPULATE faults everything in at once, much faster than a write per page;
-   * MAP_NORESERVE lets a huge sparse region be mapped at all. */
-  char *a = mmap(0, size, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | (all ? MAP_POPULATE : 0), -1, 0);
-  if (!all) {
-    /* Huge pages would make whole 2 MiB blocks present at once. */
-    madvise(a, size, MADV_NOHUGEPAGE);
-    char *s = strdup(list);
-    for (char *tok = strtok(s, ","); tok; tok = strtok(0, ",")) {
-      long lo = atol(tok), hi = lo;
-      char *dash = strchr(tok, '-');
-      if (dash) hi = atol(dash + 1);
-      for (long i = lo; i <= hi; i++) a[i * 4096] = 1;
-    }
-  }
-  printf("%p\n", a);
-  fflush(stdout);
-  sleep_forever();
-  return 0;
-}
-
 /* Marks pages of LIST ("0-9,20") written. */
 static void write_list(char *a, const char *list) {
   char *s = strdup(list);
@@ -95,6 +71,25 @@ static void write_list(char *a, const char *list) {
   }
   free(s);
 }
+
+static int touch(long pages, const char *list) {
+  long size = pages * 4096;
+  int all = strcmp(list, "all") == 0;
+  /* MAP_POPULATE faults everything in at once, much faster than a write per page;
+   * MAP_NORESERVE lets a huge sparse region be mapped at all. */
+  char *a = mmap(0, size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | (all ? MAP_POPULATE : 0), -1, 0);
+  if (!all) {
+    /* Huge pages would make whole 2 MiB blocks present at once. */
+    madvise(a, size, MADV_NOHUGEPAGE);
+    write_list(a, list);
+  }
+  printf("%p\n", a);
+  fflush(stdout);
+  sleep_forever();
+  return 0;
+}
+
 
 static int cow(const char *path, const char *list) {
   int fd = open(path, O_RDONLY);
