@@ -30,9 +30,12 @@ beforeAll(() => {
   requireCommand('bash');
 });
 
-/** Types "21" then Ctrl-C into `ckpt restart IMG` on a new pty; prints {"doubled", "status"}. */
-const DRIVER = `
-import json, os, pty, select, sys, time
+/**
+ * Start of the python drivers below: `ckpt restart IMG` on a new pty (fd
+ * `fd` its master), and `drain()`, which reads what the terminal shows.
+ */
+const RESTART_ON_PTY = `
+import json, os, pty, select, sys, termios, time
 node, cli, img, out = sys.argv[1:5]
 pid, fd = pty.fork()
 if pid == 0:
@@ -42,7 +45,10 @@ def drain():
     if r:
         try: os.read(fd, 4096)
         except OSError: pass
-def seen(text):
+`;
+
+/** Types "21" then Ctrl-C into `ckpt restart IMG` on a new pty; prints {"doubled", "status"}. */
+const DRIVER = `${RESTART_ON_PTY}def seen(text):
     try: return text in open(out).read().split()
     except FileNotFoundError: return False
 os.write(fd, b'21\\n')
@@ -76,18 +82,7 @@ while True:
  * program to see it, then "q"; prints the exit status and whether ckpt's
  * own modes (echo, line by line) are back on the terminal afterwards.
  */
-const KEY_DRIVER = `
-import json, os, pty, select, sys, termios, time
-node, cli, img, out = sys.argv[1:5]
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(node, [node, cli, 'restart', img])
-def drain():
-    r, _, _ = select.select([fd], [], [], 0.05)
-    if r:
-        try: os.read(fd, 4096)
-        except OSError: pass
-def lines():
+const KEY_DRIVER = `${RESTART_ON_PTY}def lines():
     try: return open(out).read().splitlines()
     except FileNotFoundError: return []
 def wait_for(pred):
