@@ -157,6 +157,26 @@ describe('leak detection for container checkpoints', () => {
     expect(warned.filter((w) => said.test(w))).toHaveLength(1);
     expect(procState(pid)).toBeDefined();
   });
+
+  it('takes an open /dev/null shared with the outside for no leak, an open file for one', () => {
+    const d = tmpDir('ckpt-leaks-');
+    const file = path.join(d, 'data');
+    fs.writeFileSync(file, 'x');
+    // The child holds its parent's open file descriptions (fd 3, fd 4);
+    // the parent stays outside the checkpointed subtree.
+    const script = `exec 3</dev/null 4<${file}; sleep 1000 & echo $! > ${d}/child; wait`;
+    const parent = outside(['sh', '-c', script], () => fs.existsSync(path.join(d, 'child')));
+    waitFor('the child', () => /^\d+\n/.test(fs.readFileSync(path.join(d, 'child'), 'utf8')));
+    const child = Number(fs.readFileSync(path.join(d, 'child'), 'utf8'));
+    leftovers.push(child);
+    const warnings: string[] = [];
+    const log = { debug() {}, info() {}, warn: (m: string) => warnings.push(m), error() {} };
+    checkLeaks([child], false, log);
+    expect(warnings.join('\n')).toMatch(
+      new RegExp(`pid ${parent} .*also holds the open file ${file}`),
+    );
+    expect(warnings.join('\n')).not.toMatch(/\/dev\/null/);
+  });
 });
 
 function spawnSyncOk(cmd: string, args: string[]): void {

@@ -13,7 +13,8 @@
  * - a named FIFO: its `dev:ino` (every open of a FIFO shares its buffer);
  * - any other file: the open file description. Candidates share `dev:ino`
  *   (stat through the fd link), and kcmp(KCMP_FILE) decides: two separate
- *   open()s of the same file are not a leak;
+ *   open()s of the same file are not a leak; /dev/null and its kin are
+ *   never one (see STATELESS_DEVICES);
  * - a namespace: its nsfs inode, unless ckpt is in it too (the host's
  *   namespaces are shared with every process of the host). Outside
  *   processes hold one by being in it (`/proc/PID/ns/*`, including
@@ -44,6 +45,15 @@ import {
 } from '../proc/index.js';
 import { scanProcesses } from '../proc/tree.js';
 import { readProcDir, readProcLink } from '../proc/util.js';
+
+/**
+ * /dev/null, /dev/zero, /dev/full, /dev/random and /dev/urandom (1:3, 1:5,
+ * 1:7, 1:8, 1:9): an open file description of one shared with a process
+ * outside holds no state the restored tree would miss (no offset that
+ * matters, no data), so it is no leak; leaving them out also spares
+ * stat()ing every fd of every process on the machine for them.
+ */
+const STATELESS_DEVICES = new Set([0x103, 0x105, 0x107, 0x108, 0x109]);
 
 /** Where the tree holds an object: an fd of a task, or a task's namespace. */
 interface Holder {
@@ -200,6 +210,8 @@ export function collectTreeObjects(
           holder,
           ref,
         );
+      } else if (f.stat.type === 'chr' && STATELESS_DEVICES.has(f.stat.rdev)) {
+        // Nothing to lose: sharing one with the outside shares no data.
       } else {
         const k = fileKey(f.stat.dev, f.stat.ino);
         add(
