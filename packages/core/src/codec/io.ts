@@ -193,10 +193,12 @@ export class FdSink implements ByteSink {
     let st: fs.Stats | undefined;
     try {
       st = fs.statSync(path, { throwIfNoEntry: false });
+      // Through a symbolic link: its target is what gets replaced.
+      const target = st && fs.lstatSync(path).isSymbolicLink() ? fs.realpathSync(path) : path;
       if (st && !st.isFile()) {
         return new FdSink(fs.openSync(path, fs.constants.O_WRONLY), path, true);
       }
-      const dir = dirname(path);
+      const dir = dirname(target);
       let sink: FdSink;
       let named: string | undefined;
       try {
@@ -204,11 +206,11 @@ export class FdSink implements ByteSink {
       } catch (e) {
         // A filesystem without O_TMPFILE: a hidden name beside the image.
         if (!isErrno(e, 'EOPNOTSUPP') && !isErrno(e, 'EISDIR') && !isErrno(e, 'EINVAL')) throw e;
-        named = join(dir, `.${basename(path)}.ckpt-${process.pid}.partial`);
+        named = join(dir, `.${basename(target)}.ckpt-${process.pid}.partial`);
         const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
         sink = new FdSink(fs.openSync(named, flags, 0o600), path, true);
       }
-      sink.target = { path, named, hadFile: st !== undefined };
+      sink.target = { path: target, named, hadFile: st !== undefined };
       return sink;
     } catch (e) {
       throw new CkptError('EIO', `cannot create image '${path}': ${(e as Error).message}`, {
