@@ -9,6 +9,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CKPT_BIN, ckpt, ckptOk, imagePath } from '../support/ckpt.js';
@@ -113,6 +114,50 @@ describe('an image at the path a checkpoint writes to', () => {
       expect(fs.readdirSync(dir)).toEqual([path.basename(img)]);
     } finally {
       f.dispose();
+    }
+  });
+});
+
+describe('an image path that is not a plain file', () => {
+  it('a FIFO, /dev/stdout and a symbolic link get the image where the user meant', () => {
+    const f = startFixture('counter');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-img-paths-'));
+    try {
+      const info = (img: string) => ckptOk(['info', img]);
+      const bin = `"${process.execPath}" "${CKPT_BIN}"`;
+      // A FIFO a reader drains (before the first module loads: a Node quirk).
+      const fifo = path.join(dir, 'fifo');
+      spawnSync('mkfifo', [fifo]);
+      const viaFifo = path.join(dir, 'via-fifo.img');
+      const r1 = spawnSync('sh', [
+        '-c',
+        `cat ${fifo} > ${viaFifo} & ${bin} checkpoint ${f.pid} -o ${fifo}; wait`,
+      ]);
+      expect(r1.status).toBe(0);
+      expect(info(viaFifo)).toMatch(/checksum ok/);
+      // /dev/stdout redirected to a file, and piped.
+      const redirected = path.join(dir, 'redirected.img');
+      expect(
+        spawnSync('sh', ['-c', `${bin} checkpoint ${f.pid} -o /dev/stdout > ${redirected}`]).status,
+      ).toBe(0);
+      expect(info(redirected)).toMatch(/checksum ok/);
+      const piped = path.join(dir, 'piped.img');
+      expect(
+        spawnSync('sh', ['-c', `${bin} checkpoint ${f.pid} -o /dev/stdout | cat > ${piped}`])
+          .status,
+      ).toBe(0);
+      expect(info(piped)).toMatch(/checksum ok/);
+      expect(fs.lstatSync('/dev/stdout').isSymbolicLink()).toBe(true);
+      // A symbolic link: its target is replaced, the link stays.
+      const real = path.join(dir, 'real.img');
+      fs.writeFileSync(real, 'old');
+      fs.symlinkSync('real.img', path.join(dir, 'link.img'));
+      ckptOk(['checkpoint', String(f.pid), '-o', path.join(dir, 'link.img')]);
+      expect(fs.lstatSync(path.join(dir, 'link.img')).isSymbolicLink()).toBe(true);
+      expect(info(real)).toMatch(/checksum ok/);
+    } finally {
+      f.dispose();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -78,6 +78,24 @@ describe('a restored process continues with its state intact', () => {
     expect(f.waitResult()).toMatch(/^PASS/);
   });
 
+  it('signal dispositions are the saved ones: none ignored that was not (glibc 32 and 33 too)', () => {
+    const ignored = (pid: number) =>
+      /SigIgn:\s+([0-9a-f]+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1];
+    // ckpt run starts it with every signal at its default.
+    const pid = Number(ckptOk(['run', '--', 'sleep', '1000']).trim());
+    try {
+      expect(ignored(pid)).toBe('0000000000000000');
+      const restored = checkpointKillRestart(pid);
+      expect(ignored(restored)).toBe('0000000000000000');
+    } finally {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+  });
+
   it('--frozen leaves the restored process stopped', () => {
     const f = start('counter');
     while (f.count!() < 3) sleepSync(20);

@@ -190,12 +190,19 @@ export class FdSink implements ByteSink {
    */
   static open(path: string): FdSink {
     if (path === '-') return new FdSink(1, 'standard output');
+    // Loaded before the first stat: Node 20 resolves the next module path
+    // wrongly after statSync of a FIFO, and koffi loads on first use.
+    libc();
     let st: fs.Stats | undefined;
     try {
       st = fs.statSync(path, { throwIfNoEntry: false });
-      // Through a symbolic link: its target is what gets replaced.
-      const target = st && fs.lstatSync(path).isSymbolicLink() ? fs.realpathSync(path) : path;
-      if (st && !st.isFile()) {
+      // Through a symbolic link: its target is what gets replaced, unless
+      // it is a file some process has open (/dev/stdout, /proc/self/fd/N).
+      const link = st && fs.lstatSync(path).isSymbolicLink();
+      const target = link ? fs.realpathSync(path) : path;
+      const openFile =
+        /^\/(proc|dev)\//.test(path) || (link && /^\/proc\//.test(fs.readlinkSync(path)));
+      if (st && (!st.isFile() || openFile)) {
         return new FdSink(fs.openSync(path, fs.constants.O_WRONLY), path, true);
       }
       const dir = dirname(target);

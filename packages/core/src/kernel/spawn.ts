@@ -69,7 +69,12 @@ export function spawnProcess(argv: readonly string[], options: SpawnOptions = {}
     // Nothing but stdio is passed on: fds ckpt inherited or opened (its
     // caller's pipes, say) are none of the new process's business.
     c.fileActionsAddCloseFrom(actions, 3);
+    // Every signal back to its default, glibc's own two (32 and 33, which
+    // sigfillset leaves out) included: else its spawn ignores them in the
+    // child, and they stay ignored across exec (in the restore stub, so in
+    // every task cloned from it, and in what `ckpt run` starts).
     c.sigfillset(sigs);
+    sigs.fill(0xff, 0, 8);
     c.attrSetSigDefault(attr, sigs);
     c.sigemptyset(sigs);
     c.attrSetSigMask(attr, sigs);
