@@ -14,6 +14,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { socketOption, withFdCopy } from '@ckpt/core';
 import { describe, expect, it } from 'vitest';
 import { ckpt, ckptOk } from '../support/ckpt.js';
 import { isAlive } from '../support/fixtures.js';
@@ -27,6 +28,7 @@ const SERVER = `
 import os, socket, sys
 d = sys.argv[1]
 srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind(('127.0.0.1', 0))
 srv.listen(1)
 open(d + '/port.tmp', 'w').write(str(srv.getsockname()[1]))
@@ -86,6 +88,11 @@ function queues(port: number): { tx: number; rx: number } | undefined {
 }
 
 /** `closeListener`: the server keeps only the connection (else its listening socket too, on the same port). */
+/** SO_REUSEADDR of socket fd `fd` of `pid`, through a copy of it. */
+function reuseAddr(pid: number, fd: number): number {
+  return withFdCopy(pid, fd, (copy) => socketOption(copy, 1, 2));
+}
+
 function startPair(closeListener = false) {
   const dir = tmpDir('ckpt-tcp-');
   fs.writeFileSync(path.join(dir, 'server.py'), SERVER);
@@ -127,14 +134,20 @@ describe('an established TCP connection', () => {
     expect(queues(port)).toBeUndefined();
     const restored = Number(ckptOk(['restart', img, '-d']).trim());
     expect(restored).toBe(server);
+    // The connection keeps SO_REUSEADDR, which it had from its listener:
+    // else its port stays taken for a minute after it closes.
+    expect(reuseAddr(server, 4)).toBe(1);
     expect(result(dir)).toEqual(EXPECTED);
   });
 
   it('is left untouched by --leave-running; a copy beside the original is refused', () => {
     const { dir, server } = startPair(true);
     const img = tmpImage();
+    expect(reuseAddr(server, 4)).toBe(1); // from its listener
     ckptOk(['checkpoint', String(server), '-o', img, '--leave-running']);
     expect(isAlive(server)).toBe(true);
+    // Leaving repair mode clears it: ckpt sets it again.
+    expect(reuseAddr(server, 4)).toBe(1);
     // Its connection would have the original's addresses.
     const copy = ckpt(['restart', img, '--no-pids', '-d']);
     expect(copy.code).not.toBe(0);

@@ -42,7 +42,7 @@ import {
 import { moveAboveTable, restoringTask } from './file-object.js';
 import { reopenFlags } from './flags.js';
 import { FileKind, fileSocketRecord } from './records.js';
-import { describeSocket, socketEntry } from './socket-info.js';
+import { describeSocket, sockaddrText, socketEntry } from './socket-info.js';
 
 const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
@@ -239,7 +239,11 @@ export const listenSocketFile: FileHandler = {
       opt(SOL_SOCKET, SO_REUSEADDR, on!),
       ...(rec.reusePort ? [opt(SOL_SOCKET, SO_REUSEPORT, on!)] : []),
       ...(rec.family === AF_INET6 ? [opt(IPPROTO_IPV6, IPV6_V6ONLY, v6only!)] : []),
-      { name: 'bind', args: [fd, addr!, rec.addr.length], what: `${what}: binding it` },
+      {
+        name: 'bind',
+        args: [fd, addr!, rec.addr.length],
+        what: `${what}: binding it${boundTo(rec)}`,
+      },
       ...(rec.listens
         ? [{ name: 'listen' as const, args: [fd, somaxconn()], what: `${what}: listening` }]
         : []),
@@ -249,6 +253,12 @@ export const listenSocketFile: FileHandler = {
     return fd;
   },
 };
+
+/** " to 127.0.0.1:5432 (still taken by the original?)" for an IPv4/IPv6 address, for bind's error. */
+function boundTo(rec: { family: number; addr: Buffer }): string {
+  if (rec.family !== AF_INET && rec.family !== AF_INET6) return '';
+  return ` to ${sockaddrText(rec.addr)} (if the address is in use: is the original still running? stop it, or restart where the port is free)`;
+}
 
 /** The most connections a listen queue may hold here (what restart listens with). */
 function somaxconn(): number {

@@ -405,6 +405,8 @@ export const fileTcpRecord = defineRecord(FILE_TCP, 'file_tcp', 'established TCP
   /** struct tcp_repair_window, raw. */
   window: bytes(32),
   nodelay: bool(),
+  /** SO_REUSEADDR (an accepted connection inherits its listener's). */
+  reuseAddr: bool(),
   keepalive: bool(),
   keepIdle: u32(),
   keepIntvl: u32(),

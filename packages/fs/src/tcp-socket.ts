@@ -54,6 +54,7 @@ import { FileKind, fileTcpRecord } from './records.js';
 import { describeSocket, sockaddrText, socketEntry, tcpConnectionState } from './socket-info.js';
 
 const SOL_SOCKET = 1;
+const SO_REUSEADDR = 2;
 const SO_KEEPALIVE = 9;
 const SO_DOMAIN = 39;
 const SOL_TCP = 6;
@@ -80,10 +81,15 @@ export function whyNotTcp(file: FileInfo): string | undefined {
   return `${describeSocket(file.pid, file.target.inode ?? file.stat.ino)} is being set up or closed; only established TCP connections are saved`;
 }
 
-/** Leave repair mode on ckpt's copy `fd` and close it. */
-function endRepair(fd: number, mode: number): void {
+/**
+ * Leave repair mode on ckpt's copy `fd` and close it. Leaving repair mode
+ * clears SO_REUSEADDR (repair mode forces it while on): `reuseAddr` is set
+ * again after.
+ */
+function endRepair(fd: number, mode: number, reuseAddr: boolean): void {
   try {
     setTcpRepair(fd, mode);
+    if (reuseAddr) setSocketOption(fd, SOL_SOCKET, SO_REUSEADDR, 1);
   } finally {
     closeSync(fd);
   }
@@ -92,7 +98,10 @@ function endRepair(fd: number, mode: number): void {
 function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
   const fd = grabFd(file.pid, file.fd);
   let repairing = false;
+  // Read before repair mode, which forces it on.
+  let reuseAddr = false;
   try {
+    reuseAddr = socketOption(fd, SOL_SOCKET, SO_REUSEADDR) !== 0;
     setTcpRepair(fd, TcpRepair.ON);
     repairing = true;
     if (tcpStateOf(fd) !== TCP_ESTABLISHED) {
@@ -117,6 +126,7 @@ function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
       timestamp: s.timestamp,
       window: s.window,
       nodelay: socketOption(fd, SOL_TCP, TCP_NODELAY) !== 0,
+      reuseAddr,
       keepalive,
       keepIdle: socketOption(fd, SOL_TCP, TCP_KEEPIDLE),
       keepIntvl: socketOption(fd, SOL_TCP, TCP_KEEPINTVL),
@@ -125,12 +135,12 @@ function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
       recvQueue: s.recvQueue,
     });
   } catch (e) {
-    if (repairing) endRepair(fd, TcpRepair.OFF_NO_PROBE);
+    if (repairing) endRepair(fd, TcpRepair.OFF_NO_PROBE, reuseAddr);
     else closeSync(fd);
     throw e;
   }
   if (ctx.leave !== 'kill') {
-    endRepair(fd, TcpRepair.OFF_NO_PROBE);
+    endRepair(fd, TcpRepair.OFF_NO_PROBE, reuseAddr);
     return;
   }
   // Killed with the tree: closed by the task's death, still in repair
@@ -138,7 +148,7 @@ function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
   ctx.deferqueue.add(
     fd,
     (copy) => closeSync(copy),
-    (copy) => endRepair(copy, TcpRepair.OFF_NO_PROBE),
+    (copy) => endRepair(copy, TcpRepair.OFF_NO_PROBE, reuseAddr),
   );
 }
 
@@ -207,7 +217,10 @@ export const tcpSocketFile: FileHandler = {
     // Quiet until every task is restored; then it speaks again.
     ctx.deferqueue.add(
       copy,
-      (c) => endRepair(c, TcpRepair.OFF),
+      // SO_REUSEADDR too: without it, the port stays taken for a minute
+      // after the connection closes (TIME_WAIT), and the program's
+      // listener could not bind it again.
+      (c) => endRepair(c, TcpRepair.OFF, rec.reuseAddr),
       (c) => closeSync(c),
     );
     return fd;
