@@ -8,6 +8,9 @@
  * The rule, at restart, for saved fd N:
  * - `--inherit-fd N:M` (ctx.inheritFds): ckpt restart's fd M, which must be open;
  * - else, for N = 0, 1, 2: ckpt restart's fd N if it is open;
+ * - else, for a terminal (`/dev/tty` that less reads keys from, the fd
+ *   255 bash keeps on its terminal): the first of ckpt restart's fds 0-2
+ *   that is a terminal, as the stdio that led to it follows ckpt's;
  * - else /dev/null, opened with the saved access mode.
  * ckpt restart's fds above 2 are never used by default: they are Node's
  * own (event loop, signal pipes), not something the user handed over.
@@ -91,7 +94,12 @@ function isOpenHere(fd: number): boolean {
 }
 
 /** Which fd of ckpt restart saved fd `fd` connects to, or undefined for /dev/null. */
-function sourceFd(ctx: RestartCtx, task: RestartTask, fd: number): number | undefined {
+function sourceFd(
+  ctx: RestartCtx,
+  task: RestartTask,
+  fd: number,
+  wasTerminal: boolean,
+): number | undefined {
   const asked = ctx.inheritFds.get(fd);
   if (asked !== undefined) {
     if (!isOpenHere(asked)) {
@@ -106,7 +114,8 @@ function sourceFd(ctx: RestartCtx, task: RestartTask, fd: number): number | unde
     }
     return asked;
   }
-  return fd <= 2 && isOpenHere(fd) ? fd : undefined;
+  if (fd <= 2) return isOpenHere(fd) ? fd : undefined;
+  return wasTerminal ? [0, 1, 2].find(isTtyHere) : undefined;
 }
 
 /** Copy fd `source` of this process into `task`, from inside the task. */
@@ -129,7 +138,7 @@ export const externalFile: FileHandler = {
   },
   restore(ctx, task) {
     const rec = ctx.read(fileExternalRecord);
-    const source = sourceFd(ctx, task, rec.fd);
+    const source = sourceFd(ctx, task, rec.fd, rec.termios.length > 0);
     if (source !== undefined) {
       // The first task's modes for a terminal win: the root's, as a
       // shell sees its job.

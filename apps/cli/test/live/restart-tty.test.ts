@@ -192,51 +192,64 @@ function checkpointRawJob(prefix: string): { img: string; out: string; job: numb
 }
 
 describe('ckpt restart in a terminal', () => {
-  it('gives the restored job the foreground: it reads what is typed, and Ctrl-C ends it', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-restart-tty-'));
-    dirs.push(dir);
-    const out = path.join(dir, 'out');
-    const prog = path.join(dir, 'double.py');
-    fs.writeFileSync(
-      prog,
-      [
-        'import sys',
-        'out = open(sys.argv[1], "a", buffering=1)',
-        'print("ready", file=out)',
-        'for line in sys.stdin: print(int(line) * 2, file=out)',
-      ].join('\n'),
-    );
-    // A job-control shell on a terminal runs it as its foreground job,
-    // reading the terminal; the shell stays, so its session cannot be
-    // joined at restart, and the job is a process group of its own.
-    const term = spawn('python3', ['-c', TERMINAL, `set -m; python3 ${prog} ${out}; sleep 1000`], {
-      stdio: 'ignore',
-      detached: true,
-    });
-    pids.push(term.pid!);
-    waitFor(
-      'the job to start',
-      () => fs.existsSync(out) && fs.readFileSync(out, 'utf8') !== '',
-      10_000,
-    );
-    const job = Number(
-      execFileSync('pgrep', ['-f', `^python3 ${prog}`], { encoding: 'utf8' }).trim(),
-    );
-    pids.push(job);
-    const img = imagePath();
-    dirs.push(path.dirname(img));
-    ckptOk(['checkpoint', String(job), '-o', img, '--kill']);
-    waitFor('the job gone', () => !isAlive(job));
-    const r = JSON.parse(
-      execFileSync(
+  it.each([
+    ['its standard input', 'sys.stdin', ''],
+    // As less reads keys: its own fd on /dev/tty, stdin elsewhere.
+    [
+      '/dev/tty, which it opened itself',
+      'os.fdopen(os.open("/dev/tty", os.O_RDWR))',
+      ' < /dev/null',
+    ],
+  ])(
+    'gives the restored job the foreground: it reads what is typed on %s, and Ctrl-C ends it',
+    (_what, input, redirect) => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-restart-tty-'));
+      dirs.push(dir);
+      const out = path.join(dir, 'out');
+      const prog = path.join(dir, 'double.py');
+      fs.writeFileSync(
+        prog,
+        [
+          'import os, sys',
+          'out = open(sys.argv[1], "a", buffering=1)',
+          `keys = ${input}`,
+          'print("ready", file=out)',
+          'for line in keys: print(int(line) * 2, file=out)',
+        ].join('\n'),
+      );
+      // A job-control shell on a terminal runs it as its foreground job,
+      // reading the terminal; the shell stays, so its session cannot be
+      // joined at restart, and the job is a process group of its own.
+      const term = spawn(
         'python3',
-        ['-c', DRIVER, process.execPath, path.join(ROOT, 'apps/cli/dist/bin.js'), img, out],
-        { encoding: 'utf8', timeout: 60_000 },
-      ),
-    ) as { doubled: boolean; status: number | null };
-    expect(r).toEqual({ doubled: true, status: 130 });
-    expect(isAlive(job)).toBe(false);
-  });
+        ['-c', TERMINAL, `set -m; python3 ${prog} ${out}${redirect}; sleep 1000`],
+        { stdio: 'ignore', detached: true },
+      );
+      pids.push(term.pid!);
+      waitFor(
+        'the job to start',
+        () => fs.existsSync(out) && fs.readFileSync(out, 'utf8') !== '',
+        10_000,
+      );
+      const job = Number(
+        execFileSync('pgrep', ['-f', `^python3 ${prog}`], { encoding: 'utf8' }).trim(),
+      );
+      pids.push(job);
+      const img = imagePath();
+      dirs.push(path.dirname(img));
+      ckptOk(['checkpoint', String(job), '-o', img, '--kill']);
+      waitFor('the job gone', () => !isAlive(job));
+      const r = JSON.parse(
+        execFileSync(
+          'python3',
+          ['-c', DRIVER, process.execPath, path.join(ROOT, 'apps/cli/dist/bin.js'), img, out],
+          { encoding: 'utf8', timeout: 60_000 },
+        ),
+      ) as { doubled: boolean; status: number | null };
+      expect(r).toEqual({ doubled: true, status: 130 });
+      expect(isAlive(job)).toBe(false);
+    },
+  );
 
   it('gives the job its terminal modes (no echo, key by key) and a SIGWINCH; ckpt puts its own back', () => {
     const { img, out } = checkpointRawJob('ckpt-restart-modes-');
