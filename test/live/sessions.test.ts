@@ -9,10 +9,11 @@
  * double-forked daemon) comes back as the leader of a new session, with
  * its pid or (--no-pids) a new one, and counts on.
  */
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ckpt, ckptOk } from '../support/ckpt.js';
+import { CKPT_BIN, ckpt, ckptOk } from '../support/ckpt.js';
 import { procState } from '../support/fixtures.js';
 import { cleanupAfterEach } from '../support/live.js';
 import { requireCommand, requireRoot } from '../support/prereq.js';
@@ -157,6 +158,49 @@ describe('a subtree whose session leader has exited', () => {
       expect(lines()).toEqual(lines().map((_, i) => i + 1));
     });
   }
+});
+
+describe('a subtree whose process group is gone but whose session is not', () => {
+  it('comes back as the leader of a new group, in the session', () => {
+    const dir = tmpDir('ckpt-lost-group-');
+    // In a session of its own whose leader stays: a job-control shell runs
+    // `( sleep & )`, so the subshell leading sleep's group exits, the shell
+    // too; then sleep (alone: no group member left to take the group over)
+    // is checkpointed and restarted from within the same session, as a
+    // user would from their terminal.
+    fs.writeFileSync(
+      path.join(dir, 'job.sh'),
+      `set -m\n( sleep 1000 & echo $! > ${dir}/pid )\nsleep 0.3\n`,
+    );
+    const ckptCmd = `"${process.execPath}" "${CKPT_BIN}"`;
+    const session = [
+      `bash ${dir}/job.sh`,
+      `pid=$(cat ${dir}/pid)`,
+      `ps -o pgid= -p $pid > ${dir}/pgid-before`,
+      `${ckptCmd} checkpoint $pid -o ${dir}/img --kill`,
+      'while [ -d /proc/$pid ]; do sleep 0.05; done',
+      `${ckptCmd} restart ${dir}/img -d > ${dir}/restored 2> ${dir}/err`,
+      'exec sleep 1000',
+    ].join('; ');
+    const leader = spawn('setsid', ['bash', '-c', session], { stdio: 'ignore' });
+    leftovers.push(leader.pid!);
+    const restored = path.join(dir, 'restored');
+    waitFor(
+      'the restart',
+      () => fs.existsSync(restored) && fs.readFileSync(restored, 'utf8') !== '',
+      30_000,
+    );
+    const pid = Number(fs.readFileSync(path.join(dir, 'pid'), 'utf8'));
+    leftovers.push(pid);
+    const lost = Number(fs.readFileSync(path.join(dir, 'pgid-before'), 'utf8'));
+    expect(lost).not.toBe(pid);
+    expect(Number(fs.readFileSync(restored, 'utf8'))).toBe(pid);
+    expect(fs.readFileSync(path.join(dir, 'err'), 'utf8')).toContain(
+      `pid ${pid}: its process group ${lost} no longer exists; it leads a new group of its own`,
+    );
+    expect(statIds(pid)).toMatchObject({ pgid: pid, sid: statIds(leader.pid!).sid });
+    expect(procState(pid)).toMatch(/^[RS]$/);
+  });
 });
 
 /** The pid of the `bash -c` counter sh started (a session member named by sid). */

@@ -198,7 +198,27 @@ export function restoreGroups(
     ...tasks.filter((t) => t.entry.pgid === t.entry.pid),
     ...tasks.filter((t) => t.entry.pgid !== t.entry.pid),
   ];
+  // Groups outside the image that are gone (their leader and every other
+  // member exited, as `( cmd & )` from a shell leaves): the first task of
+  // one leads it anew under its own pid, and the others of it join.
+  const regrouped = new Map<number, number>();
+  let live: Set<number> | undefined;
+  const groupExists = (pgid: number) => {
+    live ??= new Set(
+      scanProcesses()
+        .filter((p) => p.state !== 'Z' && p.state !== 'X')
+        .map((p) => p.pgid),
+    );
+    return live.has(pgid);
+  };
   for (const t of leadersFirst) {
+    const again = regrouped.get(t.entry.pgid);
+    if (again !== undefined) {
+      if (readStat(t.pid).pgrp !== again) {
+        t.sys.check('setpgid', [0, again], `putting pid ${t.pid} in process group ${again}`);
+      }
+      continue;
+    }
     const pgid = pidOf(t.entry.pgid);
     const now = readStat(t.pid);
     if (now.pgrp === pgid) continue;
@@ -206,6 +226,14 @@ export function restoreGroups(
       log.warn(
         `pid ${t.pid}: process group ${pgid} is in another session; it stays in ${now.pgrp}`,
       );
+      continue;
+    }
+    if (!inImage.has(t.entry.pgid) && !created.has(pgid) && !groupExists(pgid)) {
+      log.warn(
+        `pid ${t.pid}: its process group ${pgid} no longer exists; it leads a new group of its own`,
+      );
+      t.sys.check('setpgid', [0, 0], `making pid ${t.pid} the leader of a process group`);
+      regrouped.set(t.entry.pgid, t.pid);
       continue;
     }
     // setpgid runs inside the task: name the group by its pid in the
