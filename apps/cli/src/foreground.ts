@@ -58,6 +58,13 @@ export function beginWait(pid: number, info?: ReleaseInfo): Waiter {
   const target = readStat(pid);
   const waiter: Waiter = { pid };
   const ownGroup = target.pgrp === own.pgrp;
+  if (process.stdin.isTTY && target.session !== own.session && info?.terminalModes.size) {
+    // A session leader (tmux's vim, a daemon's shell) keeps a session of
+    // its own: this terminal cannot become its controlling terminal.
+    process.stderr.write(
+      `ckpt: warn: pid ${pid} leads a session of its own, so this terminal cannot be its controlling terminal: it reads and writes it, without its terminal modes or job control\n`,
+    );
+  }
   if (process.stdin.isTTY && target.session === own.session && foregroundGroup(0) === own.pgrp) {
     // Set while ckpt still has the foreground (a background tcsetattr
     // would stop it with SIGTTOU).
