@@ -6,7 +6,9 @@
  *
  * Checkpoint: a copy of the task's socket is put in repair mode and its
  * state read (addresses, sequence numbers, both queues, the options agreed
- * at the handshake, the windows) with TCP_NODELAY and keepalive. The tree
+ * at the handshake, the windows) with TCP_NODELAY, keepalive and
+ * SO_REUSEADDR (read before repair mode, which forces it on; leaving repair
+ * mode clears it, so it is set again after, here and at restart). The tree
  * is frozen, so only the peer could move it meanwhile, and a socket in
  * repair mode takes nothing in. When the tree goes on running, repair
  * mode ends at once (quietly); when it is killed (`--kill`), the socket
