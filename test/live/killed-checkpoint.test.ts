@@ -231,9 +231,18 @@ describe('ckpt killed mid-restart', () => {
       }
       clear(pids);
     }
-    // Nothing holds a pid: a whole restart still works.
+    // Nothing holds a pid: a whole restart still works, and removes the
+    // stub files killed restarts may have left (one planted, of a ckpt
+    // whose pid is gone).
+    const gone = spawnSync('true').pid!;
+    fs.mkdirSync(path.join(os.tmpdir(), `ckpt-stub-${gone}-planted`));
     ckptOk(['restart', img, '-d']);
     expect(procState(root)).toMatch(/^[RS]$/);
+    const stale = fs
+      .readdirSync(os.tmpdir())
+      .filter((n) => /^ckpt-stub-(\d+)-/.test(n))
+      .filter((n) => !fs.existsSync(`/proc/${/^ckpt-stub-(\d+)-/.exec(n)![1]}`));
+    expect(stale).toEqual([]);
     clear(pids);
   });
 });

@@ -9,7 +9,7 @@
  * its own (already created, not yet restored) parent, so it starts as a
  * copy of that stub-like task and has its real parent from birth.
  */
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ArchSupport } from '../arch.js';
@@ -152,6 +152,24 @@ function hostPidOfChild(parent: number, local: number): number {
   });
 }
 
+/**
+ * The stub's file lives only between writing and spawning it, but a ckpt
+ * killed in between leaves it (a directory named after its pid): remove
+ * those whose ckpt is gone.
+ */
+function removeStaleStubFiles(): void {
+  try {
+    for (const name of readdirSync(tmpdir())) {
+      const m = /^ckpt-stub-(\d+)-/.exec(name);
+      if (m && !existsSync(`/proc/${m[1]}`)) {
+        rmSync(join(tmpdir(), name), { recursive: true, force: true });
+      }
+    }
+  } catch {
+    // Nothing to tidy, or not ours to: the restart goes on.
+  }
+}
+
 /** Spawns the stub once and creates restored tasks from it. */
 export class TaskFactory {
   private stubPid: number | undefined;
@@ -173,7 +191,8 @@ export class TaskFactory {
 
   private startStub(): number {
     if (this.stubPid !== undefined) return this.stubPid;
-    const dir = mkdtempSync(join(tmpdir(), 'ckpt-stub-'));
+    removeStaleStubFiles();
+    const dir = mkdtempSync(join(tmpdir(), `ckpt-stub-${process.pid}-`));
     const path = join(dir, 'ckpt-restore-stub');
     try {
       const elf = Buffer.from(this.arch.stub.elf);
