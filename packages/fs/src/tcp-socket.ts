@@ -68,18 +68,21 @@ const SOCK_STREAM = 1;
 const IPPROTO_TCP = 6;
 const O_NONBLOCK = 0o4000;
 
-/** True for a TCP socket that is connected in any state (not listening, not idle). */
-function isTcpConnection(file: FileInfo): boolean {
-  if (file.target.kind !== 'socket') return false;
+/**
+ * The TCP state of `file` if it is a TCP socket connected in any state
+ * (not listening, not idle), read from the socket itself; else undefined.
+ */
+function connectionState(file: FileInfo): number | undefined {
+  if (file.target.kind !== 'socket') return undefined;
   const e = socketEntry(file.pid, file.target.inode ?? file.stat.ino);
-  return e?.proto === 'TCP' && e.state !== 10 && e.connected;
+  if (e?.proto !== 'TCP' || e.state === 10 || !e.connected) return undefined;
+  return withFdCopy(file.pid, file.fd, tcpStateOf);
 }
 
-/** Why `file`, a TCP connection, cannot be saved; undefined if it can. */
+/** Why `file`, a TCP connection, cannot be saved; undefined if it can (or is none). */
 export function whyNotTcp(file: FileInfo): string | undefined {
-  if (!isTcpConnection(file)) return undefined;
-  const state = withFdCopy(file.pid, file.fd, tcpStateOf);
-  if (state === TCP_ESTABLISHED) return undefined;
+  const state = connectionState(file);
+  if (state === undefined || state === TCP_ESTABLISHED) return undefined;
   return `${describeSocket(file.pid, file.target.inode ?? file.stat.ino)} is being set up or closed; only established TCP connections are saved`;
 }
 
@@ -157,7 +160,7 @@ function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
 export const tcpSocketFile: FileHandler = {
   kind: 'tcp',
   id: FileKind.TCP,
-  match: (f) => isTcpConnection(f) && whyNotTcp(f) === undefined,
+  match: (f) => connectionState(f) === TCP_ESTABLISHED,
   checkpoint(ctx, _task, file) {
     checkpointTcp(ctx, file);
   },

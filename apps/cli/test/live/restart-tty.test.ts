@@ -164,21 +164,33 @@ const RAW_PROGRAM = [
 ].join('\n');
 
 /**
- * RAW_PROGRAM as the foreground job of a job-control shell on a pty,
- * checkpointed with --kill once it has set its modes; its log emptied.
+ * `program` (python3, given the log path) as the foreground job of a
+ * job-control shell on a pty, with `redirect` on its command line,
+ * checkpointed with --kill once it has written its first line: the shell
+ * stays, so its session cannot be joined at restart, and the job is a
+ * process group of its own.
  */
-function checkpointRawJob(prefix: string): { img: string; out: string; job: number } {
+function checkpointJob(
+  prefix: string,
+  program: string,
+  opts: { redirect?: string; waitMs?: number } = {},
+): { img: string; out: string; job: number } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
   dirs.push(dir);
   const out = path.join(dir, 'out');
-  const prog = path.join(dir, 'keys.py');
-  fs.writeFileSync(prog, RAW_PROGRAM);
-  const term = spawn('python3', ['-c', TERMINAL, `set -m; python3 ${prog} ${out}; sleep 1000`], {
-    stdio: 'ignore',
-    detached: true,
-  });
+  const prog = path.join(dir, 'job.py');
+  fs.writeFileSync(prog, program);
+  const term = spawn(
+    'python3',
+    ['-c', TERMINAL, `set -m; python3 ${prog} ${out}${opts.redirect ?? ''}; sleep 1000`],
+    { stdio: 'ignore', detached: true },
+  );
   pids.push(term.pid!);
-  waitFor('the job to start', () => fs.existsSync(out) && fs.readFileSync(out, 'utf8') !== '');
+  waitFor(
+    'the job to start',
+    () => fs.existsSync(out) && fs.readFileSync(out, 'utf8') !== '',
+    opts.waitMs,
+  );
   const job = Number(
     execFileSync('pgrep', ['-f', `^python3 ${prog}`], { encoding: 'utf8' }).trim(),
   );
@@ -187,8 +199,14 @@ function checkpointRawJob(prefix: string): { img: string; out: string; job: numb
   dirs.push(path.dirname(img));
   ckptOk(['checkpoint', String(job), '-o', img, '--kill']);
   waitFor('the job gone', () => !isAlive(job));
-  fs.writeFileSync(out, '');
   return { img, out, job };
+}
+
+/** RAW_PROGRAM checkpointed as {@link checkpointJob} does, its log emptied. */
+function checkpointRawJob(prefix: string): { img: string; out: string; job: number } {
+  const checkpointed = checkpointJob(prefix, RAW_PROGRAM);
+  fs.writeFileSync(checkpointed.out, '');
+  return checkpointed;
 }
 
 describe('ckpt restart in a terminal', () => {
@@ -203,42 +221,17 @@ describe('ckpt restart in a terminal', () => {
   ])(
     'gives the restored job the foreground: it reads what is typed on %s, and Ctrl-C ends it',
     (_what, input, redirect) => {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-restart-tty-'));
-      dirs.push(dir);
-      const out = path.join(dir, 'out');
-      const prog = path.join(dir, 'double.py');
-      fs.writeFileSync(
-        prog,
-        [
-          'import os, sys',
-          'out = open(sys.argv[1], "a", buffering=1)',
-          `keys = ${input}`,
-          'print("ready", file=out)',
-          'for line in keys: print(int(line) * 2, file=out)',
-        ].join('\n'),
-      );
-      // A job-control shell on a terminal runs it as its foreground job,
-      // reading the terminal; the shell stays, so its session cannot be
-      // joined at restart, and the job is a process group of its own.
-      const term = spawn(
-        'python3',
-        ['-c', TERMINAL, `set -m; python3 ${prog} ${out}${redirect}; sleep 1000`],
-        { stdio: 'ignore', detached: true },
-      );
-      pids.push(term.pid!);
-      waitFor(
-        'the job to start',
-        () => fs.existsSync(out) && fs.readFileSync(out, 'utf8') !== '',
-        10_000,
-      );
-      const job = Number(
-        execFileSync('pgrep', ['-f', `^python3 ${prog}`], { encoding: 'utf8' }).trim(),
-      );
-      pids.push(job);
-      const img = imagePath();
-      dirs.push(path.dirname(img));
-      ckptOk(['checkpoint', String(job), '-o', img, '--kill']);
-      waitFor('the job gone', () => !isAlive(job));
+      const program = [
+        'import os, sys',
+        'out = open(sys.argv[1], "a", buffering=1)',
+        `keys = ${input}`,
+        'print("ready", file=out)',
+        'for line in keys: print(int(line) * 2, file=out)',
+      ].join('\n');
+      const { img, out, job } = checkpointJob('ckpt-restart-tty-', program, {
+        redirect,
+        waitMs: 10_000,
+      });
       const r = JSON.parse(
         execFileSync(
           'python3',

@@ -69,6 +69,19 @@ export interface SessionPlan {
   newSessionRoot?: number;
 }
 
+/**
+ * The processes of the machine that are not zombies, scanned on first use:
+ * zombies do not count (those of a tree checkpointed with --kill still hold
+ * its groups until init collects them, and will not for long).
+ */
+function liveProcesses(): () => ReturnType<typeof scanProcesses> {
+  let live: ReturnType<typeof scanProcesses> | undefined;
+  return () => {
+    live ??= scanProcesses().filter((p) => p.state !== 'Z' && p.state !== 'X');
+    return live;
+  };
+}
+
 function unsupported(pid: number, what: string): CkptError {
   return new CkptError('ENOTSUP', `pid ${pid}: ${what}; restart cannot rebuild this`, { pid });
 }
@@ -92,13 +105,7 @@ export function planSessions(
 ): SessionPlan {
   const plan: SessionPlan = { sessions: new Map(), groups: new Map() };
   const byPid = new Map(tree.map((e) => [e.pid, e]));
-  // Zombies do not count: those of a tree checkpointed with --kill still
-  // hold its groups until init collects them, and will not for long.
-  let live: ReturnType<typeof scanProcesses> | undefined;
-  const scan = () => {
-    live ??= scanProcesses().filter((p) => p.state !== 'Z' && p.state !== 'X');
-    return live;
-  };
+  const scan = liveProcesses();
   for (const e of tree) {
     const parent = byPid.get(e.ppid);
     if (e.sid !== e.pid && parent && parent.sid !== e.sid) {
@@ -202,14 +209,11 @@ export function restoreGroups(
   // member exited, as `( cmd & )` from a shell leaves): the first task of
   // one leads it anew under its own pid, and the others of it join.
   const regrouped = new Map<number, number>();
-  let live: Set<number> | undefined;
+  const live = liveProcesses();
+  let groups: Set<number> | undefined;
   const groupExists = (pgid: number) => {
-    live ??= new Set(
-      scanProcesses()
-        .filter((p) => p.state !== 'Z' && p.state !== 'X')
-        .map((p) => p.pgid),
-    );
-    return live.has(pgid);
+    groups ??= new Set(live().map((p) => p.pgid));
+    return groups.has(pgid);
   };
   for (const t of leadersFirst) {
     const again = regrouped.get(t.entry.pgid);

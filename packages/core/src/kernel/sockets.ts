@@ -28,23 +28,34 @@ export function socketPeer(fd: number): Buffer | undefined {
   throw sysError('getpeername', err, 'reading a socket peer');
 }
 
-/** An int socket option (getsockopt). */
-export function socketOption(fd: number, level: number, name: number): number {
+/** An int socket option (getsockopt); `what` names it in an error. */
+export function socketOption(
+  fd: number,
+  level: number,
+  name: number,
+  what = `reading socket option ${level}/${name}`,
+): number {
   const v = Buffer.alloc(4);
   const len = Buffer.alloc(4);
   len.writeUInt32LE(4);
   if (libc().getsockopt(fd, level, name, v, len) < 0) {
-    throw sysError('getsockopt', errno(), `reading socket option ${level}/${name}`);
+    throw sysError('getsockopt', errno(), what);
   }
   return v.readInt32LE(0);
 }
 
-/** Set an int socket option (setsockopt). */
-export function setSocketOption(fd: number, level: number, name: number, value: number): void {
+/** Set an int socket option (setsockopt); `what` names it in an error. */
+export function setSocketOption(
+  fd: number,
+  level: number,
+  name: number,
+  value: number,
+  what = `setting socket option ${level}/${name}`,
+): void {
   const v = Buffer.alloc(4);
   v.writeInt32LE(value);
   if (libc().setsockopt(fd, level, name, v, 4) < 0) {
-    throw sysError('setsockopt', errno(), `setting socket option ${level}/${name}`);
+    throw sysError('setsockopt', errno(), what);
   }
 }
 

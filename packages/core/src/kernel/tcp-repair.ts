@@ -13,7 +13,7 @@
  */
 import { CkptError } from '../errors.js';
 import { errno, libc, sysError } from './libc.js';
-import { socketName, socketPeer } from './sockets.js';
+import { setSocketOption, socketName, socketOption, socketPeer } from './sockets.js';
 
 const SOL_SOCKET = 1;
 const SO_SNDBUF = 7;
@@ -82,12 +82,6 @@ export interface TcpState {
   window: Buffer;
 }
 
-function setInt(fd: number, level: number, name: number, value: number, what: string): void {
-  const b = Buffer.alloc(4);
-  b.writeInt32LE(value);
-  if (libc().setsockopt(fd, level, name, b, 4) < 0) throw sysError('setsockopt', errno(), what);
-}
-
 function getBuf(fd: number, name: number, size: number, what: string): Buffer {
   const b = Buffer.alloc(size);
   const len = Buffer.alloc(4);
@@ -98,10 +92,6 @@ function getBuf(fd: number, name: number, size: number, what: string): Buffer {
   return b.subarray(0, len.readUInt32LE(0));
 }
 
-function getInt(fd: number, name: number, what: string): number {
-  return getBuf(fd, name, 4, what).readInt32LE(0);
-}
-
 function ioctlInt(fd: number, request: number, what: string): number {
   const b = Buffer.alloc(4);
   if (libc().ioctlBuf(fd, request, b) < 0) throw sysError('ioctl', errno(), what);
@@ -110,7 +100,7 @@ function ioctlInt(fd: number, request: number, what: string): number {
 
 /** Put socket `fd` into or out of repair mode (see {@link TcpRepair}). */
 export function setTcpRepair(fd: number, mode: number): void {
-  setInt(fd, SOL_TCP, TCP_REPAIR, mode, `switching TCP repair mode to ${mode}`);
+  setSocketOption(fd, SOL_TCP, TCP_REPAIR, mode, `switching TCP repair mode to ${mode}`);
 }
 
 /** The TCP state of socket `fd` (tcpi_state: 1 established, 10 listening...). */
@@ -120,8 +110,8 @@ export function tcpStateOf(fd: number): number {
 
 /** Peek `length` bytes of one queue of a socket in repair mode. */
 function peekQueue(fd: number, queue: number, length: number): { seq: number; data: Buffer } {
-  setInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, queue, 'choosing a TCP queue');
-  const seq = getInt(fd, TCP_QUEUE_SEQ, 'reading a TCP queue sequence number') >>> 0;
+  setSocketOption(fd, SOL_TCP, TCP_REPAIR_QUEUE, queue, 'choosing a TCP queue');
+  const seq = socketOption(fd, SOL_TCP, TCP_QUEUE_SEQ, 'reading a TCP queue sequence number') >>> 0;
   const data = Buffer.alloc(length);
   let got = 0;
   if (length > 0) {
@@ -156,11 +146,11 @@ export function readTcpState(fd: number): TcpState {
     recvSeq: recv.seq,
     sendQueue: send.data,
     recvQueue: recv.data,
-    mss: getInt(fd, TCP_MAXSEG, 'reading TCP_MAXSEG'),
+    mss: socketOption(fd, SOL_TCP, TCP_MAXSEG, 'reading TCP_MAXSEG'),
     options: info[5]!,
     sendWscale: info[6]! & 0xf,
     recvWscale: info[6]! >> 4,
-    timestamp: getInt(fd, TCP_TIMESTAMP, 'reading TCP_TIMESTAMP') >>> 0,
+    timestamp: socketOption(fd, SOL_TCP, TCP_TIMESTAMP, 'reading TCP_TIMESTAMP') >>> 0,
     window: getBuf(fd, TCP_REPAIR_WINDOW, REPAIR_WINDOW_SIZE, 'reading TCP_REPAIR_WINDOW'),
   };
 }
@@ -173,26 +163,16 @@ export function readTcpState(fd: number): TcpState {
  */
 function makeRoom(fd: number, option: number, force: number, bytes: number, what: string): void {
   // The kernel doubles what is set, for its bookkeeping; half is data.
-  const room = Math.floor(getSocketInt(fd, option) / 2);
+  const room = Math.floor(socketOption(fd, SOL_SOCKET, option) / 2);
   if (bytes + (bytes >> 2) <= room) return;
-  setInt(fd, SOL_SOCKET, force, bytes + (bytes >> 1) + 65536, what);
-}
-
-function getSocketInt(fd: number, name: number): number {
-  const b = Buffer.alloc(4);
-  const len = Buffer.alloc(4);
-  len.writeUInt32LE(4);
-  if (libc().getsockopt(fd, SOL_SOCKET, name, b, len) < 0) {
-    throw sysError('getsockopt', errno(), `reading socket option ${name}`);
-  }
-  return b.readInt32LE(0);
+  setSocketOption(fd, SOL_SOCKET, force, bytes + (bytes >> 1) + 65536, what);
 }
 
 function fill(fd: number, queue: number, data: Buffer, what: string): void {
   if (data.length === 0) return;
   if (queue === TCP_SEND_QUEUE) makeRoom(fd, SO_SNDBUF, SO_SNDBUFFORCE, data.length, what);
   else makeRoom(fd, SO_RCVBUF, SO_RCVBUFFORCE, data.length, what);
-  setInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, queue, what);
+  setSocketOption(fd, SOL_TCP, TCP_REPAIR_QUEUE, queue, what);
   // A queue takes at most what fits in one skb chain per call: go on
   // with the rest, in smaller pieces if the kernel refuses a large one.
   // Never waiting: nothing would make room.
@@ -228,8 +208,14 @@ export function writeTcpState(fd: number, state: TcpState): void {
   call(libc().bind(fd, state.addr, state.addr.length) === 0, 'bind', 'binding a TCP connection');
   // Each queue starts where its first saved byte was.
   const startAt = (queue: number, next: number, queued: Buffer) => {
-    setInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, queue, 'choosing a TCP queue');
-    setInt(fd, SOL_TCP, TCP_QUEUE_SEQ, (next - queued.length) | 0, 'setting a sequence number');
+    setSocketOption(fd, SOL_TCP, TCP_REPAIR_QUEUE, queue, 'choosing a TCP queue');
+    setSocketOption(
+      fd,
+      SOL_TCP,
+      TCP_QUEUE_SEQ,
+      (next - queued.length) | 0,
+      'setting a sequence number',
+    );
   };
   startAt(TCP_RECV_QUEUE, state.recvSeq, state.recvQueue);
   startAt(TCP_SEND_QUEUE, state.sendSeq, state.sendQueue);
@@ -256,7 +242,13 @@ export function writeTcpState(fd: number, state: TcpState): void {
     'setting the TCP options agreed at the handshake',
   );
   if (state.options & TCPI_OPT_TIMESTAMPS) {
-    setInt(fd, SOL_TCP, TCP_TIMESTAMP, state.timestamp | 0, 'setting the TCP timestamp clock');
+    setSocketOption(
+      fd,
+      SOL_TCP,
+      TCP_TIMESTAMP,
+      state.timestamp | 0,
+      'setting the TCP timestamp clock',
+    );
   }
   fill(fd, TCP_RECV_QUEUE, state.recvQueue, 'refilling a TCP receive queue');
   // The send queue comes back as sent and not yet acknowledged: the
