@@ -94,15 +94,29 @@ describe('an image at the path a checkpoint writes to', () => {
     try {
       const img = imagePath();
       const dir = path.dirname(img);
-      const whole = Date.now();
-      ckptOk(['checkpoint', String(f.pid), '-o', img]);
-      const duration = Date.now() - whole;
-      const good = sha(img);
+      // The duration of a warm checkpoint (the first loads and compiles more).
+      let duration = Number.POSITIVE_INFINITY;
+      for (let i = 0; i < 2; i++) {
+        const whole = Date.now();
+        ckptOk(['checkpoint', String(f.pid), '-o', img]);
+        duration = Math.min(duration, Date.now() - whole);
+      }
+      let good = sha(img);
+      let kept = 0;
       for (let k = 1; k <= 6; k++) {
         await checkpointKilledAfter(f.pid, Math.round((duration * k) / 7), img);
-        expect(sha(img)).toBe(good);
         expect(fs.readdirSync(dir)).toEqual([path.basename(img)]);
+        if (sha(img) === good) {
+          kept++;
+          continue;
+        }
+        // Killed after its commit, or done before the kill (the host is
+        // slower or faster from one run to the next): then the image is a
+        // complete new one, never a part of one.
+        expect(ckptOk(['info', img])).toMatch(/checksum ok/);
+        good = sha(img);
       }
+      expect(kept).toBeGreaterThan(2);
       const refused = ckpt(['checkpoint', '1', '-o', img]);
       expect(refused.code).not.toBe(0);
       expect(refused.stderr).toContain(`${img} still holds the image it had before`);
