@@ -11,14 +11,15 @@
  * refused (two sockets cannot have one address pair). A connection being
  * closed is refused naming its state.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { socketOption, withFdCopy } from '@ckpt/core';
 import { describe, expect, it } from 'vitest';
 import { ckpt, ckptOk } from '../support/ckpt.js';
-import { isAlive } from '../support/fixtures.js';
+import { isAlive, sleepSync } from '../support/fixtures.js';
 import { cleanupAfterEach } from '../support/live.js';
+import { requireCommand } from '../support/prereq.js';
 import { waitFor } from '../support/procs.js';
 
 const { leftovers, tmpDir, tmpImage } = cleanupAfterEach();
@@ -74,6 +75,40 @@ json.dump(out, open(d + '/result.tmp', 'w'))
 os.rename(d + '/result.tmp', d + '/result')
 `;
 
+/**
+ * Sends "a" and reads the answer, says "ready"; once told the server is
+ * "gone", sends "x" (says "sent") and reads the answer, then "y"; writes
+ * what it got, or the error that ended the connection, to DIR/result.
+ */
+const CHATTY_CLIENT = `
+import json, os, socket, sys, time
+d = sys.argv[1]
+s = socket.socket()
+s.settimeout(60)
+s.connect(('127.0.0.1', int(open(d + '/port').read())))
+f = s.makefile('rb')
+line = lambda: f.readline().decode().strip()
+out = {}
+try:
+    s.sendall(b'a\\n'); out['a'] = line()
+    open(d + '/ready', 'w').close()
+    while not os.path.exists(d + '/gone'): time.sleep(0.05)
+    s.sendall(b'x\\n')
+    open(d + '/sent', 'w').close()
+    out['x'] = line()
+    s.sendall(b'y\\n'); out['y'] = line()
+except Exception as e:
+    out['error'] = type(e).__name__
+json.dump(out, open(d + '/result.tmp', 'w'))
+os.rename(d + '/result.tmp', d + '/result')
+`;
+
+/** The elements of the network lock's set of IPv4 connections ('' if there is no lock). */
+function lockedIpv4(): string {
+  const r = spawnSync('nft', ['list', 'set', 'inet', 'ckpt', 'tcp4'], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout : '';
+}
+
 /** tx and rx queue bytes of the established connection on local `port`, from /proc/net/tcp. */
 function queues(port: number): { tx: number; rx: number } | undefined {
   const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
@@ -93,10 +128,10 @@ function reuseAddr(pid: number, fd: number): number {
   return withFdCopy(pid, fd, (copy) => socketOption(copy, 1, 2));
 }
 
-function startPair(closeListener = false) {
+function startPair(closeListener = false, clientScript = CLIENT) {
   const dir = tmpDir('ckpt-tcp-');
   fs.writeFileSync(path.join(dir, 'server.py'), SERVER);
-  fs.writeFileSync(path.join(dir, 'client.py'), CLIENT);
+  fs.writeFileSync(path.join(dir, 'client.py'), clientScript);
   const args = [path.join(dir, 'server.py'), dir, ...(closeListener ? ['close'] : [])];
   const server = Number(ckptOk(['run', '--', 'python3', ...args]).trim());
   leftovers.push(server);
@@ -138,6 +173,32 @@ describe('an established TCP connection', () => {
     // else its port stays taken for a minute after it closes.
     expect(reuseAddr(server, 4)).toBe(1);
     expect(result(dir)).toEqual(EXPECTED);
+  });
+
+  it('gets what the peer sent while the process was gone: its packets are dropped meanwhile, not reset', () => {
+    requireCommand('nft');
+    const { dir, server, port } = startPair(false, CHATTY_CLIENT);
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(server), '-o', img, '--kill']);
+    waitFor('the server gone', () => !isAlive(server));
+    expect(lockedIpv4()).toMatch(
+      new RegExp(`127\\.0\\.0\\.1 \\. \\d+ \\. 127\\.0\\.0\\.1 \\. ${port}\\b`),
+    );
+    // The client sends while nothing holds the connection here: without the
+    // lock the kernel answers with a reset and the client's read fails.
+    fs.writeFileSync(path.join(dir, 'gone'), '');
+    waitFor('the client to send', () => fs.existsSync(path.join(dir, 'sent')), 10_000);
+    sleepSync(500);
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(server);
+    // Retransmitted after the restart, "x" reaches the server.
+    waitFor('the client to finish', () => fs.existsSync(path.join(dir, 'result')), 60_000);
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'result'), 'utf8'))).toEqual({
+      a: '1 a',
+      x: '2 x',
+      y: '3 y',
+    });
+    // The lock is gone with the last connection it held.
+    expect(spawnSync('nft', ['list', 'table', 'inet', 'ckpt']).status).not.toBe(0);
   });
 
   it('is left untouched by --leave-running; a copy beside the original is refused', () => {

@@ -25,13 +25,16 @@
  * a restart that fails closes it still in repair mode, quietly, so a
  * second attempt can take the connection over.
  *
+ * While the connection has no socket (from the kill to the restart), the
+ * peer's packets for it are dropped (core's kernel/net-lock.ts), not answered with a
+ * reset; the peer retransmits them. Restart lets them through again before
+ * the sockets leave repair mode.
+ *
  * Limits: only established connections (a connection being set up or
- * closed is refused, naming its state); the peer must still be there and
- * must not have sent anything the vanished socket would have had to
- * answer (the kernel answers a packet for no socket with a reset): ckpt
- * does not hold the peer's packets back as CRIU does with netfilter. Data
- * queued but not yet sent comes back as sent and is retransmitted after a
- * timeout.
+ * closed is refused, naming its state); the peer must still be there.
+ * Without `nft`, the peer's packets are not held back (ckpt warns): one
+ * sent meanwhile gets a reset. Data queued but not yet sent comes back as
+ * sent and is retransmitted after a timeout.
  */
 import { closeSync } from 'node:fs';
 import {
@@ -40,6 +43,9 @@ import {
   type FileHandler,
   type FileInfo,
   grabFd,
+  type LockedConnection,
+  lockConnections,
+  type RestartCtx,
   readTcpState,
   setSocketOption,
   setTcpRepair,
@@ -47,6 +53,7 @@ import {
   TCP_ESTABLISHED,
   TcpRepair,
   tcpStateOf,
+  unlockConnections,
   withFdCopy,
   writeTcpState,
 } from '@ckpt/core';
@@ -103,6 +110,7 @@ function endRepair(fd: number, mode: number, reuseAddr: boolean): void {
 function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
   const fd = grabFd(file.pid, file.fd);
   let repairing = false;
+  let conn: LockedConnection | undefined;
   // Read before repair mode, which forces it on.
   let reuseAddr = false;
   try {
@@ -116,6 +124,7 @@ function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
       });
     }
     const s = readTcpState(fd);
+    conn = { addr: s.addr, peer: s.peer };
     const keepalive = socketOption(fd, SOL_SOCKET, SO_KEEPALIVE) !== 0;
     ctx.write(fileTcpRecord, {
       family: socketOption(fd, SOL_SOCKET, SO_DOMAIN),
@@ -155,6 +164,54 @@ function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
     (copy) => closeSync(copy),
     (copy) => endRepair(copy, TcpRepair.OFF_NO_PROBE, reuseAddr),
   );
+  if (conn) lockWhenKilled(ctx, conn);
+}
+
+/** The connections of each checkpoint that kills its tree, and of each restart. */
+const connections = new WeakMap<CheckpointCtx | RestartCtx, LockedConnection[]>();
+
+/**
+ * Gather `conn`, which the kill leaves without a socket. Once the image is
+ * complete, just before the kill, every gathered connection is locked.
+ */
+function lockWhenKilled(ctx: CheckpointCtx, conn: LockedConnection): void {
+  const gathered = connections.get(ctx);
+  if (gathered) {
+    gathered.push(conn);
+    return;
+  }
+  connections.set(ctx, [conn]);
+  ctx.deferqueue.add(ctx, (c) => {
+    const conns = connections.get(c) ?? [];
+    const why = lockConnections(conns);
+    if (why !== undefined) {
+      c.log.warn(
+        `${conns.length} TCP connection(s) not held back while the process is gone (${why}): a packet the peer sends before the restart gets a reset, which ends the connection`,
+      );
+    }
+  });
+}
+
+/**
+ * Gather restored connection `conn`. Once every task is restored, the
+ * peer's packets for every gathered connection are let through, before any
+ * socket leaves repair mode (so that its window probe is answered).
+ */
+function unlockWhenRestored(ctx: RestartCtx, conn: LockedConnection): void {
+  const gathered = connections.get(ctx);
+  if (gathered) {
+    gathered.push(conn);
+    return;
+  }
+  connections.set(ctx, [conn]);
+  ctx.deferqueue.add(ctx, (c) => {
+    const why = unlockConnections(connections.get(c) ?? []);
+    if (why !== undefined) {
+      c.log.warn(
+        `the peers' packets of the restored TCP connections are still dropped here (${why}); \`nft delete table inet ckpt\` lets them through`,
+      );
+    }
+  });
 }
 
 export const tcpSocketFile: FileHandler = {
@@ -220,6 +277,7 @@ export const tcpSocketFile: FileHandler = {
       );
     }
     // Quiet until every task is restored; then it speaks again.
+    unlockWhenRestored(ctx, { addr: rec.addr, peer: rec.peer });
     ctx.deferqueue.add(
       copy,
       // SO_REUSEADDR too: without it, the port stays taken for a minute

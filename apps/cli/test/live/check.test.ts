@@ -4,11 +4,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ckpt } from '../../../../test/support/ckpt.js';
-import { requireRoot } from '../../../../test/support/prereq.js';
+import { requireCommand, requireRoot } from '../../../../test/support/prereq.js';
 
 describe('ckpt check', () => {
   it('finds every feature, required or not, and says so', () => {
     requireRoot();
+    requireCommand('nft');
     const r = ckpt(['check', '--json']);
     expect(r.code, r.stderr).toBe(0);
     const doc = JSON.parse(r.stdout) as {
@@ -31,6 +32,8 @@ describe('ckpt check', () => {
       'PR_TIMER_CREATE_RESTORE_IDS',
       'seccomp (PTRACE_O_SUSPEND_SECCOMP, PTRACE_SECCOMP_GET_FILTER)',
       'SysV IPC ids and MSG_COPY',
+      'TCP repair mode (TCP_REPAIR)',
+      'TCP network lock (nftables)',
     ]) {
       expect(byName.get(name), name).toMatchObject({ ok: true });
     }

@@ -13,6 +13,7 @@ import { KCMP, kcmp } from '../kernel/kcmp.js';
 import { addressOf, errno, libc, sysError } from '../kernel/libc.js';
 import { addSeals, getSeals, memfdCreate } from '../kernel/memfd.js';
 import { ProcMem } from '../kernel/memory.js';
+import { probeNetLock } from '../kernel/net-lock.js';
 import { pidfdGetfd, pidfdOpen } from '../kernel/pidfd.js';
 import { PR, PR_SET_MM, prctl } from '../kernel/prctl.js';
 import { getRseqConfig, PTRACE_O, seccompFilter, setOptions } from '../kernel/ptrace.js';
@@ -148,6 +149,7 @@ export function checkKernel(registry: Registry): FeatureCheck[] {
   );
   out.push(probe('SysV IPC ids and MSG_COPY', false, probeSysvIpc));
   out.push(probe('TCP repair mode (TCP_REPAIR)', false, probeTcpRepair));
+  out.push(probe('TCP network lock (nftables)', false, probeNetLock));
   out.push(
     probe('[vvar_vclock]', false, () =>
       readMaps(process.pid).some((m) => m.kind === 'vvar_vclock')

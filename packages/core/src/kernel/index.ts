@@ -46,6 +46,13 @@ export {
   writeRanges,
   writeScattered,
 } from './memory.js';
+export {
+  type LockedConnection,
+  lockConnections,
+  lockedConnectionCount,
+  probeNetLock,
+  unlockConnections,
+} from './net-lock.js';
 export { grabFd, pidfdGetfd, pidfdOpen, withFdCopy } from './pidfd.js';
 export { F_GETPIPE_SZ, F_SETPIPE_SZ, fcntl, pipe2, SPLICE_F_NONBLOCK, tee } from './pipe.js';
 export {
