@@ -201,6 +201,23 @@ describe('an established TCP connection', () => {
     expect(spawnSync('nft', ['list', 'table', 'inet', 'ckpt']).status).not.toBe(0);
   });
 
+  it('without nft: the checkpoint says the peer is not held back, and the connection still comes back', () => {
+    const { dir, server } = startPair();
+    const img = tmpImage();
+    // A PATH without /usr/sbin and /sbin, where nft lives.
+    const r = ckpt(['checkpoint', String(server), '-o', img, '--kill'], {
+      env: { ...process.env, PATH: '/usr/bin:/bin' },
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(
+      'TCP connection(s) not held back while the process is gone (nft not found (install the nftables package))',
+    );
+    expect(lockedIpv4()).toBe('');
+    waitFor('the server gone', () => !isAlive(server));
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(server);
+    expect(result(dir)).toEqual(EXPECTED);
+  });
+
   it('is left untouched by --leave-running; a copy beside the original is refused', () => {
     const { dir, server } = startPair(true);
     const img = tmpImage();

@@ -19,11 +19,15 @@ export interface RunResult {
 }
 
 /** Run `ckpt ARGS` and wait for it. */
-export function ckpt(args: string[], opts: { input?: Buffer; timeoutMs?: number } = {}): RunResult {
+export function ckpt(
+  args: string[],
+  opts: { input?: Buffer; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+): RunResult {
   if (!fs.existsSync(CKPT_BIN))
     throw new Error(`${CKPT_BIN} is missing: run 'pnpm run build' first`);
   const r = spawnSync(process.execPath, [CKPT_BIN, ...args], {
     input: opts.input,
+    env: opts.env,
     encoding: 'utf8',
     timeout: opts.timeoutMs ?? 120_000,
     // spawnSync's default (1 MiB) kills the child with SIGTERM when its
