@@ -109,6 +109,14 @@ function lockedIpv4(): string {
   return r.status === 0 ? r.stdout : '';
 }
 
+/** Bytes queued and never sent on the established connection on local `port` (ss's notsent). */
+function notSent(port: number): number {
+  const ss = spawnSync('ss', ['-tinH', 'state', 'established', `sport = :${port}`], {
+    encoding: 'utf8',
+  });
+  return Number(/notsent:(\d+)/.exec(ss.stdout)?.[1] ?? 0);
+}
+
 /** tx and rx queue bytes of the established connection on local `port`, from /proc/net/tcp. */
 function queues(port: number): { tx: number; rx: number } | undefined {
   const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
@@ -157,6 +165,7 @@ const EXPECTED = { a: '1 a', blob: true, afterBlob: '2 blob', b: '3 b', c: '4 c'
 
 describe('an established TCP connection', () => {
   it('goes on after --kill and restart: queued data both ways, no byte lost or repeated', () => {
+    requireCommand('ss');
     const { dir, server, port } = startPair();
     // What is in flight: the server's unsent part of the 4 MiB, and "b".
     const q = queues(port);
@@ -169,6 +178,10 @@ describe('an established TCP connection', () => {
     expect(queues(port)).toBeUndefined();
     const restored = Number(ckptOk(['restart', img, '-d']).trim());
     expect(restored).toBe(server);
+    // What it had not sent yet (most of the 4 MiB: the client reads
+    // nothing yet) is still unsent, not counted as sent and waiting for a
+    // retransmission timeout.
+    expect(notSent(port)).toBeGreaterThan(3 << 20);
     // The connection keeps SO_REUSEADDR, which it had from its listener:
     // else its port stays taken for a minute after it closes.
     expect(reuseAddr(server, 4)).toBe(1);

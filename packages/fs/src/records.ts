@@ -411,6 +411,8 @@ export const fileTcpRecord = defineRecord(FILE_TCP, 'file_tcp', 'established TCP
   keepIdle: u32(),
   keepIntvl: u32(),
   keepCnt: u32(),
+  /** How many bytes at the end of sendQueue were never sent (sent after repair mode at restart). */
+  sendUnsent: u32(),
   /** Bytes sent and not acknowledged, then bytes not sent yet. */
   sendQueue: bytes(1 << 26),
   /** Bytes received and not read yet. */

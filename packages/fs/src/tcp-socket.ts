@@ -33,8 +33,9 @@
  * Limits: only established connections (a connection being set up or
  * closed is refused, naming its state); the peer must still be there.
  * Without `nft`, the peer's packets are not held back (ckpt warns): one
- * sent meanwhile gets a reset. Data queued but not yet sent comes back as
- * sent and is retransmitted after a timeout.
+ * sent meanwhile gets a reset. Data the connection had queued but not sent
+ * yet is queued again once out of repair mode (CRIU does the same), so it
+ * goes out at once rather than as a retransmission after a timeout.
  */
 import { closeSync } from 'node:fs';
 import {
@@ -47,6 +48,7 @@ import {
   lockConnections,
   type RestartCtx,
   readTcpState,
+  sendUnsent,
   setSocketOption,
   setTcpRepair,
   socketOption,
@@ -93,15 +95,22 @@ export function whyNotTcp(file: FileInfo): string | undefined {
   return `${describeSocket(file.pid, file.target.inode ?? file.stat.ino)} is being set up or closed; only established TCP connections are saved`;
 }
 
+/** The bytes at the end of a saved send queue that were never sent. */
+function unsentPart(rec: { sendQueue: Buffer; sendUnsent: number }): Buffer {
+  return rec.sendQueue.subarray(rec.sendQueue.length - rec.sendUnsent);
+}
+
 /**
  * Leave repair mode on ckpt's copy `fd` and close it. Leaving repair mode
  * clears SO_REUSEADDR (repair mode forces it while on): `reuseAddr` is set
- * again after.
+ * again after. `unsent`, bytes the connection had never sent, then go out
+ * as the program's send would have sent them.
  */
-function endRepair(fd: number, mode: number, reuseAddr: boolean): void {
+function endRepair(fd: number, mode: number, reuseAddr: boolean, unsent?: Buffer): void {
   try {
     setTcpRepair(fd, mode);
     if (reuseAddr) setSocketOption(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    if (unsent?.length) sendUnsent(fd, unsent);
   } finally {
     closeSync(fd);
   }
@@ -145,6 +154,7 @@ function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
       keepIdle: socketOption(fd, SOL_TCP, TCP_KEEPIDLE),
       keepIntvl: socketOption(fd, SOL_TCP, TCP_KEEPINTVL),
       keepCnt: socketOption(fd, SOL_TCP, TCP_KEEPCNT),
+      sendUnsent: s.sendUnsent,
       sendQueue: s.sendQueue,
       recvQueue: s.recvQueue,
     });
@@ -254,6 +264,7 @@ export const tcpSocketFile: FileHandler = {
         sendSeq: rec.sendSeq,
         recvSeq: rec.recvSeq,
         sendQueue: rec.sendQueue,
+        sendUnsent: rec.sendUnsent,
         recvQueue: rec.recvQueue,
         mss: rec.mss,
         options: rec.options,
@@ -283,7 +294,7 @@ export const tcpSocketFile: FileHandler = {
       // SO_REUSEADDR too: without it, the port stays taken for a minute
       // after the connection closes (TIME_WAIT), and the program's
       // listener could not bind it again.
-      (c) => endRepair(c, TcpRepair.OFF, rec.reuseAddr),
+      (c) => endRepair(c, TcpRepair.OFF, rec.reuseAddr, unsentPart(rec)),
       (c) => closeSync(c),
     );
     return fd;

@@ -131,6 +131,7 @@ export {
 } from './sysvipc.js';
 export {
   readTcpState,
+  sendUnsent,
   setTcpRepair,
   TCP_ESTABLISHED,
   TcpRepair,

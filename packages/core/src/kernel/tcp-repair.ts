@@ -33,6 +33,7 @@ const TCP_RECV_QUEUE = 1;
 const TCP_SEND_QUEUE = 2;
 const SIOCINQ = 0x541b;
 const SIOCOUTQ = 0x5411;
+const SIOCOUTQNSD = 0x894b;
 const MSG_PEEK = 2;
 const MSG_DONTWAIT = 0x40;
 /** tcp_info.tcpi_options bits. */
@@ -69,6 +70,8 @@ export interface TcpState {
   recvSeq: number;
   /** Bytes sent but not acknowledged, and not sent yet, in order. */
   sendQueue: Buffer;
+  /** How many bytes at the end of `sendQueue` were never sent. */
+  sendUnsent: number;
   /** Bytes received but not read by the program. */
   recvQueue: Buffer;
   mss: number;
@@ -134,6 +137,7 @@ function peekQueue(fd: number, queue: number, length: number): { seq: number; da
 export function readTcpState(fd: number): TcpState {
   const info = getBuf(fd, TCP_INFO, 8, 'reading TCP_INFO');
   const outq = ioctlInt(fd, SIOCOUTQ, 'counting the bytes of a TCP send queue');
+  const unsent = ioctlInt(fd, SIOCOUTQNSD, 'counting the unsent bytes of a TCP send queue');
   const inq = ioctlInt(fd, SIOCINQ, 'counting the bytes of a TCP receive queue');
   const send = peekQueue(fd, TCP_SEND_QUEUE, outq);
   const recv = peekQueue(fd, TCP_RECV_QUEUE, inq);
@@ -145,6 +149,7 @@ export function readTcpState(fd: number): TcpState {
     sendSeq: send.seq,
     recvSeq: recv.seq,
     sendQueue: send.data,
+    sendUnsent: Math.min(unsent, outq),
     recvQueue: recv.data,
     mss: socketOption(fd, SOL_TCP, TCP_MAXSEG, 'reading TCP_MAXSEG'),
     options: info[5]!,
@@ -218,7 +223,9 @@ export function writeTcpState(fd: number, state: TcpState): void {
     );
   };
   startAt(TCP_RECV_QUEUE, state.recvSeq, state.recvQueue);
-  startAt(TCP_SEND_QUEUE, state.sendSeq, state.sendQueue);
+  // The part never sent is sent after repair mode (sendUnsent).
+  const sent = state.sendQueue.subarray(0, state.sendQueue.length - state.sendUnsent);
+  startAt(TCP_SEND_QUEUE, state.sendSeq - state.sendUnsent, sent);
   // No handshake: established at once.
   call(
     libc().connect(fd, state.peer, state.peer.length) === 0,
@@ -251,12 +258,43 @@ export function writeTcpState(fd: number, state: TcpState): void {
     );
   }
   fill(fd, TCP_RECV_QUEUE, state.recvQueue, 'refilling a TCP receive queue');
-  // The send queue comes back as sent and not yet acknowledged: the
-  // kernel retransmits what the peer has not acknowledged.
-  fill(fd, TCP_SEND_QUEUE, state.sendQueue, 'refilling a TCP send queue');
+  // What was sent comes back as sent and not yet acknowledged: the kernel
+  // retransmits what the peer has not acknowledged. Room for all of it.
+  makeRoom(fd, SO_SNDBUF, SO_SNDBUFFORCE, state.sendQueue.length, 'refilling a TCP send queue');
+  fill(fd, TCP_SEND_QUEUE, sent, 'refilling a TCP send queue');
   call(
     libc().setsockopt(fd, SOL_TCP, TCP_REPAIR_WINDOW, state.window, state.window.length) === 0,
     'setsockopt',
     'setting the TCP windows',
   );
+}
+
+const SEND_WAIT_MS = 5000;
+const EAGAIN = 11;
+
+/**
+ * Once out of repair mode: queue `data`, the bytes the connection had
+ * never sent, as the program's own send would (the send buffer was made
+ * large enough at restore; should it be full, waits for room a while).
+ */
+export function sendUnsent(fd: number, data: Buffer): void {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  const deadline = Date.now() + SEND_WAIT_MS;
+  let off = 0;
+  while (off < data.length) {
+    const n = Number(libc().send(fd, data.subarray(off), data.length - off, MSG_DONTWAIT));
+    if (n > 0) {
+      off += n;
+      continue;
+    }
+    const err = errno();
+    if (err !== EAGAIN || Date.now() > deadline) {
+      throw sysError(
+        'send',
+        err,
+        `sending the ${data.length - off} bytes a TCP connection had not sent yet`,
+      );
+    }
+    Atomics.wait(pause, 0, 0, 1);
+  }
 }
