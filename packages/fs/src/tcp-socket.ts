@@ -46,6 +46,7 @@ import {
   grabFd,
   type LockedConnection,
   lockConnections,
+  lockedConnectionCount,
   type RestartCtx,
   readTcpState,
   sendUnsent,
@@ -214,14 +215,24 @@ function unlockWhenRestored(ctx: RestartCtx, conn: LockedConnection): void {
     return;
   }
   connections.set(ctx, [conn]);
-  ctx.deferqueue.add(ctx, (c) => {
-    const why = unlockConnections(connections.get(c) ?? []);
-    if (why !== undefined) {
+  ctx.deferqueue.add(
+    ctx,
+    (c) => {
+      const why = unlockConnections(connections.get(c) ?? []);
+      if (why !== undefined) {
+        c.log.warn(
+          `the peers' packets of the restored TCP connections are still dropped here (${why}); \`nft delete table inet ckpt\` lets them through`,
+        );
+      }
+    },
+    // A failed restart: still held, for the next attempt.
+    (c) => {
+      if (lockedConnectionCount() === 0) return;
       c.log.warn(
-        `the peers' packets of the restored TCP connections are still dropped here (${why}); \`nft delete table inet ckpt\` lets them through`,
+        `the peers' packets of the image's TCP connections are still held back here, for the next restart; \`nft delete table inet ckpt\` lets them through (the peers then get a reset)`,
       );
-    }
-  });
+    },
+  );
 }
 
 export const tcpSocketFile: FileHandler = {
