@@ -182,25 +182,39 @@ function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
 const connections = new WeakMap<CheckpointCtx | RestartCtx, LockedConnection[]>();
 
 /**
- * Gather `conn`, which the kill leaves without a socket. Once the image is
- * complete, just before the kill, every gathered connection is locked.
+ * Add `conn` to `ctx`'s connections; with the first one, `queue` puts
+ * the work that handles them all in the deferqueue.
  */
-function lockWhenKilled(ctx: CheckpointCtx, conn: LockedConnection): void {
+function gather<C extends CheckpointCtx | RestartCtx>(
+  ctx: C,
+  conn: LockedConnection,
+  queue: (ctx: C, conns: LockedConnection[]) => void,
+): void {
   const gathered = connections.get(ctx);
   if (gathered) {
     gathered.push(conn);
     return;
   }
-  connections.set(ctx, [conn]);
-  ctx.deferqueue.add(ctx, (c) => {
-    const conns = connections.get(c) ?? [];
-    const why = lockConnections(conns);
-    if (why !== undefined) {
-      c.log.warn(
-        `${conns.length} TCP connection(s) not held back while the process is gone (${why}): a packet the peer sends before the restart gets a reset, which ends the connection`,
-      );
-    }
-  });
+  const conns = [conn];
+  connections.set(ctx, conns);
+  queue(ctx, conns);
+}
+
+/**
+ * Gather `conn`, which the kill leaves without a socket. Once the image is
+ * complete, just before the kill, every gathered connection is locked.
+ */
+function lockWhenKilled(ctx: CheckpointCtx, conn: LockedConnection): void {
+  gather(ctx, conn, (c, conns) =>
+    c.deferqueue.add(conns, () => {
+      const why = lockConnections(conns);
+      if (why !== undefined) {
+        c.log.warn(
+          `${conns.length} TCP connection(s) not held back while the process is gone (${why}): a packet the peer sends before the restart gets a reset, which ends the connection`,
+        );
+      }
+    }),
+  );
 }
 
 /**
@@ -209,29 +223,25 @@ function lockWhenKilled(ctx: CheckpointCtx, conn: LockedConnection): void {
  * socket leaves repair mode (so that its window probe is answered).
  */
 function unlockWhenRestored(ctx: RestartCtx, conn: LockedConnection): void {
-  const gathered = connections.get(ctx);
-  if (gathered) {
-    gathered.push(conn);
-    return;
-  }
-  connections.set(ctx, [conn]);
-  ctx.deferqueue.add(
-    ctx,
-    (c) => {
-      const why = unlockConnections(connections.get(c) ?? []);
-      if (why !== undefined) {
+  gather(ctx, conn, (c, conns) =>
+    c.deferqueue.add(
+      conns,
+      () => {
+        const why = unlockConnections(conns);
+        if (why !== undefined) {
+          c.log.warn(
+            `the peers' packets of the restored TCP connections are still dropped here (${why}); \`nft delete table inet ckpt\` lets them through`,
+          );
+        }
+      },
+      // A failed restart: still held, for the next attempt.
+      () => {
+        if (lockedConnectionCount() === 0) return;
         c.log.warn(
-          `the peers' packets of the restored TCP connections are still dropped here (${why}); \`nft delete table inet ckpt\` lets them through`,
+          `the peers' packets of the image's TCP connections are still held back here, for the next restart; \`nft delete table inet ckpt\` lets them through (the peers then get a reset)`,
         );
-      }
-    },
-    // A failed restart: still held, for the next attempt.
-    (c) => {
-      if (lockedConnectionCount() === 0) return;
-      c.log.warn(
-        `the peers' packets of the image's TCP connections are still held back here, for the next restart; \`nft delete table inet ckpt\` lets them through (the peers then get a reset)`,
-      );
-    },
+      },
+    ),
   );
 }
 
