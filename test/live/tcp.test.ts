@@ -231,6 +231,49 @@ describe('an established TCP connection', () => {
     expect(result(dir)).toEqual(EXPECTED);
   });
 
+  it("on the stdio of a child (inetd style) comes back as the connection, not as restart's stdio", () => {
+    const dir = tmpDir('ckpt-tcp-inetd-');
+    // Accepts one connection and runs cat on it in a child, as inetd does.
+    const script = [
+      'import os, socket, sys, time',
+      `d = ${JSON.stringify(dir)}`,
+      's = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)',
+      'open(d + "/port", "w").write(str(s.getsockname()[1]))',
+      'c, _ = s.accept()',
+      'if os.fork() == 0:',
+      '    os.dup2(c.fileno(), 0); os.dup2(c.fileno(), 1); os.execvp("cat", ["cat"])',
+      'c.close()',
+      'time.sleep(1000)',
+    ].join('\n');
+    const server = Number(ckptOk(['run', '--', 'python3', '-c', script]).trim());
+    leftovers.push(server);
+    waitFor('the server to listen', () => fs.existsSync(path.join(dir, 'port')), 10_000);
+    const port = Number(fs.readFileSync(path.join(dir, 'port'), 'utf8'));
+    // The client outside the tree: "one" before, "two" after the restart.
+    const client = [
+      'import os, socket, time',
+      `d = ${JSON.stringify(dir)}`,
+      `s = socket.create_connection(("127.0.0.1", ${port})); s.settimeout(30)`,
+      'f = s.makefile("rb")',
+      's.sendall(b"one\\n"); got = [f.readline().decode().strip()]',
+      'open(d + "/ready", "w").close()',
+      'while not os.path.exists(d + "/go"): time.sleep(0.05)',
+      's.sendall(b"two\\n"); got.append(f.readline().decode().strip())',
+      'open(d + "/result", "w").write(" ".join(got))',
+    ].join('\n');
+    const c = spawn('python3', ['-c', client], { stdio: 'ignore', detached: true });
+    leftovers.push(c.pid!);
+    waitFor('the client to be ready', () => fs.existsSync(path.join(dir, 'ready')), 10_000);
+    const img = tmpImage();
+    const done = JSON.parse(ckptOk(['checkpoint', String(server), '-o', img, '--kill', '--json']));
+    expect(done.pids).toHaveLength(2);
+    waitFor('the tree gone', () => done.pids.every((p: number) => !isAlive(p)));
+    ckptOk(['restart', img, '-d']);
+    fs.writeFileSync(path.join(dir, 'go'), '');
+    waitFor('the client to finish', () => fs.existsSync(path.join(dir, 'result')), 30_000);
+    expect(fs.readFileSync(path.join(dir, 'result'), 'utf8')).toBe('one two');
+  });
+
   it('is left untouched by --leave-running; a copy beside the original is refused', () => {
     const { dir, server } = startPair(true);
     const img = tmpImage();

@@ -53,8 +53,10 @@ function isTty(rdev: number): boolean {
  * True when `file` leads outside the checkpointed process (see the module
  * comment). A socket does only as stdio (fds 0-2, as a service manager or
  * ssh hands them over); elsewhere it is the program's own endpoint (a
- * listening server, a connection, a socketpair), which ckpt cannot
- * restore: no handler takes it, and the checkpoint is refused.
+ * listening server, a connection, a socketpair), which its own handler
+ * restores or, if none can, the checkpoint refuses. (An established TCP
+ * connection, and a unix socket whose peer the tree holds, are restored
+ * as such on fds 0-2 too: their handlers are asked first.)
  */
 export function isExternal(file: FileInfo): boolean {
   const { target, stat } = file;

@@ -26,9 +26,11 @@ export const fileHandlers: readonly FileHandler[] = [
   inotifyFile,
   simpleDevice,
   pipeFile,
+  // Before the external handler: a TCP connection on fds 0-2 (an inetd
+  // or socket-activated service's) is restored as the connection.
+  tcpSocketFile,
   externalFile,
   listenSocketFile,
-  tcpSocketFile,
   unixPairFile,
   ptyFile,
   pidfdFile,
