@@ -199,6 +199,38 @@ describe('failures leave nothing behind', () => {
     }
   });
 
+  it('a process with an io_uring polling thread is refused at once, naming the thread, and left running', () => {
+    // io_uring_setup (425) with IORING_SETUP_SQPOLL: the kernel starts a
+    // thread iou-sqp-PID among the process's threads, which never runs user code.
+    const script = [
+      'import ctypes,time',
+      'p=(ctypes.c_uint32*30)(); p[2]=2; p[4]=1000',
+      'assert ctypes.CDLL(None).syscall(425,8,p)>=0',
+      'time.sleep(60)',
+    ].join('\n');
+    const pid = Number(ckptOk(['run', '--', 'python3', '-c', script]).trim());
+    try {
+      const comms = () =>
+        fs
+          .readdirSync(`/proc/${pid}/task`)
+          .map((t) => fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim());
+      waitFor('the polling thread', () => comms().some((c) => c.startsWith('iou-sqp-')));
+      const c = ckpt(['checkpoint', String(pid), '-o', imagePath(), '--kill'], {
+        timeoutMs: 30_000,
+      });
+      expect(c.signal).toBeNull();
+      expect(c.code).toBe(1);
+      expect(c.stderr).toMatch(
+        new RegExp(`pid ${pid} thread \\d+ \\(iou-sqp-${pid}\\) is an io_uring kernel thread`),
+      );
+      expect(isAlive(pid)).toBe(true);
+      expect(tracerPid(pid)).toBe(0);
+      expect(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]![0]).toMatch(/[RS]/);
+    } finally {
+      process.kill(pid, 'SIGKILL');
+    }
+  });
+
   it('a corrupted image is refused before anything is created', () => {
     const f = start('counter');
     const img = imagePath();

@@ -92,6 +92,7 @@ function freezeThreads(
     if (fresh.length === 0) return { threads, changed };
     changed = true;
     for (const tid of fresh) {
+      refuseIoThread(pid, tid);
       try {
         frozen.set(tid, freezeTask(tid));
       } catch (e) {
@@ -102,6 +103,30 @@ function freezeThreads(
   throw new CkptError('EAGAIN', `pid ${pid} kept starting threads while being frozen; try again`, {
     pid,
   });
+}
+
+/** PF_IO_WORKER: a kernel thread of io_uring (iou-sqp-*, iou-wrk-*), listed among the process's threads. */
+const PF_IO_WORKER = 0x10;
+
+/**
+ * Refuse thread `tid` of `pid` if it is an io_uring kernel thread: it never
+ * runs user code, so it could not run ckpt's injected calls (ckpt would
+ * wait for it for ever), and restart could not make one.
+ */
+function refuseIoThread(pid: number, tid: number): void {
+  let stat: ReturnType<typeof readStat>;
+  try {
+    stat = readStat(pid, tid);
+  } catch {
+    return; // gone
+  }
+  if (stat.flags & PF_IO_WORKER) {
+    throw new CkptError(
+      'ENOTSUP',
+      `pid ${pid} thread ${tid} (${stat.comm}) is an io_uring kernel thread: processes that use io_uring are not supported yet`,
+      { pid },
+    );
+  }
 }
 
 /** Options of {@link freezeTree}. */
@@ -314,6 +339,7 @@ function freezeInCgroup(rootPid: number, cg: FreezerCgroup, log: Logger): Frozen
     refuseOutside(cg, rootPid, live);
     for (const p of procs) if (isZombieState(p.state)) refuseHeadlessGroup(p.pid);
     // Every thread of the tree's processes is seized too.
+    for (const p of live) for (const tid of threadsOf(p.pid)) refuseIoThread(p.pid, tid);
     const inTree = new Set(live.flatMap((p) => threadsOf(p.pid)));
     const treePids = new Set(procs.map((p) => p.pid));
     const others = wasFrozen
