@@ -5,8 +5,8 @@
  * removed comes back without a file, and the program runs on. A --no-pids
  * copy restarted beside the running original is refused, since its socket
  * file belongs to the original's open socket; the original keeps serving.
- * A connected socket whose other end is closed, or still waits to be
- * accepted, is refused saying so, and the program runs on.
+ * A connected socket still waiting to be accepted is refused saying so,
+ * and the program runs on; one whose other end is closed comes back.
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -91,32 +91,56 @@ describe('a listening unix socket whose file moved', () => {
     expect(await ask(path.join(dir, 'srv.sock'))).toBe('hi');
   });
 
-  for (const [mode, setup] of [
-    ['closed', 'a, b = socket.socketpair(); b.close()'],
-    [
-      'not accepted',
-      'l = socket.socket(socket.AF_UNIX); l.bind(b"\\0ckpt-backlog-" + str(os.getpid()).encode()); l.listen(); c = socket.socket(socket.AF_UNIX); c.connect(b"\\0ckpt-backlog-" + str(os.getpid()).encode())',
-    ],
-  ] as const) {
-    it(`a connected socket whose other end is ${mode} is refused saying so, and runs on`, () => {
-      const dir = tmpDir('ckpt-unix-peer-');
+  it('a connected socket whose other end is not accepted is refused saying so, and runs on', () => {
+    const dir = tmpDir('ckpt-unix-peer-');
+    const name = 'b"\\0ckpt-backlog-" + str(os.getpid()).encode()';
+    const script = [
+      'import socket, os, time',
+      `l = socket.socket(socket.AF_UNIX); l.bind(${name}); l.listen()`,
+      `c = socket.socket(socket.AF_UNIX); c.connect(${name})`,
+      `open(${JSON.stringify(`${dir}/ready`)}, "w").close()`,
+      'time.sleep(100)',
+    ].join('\n');
+    const pid = Number(ckptOk(['run', '--', 'python3', '-c', script]).trim());
+    leftovers.push(pid);
+    waitFor('the program to be ready', () => fs.existsSync(path.join(dir, 'ready')), 10_000);
+    const r = ckpt(['checkpoint', String(pid), '-o', tmpImage(), '--kill']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `^ckpt: error: pid ${pid} fd \\d: unix socket \\d+ is connected, but the listening socket it connected to has not accepted it yet; it cannot be restored`,
+      ),
+    );
+    expect(isAlive(pid)).toBe(true);
+  });
+
+  for (const type of ['SOCK_STREAM', 'SOCK_SEQPACKET'] as const) {
+    it(`a ${type} socket whose other end is closed (the JDK's) comes back: its bytes, then the end of file; writes fail`, () => {
+      const dir = tmpDir('ckpt-unix-closed-');
       const script = [
         'import socket, os, time',
-        setup,
-        `open(${JSON.stringify(`${dir}/ready`)}, "w").close()`,
+        `d = ${JSON.stringify(dir)}`,
+        `a, b = socket.socketpair(socket.AF_UNIX, socket.${type}); b.sendall(b"left"); b.close()`,
+        'open(d + "/ready", "w").close()',
+        'while not os.path.exists(d + "/go"): time.sleep(0.05)',
+        'got = [a.recv(100).decode(), repr(a.recv(100))]',
+        'try:',
+        '    a.send(b"x"); got.append("sent")',
+        'except BrokenPipeError:',
+        '    got.append("EPIPE")',
+        'open(d + "/result", "w").write(" ".join(got))',
         'time.sleep(100)',
       ].join('\n');
       const pid = Number(ckptOk(['run', '--', 'python3', '-c', script]).trim());
       leftovers.push(pid);
       waitFor('the program to be ready', () => fs.existsSync(path.join(dir, 'ready')), 10_000);
-      const r = ckpt(['checkpoint', String(pid), '-o', tmpImage(), '--kill']);
-      expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(
-        new RegExp(
-          `^ckpt: error: pid ${pid} fd \\d: unix socket \\d+ is connected, but its other end is closed or not yet accepted by the listening socket it connected to; it cannot be restored`,
-        ),
-      );
-      expect(isAlive(pid)).toBe(true);
+      const img = tmpImage();
+      ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+      waitFor('the program gone', () => !isAlive(pid));
+      expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
+      fs.writeFileSync(path.join(dir, 'go'), '');
+      waitFor('the result', () => fs.existsSync(path.join(dir, 'result')), 10_000);
+      expect(fs.readFileSync(path.join(dir, 'result'), 'utf8')).toBe("left b'' EPIPE");
     });
   }
 });

@@ -14,6 +14,12 @@
  * the first two are refused. A connection accepted from a listening socket
  * comes back as a socketpair: the same bytes and peer, without the
  * listener's name on the accepted end.
+ *
+ * A stream or seqpacket socket whose other end was closed (the JDK keeps
+ * one, dup2()ed over every channel it closes) is a pair with one end
+ * missing, inode 0: restart makes the pair, writes the bytes still to be
+ * read, and closes the missing end, so reads give them and then the end
+ * of file, and writes fail with EPIPE, as before.
  */
 import { writeSync } from 'node:fs';
 import {
@@ -37,7 +43,12 @@ import { treeFds } from './tree-fds.js';
 const UNIX_OBJECT = 'unix-pair';
 const AF_UNIX = 1;
 const SOCK_STREAM = 1;
+const SOCK_DGRAM = 2;
 const TCP_ESTABLISHED = 1;
+/** sk_shutdown of a stream socket whose peer was closed: neither reads nor writes. */
+const SHUTDOWN_BOTH = 3;
+/** The inode of a missing end (its socket was closed). */
+const CLOSED_END = 0;
 const F_SETFL = 4;
 const O_NONBLOCK = 0o4000;
 
@@ -94,7 +105,7 @@ export const unixPairObject: ObjectOps<SavedPair | RestoredPair> = {
     const { type, ends } = obj as SavedPair;
     const d = diag(ctx);
     const queues = ends.map((e) => {
-      const q = d.get(e.inode)?.rqueue ?? 0;
+      const q = e.inode === CLOSED_END ? 0 : (d.get(e.inode)?.rqueue ?? 0);
       const what = `pid ${e.pid} fd ${e.fd}: unix socket ${e.inode}`;
       return peekQueue(e.pid, e.fd, q, what);
     });
@@ -122,12 +133,19 @@ export const unixPairObject: ObjectOps<SavedPair | RestoredPair> = {
         while (put < data.length) put += writeSync(w, data, put);
       });
     }
-    return { holder: task, fds, inodes: rec.inodes };
+    // A missing end is closed once it has written: its peer sees it closed.
+    const ends: (number | undefined)[] = fds.map((fd, i) => {
+      if (rec.inodes[i] !== BigInt(CLOSED_END)) return fd;
+      closeInTask(task, fd);
+      return undefined;
+    });
+    return { holder: task, fds: ends, inodes: rec.inodes };
   },
   describe(p) {
-    return 'ends' in p
-      ? `unix socket pair ${p.ends.map((e) => e.inode).join('-')}`
-      : `unix socket pair ${p.inodes.join('-')}`;
+    const inodes = 'ends' in p ? p.ends.map((e) => BigInt(e.inode)) : p.inodes;
+    return inodes[0] === BigInt(CLOSED_END)
+      ? `unix socket ${inodes[1]} (its other end closed)`
+      : `unix socket pair ${inodes.join('-')}`;
   },
 };
 
@@ -146,11 +164,12 @@ export function connectedUnix(
   const me = diag(ctx).get(ino);
   if (!me || me.state !== TCP_ESTABLISHED) return undefined;
   if (me.peer === 0) {
+    // A closed peer leaves a stream socket shut down both ways; one still
+    // waiting to be accepted has no peer yet and is not shut down.
+    if (me.type !== SOCK_DGRAM && me.shutdown === SHUTDOWN_BOTH) return 'pair';
     if (file.fd <= 2) return undefined;
-    // The kernel reports no peer for a socket whose peer was closed, and
-    // for a connection still waiting in a listening socket's queue.
     return {
-      refuse: `unix socket ${ino} is connected, but its other end is closed or not yet accepted by the listening socket it connected to`,
+      refuse: `unix socket ${ino} is connected, but the listening socket it connected to has not accepted it yet`,
     };
   }
   if (!findHolder(ctx, me.peer)) {
@@ -176,9 +195,11 @@ export const unixPairFile: FileHandler = {
   checkpoint(ctx, _task, file) {
     const ino = file.target.inode ?? file.stat.ino;
     const me = diag(ctx).get(ino)!;
-    const peer = findHolder(ctx, me.peer)!;
     const mine = { inode: ino, pid: file.pid, fd: file.fd };
-    const other = { inode: me.peer, ...peer };
+    const other =
+      me.peer === CLOSED_END
+        ? { inode: CLOSED_END, pid: 0, fd: -1 }
+        : { inode: me.peer, ...findHolder(ctx, me.peer)! };
     const ends = ino < me.peer ? [mine, other] : [other, mine];
     const objref = ctx.checkpointObj(UNIX_OBJECT, `unix:${ends[0]!.inode}:${ends[1]!.inode}`, {
       type: me.type,

@@ -23,6 +23,7 @@ const UDIAG_SHOW_RQLEN = 0x10;
 const UNIX_DIAG_VFS = 1;
 const UNIX_DIAG_PEER = 2;
 const UNIX_DIAG_RQLEN = 4;
+const UNIX_DIAG_SHUTDOWN = 6;
 const HDR = 16;
 
 /** A unix socket of ckpt's network namespace. */
@@ -37,6 +38,11 @@ export interface UnixSocketDiag {
   rqueue: number;
   /** Inode of the file bind() made (wherever it is now); 0 when not bound to a path. */
   vfsIno: number;
+  /**
+   * sk_shutdown: 1 no more reads, 2 no more writes (3 for a stream or
+   * seqpacket socket whose peer was closed).
+   */
+  shutdown: number;
 }
 
 const align4 = (n: number) => (n + 3) & ~3;
@@ -76,6 +82,7 @@ export function unixSockets(): Map<number, UnixSocketDiag> {
           peer: 0,
           rqueue: 0,
           vfsIno: 0,
+          shutdown: 0,
         };
         const ino = buf.readUInt32LE(msg + 4);
         for (let a = msg + 16; a + 4 <= at + len; ) {
@@ -85,6 +92,7 @@ export function unixSockets(): Map<number, UnixSocketDiag> {
           if (atype === UNIX_DIAG_VFS) entry.vfsIno = buf.readUInt32LE(a + 4);
           if (atype === UNIX_DIAG_PEER) entry.peer = buf.readUInt32LE(a + 4);
           if (atype === UNIX_DIAG_RQLEN) entry.rqueue = buf.readUInt32LE(a + 4);
+          if (atype === UNIX_DIAG_SHUTDOWN) entry.shutdown = buf.readUInt8(a + 4);
           a += align4(alen);
         }
         out.set(ino, entry);
