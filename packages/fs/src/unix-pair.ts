@@ -21,16 +21,19 @@
  * read, and closes the missing end, so reads give them and then the end
  * of file, and writes fail with EPIPE, as before.
  */
-import { writeSync } from 'node:fs';
+import { readlinkSync, writeSync } from 'node:fs';
 import {
   type CheckpointCtx,
   CkptError,
   closeInTask,
   type FileHandler,
   type FileInfo,
+  listFds,
   type ObjectOps,
   peekSocket,
   type RestartTask,
+  readComm,
+  scanProcesses,
   type UnixSocketDiag,
   unixSockets,
   withFdCopy,
@@ -80,6 +83,27 @@ interface RestoredPair {
 function findHolder(ctx: CheckpointCtx, inode: number): { pid: number; fd: number } | undefined {
   const t = treeFds(ctx).find((t) => t.target.kind === 'socket' && t.target.inode === inode);
   return t && { pid: t.pid, fd: t.fd };
+}
+
+/**
+ * "pid N (comm) fd M" of a process outside the tree that holds socket
+ * `inode`, if one does (a scan of every process: only for a refusal).
+ */
+function holderOutside(inode: number): string | undefined {
+  const link = `socket:[${inode}]`;
+  for (const { pid } of scanProcesses()) {
+    if (pid === process.pid) continue;
+    try {
+      for (const fd of listFds(pid)) {
+        if (readlinkSync(`/proc/${pid}/fd/${fd}`) === link) {
+          return `pid ${pid} (${readComm(pid)}) fd ${fd}`;
+        }
+      }
+    } catch {
+      // gone, or its fds went away meanwhile
+    }
+  }
+  return undefined;
 }
 
 /** The bytes waiting in socket `fd` of `pid` (`count` of them), peeked. */
@@ -174,8 +198,9 @@ export function connectedUnix(
   }
   if (!findHolder(ctx, me.peer)) {
     if (file.fd <= 2) return undefined;
+    const holder = holderOutside(me.peer);
     return {
-      refuse: `unix socket ${ino} is connected to socket ${me.peer}, which no process of the checkpointed tree holds`,
+      refuse: `unix socket ${ino} is connected to socket ${me.peer}, which no process of the checkpointed tree holds${holder ? ` (${holder} does)` : ''}`,
     };
   }
   const peer = diag(ctx).get(me.peer);

@@ -169,7 +169,7 @@ describe('unsupported files fail the checkpoint', () => {
     expectRefused(
       p,
       new RegExp(
-        `pid ${p.pid} fd 5: unix socket \\d+ is connected to socket \\d+, which no process of the checkpointed tree holds; it cannot be restored`,
+        `pid ${p.pid} fd 5: unix socket \\d+ is connected to socket \\d+, which no process of the checkpointed tree holds \\(pid \\d+ \\(fdprog-\\w+\\) fd \\d+ does\\); it cannot be restored`,
       ),
     );
   });
