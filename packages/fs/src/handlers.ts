@@ -7,6 +7,7 @@ import { major, minor } from './flags.js';
 import { ghostFile } from './ghost.js';
 import { inotifyFile } from './inotify.js';
 import { listenSocketFile, whyNotRestored } from './listen-socket.js';
+import { netlinkSocketFile } from './netlink-socket.js';
 import { pidfdFile } from './pidfd.js';
 import { pipeFile } from './pipe.js';
 import { ptyFile } from './pty.js';
@@ -31,6 +32,7 @@ export const fileHandlers: readonly FileHandler[] = [
   tcpSocketFile,
   externalFile,
   listenSocketFile,
+  netlinkSocketFile,
   unixPairFile,
   ptyFile,
   pidfdFile,

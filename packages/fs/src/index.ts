@@ -22,6 +22,7 @@ import {
   fileInotifyRecord,
   fileLocksRecord,
   fileNameRecord,
+  fileNetlinkRecord,
   filePidfdRecord,
   filePipeRecord,
   filePtyRecord,
@@ -61,6 +62,7 @@ export {
 export { fileHandlers, unsupported } from './handlers.js';
 export { inotifyFile } from './inotify.js';
 export { listenSocketFile } from './listen-socket.js';
+export { netlinkSocketFile } from './netlink-socket.js';
 export { pidfdFile } from './pidfd.js';
 export { isTreePipe, pipeFile, pipeObject, type RestoredPipe } from './pipe.js';
 export { isTreePty, ptyFile, ptyObject } from './pty.js';
@@ -97,6 +99,7 @@ export const fsPlugin: CkptPlugin = definePlugin({
     fileLocksRecord,
     filePidfdRecord,
     fileTcpRecord,
+    fileNetlinkRecord,
   ],
   objects: [fileObject, pipeObject, ghostObject, unixPairObject, ptyObject],
   files: fileHandlers,

@@ -29,6 +29,7 @@ export const FileKind = {
   PTY: 13,
   PIDFD: 14,
   TCP: 15,
+  NETLINK: 16,
 } as const;
 
 /** Printable names of {@link FileKind}. */
@@ -48,6 +49,7 @@ export const FILE_KIND_NAMES: Record<number, string> = {
   13: 'pty',
   14: 'pidfd',
   15: 'tcp',
+  16: 'netlink',
 };
 
 /** File types a file reopened by path may have (the `type` of a file_name record). */
@@ -417,4 +419,29 @@ export const fileTcpRecord = defineRecord(FILE_TCP, 'file_tcp', 'established TCP
   sendQueue: bytes(1 << 26),
   /** Bytes received and not read yet. */
   recvQueue: bytes(1 << 26),
+});
+
+export const FILE_NETLINK = 324;
+
+/**
+ * A netlink socket bound to a port id (netlink-socket.ts): its protocol,
+ * port id, multicast groups and options. Messages it had not read are not
+ * kept.
+ */
+export const fileNetlinkRecord = defineRecord(FILE_NETLINK, 'file_netlink', 'netlink socket', {
+  /** SOCK_RAW or SOCK_DGRAM. */
+  type: u32(),
+  /** NETLINK_ROUTE 0, NETLINK_KOBJECT_UEVENT 15, ... */
+  protocol: u32(),
+  /** O_NONBLOCK (and the access mode, always read-write). */
+  flags: u32('octal'),
+  /** The port id it was bound to (nl_pid). */
+  portid: u32(),
+  /** The multicast groups it had joined (NETLINK_LIST_MEMBERSHIPS: bit g-1 of word (g-1)/32 for group g). */
+  groups: array(u32('hex'), 1 << 16),
+  /** Boolean SOL_NETLINK options that were on: bit n for option n (NETLINK_PKTINFO 3, NETLINK_NO_ENOBUFS 5, NETLINK_EXT_ACK 11, ...). */
+  options: u32('hex'),
+  /** SO_RCVBUF and SO_SNDBUF as getsockopt gives them (twice what was asked). */
+  rcvbuf: u32(),
+  sndbuf: u32(),
 });

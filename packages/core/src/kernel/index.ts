@@ -98,10 +98,12 @@ export { inNamespace, inNamespaceOf, openNamespace, type ThreadNsType } from './
 export { processExists, sendSignal, sendThreadSignal } from './signal.js';
 export { type UnixSocketDiag, unixSockets } from './sock-diag.js';
 export {
+  bindSocket,
   peekSocket,
   setSocketOption,
   socketName,
   socketOption,
+  socketOptionBytes,
   socketPeer,
 } from './sockets.js';
 export { type SpawnOptions, type StdioTarget, spawnDetached, spawnProcess } from './spawn.js';

@@ -44,6 +44,33 @@ export function socketOption(
   return v.readInt32LE(0);
 }
 
+/**
+ * A socket option of any size (getsockopt), as the kernel filled it; a
+ * larger buffer is used when the kernel says `size` bytes were too few.
+ */
+export function socketOptionBytes(
+  fd: number,
+  level: number,
+  name: number,
+  what = `reading socket option ${level}/${name}`,
+  size = 256,
+): Buffer {
+  const v = Buffer.alloc(size);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(size);
+  if (libc().getsockopt(fd, level, name, v, len) < 0) {
+    throw sysError('getsockopt', errno(), what);
+  }
+  const needed = len.readUInt32LE(0);
+  if (needed > size) return socketOptionBytes(fd, level, name, what, needed);
+  return v.subarray(0, needed);
+}
+
+/** bind(2) socket `fd` to `addr`: 0, or the errno it failed with. */
+export function bindSocket(fd: number, addr: Buffer): number {
+  return libc().bind(fd, addr, addr.length) === 0 ? 0 : errno();
+}
+
 /** Set an int socket option (setsockopt); `what` names it in an error. */
 export function setSocketOption(
   fd: number,
