@@ -58,8 +58,11 @@ const F_DUPFD = 0;
 const CKPT_PIDFD_MIN = 1000;
 const SIGKILL = 9;
 const SIGCHLD = 17;
-/** How long to wait for a zombie holding a wanted pid to be reaped. */
+/** How long to wait for a dying or zombie task holding a wanted pid to be gone. */
 const ZOMBIE_WAIT_MS = 5000;
+/** PF_EXITING: the task is in do_exit. */
+const PF_EXITING = 0x4;
+const SIGKILL_BIT = 1n << 8n;
 /** How long a failed restart waits for the tasks it killed to die. */
 const DEATH_WAIT_MS = 5000;
 const pause = new Int32Array(new SharedArrayBuffer(4));
@@ -68,6 +71,23 @@ function isZombie(pid: number): boolean {
   try {
     const st = readStat(pid).state;
     return st === 'Z' || st === 'X';
+  } catch {
+    return true; // gone
+  }
+}
+
+/**
+ * Whether `pid` is on its way out: a zombie, exiting, or killed (SIGKILL
+ * pending), e.g. the process `checkpoint --kill` killed a moment ago, which
+ * ckpt does not wait for (tearing down a large address space takes the
+ * kernel a while).
+ */
+function isGoing(pid: number): boolean {
+  try {
+    const st = readStat(pid);
+    if (st.state === 'Z' || st.state === 'X' || st.flags & PF_EXITING) return true;
+    const status = readStatus(pid);
+    return ((status.sigPnd | status.shdPnd) & SIGKILL_BIT) !== 0n;
   } catch {
     return true; // gone meanwhile: retrying will tell
   }
@@ -289,7 +309,7 @@ export class TaskFactory {
     }
     const stub = this.startStub();
     const { stub: prog, convention } = this.arch;
-    const child = this.retryWhileZombie(pid, () => {
+    const child = this.retryWhileGoing(pid, () => {
       const mem = new ProcMem(stub);
       try {
         mem.write(
@@ -339,7 +359,7 @@ export class TaskFactory {
       (opts.newPidNs ? CLONE_NEWPID : 0n) |
       (opts.share ?? 0n);
     const addr = parent.sys.scratch(CLONE_ARGS_SIZE + 4 * Math.max(tids?.length ?? 0, 2));
-    const local = this.retryWhileZombie(pid, () => {
+    const local = this.retryWhileGoing(pid, () => {
       parent.mem.write(addr, cloneArgs(flags, sibling ? 0 : exitSignal, tids, addr));
       return parent.sys.call('clone3', [addr, CLONE_ARGS_SIZE]);
     });
@@ -466,11 +486,11 @@ export class TaskFactory {
 
   /**
    * Run `clone` (an injected clone3) and return the new pid. A pid still
-   * held by a zombie (e.g. the process checkpointed with --kill, whose
-   * parent has not reaped it yet) frees up shortly, so EEXIST is retried
-   * while the holder is a zombie.
+   * held by a task on its way out (e.g. the process checkpointed with
+   * --kill, still exiting or not reaped by its parent yet) frees up
+   * shortly, so EEXIST is retried while the holder is going.
    */
-  private retryWhileZombie(pid: number | undefined, clone: () => bigint): number {
+  private retryWhileGoing(pid: number | undefined, clone: () => bigint): number {
     const deadline = Date.now() + ZOMBIE_WAIT_MS;
     for (;;) {
       const r = clone();
@@ -483,7 +503,7 @@ export class TaskFactory {
           { pid, syscall: 'clone3', errno },
         );
       }
-      if (!isZombie(pid) || Date.now() >= deadline) {
+      if (!isGoing(pid) || Date.now() >= deadline) {
         throw new CkptError('EBUSY', `pid ${pid} is already in use; ${pidTakenAdvice(pid)}`, {
           pid,
           syscall: 'clone3',
