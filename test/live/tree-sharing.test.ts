@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { ckptOk, imagePath } from '../support/ckpt.js';
 import { type FixtureHandle, type FixtureName, isAlive } from '../support/fixtures.js';
 import { liveFixtures } from '../support/live.js';
+import { waitFor } from '../support/procs.js';
 
 const { start: startFx, leftovers } = liveFixtures();
 
@@ -24,8 +25,8 @@ function start(name: FixtureName): { f: FixtureHandle; child: number } {
 function killAndRestart(f: FixtureHandle, child: number): void {
   const img = imagePath();
   ckptOk(['checkpoint', String(f.pid), '-o', img, '--kill']);
-  expect(isAlive(f.pid)).toBe(false);
-  expect(isAlive(child)).toBe(false);
+  // Killed, maybe still exiting (the CLI does not wait for that).
+  waitFor('the tree killed', () => !isAlive(f.pid) && !isAlive(child));
   const out = ckptOk(['restart', img, '-d']);
   fs.rmSync(path.dirname(img), { recursive: true, force: true });
   expect(Number(out.trim())).toBe(f.pid);
