@@ -238,7 +238,7 @@ describe('an established TCP connection', () => {
       'import os, socket, sys, time',
       `d = ${JSON.stringify(dir)}`,
       's = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)',
-      'open(d + "/port", "w").write(str(s.getsockname()[1]))',
+      'open(d + "/port.tmp", "w").write(str(s.getsockname()[1])); os.rename(d + "/port.tmp", d + "/port")',
       'c, _ = s.accept()',
       'if os.fork() == 0:',
       '    os.dup2(c.fileno(), 0); os.dup2(c.fileno(), 1); os.execvp("cat", ["cat"])',
@@ -259,7 +259,7 @@ describe('an established TCP connection', () => {
       'open(d + "/ready", "w").close()',
       'while not os.path.exists(d + "/go"): time.sleep(0.05)',
       's.sendall(b"two\\n"); got.append(f.readline().decode().strip())',
-      'open(d + "/result", "w").write(" ".join(got))',
+      'open(d + "/result.tmp", "w").write(" ".join(got)); os.rename(d + "/result.tmp", d + "/result")',
     ].join('\n');
     const c = spawn('python3', ['-c', client], { stdio: 'ignore', detached: true });
     leftovers.push(c.pid!);

@@ -128,7 +128,7 @@ describe('a listening unix socket whose file moved', () => {
         '    a.send(b"x"); got.append("sent")',
         'except BrokenPipeError:',
         '    got.append("EPIPE")',
-        'open(d + "/result", "w").write(" ".join(got))',
+        'open(d + "/result.tmp", "w").write(" ".join(got)); os.rename(d + "/result.tmp", d + "/result")',
         'time.sleep(100)',
       ].join('\n');
       const pid = Number(ckptOk(['run', '--', 'python3', '-c', script]).trim());
