@@ -87,6 +87,7 @@ export const X86_64_SYSCALLS: Readonly<Record<SyscallName, number>> = {
   listen: 50,
   setsockopt: 54,
   socketpair: 53,
+  mq_open: 240,
   userfaultfd: 323,
   flock: 73,
   getitimer: 36,

@@ -25,6 +25,7 @@ export type SyscallName =
   | 'mlock2'
   | 'shmat'
   | 'openat'
+  | 'mq_open'
   | 'dup3'
   | 'fcntl'
   | 'ioctl'

@@ -49,7 +49,7 @@ import {
   type RestartTask,
 } from '@ckpt/core';
 import { major, minor, reopenFlags } from './flags.js';
-import { refuseMessageQueue } from './path-file.js';
+import { isMessageQueue } from './path-file.js';
 import { FileKind, fileGhostRecord, ghostDataRecord, ghostFileRecord } from './records.js';
 
 /** Name of the object type (the objhash's `type`). */
@@ -240,11 +240,14 @@ export const ghostObject: ObjectOps<SavedGhost | RestoredGhost> = {
 export const ghostFile: FileHandler = {
   kind: 'ghost',
   id: FileKind.GHOST,
-  match: (f) => f.target.kind === 'path' && f.target.deleted === true && f.stat.type === 'regular',
+  // An unlinked message queue looks like a deleted regular file.
+  match: (f) =>
+    f.target.kind === 'path' &&
+    f.target.deleted === true &&
+    f.stat.type === 'regular' &&
+    !isMessageQueue(f),
   checkpoint(ctx, _task, file) {
     const path = file.target.path ?? file.target.text;
-    // An unlinked message queue looks like a deleted regular file.
-    refuseMessageQueue(file, path);
     const objref = checkpointGhost(
       ctx,
       { major: major(file.stat.dev), minor: minor(file.stat.dev) },

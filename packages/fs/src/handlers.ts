@@ -8,6 +8,7 @@ import { ghostFile } from './ghost.js';
 import { inotifyFile } from './inotify.js';
 import { listenSocketFile, whyNotRestored } from './listen-socket.js';
 import { netlinkSocketFile } from './netlink-socket.js';
+import { isMessageQueue, messageQueueUnsupported } from './path-file.js';
 import { pidfdFile } from './pidfd.js';
 import { pipeFile } from './pipe.js';
 import { ptyFile } from './pty.js';
@@ -51,6 +52,7 @@ function kindOf(file: FileInfo): string {
 /** Explain why no handler takes `file` (the checkpoint fails with it). */
 export function unsupported(file: FileInfo): CkptError {
   const { pid, fd, target } = file;
+  if (isMessageQueue(file)) return messageQueueUnsupported(file);
   if (target.kind === 'path' && target.deleted) {
     return new CkptError(
       'ENOTSUP',

@@ -24,8 +24,11 @@ type PathTypeId = (typeof PathType)[keyof typeof PathType];
 /** statfs f_type of a POSIX message queue (mqueue filesystem). */
 const MQUEUE_MAGIC = 0x19800202;
 
-/** True when `file` is a POSIX message queue (mq_open: the mqueue filesystem). */
-function isMessageQueue(file: FileInfo): boolean {
+/**
+ * True when `file` is a POSIX message queue (mq_open: the mqueue
+ * filesystem). Those are @ckpt/ipc's; the path handlers leave them alone.
+ */
+export function isMessageQueue(file: FileInfo): boolean {
   try {
     return statfsSync(`/proc/${file.pid}/fd/${file.fd}`).type === MQUEUE_MAGIC;
   } catch {
@@ -33,12 +36,12 @@ function isMessageQueue(file: FileInfo): boolean {
   }
 }
 
-/** Refuse a POSIX message queue (open or unlinked), naming pid, fd and queue. */
-export function refuseMessageQueue(file: FileInfo, path: string): void {
-  if (!isMessageQueue(file)) return;
-  throw new CkptError(
+/** The error for a POSIX message queue no loaded plugin handles, naming pid, fd and queue. */
+export function messageQueueUnsupported(file: FileInfo): CkptError {
+  const path = file.target.path ?? file.target.text;
+  return new CkptError(
     'ENOTSUP',
-    `pid ${file.pid} fd ${file.fd} is a POSIX message queue (${path}); ckpt cannot checkpoint message queues yet`,
+    `pid ${file.pid} fd ${file.fd} is a POSIX message queue (${path}); no loaded plugin saves message queues (@ckpt/ipc does)`,
     { pid: file.pid, fd: file.fd, path },
   );
 }
@@ -93,9 +96,6 @@ export function savePathFile(
   path: string,
   type: PathTypeId,
 ): void {
-  // Its path leads nowhere once the queue is open: mq_open's fds live on the
-  // kernel's internal mqueue mount.
-  refuseMessageQueue(file, path);
   refuseUnreachable(file, path);
   ctx.write(fileNameRecord, {
     path,

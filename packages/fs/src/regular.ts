@@ -3,7 +3,7 @@
  * reopened by path at restart and moved back to the position.
  */
 import type { FileHandler } from '@ckpt/core';
-import { reopenPathFile, savePathFile } from './path-file.js';
+import { isMessageQueue, reopenPathFile, savePathFile } from './path-file.js';
 import { FileKind, PathType } from './records.js';
 
 /**
@@ -17,7 +17,8 @@ export const regularFile: FileHandler = {
   match: (f) =>
     f.target.kind === 'path' &&
     !f.target.deleted &&
-    (f.stat.type === 'regular' || f.stat.type === 'directory'),
+    (f.stat.type === 'regular' || f.stat.type === 'directory') &&
+    !isMessageQueue(f),
   checkpoint(ctx, _task, file) {
     const type = file.stat.type === 'directory' ? PathType.DIRECTORY : PathType.REGULAR;
     savePathFile(ctx, file, file.target.path ?? file.target.text, type);

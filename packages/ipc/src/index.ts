@@ -1,21 +1,26 @@
 /**
  * @ckpt/ipc — SysV IPC: shared memory segments (and their attachments),
- * message queues and semaphore sets of a container's ipc namespace.
+ * message queues and semaphore sets of a container's ipc namespace; POSIX
+ * message queues the tree has open.
  *
  * @packageDocumentation
  */
 import { type CkptPlugin, definePlugin } from '@ckpt/core';
+import { mqueueFile, mqueueObject } from './mqueue.js';
 import {
+  fileMqueueRecord,
   ipcMsgMsgRecord,
   ipcMsgRecord,
   ipcRecord,
   ipcSemRecord,
   ipcShmRecord,
   ipcTaskRecord,
+  mqueueRecord,
 } from './records.js';
 import { sysvShmObject, sysvShmVma } from './shm.js';
 import { sysvIpcObject, sysvIpcPhase } from './sysvipc.js';
 
+export { MQUEUE_OBJECT, mqueueFile, mqueueObject } from './mqueue.js';
 export { type MsgToSave, readMsgQueue, restoreMsgQueue, saveMsgQueue } from './msg.js';
 export * from './records.js';
 export { readSemSet, restoreSemSet, type SemToSave, saveSemSet } from './sem.js';
@@ -34,11 +39,21 @@ export {
 } from './shm.js';
 export { SYSVIPC_OBJECT, sysvIpcObject, sysvIpcPhase } from './sysvipc.js';
 
-/** The @ckpt/ipc plugin: its records, objects, the `sysvipc` phase and the attachment VMA handler. */
+/** The @ckpt/ipc plugin: its records, objects, the `sysvipc` phase, the attachment VMA handler and the message-queue file handler. */
 export const ipcPlugin: CkptPlugin = definePlugin({
   name: '@ckpt/ipc',
-  records: [ipcTaskRecord, ipcRecord, ipcShmRecord, ipcMsgRecord, ipcMsgMsgRecord, ipcSemRecord],
-  objects: [sysvIpcObject, sysvShmObject],
+  records: [
+    ipcTaskRecord,
+    ipcRecord,
+    ipcShmRecord,
+    ipcMsgRecord,
+    ipcMsgMsgRecord,
+    ipcSemRecord,
+    mqueueRecord,
+    fileMqueueRecord,
+  ],
+  objects: [sysvIpcObject, sysvShmObject, mqueueObject],
+  files: [mqueueFile],
   phases: [sysvIpcPhase],
   vmas: [sysvShmVma],
 });

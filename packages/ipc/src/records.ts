@@ -5,11 +5,14 @@
  */
 import {
   array,
+  bool,
   bytes,
   defineRecord,
   i32,
   RecordType,
   type RecordValue,
+  str,
+  struct,
   u32,
   u64,
 } from '@ckpt/core';
@@ -83,3 +86,36 @@ export const ipcSemRecord = defineRecord(RecordType.IPC_SEM, 'ipc_sem', 'SysV se
 export type IpcShmRecord = RecordValue<typeof ipcShmRecord>;
 export type IpcMsgRecord = RecordValue<typeof ipcMsgRecord>;
 export type IpcSemRecord = RecordValue<typeof ipcSemRecord>;
+
+/** Record type of a POSIX message queue (after the SysV ones). */
+export const MQUEUE = 507;
+/** Record type of an open POSIX message queue. */
+export const FILE_MQUEUE = 508;
+
+/**
+ * A POSIX message queue (mq_open): its name in its ipc namespace, owner,
+ * mode and limits, and, for a queue of a namespace the tree owns (a
+ * container's), its messages in the order receivers get them.
+ */
+export const mqueueRecord = defineRecord(MQUEUE, 'mqueue', 'POSIX message queue', {
+  /** "/name" at checkpoint. */
+  name: str(256),
+  /** Unlinked while open: restart makes it under a name of its own and removes that. */
+  deleted: bool(),
+  /** In the host's ipc namespace: it outlives the tree here, its messages are not saved. */
+  host: bool(),
+  uid: u32(),
+  gid: u32(),
+  mode: u32('octal'),
+  maxmsg: u32(),
+  msgsize: u32(),
+  /** The messages (none for a host queue). */
+  messages: array(struct({ priority: u32(), data: bytes(1 << 24) }), 1 << 16),
+});
+
+/** An fd on a POSIX message queue (objref of its `mqueue` object) and its flags. */
+export const fileMqueueRecord = defineRecord(FILE_MQUEUE, 'file_mqueue', 'open message queue', {
+  queue: u32(),
+  /** Access mode and O_NONBLOCK. */
+  flags: u32('octal'),
+});

@@ -47,6 +47,17 @@ export {
   writeScattered,
 } from './memory.js';
 export {
+  type MqAttr,
+  type MqMessage,
+  mqAttr,
+  mqCreate,
+  mqOpenExisting,
+  mqPutAll,
+  mqTakeAll,
+  mqUnlink,
+  withMq,
+} from './mqueue.js';
+export {
   type LockedConnection,
   lockConnections,
   lockedConnectionCount,

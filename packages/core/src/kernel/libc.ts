@@ -194,6 +194,15 @@ function bind() {
     msgctl: () => lib.func('int msgctl(int id, int cmd, void *buf)'),
     semget: () => lib.func('int semget(int key, int nsems, int flags)'),
     semctl: () => lib.func('int semctl(int id, int num, int cmd, void *arg)'),
+    // POSIX message queues. mq_open is variadic; mode and attr go in the
+    // same registers.
+    mqOpen: () => lib.func('int mq_open(str name, int oflag, uint mode, void *attr)'),
+    mqUnlink: () => lib.func('int mq_unlink(str name)'),
+    mqGetattr: () => lib.func('int mq_getattr(int mqdes, void *attr)'),
+    mqTimedreceive: () =>
+      lib.func('long mq_timedreceive(int mqdes, void *msg, ulong len, void *prio, void *ts)'),
+    mqTimedsend: () =>
+      lib.func('int mq_timedsend(int mqdes, void *msg, ulong len, uint prio, void *ts)'),
     sigfillset: () => lib.func('int sigfillset(void *set)'),
     pthreadSigmask: () => lib.func('int pthread_sigmask(int how, void *set, void *old)'),
     sigemptyset: () => lib.func('int sigemptyset(void *set)'),

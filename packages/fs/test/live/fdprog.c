@@ -10,7 +10,6 @@
  *            connection from fd 6 waiting to be accepted; pauses forever
  *   socketpair  a unix stream socketpair: fd 5 here, the other end in a
  *            process outside the tree (for 30 s); pauses forever
- *   mqueue   a POSIX message queue at fd 5 (unlinked at once); pauses forever
  *   covered  opens DIR/h/f at fd 5 and enters DIR/c (the test then mounts over
  *            one of them); pauses forever
  *   stdio    fd 1 and fd 7 go to the FIFO DIR/fifo (O_WRONLY); writes "before\n"
@@ -26,7 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
-#include <mqueue.h>
 #include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -84,11 +82,6 @@ int main(int argc, char **argv) {
     if (getsockname(5, (struct sockaddr *)&a, &len) < 0 || connect(c, (struct sockaddr *)&a, len) < 0)
       return 1;
     place(c, 6);
-  } else if (!strcmp(mode, "mqueue")) {
-    char name[64];
-    snprintf(name, sizeof name, "/ckpt-fdprog-%d", (int)getpid());
-    place((int)mq_open(name, O_CREAT | O_RDWR, 0600, NULL), 5);
-    mq_unlink(name);
   } else if (!strcmp(mode, "covered")) {
     at(p, "h");
     if (mkdir(p, 0755) < 0) return 1;
@@ -130,7 +123,7 @@ int main(int argc, char **argv) {
   at(go, "go");
   ready();
   if (!strcmp(mode, "deleted") || !strcmp(mode, "userfaultfd") || !strcmp(mode, "listen") ||
-      !strcmp(mode, "socketpair") || !strcmp(mode, "mqueue") ||
+      !strcmp(mode, "socketpair") ||
       !strcmp(mode, "covered"))
     for (;;) pause();
   wait_go(go);

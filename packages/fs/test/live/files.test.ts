@@ -131,16 +131,6 @@ describe('unsupported files fail the checkpoint', () => {
     );
   });
 
-  it('a POSIX message queue, named as such', () => {
-    const p = started(launch('mqueue'));
-    expectRefused(
-      p,
-      new RegExp(
-        `pid ${p.pid} fd 5 is a POSIX message queue \\(/ckpt-fdprog-${p.pid}\\); ckpt cannot checkpoint message queues yet`,
-      ),
-    );
-  });
-
   it('a file whose directory a mount now covers (its path leads to another file)', () => {
     const p = started(launch('covered'));
     const over = path.join(p.dir, 'h');

@@ -1,0 +1,118 @@
+/**
+ * POSIX message queues (mq_overview(7)) from ckpt's side: attributes,
+ * reading every message of a queue and putting it back, creating and
+ * removing queues. Calls act in the calling thread's ipc namespace (run
+ * them inside `inNamespaceOf(pid, 'ipc', …)` for a task's).
+ */
+import { closeSync } from 'node:fs';
+import { errno, libc, sysError } from './libc.js';
+
+const O_RDONLY = 0;
+const O_WRONLY = 1;
+const O_CREAT = 0o100;
+const O_EXCL = 0o200;
+const O_CLOEXEC = 0o2000000;
+const ETIMEDOUT = 110;
+const EEXIST = 17;
+const ENOENT = 2;
+/** sizeof(struct mq_attr): four longs and four reserved. */
+const ATTR_SIZE = 64;
+
+/** struct mq_attr, less mq_flags (which belongs to an open description). */
+export interface MqAttr {
+  maxmsg: number;
+  msgsize: number;
+  /** Messages queued now. */
+  curmsgs: number;
+}
+
+/** One queued message. */
+export interface MqMessage {
+  priority: number;
+  data: Buffer;
+}
+
+/** The attributes of the queue open at `fd`. */
+export function mqAttr(fd: number): MqAttr {
+  const a = Buffer.alloc(ATTR_SIZE);
+  if (libc().mqGetattr(fd, a) < 0) throw sysError('mq_getattr', errno(), 'reading a message queue');
+  return {
+    maxmsg: Number(a.readBigInt64LE(8)),
+    msgsize: Number(a.readBigInt64LE(16)),
+    curmsgs: Number(a.readBigInt64LE(24)),
+  };
+}
+
+/** A timeout already past: receive and send never wait. */
+const NOW = Buffer.alloc(16);
+
+/**
+ * Take every message out of the queue open for reading at `fd`, in the
+ * order receivers would get them (highest priority first, then oldest).
+ */
+export function mqTakeAll(fd: number, msgsize: number): MqMessage[] {
+  const out: MqMessage[] = [];
+  const buf = Buffer.alloc(msgsize);
+  const prio = Buffer.alloc(4);
+  for (;;) {
+    const n = Number(libc().mqTimedreceive(fd, buf, msgsize, prio, NOW));
+    if (n < 0) {
+      const err = errno();
+      if (err === ETIMEDOUT) return out;
+      throw sysError('mq_timedreceive', err, 'reading the messages of a queue');
+    }
+    out.push({ priority: prio.readUInt32LE(0), data: Buffer.from(buf.subarray(0, n)) });
+  }
+}
+
+/** Queue `messages` at `fd` (open for writing), in order: taken with {@link mqTakeAll}, they come back in the same order. */
+export function mqPutAll(fd: number, messages: readonly MqMessage[]): void {
+  for (const m of messages) {
+    if (libc().mqTimedsend(fd, m.data, m.data.length, m.priority, NOW) < 0) {
+      throw sysError('mq_timedsend', errno(), 'putting a message back in its queue');
+    }
+  }
+}
+
+/** Open queue `name` ("/name") for reading, or writing; undefined if there is none. */
+export function mqOpenExisting(name: string, write = false): number | undefined {
+  const fd = libc().mqOpen(name, (write ? O_WRONLY : O_RDONLY) | O_CLOEXEC, 0, null);
+  if (fd >= 0) return fd;
+  const err = errno();
+  if (err === ENOENT) return undefined;
+  throw sysError('mq_open', err, `opening message queue ${name}`);
+}
+
+/**
+ * Create queue `name` with `attr` and `mode`, open for writing (the caller
+ * closes it); undefined if a queue of that name exists already.
+ */
+export function mqCreate(name: string, attr: MqAttr, mode: number): number | undefined {
+  const a = Buffer.alloc(ATTR_SIZE);
+  a.writeBigInt64LE(BigInt(attr.maxmsg), 8);
+  a.writeBigInt64LE(BigInt(attr.msgsize), 16);
+  const fd = libc().mqOpen(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode, a);
+  if (fd >= 0) return fd;
+  const err = errno();
+  if (err === EEXIST) return undefined;
+  throw sysError(
+    'mq_open',
+    err,
+    `creating message queue ${name} (${attr.maxmsg} messages of ${attr.msgsize} bytes)`,
+  );
+}
+
+/** Remove queue `name` (it lives on while open). */
+export function mqUnlink(name: string): void {
+  if (libc().mqUnlink(name) < 0)
+    throw sysError('mq_unlink', errno(), `removing message queue ${name}`);
+}
+
+/** Run `fn` on `fd`, then close it. */
+export function withMq<T>(fd: number, fn: (fd: number) => T): T {
+  try {
+    return fn(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
