@@ -10,6 +10,7 @@ import {
   CkptError,
   type FileInfo,
   isCkptError,
+  isMessageQueueFd,
   openInTask,
   type RestartCtx,
   type RestartTask,
@@ -21,19 +22,12 @@ const SEEK_SET = 0;
 
 type PathTypeId = (typeof PathType)[keyof typeof PathType];
 
-/** statfs f_type of a POSIX message queue (mqueue filesystem). */
-const MQUEUE_MAGIC = 0x19800202;
-
 /**
  * True when `file` is a POSIX message queue (mq_open: the mqueue
  * filesystem). Those are @ckpt/ipc's; the path handlers leave them alone.
  */
 export function isMessageQueue(file: FileInfo): boolean {
-  try {
-    return statfsSync(`/proc/${file.pid}/fd/${file.fd}`).type === MQUEUE_MAGIC;
-  } catch {
-    return false; // gone meanwhile: whatever comes next says so
-  }
+  return file.target.kind === 'path' && isMessageQueueFd(file.pid, file.fd);
 }
 
 /** The error for a POSIX message queue no loaded plugin handles, naming pid, fd and queue. */

@@ -18,21 +18,14 @@
  * only write (ckpt could not both take and put them back). Queues of a
  * container's namespace that no process of it has open are not seen.
  */
-import {
-  closeSync,
-  fchmodSync,
-  fchownSync,
-  fstatSync,
-  openSync,
-  readSync,
-  statfsSync,
-} from 'node:fs';
+import { closeSync, fchmodSync, fchownSync, fstatSync, openSync, readSync } from 'node:fs';
 import {
   type CheckpointCtx,
   CkptError,
   type FileHandler,
   type FileInfo,
   inNamespaceOf,
+  isMessageQueueFd,
   type MqMessage,
   mqAttr,
   mqCreate,
@@ -54,8 +47,6 @@ import { fileMqueueRecord, mqueueRecord } from './records.js';
 export const MQUEUE_OBJECT = 'mqueue';
 /** File handler id (after @ckpt/fs's kinds). */
 const MQUEUE_FILE_KIND = 17;
-/** statfs f_type of the mqueue filesystem. */
-const MQUEUE_MAGIC = 0x19800202;
 const O_ACCMODE = 3;
 const O_RDWR = 2;
 const O_NONBLOCK = 0o4000;
@@ -78,12 +69,7 @@ interface RestoredQueue {
 }
 
 function isMessageQueue(file: FileInfo): boolean {
-  if (file.target.kind !== 'path') return false;
-  try {
-    return statfsSync(`/proc/${file.pid}/fd/${file.fd}`).type === MQUEUE_MAGIC;
-  } catch {
-    return false;
-  }
+  return file.target.kind === 'path' && isMessageQueueFd(file.pid, file.fd);
 }
 
 /**

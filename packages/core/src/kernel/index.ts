@@ -47,6 +47,7 @@ export {
   writeScattered,
 } from './memory.js';
 export {
+  isMessageQueueFd,
   type MqAttr,
   type MqMessage,
   mqAttr,

@@ -4,7 +4,7 @@
  * removing queues. Calls act in the calling thread's ipc namespace (run
  * them inside `inNamespaceOf(pid, 'ipc', …)` for a task's).
  */
-import { closeSync } from 'node:fs';
+import { closeSync, statfsSync } from 'node:fs';
 import { errno, libc, sysError } from './libc.js';
 
 const O_RDONLY = 0;
@@ -17,6 +17,18 @@ const EEXIST = 17;
 const ENOENT = 2;
 /** sizeof(struct mq_attr): four longs and four reserved. */
 const ATTR_SIZE = 64;
+
+/** statfs f_type of the mqueue filesystem. */
+const MQUEUE_MAGIC = 0x19800202;
+
+/** Whether fd `fd` of `pid` is a POSIX message queue (mq_open's fds live on the mqueue filesystem). */
+export function isMessageQueueFd(pid: number, fd: number): boolean {
+  try {
+    return statfsSync(`/proc/${pid}/fd/${fd}`).type === MQUEUE_MAGIC;
+  } catch {
+    return false; // gone meanwhile: whatever comes next says so
+  }
+}
 
 /** struct mq_attr, less mq_flags (which belongs to an open description). */
 export interface MqAttr {
