@@ -225,12 +225,7 @@ export const fileObject: ObjectOps<SavedFile | RestoredFile> = {
       );
     }
     try {
-      // A handler's fd below the table could be clobbered while the table
-      // is placed: move it above (a plugin's handler need not know).
-      const fd = handler.restore(ctx, task);
-      const above = aboveTable.get(ctx) ?? 0;
-      const what = `pid ${task.savedPid} fd ${rec.fd}: ${rec.target}`;
-      return { fd: fd < above ? moveAboveTable(task, fd, above, what) : fd, holder: task };
+      return { fd: handler.restore(ctx, task), holder: task };
     } catch (e) {
       // Handlers know their own record, not which fd it was saved for. An
       // error that names an address is a memory call posted earlier that
