@@ -2,7 +2,7 @@
  * POSIX message queues (@ckpt/ipc's mqueue.ts), with python3 and ctypes:
  * - in a container (its own ipc namespace): a named queue with messages of
  *   two priorities, a second fd on it (write-only, non-blocking) and an
- *   unlinked queue with a message come back after `--kill` and restart:
+ *   unlinked queue (non-blocking) with a message come back after `--kill` and restart:
  *   the same limits, mode, flags and messages in the same order, the
  *   unlinked one still unlinked; `--leave-running` leaves every message in
  *   place, in order;
@@ -49,7 +49,7 @@ os.umask(0)
 q = mq_open(name, os.O_RDWR | os.O_CREAT, 0o640, Attr(0, 5, 64, 0))
 for data, prio in [(b'low', 1), (b'high', 5), (b'low2', 1)]: send(q, data, prio)
 w = mq_open(name, os.O_WRONLY | os.O_NONBLOCK)
-ghost = mq_open(name + b'-ghost', os.O_RDWR | os.O_CREAT, 0o600, Attr(0, 2, 64, 0))
+ghost = mq_open(name + b'-ghost', os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o600, Attr(0, 2, 64, 0))
 libc.mq_unlink(name + b'-ghost')
 send(ghost, b'unseen', 0)
 if sys.argv[3:] == ['notify']:

@@ -14,6 +14,7 @@ const O_EXCL = 0o200;
 const O_CLOEXEC = 0o2000000;
 const ETIMEDOUT = 110;
 const EEXIST = 17;
+const EAGAIN = 11;
 const ENOENT = 2;
 /** sizeof(struct mq_attr): four longs and four reserved. */
 const ATTR_SIZE = 64;
@@ -70,7 +71,8 @@ export function mqTakeAll(fd: number, msgsize: number): MqMessage[] {
     const n = Number(libc().mqTimedreceive(fd, buf, msgsize, prio, NOW));
     if (n < 0) {
       const err = errno();
-      if (err === ETIMEDOUT) return out;
+      // Empty: a blocking description times out, a non-blocking one says EAGAIN.
+      if (err === ETIMEDOUT || err === EAGAIN) return out;
       throw sysError('mq_timedreceive', err, 'reading the messages of a queue');
     }
     out.push({ priority: prio.readUInt32LE(0), data: Buffer.from(buf.subarray(0, n)) });
