@@ -7,8 +7,10 @@
  * comes back serving on its port).
  *
  * Saved: family, type, protocol, the address (getsockname on a copy of the
- * fd), SO_REUSEADDR, SO_REUSEPORT, IPV6_V6ONLY, O_NONBLOCK; for a unix
- * socket, the mode of its file. Refused: a listening socket with
+ * fd), SO_REUSEADDR, SO_REUSEPORT, IPV6_V6ONLY, O_NONBLOCK; for an IPv4 or
+ * IPv6 socket, the int options the program changed (socket-options.ts:
+ * IP_PKTINFO, buffer sizes, TCP_DEFER_ACCEPT...); for a unix socket, the
+ * mode of its file. Refused: a listening socket with
  * connections waiting to be accepted, a UDP socket with datagrams queued
  * (they would be lost), and every connected socket (see socket-info.ts).
  * The listen backlog cannot be read back: restart listens with the
@@ -43,6 +45,7 @@ import { moveAboveTable, restoringTask } from './file-object.js';
 import { reopenFlags } from './flags.js';
 import { FileKind, fileSocketRecord } from './records.js';
 import { describeSocket, sockaddrText, socketEntry } from './socket-info.js';
+import { changedSocketOptions, settingFor } from './socket-options.js';
 
 const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
@@ -190,6 +193,15 @@ export const listenSocketFile: FileHandler = {
         flags: reopenFlags(file.info.flags),
         mode,
         file: now,
+        options:
+          family === AF_INET || family === AF_INET6
+            ? changedSocketOptions(
+                fd,
+                family,
+                socketOption(fd, SOL_SOCKET, SO_TYPE),
+                socketOption(fd, SOL_SOCKET, SO_PROTOCOL),
+              )
+            : [],
       });
     });
   },
@@ -205,11 +217,17 @@ export const listenSocketFile: FileHandler = {
       b.writeInt32LE(v ? 1 : 0);
       return b;
     };
-    const [on, reuse, v6only, addr] = stage(task, [
+    const settings = rec.options.map(settingFor);
+    const [on, reuse, v6only, addr, ...values] = stage(task, [
       one(true),
       one(rec.reuseAddr),
       one(rec.v6only),
       rec.addr,
+      ...settings.map((o) => {
+        const b = Buffer.alloc(4);
+        b.writeInt32LE(o.value);
+        return b;
+      }),
     ]);
     const created = Number(
       task.sys.check(
@@ -224,9 +242,12 @@ export const listenSocketFile: FileHandler = {
       args: [fd, level, name, value, 4],
       what: `${what}: socket option ${level}/${name}`,
     });
+    // The program's own options, before bind (IP_FREEBIND, IP_TRANSPARENT act there).
+    const own = settings.map((o, i) => opt(o.level, o.name, values[i]!));
     if (rec.addr.length === 0) {
       // Never bound: only its options.
       task.sys.checkBatch([
+        ...own,
         ...(rec.reuseAddr ? [opt(SOL_SOCKET, SO_REUSEADDR, on!)] : []),
         ...(rec.reusePort ? [opt(SOL_SOCKET, SO_REUSEPORT, on!)] : []),
         ...(rec.family === AF_INET6 ? [opt(IPPROTO_IPV6, IPV6_V6ONLY, v6only!)] : []),
@@ -234,6 +255,7 @@ export const listenSocketFile: FileHandler = {
       return fd;
     }
     task.sys.checkBatch([
+      ...own,
       // Bound with SO_REUSEADDR whatever it had: the original's closed
       // connections may still hold the port (TIME_WAIT).
       opt(SOL_SOCKET, SO_REUSEADDR, on!),

@@ -4,6 +4,7 @@ import {
   bool,
   bytes,
   defineRecord,
+  i32,
   RecordType,
   str,
   struct,
@@ -292,6 +293,8 @@ export const fileSocketRecord = defineRecord(
      * renames or removes the file the same way.
      */
     file: str(4096),
+    /** Int options that differ from a new socket's (IP_PKTINFO, buffer sizes, TCP_DEFER_ACCEPT...), set again before bind. */
+    options: array(struct({ level: u32(), name: u32(), value: i32() }), 256),
   },
 );
 

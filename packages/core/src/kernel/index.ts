@@ -117,6 +117,7 @@ export {
   socketOption,
   socketOptionBytes,
   socketPeer,
+  withNewSocket,
 } from './sockets.js';
 export { type SpawnOptions, type StdioTarget, spawnDetached, spawnProcess } from './spawn.js';
 export {

@@ -1,4 +1,5 @@
 /** Asking one of ckpt's own socket fds (a copy of a task's) what it is. */
+import { closeSync } from 'node:fs';
 import { errno, libc, sysError } from './libc.js';
 
 const SOCKADDR_MAX = 128;
@@ -64,6 +65,22 @@ export function socketOptionBytes(
   const needed = len.readUInt32LE(0);
   if (needed > size) return socketOptionBytes(fd, level, name, what, needed);
   return v.subarray(0, needed);
+}
+
+/** Run `fn` on a new socket of ckpt's (its defaults to compare with), closed after. */
+export function withNewSocket<T>(
+  family: number,
+  type: number,
+  protocol: number,
+  fn: (fd: number) => T,
+): T {
+  const fd = libc().socket(family, type, protocol);
+  if (fd < 0) throw sysError('socket', errno(), `making a socket (family ${family}, type ${type})`);
+  try {
+    return fn(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** bind(2) socket `fd` to `addr`: 0, or the errno it failed with. */

@@ -1,0 +1,112 @@
+/**
+ * The int socket options a program set on a socket that waits (bound UDP,
+ * listening TCP): what differs from a new socket of the same family, type
+ * and protocol is saved, and set again before the new socket is bound.
+ * dnsmasq, for one, drops every query whose IP_PKTINFO it does not get.
+ *
+ * The buffer sizes read back twice what was set (the kernel's
+ * bookkeeping): they are set again through SO_RCVBUFFORCE/SO_SNDBUFFORCE
+ * with half, so the size is the same and fixed as it was.
+ */
+import { socketOption, withNewSocket } from '@ckpt/core';
+
+const SOL_SOCKET = 1;
+const SOL_IP = 0;
+const SOL_IPV6 = 41;
+const SOL_TCP = 6;
+const AF_INET = 2;
+const AF_INET6 = 10;
+const IPPROTO_TCP = 6;
+const SO_SNDBUF = 7;
+const SO_RCVBUF = 8;
+const SO_SNDBUFFORCE = 32;
+const SO_RCVBUFFORCE = 33;
+
+/** Options kept, by level (SO_REUSEADDR, SO_REUSEPORT and IPV6_V6ONLY are saved on their own). */
+const SOCKET_OPTIONS = [
+  // SO_SNDBUF, SO_RCVBUF, SO_KEEPALIVE, SO_OOBINLINE, SO_BROADCAST, SO_PRIORITY,
+  // SO_RCVLOWAT, SO_TIMESTAMP, SO_TIMESTAMPNS, SO_MARK, SO_RXQ_OVFL, SO_BUSY_POLL
+  [SOL_SOCKET, [7, 8, 9, 10, 6, 12, 18, 29, 35, 36, 40, 46]],
+] as const;
+const IPV4_OPTIONS = [
+  // IP_TOS, IP_TTL, IP_RECVOPTS, IP_RETOPTS, IP_PKTINFO, IP_MTU_DISCOVER, IP_RECVERR,
+  // IP_RECVTTL, IP_RECVTOS, IP_FREEBIND, IP_PASSSEC, IP_TRANSPARENT,
+  // IP_RECVORIGDSTADDR, IP_MINTTL, IP_BIND_ADDRESS_NO_PORT, IP_MULTICAST_TTL,
+  // IP_MULTICAST_LOOP, IP_MULTICAST_ALL
+  [SOL_IP, [1, 2, 6, 7, 8, 10, 11, 12, 13, 15, 18, 19, 20, 21, 24, 33, 34, 49]],
+] as const;
+const IPV6_OPTIONS = [
+  // IPV6_UNICAST_HOPS, IPV6_MULTICAST_HOPS, IPV6_MULTICAST_LOOP, IPV6_MTU_DISCOVER,
+  // IPV6_RECVERR, IPV6_MULTICAST_ALL, IPV6_RECVPKTINFO, IPV6_RECVHOPLIMIT,
+  // IPV6_RECVHOPOPTS, IPV6_RECVRTHDR, IPV6_RECVDSTOPTS, IPV6_RECVPATHMTU,
+  // IPV6_RECVTCLASS, IPV6_TCLASS, IPV6_RECVORIGDSTADDR, IPV6_TRANSPARENT, IPV6_FREEBIND
+  [SOL_IPV6, [16, 18, 19, 23, 25, 29, 49, 51, 53, 56, 58, 60, 66, 67, 74, 75, 78]],
+] as const;
+const TCP_OPTIONS = [
+  // TCP_NODELAY, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_DEFER_ACCEPT,
+  // TCP_USER_TIMEOUT, TCP_FASTOPEN, TCP_NOTSENT_LOWAT
+  [SOL_TCP, [1, 4, 5, 6, 9, 18, 23, 25]],
+] as const;
+
+/** One saved option. */
+export interface SocketOptionValue {
+  level: number;
+  name: number;
+  value: number;
+}
+
+/** The option list worth comparing for a socket of `family` and `protocol`. */
+function candidates(family: number, protocol: number): (readonly [number, readonly number[]])[] {
+  return [
+    ...SOCKET_OPTIONS,
+    ...(family === AF_INET ? IPV4_OPTIONS : []),
+    // A dual-stack socket takes some IPv4 options too.
+    ...(family === AF_INET6 ? [...IPV6_OPTIONS, ...IPV4_OPTIONS] : []),
+    ...(protocol === IPPROTO_TCP ? TCP_OPTIONS : []),
+  ];
+}
+
+/** An option's value, or undefined where the socket does not have it. */
+function readOption(fd: number, level: number, name: number): number | undefined {
+  try {
+    return socketOption(fd, level, name);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The options of socket `fd` (ckpt's copy) that differ from those of a new
+ * socket of the same `family`, `type` and `protocol`.
+ */
+export function changedSocketOptions(
+  fd: number,
+  family: number,
+  type: number,
+  protocol: number,
+): SocketOptionValue[] {
+  const out: SocketOptionValue[] = [];
+  withNewSocket(family, type, protocol, (fresh) => {
+    for (const [level, names] of candidates(family, protocol)) {
+      for (const name of names) {
+        const value = readOption(fd, level, name);
+        if (value !== undefined && value !== readOption(fresh, level, name)) {
+          out.push({ level, name, value });
+        }
+      }
+    }
+  });
+  return out;
+}
+
+/** The setsockopt (level, name, value) that gives a new socket saved option `o`. */
+export function settingFor(o: SocketOptionValue): SocketOptionValue {
+  if (o.level === SOL_SOCKET && (o.name === SO_RCVBUF || o.name === SO_SNDBUF)) {
+    return {
+      level: SOL_SOCKET,
+      name: o.name === SO_RCVBUF ? SO_RCVBUFFORCE : SO_SNDBUFFORCE,
+      value: o.value >> 1,
+    };
+  }
+  return o;
+}

@@ -1,0 +1,73 @@
+/**
+ * The options a program sets on its waiting sockets come back with them
+ * (sweep 9: dnsmasq drops every query whose IP_PKTINFO it does not get): a
+ * python3 program in a container keeps a UDP socket with IP_PKTINFO,
+ * IP_TOS and a 1 MiB receive buffer, and a listening TCP socket with
+ * TCP_DEFER_ACCEPT and TCP_NODELAY. After `--kill` and restart every
+ * option reads the same, and a datagram sent to it arrives with its
+ * IP_PKTINFO message.
+ */
+import dgram from 'node:dgram';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ckptOk } from '../support/ckpt.js';
+import { isAlive } from '../support/fixtures.js';
+import { cleanupAfterEach } from '../support/live.js';
+import { waitFor } from '../support/procs.js';
+
+const { leftovers, tmpDir, tmpImage } = cleanupAfterEach();
+
+/** Writes DIR/port and DIR/before, then answers one datagram by writing DIR/after. */
+const PROGRAM = `
+import json, os, socket, sys
+d = sys.argv[1]
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.setsockopt(socket.IPPROTO_IP, 8, 1)
+u.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x10)
+u.setsockopt(socket.SOL_SOCKET, 33, 1 << 20)
+u.bind(('127.0.0.1', 0))
+t = socket.socket()
+t.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 5)
+t.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+t.bind(('127.0.0.1', 0)); t.listen()
+def state():
+    return {'pktinfo': u.getsockopt(socket.IPPROTO_IP, 8),
+            'tos': u.getsockopt(socket.IPPROTO_IP, socket.IP_TOS),
+            'rcvbuf': u.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+            'defer': t.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT) > 0,
+            'nodelay': t.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)}
+def put(name, value):
+    open(d + '/' + name + '.tmp', 'w').write(value); os.rename(d + '/' + name + '.tmp', d + '/' + name)
+put('before', json.dumps(state()))
+put('port', str(u.getsockname()[1]))
+data, anc, flags, addr = u.recvmsg(100, 1024)
+out = state()
+out['data'] = data.decode()
+out['cmsg'] = [[level, kind] for level, kind, _ in anc]
+put('after', json.dumps(out))
+`;
+
+describe('the options of a waiting socket', () => {
+  it('come back with it: IP_PKTINFO, IP_TOS, the receive buffer, TCP_DEFER_ACCEPT, TCP_NODELAY', async () => {
+    const dir = tmpDir('ckpt-sockopt-');
+    fs.writeFileSync(path.join(dir, 'prog.py'), PROGRAM);
+    const pid = Number(ckptOk(['run', '--', 'python3', path.join(dir, 'prog.py'), dir]).trim());
+    leftovers.push(pid);
+    waitFor('the sockets ready', () => fs.existsSync(path.join(dir, 'port')), 10_000);
+    const before = JSON.parse(fs.readFileSync(path.join(dir, 'before'), 'utf8'));
+    expect(before).toMatchObject({ pktinfo: 1, tos: 0x10, defer: true, nodelay: 1 });
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+    waitFor('the program gone', () => !isAlive(pid));
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
+    const port = Number(fs.readFileSync(path.join(dir, 'port'), 'utf8'));
+    const s = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => s.send('query', port, '127.0.0.1', () => resolve()));
+    s.close();
+    waitFor('the datagram answered', () => fs.existsSync(path.join(dir, 'after')), 10_000);
+    const after = JSON.parse(fs.readFileSync(path.join(dir, 'after'), 'utf8'));
+    // IPPROTO_IP 0, IP_PKTINFO 8: the control message dnsmasq needs.
+    expect(after).toEqual({ ...before, data: 'query', cmsg: [[0, 8]] });
+  });
+});
