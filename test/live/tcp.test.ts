@@ -35,6 +35,8 @@ srv.listen(1)
 open(d + '/port.tmp', 'w').write(str(srv.getsockname()[1]))
 os.rename(d + '/port.tmp', d + '/port')
 conn, _ = srv.accept()
+conn.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x10)
+conn.setsockopt(socket.IPPROTO_TCP, 18, 12345)  # TCP_USER_TIMEOUT
 if sys.argv[2:] == ['close']:
     srv.close()
 f = conn.makefile('rb')
@@ -185,6 +187,10 @@ describe('an established TCP connection', () => {
     // The connection keeps SO_REUSEADDR, which it had from its listener:
     // else its port stays taken for a minute after it closes.
     expect(reuseAddr(server, 4)).toBe(1);
+    // Options the program set on the connection: IP_TOS, TCP_USER_TIMEOUT.
+    expect(
+      withFdCopy(server, 4, (fd) => [socketOption(fd, 0, 1), socketOption(fd, 6, 18)]),
+    ).toEqual([0x10, 12345]);
     expect(result(dir)).toEqual(EXPECTED);
   });
 

@@ -422,6 +422,8 @@ export const fileTcpRecord = defineRecord(FILE_TCP, 'file_tcp', 'established TCP
   sendQueue: bytes(1 << 26),
   /** Bytes received and not read yet. */
   recvQueue: bytes(1 << 26),
+  /** Other int options that differ from a new socket's (IP_TOS, TCP_USER_TIMEOUT...; not the buffer sizes). */
+  otherOptions: array(struct({ level: u32(), name: u32(), value: i32() }), 256),
 });
 
 export const FILE_NETLINK = 324;

@@ -1,7 +1,8 @@
 /**
- * The int socket options a program set on a socket that waits (bound UDP,
- * listening TCP): what differs from a new socket of the same family, type
- * and protocol is saved, and set again before the new socket is bound.
+ * The int socket options a program set on a socket (a bound UDP or
+ * listening TCP socket, a TCP connection): what differs from a new socket
+ * of the same family, type and protocol is saved, and set again on the new
+ * one (before it is bound).
  * dnsmasq, for one, drops every query whose IP_PKTINFO it does not get.
  *
  * The buffer sizes read back twice what was set (the kernel's
@@ -55,15 +56,29 @@ export interface SocketOptionValue {
   value: number;
 }
 
+/** Multicast options (IP_MULTICAST_TTL, _LOOP, _ALL; IPV6_MULTICAST_HOPS, _LOOP, _ALL): not a TCP socket's. */
+const MULTICAST = new Set([
+  `${SOL_IP}/33`,
+  `${SOL_IP}/34`,
+  `${SOL_IP}/49`,
+  `${SOL_IPV6}/18`,
+  `${SOL_IPV6}/19`,
+  `${SOL_IPV6}/29`,
+]);
+
 /** The option list worth comparing for a socket of `family` and `protocol`. */
 function candidates(family: number, protocol: number): (readonly [number, readonly number[]])[] {
-  return [
+  const all: (readonly [number, readonly number[]])[] = [
     ...SOCKET_OPTIONS,
     ...(family === AF_INET ? IPV4_OPTIONS : []),
     // A dual-stack socket takes some IPv4 options too.
     ...(family === AF_INET6 ? [...IPV6_OPTIONS, ...IPV4_OPTIONS] : []),
     ...(protocol === IPPROTO_TCP ? TCP_OPTIONS : []),
   ];
+  if (protocol !== IPPROTO_TCP) return all;
+  return all.map(
+    ([level, names]) => [level, names.filter((n) => !MULTICAST.has(`${level}/${n}`))] as const,
+  );
 }
 
 /** An option's value, or undefined where the socket does not have it. */
@@ -77,18 +92,23 @@ function readOption(fd: number, level: number, name: number): number | undefined
 
 /**
  * The options of socket `fd` (ckpt's copy) that differ from those of a new
- * socket of the same `family`, `type` and `protocol`.
+ * socket of the same `family`, `type` and `protocol`. Without `buffers`,
+ * not the buffer sizes (a connection's grow by themselves: setting them
+ * would fix them).
  */
 export function changedSocketOptions(
   fd: number,
   family: number,
   type: number,
   protocol: number,
+  { buffers = true }: { buffers?: boolean } = {},
 ): SocketOptionValue[] {
   const out: SocketOptionValue[] = [];
   withNewSocket(family, type, protocol, (fresh) => {
     for (const [level, names] of candidates(family, protocol)) {
       for (const name of names) {
+        if (!buffers && level === SOL_SOCKET && (name === SO_RCVBUF || name === SO_SNDBUF))
+          continue;
         const value = readOption(fd, level, name);
         if (value !== undefined && value !== readOption(fresh, level, name)) {
           out.push({ level, name, value });

@@ -64,6 +64,7 @@ import { moveAboveTable, restoringTask } from './file-object.js';
 import { reopenFlags } from './flags.js';
 import { FileKind, fileTcpRecord } from './records.js';
 import { describeSocket, sockaddrText, socketEntry, tcpConnectionState } from './socket-info.js';
+import { changedSocketOptions } from './socket-options.js';
 
 const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
@@ -136,8 +137,9 @@ function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
     const s = readTcpState(fd);
     conn = { addr: s.addr, peer: s.peer };
     const keepalive = socketOption(fd, SOL_SOCKET, SO_KEEPALIVE) !== 0;
+    const family = socketOption(fd, SOL_SOCKET, SO_DOMAIN);
     ctx.write(fileTcpRecord, {
-      family: socketOption(fd, SOL_SOCKET, SO_DOMAIN),
+      family,
       flags: reopenFlags(file.info.flags),
       addr: s.addr,
       peer: s.peer,
@@ -158,6 +160,7 @@ function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
       sendUnsent: s.sendUnsent,
       sendQueue: s.sendQueue,
       recvQueue: s.recvQueue,
+      otherOptions: changedSocketOptions(fd, family, SOCK_STREAM, IPPROTO_TCP, { buffers: false }),
     });
   } catch (e) {
     if (repairing) endRepair(fd, TcpRepair.OFF_NO_PROBE, reuseAddr);
@@ -299,6 +302,14 @@ export const tcpSocketFile: FileHandler = {
       setSocketOption(copy, SOL_TCP, TCP_KEEPIDLE, rec.keepIdle);
       setSocketOption(copy, SOL_TCP, TCP_KEEPINTVL, rec.keepIntvl);
       setSocketOption(copy, SOL_TCP, TCP_KEEPCNT, rec.keepCnt);
+      for (const o of rec.otherOptions) {
+        try {
+          setSocketOption(copy, o.level, o.name, o.value);
+        } catch (e) {
+          // One of the program's tunings: the connection works without it.
+          ctx.log.warn(`${what}: ${(e as Error).message}; the connection goes on without it`);
+        }
+      }
     } catch (e) {
       closeSync(copy);
       throw new CkptError(
