@@ -27,7 +27,11 @@ type PathTypeId = (typeof PathType)[keyof typeof PathType];
  * filesystem). Those are @ckpt/ipc's; the path handlers leave them alone.
  */
 export function isMessageQueue(file: FileInfo): boolean {
-  return file.target.kind === 'path' && isMessageQueueFd(file.pid, file.fd);
+  // The mqueue filesystem has an anonymous device (major 0): files on a
+  // disk need no statfs (the path handlers ask about every file).
+  return (
+    file.target.kind === 'path' && major(file.stat.dev) === 0 && isMessageQueueFd(file.pid, file.fd)
+  );
 }
 
 /** The error for a POSIX message queue no loaded plugin handles, naming pid, fd and queue. */

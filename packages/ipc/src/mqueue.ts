@@ -90,17 +90,26 @@ function notifyPid(file: FileInfo): number {
   return Number(/NOTIFY_PID:\s*(\d+)/.exec(text)?.[1] ?? 0);
 }
 
-/** Name, owner, mode, limits and (unless `keepMessages` is false) messages of the queue open at `fd`. */
-function readQueue(fd: number, readable: boolean, keepMessages: boolean, what: string) {
+/**
+ * Owner, mode, limits and, with `keepMessages`, the messages of the queue
+ * open for reading at `fd`; the messages are put back at once through
+ * `putBack` (undefined: the fd is not readable, so there must be none).
+ */
+function readQueue(
+  fd: number,
+  keepMessages: boolean,
+  putBack: ((messages: MqMessage[]) => void) | undefined,
+  what: string,
+) {
   const attr = mqAttr(fd);
   const st = fstatSync(fd);
   let messages: MqMessage[] = [];
   if (keepMessages && attr.curmsgs > 0) {
-    if (!readable) {
+    if (!putBack) {
       throw new CkptError('ENOTSUP', `${what} holds messages ckpt cannot read back and put back`);
     }
     messages = mqTakeAll(fd, attr.msgsize);
-    mqPutAll(fd, messages);
+    putBack(messages);
   }
   return { attr, uid: st.uid, gid: st.gid, mode: st.mode & 0o777, messages };
 }
@@ -116,7 +125,12 @@ export const mqueueObject: ObjectOps<SavedQueue | RestoredQueue> = {
     const saved = q.deleted
       ? // Only the tree's fd reaches it: read and put back through a copy.
         withFdCopy(q.pid, q.fd, (fd) =>
-          readQueue(fd, (q.flags & O_ACCMODE) === O_RDWR, keep, `${what} (unlinked)`),
+          readQueue(
+            fd,
+            keep,
+            (q.flags & O_ACCMODE) === O_RDWR ? (m) => mqPutAll(fd, m) : undefined,
+            `${what} (unlinked)`,
+          ),
         )
       : // By name, on ckpt's own description: the tree's flags stay as they are.
         inNamespaceOf(q.pid, 'ipc', `of pid ${q.pid}`, () => {
@@ -126,15 +140,10 @@ export const mqueueObject: ObjectOps<SavedQueue | RestoredQueue> = {
               pid: q.pid,
             });
           }
-          return withMq(fd, (r) => {
-            const attr = mqAttr(r);
-            if (!keep || attr.curmsgs === 0) return readQueue(r, true, false, what);
-            // Taken through this fd, put back through one open for writing.
-            const st = fstatSync(r);
-            const messages = mqTakeAll(r, attr.msgsize);
-            withMq(mqOpenExisting(q.name, true)!, (w) => mqPutAll(w, messages));
-            return { attr, uid: st.uid, gid: st.gid, mode: st.mode & 0o777, messages };
-          });
+          // Taken through this fd, put back through one open for writing.
+          const putBack = (m: MqMessage[]) =>
+            withMq(mqOpenExisting(q.name, true)!, (w) => mqPutAll(w, m));
+          return withMq(fd, (r) => readQueue(r, keep, putBack, what));
         });
     ctx.write(mqueueRecord, {
       name: q.name,

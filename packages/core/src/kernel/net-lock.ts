@@ -60,14 +60,7 @@ function nft(script: string): { ok: boolean; message: string } {
     encoding: 'utf8',
     timeout: NFT_TIMEOUT_MS,
   });
-  if (r.error)
-    return {
-      ok: false,
-      message:
-        (r.error as NodeJS.ErrnoException).code === 'ENOENT'
-          ? 'nft not found (install the nftables package)'
-          : r.error.message,
-    };
+  if (r.error) return { ok: false, message: nftError(r.error) };
   return { ok: r.status === 0, message: r.stderr.trim().split('\n')[0] ?? '' };
 }
 
@@ -107,12 +100,8 @@ export function lockConnections(conns: LockedConnection[]): string | undefined {
  */
 export function unlockConnections(conns: LockedConnection[]): string | undefined {
   if (conns.length === 0) return undefined;
-  const listed = spawnSync('nft', ['-j', 'list', 'table', ...TABLE.split(' ')], {
-    encoding: 'utf8',
-    timeout: NFT_TIMEOUT_MS,
-  });
   // No nft, or no table: nothing is locked here (restart on another machine).
-  if (listed.error || listed.status !== 0) return undefined;
+  if (!listTable()) return undefined;
   // Added first, an element absent here deletes without error.
   const r = nft(elementLines('add', conns) + elementLines('delete', conns));
   if (!r.ok) return r.message;
@@ -122,14 +111,19 @@ export function unlockConnections(conns: LockedConnection[]): string | undefined
 
 /** How many connections the table holds on this machine (0 if there is none). */
 export function lockedConnectionCount(): number {
+  let n = 0;
+  for (const item of listTable() ?? []) n += item.set?.elem?.length ?? 0;
+  return n;
+}
+
+/** The table as `nft -j` lists it (its items), or undefined if there is none (or no nft). */
+function listTable(): { set?: { elem?: unknown[] } }[] | undefined {
   const r = spawnSync('nft', ['-j', 'list', 'table', ...TABLE.split(' ')], {
     encoding: 'utf8',
     timeout: NFT_TIMEOUT_MS,
   });
-  if (r.error || r.status !== 0) return 0;
-  let n = 0;
-  for (const item of JSON.parse(r.stdout).nftables ?? []) n += item.set?.elem?.length ?? 0;
-  return n;
+  if (r.error || r.status !== 0) return undefined;
+  return JSON.parse(r.stdout).nftables ?? [];
 }
 
 /**

@@ -13,7 +13,13 @@
  */
 import { CkptError } from '../errors.js';
 import { errno, libc, sysError } from './libc.js';
-import { setSocketOption, socketName, socketOption, socketPeer } from './sockets.js';
+import {
+  setSocketOption,
+  socketName,
+  socketOption,
+  socketOptionBytes,
+  socketPeer,
+} from './sockets.js';
 
 const SOL_SOCKET = 1;
 const SO_SNDBUF = 7;
@@ -85,16 +91,6 @@ export interface TcpState {
   window: Buffer;
 }
 
-function getBuf(fd: number, name: number, size: number, what: string): Buffer {
-  const b = Buffer.alloc(size);
-  const len = Buffer.alloc(4);
-  len.writeUInt32LE(size);
-  if (libc().getsockopt(fd, SOL_TCP, name, b, len) < 0) {
-    throw sysError('getsockopt', errno(), what);
-  }
-  return b.subarray(0, len.readUInt32LE(0));
-}
-
 function ioctlInt(fd: number, request: number, what: string): number {
   const b = Buffer.alloc(4);
   if (libc().ioctlBuf(fd, request, b) < 0) throw sysError('ioctl', errno(), what);
@@ -108,7 +104,7 @@ export function setTcpRepair(fd: number, mode: number): void {
 
 /** The TCP state of socket `fd` (tcpi_state: 1 established, 10 listening...). */
 export function tcpStateOf(fd: number): number {
-  return getBuf(fd, TCP_INFO, 8, 'reading TCP_INFO')[0]!;
+  return socketOptionBytes(fd, SOL_TCP, TCP_INFO, 'reading TCP_INFO', 8)[0]!;
 }
 
 /** Peek `length` bytes of one queue of a socket in repair mode. */
@@ -135,7 +131,7 @@ function peekQueue(fd: number, queue: number, length: number): { seq: number; da
  * repair mode already (see {@link setTcpRepair}): nothing moves then.
  */
 export function readTcpState(fd: number): TcpState {
-  const info = getBuf(fd, TCP_INFO, 8, 'reading TCP_INFO');
+  const info = socketOptionBytes(fd, SOL_TCP, TCP_INFO, 'reading TCP_INFO', 8);
   const outq = ioctlInt(fd, SIOCOUTQ, 'counting the bytes of a TCP send queue');
   const unsent = ioctlInt(fd, SIOCOUTQNSD, 'counting the unsent bytes of a TCP send queue');
   const inq = ioctlInt(fd, SIOCINQ, 'counting the bytes of a TCP receive queue');
@@ -156,7 +152,13 @@ export function readTcpState(fd: number): TcpState {
     sendWscale: info[6]! & 0xf,
     recvWscale: info[6]! >> 4,
     timestamp: socketOption(fd, SOL_TCP, TCP_TIMESTAMP, 'reading TCP_TIMESTAMP') >>> 0,
-    window: getBuf(fd, TCP_REPAIR_WINDOW, REPAIR_WINDOW_SIZE, 'reading TCP_REPAIR_WINDOW'),
+    window: socketOptionBytes(
+      fd,
+      SOL_TCP,
+      TCP_REPAIR_WINDOW,
+      'reading TCP_REPAIR_WINDOW',
+      REPAIR_WINDOW_SIZE,
+    ),
   };
 }
 
