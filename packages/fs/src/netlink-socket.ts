@@ -7,11 +7,12 @@
  * Checkpoint reads, on ckpt's copy of the fd: the protocol and type, the
  * port id (getsockname's nl_pid), the multicast groups joined
  * (NETLINK_LIST_MEMBERSHIPS, every group, not only the first 32 that bind
- * takes), the boolean SOL_NETLINK options and the buffer sizes (udev asks
- * for a large receive buffer). Restart makes a socket of the same protocol
+ * takes), and the options the program changed (socket-options.ts: the
+ * boolean SOL_NETLINK ones, the buffer sizes: udev asks for a large
+ * receive buffer). Restart makes a socket of the same protocol
  * in the task and, on ckpt's copy, binds it to the same port id (which the
- * program may have remembered, to match replies), joins the groups and
- * sets the options.
+ * program may have remembered, to match replies), with the options set
+ * first, and joins the groups.
  *
  * Not kept: messages waiting to be read (the kernel's; they cannot be put
  * back: the checkpoint warns how many bytes are lost), a reply the kernel
@@ -36,20 +37,15 @@ import {
 import { moveAboveTable, restoringTask } from './file-object.js';
 import { reopenFlags } from './flags.js';
 import { FileKind, fileNetlinkRecord } from './records.js';
+import { changedSocketOptions, settingFor } from './socket-options.js';
 
 const AF_NETLINK = 16;
 const SOL_SOCKET = 1;
 const SO_TYPE = 3;
-const SO_SNDBUF = 7;
-const SO_RCVBUF = 8;
-const SO_SNDBUFFORCE = 32;
-const SO_RCVBUFFORCE = 33;
 const SO_PROTOCOL = 38;
 const SOL_NETLINK = 270;
 const NETLINK_ADD_MEMBERSHIP = 1;
 const NETLINK_LIST_MEMBERSHIPS = 9;
-/** The boolean SOL_NETLINK options kept (PKTINFO, BROADCAST_ERROR, NO_ENOBUFS, LISTEN_ALL_NSID, CAP_ACK, EXT_ACK, GET_STRICT_CHK). */
-const BOOLEAN_OPTIONS = [3, 4, 5, 8, 10, 11, 12];
 const O_NONBLOCK = 0o4000;
 const EADDRINUSE = 98;
 
@@ -114,29 +110,21 @@ export const netlinkSocketFile: FileHandler = {
           { pid: file.pid, fd: file.fd },
         );
       }
-      let options = 0;
-      for (const opt of BOOLEAN_OPTIONS) {
-        try {
-          if (socketOption(fd, SOL_NETLINK, opt) !== 0) options |= 1 << opt;
-        } catch {
-          // an option this kernel lacks: off
-        }
-      }
       const groups = socketOptionBytes(
         fd,
         SOL_NETLINK,
         NETLINK_LIST_MEMBERSHIPS,
         'listing the multicast groups',
       );
+      const type = socketOption(fd, SOL_SOCKET, SO_TYPE);
+      const protocol = socketOption(fd, SOL_SOCKET, SO_PROTOCOL);
       ctx.write(fileNetlinkRecord, {
-        type: socketOption(fd, SOL_SOCKET, SO_TYPE),
-        protocol: socketOption(fd, SOL_SOCKET, SO_PROTOCOL),
+        type,
+        protocol,
         flags: reopenFlags(file.info.flags),
         portid: socketName(fd).readUInt32LE(4),
         groups: Array.from({ length: groups.length >> 2 }, (_, i) => groups.readUInt32LE(i * 4)),
-        options,
-        rcvbuf: socketOption(fd, SOL_SOCKET, SO_RCVBUF),
-        sndbuf: socketOption(fd, SOL_SOCKET, SO_SNDBUF),
+        options: changedSocketOptions(fd, AF_NETLINK, type, protocol),
       });
     });
     if (e.rmem > 0) {
@@ -157,21 +145,9 @@ export const netlinkSocketFile: FileHandler = {
     const fd = moveAboveTable(task, created, above, what);
     const copy = grabFd(task.pid, fd);
     try {
-      // The kernel doubles what is asked: half of what getsockopt gave.
-      setSocketOption(
-        copy,
-        SOL_SOCKET,
-        SO_RCVBUFFORCE,
-        rec.rcvbuf >> 1,
-        `${what}: its receive buffer`,
-      );
-      setSocketOption(
-        copy,
-        SOL_SOCKET,
-        SO_SNDBUFFORCE,
-        rec.sndbuf >> 1,
-        `${what}: its send buffer`,
-      );
+      for (const o of rec.options.map(settingFor)) {
+        setSocketOption(copy, o.level, o.name, o.value, `${what}: option ${o.level}/${o.name}`);
+      }
       const addr = Buffer.alloc(12);
       addr.writeUInt16LE(AF_NETLINK, 0);
       addr.writeUInt32LE(rec.portid, 4);
@@ -203,10 +179,6 @@ export const netlinkSocketFile: FileHandler = {
           );
         }
       });
-      for (const opt of BOOLEAN_OPTIONS) {
-        if (rec.options & (1 << opt))
-          setSocketOption(copy, SOL_NETLINK, opt, 1, `${what}: option ${opt}`);
-      }
     } finally {
       closeSync(copy);
     }

@@ -409,21 +409,16 @@ export const fileTcpRecord = defineRecord(FILE_TCP, 'file_tcp', 'established TCP
   timestamp: u32(),
   /** struct tcp_repair_window, raw. */
   window: bytes(32),
-  nodelay: bool(),
-  /** SO_REUSEADDR (an accepted connection inherits its listener's). */
+  /** SO_REUSEADDR (an accepted connection inherits its listener's; repair mode hides it from socketOptions). */
   reuseAddr: bool(),
-  keepalive: bool(),
-  keepIdle: u32(),
-  keepIntvl: u32(),
-  keepCnt: u32(),
   /** How many bytes at the end of sendQueue were never sent (sent after repair mode at restart). */
   sendUnsent: u32(),
   /** Bytes sent and not acknowledged, then bytes not sent yet. */
   sendQueue: bytes(1 << 26),
   /** Bytes received and not read yet. */
   recvQueue: bytes(1 << 26),
-  /** Other int options that differ from a new socket's (IP_TOS, TCP_USER_TIMEOUT...; not the buffer sizes). */
-  otherOptions: array(struct({ level: u32(), name: u32(), value: i32() }), 256),
+  /** Int options that differ from a new socket's (TCP_NODELAY, keepalive, IP_TOS, TCP_USER_TIMEOUT...; not the buffer sizes). */
+  socketOptions: array(struct({ level: u32(), name: u32(), value: i32() }), 256),
 });
 
 export const FILE_NETLINK = 324;
@@ -444,9 +439,6 @@ export const fileNetlinkRecord = defineRecord(FILE_NETLINK, 'file_netlink', 'net
   portid: u32(),
   /** The multicast groups it had joined (NETLINK_LIST_MEMBERSHIPS: bit g-1 of word (g-1)/32 for group g). */
   groups: array(u32('hex'), 1 << 16),
-  /** Boolean SOL_NETLINK options that were on: bit n for option n (NETLINK_PKTINFO 3, NETLINK_NO_ENOBUFS 5, NETLINK_EXT_ACK 11, ...). */
-  options: u32('hex'),
-  /** SO_RCVBUF and SO_SNDBUF as getsockopt gives them (twice what was asked). */
-  rcvbuf: u32(),
-  sndbuf: u32(),
+  /** Int options that differ from a new socket's (NETLINK_NO_ENOBUFS, buffer sizes...). */
+  options: array(struct({ level: u32(), name: u32(), value: i32() }), 256),
 });

@@ -1,6 +1,6 @@
 /**
  * The int socket options a program set on a socket (a bound UDP or
- * listening TCP socket, a TCP connection): what differs from a new socket
+ * listening TCP socket, a TCP connection, a netlink socket): what differs from a new socket
  * of the same family, type and protocol is saved, and set again on the new
  * one (before it is bound).
  * dnsmasq, for one, drops every query whose IP_PKTINFO it does not get.
@@ -15,8 +15,10 @@ const SOL_SOCKET = 1;
 const SOL_IP = 0;
 const SOL_IPV6 = 41;
 const SOL_TCP = 6;
+const SOL_NETLINK = 270;
 const AF_INET = 2;
 const AF_INET6 = 10;
+const AF_NETLINK = 16;
 const IPPROTO_TCP = 6;
 const SO_SNDBUF = 7;
 const SO_RCVBUF = 8;
@@ -49,6 +51,12 @@ const TCP_OPTIONS = [
   [SOL_TCP, [1, 4, 5, 6, 9, 18, 23, 25]],
 ] as const;
 
+const NETLINK_OPTIONS = [
+  // NETLINK_PKTINFO, NETLINK_BROADCAST_ERROR, NETLINK_NO_ENOBUFS,
+  // NETLINK_LISTEN_ALL_NSID, NETLINK_CAP_ACK, NETLINK_EXT_ACK, NETLINK_GET_STRICT_CHK
+  [SOL_NETLINK, [3, 4, 5, 8, 10, 11, 12]],
+] as const;
+
 /** One saved option. */
 export interface SocketOptionValue {
   level: number;
@@ -73,6 +81,7 @@ function candidates(family: number, protocol: number): (readonly [number, readon
     ...(family === AF_INET ? IPV4_OPTIONS : []),
     // A dual-stack socket takes some IPv4 options too.
     ...(family === AF_INET6 ? [...IPV6_OPTIONS, ...IPV4_OPTIONS] : []),
+    ...(family === AF_NETLINK ? NETLINK_OPTIONS : []),
     ...(protocol === IPPROTO_TCP ? TCP_OPTIONS : []),
   ];
   if (protocol !== IPPROTO_TCP) return all;

@@ -6,7 +6,8 @@
  *
  * Checkpoint: a copy of the task's socket is put in repair mode and its
  * state read (addresses, sequence numbers, both queues, the options agreed
- * at the handshake, the windows) with TCP_NODELAY, keepalive and
+ * at the handshake, the windows) with the options the program changed
+ * (socket-options.ts: TCP_NODELAY, keepalive, IP_TOS...) and
  * SO_REUSEADDR (read before repair mode, which forces it on; leaving repair
  * mode clears it, so it is set again after, here and at restart). The tree
  * is frozen, so only the peer could move it meanwhile, and a socket in
@@ -68,13 +69,7 @@ import { changedSocketOptions } from './socket-options.js';
 
 const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
-const SO_KEEPALIVE = 9;
 const SO_DOMAIN = 39;
-const SOL_TCP = 6;
-const TCP_NODELAY = 1;
-const TCP_KEEPIDLE = 4;
-const TCP_KEEPINTVL = 5;
-const TCP_KEEPCNT = 6;
 const SOCK_STREAM = 1;
 const IPPROTO_TCP = 6;
 const O_NONBLOCK = 0o4000;
@@ -136,7 +131,6 @@ function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
     }
     const s = readTcpState(fd);
     conn = { addr: s.addr, peer: s.peer };
-    const keepalive = socketOption(fd, SOL_SOCKET, SO_KEEPALIVE) !== 0;
     const family = socketOption(fd, SOL_SOCKET, SO_DOMAIN);
     ctx.write(fileTcpRecord, {
       family,
@@ -151,16 +145,11 @@ function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
       recvWscale: s.recvWscale,
       timestamp: s.timestamp,
       window: s.window,
-      nodelay: socketOption(fd, SOL_TCP, TCP_NODELAY) !== 0,
       reuseAddr,
-      keepalive,
-      keepIdle: socketOption(fd, SOL_TCP, TCP_KEEPIDLE),
-      keepIntvl: socketOption(fd, SOL_TCP, TCP_KEEPINTVL),
-      keepCnt: socketOption(fd, SOL_TCP, TCP_KEEPCNT),
       sendUnsent: s.sendUnsent,
       sendQueue: s.sendQueue,
       recvQueue: s.recvQueue,
-      otherOptions: changedSocketOptions(fd, family, SOCK_STREAM, IPPROTO_TCP, { buffers: false }),
+      socketOptions: changedSocketOptions(fd, family, SOCK_STREAM, IPPROTO_TCP, { buffers: false }),
     });
   } catch (e) {
     if (repairing) endRepair(fd, TcpRepair.OFF_NO_PROBE, reuseAddr);
@@ -297,12 +286,7 @@ export const tcpSocketFile: FileHandler = {
         timestamp: rec.timestamp,
         window: rec.window,
       });
-      if (rec.nodelay) setSocketOption(copy, SOL_TCP, TCP_NODELAY, 1);
-      if (rec.keepalive) setSocketOption(copy, SOL_SOCKET, SO_KEEPALIVE, 1);
-      setSocketOption(copy, SOL_TCP, TCP_KEEPIDLE, rec.keepIdle);
-      setSocketOption(copy, SOL_TCP, TCP_KEEPINTVL, rec.keepIntvl);
-      setSocketOption(copy, SOL_TCP, TCP_KEEPCNT, rec.keepCnt);
-      for (const o of rec.otherOptions) {
+      for (const o of rec.socketOptions) {
         try {
           setSocketOption(copy, o.level, o.name, o.value);
         } catch (e) {
