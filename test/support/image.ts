@@ -8,7 +8,8 @@ import { type RecordSchema, RecordType, StreamCrc } from '@ckpt/core';
 
 /**
  * Rewrite every record of `schema` in image `img` with `edit(value)`; the
- * edited value must encode to the same size. Returns how many were edited.
+ * edited value must fit the record as padded (to 8 bytes). Returns how many
+ * were edited.
  */
 export function patchRecords<T>(
   img: string,
@@ -23,9 +24,10 @@ export function patchRecords<T>(
     if (type === schema.type) {
       const payload = buf.subarray(off + 8, off + len);
       const encoded = schema.encode(edit(schema.decode(payload)));
-      if (encoded.length !== payload.length) {
+      if (((encoded.length + 8 + 7) & ~7) !== len) {
         throw new Error(`${schema.name} at offset ${off}: the edit changes its size`);
       }
+      payload.fill(0);
       encoded.copy(payload);
       edited++;
     } else if (type === RecordType.TAIL) {

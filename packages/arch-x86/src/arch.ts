@@ -67,6 +67,7 @@ export const X86_64_SYSCALLS: Readonly<Record<SyscallName, number>> = {
   clone3: NR.clone3,
   wait4: NR.wait4,
   setns: NR.setns,
+  unshare: NR.unshare,
   exit_group: NR.exit_group,
   uname: 63,
   sethostname: 170,

@@ -65,6 +65,7 @@ export const NR = {
   prlimit64: 302,
   rt_sigqueueinfo: 129,
   setns: 308,
+  unshare: 272,
   clone3: 435,
   close_range: 436,
   pidfd_open: 434,

@@ -64,6 +64,7 @@ export type SyscallName =
   | 'clone3'
   | 'wait4'
   | 'setns'
+  | 'unshare'
   | 'exit_group'
   | 'uname'
   | 'sethostname'

@@ -299,7 +299,7 @@ function somaxconn(): number {
 function socketFileNow(file: FileInfo, path: string): string {
   const root = `/proc/${file.pid}/root`;
   if (existsSync(`${root}${path}`)) return path;
-  const ino = unixSockets().get(file.target.inode ?? file.stat.ino)?.vfsIno;
+  const ino = unixSockets(file.pid).get(file.target.inode ?? file.stat.ino)?.vfsIno;
   if (!ino) return '';
   const dir = dirname(path);
   try {
@@ -352,7 +352,7 @@ function replaceStaleSocketFile(task: RestartTask, path: string, what: string): 
     return; // nothing there
   }
   if (st.isSocket()) {
-    const user = [...unixSockets()].find(([, d]) => d.vfsIno !== 0 && d.vfsIno === st.ino);
+    const user = [...unixSockets(task.pid)].find(([, d]) => d.vfsIno !== 0 && d.vfsIno === st.ino);
     if (user) {
       throw new CkptError(
         'EBUSY',

@@ -48,7 +48,9 @@ import {
   type LockedConnection,
   lockConnections,
   lockedConnectionCount,
+  ownNamespace,
   type RestartCtx,
+  readNamespace,
   readTcpState,
   sendUnsent,
   setSocketOption,
@@ -167,7 +169,14 @@ function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
     (copy) => closeSync(copy),
     (copy) => endRepair(copy, TcpRepair.OFF_NO_PROBE, reuseAddr),
   );
-  if (conn) lockWhenKilled(ctx, conn);
+  // A connection in a network namespace of the tree's own dies with it:
+  // no peer outside can send to it, and the lock is for ckpt's namespace.
+  if (conn && inOwnNetns(file.pid)) lockWhenKilled(ctx, conn);
+}
+
+/** Whether `pid` is in ckpt's network namespace (where the network lock works). */
+function inOwnNetns(pid: number): boolean {
+  return readNamespace(pid, 'net').inode === ownNamespace('net');
 }
 
 /** The connections of each checkpoint that kills its tree, and of each restart. */
@@ -304,7 +313,7 @@ export const tcpSocketFile: FileHandler = {
       );
     }
     // Quiet until every task is restored; then it speaks again.
-    unlockWhenRestored(ctx, { addr: rec.addr, peer: rec.peer });
+    if (inOwnNetns(task.pid)) unlockWhenRestored(ctx, { addr: rec.addr, peer: rec.peer });
     ctx.deferqueue.add(
       copy,
       // SO_REUSEADDR too: without it, the port stays taken for a minute

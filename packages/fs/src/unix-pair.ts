@@ -55,13 +55,22 @@ const CLOSED_END = 0;
 const F_SETFL = 4;
 const O_NONBLOCK = 0o4000;
 
-/** The unix sockets of the checkpoint's network namespace, read once per checkpoint. */
-const diagOf = new WeakMap<CheckpointCtx, Map<number, UnixSocketDiag>>();
-function diag(ctx: CheckpointCtx): Map<number, UnixSocketDiag> {
-  let d = diagOf.get(ctx);
+/**
+ * The unix sockets of the network namespace `pid` is in (a container's may
+ * be its own), read once per namespace and checkpoint.
+ */
+const diagOf = new WeakMap<CheckpointCtx, Map<number, Map<number, UnixSocketDiag>>>();
+function diag(ctx: CheckpointCtx, pid: number): Map<number, UnixSocketDiag> {
+  let byNs = diagOf.get(ctx);
+  if (!byNs) {
+    byNs = new Map();
+    diagOf.set(ctx, byNs);
+  }
+  const ns = ctx.namespaces.inode(pid, 'net');
+  let d = byNs.get(ns);
   if (!d) {
-    d = unixSockets();
-    diagOf.set(ctx, d);
+    d = unixSockets(pid);
+    byNs.set(ns, d);
   }
   return d;
 }
@@ -127,7 +136,7 @@ export const unixPairObject: ObjectOps<SavedPair | RestoredPair> = {
   id: 309,
   checkpoint(ctx, obj) {
     const { type, ends } = obj as SavedPair;
-    const d = diag(ctx);
+    const d = diag(ctx, ends.find((e) => e.inode !== CLOSED_END)!.pid);
     const queues = ends.map((e) => {
       const q = e.inode === CLOSED_END ? 0 : (d.get(e.inode)?.rqueue ?? 0);
       const what = `pid ${e.pid} fd ${e.fd}: unix socket ${e.inode}`;
@@ -185,7 +194,7 @@ export function connectedUnix(
 ): 'pair' | { refuse: string } | undefined {
   if (file.target.kind !== 'socket') return undefined;
   const ino = file.target.inode ?? file.stat.ino;
-  const me = diag(ctx).get(ino);
+  const me = diag(ctx, file.pid).get(ino);
   if (!me || me.state !== TCP_ESTABLISHED) return undefined;
   if (me.peer === 0) {
     // A closed peer leaves a stream socket shut down both ways; one still
@@ -203,7 +212,7 @@ export function connectedUnix(
       refuse: `unix socket ${ino} is connected to socket ${me.peer}, which no process of the checkpointed tree holds${holder ? ` (${holder} does)` : ''}`,
     };
   }
-  const peer = diag(ctx).get(me.peer);
+  const peer = diag(ctx, file.pid).get(me.peer);
   if (me.type !== SOCK_STREAM && (me.rqueue > 0 || (peer?.rqueue ?? 0) > 0)) {
     return {
       refuse: `unix ${me.type === 2 ? 'datagram' : 'seqpacket'} socket ${ino} has messages queued`,
@@ -219,7 +228,7 @@ export const unixPairFile: FileHandler = {
   match: () => false,
   checkpoint(ctx, _task, file) {
     const ino = file.target.inode ?? file.stat.ino;
-    const me = diag(ctx).get(ino)!;
+    const me = diag(ctx, file.pid).get(ino)!;
     const mine = { inode: ino, pid: file.pid, fd: file.fd };
     const other =
       me.peer === CLOSED_END

@@ -118,6 +118,7 @@ export function parseSysctl(s: IpcSysctl, text: string, out: IpcNs): void {
 /** An ipc namespace with every value 0 and nothing missing. */
 export function emptyIpcNs(): IpcNs {
   return {
+    host: false,
     shmmax: 0n,
     shmall: 0n,
     shmmni: 0,

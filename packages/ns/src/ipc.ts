@@ -5,13 +5,11 @@
  * namespace's nsfs inode) and referenced by objref from each task's `ns`
  * record. Its SysV objects are @ckpt/ipc's.
  *
- * Restart: a container's root is created in a new ipc namespace (see
- * mktree's CLONE_NEW_CONTAINER); the first task that references the saved
- * namespace validates every value, then sets them there, and every other
- * task inherits it. The `*_next_id` sysctls are set last, from the
+ * Restart (see ns-object.ts for where each namespace comes from): in a
+ * new namespace (a container's, or one the tree made) every value is
+ * validated, then set. The `*_next_id` sysctls are set last, from the
  * deferqueue, so that SysV objects restored in between do not consume
- * them. A subtree restarted in the host's namespaces stays in the host's
- * ipc namespace, whose settings are never changed.
+ * them. The host's settings are never changed.
  */
 import { closeSync } from 'node:fs';
 import {
@@ -66,7 +64,10 @@ function readIpcNs(pid: number, inode: number): IpcNs {
  * `inode` is its nsfs inode, the object's identity.
  */
 export function checkpointIpc(ctx: CheckpointCtx, task: CheckpointTask, inode: number): number {
-  return checkpointNamespace(ctx, 'ipc_ns', inode, () => readIpcNs(task.pid, inode));
+  return checkpointNamespace(ctx, 'ipc_ns', inode, () => ({
+    ...readIpcNs(task.pid, inode),
+    host: inode === ownNamespace('ipc'),
+  }));
 }
 
 /** Set the saved `*_next_id`s in the namespace `fd`, then close it (deferred work). */

@@ -1,13 +1,18 @@
 /**
- * The `ns` phase: each task's namespaces, by objref (linux-cr's
- * `ckpt_hdr_ns`), each namespace saved once through the objhash.
+ * The `ns` phase: each task's uts, ipc and network namespaces, by objref
+ * (linux-cr's `ckpt_hdr_ns`), each namespace saved once through the
+ * objhash. Restart gives every namespace a home (restart's own, a
+ * container's new one, or one made again by unshare, see ns-object.ts)
+ * and moves each task and thread into its own.
  *
- * Restart creates namespaces only for a container's root (see mktree's
- * CLONE_NEW_CONTAINER); every other task inherits its parent's. So the
- * checkpoint refuses, naming the pid and the namespace, a task whose uts or
- * ipc namespace differs from its parent's, and a subtree root with one of
- * its own (it would be restored in the host's).
+ * A namespace the tree made is refused when a process outside the tree is
+ * in it too, or a bind mount holds it (`ip netns add`): restart would split
+ * it. The container's init's own namespaces are not checked so: the
+ * `unshare` that started the container is in them, outside the tree.
+ * Cgroup and time namespaces other than ckpt's are refused (restart would
+ * put the task in the host's).
  */
+import { readFileSync } from 'node:fs';
 import {
   type CheckpointCtx,
   CheckpointFlags,
@@ -16,20 +21,24 @@ import {
   ownNamespace,
   type RestartCtx,
   type RestartTask,
+  readComm,
+  readNamespace,
+  scanProcesses,
   type TaskPhase,
+  type ThreadNsType,
 } from '@ckpt/core';
 import { checkpointIpc, restoreIpc } from './ipc.js';
+import { checkpointNet, restoreNet } from './net.js';
+import { enterTaskNamespaces } from './ns-object.js';
 import { taskNsRecord } from './records.js';
 import { checkpointUts, restoreUts } from './uts.js';
 
 /**
  * Namespaces restart cannot recreate yet: a task in one of ckpt's own is
  * fine (restart puts it in restart's); one in another is refused, as it
- * would silently come back in the host's (a sandboxed network reachable,
- * a time namespace's offsets gone).
+ * would silently come back in the host's (a time namespace's offsets gone).
  */
 const NOT_RESTORED = [
-  { type: 'net', what: 'network', kind: 'network' },
   { type: 'cgroup', what: 'cgroup', kind: 'cgroup' },
   { type: 'time', what: 'time', kind: 'time' },
   { type: 'time_for_children', what: 'time (for its children)', kind: 'time' },
@@ -51,63 +60,86 @@ function refuseUnrestored(ctx: CheckpointCtx, task: CheckpointTask): void {
   }
 }
 
-/** The namespaces saved per task, in the order they are checked and written. */
-const NS_TYPES = ['uts', 'ipc'] as const;
-type SavedNsType = (typeof NS_TYPES)[number];
+/** The namespaces saved per task, in the order they are written. */
+const NS_TYPES = ['uts', 'ipc', 'net'] as const satisfies readonly ThreadNsType[];
 
-/** `pid`'s namespace of `type`: ckpt's own, or a task's of the frozen tree. */
-function inodeOf(ctx: CheckpointCtx, pid: number, type: SavedNsType): number | undefined {
-  try {
-    return pid === process.pid ? ownNamespace(type) : ctx.namespaces.inode(pid, type);
-  } catch {
-    return undefined; // gone or a zombie: nothing to compare with
+/** The namespaces each checkpoint has checked for sharers outside its tree. */
+const checked = new WeakMap<CheckpointCtx, Set<string>>();
+
+/** An nsfs bind mount of `type:[inode]` in ckpt's mount namespace, if any. */
+function bindMountOf(type: string, inode: number): string | undefined {
+  const name = `${type}:[${inode}]`;
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const f = line.split(' ');
+    const sep = f.indexOf('-');
+    if (sep > 0 && f[sep + 1] === 'nsfs' && f[3] === name) return f[4];
   }
+  return undefined;
 }
 
-/** Refuse a namespace restart would not recreate (see the module comment). */
-function checkInherited(
+/**
+ * Refuse a namespace of the tree's own (not ckpt's) that a process outside
+ * the tree, or a bind mount, also holds (see the module comment).
+ */
+function refuseSharedOutside(
   ctx: CheckpointCtx,
   task: CheckpointTask,
-  type: SavedNsType,
+  type: ThreadNsType,
   inode: number,
 ): void {
-  if (ctx.pids[0] === task.pid) {
-    if (!ctx.has(CheckpointFlags.CONTAINER) && inode !== inodeOf(ctx, process.pid, type)) {
-      throw new CkptError(
-        'ENOTSUP',
-        `pid ${task.pid} has its own ${type} namespace (${type}:[${inode}]) but is not the init of a container; it would be restored in the host's, which is not supported yet`,
-        { pid: task.pid },
-      );
-    }
+  if (inode === ownNamespace(type)) return;
+  if (ctx.has(CheckpointFlags.CONTAINER) && inode === ctx.namespaces.inode(ctx.pids[0]!, type)) {
     return;
   }
-  const ppid = task.status.ppid;
-  const parent = inodeOf(ctx, ppid, type);
-  if (parent !== undefined && parent !== inode) {
-    throw new CkptError(
+  let seen = checked.get(ctx);
+  if (!seen) {
+    seen = new Set();
+    checked.set(ctx, seen);
+  }
+  const key = `${type}:${inode}`;
+  if (seen.has(key)) return;
+  seen.add(key);
+  const refuse = (who: string) =>
+    new CkptError(
       'ENOTSUP',
-      `pid ${task.pid} is in ${type} namespace ${type}:[${inode}], its parent ${ppid} in ${type}:[${parent}]; tasks whose ${type} namespace differs from their parent's are not supported yet`,
+      `pid ${task.pid} is in ${type} namespace ${type}:[${inode}], which ${who} also holds; restart would make the tree a namespace of its own (checkpoint a tree that includes it, or do without it)`,
       { pid: task.pid },
     );
+  const mount = bindMountOf(type, inode);
+  if (mount !== undefined) throw refuse(`a bind mount at ${mount}`);
+  const tree = new Set(ctx.pids);
+  for (const { pid } of scanProcesses()) {
+    if (tree.has(pid) || pid === process.pid) continue;
+    try {
+      if (readNamespace(pid, type).inode === inode) {
+        throw refuse(`pid ${pid} (${readComm(pid)}), outside the tree,`);
+      }
+    } catch (e) {
+      if (e instanceof CkptError && e.code === 'ENOTSUP') throw e;
+      // gone, or a zombie: no namespaces
+    }
   }
 }
 
 function checkpointNs(ctx: CheckpointCtx, task: CheckpointTask): void {
   refuseUnrestored(ctx, task);
-  const inodes = {} as Record<SavedNsType, number>;
+  const inodes = {} as Record<ThreadNsType, number>;
   for (const type of NS_TYPES) {
     inodes[type] = ctx.namespaces.inode(task.pid, type);
-    checkInherited(ctx, task, type, inodes[type]);
+    refuseSharedOutside(ctx, task, type, inodes[type]);
   }
-  const uts = checkpointUts(ctx, task, inodes.uts);
-  const ipc = checkpointIpc(ctx, task, inodes.ipc);
-  ctx.write(taskNsRecord, { uts, ipc });
+  ctx.write(taskNsRecord, {
+    uts: checkpointUts(ctx, task, inodes.uts),
+    ipc: checkpointIpc(ctx, task, inodes.ipc),
+    net: checkpointNet(ctx, task, inodes.net),
+  });
 }
 
 function restoreNs(ctx: RestartCtx, task: RestartTask): void {
   const rec = ctx.read(taskNsRecord);
   restoreUts(ctx, task, rec.uts);
   restoreIpc(ctx, task, rec.ipc);
+  restoreNet(ctx, task, rec.net);
 }
 
 /** The namespaces phase: after `task` (100), before `mm` (200), which empties the stub. */
@@ -116,4 +148,5 @@ export const nsPhase: TaskPhase = {
   order: 150,
   checkpoint: checkpointNs,
   restore: restoreNs,
+  restoreThread: (_ctx, thread, task) => enterTaskNamespaces(thread, task, NS_TYPES),
 };

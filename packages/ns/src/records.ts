@@ -1,5 +1,5 @@
 /** The namespace subsystem's records (107–110, as linux-cr's). */
-import { array, defineRecord, i32, RecordType, str, u32, u64 } from '@ckpt/core';
+import { array, bool, defineRecord, i32, RecordType, str, u32, u64 } from '@ckpt/core';
 
 /** __NEW_UTS_LEN + 1: the size of each field of struct new_utsname. */
 export const UTS_FIELD_LEN = 65;
@@ -10,10 +10,14 @@ export const taskNsRecord = defineRecord(RecordType.NS, 'ns', "a task's namespac
   uts: u32(),
   /** Objref of its ipc namespace. */
   ipc: u32(),
+  /** Objref of its network namespace. */
+  net: u32(),
 });
 
 /** A uts namespace: every field of uname(2) as seen inside it. */
 export const utsNsRecord = defineRecord(RecordType.UTS_NS, 'uts_ns', 'uts namespace', {
+  /** It was ckpt's own namespace (the host's, for a subtree): restart leaves restart's own as it is. */
+  host: bool(),
   sysname: str(UTS_FIELD_LEN),
   nodename: str(UTS_FIELD_LEN),
   release: str(UTS_FIELD_LEN),
@@ -28,6 +32,8 @@ export const utsNsRecord = defineRecord(RecordType.UTS_NS, 'uts_ns', 'uts namesp
  * objects are records of @ckpt/ipc.
  */
 export const ipcNsRecord = defineRecord(RecordType.IPC_NS, 'ipc_ns', 'ipc namespace sysctls', {
+  /** It was ckpt's own namespace (the host's, for a subtree): restart leaves restart's own as it is. */
+  host: bool(),
   /** kernel.shmmax */
   shmmax: u64(),
   /** kernel.shmall */
@@ -73,4 +79,15 @@ export const ipcNsRecord = defineRecord(RecordType.IPC_NS, 'ipc_ns', 'ipc namesp
 /** A container's pid namespace: its pid counter (kernel.ns_last_pid; 0: unknown). */
 export const pidNsRecord = defineRecord(RecordType.PID_NS, 'pid_ns', 'pid namespace counter', {
   lastPid: u32(),
+});
+
+/**
+ * A network namespace. Only one of the tree's own with nothing but its
+ * loopback interface is saved (anything more is refused at checkpoint).
+ */
+export const netNsRecord = defineRecord(RecordType.NET_NS, 'net_ns', 'network namespace', {
+  /** It was ckpt's own namespace: restart puts the task in restart's, which it leaves as it is. */
+  host: bool(),
+  /** `lo` was up (with its addresses, 127.0.0.1/8 and ::1, which the kernel gives it). */
+  loopbackUp: bool(),
 });

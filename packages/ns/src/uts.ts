@@ -4,12 +4,10 @@
  * namespace through the objhash (keyed by the namespace's nsfs inode) and
  * referenced by objref from each task's `ns` record.
  *
- * Restart: a container's root is created in a new uts namespace (see
- * mktree's CLONE_NEW_CONTAINER); the first task that references the saved
- * namespace sets its hostname and domainname there with injected
- * sethostname/setdomainname, and every other task inherits it. A subtree
- * restarted in the host's namespaces stays in the host's uts namespace,
- * whose names are never changed.
+ * Restart (see ns-object.ts for where each namespace comes from): in a
+ * new namespace (a container's, or one the tree made) the hostname and
+ * domainname are set with injected sethostname/setdomainname. The host's
+ * names are never changed.
  */
 import { hostname } from 'node:os';
 import {
@@ -17,6 +15,7 @@ import {
   type CheckpointTask,
   cString,
   type ObjectOps,
+  ownNamespace,
   type RecordValue,
   type RestartCtx,
   type RestartTask,
@@ -40,7 +39,7 @@ const FIELDS = ['sysname', 'nodename', 'release', 'version', 'machine', 'domainn
 
 /** Parse a struct new_utsname (6 × 65 bytes, NUL-terminated strings). */
 export function parseUtsname(buf: Buffer): UtsNs {
-  const out = {} as UtsNs;
+  const out = { host: false } as UtsNs;
   FIELDS.forEach((f, i) => {
     const field = buf.subarray(i * UTS_FIELD_LEN, (i + 1) * UTS_FIELD_LEN);
     const end = field.indexOf(0);
@@ -70,7 +69,10 @@ export const utsNsObject: ObjectOps<UtsNs | RestoredUts> = namespaceObject({
  * `inode` is its nsfs inode, the object's identity.
  */
 export function checkpointUts(ctx: CheckpointCtx, task: CheckpointTask, inode: number): number {
-  return checkpointNamespace(ctx, 'uts_ns', inode, () => readUts(task));
+  return checkpointNamespace(ctx, 'uts_ns', inode, () => ({
+    ...readUts(task),
+    host: inode === ownNamespace('uts'),
+  }));
 }
 
 /** Set a name in the task's uts namespace by an injected syscall. */

@@ -18,7 +18,7 @@ export const runCommand: Command = {
   name: 'run',
   summary: 'start a process or a container to checkpoint later',
   usage:
-    'ckpt run [--container] [--pidfile FILE] [--stdout FILE] [--stderr FILE] [--json] -- CMD [ARGS...]',
+    'ckpt run [--container [--net]] [--pidfile FILE] [--stdout FILE] [--stderr FILE] [--json] -- CMD [ARGS...]',
   help: `Starts CMD in a new session, detached from ckpt: standard input from
 /dev/null, output to /dev/null unless --stdout/--stderr name files. Prints
 the pid of the workload's root as the host sees it and returns, leaving it
@@ -30,9 +30,15 @@ namespace so 'ps' inside shows only the container. The namespaces are made
 by util-linux 'unshare --fork', which ckpt ends once the init runs CMD: the
 init is then reparented to the host's init (or subreaper), like any
 detached workload, and the container references nothing outside itself.
-Killing the init ends the container.`,
+Killing the init ends the container. With --net as well, the container
+also gets a network namespace of its own, with nothing but its loopback
+interface (up): a checkpoint saves it, and restart makes it again.`,
   options: {
     container: { type: 'boolean', description: 'run CMD as the init of new namespaces' },
+    net: {
+      type: 'boolean',
+      description: 'with --container: a network namespace of its own (loopback only)',
+    },
     pidfile: { type: 'string', description: "write the root's pid to this file" },
     stdout: { type: 'string', description: 'standard output of the workload (default /dev/null)' },
     stderr: { type: 'string', description: 'standard error of the workload (default /dev/null)' },
@@ -45,6 +51,7 @@ Killing the init ends the container.`,
       const w = startWorkload({
         argv: positionals,
         container: Boolean(values.container),
+        network: Boolean(values.net),
         stdout: values.stdout === undefined ? undefined : String(values.stdout),
         stderr: values.stderr === undefined ? undefined : String(values.stderr),
       });

@@ -34,6 +34,7 @@ export const RecordType = {
   SECCOMP_FILTERS: 120,
   SCHED: 121,
   CGROUPS: 122,
+  NET_NS: 123,
 
   // 201-299: reserved for arch-dependent records
 

@@ -19,6 +19,8 @@
 import { accessSync, closeSync, constants, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CkptError } from '../errors.js';
+import { inNewNamespace } from '../kernel/setns.js';
+import { interfaceFlags, setInterfaceFlags } from '../kernel/sockets.js';
 import { type StdioTarget, spawnProcess } from '../kernel/spawn.js';
 import { decodeWaitStatus, describeEnd, reap } from '../kernel/wait.js';
 import { readStat } from '../proc/stat.js';
@@ -32,6 +34,11 @@ export interface WorkloadOptions {
   argv: readonly string[];
   /** Run it as the init of fresh pid, uts, ipc and mount namespaces. */
   container?: boolean;
+  /**
+   * With `container`: a new network namespace too, with nothing but its
+   * loopback interface, up.
+   */
+  network?: boolean;
   /** File for its standard output (truncated); default /dev/null. */
   stdout?: string;
   /** File for its standard error (truncated); default /dev/null. */
@@ -51,6 +58,7 @@ export interface Workload {
 const START_TIMEOUT_MS = 10_000;
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const SIGKILL = 9;
+const IFF_UP = 0x1;
 
 function isExecutableFile(path: string): boolean {
   try {
@@ -158,6 +166,7 @@ function startContainer(
   argv: readonly string[],
   stdio: [StdioTarget, StdioTarget, StdioTarget],
   stderr?: string,
+  network = false,
 ): Workload {
   const unshare = resolveCommand(
     'unshare',
@@ -180,7 +189,14 @@ function startContainer(
     '--',
     ...inner,
   ];
-  const launcher = spawnProcess(outer, { setsid: true, stdio });
+  // The network namespace is made here, its loopback brought up, before
+  // unshare starts in it: the command never sees lo down.
+  const launcher = network
+    ? inNewNamespace('net', () => {
+        setInterfaceFlags('lo', interfaceFlags('lo') | IFF_UP);
+        return spawnProcess(outer, { setsid: true, stdio });
+      })
+    : spawnProcess(outer, { setsid: true, stdio });
   try {
     const { pid, nsPids } = containerInit(launcher, [outer, inner], stderr);
     return { pid, container: true, nsPids };
@@ -209,6 +225,12 @@ function startContainer(
 export function startWorkload(options: WorkloadOptions): Workload {
   const name = options.argv[0];
   if (name === undefined) throw new CkptError('EINVAL', 'no command to run');
+  if (options.network && !options.container) {
+    throw new CkptError(
+      'EINVAL',
+      'a network namespace of its own (--net) is for a container: add --container',
+    );
+  }
   resolveCommand(name, `command not found or not executable: ${name}`);
   const fds: number[] = [];
   try {
@@ -217,7 +239,9 @@ export function startWorkload(options: WorkloadOptions): Workload {
       openOutput(options.stdout, fds),
       openOutput(options.stderr, fds),
     ];
-    if (options.container) return startContainer(options.argv, stdio, options.stderr);
+    if (options.container) {
+      return startContainer(options.argv, stdio, options.stderr, options.network);
+    }
     const pid = spawnProcess(options.argv, { setsid: true, stdio });
     // posix_spawn returns after the exec, so the pid already runs the command.
     return { pid, container: false, nsPids: readStatus(pid).nsPid };

@@ -106,12 +106,20 @@ export {
   syscallStep,
 } from './ptrace.js';
 export { dataRanges, type FileRange } from './seek.js';
-export { inNamespace, inNamespaceOf, openNamespace, type ThreadNsType } from './setns.js';
+export {
+  inNamespace,
+  inNamespaceOf,
+  inNewNamespace,
+  openNamespace,
+  type ThreadNsType,
+} from './setns.js';
 export { processExists, sendSignal, sendThreadSignal } from './signal.js';
 export { type UnixSocketDiag, unixSockets } from './sock-diag.js';
 export {
   bindSocket,
+  interfaceFlags,
   peekSocket,
+  setInterfaceFlags,
   setSocketOption,
   socketName,
   socketOption,

@@ -117,6 +117,7 @@ function bind() {
     pidfdGetfd: () => lib.func('int pidfd_getfd(int pidfd, int targetfd, uint flags)'),
     prctl: () => lib.func('int prctl(int option, ulong a2, ulong a3, ulong a4, ulong a5)'),
     setns: () => lib.func('int setns(int fd, int nstype)'),
+    unshare: () => lib.func('int unshare(int flags)'),
     kcmp: () =>
       host
         ? lib.func(`long syscall(long nr, int pid1, int pid2, int type, ulong idx1, ulong idx2)`)

@@ -86,3 +86,33 @@ export function inNamespace<T>(nsFd: number, type: ThreadNsType, what: string, f
     closeSync(own);
   }
 }
+
+/**
+ * Run `fn` with this thread in a new namespace of `type` (unshare(2)),
+ * then return to the thread's own, also when `fn` throws. Processes `fn`
+ * spawns start in the new namespace; it lives on as long as they do.
+ * @throws CkptError ESYS when unshare fails
+ */
+export function inNewNamespace<T>(type: ThreadNsType, fn: () => T): T {
+  const own = openSync(`/proc/thread-self/ns/${type}`, 'r');
+  try {
+    if (libc().unshare(CLONE_FLAG[type]) === -1) {
+      const err = errno();
+      throw new CkptError(
+        'ESYS',
+        `making a new ${type} namespace: unshare failed with ${errnoName(err)}`,
+        {
+          syscall: 'unshare',
+          errno: err,
+        },
+      );
+    }
+    try {
+      return fn();
+    } finally {
+      enter(own, type, `returning to ckpt's own ${type} namespace`);
+    }
+  } finally {
+    closeSync(own);
+  }
+}

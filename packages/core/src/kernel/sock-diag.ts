@@ -5,7 +5,9 @@
  * /proc/net/unix does not show.
  */
 import { closeSync } from 'node:fs';
+import { ownNamespace, readNamespace } from '../proc/ns.js';
 import { errno, libc, sysError } from './libc.js';
+import { inNamespaceOf } from './setns.js';
 
 const AF_NETLINK = 16;
 const SOCK_DGRAM = 2;
@@ -26,7 +28,7 @@ const UNIX_DIAG_RQLEN = 4;
 const UNIX_DIAG_SHUTDOWN = 6;
 const HDR = 16;
 
-/** A unix socket of ckpt's network namespace. */
+/** A unix socket, as sock_diag lists it. */
 export interface UnixSocketDiag {
   /** SOCK_STREAM 1, SOCK_DGRAM 2, SOCK_SEQPACKET 5. */
   type: number;
@@ -47,11 +49,24 @@ export interface UnixSocketDiag {
 
 const align4 = (n: number) => (n + 3) & ~3;
 
-/** Every unix socket of ckpt's network namespace, by inode. */
-export function unixSockets(): Map<number, UnixSocketDiag> {
-  const lib = libc();
-  const fd = lib.socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+function openDiagSocket(): number {
+  const fd = libc().socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (fd < 0) throw sysError('socket', errno(), 'opening a sock_diag netlink socket');
+  return fd;
+}
+
+/**
+ * Every unix socket of the network namespace of `pid` (ckpt's own without
+ * one), by inode. sock_diag answers for the namespace its socket was made
+ * in, so for a task in another one (a container's) that socket is made
+ * there.
+ */
+export function unixSockets(pid?: number): Map<number, UnixSocketDiag> {
+  const lib = libc();
+  const elsewhere = pid !== undefined && readNamespace(pid, 'net').inode !== ownNamespace('net');
+  const fd = elsewhere
+    ? inNamespaceOf(pid, 'net', `of pid ${pid}`, openDiagSocket)
+    : openDiagSocket();
   try {
     const req = Buffer.alloc(HDR + 24);
     req.writeUInt32LE(req.length, 0);

@@ -112,3 +112,42 @@ export function peekSocket(fd: number, into: Buffer): number {
   if (n < 0) throw sysError('recv', errno(), 'peeking at a socket queue');
   return n;
 }
+
+const AF_INET = 2;
+const SOCK_DGRAM = 2;
+const SIOCGIFFLAGS = 0x8913;
+const SIOCSIFFLAGS = 0x8914;
+/** sizeof(struct ifreq): the name (IFNAMSIZ 16), then a union (ifr_flags a short at 16). */
+const IFREQ_SIZE = 40;
+const IFNAMSIZ = 16;
+
+function ifreq(name: string): Buffer {
+  const req = Buffer.alloc(IFREQ_SIZE);
+  req.write(name.slice(0, IFNAMSIZ - 1), 0, 'latin1');
+  return req;
+}
+
+/**
+ * The flags (IFF_UP 0x1, ...) of network interface `name` in the calling
+ * thread's network namespace (run it inside `inNamespace` for a task's).
+ */
+export function interfaceFlags(name: string): number {
+  return withNewSocket(AF_INET, SOCK_DGRAM, 0, (fd) => {
+    const req = ifreq(name);
+    if (libc().ioctlBuf(fd, SIOCGIFFLAGS, req) < 0) {
+      throw sysError('ioctl', errno(), `reading the flags of interface ${name}`);
+    }
+    return req.readUInt16LE(IFNAMSIZ);
+  });
+}
+
+/** Set the flags of network interface `name` (see {@link interfaceFlags}). */
+export function setInterfaceFlags(name: string, flags: number): void {
+  withNewSocket(AF_INET, SOCK_DGRAM, 0, (fd) => {
+    const req = ifreq(name);
+    req.writeUInt16LE(flags, IFNAMSIZ);
+    if (libc().ioctlBuf(fd, SIOCSIFFLAGS, req) < 0) {
+      throw sysError('ioctl', errno(), `setting the flags of interface ${name} to ${flags}`);
+    }
+  });
+}
