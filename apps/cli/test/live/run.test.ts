@@ -124,6 +124,31 @@ describe('ckpt run', () => {
     expect(insiders).toEqual([]);
   });
 
+  it('--container --net: a network namespace of its own too, with only lo, already up when the command starts', () => {
+    const d = tempDir();
+    const out = path.join(d, 'dev');
+    // What the command itself sees first thing: the interfaces and lo's addresses.
+    const script = `cat /proc/net/dev /proc/net/if_inet6 > ${out}.tmp; mv ${out}.tmp ${out}; exec sleep 100`;
+    const pid = run(['--container', '--net', '--', 'sh', '-c', script]);
+    const seen = waitFor('the listing', () =>
+      fs.existsSync(out) ? fs.readFileSync(out, 'utf8') : undefined,
+    );
+    expect(nsLink(pid, 'net')).not.toBe(nsLink('self', 'net'));
+    const names = seen
+      .split('\n')
+      .filter((l) => /^\s*[\w.-]+:/.test(l))
+      .map((l) => l.split(':')[0]!.trim());
+    expect(names).toEqual(['lo']);
+    // ::1 on lo: the kernel gives it once lo is up.
+    expect(seen).toMatch(/^0{31}1 .* lo$/m);
+  });
+
+  it('--net without --container is a usage error', () => {
+    const r = ckpt(['run', '--net', '--', 'sleep', '1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('--net) is for a container: add --container');
+  });
+
   it('--container: /proc inside shows only the container', () => {
     const d = tempDir();
     const count = path.join(d, 'count');
