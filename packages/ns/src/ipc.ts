@@ -41,7 +41,7 @@ import {
 } from './ns-object.js';
 import { ipcNsRecord } from './records.js';
 
-/** A restored ipc namespace: its settings, and whether a task has applied them yet. */
+/** A restored ipc namespace (see ns-object.ts). */
 export type RestoredIpc = RestoredNs<IpcNs>;
 
 /** ObjectOps of ipc namespaces (linux-cr's CKPT_OBJ_IPC_NS, after uts_ns: id 10). */

@@ -32,7 +32,7 @@ import { UTS_FIELD_LEN, utsNsRecord } from './records.js';
 /** The saved fields of a uts namespace. */
 export type UtsNs = RecordValue<typeof utsNsRecord>;
 
-/** A restored uts namespace: its fields, and whether a task has applied them yet. */
+/** A restored uts namespace (see ns-object.ts). */
 export type RestoredUts = RestoredNs<UtsNs>;
 
 const FIELDS = ['sysname', 'nodename', 'release', 'version', 'machine', 'domainname'] as const;

@@ -73,18 +73,7 @@ export function inNamespaceOf<T>(pid: number, type: ThreadNsType, what: string, 
  * @throws CkptError ESYS when setns fails (entering: names `what`)
  */
 export function inNamespace<T>(nsFd: number, type: ThreadNsType, what: string, fn: () => T): T {
-  const own = openSync(`/proc/thread-self/ns/${type}`, 'r');
-  try {
-    enter(nsFd, type, `entering the ${type} namespace ${what}`);
-    try {
-      return fn();
-    } finally {
-      // Staying in the task's namespace would act on it for the rest of the run.
-      enter(own, type, `returning to ckpt's own ${type} namespace`);
-    }
-  } finally {
-    closeSync(own);
-  }
+  return awayFromOwn(type, () => enter(nsFd, type, `entering the ${type} namespace ${what}`), fn);
 }
 
 /**
@@ -94,22 +83,34 @@ export function inNamespace<T>(nsFd: number, type: ThreadNsType, what: string, f
  * @throws CkptError ESYS when unshare fails
  */
 export function inNewNamespace<T>(type: ThreadNsType, fn: () => T): T {
+  return awayFromOwn(
+    type,
+    () => {
+      if (libc().unshare(CLONE_FLAG[type]) === -1) {
+        const err = errno();
+        throw new CkptError(
+          'ESYS',
+          `making a new ${type} namespace: unshare failed with ${errnoName(err)}`,
+          {
+            syscall: 'unshare',
+            errno: err,
+          },
+        );
+      }
+    },
+    fn,
+  );
+}
+
+/** `leave` this thread's namespace of `type`, run `fn`, and come back (also when it throws). */
+function awayFromOwn<T>(type: ThreadNsType, leave: () => void, fn: () => T): T {
   const own = openSync(`/proc/thread-self/ns/${type}`, 'r');
   try {
-    if (libc().unshare(CLONE_FLAG[type]) === -1) {
-      const err = errno();
-      throw new CkptError(
-        'ESYS',
-        `making a new ${type} namespace: unshare failed with ${errnoName(err)}`,
-        {
-          syscall: 'unshare',
-          errno: err,
-        },
-      );
-    }
+    leave();
     try {
       return fn();
     } finally {
+      // Staying in the task's namespace would act on it for the rest of the run.
       enter(own, type, `returning to ckpt's own ${type} namespace`);
     }
   } finally {
