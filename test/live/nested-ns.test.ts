@@ -100,10 +100,13 @@ function expectThreadsIn(pid: number, type: string, ns: string): void {
   for (const tid of tids) expect(fs.readlinkSync(`/proc/${pid}/task/${tid}/ns/${type}`)).toBe(ns);
 }
 
-/** Whether the host's network namespace has a TCP socket on PORT. */
+/**
+ * Whether the host's network namespace has a socket listening on PORT (not
+ * one in TIME-WAIT another run left).
+ */
 function hostHasPort(): boolean {
-  const hex = `:${PORT.toString(16).toUpperCase().padStart(4, '0')} `;
-  return fs.readFileSync('/proc/self/net/tcp', 'utf8').includes(hex);
+  const listening = `:${PORT.toString(16).toUpperCase().padStart(4, '0')} 00000000:0000 0A `;
+  return fs.readFileSync('/proc/self/net/tcp', 'utf8').includes(listening);
 }
 
 /** The loopback interface of the network namespace of `pid`, as `ip -br link` shows it. */
@@ -163,6 +166,8 @@ describe('namespaces the tree made', () => {
     const prog = programOf(shell);
     waitFor('the first round', () => fs.existsSync(path.join(dir, 'ready')), 10_000);
     const sleeper = childrenOf(shell).find((c) => c !== prog)!;
+    // Killing the root alone would leave them running (restored or not).
+    leftovers.push(shell, prog, sleeper);
     const queueId = fs.readFileSync(path.join(dir, 'queue'), 'utf8').match(/\d+/)![0];
     const hostName = os.hostname();
 
