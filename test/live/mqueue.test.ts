@@ -29,7 +29,8 @@ import ctypes, fcntl, json, os, sys, time
 d, name = sys.argv[1], sys.argv[2].encode()
 libc = ctypes.CDLL(None, use_errno=True)
 class Attr(ctypes.Structure):
-    _fields_ = [('flags', ctypes.c_long), ('maxmsg', ctypes.c_long), ('msgsize', ctypes.c_long), ('curmsgs', ctypes.c_long)]
+    # struct mq_attr: four longs, then four reserved ones the kernel writes too.
+    _fields_ = [('flags', ctypes.c_long), ('maxmsg', ctypes.c_long), ('msgsize', ctypes.c_long), ('curmsgs', ctypes.c_long), ('pad', ctypes.c_long * 4)]
 libc.mq_open.restype = ctypes.c_int
 def mq_open(n, flags, mode=0, attr=None):
     fd = libc.mq_open(n, flags, mode, ctypes.byref(attr) if attr else None)
@@ -52,6 +53,10 @@ w = mq_open(name, os.O_WRONLY | os.O_NONBLOCK)
 ghost = mq_open(name + b'-ghost', os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o600, Attr(0, 2, 64, 0))
 libc.mq_unlink(name + b'-ghost')
 send(ghost, b'unseen', 0)
+# A queue no process holds open, with a message waiting for a later reader.
+closed = mq_open(name + b'-closed', os.O_RDWR | os.O_CREAT, 0o604, Attr(0, 3, 32, 0))
+send(closed, b'later', 2)
+os.close(closed)
 if sys.argv[3:] == ['notify']:
     sev = (ctypes.c_int * 16)(); sev[3] = 1  # struct sigevent: sigev_notify = SIGEV_NONE
     assert libc.mq_notify(ghost, ctypes.byref(sev)) == 0
@@ -64,6 +69,9 @@ try:
     mq_open(name + b'-ghost', os.O_RDONLY); out['ghostName'] = 'exists'
 except OSError as e:
     out['ghostName'] = 'gone' if e.errno == 2 else str(e)
+closed = mq_open(name + b'-closed', os.O_RDONLY | os.O_NONBLOCK)
+out['closed'] = [attrs(closed), oct(os.fstat(closed).st_mode & 0o777), receive_all(closed)]
+libc.mq_unlink(name + b'-closed')
 json.dump(out, open(d + '/result.tmp', 'w')); os.rename(d + '/result.tmp', d + '/result')
 time.sleep(100)
 `;
@@ -79,6 +87,7 @@ const EXPECTED = {
   ],
   ghost: [['unseen', 0]],
   ghostName: 'gone',
+  closed: [[3, 32, 1], '0o604', [['later', 2]]],
 };
 
 function start(container: boolean, extra: string[] = []) {
@@ -88,7 +97,7 @@ function start(container: boolean, extra: string[] = []) {
   const cmd = ['python3', path.join(dir, 'prog.py'), dir, name, ...extra];
   let pid: number;
   if (container) {
-    pid = Number(ckptOk(['run', '--', ...cmd]).trim());
+    pid = Number(ckptOk(['run', '--container', '--', ...cmd]).trim());
   } else {
     const sh = `setsid ${cmd.join(' ')} </dev/null >/dev/null 2>&1 & echo $!`;
     pid = Number(spawnSync('sh', ['-c', sh], { encoding: 'utf8' }).stdout.trim());

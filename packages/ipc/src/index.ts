@@ -9,6 +9,7 @@ import { type CkptPlugin, definePlugin } from '@ckpt/core';
 import { mqueueFile, mqueueObject } from './mqueue.js';
 import {
   fileMqueueRecord,
+  ipcMqueuesRecord,
   ipcMsgMsgRecord,
   ipcMsgRecord,
   ipcRecord,
@@ -51,6 +52,7 @@ export const ipcPlugin: CkptPlugin = definePlugin({
     ipcSemRecord,
     mqueueRecord,
     fileMqueueRecord,
+    ipcMqueuesRecord,
   ],
   objects: [sysvIpcObject, sysvShmObject, mqueueObject],
   files: [mqueueFile],

@@ -12,11 +12,15 @@
  * the container's new namespace with them. A queue unlinked while open is
  * made under a name of its own and unlinked again once every fd is open.
  *
+ * The queues of a namespace the tree owns are all saved with its SysV
+ * objects (see sysvipc.ts and {@link saveNamespaceQueues}), also those no
+ * process has open (a message left for a later reader); an fd on one
+ * then names the object saved there.
+ *
  * Refused: a queue with a notification registered (mq_notify: the kernel
  * does not show the value it delivers, and putting messages back would
  * fire it); an unlinked queue with messages that the tree can only read or
- * only write (ckpt could not both take and put them back). Queues of a
- * container's namespace that no process of it has open are not seen.
+ * only write (ckpt could not both take and put them back).
  */
 import { closeSync, fchmodSync, fchownSync, fstatSync, openSync, readSync } from 'node:fs';
 import {
@@ -26,9 +30,11 @@ import {
   type FileInfo,
   inNamespaceOf,
   isMessageQueueFd,
+  type ListedQueue,
   type MqMessage,
   mqAttr,
   mqCreate,
+  mqNotifyPid,
   mqOpenExisting,
   mqPutAll,
   mqTakeAll,
@@ -42,7 +48,7 @@ import {
   withFdCopy,
   withMq,
 } from '@ckpt/core';
-import { fileMqueueRecord, mqueueRecord } from './records.js';
+import { fileMqueueRecord, ipcMqueuesRecord, mqueueRecord } from './records.js';
 
 export const MQUEUE_OBJECT = 'mqueue';
 /** File handler id (after @ckpt/fs's kinds). */
@@ -87,7 +93,7 @@ function notifyPid(file: FileInfo): number {
   } finally {
     closeSync(fd);
   }
-  return Number(/NOTIFY_PID:\s*(\d+)/.exec(text)?.[1] ?? 0);
+  return mqNotifyPid(text);
 }
 
 /**
@@ -211,6 +217,58 @@ export const mqueueObject: ObjectOps<SavedQueue | RestoredQueue> = {
   describe: (q) => `message queue ${q.name}`,
 };
 
+/** The refusal of a queue with a notification registered by `owner`. */
+function notifiedError(where: string, owner: number, pid: number, fd?: number): CkptError {
+  return new CkptError(
+    'ENOTSUP',
+    `${where} has a notification registered (mq_notify, by pid ${owner}); ckpt cannot restore it`,
+    { pid, fd },
+  );
+}
+
+/** The objhash key of a queue: its identity, as an fd on it shows it. */
+function queueKey(dev: number, ino: number): string {
+  return `mq:${dev}:${ino}`;
+}
+
+/**
+ * Save every queue of the ipc namespace of `pid` (one the tree owns), as
+ * {@link mqList} listed it from inside, then an `ipc_mqueues` record
+ * naming them. The tree's fds on them, saved later, name these objects.
+ * @throws CkptError ENOTSUP for a queue with a notification registered
+ */
+export function saveNamespaceQueues(ctx: CheckpointCtx, pid: number, queues: ListedQueue[]): void {
+  const objrefs = queues.map((q) => {
+    if (q.notifyPid !== 0) {
+      throw notifiedError(
+        `message queue ${q.name} of pid ${pid}'s ipc namespace`,
+        q.notifyPid,
+        pid,
+      );
+    }
+    const saved: SavedQueue = {
+      pid,
+      fd: -1,
+      name: q.name,
+      deleted: false,
+      host: false,
+      flags: O_RDWR,
+    };
+    return ctx.checkpointObj(MQUEUE_OBJECT, queueKey(q.dev, q.ino), saved);
+  });
+  ctx.write(ipcMqueuesRecord, { queues: objrefs });
+}
+
+/** Restore the queues {@link saveNamespaceQueues} saved, in the namespace of `task`. */
+export function restoreNamespaceQueues(ctx: RestartCtx, task: RestartTask): void {
+  restoringTasks.set(ctx, task);
+  try {
+    ctx.read(ipcMqueuesRecord);
+  } finally {
+    restoringTasks.delete(ctx);
+  }
+}
+
 /** The task being restored, for the queue's namespace. */
 function restoringTask(ctx: RestartCtx): RestartTask {
   const task = restoringTasks.get(ctx);
@@ -226,13 +284,7 @@ export const mqueueFile: FileHandler = {
   checkpoint(ctx: CheckpointCtx, task, file) {
     const where = `pid ${file.pid} fd ${file.fd}: message queue ${file.target.path}`;
     const owner = notifyPid(file);
-    if (owner !== 0) {
-      throw new CkptError(
-        'ENOTSUP',
-        `${where} has a notification registered (mq_notify, by pid ${owner}); ckpt cannot restore it`,
-        { pid: file.pid, fd: file.fd },
-      );
-    }
+    if (owner !== 0) throw notifiedError(where, owner, file.pid, file.fd);
     const host = ctx.namespaces.inode(task.pid, 'ipc') === ownNamespace('ipc');
     const saved: SavedQueue = {
       pid: file.pid,
@@ -242,7 +294,7 @@ export const mqueueFile: FileHandler = {
       host,
       flags: file.info.flags,
     };
-    const queue = ctx.checkpointObj(MQUEUE_OBJECT, `mq:${file.stat.dev}:${file.stat.ino}`, saved);
+    const queue = ctx.checkpointObj(MQUEUE_OBJECT, queueKey(file.stat.dev, file.stat.ino), saved);
     ctx.write(fileMqueueRecord, { queue, flags: file.info.flags & (O_ACCMODE | O_NONBLOCK) });
   },
   restore(ctx, task) {

@@ -113,6 +113,23 @@ export const mqueueRecord = defineRecord(MQUEUE, 'mqueue', 'POSIX message queue'
   messages: array(struct({ priority: u32(), data: bytes(1 << 24) }), 1 << 16),
 });
 
+/** Record type of the POSIX message queues of an ipc namespace. */
+export const IPC_MQUEUES = 509;
+
+/**
+ * Every POSIX message queue of an ipc namespace the tree owns (a
+ * container's), by objref of its `mqueue` object (written just before),
+ * also those no process has open. Last of the namespace's `sysvipc` object.
+ */
+export const ipcMqueuesRecord = defineRecord(
+  IPC_MQUEUES,
+  'ipc_mqueues',
+  'POSIX message queues of a namespace',
+  {
+    queues: array(u32(), 1 << 16),
+  },
+);
+
 /** An fd on a POSIX message queue (objref of its `mqueue` object) and its flags. */
 export const fileMqueueRecord = defineRecord(FILE_MQUEUE, 'file_mqueue', 'open message queue', {
   queue: u32(),

@@ -4,7 +4,9 @@
  * namespace in the objhash, keyed by its nsfs inode, written when the
  * first task of that namespace reaches the `sysvipc` phase and referenced
  * by objref from every task's `ipc_task` record. Its records: `ipc`, then
- * every segment, queue and semaphore set.
+ * every segment, queue and semaphore set, then the namespace's POSIX
+ * message queues (`mqueue` objects and an `ipc_mqueues` record, see
+ * mqueue.ts), which live in the ipc namespace too.
  *
  * Only a container's own ipc namespace is saved as a whole: a subtree
  * shares the host's, whose objects belong to the host (its tasks' records
@@ -24,7 +26,9 @@ import {
   CkptError,
   inNamespace,
   inNamespaceOf,
+  type ListedQueue,
   listSysvIpc,
+  mqList,
   type ObjectOps,
   openNamespace,
   ownNamespace,
@@ -33,6 +37,7 @@ import {
   removeIpc,
   type TaskPhase,
 } from '@ckpt/core';
+import { restoreNamespaceQueues, saveNamespaceQueues } from './mqueue.js';
 import { type MsgToSave, readMsgQueue, restoreMsgQueue, saveMsgQueue } from './msg.js';
 import { ipcRecord, ipcTaskRecord } from './records.js';
 import { readSemSet, restoreSemSet, type SemToSave, saveSemSet } from './sem.js';
@@ -60,11 +65,13 @@ function checkpointSysvIpc(ctx: CheckpointCtx, ref: NsRef): void {
   let shms: ShmToSave[] = [];
   let msgs: MsgToSave[] = [];
   let sems: SemToSave[] = [];
+  let queues: ListedQueue[] = [];
   inNamespaceOf(ref.pid, 'ipc', `of pid ${ref.pid}`, () => {
     try {
       shms = listSysvIpc('shm').map(openShm);
       msgs = listSysvIpc('msg').map(readMsgQueue);
       sems = listSysvIpc('sem').map(readSemSet);
+      queues = mqList();
     } catch (e) {
       for (const s of shms) closeSync(s.fd);
       throw e;
@@ -92,6 +99,7 @@ function checkpointSysvIpc(ctx: CheckpointCtx, ref: NsRef): void {
   });
   for (const q of msgs) saveMsgQueue(ctx, q);
   for (const s of sems) saveSemSet(ctx, s);
+  saveNamespaceQueues(ctx, ref.pid, queues);
 }
 
 /** The task whose `ipc_task` record is being read: the objects go into its namespace. */
@@ -137,6 +145,7 @@ function restoreSysvIpc(ctx: RestartCtx): RestoredSysvIpc {
     }
     for (let i = 0; i < rec.nmsg; i++) restoreMsgQueue(ctx, inNs);
     for (let i = 0; i < rec.nsem; i++) restoreSemSet(ctx, inNs);
+    restoreNamespaceQueues(ctx, task);
   } catch (e) {
     finish({ detach, removed }, false);
     throw e;

@@ -48,10 +48,13 @@ export {
 } from './memory.js';
 export {
   isMessageQueueFd,
+  type ListedQueue,
   type MqAttr,
   type MqMessage,
   mqAttr,
   mqCreate,
+  mqList,
+  mqNotifyPid,
   mqOpenExisting,
   mqPutAll,
   mqTakeAll,

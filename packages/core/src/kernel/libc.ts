@@ -124,6 +124,12 @@ function bind() {
         : undefined,
     kcmpNr: () => host?.kcmp ?? -1,
     syscall1: () => lib.func('long syscall(long nr, long a1)'),
+    // The new mount API (numbers shared by every architecture): fsopen,
+    // fsconfig and fsmount.
+    fsopen: () => lib.func('long syscall(long nr, str fsname, uint flags)'),
+    fsconfig: () =>
+      lib.func('long syscall(long nr, int fd, uint cmd, void *key, void *value, int aux)'),
+    fsmount: () => lib.func('long syscall(long nr, int fd, uint flags, uint attrs)'),
     userfaultfdNr: () => host?.userfaultfd ?? -1,
     rtTgsigqueueinfo: () =>
       lib.func('long syscall(long nr, int tgid, int tid, int sig, void *info)'),

@@ -4,7 +4,7 @@
  * removing queues. Calls act in the calling thread's ipc namespace (run
  * them inside `inNamespaceOf(pid, 'ipc', …)` for a task's).
  */
-import { closeSync, statfsSync } from 'node:fs';
+import { closeSync, readdirSync, readFileSync, statfsSync, statSync } from 'node:fs';
 import { errno, libc, sysError } from './libc.js';
 
 const O_RDONLY = 0;
@@ -128,5 +128,62 @@ export function withMq<T>(fd: number, fn: (fd: number) => T): T {
     return fn(fd);
   } finally {
     closeSync(fd);
+  }
+}
+
+const SYS_FSOPEN = 430;
+const SYS_FSCONFIG = 431;
+const SYS_FSMOUNT = 432;
+const FSOPEN_CLOEXEC = 1;
+const FSCONFIG_CMD_CREATE = 6;
+const FSMOUNT_CLOEXEC = 1;
+
+/** A queue of an ipc namespace, as its mqueue filesystem shows it. */
+export interface ListedQueue {
+  /** "/name", as mq_open takes it. */
+  name: string;
+  /** Device and inode: the identity an fd on it shows (stat). */
+  dev: number;
+  ino: number;
+  /** The process registered for notification (mq_notify), 0 if none. */
+  notifyPid: number;
+}
+
+/** The NOTIFY_PID of a queue file's text ("QSIZE:… NOTIFY:… SIGNO:… NOTIFY_PID:…"). */
+export function mqNotifyPid(text: string): number {
+  return Number(/NOTIFY_PID:\s*(\d+)/.exec(text)?.[1] ?? 0);
+}
+
+function check(ret: number | bigint, call: string, what: string): number {
+  const n = Number(ret);
+  if (n < 0) throw sysError(call, errno(), what);
+  return n;
+}
+
+/**
+ * Every POSIX message queue of the calling thread's ipc namespace, also
+ * those no process has open. They are read from a mount of the
+ * namespace's mqueue filesystem made for the call and never attached
+ * anywhere (fsopen/fsmount), so no mount namespace sees it.
+ */
+export function mqList(): ListedQueue[] {
+  const lib = libc();
+  const what = 'listing the message queues of an ipc namespace';
+  const fs = check(lib.fsopen(SYS_FSOPEN, 'mqueue', FSOPEN_CLOEXEC), 'fsopen', what);
+  try {
+    check(lib.fsconfig(SYS_FSCONFIG, fs, FSCONFIG_CMD_CREATE, null, null, 0), 'fsconfig', what);
+    const mnt = check(lib.fsmount(SYS_FSMOUNT, fs, FSMOUNT_CLOEXEC, 0), 'fsmount', what);
+    try {
+      const root = `/proc/self/fd/${mnt}`;
+      return readdirSync(root).map((n) => {
+        const st = statSync(`${root}/${n}`);
+        const text = readFileSync(`${root}/${n}`, 'latin1');
+        return { name: `/${n}`, dev: st.dev, ino: st.ino, notifyPid: mqNotifyPid(text) };
+      });
+    } finally {
+      closeSync(mnt);
+    }
+  } finally {
+    closeSync(fs);
   }
 }
