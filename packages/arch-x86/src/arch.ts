@@ -85,6 +85,7 @@ export const X86_64_SYSCALLS: Readonly<Record<SyscallName, number>> = {
   timerfd_settime: 286,
   socket: 41,
   bind: 49,
+  connect: 42,
   listen: 50,
   setsockopt: 54,
   socketpair: 53,

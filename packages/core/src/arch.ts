@@ -82,6 +82,7 @@ export type SyscallName =
   | 'timerfd_settime'
   | 'socket'
   | 'bind'
+  | 'connect'
   | 'listen'
   | 'setsockopt'
   | 'socketpair'

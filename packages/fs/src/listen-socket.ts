@@ -4,18 +4,26 @@
  * bound yet (IPv4/IPv6, unix, netlink). Such a socket holds no connection,
  * only its address and options, so restart makes a new one inside the task
  * and binds it to the same address, if it had one (`python3 -m http.server`
- * comes back serving on its port).
+ * comes back serving on its port). Datagram sockets connected to a peer
+ * are of the same kind: a connected UDP socket (a resolver, squid's
+ * pinger) and a unix datagram socket connected to a named socket outside
+ * the tree (syslog(3)'s /dev/log) are connected to the same address again
+ * after bind; where that fails (no syslog daemon here) the socket stays
+ * unconnected, with a warning.
  *
  * Saved: family, type, protocol, the address (getsockname on a copy of the
- * fd), SO_REUSEADDR, SO_REUSEPORT, IPV6_V6ONLY, O_NONBLOCK; for an IPv4 or
- * IPv6 socket, the int options the program changed (socket-options.ts:
- * IP_PKTINFO, buffer sizes, TCP_DEFER_ACCEPT...); for a unix socket, the
- * mode of its file. Refused: a listening socket with
- * connections waiting to be accepted, a UDP socket with datagrams queued
- * (they would be lost), and every connected socket (see socket-info.ts).
- * The listen backlog cannot be read back: restart listens with the
- * system's maximum (net.core.somaxconn). The address must be free at
- * restart (the original gone); a unix socket's stale file is replaced.
+ * fd), the peer of a connected datagram socket, SO_REUSEADDR,
+ * SO_REUSEPORT, IPV6_V6ONLY, O_NONBLOCK; for an IPv4 or IPv6 socket, the
+ * int options the program changed (socket-options.ts: IP_PKTINFO, buffer
+ * sizes, TCP_DEFER_ACCEPT...); for a unix socket, the mode of its file.
+ * Refused: a UDP or unix datagram socket with datagrams queued (they would
+ * be lost), and other connected sockets (see socket-info.ts). Connections
+ * waiting to be accepted by a listening socket cannot be saved (nothing
+ * can put them back in a queue): a checkpoint that kills the tree warns
+ * that their clients get a reset, as when a server restarts. The listen
+ * backlog cannot be read back: restart listens with the system's maximum
+ * (net.core.somaxconn). The address must be free at restart (the original
+ * gone); a unix socket's stale file is replaced.
  */
 import {
   chmodSync,
@@ -30,8 +38,10 @@ import { dirname } from 'node:path';
 import {
   type CheckpointCtx,
   CkptError,
+  errnoText,
   type FileHandler,
   type FileInfo,
+  type RestartCtx,
   type RestartTask,
   readableBytes,
   socketName,
@@ -68,7 +78,14 @@ const UNIX_SEQPACKET = 5;
 /** Offset of sun_path in a sockaddr_un. */
 const SUN_PATH = 2;
 
-type Classification = { listens: boolean } | { refuse: string } | undefined;
+type Classification =
+  | {
+      listens: boolean;
+      /** Connections a listening TCP socket has waiting to be accepted (lost). */
+      pending?: number;
+    }
+  | { refuse: string }
+  | undefined;
 
 /**
  * Classifications by file: `match` and `checkpoint` ask about the same
@@ -93,22 +110,23 @@ function classifyNow(file: FileInfo): Classification {
     if (e.listening) {
       return e.type === UNIX_STREAM || e.type === UNIX_SEQPACKET ? { listens: true } : undefined;
     }
-    // Bound or not, but with no peer and nothing queued: a new socket will do.
-    if (e.state !== SS_UNCONNECTED) return undefined;
+    // Bound or not, with nothing queued and no peer (or, for a datagram
+    // socket, a named one outside the tree: the files phase sent any
+    // other connected unix socket elsewhere): a new socket will do.
+    const dgram = e.type === UNIX_DGRAM;
+    if (e.state !== SS_UNCONNECTED && !dgram) return undefined;
     return withFdCopy(file.pid, file.fd, (fd) => {
-      if (socketPeer(fd) !== undefined) return undefined;
-      const queued = e.type === UNIX_DGRAM ? readableBytes(fd) : 0;
+      const peer = socketPeer(fd);
+      if (peer !== undefined && !(dgram && peer.length > SUN_PATH)) return undefined;
+      const queued = dgram ? readableBytes(fd) : 0;
       return queued > 0 ? { refuse: `${what()} has datagrams queued` } : { listens: false };
     });
   }
   if (e.proto === 'TCP') {
     if (e.state !== TCP_LISTEN) return undefined;
-    if (e.rxQueue > 0) {
-      return { refuse: `${what()} has ${e.rxQueue} connection(s) waiting to be accepted` };
-    }
-    return { listens: true };
+    return { listens: true, pending: e.rxQueue };
   }
-  if (e.connected) return undefined;
+  // UDP, connected to a peer or not.
   if (e.rxQueue > 0) return { refuse: `${what()} has ${e.rxQueue} bytes of datagrams queued` };
   return { listens: false };
 }
@@ -172,6 +190,11 @@ export const listenSocketFile: FileHandler = {
         fd: file.fd,
       });
     }
+    if (c.pending && ctx.leave === 'kill') {
+      ctx.log.warn(
+        `pid ${file.pid} fd ${file.fd}: ${describeSocket(file.pid, file.target.inode ?? file.stat.ino)} has ${c.pending} connection(s) waiting to be accepted, which cannot be saved: their clients get a reset, as when a server restarts`,
+      );
+    }
     withFdCopy(file.pid, file.fd, (fd) => {
       const family = socketOption(fd, SOL_SOCKET, SO_DOMAIN);
       const name = socketName(fd);
@@ -202,6 +225,7 @@ export const listenSocketFile: FileHandler = {
                 socketOption(fd, SOL_SOCKET, SO_PROTOCOL),
               )
             : [],
+        peer: c.listens ? Buffer.alloc(0) : (socketPeer(fd) ?? Buffer.alloc(0)),
       });
     });
   },
@@ -209,7 +233,9 @@ export const listenSocketFile: FileHandler = {
     const rec = ctx.read(fileSocketRecord);
     const { above } = restoringTask(ctx, 'a socket');
     const path = rec.family === AF_UNIX ? unixPath(rec.addr) : '';
-    const what = `recreating a socket ${path ? `at ${path}` : `(family ${rec.family})`}`;
+    const what = rec.peer.length
+      ? `recreating the socket connected to ${peerText(rec)}`
+      : `recreating a socket ${path ? `at ${path}` : `(family ${rec.family})`}`;
     if (path) replaceStaleSocketFile(task, path, what);
     if (rec.file && rec.file !== path) replaceStaleSocketFile(task, rec.file, what);
     const one = (v: boolean) => {
@@ -252,6 +278,7 @@ export const listenSocketFile: FileHandler = {
         ...(rec.reusePort ? [opt(SOL_SOCKET, SO_REUSEPORT, on!)] : []),
         ...(rec.family === AF_INET6 ? [opt(IPPROTO_IPV6, IPV6_V6ONLY, v6only!)] : []),
       ]);
+      reconnect(ctx, task, fd, rec, what);
       return fd;
     }
     task.sys.checkBatch([
@@ -272,9 +299,40 @@ export const listenSocketFile: FileHandler = {
       opt(SOL_SOCKET, SO_REUSEADDR, reuse!),
     ]);
     if (path) settleSocketFile(task, path, rec, what);
+    reconnect(ctx, task, fd, rec, what);
     return fd;
   },
 };
+
+/**
+ * Connect the restored datagram socket `fd` to its saved peer, if it had
+ * one. A peer that is not there (no syslog daemon on this machine) leaves
+ * it unconnected, with a warning: its sends fail until it connects again,
+ * as syslog(3) does on such a failure.
+ */
+function reconnect(
+  ctx: RestartCtx,
+  task: RestartTask,
+  fd: number,
+  rec: { family: number; peer: Buffer },
+  what: string,
+): void {
+  if (rec.peer.length === 0) return;
+  const [peer] = stage(task, [rec.peer]);
+  const ret = task.sys.call('connect', [fd, peer!, rec.peer.length]);
+  if (ret < 0n) {
+    ctx.log.warn(
+      `pid ${task.savedPid}: ${what}: connecting it again failed (${errnoText(Number(-ret))}); it is left unconnected`,
+    );
+  }
+}
+
+/** The peer of a connected datagram socket as text: an address, a path, or @name (abstract). */
+function peerText(rec: { family: number; peer: Buffer }): string {
+  if (rec.family !== AF_UNIX) return sockaddrText(rec.peer);
+  const path = unixPath(rec.peer);
+  return path || `@${rec.peer.toString('utf8', SUN_PATH + 1).replace(/\0+$/, '')}`;
+}
 
 /** " to 127.0.0.1:5432 (still taken by the original?)" for an IPv4/IPv6 address, for bind's error. */
 function boundTo(rec: { family: number; addr: Buffer }): string {

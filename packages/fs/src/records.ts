@@ -271,7 +271,7 @@ export const FILE_SOCKET = 316;
 export const fileSocketRecord = defineRecord(
   FILE_SOCKET,
   'file_socket',
-  'listening or unconnected socket',
+  'listening, unconnected or datagram socket',
   {
     family: u32(),
     type: u32(),
@@ -295,6 +295,12 @@ export const fileSocketRecord = defineRecord(
     file: str(4096),
     /** Int options that differ from a new socket's (IP_PKTINFO, buffer sizes, TCP_DEFER_ACCEPT...), set again before bind. */
     options: array(struct({ level: u32(), name: u32(), value: i32() }), 256),
+    /**
+     * The raw sockaddr a datagram socket is connected to (a UDP peer, or a
+     * named unix socket outside the tree such as syslog's /dev/log),
+     * connected to again after bind; empty: none.
+     */
+    peer: bytes(128),
   },
 );
 

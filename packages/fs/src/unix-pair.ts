@@ -34,6 +34,7 @@ import {
   type RestartTask,
   readComm,
   scanProcesses,
+  socketPeer,
   type UnixSocketDiag,
   unixSockets,
   withFdCopy,
@@ -113,6 +114,12 @@ function holderOutside(inode: number): string | undefined {
     }
   }
   return undefined;
+}
+
+/** Whether the unix socket `file` is connected to a socket with a name (a path or an abstract one). */
+function hasNamedPeer(file: FileInfo): boolean {
+  // sockaddr_un: family (2 bytes), then the name.
+  return withFdCopy(file.pid, file.fd, (fd) => (socketPeer(fd)?.length ?? 0) > 2);
 }
 
 /** The bytes waiting in socket `fd` of `pid` (`count` of them), peeked. */
@@ -197,9 +204,12 @@ export function connectedUnix(
   const me = diag(ctx, file.pid).get(ino);
   if (!me || me.state !== TCP_ESTABLISHED) return undefined;
   if (me.peer === 0) {
+    // A datagram socket a client connected to shows established, but has
+    // no peer of its own (rsyslogd's /dev/log): a waiting socket.
+    if (me.type === SOCK_DGRAM) return undefined;
     // A closed peer leaves a stream socket shut down both ways; one still
     // waiting to be accepted has no peer yet and is not shut down.
-    if (me.type !== SOCK_DGRAM && me.shutdown === SHUTDOWN_BOTH) return 'pair';
+    if (me.shutdown === SHUTDOWN_BOTH) return 'pair';
     if (file.fd <= 2) return undefined;
     return {
       refuse: `unix socket ${ino} is connected, but the listening socket it connected to has not accepted it yet`,
@@ -207,6 +217,9 @@ export function connectedUnix(
   }
   if (!findHolder(ctx, me.peer)) {
     if (file.fd <= 2) return undefined;
+    // A datagram socket connected to a named socket outside (syslog(3)'s
+    // /dev/log), with nothing queued: connected again by name at restart.
+    if (me.type === SOCK_DGRAM && me.rqueue === 0 && hasNamedPeer(file)) return undefined;
     const holder = holderOutside(me.peer);
     return {
       refuse: `unix socket ${ino} is connected to socket ${me.peer}, which no process of the checkpointed tree holds${holder ? ` (${holder} does)` : ''}`,
