@@ -212,6 +212,22 @@ describe('namespaces restart would not make the same', () => {
     expect(procState(init)).not.toBe('t');
   });
 
+  it("a subtree's root with a mount namespace of its own is refused (its mounts are not saved)", () => {
+    const pid = Number(ckptOk(['run', '--', 'unshare', '-m', 'sleep', '1000']).trim());
+    leftovers.push(pid);
+    waitFor('unshare to exec sleep', () =>
+      fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('sleep\x00'),
+    );
+    const r = ckpt(['checkpoint', String(pid), '-o', tmpImage(), '--kill']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `pid ${pid} is in mount namespace mnt:\\[\\d+\\], not ckpt's .*its mounts are not checkpointed`,
+      ),
+    );
+    expect(isAlive(pid)).toBe(true);
+  });
+
   it('a namespace a process outside the tree also holds is refused, naming the process', () => {
     const pid = Number(ckptOk(['run', '--', 'unshare', '-n', 'sleep', '1000']).trim());
     leftovers.push(pid);

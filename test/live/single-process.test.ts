@@ -328,6 +328,39 @@ describe('failures leave nothing behind', () => {
     fs.rmSync(path.dirname(img), { recursive: true, force: true });
   });
 
+  it('a debugger whose tracee is outside the tree is refused naming both, and both run on', () => {
+    // The python "debugger" seizes a process that is not its child.
+    const tracee = Number(ckptOk(['run', '--', 'sleep', '1000']).trim());
+    const script = [
+      'import ctypes, sys, time',
+      'libc = ctypes.CDLL(None, use_errno=True)',
+      'libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]',
+      'if libc.ptrace(0x4206, int(sys.argv[1]), None, None) != 0: sys.exit(1)',
+      'time.sleep(1000)',
+    ].join('\n');
+    const tracer = Number(ckptOk(['run', '--', 'python3', '-c', script, String(tracee)]).trim());
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-tracer-'));
+    try {
+      waitFor('the seize', () => tracerPid(tracee) === tracer);
+      const r = ckpt(['checkpoint', String(tracer), '-o', path.join(dir, 'img'), '--kill']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(
+        `pid ${tracer} (python3) traces pid ${tracee} (sleep), which is outside the checkpointed tree; restart could not attach it again`,
+      );
+      expect(isAlive(tracer)).toBe(true);
+      expect(tracerPid(tracee)).toBe(tracer);
+    } finally {
+      for (const pid of [tracer, tracee]) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a process traced by a debugger is refused naming the tracer, and both run on', () => {
     // A python "debugger": seizes its child (PTRACE_SEIZE) and keeps it.
     const script = [

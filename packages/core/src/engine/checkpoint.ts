@@ -25,7 +25,13 @@ import type { Registry, TaskPhase } from '../registry.js';
 import type { CheckpointTask } from '../task.js';
 import { abortRseqCriticalSection } from '../taskstate/rseq.js';
 import { allAtOnce } from './all-at-once.js';
-import { checkMountNamespaces, checkPidLevels, isPidNsInit, pidNsOfChildren } from './container.js';
+import {
+  checkMountNamespaces,
+  checkPidLevels,
+  isPidNsInit,
+  pidNsOfChildren,
+  refuseOutsideTracees,
+} from './container.js';
 import { controllingPtys } from './ctty.js';
 import { type FrozenTree, freezeTree, type TreeMember } from './freeze-tree.js';
 import type { FreezerCgroup } from './freezer.js';
@@ -280,7 +286,9 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
     checkMountNamespaces(
       tasks.map((t) => t.pid),
       ctx.namespaces,
+      isContainer,
     );
+    refuseOutsideTracees(tasks.flatMap((t) => [t.pid, ...t.threads.map((th) => th.pid)]));
     // Before any state is saved: nothing outside may share the tree's objects.
     // The maps read at freeze: the frozen tree has not changed them.
     const objects = ctx.timed('leaks', () =>

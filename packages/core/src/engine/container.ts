@@ -6,7 +6,13 @@
  * its own /proc for the new pid namespace, as `ckpt run --container` made it.
  */
 import { CkptError } from '../errors.js';
-import { type NamespaceCache, readStatus } from '../proc/index.js';
+import {
+  type NamespaceCache,
+  ownNamespace,
+  readComm,
+  readStatus,
+  scanProcesses,
+} from '../proc/index.js';
 import type { TreeEntry } from './sessions.js';
 import { cString, stage, type TaskAccess } from './task-io.js';
 
@@ -68,15 +74,30 @@ export function checkPidLevels(tree: readonly TreeEntry[], container: boolean): 
 
 /**
  * At checkpoint, before any state is saved: refuse live tasks in a mount
- * namespace other than the root's (mounts are not checkpointed yet: such a
- * task would come back seeing the root's files).
+ * namespace other than the root's, and a subtree whose root is in one
+ * other than ckpt's (`unshare -m`; a container gets a new one with its own
+ * /proc). Mounts are not checkpointed yet: such a task would come back
+ * seeing other files.
  * @param live - pids of the tree's live tasks, root first
  * @param ns - where their namespaces are read
+ * @param container - the tree is a container (its root's namespace is made anew)
  * @throws CkptError ENOTSUP naming the task and the namespace
  */
-export function checkMountNamespaces(live: readonly number[], ns: NamespaceCache): void {
+export function checkMountNamespaces(
+  live: readonly number[],
+  ns: NamespaceCache,
+  container: boolean,
+): void {
   const root = live[0]!;
   const rootMnt = ns.inode(root, 'mnt');
+  const mine = ownNamespace('mnt');
+  if (!container && mine !== undefined && rootMnt !== mine) {
+    throw new CkptError(
+      'ENOTSUP',
+      `pid ${root} is in mount namespace mnt:[${rootMnt}], not ckpt's (mnt:[${mine}]); its mounts are not checkpointed, and restart would put it in ckpt's, where they are not (checkpoint it with --container if it is a container's init)`,
+      { pid: root },
+    );
+  }
   for (const pid of live.slice(1)) {
     const mnt = ns.inode(pid, 'mnt');
     if (mnt !== rootMnt) {
@@ -189,4 +210,32 @@ export function mountContainerProc(task: TaskAccess): void {
     [proc!, target!, fstype!, MS_NOSUID | MS_NODEV | MS_NOEXEC, 0],
     `mounting /proc for the container's pid namespace (pid ${task.pid})`,
   );
+}
+
+/**
+ * At checkpoint, before any state is saved: refuse a tree one of whose
+ * tasks traces a process outside it (gdb, strace checkpointed without
+ * their tracee): restart could not attach it again, and the tracer would
+ * go on believing it is attached.
+ * @param tids - every task and thread of the tree
+ * @throws CkptError ENOTSUP naming the tracer and the traced process
+ */
+export function refuseOutsideTracees(tids: readonly number[]): void {
+  const tree = new Set(tids);
+  for (const p of scanProcesses()) {
+    if (tree.has(p.pid) || p.state === 'Z' || p.state === 'X') continue;
+    let tracer: number;
+    try {
+      tracer = readStatus(p.pid).tracerPid;
+    } catch {
+      continue; // gone meanwhile
+    }
+    if (tracer !== 0 && tree.has(tracer)) {
+      throw new CkptError(
+        'ENOTSUP',
+        `pid ${tracer} (${readComm(tracer)}) traces pid ${p.pid} (${p.comm}), which is outside the checkpointed tree; restart could not attach it again (detach it first, or checkpoint a tree that holds both)`,
+        { pid: tracer },
+      );
+    }
+  }
 }
