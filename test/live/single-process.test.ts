@@ -96,6 +96,41 @@ describe('a restored process continues with its state intact', () => {
     }
   });
 
+  it('transparent huge pages disabled, every mapping offered to KSM and oom_score_adj are kept (sweep 10)', () => {
+    // The program sets them, then reports what it reads back every 100 ms.
+    const program = [
+      'import ctypes, json, os, sys, time',
+      'libc = ctypes.CDLL(None, use_errno=True)',
+      'libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]',
+      'assert libc.prctl(41, 1, 0, 0, 0) == 0  # PR_SET_THP_DISABLE',
+      'assert libc.prctl(67, 1, 0, 0, 0) == 0  # PR_SET_MEMORY_MERGE',
+      "open('/proc/self/oom_score_adj', 'w').write('777')",
+      'd = sys.argv[1]',
+      'while True:',
+      "    v = {'thp': libc.prctl(42, 0, 0, 0, 0), 'merge': libc.prctl(68, 0, 0, 0, 0), 'oom': int(open('/proc/self/oom_score_adj').read())}",
+      "    open(d + '/v.tmp', 'w').write(json.dumps(v)); os.rename(d + '/v.tmp', d + '/v')",
+      '    time.sleep(0.1)',
+    ].join('\n');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-prctl-'));
+    const pid = Number(ckptOk(['run', '--', 'python3', '-c', program, dir]).trim());
+    try {
+      const values = () => JSON.parse(fs.readFileSync(path.join(dir, 'v'), 'utf8'));
+      waitFor('the values', () => fs.existsSync(path.join(dir, 'v')));
+      expect(values()).toEqual({ thp: 1, merge: 1, oom: 777 });
+      expect(checkpointKillRestart(pid)).toBe(pid);
+      fs.rmSync(path.join(dir, 'v'));
+      waitFor('the values after restart', () => fs.existsSync(path.join(dir, 'v')));
+      expect(values()).toEqual({ thp: 1, merge: 1, oom: 777 });
+    } finally {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('--frozen leaves the restored process stopped', () => {
     const f = start('counter');
     while (f.count!() < 3) sleepSync(20);

@@ -294,6 +294,9 @@ function requeue(tid: number, infos: readonly Buffer[]): void {
   }
 }
 
+/** mmap's refusal of writable executable memory under PR_SET_MDWE. */
+const EACCES = 13;
+
 /**
  * Runs system calls in one ptrace-stopped task. Create it while the task is
  * stopped, call {@link SyscallInjector.call} any number of times, then
@@ -419,7 +422,7 @@ export class SyscallInjector {
     if (isSyscallError(addr)) {
       throw new CkptError(
         'ESYS',
-        `cannot map ckpt's code page in pid ${this.pid} (${errnoText(Number(-addr))})`,
+        `cannot map ckpt's code page in pid ${this.pid} (${errnoText(Number(-addr))})${Number(-addr) === EACCES ? `: the process forbids executable memory it may write (prctl PR_SET_MDWE), which ckpt's injected code needs` : ''}`,
         {
           pid: this.pid,
           syscall: 'mmap',

@@ -34,7 +34,7 @@ export const RLIMIT_NAMES = [
 export const taskMiscRecord = defineRecord(
   RecordType.TASK_MISC,
   'task_misc',
-  'comm, personality, pdeath signal, child subreaper, clear_child_tid, robust list, timer slack',
+  'comm, personality, pdeath signal, child subreaper, clear_child_tid, robust list, timer slack, THP and KSM modes, OOM score adjustment',
   {
     /** The name as the kernel holds it (PR_GET_NAME): raw bytes, not necessarily UTF-8. */
     comm: bytes(15),
@@ -49,6 +49,12 @@ export const taskMiscRecord = defineRecord(
     robustList: u64('hex'),
     robustListLen: u64(),
     timerslackNs: u64(),
+    /** PR_SET_THP_DISABLE: no transparent huge pages (the process's; /proc/PID/status THP_enabled 0). */
+    thpDisabled: bool(),
+    /** PR_SET_MEMORY_MERGE: every mapping offered to KSM (/proc/PID/ksm_stat ksm_merge_any). */
+    memoryMerge: bool(),
+    /** /proc/PID/oom_score_adj (-1000..1000). */
+    oomScoreAdj: i32(),
   },
 );
 
