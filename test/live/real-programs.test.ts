@@ -487,6 +487,46 @@ describe('script (a pseudo-terminal)', () => {
     expect(statIds(member).ppid).toBe(shell);
     expect(terminalOf(member).tty).toBe(after.tty);
   });
+  it('a program talking to its terminal through /dev/tty (emacs -nw in screen) keeps it', () => {
+    const log = path.join(tmpDir('ckpt-devtty-'), 'log');
+    const loop =
+      'exec 4<>/dev/tty; i=0; while :; do i=$((i+1)); echo "tty $i $(stty size <&4)" >&4; sleep 0.1; done';
+    const pid = Number(
+      ckptOk([
+        'run',
+        '--',
+        'env',
+        'SHELL=/bin/bash',
+        'script',
+        '-qfc',
+        `bash -c '${loop}'`,
+        log,
+      ]).trim(),
+    );
+    leftovers.push(pid, -pid);
+    const lines = () =>
+      fs.existsSync(log)
+        ? fs
+            .readFileSync(log, 'utf8')
+            .split(/\r?\n/)
+            .filter((l) => /^tty \d+ /.test(l))
+        : [];
+    waitFor('counting through /dev/tty', () => lines().length >= 5, 20_000);
+    const [shell] = childrenOf(pid);
+    if (shell === undefined) throw new Error(`script (pid ${pid}) has no child`);
+    leftovers.push(-shell);
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+    waitFor('the original gone', () => ![pid, shell].some(isAlive));
+    const atKill = lines().length;
+    const r = ckpt(['restart', img, '-d']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toContain('/dev/tty');
+    waitFor('counting on after the restart', () => lines().length >= atKill + 10, 20_000);
+    const seen = lines().map((l) => l.split(' '));
+    expect(seen.map(([, n]) => Number(n))).toEqual(seen.map((_, i) => i + 1));
+    expect(fs.readlinkSync(`/proc/${shell}/fd/4`)).toBe('/dev/tty');
+  });
 });
 
 describe('a FIFO between two processes of the tree', () => {

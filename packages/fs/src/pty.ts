@@ -98,10 +98,24 @@ function treeMasters(ctx: CheckpointCtx): Map<number, PtyEnd> {
   return map;
 }
 
-/** True when `file` is a pty master, or a slave whose master the tree holds. */
+/** /dev/tty: whatever controlling terminal the process that opens it has. */
+function isDevTty(file: FileInfo): boolean {
+  return file.stat.type === 'chr' && major(file.stat.rdev) === 5 && minor(file.stat.rdev) === 0;
+}
+
+/** Index of the pty an fd on /dev/tty reaches: its process's controlling terminal, if a pty. */
+function devTtyIndex(file: FileInfo): number | undefined {
+  return ptsIndexOfTtyNr(readStat(file.pid).ttyNr);
+}
+
+/**
+ * True when `file` is a pty master, a slave whose master the tree holds,
+ * or /dev/tty in a process whose controlling terminal is such a slave
+ * (emacs -nw in screen or tmux: it talks to its terminal through it).
+ */
 export function isTreePty(ctx: CheckpointCtx, file: FileInfo): boolean {
   if (isMaster(file)) return true;
-  const index = slaveIndex(file);
+  const index = isDevTty(file) ? devTtyIndex(file) : slaveIndex(file);
   return index !== undefined && treeMasters(ctx).has(index);
 }
 
@@ -309,14 +323,19 @@ export const ptyFile: FileHandler = {
   match: () => false,
   checkpoint(ctx, _task, file) {
     const master = isMaster(file);
-    const index = master ? ptyIndexOf(file.pid, file.fd) : slaveIndex(file)!;
+    const devTty = isDevTty(file);
+    const index = master
+      ? ptyIndexOf(file.pid, file.fd)
+      : devTty
+        ? devTtyIndex(file)!
+        : slaveIndex(file)!;
     const holder = master ? { pid: file.pid, fd: file.fd } : treeMasters(ctx).get(index)!;
     const pty = ctx.checkpointObj(PTY_OBJECT, `pty:${index}`, {
       ctx,
       index,
       master: holder,
     } satisfies SavedPty);
-    ctx.write(filePtyRecord, { pty, master, flags: reopenFlags(file.info.flags) });
+    ctx.write(filePtyRecord, { pty, master, flags: reopenFlags(file.info.flags), devTty });
   },
   restore(ctx, task) {
     const rec = ctx.read(filePtyRecord);
@@ -328,6 +347,17 @@ export const ptyFile: FileHandler = {
       return fd;
     }
     const flags = (rec.flags & (O_ACCMODE | O_NONBLOCK)) | O_NOCTTY | O_CLOEXEC;
+    if (rec.devTty) {
+      // The task's controlling terminal is the restored pty by now (core's
+      // ctty.ts); where it is not, its slave is the same terminal.
+      try {
+        return openInTask(task, '/dev/tty', flags);
+      } catch {
+        ctx.log.warn(
+          `pid ${task.savedPid}: /dev/tty (pty /dev/pts/${pty.index}) is not its controlling terminal after restart; it gets ${pty.slavePath} itself`,
+        );
+      }
+    }
     return openInTask(task, pty.slavePath, flags);
   },
 };

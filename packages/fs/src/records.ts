@@ -355,6 +355,8 @@ export const filePtyRecord = defineRecord(FILE_PTY, 'file_pty', 'pty end', {
   pty: u32(),
   master: bool(),
   flags: u32('octal'),
+  /** Opened as /dev/tty (the task's controlling terminal, this pty): opened so again. */
+  devTty: bool(),
 });
 
 export const FILE_LOCKS = 321;
