@@ -158,4 +158,47 @@ describe('container checkpoint and restart', () => {
     const n = lines(out);
     waitFor('the loop to continue', () => lines(out) >= n + 2);
   });
+
+  it('a container started by util-linux unshare, which waits for its init, is checkpointed with a warning about it, and comes back', () => {
+    const dir = tmpDir('ckpt-unshare-');
+    const out = path.join(dir, 'count');
+    const loop = `hostname ckpt-launched; n=0; while :; do n=$((n+1)); echo $n >> ${out}; sleep 0.1; done`;
+    // ckpt run starts it as a plain command (no fd of the test leaks in);
+    // unshare makes the namespaces and stays, waiting for the init.
+    const unshare = Number(
+      ckptOk([
+        'run',
+        '--',
+        'unshare',
+        '--pid',
+        '--fork',
+        '--mount-proc',
+        '--uts',
+        '--ipc',
+        'sh',
+        '-c',
+        loop,
+      ]).trim(),
+    );
+    leftovers.push(unshare);
+    let init = 0;
+    waitFor('the init', () => {
+      init = childrenOf(unshare)[0] ?? 0;
+      return init !== 0 && lines(out) > 2;
+    });
+    leftovers.push(init);
+    const img = tmpImage();
+    const r = ckpt(['checkpoint', String(init), '-o', img, '--kill', '--container']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `pid ${unshare} \\(unshare\\), which started the container, also holds the .* namespace .*; the restored container gets namespaces of its own`,
+      ),
+    );
+    waitFor('the container to die', () => procState(init) === undefined);
+    const n = lines(out);
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(init);
+    waitFor('the loop to continue', () => lines(out) >= n + 3);
+    expect(nsenter(init, ['-u'], ['hostname']).trim()).toBe('ckpt-launched');
+  });
 });

@@ -37,10 +37,12 @@ import {
   type MapsEntry,
   mapsFilePath,
   NamespaceCache,
+  readComm,
   readEachFd,
   readFdTarget,
   readMaps,
   readNamespaces,
+  readStatus,
   statFd,
 } from '../proc/index.js';
 import { scanProcesses } from '../proc/tree.js';
@@ -102,6 +104,8 @@ export interface Leak {
   object: string;
   /** Where the tree holds it: "pid 12 fd 3", "pid 12: its uts namespace". */
   inTree: string;
+  /** The object is a namespace. */
+  namespace?: boolean;
 }
 
 function isGoneError(e: unknown): boolean {
@@ -302,8 +306,10 @@ export function findLeaks(pids: readonly number[], tree: TreeObjects): Leak[] {
     hasShmem || [...objects.keys()].some((k) => k.startsWith('file ') || k.startsWith('fifo '));
   const found = new Map<string, Leak>();
   const report = (o: TreeObject, pid: number, how: string, h: Holder) => {
-    if (!found.has(o.key))
-      found.set(o.key, { pid, how, object: o.desc, inTree: describeHolder(h) });
+    if (!found.has(o.key)) {
+      const namespace = o.key.startsWith('ns ');
+      found.set(o.key, { pid, how, object: o.desc, inTree: describeHolder(h), namespace });
+    }
   };
   for (const p of scanProcesses()) {
     if (inTree.has(p.pid) || p.pid === process.pid) continue;
@@ -387,8 +393,41 @@ export function checkLeaks(
 ): CheckedTree {
   const tree = collectTreeObjects(pids, mapsOf, undefined, ns);
   const leaks = findLeaks(pids, tree);
-  reportLeaks(leaks, container, log, '');
+  // The process that started a container (`unshare --fork`, waiting for
+  // its init) is in the namespaces it made: the restored container gets
+  // namespaces of its own, which nothing else needs.
+  const launcher = container ? launcherOf(pids[0]!) : undefined;
+  const byLauncher = (l: Leak) => l.namespace === true && l.pid === launcher;
+  const launched = leaks.filter(byLauncher);
+  if (launched.length > 0) {
+    log.warn(
+      `pid ${launcher} (${commOf(launcher!)}), which started the container, also holds ${launched.map((l) => l.object).join(', ')}; the restored container gets namespaces of its own`,
+    );
+  }
+  reportLeaks(
+    leaks.filter((l) => !byLauncher(l)),
+    container,
+    log,
+    '',
+  );
   return { ...tree, leaks };
+}
+
+/** The parent of a container's init, if it is still its parent (not reparented to an init or subreaper). */
+function launcherOf(init: number): number | undefined {
+  try {
+    return readStatus(init).ppid || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function commOf(pid: number): string {
+  try {
+    return readComm(pid);
+  } catch {
+    return '?';
+  }
 }
 
 /** The objects {@link checkLeaks} found, and the leaks it reported (subtrees go on with warnings). */

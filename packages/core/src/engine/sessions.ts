@@ -163,6 +163,10 @@ export function planSessions(
     if (plan.sessions.has(e.pgid) || plan.groups.has(e.pgid)) continue;
     if (!byPid.has(e.ppid)) continue; // the root: in a group outside the image
     if (!opts.container && scan().some((p) => p.pgid === e.pgid)) continue; // joined as it is
+    // The container's init's own group outside it (a container `unshare
+    // --fork` started, where the init and its children kept unshare's
+    // group): they stay together in whatever group the init gets.
+    if (e.nsPgid === 0 && e.pgid === tree[0]?.pgid) continue;
     if (e.nsPgid === 0) {
       throw unsupported(e.pid, `its process group ${e.pgid} is outside the container`);
     }
@@ -230,6 +234,8 @@ export function restoreGroups(
       log.warn(
         `pid ${t.pid}: process group ${pgid} is in another session; it stays in ${now.pgrp}`,
       );
+      // The root's descendants of that group follow it (created in its session).
+      if (t === tasks[0]) regrouped.set(t.entry.pgid, now.pgrp);
       continue;
     }
     if (!inImage.has(t.entry.pgid) && !created.has(pgid) && !groupExists(pgid)) {
