@@ -131,6 +131,54 @@ describe('a restored process continues with its state intact', () => {
     }
   });
 
+  it('a file replaced while the process was gone is named in a warning; one appended to is not (sweep 10)', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-replaced-'));
+    const file = path.join(dir, 'data');
+    const lines = (prefix: string) =>
+      Array.from({ length: 100 }, (_, i) => `${prefix}${String(i).padStart(4, '0')}\n`).join('');
+    fs.writeFileSync(file, lines('old'));
+    const reader = `import os, time\nfd = os.open(${JSON.stringify(file)}, os.O_RDONLY)\nos.read(fd, 8)\nwhile True: time.sleep(1)`;
+    const pid = Number(ckptOk(['run', '--', 'python3', '-c', reader]).trim());
+    try {
+      waitFor('the file open', () =>
+        fs.readdirSync(`/proc/${pid}/fd`).some((fd) => {
+          try {
+            return fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === file;
+          } catch {
+            return false;
+          }
+        }),
+      );
+      const img = imagePath();
+      ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+      waitFor('the process gone', () => !isAlive(pid));
+      // Appended to: the same file, no warning.
+      fs.appendFileSync(file, 'more\n');
+      const same = ckpt(['restart', img, '-d']);
+      expect(same.code, same.stderr).toBe(0);
+      expect(same.stderr).not.toContain('is not the file');
+      process.kill(pid, 'SIGKILL');
+      waitFor('the restored process gone', () => !isAlive(pid));
+      // Replaced (mv and a new file): the warning names it.
+      fs.renameSync(file, `${file}.old`);
+      fs.writeFileSync(file, lines('new'));
+      const other = ckpt(['restart', img, '-d']);
+      expect(other.code, other.stderr).toBe(0);
+      expect(other.stderr).toMatch(
+        new RegExp(
+          `pid ${pid}: ${file} is not the file it had open at checkpoint \\(replaced since: inode \\d+, now \\d+\\); it reopens the file there now, at offset 8`,
+        ),
+      );
+    } finally {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('--frozen leaves the restored process stopped', () => {
     const f = start('counter');
     while (f.count!() < 3) sleepSync(20);

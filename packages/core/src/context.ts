@@ -180,6 +180,13 @@ export class RestartCtx extends CkptCtx {
    */
   readonly terminalModes = new Map<number, Buffer>();
 
+  /**
+   * The image was made on this machine since it last booted: device and
+   * inode numbers still name the files they named at checkpoint (a file
+   * handler may tell a file replaced meanwhile from the one saved).
+   */
+  sameBoot = false;
+
   constructor(
     readonly reader: ImageReader,
     opts: CtxOptions,

@@ -80,7 +80,17 @@ export function makeHeader(opts: { archId: number; nsig: number; uflags?: bigint
     release: os.release().slice(0, 64),
     version: os.version().slice(0, 64),
     machine: os.machine().slice(0, 64),
+    bootId: bootId(),
   };
+}
+
+/** This boot's id (/proc/sys/kernel/random/boot_id); '' where the kernel does not show it. */
+export function bootId(): string {
+  try {
+    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim().slice(0, 40);
+  } catch {
+    return '';
+  }
 }
 
 /** Write the header record. */

@@ -102,6 +102,8 @@ export function savePathFile(
     pos: file.info.pos,
     rdevMajor: type === PathType.CHR ? major(file.stat.rdev) : 0,
     rdevMinor: type === PathType.CHR ? minor(file.stat.rdev) : 0,
+    dev: BigInt(file.stat.dev),
+    ino: BigInt(file.stat.ino),
   });
 }
 
@@ -119,7 +121,7 @@ function typeOf(s: Stats): number | undefined {
  * or a device in its place could block the task or talk to hardware. The
  * path is looked up through /proc/PID/root, i.e. as the task sees it.
  */
-function checkStillSame(task: RestartTask, rec: FileName): void {
+function checkStillSame(ctx: RestartCtx, task: RestartTask, rec: FileName): void {
   const what = PATH_TYPE_NAMES[rec.type] ?? `type ${rec.type}`;
   let s: Stats;
   // Outside the try: asking for the pid completes a background round trip,
@@ -155,6 +157,17 @@ function checkStillSame(task: RestartTask, rec: FileName): void {
       },
     );
   }
+  // Replaced since (mv and a new file, an editor's save): the task reads
+  // on in another file. Only on the same boot do the numbers still tell.
+  if (
+    ctx.sameBoot &&
+    rec.type === PathType.REGULAR &&
+    (BigInt(s.dev) !== rec.dev || BigInt(s.ino) !== rec.ino)
+  ) {
+    ctx.log.warn(
+      `pid ${task.savedPid}: ${rec.path} is not the file it had open at checkpoint (replaced since: inode ${rec.ino}, now ${s.ino}); it reopens the file there now, at offset ${rec.pos}`,
+    );
+  }
 }
 
 /**
@@ -181,7 +194,7 @@ function renumberProcPath(task: RestartTask, rec: FileName): FileName {
  */
 export function reopenPathFile(ctx: RestartCtx, task: RestartTask, seek: boolean): number {
   const rec = renumberProcPath(task, ctx.read(fileNameRecord));
-  checkStillSame(task, rec);
+  checkStillSame(ctx, task, rec);
   let fd: number;
   try {
     fd = openInTask(task, rec.path, rec.flags);

@@ -110,6 +110,9 @@ export const fileNameRecord = defineRecord(
     /** Device numbers, for a device. */
     rdevMajor: u32(),
     rdevMinor: u32(),
+    /** The file's identity at checkpoint (st_dev, st_ino): on the same boot, restart tells a replaced file. */
+    dev: u64(),
+    ino: u64(),
   },
 );
 

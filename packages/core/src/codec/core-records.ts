@@ -41,6 +41,8 @@ export const headerRecord = defineRecord(RecordType.HEADER, 'header', 'image hea
   release: str(64),
   version: str(64),
   machine: str(64),
+  /** /proc/sys/kernel/random/boot_id at checkpoint: restart on the same boot may compare device and inode numbers. */
+  bootId: str(40),
 });
 
 /** Architecture capabilities, right after the header. */

@@ -14,7 +14,7 @@ import { ImageReader } from '../codec/reader.js';
 import { RestartCtx } from '../context.js';
 import { asCkptError, CkptError } from '../errors.js';
 import { CheckpointFlags } from '../flags.js';
-import { readHeader, runningConstants, validateHeader } from '../image.js';
+import { bootId, readHeader, runningConstants, validateHeader } from '../image.js';
 import { unfreezeTask } from '../kernel/freeze.js';
 import type { Logger, Progress } from '../log.js';
 import type { Registry } from '../registry.js';
@@ -91,6 +91,7 @@ export function restart(opts: RestartOptions): RestartResult {
     uflags: header.uflags,
   });
   ctx.inheritFds = opts.inheritFds ?? new Map();
+  ctx.sameBoot = header.bootId !== '' && header.bootId === bootId();
   try {
     validateHeader(header, { archId: arch.archId, constants: runningConstants(arch.nsig) });
   } catch (e) {
