@@ -297,14 +297,52 @@ describe('an established TCP connection', () => {
     expect(result(dir)).toEqual(EXPECTED);
   });
 
-  it('being closed is refused, naming its state, and the program goes on', () => {
+  it('closed by its peer (close-wait) comes back with its unread bytes, then the end of file', () => {
+    const dir = tmpDir('ckpt-tcp-closewait-');
+    // A server whose client sends a line and closes before the server reads.
+    const script = [
+      'import os, socket, sys, time',
+      `d = ${JSON.stringify(dir)}`,
+      'srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)',
+      'open(d + "/port.tmp", "w").write(str(srv.getsockname()[1])); os.rename(d + "/port.tmp", d + "/port")',
+      'a, _ = srv.accept()',
+      'while not os.path.exists(d + "/go"): time.sleep(0.05)',
+      'got = []',
+      'while True:',
+      '    b = a.recv(100)',
+      '    if not b: break',
+      '    got.append(b.decode())',
+      'open(d + "/res.tmp", "w").write("|".join(got) + "|EOF"); os.rename(d + "/res.tmp", d + "/res")',
+      'time.sleep(1000)',
+    ].join('\n');
+    const pid = Number(ckptOk(['run', '--', 'python3', '-c', script]).trim());
+    leftovers.push(pid);
+    waitFor('the port', () => fs.existsSync(path.join(dir, 'port')), 10_000);
+    const port = fs.readFileSync(path.join(dir, 'port'), 'utf8');
+    const client = `import socket; s = socket.create_connection(("127.0.0.1", ${port})); s.sendall(b"bye"); s.close()`;
+    expect(spawnSync('python3', ['-c', client]).status).toBe(0);
+    waitFor('close-wait', () =>
+      spawnSync('ss', ['-tan', 'state', 'close-wait'], { encoding: 'utf8' }).stdout.includes(
+        `:${port} `,
+      ),
+    );
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+    waitFor('the process to die', () => !isAlive(pid));
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
+    fs.writeFileSync(path.join(dir, 'go'), '');
+    waitFor('the result', () => fs.existsSync(path.join(dir, 'res')), 10_000);
+    expect(fs.readFileSync(path.join(dir, 'res'), 'utf8')).toBe('bye|EOF');
+  });
+
+  it('being closed by the program itself (fin-wait) is refused, naming its state, and the program goes on', () => {
     const dir = tmpDir('ckpt-tcp-closing-');
-    // The peer closes at once; the program keeps its end open (close-wait).
+    // The program shuts its own end of a connection to itself (fin-wait-2).
     const script = [
       'import os, socket, time',
       `d = ${JSON.stringify(dir)}`,
       'srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)',
-      'c = socket.create_connection(srv.getsockname()); a, _ = srv.accept(); c.close()',
+      'c = socket.create_connection(srv.getsockname()); a, _ = srv.accept(); c.shutdown(socket.SHUT_WR)',
       'open(d + "/ready", "w").close()',
       'time.sleep(1000)',
     ].join('\n');
@@ -313,7 +351,7 @@ describe('an established TCP connection', () => {
     waitFor('the program to be ready', () => fs.existsSync(path.join(dir, 'ready')), 10_000);
     const r = ckpt(['checkpoint', String(pid), '-o', tmpImage(), '--kill']);
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(/close-wait\) is being set up or closed; only established TCP/);
+    expect(r.stderr).toMatch(/\(fin-wait2\) is being set up or closed; only established TCP/);
     expect(isAlive(pid)).toBe(true);
   });
 });

@@ -400,37 +400,48 @@ export const FILE_TCP = 323;
  * addresses, sequence numbers, queues, the options agreed at the handshake
  * and its windows, and the socket options a program commonly sets.
  */
-export const fileTcpRecord = defineRecord(FILE_TCP, 'file_tcp', 'established TCP connection', {
-  /** AF_INET or AF_INET6. */
-  family: u32(),
-  /** O_NONBLOCK (and the access mode, always read-write). */
-  flags: u32('octal'),
-  /** Own and peer address, raw sockaddr. */
-  addr: bytes(128),
-  peer: bytes(128),
-  /** Sequence number after the last byte queued to send, and after the last received. */
-  sendSeq: u32('hex'),
-  recvSeq: u32('hex'),
-  mss: u32(),
-  /** tcpi_options: timestamps 1, SACK 2, window scaling 4. */
-  options: u32('hex'),
-  sendWscale: u8(),
-  recvWscale: u8(),
-  /** The connection's timestamp clock then. */
-  timestamp: u32(),
-  /** struct tcp_repair_window, raw. */
-  window: bytes(32),
-  /** SO_REUSEADDR (an accepted connection inherits its listener's; repair mode hides it from socketOptions). */
-  reuseAddr: bool(),
-  /** How many bytes at the end of sendQueue were never sent (sent after repair mode at restart). */
-  sendUnsent: u32(),
-  /** Bytes sent and not acknowledged, then bytes not sent yet. */
-  sendQueue: bytes(1 << 26),
-  /** Bytes received and not read yet. */
-  recvQueue: bytes(1 << 26),
-  /** Int options that differ from a new socket's (TCP_NODELAY, keepalive, IP_TOS, TCP_USER_TIMEOUT...; not the buffer sizes). */
-  socketOptions: array(struct({ level: u32(), name: u32(), value: i32() }), 256),
-});
+export const fileTcpRecord = defineRecord(
+  FILE_TCP,
+  'file_tcp',
+  'established TCP connection (or one its peer closed)',
+  {
+    /** AF_INET or AF_INET6. */
+    family: u32(),
+    /** O_NONBLOCK (and the access mode, always read-write). */
+    flags: u32('octal'),
+    /** Own and peer address, raw sockaddr. */
+    addr: bytes(128),
+    peer: bytes(128),
+    /** Sequence number after the last byte queued to send, and after the last received. */
+    sendSeq: u32('hex'),
+    recvSeq: u32('hex'),
+    mss: u32(),
+    /** tcpi_options: timestamps 1, SACK 2, window scaling 4. */
+    options: u32('hex'),
+    sendWscale: u8(),
+    recvWscale: u8(),
+    /** The connection's timestamp clock then. */
+    timestamp: u32(),
+    /** struct tcp_repair_window, raw. */
+    window: bytes(32),
+    /** SO_REUSEADDR (an accepted connection inherits its listener's; repair mode hides it from socketOptions). */
+    reuseAddr: bool(),
+    /** How many bytes at the end of sendQueue were never sent (sent after repair mode at restart). */
+    sendUnsent: u32(),
+    /** Bytes sent and not acknowledged, then bytes not sent yet. */
+    sendQueue: bytes(1 << 26),
+    /** Bytes received and not read yet. */
+    recvQueue: bytes(1 << 26),
+    /** Int options that differ from a new socket's (TCP_NODELAY, keepalive, IP_TOS, TCP_USER_TIMEOUT...; not the buffer sizes). */
+    socketOptions: array(struct({ level: u32(), name: u32(), value: i32() }), 256),
+    /**
+     * The peer had closed its end (CLOSE_WAIT): `recvSeq` stops before its
+     * FIN, and restart ends reading (SHUT_RD) so that reads give the end of
+     * file after the queued bytes, as they would have.
+     */
+    peerClosed: bool(),
+  },
+);
 
 export const FILE_NETLINK = 324;
 

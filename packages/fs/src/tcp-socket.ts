@@ -55,6 +55,7 @@ import {
   sendUnsent,
   setSocketOption,
   setTcpRepair,
+  shutdownReading,
   socketOption,
   TCP_ESTABLISHED,
   TcpRepair,
@@ -75,6 +76,15 @@ const SO_DOMAIN = 39;
 const SOCK_STREAM = 1;
 const IPPROTO_TCP = 6;
 const O_NONBLOCK = 0o4000;
+/** The peer closed its end (its FIN received), the program has not closed its own. */
+const TCP_CLOSE_WAIT = 8;
+/** Offset of rcv_wup in struct tcp_repair_window (snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup). */
+const REPAIR_WINDOW_RCV_WUP = 16;
+
+/** States restored: established, and closed by the peer only (the end of input to give the program). */
+function isSaved(state: number | undefined): boolean {
+  return state === TCP_ESTABLISHED || state === TCP_CLOSE_WAIT;
+}
 
 /**
  * The TCP state of `file` if it is a TCP socket connected in any state
@@ -90,8 +100,8 @@ function connectionState(file: FileInfo): number | undefined {
 /** Why `file`, a TCP connection, cannot be saved; undefined if it can (or is none). */
 export function whyNotTcp(file: FileInfo): string | undefined {
   const state = connectionState(file);
-  if (state === undefined || state === TCP_ESTABLISHED) return undefined;
-  return `${describeSocket(file.pid, file.target.inode ?? file.stat.ino)} is being set up or closed; only established TCP connections are saved`;
+  if (state === undefined || isSaved(state)) return undefined;
+  return `${describeSocket(file.pid, file.target.inode ?? file.stat.ino)} is being set up or closed; only established TCP connections (and those only the peer closed) are saved`;
 }
 
 /** The bytes at the end of a saved send queue that were never sent. */
@@ -105,10 +115,17 @@ function unsentPart(rec: { sendQueue: Buffer; sendUnsent: number }): Buffer {
  * again after. `unsent`, bytes the connection had never sent, then go out
  * as the program's send would have sent them.
  */
-function endRepair(fd: number, mode: number, reuseAddr: boolean, unsent?: Buffer): void {
+function endRepair(
+  fd: number,
+  mode: number,
+  reuseAddr: boolean,
+  unsent?: Buffer,
+  peerClosed = false,
+): void {
   try {
     setTcpRepair(fd, mode);
     if (reuseAddr) setSocketOption(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    if (peerClosed) shutdownReading(fd);
     if (unsent?.length) sendUnsent(fd, unsent);
   } finally {
     closeSync(fd);
@@ -125,13 +142,25 @@ function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
     reuseAddr = socketOption(fd, SOL_SOCKET, SO_REUSEADDR) !== 0;
     setTcpRepair(fd, TcpRepair.ON);
     repairing = true;
-    if (tcpStateOf(fd) !== TCP_ESTABLISHED) {
+    const state = tcpStateOf(fd);
+    if (!isSaved(state)) {
       throw new CkptError('ENOTSUP', `pid ${file.pid} fd ${file.fd}: ${whyNotTcp(file)}`, {
         pid: file.pid,
         fd: file.fd,
       });
     }
     const s = readTcpState(fd);
+    // The peer's FIN took a sequence number after the last byte: restored
+    // without it (repair mode cannot queue a FIN), reading is shut instead.
+    const peerClosed = state === TCP_CLOSE_WAIT;
+    if (peerClosed) {
+      s.recvSeq = (s.recvSeq - 1) >>> 0;
+      // struct tcp_repair_window's rcv_wup may not be after rcv_nxt.
+      s.window = Buffer.from(s.window);
+      if (((s.window.readUInt32LE(REPAIR_WINDOW_RCV_WUP) - s.recvSeq) | 0) > 0) {
+        s.window.writeUInt32LE(s.recvSeq, REPAIR_WINDOW_RCV_WUP);
+      }
+    }
     conn = { addr: s.addr, peer: s.peer };
     const family = socketOption(fd, SOL_SOCKET, SO_DOMAIN);
     ctx.write(fileTcpRecord, {
@@ -152,6 +181,7 @@ function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
       sendQueue: s.sendQueue,
       recvQueue: s.recvQueue,
       socketOptions: changedSocketOptions(fd, family, SOCK_STREAM, IPPROTO_TCP, { buffers: false }),
+      peerClosed,
     });
   } catch (e) {
     if (repairing) endRepair(fd, TcpRepair.OFF_NO_PROBE, reuseAddr);
@@ -249,7 +279,7 @@ function unlockWhenRestored(ctx: RestartCtx, conn: LockedConnection): void {
 export const tcpSocketFile: FileHandler = {
   kind: 'tcp',
   id: FileKind.TCP,
-  match: (f) => connectionState(f) === TCP_ESTABLISHED,
+  match: (f) => isSaved(connectionState(f)),
   checkpoint(ctx, _task, file) {
     checkpointTcp(ctx, file);
   },
@@ -319,7 +349,7 @@ export const tcpSocketFile: FileHandler = {
       // SO_REUSEADDR too: without it, the port stays taken for a minute
       // after the connection closes (TIME_WAIT), and the program's
       // listener could not bind it again.
-      (c) => endRepair(c, TcpRepair.OFF, rec.reuseAddr, unsentPart(rec)),
+      (c) => endRepair(c, TcpRepair.OFF, rec.reuseAddr, unsentPart(rec), rec.peerClosed),
       (c) => closeSync(c),
     );
     return fd;

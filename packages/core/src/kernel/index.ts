@@ -124,6 +124,7 @@ export {
   peekSocket,
   setInterfaceFlags,
   setSocketOption,
+  shutdownReading,
   socketName,
   socketOption,
   socketOptionBytes,

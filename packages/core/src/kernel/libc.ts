@@ -174,6 +174,7 @@ function bind() {
     attrSetSigDefault: () =>
       lib.func('int posix_spawnattr_setsigdefault(void *attr, void *sigset)'),
     socket: () => lib.func('int socket(int domain, int type, int protocol)'),
+    shutdown: () => lib.func('int shutdown(int fd, int how)'),
     send: () => lib.func('long send(int fd, void *buf, ulong len, int flags)'),
     recv: () => lib.func('long recv(int fd, void *buf, ulong len, int flags)'),
     getsockname: () => lib.func('int getsockname(int fd, void *addr, void *len)'),

@@ -151,3 +151,14 @@ export function setInterfaceFlags(name: string, flags: number): void {
     }
   });
 }
+
+const SHUT_RD = 0;
+
+/**
+ * No more reading on socket `fd` (shutdown SHUT_RD): reads return end of
+ * file once what is queued is read, as after the peer's FIN.
+ */
+export function shutdownReading(fd: number): void {
+  if (libc().shutdown(fd, SHUT_RD) < 0)
+    throw sysError('shutdown', errno(), 'ending reading on a socket');
+}
