@@ -80,14 +80,20 @@ function expectCountingPast(dir: string, count: number): void {
   expect(n).toEqual(n.map((_, i) => i + 1));
 }
 
+/** The command line of `pid`, '' once it is gone (the shell's short-lived children). */
+function cmdline(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 /** The python3 process running prog.py, a child of `parent`. */
 function programOf(parent: number): number {
   let pid = 0;
   waitFor('the program to start', () => {
-    pid =
-      childrenOf(parent).find((c) =>
-        fs.readFileSync(`/proc/${c}/cmdline`, 'utf8').includes('prog.py'),
-      ) ?? 0;
+    pid = childrenOf(parent).find((c) => cmdline(c).includes('prog.py')) ?? 0;
     return pid !== 0;
   });
   return pid;
@@ -165,9 +171,7 @@ describe('namespaces the tree made', () => {
     });
     const prog = programOf(shell);
     waitFor('the first round', () => fs.existsSync(path.join(dir, 'ready')), 10_000);
-    const sleeper = childrenOf(shell).find((c) =>
-      fs.readFileSync(`/proc/${c}/cmdline`, 'utf8').startsWith('sleep\x001000'),
-    )!;
+    const sleeper = childrenOf(shell).find((c) => cmdline(c).startsWith('sleep\x001000'))!;
     expect(sleeper).toBeGreaterThan(0);
     // Killing the root alone would leave them running (restored or not).
     leftovers.push(shell, prog, sleeper);

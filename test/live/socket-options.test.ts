@@ -5,7 +5,9 @@
  * IP_TOS and a 1 MiB receive buffer, and a listening TCP socket with
  * TCP_DEFER_ACCEPT and TCP_NODELAY. After `--kill` and restart every
  * option reads the same, and a datagram sent to it arrives with its
- * IP_PKTINFO message.
+ * IP_PKTINFO message. Sweep 10: the UDP socket is bound to `lo`
+ * (SO_BINDTODEVICE), and a second one has a classic BPF filter that drops
+ * everything (SO_ATTACH_FILTER); both hold after restart.
  */
 import dgram from 'node:dgram';
 import fs from 'node:fs';
@@ -20,13 +22,20 @@ const { leftovers, tmpDir, tmpImage } = cleanupAfterEach();
 
 /** Writes DIR/port and DIR/before, then answers one datagram by writing DIR/after. */
 const PROGRAM = `
-import json, os, socket, sys
+import ctypes, json, os, socket, struct, sys
 d = sys.argv[1]
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 u.setsockopt(socket.IPPROTO_IP, 8, 1)
 u.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x10)
 u.setsockopt(socket.SOL_SOCKET, 33, 1 << 20)
+u.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b'lo')
 u.bind(('127.0.0.1', 0))
+# A second UDP socket whose classic BPF filter drops everything ("ret #0").
+f = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+drop = ctypes.create_string_buffer(struct.pack('HBBI', 0x06, 0, 0, 0))
+fprog = struct.pack('HxxxxxxQ', 1, ctypes.addressof(drop))
+f.setsockopt(socket.SOL_SOCKET, 26, fprog)  # SO_ATTACH_FILTER
+f.bind(('127.0.0.1', 0)); f.setblocking(False)
 t = socket.socket()
 t.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 5)
 t.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -36,15 +45,21 @@ def state():
             'tos': u.getsockopt(socket.IPPROTO_IP, socket.IP_TOS),
             'rcvbuf': u.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
             'defer': t.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT) > 0,
-            'nodelay': t.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)}
+            'nodelay': t.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY),
+            'device': u.getsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, 16).rstrip(b'\\0').decode()}
 def put(name, value):
     open(d + '/' + name + '.tmp', 'w').write(value); os.rename(d + '/' + name + '.tmp', d + '/' + name)
 put('before', json.dumps(state()))
+put('fport', str(f.getsockname()[1]))
 put('port', str(u.getsockname()[1]))
 data, anc, flags, addr = u.recvmsg(100, 1024)
 out = state()
 out['data'] = data.decode()
 out['cmsg'] = [[level, kind] for level, kind, _ in anc]
+try:
+    f.recv(100); out['filtered'] = False
+except BlockingIOError:
+    out['filtered'] = True
 put('after', json.dumps(out))
 `;
 
@@ -56,18 +71,21 @@ describe('the options of a waiting socket', () => {
     leftovers.push(pid);
     waitFor('the sockets ready', () => fs.existsSync(path.join(dir, 'port')), 10_000);
     const before = JSON.parse(fs.readFileSync(path.join(dir, 'before'), 'utf8'));
-    expect(before).toMatchObject({ pktinfo: 1, tos: 0x10, defer: true, nodelay: 1 });
+    expect(before).toMatchObject({ pktinfo: 1, tos: 0x10, defer: true, nodelay: 1, device: 'lo' });
     const img = tmpImage();
     ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
     waitFor('the program gone', () => !isAlive(pid));
     expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
     const port = Number(fs.readFileSync(path.join(dir, 'port'), 'utf8'));
+    const fport = Number(fs.readFileSync(path.join(dir, 'fport'), 'utf8'));
     const s = dgram.createSocket('udp4');
+    // First to the filtered socket: its filter drops it, as before the checkpoint.
+    await new Promise<void>((resolve) => s.send('dropped', fport, '127.0.0.1', () => resolve()));
     await new Promise<void>((resolve) => s.send('query', port, '127.0.0.1', () => resolve()));
     s.close();
     waitFor('the datagram answered', () => fs.existsSync(path.join(dir, 'after')), 10_000);
     const after = JSON.parse(fs.readFileSync(path.join(dir, 'after'), 'utf8'));
     // IPPROTO_IP 0, IP_PKTINFO 8: the control message dnsmasq needs.
-    expect(after).toEqual({ ...before, data: 'query', cmsg: [[0, 8]] });
+    expect(after).toEqual({ ...before, data: 'query', cmsg: [[0, 8]], filtered: true });
   });
 });

@@ -36,6 +36,9 @@ import {
 } from 'node:fs';
 import { dirname } from 'node:path';
 import {
+  attachSocketFilter,
+  bindToDevice,
+  boundDevice,
   type CheckpointCtx,
   CkptError,
   errnoText,
@@ -44,6 +47,7 @@ import {
   type RestartCtx,
   type RestartTask,
   readableBytes,
+  socketFilter,
   socketName,
   socketOption,
   socketPeer,
@@ -225,7 +229,9 @@ export const listenSocketFile: FileHandler = {
                 socketOption(fd, SOL_SOCKET, SO_PROTOCOL),
               )
             : [],
-        peer: c.listens ? Buffer.alloc(0) : (socketPeer(fd) ?? Buffer.alloc(0)),
+        peer: connectedPeer(fd, family, c.listens),
+        device: family === AF_NETLINK ? '' : boundDevice(fd),
+        filter: savedFilter(file, fd),
       });
     });
   },
@@ -263,6 +269,14 @@ export const listenSocketFile: FileHandler = {
       ),
     );
     const fd = moveAboveTable(task, created, above, what);
+    if (rec.device || rec.filter.length > 0) {
+      // From ckpt's side, before bind: a device-bound socket binds its
+      // address on that device only.
+      withFdCopy(task.pid, fd, (copy) => {
+        if (rec.device) bindToDevice(copy, rec.device);
+        if (rec.filter.length > 0) attachSocketFilter(copy, rec.filter);
+      });
+    }
     const opt = (level: number, name: number, value: bigint) => ({
       name: 'setsockopt' as const,
       args: [fd, level, name, value, 4],
@@ -303,6 +317,30 @@ export const listenSocketFile: FileHandler = {
     return fd;
   },
 };
+
+/**
+ * The peer a datagram socket (UDP, unix) is connected to, empty if none.
+ * Not a netlink socket's: its peer address is the kernel's, always there.
+ */
+function connectedPeer(fd: number, family: number, listens: boolean): Buffer {
+  if (listens || (family !== AF_UNIX && family !== AF_INET && family !== AF_INET6)) {
+    return Buffer.alloc(0);
+  }
+  return socketPeer(fd) ?? Buffer.alloc(0);
+}
+
+/** The classic BPF filter of socket `fd` (a copy of `file`'s); an eBPF one is refused. */
+function savedFilter(file: FileInfo, fd: number): Buffer {
+  const prog = socketFilter(fd);
+  if (prog === 'ebpf') {
+    throw new CkptError(
+      'ENOTSUP',
+      `pid ${file.pid} fd ${file.fd}: an eBPF program is attached to its socket (SO_ATTACH_BPF), which cannot be read back`,
+      { pid: file.pid, fd: file.fd },
+    );
+  }
+  return prog;
+}
 
 /**
  * Connect the restored datagram socket `fd` to its saved peer, if it had

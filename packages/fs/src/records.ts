@@ -304,6 +304,10 @@ export const fileSocketRecord = defineRecord(
      * connected to again after bind; empty: none.
      */
     peer: bytes(128),
+    /** The interface it is bound to (SO_BINDTODEVICE), '' if none. */
+    device: str(16),
+    /** Its classic BPF filter (SO_ATTACH_FILTER: struct sock_filter instructions), empty if none. */
+    filter: bytes(1 << 16),
   },
 );
 

@@ -119,12 +119,16 @@ export {
 export { processExists, sendSignal, sendThreadSignal } from './signal.js';
 export { type UnixSocketDiag, unixSockets } from './sock-diag.js';
 export {
+  attachSocketFilter,
   bindSocket,
+  bindToDevice,
+  boundDevice,
   interfaceFlags,
   peekSocket,
   setInterfaceFlags,
   setSocketOption,
   shutdownReading,
+  socketFilter,
   socketName,
   socketOption,
   socketOptionBytes,

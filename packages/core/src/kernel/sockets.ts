@@ -1,6 +1,6 @@
 /** Asking one of ckpt's own socket fds (a copy of a task's) what it is. */
 import { closeSync } from 'node:fs';
-import { errno, libc, sysError } from './libc.js';
+import { addressOf, errno, libc, sysError } from './libc.js';
 
 const SOCKADDR_MAX = 128;
 
@@ -161,4 +161,65 @@ const SHUT_RD = 0;
 export function shutdownReading(fd: number): void {
   if (libc().shutdown(fd, SHUT_RD) < 0)
     throw sysError('shutdown', errno(), 'ending reading on a socket');
+}
+
+const SOL_SOCKET_LEVEL = 1;
+const SO_BINDTODEVICE = 25;
+/** SO_ATTACH_FILTER to set; SO_GET_FILTER (the same number) to read. */
+const SO_ATTACH_FILTER = 26;
+/** sizeof(struct sock_filter): code u16, jt u8, jf u8, k u32. */
+const SOCK_FILTER_SIZE = 8;
+const EACCES = 13;
+
+/** The interface socket `fd` is bound to (SO_BINDTODEVICE), '' if none. */
+export function boundDevice(fd: number): string {
+  const name = socketOptionBytes(
+    fd,
+    SOL_SOCKET_LEVEL,
+    SO_BINDTODEVICE,
+    'reading SO_BINDTODEVICE',
+    16,
+  );
+  const nul = name.indexOf(0);
+  return name.toString('latin1', 0, nul < 0 ? name.length : nul);
+}
+
+/** Bind socket `fd` to interface `name` (SO_BINDTODEVICE). */
+export function bindToDevice(fd: number, name: string): void {
+  const v = Buffer.from(`${name}\0`, 'latin1');
+  if (libc().setsockopt(fd, SOL_SOCKET_LEVEL, SO_BINDTODEVICE, v, v.length) < 0) {
+    throw sysError('setsockopt', errno(), `binding a socket to interface ${name}`);
+  }
+}
+
+/**
+ * The classic BPF filter attached to socket `fd` (SO_GET_FILTER: its
+ * struct sock_filter instructions), an empty buffer if none, or 'ebpf'
+ * for an eBPF program (SO_ATTACH_BPF), which cannot be read back.
+ */
+export function socketFilter(fd: number): Buffer | 'ebpf' {
+  // The kernel counts this option's length in instructions, not bytes.
+  const len = Buffer.alloc(4);
+  if (libc().getsockopt(fd, SOL_SOCKET_LEVEL, SO_ATTACH_FILTER, null, len) < 0) {
+    if (errno() === EACCES) return 'ebpf';
+    throw sysError('getsockopt', errno(), 'reading a socket filter');
+  }
+  const count = len.readUInt32LE(0);
+  if (count === 0) return Buffer.alloc(0);
+  const prog = Buffer.alloc(count * SOCK_FILTER_SIZE);
+  if (libc().getsockopt(fd, SOL_SOCKET_LEVEL, SO_ATTACH_FILTER, prog, len) < 0) {
+    throw sysError('getsockopt', errno(), 'reading a socket filter');
+  }
+  return prog;
+}
+
+/** Attach the classic BPF filter `prog` (struct sock_filter instructions) to socket `fd`. */
+export function attachSocketFilter(fd: number, prog: Buffer): void {
+  // struct sock_fprog: the instruction count (u16), then a pointer.
+  const fprog = Buffer.alloc(16);
+  fprog.writeUInt16LE(prog.length / SOCK_FILTER_SIZE, 0);
+  fprog.writeBigUInt64LE(addressOf(prog), 8);
+  if (libc().setsockopt(fd, SOL_SOCKET_LEVEL, SO_ATTACH_FILTER, fprog, fprog.length) < 0) {
+    throw sysError('setsockopt', errno(), 'attaching a socket filter');
+  }
 }
