@@ -423,34 +423,43 @@ function sessionListing(sid: number): string {
   return `session ${sid}:\n${rows.join('\n')}`;
 }
 
+/**
+ * `script` running `bash -c LOOP` on a new pty, its typescript in a fresh
+ * `log`; `lines()` are the log's lines that match `pattern`. script runs
+ * its command with $SHELL -c (sh when unset, as under CI, and dash does
+ * not exec the command): with bash, bash -c execs the loop, so script's
+ * child is the loop's shell whatever the caller's env.
+ */
+function startScript(loop: string, pattern: RegExp) {
+  const log = path.join(tmpDir('ckpt-script-'), 'log');
+  const pid = Number(
+    ckptOk([
+      'run',
+      '--',
+      'env',
+      'SHELL=/bin/bash',
+      'script',
+      '-qfc',
+      `bash -c '${loop}'`,
+      log,
+    ]).trim(),
+  );
+  leftovers.push(pid, -pid);
+  const lines = () =>
+    fs.existsSync(log)
+      ? fs
+          .readFileSync(log, 'utf8')
+          .split(/\r?\n/)
+          .filter((l) => pattern.test(l))
+      : [];
+  return { pid, lines };
+}
+
 describe('script (a pseudo-terminal)', () => {
   it('the shell on its pty counts on after a restart, with its window size and controlling terminal', () => {
-    const log = path.join(tmpDir('ckpt-script-'), 'log');
     const loop =
       'sleep 1000 & stty cols 123 rows 45; i=0; while :; do i=$((i+1)); echo "$i $(stty size)"; sleep 0.1; done';
-    // script runs its command with $SHELL -c (sh when unset, as under CI,
-    // and dash does not exec the command): with bash, bash -c execs the
-    // loop, so script's child is the loop's shell whatever the caller's env.
-    const pid = Number(
-      ckptOk([
-        'run',
-        '--',
-        'env',
-        'SHELL=/bin/bash',
-        'script',
-        '-qfc',
-        `bash -c '${loop}'`,
-        log,
-      ]).trim(),
-    );
-    leftovers.push(pid, -pid);
-    const lines = () =>
-      fs.existsSync(log)
-        ? fs
-            .readFileSync(log, 'utf8')
-            .split(/\r?\n/)
-            .filter((l) => /^\d+ /.test(l))
-        : [];
+    const { pid, lines } = startScript(loop, /^\d+ /);
     waitFor('counting on the pty', () => lines().length >= 5, 20_000);
     const [shell] = childrenOf(pid);
     if (shell === undefined) throw new Error(`script (pid ${pid}) has no child`);
@@ -488,29 +497,9 @@ describe('script (a pseudo-terminal)', () => {
     expect(terminalOf(member).tty).toBe(after.tty);
   });
   it('a program talking to its terminal through /dev/tty (emacs -nw in screen) keeps it', () => {
-    const log = path.join(tmpDir('ckpt-devtty-'), 'log');
     const loop =
       'exec 4<>/dev/tty; i=0; while :; do i=$((i+1)); echo "tty $i $(stty size <&4)" >&4; sleep 0.1; done';
-    const pid = Number(
-      ckptOk([
-        'run',
-        '--',
-        'env',
-        'SHELL=/bin/bash',
-        'script',
-        '-qfc',
-        `bash -c '${loop}'`,
-        log,
-      ]).trim(),
-    );
-    leftovers.push(pid, -pid);
-    const lines = () =>
-      fs.existsSync(log)
-        ? fs
-            .readFileSync(log, 'utf8')
-            .split(/\r?\n/)
-            .filter((l) => /^tty \d+ /.test(l))
-        : [];
+    const { pid, lines } = startScript(loop, /^tty \d+ /);
     waitFor('counting through /dev/tty', () => lines().length >= 5, 20_000);
     const [shell] = childrenOf(pid);
     if (shell === undefined) throw new Error(`script (pid ${pid}) has no child`);
