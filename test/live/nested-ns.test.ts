@@ -232,6 +232,28 @@ describe('namespaces restart would not make the same', () => {
     expect(isAlive(pid)).toBe(true);
   });
 
+  it('the process that started the root in its namespace (unshare --fork) is only warned about, and the root comes back in a new one', () => {
+    const launcher = Number(
+      ckptOk(['run', '--', 'unshare', '--fork', '-n', 'sleep', '1000']).trim(),
+    );
+    leftovers.push(launcher);
+    let pid = 0;
+    waitFor('the sleeper', () => {
+      pid = childrenOf(launcher).find((c) => cmdline(c).startsWith('sleep\x00')) ?? 0;
+      return pid !== 0;
+    });
+    leftovers.push(pid);
+    const img = tmpImage();
+    const r = ckpt(['checkpoint', String(pid), '-o', img, '--kill']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(
+      new RegExp(`pid ${launcher} outside the checkpointed tree also holds the net namespace`),
+    );
+    waitFor('the sleeper gone', () => procState(pid) === undefined);
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
+    expect(namespaceOf(pid, 'net')).not.toBe(namespaceOf('self', 'net'));
+  });
+
   it('a namespace a process outside the tree also holds is refused, naming the process', () => {
     const pid = Number(ckptOk(['run', '--', 'unshare', '-n', 'sleep', '1000']).trim());
     leftovers.push(pid);
