@@ -18,7 +18,7 @@ import { describe, expect, it } from 'vitest';
 import { ckpt, ckptOk } from '../support/ckpt.js';
 import { isAlive, procState } from '../support/fixtures.js';
 import { cleanupAfterEach } from '../support/live.js';
-import { waitFor } from '../support/procs.js';
+import { childrenOf, waitFor } from '../support/procs.js';
 
 const { leftovers, tmpDir, tmpImage } = cleanupAfterEach();
 
@@ -206,5 +206,88 @@ while True:
       sock.on('error', fail);
     });
     expect(answer).toBe('hello\n');
+  });
+});
+
+describe('sweep 11', () => {
+  it('a datagram socket connected to a bound socket of the tree is connected to it again, not made a pair (smbd)', () => {
+    const dir = tmpDir('ckpt-dgram-tree-');
+    const sock = path.join(dir, 'a.sock');
+    const log = path.join(dir, 'received');
+    // The parent binds and receives; its child connects by name and sends.
+    const program = `
+import os, socket, sys, time
+a = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); a.bind(sys.argv[1])
+if os.fork() == 0:
+    b = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); b.connect(sys.argv[1])
+    n = 0
+    while True:
+        n += 1; b.send(b'%d' % n); time.sleep(0.05)
+out = open(sys.argv[2], 'a', buffering=1)
+while True:
+    out.write(a.recv(100).decode() + '\\n')
+`;
+    const pid = python(dir, 'pair', program, [sock, log]);
+    waitFor('a few datagrams', () => fs.existsSync(log) && numbers(log).length > 3);
+    const [child] = childrenOf(pid);
+    leftovers.push(child!);
+    const fdsBefore = fs.readdirSync(`/proc/${child}/fd`).length;
+    const before = numbers(log).length;
+    killAndRestart(pid);
+    expectCountingPast(log, before);
+    expect(fs.readdirSync(`/proc/${child}/fd`)).toHaveLength(fdsBefore);
+  });
+
+  it('SO_PASSCRED of a unix and of a netlink socket is kept (avahi-daemon)', () => {
+    const dir = tmpDir('ckpt-passcred-');
+    const program = `
+import os, socket, sys, time
+u = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); u.bind(sys.argv[1] + '/u.sock')
+u.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+n = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0); n.bind((0, 0))
+n.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+while True:
+    v = '%d %d' % (u.getsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED), n.getsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED))
+    open(sys.argv[1] + '/v.tmp', 'w').write(v); os.rename(sys.argv[1] + '/v.tmp', sys.argv[1] + '/v')
+    time.sleep(0.05)
+`;
+    const pid = python(dir, 'passcred', program, [dir]);
+    const value = () => fs.readFileSync(path.join(dir, 'v'), 'utf8');
+    waitFor('the values', () => fs.existsSync(path.join(dir, 'v')));
+    expect(value()).toBe('1 1');
+    killAndRestart(pid);
+    fs.rmSync(path.join(dir, 'v'));
+    waitFor('the values after restart', () => fs.existsSync(path.join(dir, 'v')));
+    expect(value()).toBe('1 1');
+  });
+
+  it('a listening unix socket bound before chroot() keeps its file (openntpd)', async () => {
+    const dir = tmpDir('ckpt-chroot-');
+    fs.mkdirSync(path.join(dir, 'x'));
+    fs.mkdirSync(path.join(dir, 'jail'));
+    const sock = path.join(dir, 'x', 'ctl.sock');
+    const program = `
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.bind(sys.argv[1]); s.listen(5)
+os.chroot(sys.argv[2]); os.chdir('/')
+while True:
+    c, _ = s.accept(); c.sendall(b'pong'); c.close()
+`;
+    const pid = python(dir, 'chrooted', program, [sock, path.join(dir, 'jail')]);
+    const ask = () =>
+      new Promise<string>((ok, fail) => {
+        const c = net.connect(sock);
+        let got = '';
+        c.on('data', (d) => {
+          got += d;
+        });
+        c.on('end', () => ok(got));
+        c.on('error', fail);
+      });
+    waitFor('the chroot', () => fs.readlinkSync(`/proc/${pid}/root`) === path.join(dir, 'jail'));
+    expect(await ask()).toBe('pong');
+    killAndRestart(pid);
+    expect(fs.existsSync(sock)).toBe(true);
+    expect(await ask()).toBe('pong');
   });
 });

@@ -27,11 +27,12 @@
  */
 import {
   chmodSync,
-  existsSync,
+  closeSync,
   lstatSync,
   readdirSync,
   readFileSync,
   renameSync,
+  statSync,
   unlinkSync,
 } from 'node:fs';
 import { dirname } from 'node:path';
@@ -41,9 +42,11 @@ import {
   boundDevice,
   type CheckpointCtx,
   CkptError,
+  connectSocket,
   errnoText,
   type FileHandler,
   type FileInfo,
+  grabFd,
   type RestartCtx,
   type RestartTask,
   readableBytes,
@@ -81,6 +84,8 @@ const UNIX_STREAM = 1;
 const UNIX_SEQPACKET = 5;
 /** Offset of sun_path in a sockaddr_un. */
 const SUN_PATH = 2;
+/** sizeof(sun_path), its NUL included. */
+const SUN_PATH_MAX = 108;
 
 type Classification =
   | {
@@ -206,8 +211,7 @@ export const listenSocketFile: FileHandler = {
       // take a port and make the program's own bind() fail later.
       const addr = isUnbound(family, name) ? Buffer.alloc(0) : name;
       const path = family === AF_UNIX ? unixPath(addr) : '';
-      const now = path ? socketFileNow(file, path) : '';
-      const mode = now ? lstatSync(`/proc/${file.pid}/root${now}`).mode & 0o7777 : 0;
+      const { file: now, mode } = path ? socketFileNow(file, path) : { file: '', mode: 0 };
       ctx.write(fileSocketRecord, {
         family,
         type: socketOption(fd, SOL_SOCKET, SO_TYPE),
@@ -221,7 +225,7 @@ export const listenSocketFile: FileHandler = {
         mode,
         file: now,
         options:
-          family === AF_INET || family === AF_INET6
+          family === AF_INET || family === AF_INET6 || family === AF_UNIX
             ? changedSocketOptions(
                 fd,
                 family,
@@ -344,9 +348,11 @@ function savedFilter(file: FileInfo, fd: number): Buffer {
 
 /**
  * Connect the restored datagram socket `fd` to its saved peer, if it had
- * one. A peer that is not there (no syslog daemon on this machine) leaves
- * it unconnected, with a warning: its sends fail until it connects again,
- * as syslog(3) does on such a failure.
+ * one: from ckpt's side, once every task is restored (the peer may be a
+ * socket of the tree that a later task binds). A peer that is not there
+ * (no syslog daemon on this machine) leaves it unconnected, with a
+ * warning: its sends fail until it connects again, as syslog(3) does on
+ * such a failure.
  */
 function reconnect(
   ctx: RestartCtx,
@@ -356,13 +362,43 @@ function reconnect(
   what: string,
 ): void {
   if (rec.peer.length === 0) return;
-  const [peer] = stage(task, [rec.peer]);
-  const ret = task.sys.call('connect', [fd, peer!, rec.peer.length]);
-  if (ret < 0n) {
-    ctx.log.warn(
-      `pid ${task.savedPid}: ${what}: connecting it again failed (${errnoText(Number(-ret))}); it is left unconnected`,
-    );
-  }
+  const copy = grabFd(task.pid, fd);
+  const pid = task.pid;
+  ctx.deferqueue.add(
+    copy,
+    (c) => {
+      try {
+        const err = connectSocket(c, peerAddress(pid, rec));
+        if (err !== 0) {
+          ctx.log.warn(
+            `pid ${task.savedPid}: ${what}: connecting it again failed (${errnoText(err)}); it is left unconnected`,
+          );
+        }
+      } finally {
+        closeSync(c);
+      }
+    },
+    (c) => closeSync(c),
+  );
+}
+
+/**
+ * The address to connect ckpt's copy to: a unix path as the task sees it
+ * (through /proc/PID/root where its root is not ckpt's: a chroot), any
+ * other address as saved.
+ */
+function peerAddress(pid: number, rec: { family: number; peer: Buffer }): Buffer {
+  const path = rec.family === AF_UNIX ? unixPath(rec.peer) : '';
+  if (!path) return rec.peer;
+  const root = statSync(`/proc/${pid}/root`);
+  const mine = statSync('/');
+  if (root.dev === mine.dev && root.ino === mine.ino) return rec.peer;
+  const seen = Buffer.from(`/proc/${pid}/root${path}\0`);
+  if (seen.length > SUN_PATH_MAX) return rec.peer;
+  const addr = Buffer.alloc(SUN_PATH + seen.length);
+  addr.writeUInt16LE(AF_UNIX, 0);
+  seen.copy(addr, SUN_PATH);
+  return addr;
 }
 
 /** The peer of a connected datagram socket as text: an address, a path, or @name (abstract). */
@@ -388,15 +424,47 @@ function somaxconn(): number {
 }
 
 /**
- * Where the file a unix socket bound at `path` is now (as its task sees
- * it): `path`; another name in the same directory, found by the inode
- * sock_diag reports, when the program renamed it; '' when it removed it.
+ * Where the file a unix socket bound at `path` is now, and its mode:
+ * `path`; another name in the same directory, found by the inode sock_diag
+ * reports, when the program renamed it; '' when it removed it. A socket's
+ * path names the file from the root its program had when it bound it:
+ * that may be ckpt's root where the task is chrooted now (bound before
+ * chroot, as privilege-separated daemons such as openntpd do), and restart
+ * binds it from there (the files come back before the task's root). One
+ * found only inside the task's chroot is refused: restart would bind it
+ * outside.
  */
-function socketFileNow(file: FileInfo, path: string): string {
-  const root = `/proc/${file.pid}/root`;
-  if (existsSync(`${root}${path}`)) return path;
+function socketFileNow(file: FileInfo, path: string): { file: string; mode: number } {
   const ino = unixSockets(file.pid).get(file.target.inode ?? file.stat.ino)?.vfsIno;
-  if (!ino) return '';
+  const taskRoot = `/proc/${file.pid}/root`;
+  const chrooted = !sameFile(statSync(taskRoot), statSync('/'));
+  const inTask = findSocketFile(taskRoot, path, ino);
+  const outside = chrooted ? findSocketFile('', path, ino) : undefined;
+  if (inTask !== undefined && chrooted && outside === undefined) {
+    throw new CkptError(
+      'ENOTSUP',
+      `pid ${file.pid} fd ${file.fd}: unix socket ${path} was bound inside the process's chroot; restart would bind it outside, which is not supported yet`,
+      { pid: file.pid, fd: file.fd, path },
+    );
+  }
+  const [found, root] = outside !== undefined ? [outside, ''] : [inTask, taskRoot];
+  if (found === undefined) return { file: '', mode: 0 };
+  return { file: found, mode: lstatSync(`${root}${found}`).mode & 0o7777 };
+}
+
+function sameFile(a: { dev: number; ino: number }, b: { dev: number; ino: number }): boolean {
+  return a.dev === b.dev && a.ino === b.ino;
+}
+
+/**
+ * The socket file of inode `ino` bound at `path`, under `root`: `path`
+ * itself, or a name in its directory (renamed); undefined if not there.
+ * Without `ino` (sock_diag did not say), whatever is at `path`.
+ */
+function findSocketFile(root: string, path: string, ino: number | undefined): string | undefined {
+  const at = lstatSync(`${root}${path}`, { throwIfNoEntry: false });
+  if (at && (!ino || (at.isSocket() && at.ino === ino))) return path;
+  if (!ino) return undefined;
   const dir = dirname(path);
   try {
     for (const name of readdirSync(`${root}${dir}`)) {
@@ -406,7 +474,7 @@ function socketFileNow(file: FileInfo, path: string): string {
   } catch {
     // The directory went too.
   }
-  return '';
+  return undefined;
 }
 
 /** After bind(): give the socket's file its mode, and its later name or removal (see `file`). */

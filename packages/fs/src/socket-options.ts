@@ -1,6 +1,6 @@
 /**
  * The int socket options a program set on a socket (a bound UDP or
- * listening TCP socket, a TCP connection, a netlink socket): what differs from a new socket
+ * listening TCP socket, a TCP connection, a netlink or unix socket): what differs from a new socket
  * of the same family, type and protocol is saved, and set again on the new
  * one (before it is bound).
  * dnsmasq, for one, drops every query whose IP_PKTINFO it does not get.
@@ -28,8 +28,9 @@ const SO_RCVBUFFORCE = 33;
 /** Options kept, by level (SO_REUSEADDR, SO_REUSEPORT and IPV6_V6ONLY are saved on their own). */
 const SOCKET_OPTIONS = [
   // SO_SNDBUF, SO_RCVBUF, SO_KEEPALIVE, SO_OOBINLINE, SO_BROADCAST, SO_PRIORITY,
-  // SO_RCVLOWAT, SO_TIMESTAMP, SO_TIMESTAMPNS, SO_MARK, SO_RXQ_OVFL, SO_BUSY_POLL
-  [SOL_SOCKET, [7, 8, 9, 10, 6, 12, 18, 29, 35, 36, 40, 46]],
+  // SO_RCVLOWAT, SO_TIMESTAMP, SO_TIMESTAMPNS, SO_MARK, SO_RXQ_OVFL, SO_BUSY_POLL,
+  // SO_PASSCRED, SO_PASSSEC (a unix or netlink socket's sender credentials)
+  [SOL_SOCKET, [7, 8, 9, 10, 6, 12, 18, 29, 35, 36, 40, 46, 16, 34]],
 ] as const;
 const IPV4_OPTIONS = [
   // IP_TOS, IP_TTL, IP_RECVOPTS, IP_RETOPTS, IP_PKTINFO, IP_MTU_DISCOVER, IP_RECVERR,

@@ -226,6 +226,12 @@ export function connectedUnix(
     };
   }
   const peer = diag(ctx, file.pid).get(me.peer);
+  // A datagram socket connected to a bound one that is not connected back
+  // (a client of a server socket of the tree): not a pair, but a socket
+  // connected again by name once every task has its sockets.
+  if (me.type === SOCK_DGRAM && peer?.peer !== ino && me.rqueue === 0 && hasNamedPeer(file)) {
+    return undefined;
+  }
   if (me.type !== SOCK_STREAM && (me.rqueue > 0 || (peer?.rqueue ?? 0) > 0)) {
     return {
       refuse: `unix ${me.type === 2 ? 'datagram' : 'seqpacket'} socket ${ino} has messages queued`,

@@ -123,6 +123,7 @@ export {
   bindSocket,
   bindToDevice,
   boundDevice,
+  connectSocket,
   interfaceFlags,
   peekSocket,
   setInterfaceFlags,

@@ -83,6 +83,11 @@ export function withNewSocket<T>(
   }
 }
 
+/** connect(2) socket `fd` to `addr`: 0, or the errno it failed with. */
+export function connectSocket(fd: number, addr: Buffer): number {
+  return libc().connect(fd, addr, addr.length) === 0 ? 0 : errno();
+}
+
 /** bind(2) socket `fd` to `addr`: 0, or the errno it failed with. */
 export function bindSocket(fd: number, addr: Buffer): number {
   return libc().bind(fd, addr, addr.length) === 0 ? 0 : errno();
