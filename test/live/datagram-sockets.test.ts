@@ -11,6 +11,7 @@
  * comes back. Each program counts what it sends or receives; after
  * `--kill` and restart the count goes on with nothing lost or repeated.
  */
+import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -289,5 +290,50 @@ while True:
     killAndRestart(pid);
     expect(fs.existsSync(sock)).toBe(true);
     expect(await ask()).toBe('pong');
+  });
+
+  it('a UDP socket with datagrams waiting is saved with a warning that they are lost (busy UDP servers)', async () => {
+    const dir = tmpDir('ckpt-udp-waiting-');
+    // Binds, then reads nothing until DIR/go; then logs what arrives.
+    const program = `
+import os, socket, sys, time
+d = sys.argv[1]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 0))
+open(d + '/port.tmp', 'w').write(str(s.getsockname()[1])); os.rename(d + '/port.tmp', d + '/port')
+while not os.path.exists(d + '/go'): time.sleep(0.05)
+out = open(d + '/log', 'a', buffering=1)
+while True:
+    out.write(s.recv(100).decode() + '\\n')
+`;
+    const pid = python(dir, 'udp', program, [dir]);
+    waitFor('the port', () => fs.existsSync(path.join(dir, 'port')));
+    const port = Number(fs.readFileSync(path.join(dir, 'port'), 'utf8'));
+    const send = (text: string) =>
+      new Promise<void>((ok) => {
+        const c = dgram.createSocket('udp4');
+        c.send(text, port, '127.0.0.1', () => {
+          c.close();
+          ok();
+        });
+      });
+    await send('before');
+    const img = tmpImage();
+    const c = ckpt(['checkpoint', String(pid), '-o', img, '--kill']);
+    expect(c.code, c.stderr).toBe(0);
+    expect(c.stderr).toMatch(
+      new RegExp(
+        `UDP socket on 127\\.0\\.0\\.1:${port} has \\d+ bytes of datagrams waiting, which cannot be saved: they are lost`,
+      ),
+    );
+    waitFor('the process to die', () => procState(pid) === undefined);
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
+    fs.writeFileSync(path.join(dir, 'go'), '');
+    await send('after');
+    waitFor(
+      'the datagram after restart',
+      () =>
+        fs.existsSync(path.join(dir, 'log')) &&
+        fs.readFileSync(path.join(dir, 'log'), 'utf8') === 'after\n',
+    );
   });
 });

@@ -16,11 +16,12 @@
  * SO_REUSEPORT, IPV6_V6ONLY, O_NONBLOCK; for an IPv4 or IPv6 socket, the
  * int options the program changed (socket-options.ts: IP_PKTINFO, buffer
  * sizes, TCP_DEFER_ACCEPT...); for a unix socket, the mode of its file.
- * Refused: a UDP or unix datagram socket with datagrams queued (they would
- * be lost), and other connected sockets (see socket-info.ts). Connections
- * waiting to be accepted by a listening socket cannot be saved (nothing
- * can put them back in a queue): a checkpoint that kills the tree warns
- * that their clients get a reset, as when a server restarts. The listen
+ * Refused: a unix datagram socket with datagrams queued (they would be
+ * lost), and other connected sockets (see socket-info.ts). Connections
+ * waiting to be accepted by a listening socket, and datagrams waiting in a
+ * UDP socket, cannot be saved (nothing can put them back as they came): a
+ * checkpoint that kills the tree warns that those clients get a reset, or
+ * that those datagrams are lost, as UDP may lose them. The listen
  * backlog cannot be read back: restart listens with the system's maximum
  * (net.core.somaxconn). The address must be free at restart (the original
  * gone); a unix socket's stale file is replaced.
@@ -90,7 +91,11 @@ const SUN_PATH_MAX = 108;
 type Classification =
   | {
       listens: boolean;
-      /** Connections a listening TCP socket has waiting to be accepted (lost). */
+      /**
+       * What is lost with a checkpoint that kills the tree: connections a
+       * listening TCP socket has waiting to be accepted, or bytes of
+       * datagrams waiting in a UDP socket.
+       */
       pending?: number;
     }
   | { refuse: string }
@@ -135,9 +140,10 @@ function classifyNow(file: FileInfo): Classification {
     if (e.state !== TCP_LISTEN) return undefined;
     return { listens: true, pending: e.rxQueue };
   }
-  // UDP, connected to a peer or not.
-  if (e.rxQueue > 0) return { refuse: `${what()} has ${e.rxQueue} bytes of datagrams queued` };
-  return { listens: false };
+  // UDP, connected to a peer or not. Datagrams waiting in it are not
+  // saved (nothing can put them back as their senders sent them): UDP may
+  // lose datagrams, and its programs live with that (see `pending`).
+  return { listens: false, pending: e.rxQueue };
 }
 
 /**
@@ -200,8 +206,11 @@ export const listenSocketFile: FileHandler = {
       });
     }
     if (c.pending && ctx.leave === 'kill') {
+      const socket = describeSocket(file.pid, file.target.inode ?? file.stat.ino);
       ctx.log.warn(
-        `pid ${file.pid} fd ${file.fd}: ${describeSocket(file.pid, file.target.inode ?? file.stat.ino)} has ${c.pending} connection(s) waiting to be accepted, which cannot be saved: their clients get a reset, as when a server restarts`,
+        c.listens
+          ? `pid ${file.pid} fd ${file.fd}: ${socket} has ${c.pending} connection(s) waiting to be accepted, which cannot be saved: their clients get a reset, as when a server restarts`
+          : `pid ${file.pid} fd ${file.fd}: ${socket} has ${c.pending} bytes of datagrams waiting, which cannot be saved: they are lost, as UDP may lose them`,
       );
     }
     withFdCopy(file.pid, file.fd, (fd) => {
