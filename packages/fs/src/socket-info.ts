@@ -96,6 +96,9 @@ const INET_TABLES: readonly [string, string][] = [
   ['udp6', 'UDP'],
   ['raw', 'raw IP'],
   ['raw6', 'raw IP'],
+  // Datagram sockets of IPPROTO_ICMP (unprivileged ping): not restored yet.
+  ['icmp', 'ICMP datagram'],
+  ['icmp6', 'ICMP datagram'],
 ];
 
 function readNet(pid: number, table: string): string {
