@@ -432,8 +432,11 @@ export class SyscallInjector {
     }
     this.parasite = addr;
     const code = this.stubCode();
-    this.mem.write(addr, code);
+    // The mark first: a ckpt killed between the two writes leaves a page
+    // a later checkpoint still knows as its own (blank or marked), never
+    // one with code and no mark (CI saw one stay for good).
     this.mem.write(addr + 4096n - 8n, PARASITE_MAGIC);
+    this.mem.write(addr, code);
     this.codeUsed = code.length;
     this.syscallAddr = addr;
   }
