@@ -64,6 +64,7 @@ import { reopenFlags } from './flags.js';
 import { FileKind, fileSocketRecord } from './records.js';
 import { describeSocket, sockaddrText, socketEntry } from './socket-info.js';
 import { changedSocketOptions, settingFor } from './socket-options.js';
+import { unixDiag } from './unix-diag.js';
 
 const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
@@ -220,7 +221,7 @@ export const listenSocketFile: FileHandler = {
       // take a port and make the program's own bind() fail later.
       const addr = isUnbound(family, name) ? Buffer.alloc(0) : name;
       const path = family === AF_UNIX ? unixPath(addr) : '';
-      const { file: now, mode } = path ? socketFileNow(file, path) : { file: '', mode: 0 };
+      const { file: now, mode } = path ? socketFileNow(ctx, file, path) : { file: '', mode: 0 };
       ctx.write(fileSocketRecord, {
         family,
         type: socketOption(fd, SOL_SOCKET, SO_TYPE),
@@ -398,10 +399,7 @@ function reconnect(
  */
 function peerAddress(pid: number, rec: { family: number; peer: Buffer }): Buffer {
   const path = rec.family === AF_UNIX ? unixPath(rec.peer) : '';
-  if (!path) return rec.peer;
-  const root = statSync(`/proc/${pid}/root`);
-  const mine = statSync('/');
-  if (root.dev === mine.dev && root.ino === mine.ino) return rec.peer;
+  if (!path || !isChrooted(pid)) return rec.peer;
   const seen = Buffer.from(`/proc/${pid}/root${path}\0`);
   if (seen.length > SUN_PATH_MAX) return rec.peer;
   const addr = Buffer.alloc(SUN_PATH + seen.length);
@@ -443,10 +441,14 @@ function somaxconn(): number {
  * found only inside the task's chroot is refused: restart would bind it
  * outside.
  */
-function socketFileNow(file: FileInfo, path: string): { file: string; mode: number } {
-  const ino = unixSockets(file.pid).get(file.target.inode ?? file.stat.ino)?.vfsIno;
+function socketFileNow(
+  ctx: CheckpointCtx,
+  file: FileInfo,
+  path: string,
+): { file: string; mode: number } {
+  const ino = unixDiag(ctx, file.pid).get(file.target.inode ?? file.stat.ino)?.vfsIno;
   const taskRoot = `/proc/${file.pid}/root`;
-  const chrooted = !sameFile(statSync(taskRoot), statSync('/'));
+  const chrooted = isChrooted(file.pid);
   const inTask = findSocketFile(taskRoot, path, ino);
   const outside = chrooted ? findSocketFile('', path, ino) : undefined;
   if (inTask !== undefined && chrooted && outside === undefined) {
@@ -461,8 +463,11 @@ function socketFileNow(file: FileInfo, path: string): { file: string; mode: numb
   return { file: found, mode: lstatSync(`${root}${found}`).mode & 0o7777 };
 }
 
-function sameFile(a: { dev: number; ino: number }, b: { dev: number; ino: number }): boolean {
-  return a.dev === b.dev && a.ino === b.ino;
+/** Whether `pid`'s root directory is another than ckpt's (a chroot). */
+function isChrooted(pid: number): boolean {
+  const root = statSync(`/proc/${pid}/root`);
+  const mine = statSync('/');
+  return root.dev !== mine.dev || root.ino !== mine.ino;
 }
 
 /**

@@ -35,14 +35,13 @@ import {
   readComm,
   scanProcesses,
   socketPeer,
-  type UnixSocketDiag,
-  unixSockets,
   withFdCopy,
 } from '@ckpt/core';
 import { copyFromHolder, moveAboveTable, restoringTask } from './file-object.js';
 import { F_DUPFD_CLOEXEC, O_CLOEXEC, reopenFlags } from './flags.js';
 import { FileKind, fileUnixRecord, unixPairRecord } from './records.js';
 import { treeFds } from './tree-fds.js';
+import { unixDiag } from './unix-diag.js';
 
 const UNIX_OBJECT = 'unix-pair';
 const AF_UNIX = 1;
@@ -55,26 +54,6 @@ const SHUTDOWN_BOTH = 3;
 const CLOSED_END = 0;
 const F_SETFL = 4;
 const O_NONBLOCK = 0o4000;
-
-/**
- * The unix sockets of the network namespace `pid` is in (a container's may
- * be its own), read once per namespace and checkpoint.
- */
-const diagOf = new WeakMap<CheckpointCtx, Map<number, Map<number, UnixSocketDiag>>>();
-function diag(ctx: CheckpointCtx, pid: number): Map<number, UnixSocketDiag> {
-  let byNs = diagOf.get(ctx);
-  if (!byNs) {
-    byNs = new Map();
-    diagOf.set(ctx, byNs);
-  }
-  const ns = ctx.namespaces.inode(pid, 'net');
-  let d = byNs.get(ns);
-  if (!d) {
-    d = unixSockets(pid);
-    byNs.set(ns, d);
-  }
-  return d;
-}
 
 /** What the checkpoint hands the object: where each end is (pid, fd), ends ordered by inode. */
 interface SavedPair {
@@ -143,7 +122,7 @@ export const unixPairObject: ObjectOps<SavedPair | RestoredPair> = {
   id: 309,
   checkpoint(ctx, obj) {
     const { type, ends } = obj as SavedPair;
-    const d = diag(ctx, ends.find((e) => e.inode !== CLOSED_END)!.pid);
+    const d = unixDiag(ctx, ends.find((e) => e.inode !== CLOSED_END)!.pid);
     const queues = ends.map((e) => {
       const q = e.inode === CLOSED_END ? 0 : (d.get(e.inode)?.rqueue ?? 0);
       const what = `pid ${e.pid} fd ${e.fd}: unix socket ${e.inode}`;
@@ -201,7 +180,7 @@ export function connectedUnix(
 ): 'pair' | { refuse: string } | undefined {
   if (file.target.kind !== 'socket') return undefined;
   const ino = file.target.inode ?? file.stat.ino;
-  const me = diag(ctx, file.pid).get(ino);
+  const me = unixDiag(ctx, file.pid).get(ino);
   if (!me || me.state !== TCP_ESTABLISHED) return undefined;
   if (me.peer === 0) {
     // A datagram socket a client connected to shows established, but has
@@ -215,26 +194,30 @@ export function connectedUnix(
       refuse: `unix socket ${ino} is connected, but the listening socket it connected to has not accepted it yet`,
     };
   }
-  if (!findHolder(ctx, me.peer)) {
-    if (file.fd <= 2) return undefined;
-    // A datagram socket connected to a named socket outside (syslog(3)'s
-    // /dev/log), with nothing queued: connected again by name at restart.
-    if (me.type === SOCK_DGRAM && me.rqueue === 0 && hasNamedPeer(file)) return undefined;
+  const inTree = findHolder(ctx, me.peer) !== undefined;
+  if (!inTree && file.fd <= 2) return undefined;
+  const peer = unixDiag(ctx, file.pid).get(me.peer);
+  // A datagram socket connected to a named one, with nothing queued: one
+  // outside the tree (syslog(3)'s /dev/log), or a server socket of the tree
+  // that is not connected back (smbd to cleanupd's): not a pair, but a
+  // socket connected again by name once every task has its sockets.
+  if (
+    me.type === SOCK_DGRAM &&
+    me.rqueue === 0 &&
+    (!inTree || peer?.peer !== ino) &&
+    hasNamedPeer(file)
+  ) {
+    return undefined;
+  }
+  if (!inTree) {
     const holder = holderOutside(me.peer);
     return {
       refuse: `unix socket ${ino} is connected to socket ${me.peer}, which no process of the checkpointed tree holds${holder ? ` (${holder} does)` : ''}`,
     };
   }
-  const peer = diag(ctx, file.pid).get(me.peer);
-  // A datagram socket connected to a bound one that is not connected back
-  // (a client of a server socket of the tree): not a pair, but a socket
-  // connected again by name once every task has its sockets.
-  if (me.type === SOCK_DGRAM && peer?.peer !== ino && me.rqueue === 0 && hasNamedPeer(file)) {
-    return undefined;
-  }
   if (me.type !== SOCK_STREAM && (me.rqueue > 0 || (peer?.rqueue ?? 0) > 0)) {
     return {
-      refuse: `unix ${me.type === 2 ? 'datagram' : 'seqpacket'} socket ${ino} has messages queued`,
+      refuse: `unix ${me.type === SOCK_DGRAM ? 'datagram' : 'seqpacket'} socket ${ino} has messages queued`,
     };
   }
   return 'pair';
@@ -247,7 +230,7 @@ export const unixPairFile: FileHandler = {
   match: () => false,
   checkpoint(ctx, _task, file) {
     const ino = file.target.inode ?? file.stat.ino;
-    const me = diag(ctx, file.pid).get(ino)!;
+    const me = unixDiag(ctx, file.pid).get(ino)!;
     const mine = { inode: ino, pid: file.pid, fd: file.fd };
     const other =
       me.peer === CLOSED_END

@@ -14,17 +14,17 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import {
+  bringInterfaceUp,
   type CheckpointCtx,
   type CheckpointTask,
   CkptError,
   inNamespaceOf,
-  interfaceFlags,
+  interfaceIsUp,
   type ObjectOps,
   ownNamespace,
   type RecordValue,
   type RestartCtx,
   type RestartTask,
-  setInterfaceFlags,
 } from '@ckpt/core';
 import {
   checkpointNamespace,
@@ -40,7 +40,6 @@ export type NetNs = RecordValue<typeof netNsRecord>;
 /** A restored network namespace. */
 export type RestoredNet = RestoredNs<NetNs>;
 
-const IFF_UP = 0x1;
 const LOOPBACK = 'lo';
 /** The only local IPv4 and IPv6 addresses of a loopback-only namespace (the kernel's own). */
 const LOOPBACK_V4 = '127.0.0.1';
@@ -125,8 +124,8 @@ function readNetNs(pid: number, inode: number): NetNs {
       { pid },
     );
   }
-  const flags = inNamespaceOf(pid, 'net', `of pid ${pid}`, () => interfaceFlags(LOOPBACK));
-  return { host: false, loopbackUp: (flags & IFF_UP) !== 0 };
+  const loopbackUp = inNamespaceOf(pid, 'net', `of pid ${pid}`, () => interfaceIsUp(LOOPBACK));
+  return { host: false, loopbackUp };
 }
 
 /**
@@ -146,7 +145,7 @@ export function restoreNet(ctx: RestartCtx, task: RestartTask, objref: number): 
     apply(net) {
       if (!net.loopbackUp) return;
       inNamespaceOf(task.pid, 'net', `of pid ${task.pid}`, () => {
-        setInterfaceFlags(LOOPBACK, interfaceFlags(LOOPBACK) | IFF_UP);
+        bringInterfaceUp(LOOPBACK);
       });
     },
   });

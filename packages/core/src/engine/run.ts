@@ -20,7 +20,7 @@ import { accessSync, closeSync, constants, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CkptError } from '../errors.js';
 import { inNewNamespace } from '../kernel/setns.js';
-import { interfaceFlags, setInterfaceFlags } from '../kernel/sockets.js';
+import { bringInterfaceUp } from '../kernel/sockets.js';
 import { type StdioTarget, spawnProcess } from '../kernel/spawn.js';
 import { decodeWaitStatus, describeEnd, reap } from '../kernel/wait.js';
 import { readStat } from '../proc/stat.js';
@@ -58,7 +58,6 @@ export interface Workload {
 const START_TIMEOUT_MS = 10_000;
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const SIGKILL = 9;
-const IFF_UP = 0x1;
 
 function isExecutableFile(path: string): boolean {
   try {
@@ -193,7 +192,7 @@ function startContainer(
   // unshare starts in it: the command never sees lo down.
   const launcher = network
     ? inNewNamespace('net', () => {
-        setInterfaceFlags('lo', interfaceFlags('lo') | IFF_UP);
+        bringInterfaceUp('lo');
         return spawnProcess(outer, { setsid: true, stdio });
       })
     : spawnProcess(outer, { setsid: true, stdio });

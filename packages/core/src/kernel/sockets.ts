@@ -132,11 +132,10 @@ function ifreq(name: string): Buffer {
   return req;
 }
 
-/**
- * The flags (IFF_UP 0x1, ...) of network interface `name` in the calling
- * thread's network namespace (run it inside `inNamespace` for a task's).
- */
-export function interfaceFlags(name: string): number {
+const IFF_UP = 0x1;
+
+/** The flags of network interface `name` in the calling thread's network namespace. */
+function interfaceFlags(name: string): number {
   return withNewSocket(AF_INET, SOCK_DGRAM, 0, (fd) => {
     const req = ifreq(name);
     if (libc().ioctlBuf(fd, SIOCGIFFLAGS, req) < 0) {
@@ -146,13 +145,22 @@ export function interfaceFlags(name: string): number {
   });
 }
 
-/** Set the flags of network interface `name` (see {@link interfaceFlags}). */
-export function setInterfaceFlags(name: string, flags: number): void {
+/**
+ * Whether network interface `name` is up (IFF_UP), in the calling thread's
+ * network namespace (run it inside `inNamespace` for a task's).
+ */
+export function interfaceIsUp(name: string): boolean {
+  return (interfaceFlags(name) & IFF_UP) !== 0;
+}
+
+/** Bring network interface `name` up, in the calling thread's network namespace. */
+export function bringInterfaceUp(name: string): void {
+  const flags = interfaceFlags(name) | IFF_UP;
   withNewSocket(AF_INET, SOCK_DGRAM, 0, (fd) => {
     const req = ifreq(name);
     req.writeUInt16LE(flags, IFNAMSIZ);
     if (libc().ioctlBuf(fd, SIOCSIFFLAGS, req) < 0) {
-      throw sysError('ioctl', errno(), `setting the flags of interface ${name} to ${flags}`);
+      throw sysError('ioctl', errno(), `bringing interface ${name} up`);
     }
   });
 }
