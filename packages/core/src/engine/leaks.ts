@@ -33,11 +33,11 @@ import { CkptError } from '../errors.js';
 import { DescriptionIndex } from '../kernel/kcmp.js';
 import type { Logger } from '../log.js';
 import {
+  commForMessage,
   listFds,
   type MapsEntry,
   mapsFilePath,
   NamespaceCache,
-  readComm,
   readEachFd,
   readFdTarget,
   readMaps,
@@ -401,7 +401,7 @@ export function checkLeaks(
   const launched = leaks.filter(byLauncher);
   if (launched.length > 0) {
     log.warn(
-      `pid ${launcher} (${commOf(launcher!)}), which started the container, also holds ${launched.map((l) => l.object).join(', ')}; the restored container gets namespaces of its own`,
+      `pid ${launcher} (${commForMessage(launcher!)}), which started the container, also holds ${launched.map((l) => l.object).join(', ')}; the restored container gets namespaces of its own`,
     );
   }
   reportLeaks(
@@ -419,14 +419,6 @@ function launcherOf(init: number): number | undefined {
     return readStatus(init).ppid || undefined;
   } catch {
     return undefined;
-  }
-}
-
-function commOf(pid: number): string {
-  try {
-    return readComm(pid);
-  } catch {
-    return '?';
   }
 }
 

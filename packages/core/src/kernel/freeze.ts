@@ -19,7 +19,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { CkptError } from '../errors.js';
-import { readStat, readStatus } from '../proc/index.js';
+import { commForMessage, readStat, readStatus } from '../proc/index.js';
 import { errno, libc, sysError } from './libc.js';
 import { cont, detach, getEventMsg, interrupt, seize } from './ptrace.js';
 import { type WaitStatus, waitForStop, waitStop } from './wait.js';
@@ -96,7 +96,7 @@ export function seizeTask(pid: number, options: FreezeOptions = {}): SeizedTask 
       const by =
         tracer === process.pid
           ? 'this process (frozen twice?)'
-          : `pid ${tracer} (${commOf(tracer)}: a debugger or another ckpt; ckpt cannot checkpoint a traced process, nor a tracer with its tracee)`;
+          : `pid ${tracer} (${commForMessage(tracer)}: a debugger or another ckpt; ckpt cannot checkpoint a traced process, nor a tracer with its tracee)`;
       throw new CkptError(
         'EBUSY',
         `cannot freeze pid ${pid}: it is already traced by ${by}`,
@@ -189,14 +189,6 @@ function awaitVforkDone(pid: number): void {
       );
     }
     Atomics.wait(nap, 0, 0, 10);
-  }
-}
-
-function commOf(pid: number): string {
-  try {
-    return readStat(pid).comm;
-  } catch {
-    return '?';
   }
 }
 

@@ -82,6 +82,7 @@ export {
 export { type IdSet, type ProcStatus, parseStatus, readStatus } from './status.js';
 export {
   type AuxvEntry,
+  commForMessage,
   parseAuxv,
   parseNulList,
   parsePersonality,

@@ -89,6 +89,15 @@ export function readComm(pid: number, tid?: number): string {
   return readProcText(pid, 'comm', tid).replace(/\n$/, '');
 }
 
+/** The name of `pid` for a message: its comm, or '?' once it is gone. */
+export function commForMessage(pid: number): string {
+  try {
+    return readComm(pid);
+  } catch {
+    return '?';
+  }
+}
+
 /**
  * Parses /proc/PID/personality (8 hex digits).
  * @throws CkptError EINVAL when not hexadecimal
