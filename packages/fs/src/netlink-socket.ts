@@ -19,7 +19,7 @@
  * was still sending (a dump in progress is refused: try again), and a
  * socket connected to another port (refused).
  */
-import { closeSync, readFileSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import {
   bindSocket,
   CkptError,
@@ -37,6 +37,7 @@ import {
 import { moveAboveTable, restoringTask } from './file-object.js';
 import { reopenFlags } from './flags.js';
 import { FileKind, fileNetlinkRecord } from './records.js';
+import { readNet } from './socket-info.js';
 import { changedSocketOptions, settingFor } from './socket-options.js';
 
 const AF_NETLINK = 16;
@@ -61,14 +62,8 @@ interface NetlinkEntry {
 
 /** The netlink socket `inode` as `pid`'s network namespace lists it, if it does. */
 function netlinkEntry(pid: number, inode: number): NetlinkEntry | undefined {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/net/netlink`, 'utf8');
-  } catch {
-    return undefined;
-  }
   // sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
-  for (const line of text.split('\n').slice(1)) {
+  for (const line of readNet(pid, 'netlink').split('\n').slice(1)) {
     const f = line.trim().split(/\s+/);
     if (f.length < 10 || Number(f[9]) !== inode) continue;
     return {

@@ -101,7 +101,8 @@ const INET_TABLES: readonly [string, string][] = [
   ['icmp6', 'ICMP datagram'],
 ];
 
-function readNet(pid: number, table: string): string {
+/** The text of /proc/PID/net/TABLE (the task's network namespace), '' if it cannot be read. */
+export function readNet(pid: number, table: string): string {
   try {
     return readFileSync(`/proc/${pid}/net/${table}`, 'utf8');
   } catch {
