@@ -6,9 +6,9 @@
  * refuses fails the restart naming the sysctl; a subtree is restored in the
  * host's ipc namespace without changing it; a task with an ipc or uts
  * namespace other than its parent's (or a subtree root with its own) gets
- * a new one (test/live/nested-ns.test.ts has more). A task in a cgroup or
- * time namespace of its own, which restart would put in the host's, is
- * refused at checkpoint.
+ * a new one (test/live/nested-ns.test.ts has more). A task in a cgroup
+ * namespace of its own, which restart would put in the host's, is refused
+ * at checkpoint (time namespaces: test/live/time-ns.test.ts).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -176,7 +176,6 @@ describe('ipc namespace', () => {
 describe('namespaces restart does not recreate', () => {
   for (const [flags, type, what] of [
     [['-C'], 'cgroup', 'cgroup'],
-    [['--fork', '-T', '--monotonic', '1000'], 'time_for_children', 'time \\(for its children\\)'],
   ] as const) {
     it(`a task in its own ${type} namespace is refused, naming it, and left running`, () => {
       const pid = Number(ckptOk(['run', '--', 'unshare', ...flags, 'sleep', '1000']).trim());

@@ -9,8 +9,9 @@
  * in it too, or a bind mount holds it (`ip netns add`): restart would split
  * it. The container's init's own namespaces are not checked so: the
  * `unshare` that started the container is in them, outside the tree.
- * Cgroup and time namespaces other than ckpt's are refused (restart would
- * put the task in the host's).
+ * Cgroup namespaces other than ckpt's are refused (restart would put the
+ * task in the host's). Time namespaces are part of the tree (core's
+ * time-ns.ts): a task is born in its own.
  */
 import { readFileSync } from 'node:fs';
 import {
@@ -37,13 +38,9 @@ import { checkpointUts, restoreUts } from './uts.js';
 /**
  * Namespaces restart cannot recreate yet: a task in one of ckpt's own is
  * fine (restart puts it in restart's); one in another is refused, as it
- * would silently come back in the host's (a time namespace's offsets gone).
+ * would silently come back in the host's.
  */
-const NOT_RESTORED = [
-  { type: 'cgroup', what: 'cgroup', kind: 'cgroup' },
-  { type: 'time', what: 'time', kind: 'time' },
-  { type: 'time_for_children', what: 'time (for its children)', kind: 'time' },
-] as const;
+const NOT_RESTORED = [{ type: 'cgroup', what: 'cgroup', kind: 'cgroup' }] as const;
 
 /** Refuse a task in a namespace of a kind restart does not recreate (see NOT_RESTORED). */
 function refuseUnrestored(ctx: CheckpointCtx, task: CheckpointTask): void {

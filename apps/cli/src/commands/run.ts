@@ -18,7 +18,7 @@ export const runCommand: Command = {
   name: 'run',
   summary: 'start a process or a container to checkpoint later',
   usage:
-    'ckpt run [--container [--net]] [--pidfile FILE] [--stdout FILE] [--stderr FILE] [--json] -- CMD [ARGS...]',
+    'ckpt run [--container [--net] [--time]] [--pidfile FILE] [--stdout FILE] [--stderr FILE] [--json] -- CMD [ARGS...]',
   help: `Starts CMD in a new session, detached from ckpt: standard input from
 /dev/null, output to /dev/null unless --stdout/--stderr name files. Prints
 the pid of the workload's root as the host sees it and returns, leaving it
@@ -32,12 +32,21 @@ init is then reparented to the host's init (or subreaper), like any
 detached workload, and the container references nothing outside itself.
 Killing the init ends the container. With --net as well, the container
 also gets a network namespace of its own, with nothing but its loopback
-interface (up): a checkpoint saves it, and restart makes it again.`,
+interface (up): a checkpoint saves it, and restart makes it again. With
+--time, it gets a time namespace of its own: its CLOCK_MONOTONIC and
+CLOCK_BOOTTIME then continue after a restart, here or on another machine,
+from the values they had at checkpoint, as if the container had been
+suspended meanwhile (without it they jump by the time between, or to
+another machine's uptime).`,
   options: {
     container: { type: 'boolean', description: 'run CMD as the init of new namespaces' },
     net: {
       type: 'boolean',
       description: 'with --container: a network namespace of its own (loopback only)',
+    },
+    time: {
+      type: 'boolean',
+      description: 'with --container: a time namespace of its own (clocks continue after restart)',
     },
     pidfile: { type: 'string', description: "write the root's pid to this file" },
     stdout: { type: 'string', description: 'standard output of the workload (default /dev/null)' },
@@ -52,6 +61,7 @@ interface (up): a checkpoint saves it, and restart makes it again.`,
         argv: positionals,
         container: Boolean(values.container),
         network: Boolean(values.net),
+        time: Boolean(values.time),
         stdout: values.stdout === undefined ? undefined : String(values.stdout),
         stderr: values.stderr === undefined ? undefined : String(values.stderr),
       });

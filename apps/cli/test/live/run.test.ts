@@ -143,10 +143,12 @@ describe('ckpt run', () => {
     expect(seen).toMatch(/^0{31}1 .* lo$/m);
   });
 
-  it('--net without --container is a usage error', () => {
-    const r = ckpt(['run', '--net', '--', 'sleep', '1']);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain('--net) is for a container: add --container');
+  it('--net or --time without --container is a usage error', () => {
+    for (const flag of ['--net', '--time']) {
+      const r = ckpt(['run', flag, '--', 'sleep', '1']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`${flag}) is for a container: add --container`);
+    }
   });
 
   it('--container: /proc inside shows only the container', () => {

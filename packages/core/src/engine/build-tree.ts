@@ -13,6 +13,7 @@ import type { ArchSupport } from '../arch.js';
 import { CkptError } from '../errors.js';
 import type { FrozenTask } from '../kernel/freeze.js';
 import { setSigmask } from '../kernel/ptrace.js';
+import { writeTimeNsOffsets } from '../kernel/timens.js';
 import type { Logger } from '../log.js';
 import {
   checkPidLevels,
@@ -35,6 +36,12 @@ import {
   type TreeEntry,
 } from './sessions.js';
 import { closeInTask, openInTask, pidSeenBy } from './task-io.js';
+import {
+  CLONE_NEWTIME,
+  makeTimeNsForChildren,
+  offsetsToContinue,
+  type SavedTimeNs,
+} from './time-ns.js';
 import { zombify } from './zombie.js';
 
 /** No signal may interrupt injected syscalls; restore blocks them all (see `signals`). */
@@ -89,6 +96,34 @@ function checkOrder(tree: readonly TreeEntry[], nsig: number): void {
   }
 }
 
+/**
+ * Refuse time namespace indexes that are not in the tree record, and a
+ * live task not born in its parent's namespace for children (see
+ * time-ns.ts: restart makes each namespace where its tasks are cloned).
+ */
+function checkTimeNamespaces(tree: readonly TreeEntry[], count: number): void {
+  const byPid = new Map(tree.map((e) => [e.pid, e]));
+  for (const [i, e] of tree.entries()) {
+    if (e.timeNs > count || e.timeNsOfChildren > count) {
+      throw badTree(
+        `pid ${e.pid} is in time namespace ${Math.max(e.timeNs, e.timeNsOfChildren)} of ${count}`,
+        e.pid,
+      );
+    }
+    if (e.state === TaskState.ZOMBIE) continue;
+    const parent = byPid.get(e.ppid);
+    if (i > 0 && parent && e.timeNs !== parent.timeNsOfChildren) {
+      throw badTree(
+        `pid ${e.pid} is not in the time namespace its parent ${e.ppid} gives its children`,
+        e.pid,
+      );
+    }
+    if (e.timeNsOfChildren !== e.timeNs && e.timeNsOfChildren === 0) {
+      throw badTree(`pid ${e.pid}'s children go to ckpt's time namespace, not its own`, e.pid);
+    }
+  }
+}
+
 /** Make `task`'s new children go to the pid namespace whose init is `init` (setns). */
 function enterPidNsForChildren(task: RestoringTask, init: RestoringTask): void {
   const local = pidSeenBy(task, init.pid);
@@ -119,6 +154,8 @@ export function buildTree(
     noPids: boolean;
     log: Logger;
     container?: boolean;
+    /** The tree record's `timeNamespaces` (see time-ns.ts). */
+    timeNamespaces?: readonly SavedTimeNs[];
     /** Key of the ptys made for session leaders (see ctty.ts); none made without it. */
     ttyOwner?: object;
   },
@@ -126,6 +163,8 @@ export function buildTree(
   const { arch } = opts;
   const container = opts.container === true;
   checkOrder(tree, arch.nsig);
+  const timeNamespaces = opts.timeNamespaces ?? [];
+  checkTimeNamespaces(tree, timeNamespaces.length);
   checkPidLevels(tree, container);
   const plan = planSessions(tree, opts.log, { container });
   const existing = existingPidLevels(tree, container);
@@ -172,6 +211,12 @@ export function buildTree(
       task = new RestoringTask(early, entry.pid, arch, parent!.restorer);
     } else if (isRoot) {
       const flags = container ? CLONE_NEW_CONTAINER : 0n;
+      if (entry.timeNs !== 0) {
+        // Born in it: the stub that clones it makes it first.
+        const what = `making the time namespace of pid ${entry.pid}`;
+        const stub = factory.unshareInStub(CLONE_NEWTIME, what);
+        writeTimeNsOffsets(stub, offsetsToContinue(timeNamespaces[entry.timeNs - 1]!));
+      }
       task = new RestoringTask(factory.create(want, entry.exitSignal, flags), entry.pid, arch);
       setSigmask(task.pid, ALL_SIGNALS); // inherited by every other task
       if (container) mountContainerProc(task);
@@ -191,6 +236,20 @@ export function buildTree(
     }
     task.ckptPidfd = factory.ckptPidfd;
     bySavedPid.set(entry.pid, task);
+    if (entry.timeNsOfChildren !== entry.timeNs) {
+      // It made a time namespace for its children: before they exist.
+      const saved = timeNamespaces[entry.timeNsOfChildren - 1]!;
+      makeTimeNsForChildren(
+        task.pid,
+        (flags) =>
+          task.sys.check(
+            'unshare',
+            [flags],
+            `making pid ${entry.pid}'s time namespace for its children`,
+          ),
+        saved,
+      );
+    }
     const c = { entry, pid: task.pid, sys: task.sys, task };
     // Before its children exist, so that they are born in the session
     // (and with its controlling terminal).

@@ -40,6 +40,7 @@ import { TaskState, taskRecord, treeRecord } from './records.js';
 import { refuseSharedWithOutsideParent, sharedWithParent } from './shared-structs.js';
 import { InjectedSyscalls, ProcTaskMemory } from './syscalls.js';
 import { checkpointThreads, checkThreadShares } from './threads.js';
+import { treeTimeNamespaces } from './time-ns.js';
 
 const SIGKILL = 9;
 /** waitpid(2) status bit: the process dumped core. */
@@ -257,6 +258,10 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
     // The tree entries first: what restart could not rebuild (pid levels,
     // structures shared with a parent, mount namespaces) is refused before
     // anything is saved.
+    const timeNs = treeTimeNamespaces(
+      tasks.map((t) => ({ pid: t.pid, ppid: t.status.ppid })),
+      ctx.namespaces,
+    );
     const entries = tree.map((pid) => {
       const { stat, status, state, exitCode } = identity(pid);
       return {
@@ -276,6 +281,8 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
         shares: byPid.has(pid) && byPid.has(status.ppid) ? sharedWithParent(pid, status.ppid) : 0,
         threads: (byPid.get(pid)?.threads ?? []).map((th) => ({ nsTids: th.status.nsPid })),
         ctty: 0,
+        timeNs: timeNs.of.get(pid)?.timeNs ?? 0,
+        timeNsOfChildren: timeNs.of.get(pid)?.timeNsOfChildren ?? 0,
       };
     });
     const root = byPid.get(tree[0]!);
@@ -299,7 +306,7 @@ export function checkpoint(opts: CheckpointOptions): CheckpointResult {
     writeHeader(writer, makeHeader({ archId: arch.archId, nsig: arch.nsig, uflags }));
     headerWritten = true;
     writer.write(headerArchRecord, { archId: arch.archId, ...arch.headerArch(tasks[0]!.pid) });
-    writer.write(treeRecord, { tasks: entries });
+    writer.write(treeRecord, { tasks: entries, timeNamespaces: timeNs.list });
     for (const [i, pid] of tree.entries()) {
       ctx.active = i;
       const { stat, state, exitCode } = identity(pid);

@@ -520,6 +520,31 @@ export class TaskFactory {
     if (i >= 0) this.created.splice(i, 1);
   }
 
+  /**
+   * Run unshare(2) with `flags` in the stub, before it clones the root:
+   * the root is then born in the new namespaces that unshare makes for the
+   * caller's children (a time namespace). Returns the stub's pid.
+   * @throws CkptError ESYS with the errno, saying `what` it was for
+   */
+  unshareInStub(flags: number, what: string): number {
+    const stub = this.startStub();
+    const { stub: prog, convention, syscalls } = this.arch;
+    const inj = new SyscallInjector(stub, convention, { syscallAddr: prog.syscallAddr });
+    try {
+      const r = inj.call(syscalls.unshare, [flags]);
+      if (isSyscallError(r)) {
+        throw new CkptError('ESYS', `${what}: unshare failed with errno ${-r}`, {
+          pid: stub,
+          syscall: 'unshare',
+          errno: Number(-r),
+        });
+      }
+    } finally {
+      inj.close();
+    }
+    return stub;
+  }
+
   /** Kill and collect the stub (restored tasks are not affected). */
   closeStub(): void {
     if (this.stubPid === undefined) return;

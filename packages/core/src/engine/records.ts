@@ -52,6 +52,13 @@ export const treeEntry = struct({
    */
   shares: u32('hex'),
   /**
+   * The task's time namespace and the one its new children go to: 0 for
+   * ckpt's own, k for the tree record's `timeNamespaces[k-1]` (see
+   * time-ns.ts). Different when the task made a namespace for its children.
+   */
+  timeNs: u32(),
+  timeNsOfChildren: u32(),
+  /**
    * For a session leader whose controlling terminal is /dev/pts/N, a pty
    * the tree holds the master of: 1 + N (restart gives the leader a new
    * pty before its children exist); 0 otherwise.
@@ -68,6 +75,12 @@ export const treeEntry = struct({
 /** The process tree in depth-first order; tasks are restored in this order. */
 export const treeRecord = defineRecord(RecordType.TREE, 'tree', 'process tree (depth-first)', {
   tasks: array(treeEntry, 1 << 16),
+  /**
+   * The time namespaces the tree made: CLOCK_MONOTONIC and CLOCK_BOOTTIME
+   * inside each when the tree was frozen, in nanoseconds (restart's new
+   * namespaces continue from them).
+   */
+  timeNamespaces: array(struct({ monotonic: u64(), boottime: u64() }), 1 << 16),
 });
 
 /** Identity and scheduling-independent state of one task, before its phases. */

@@ -103,7 +103,7 @@ export function restart(opts: RestartOptions): RestartResult {
   // short) is refused now, not after its tasks were created.
   reader.checkEnd();
   const ha = ctx.read(headerArchRecord);
-  const tree = ctx.read(treeRecord).tasks;
+  const { tasks: tree, timeNamespaces } = ctx.read(treeRecord);
 
   const factory = new TaskFactory(arch);
   let built: BuiltTree | undefined;
@@ -119,6 +119,7 @@ export function restart(opts: RestartOptions): RestartResult {
         log: ctx.log,
         container: ctx.has(CheckpointFlags.CONTAINER),
         ttyOwner: ctx,
+        timeNamespaces,
       }),
     );
     built = b;

@@ -39,6 +39,12 @@ export interface WorkloadOptions {
    * loopback interface, up.
    */
   network?: boolean;
+  /**
+   * With `container`: a new time namespace too, so that the container's
+   * CLOCK_MONOTONIC and CLOCK_BOOTTIME continue across a checkpoint and
+   * restart, on this machine or another, from where they were.
+   */
+  time?: boolean;
   /** File for its standard output (truncated); default /dev/null. */
   stdout?: string;
   /** File for its standard error (truncated); default /dev/null. */
@@ -165,8 +171,9 @@ function startContainer(
   argv: readonly string[],
   stdio: [StdioTarget, StdioTarget, StdioTarget],
   stderr?: string,
-  network = false,
+  extra: { network?: boolean; time?: boolean } = {},
 ): Workload {
+  const { network = false } = extra;
   const unshare = resolveCommand(
     'unshare',
     'ckpt run --container needs util-linux unshare on PATH',
@@ -185,6 +192,7 @@ function startContainer(
     '--mount-proc',
     '--propagation',
     'private',
+    ...(extra.time ? ['--time'] : []),
     '--',
     ...inner,
   ];
@@ -230,6 +238,12 @@ export function startWorkload(options: WorkloadOptions): Workload {
       'a network namespace of its own (--net) is for a container: add --container',
     );
   }
+  if (options.time && !options.container) {
+    throw new CkptError(
+      'EINVAL',
+      'a time namespace of its own (--time) is for a container: add --container',
+    );
+  }
   resolveCommand(name, `command not found or not executable: ${name}`);
   const fds: number[] = [];
   try {
@@ -239,7 +253,7 @@ export function startWorkload(options: WorkloadOptions): Workload {
       openOutput(options.stderr, fds),
     ];
     if (options.container) {
-      return startContainer(options.argv, stdio, options.stderr, options.network);
+      return startContainer(options.argv, stdio, options.stderr, options);
     }
     const pid = spawnProcess(options.argv, { setsid: true, stdio });
     // posix_spawn returns after the exec, so the pid already runs the command.

@@ -214,6 +214,7 @@ function bind() {
     sigfillset: () => lib.func('int sigfillset(void *set)'),
     pthreadSigmask: () => lib.func('int pthread_sigmask(int how, void *set, void *old)'),
     sigemptyset: () => lib.func('int sigemptyset(void *set)'),
+    clockGettime: () => lib.func('int clock_gettime(int clock, void *ts)'),
   });
 }
 
