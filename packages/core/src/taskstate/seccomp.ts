@@ -27,8 +27,8 @@
  * Filters that hand system calls to a user-space supervisor
  * (SECCOMP_RET_USER_NOTIF) are refused: the supervisor is not restored.
  */
-import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import type { RecordValue } from '../codec/record.js';
 import type { CheckpointCtx, RestartCtx } from '../context.js';
 import { CkptError } from '../errors.js';
@@ -105,8 +105,13 @@ function notifiesSupervisor(prog: Buffer): boolean {
   return false;
 }
 
+// node:crypto costs ~7 ms to load, in every command; only a process with
+// seccomp filters needs it.
+let crypto: typeof import('node:crypto') | undefined;
+
 function chainKey(chain: SeccompChain): string {
-  const h = createHash('sha256');
+  crypto ??= createRequire(import.meta.url)('node:crypto') as typeof import('node:crypto');
+  const h = crypto.createHash('sha256');
   for (const f of chain.filters) {
     h.update(`${f.flags}:${f.prog.length}:`);
     h.update(f.prog);
