@@ -174,9 +174,7 @@ describe('ipc namespace', () => {
 });
 
 describe('namespaces restart does not recreate', () => {
-  for (const [flags, type, what] of [
-    [['-C'], 'cgroup', 'cgroup'],
-  ] as const) {
+  for (const [flags, type, what] of [[['-C'], 'cgroup', 'cgroup']] as const) {
     it(`a task in its own ${type} namespace is refused, naming it, and left running`, () => {
       const pid = Number(ckptOk(['run', '--', 'unshare', ...flags, 'sleep', '1000']).trim());
       leftovers.push(pid);
