@@ -7,8 +7,11 @@
  * option reads the same, and a datagram sent to it arrives with its
  * IP_PKTINFO message. Sweep 10: the UDP socket is bound to `lo`
  * (SO_BINDTODEVICE), and a second one has a classic BPF filter that drops
- * everything (SO_ATTACH_FILTER); both hold after restart.
+ * everything (SO_ATTACH_FILTER); both hold after restart. The backlog
+ * of IPv4, IPv6 and unix listeners (listen(3), listen(7), listen(5)) is
+ * kept (it was the system's maximum after restart before; `ss` shows it).
  */
+import { execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -87,5 +90,50 @@ describe('the options of a waiting socket', () => {
     const after = JSON.parse(fs.readFileSync(path.join(dir, 'after'), 'utf8'));
     // IPPROTO_IP 0, IP_PKTINFO 8: the control message dnsmasq needs.
     expect(after).toEqual({ ...before, data: 'query', cmsg: [[0, 8]], filtered: true });
+  });
+});
+
+/** Listens with three backlogs, then writes DIR/ready. */
+const LISTENERS = `
+import os, socket, sys, time
+d = sys.argv[1]
+a = socket.socket(); a.bind(('127.0.0.1', 0)); a.listen(3)
+b = socket.socket(socket.AF_INET6); b.bind(('::1', 0)); b.listen(7)
+u = socket.socket(socket.AF_UNIX); u.bind(d + '/sock'); u.listen(5)
+open(d + '/ready', 'w').close()
+while True:
+    time.sleep(1000)
+`;
+
+/** The backlogs (ss's Send-Q for a listener) of `pid`'s listening sockets, by kind, sorted. */
+function backlogs(pid: number): string[] {
+  const out: string[] = [];
+  for (const [kind, flags] of [
+    ['tcp', '-Hltnp'],
+    ['unix', '-Hlxp'],
+  ] as const) {
+    for (const line of execFileSync('ss', [flags], { encoding: 'utf8' }).split('\n')) {
+      if (!line.includes(`pid=${pid},`)) continue;
+      const f = line.trim().split(/\s+/);
+      // tcp: State Recv-Q Send-Q Local...; unix: Netid State Recv-Q Send-Q ...
+      out.push(`${kind} ${kind === 'tcp' ? f[2] : f[3]}`);
+    }
+  }
+  return out.sort();
+}
+
+describe('the backlog of a listening socket', () => {
+  it('is what listen(2) was given after restart, for IPv4, IPv6 and unix listeners', () => {
+    const dir = tmpDir('ckpt-backlog-');
+    fs.writeFileSync(path.join(dir, 'prog.py'), LISTENERS);
+    const pid = Number(ckptOk(['run', '--', 'python3', path.join(dir, 'prog.py'), dir]).trim());
+    leftovers.push(pid);
+    waitFor('the listeners', () => fs.existsSync(path.join(dir, 'ready')), 10_000);
+    expect(backlogs(pid)).toEqual(['tcp 3', 'tcp 7', 'unix 5']);
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+    waitFor('the program gone', () => !isAlive(pid));
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
+    expect(backlogs(pid)).toEqual(['tcp 3', 'tcp 7', 'unix 5']);
   });
 });

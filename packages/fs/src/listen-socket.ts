@@ -21,9 +21,8 @@
  * waiting to be accepted by a listening socket, and datagrams waiting in a
  * UDP socket, cannot be saved (nothing can put them back as they came): a
  * checkpoint that kills the tree warns that those clients get a reset, or
- * that those datagrams are lost, as UDP may lose them. The listen
- * backlog cannot be read back: restart listens with the system's maximum
- * (net.core.somaxconn). The address must be free at restart (the original
+ * that those datagrams are lost, as UDP may lose them. A listener's
+ * backlog (sock_diag shows it) is given to listen(2) again. The address must be free at restart (the original
  * gone); a unix socket's stale file is replaced.
  */
 import {
@@ -64,7 +63,7 @@ import { reopenFlags } from './flags.js';
 import { FileKind, fileSocketRecord } from './records.js';
 import { describeSocket, sockaddrText, socketEntry } from './socket-info.js';
 import { changedSocketOptions, settingFor } from './socket-options.js';
-import { unixDiag } from './unix-diag.js';
+import { tcpBacklogs, unixDiag } from './sock-diag.js';
 
 const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
@@ -228,6 +227,7 @@ export const listenSocketFile: FileHandler = {
         protocol: socketOption(fd, SOL_SOCKET, SO_PROTOCOL),
         addr,
         listens: c.listens,
+        backlog: c.listens ? listenBacklog(ctx, file, family) : 0,
         reuseAddr: socketOption(fd, SOL_SOCKET, SO_REUSEADDR) !== 0,
         reusePort: socketOption(fd, SOL_SOCKET, SO_REUSEPORT) !== 0,
         v6only: family === AF_INET6 && socketOption(fd, IPPROTO_IPV6, IPV6_V6ONLY) !== 0,
@@ -322,7 +322,13 @@ export const listenSocketFile: FileHandler = {
         what: `${what}: binding it${boundTo(rec)}`,
       },
       ...(rec.listens
-        ? [{ name: 'listen' as const, args: [fd, somaxconn()], what: `${what}: listening` }]
+        ? [
+            {
+              name: 'listen' as const,
+              args: [fd, rec.backlog || somaxconn()],
+              what: `${what}: listening`,
+            },
+          ]
         : []),
       opt(SOL_SOCKET, SO_REUSEADDR, reuse!),
     ]);
@@ -421,7 +427,15 @@ function boundTo(rec: { family: number; addr: Buffer }): string {
   return ` to ${sockaddrText(rec.addr)} (if the address is in use: is the original still running? stop it, or restart where the port is free)`;
 }
 
-/** The most connections a listen queue may hold here (what restart listens with). */
+/** The backlog listening socket `file` (of `family`) was given, as sock_diag shows it; 0 if unknown. */
+function listenBacklog(ctx: CheckpointCtx, file: FileInfo, family: number): number {
+  const ino = file.target.inode ?? file.stat.ino;
+  if (family === AF_UNIX) return unixDiag(ctx, file.pid).get(ino)?.wqueue ?? 0;
+  if (family === AF_INET || family === AF_INET6) return tcpBacklogs(ctx, file.pid).get(ino) ?? 0;
+  return 0;
+}
+
+/** The most connections a listen queue may hold here (what restart listens with when the backlog is unknown). */
 function somaxconn(): number {
   try {
     return Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8').trim()) || 4096;

@@ -283,6 +283,8 @@ export const fileSocketRecord = defineRecord(
     addr: bytes(128),
     /** It listens (TCP, unix stream/seqpacket); else an unconnected UDP socket. */
     listens: bool(),
+    /** A listener's backlog (what listen(2) was given, capped at somaxconn); 0: unknown (restart uses somaxconn). */
+    backlog: u32(),
     reuseAddr: bool(),
     reusePort: bool(),
     v6only: bool(),

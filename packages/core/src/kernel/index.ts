@@ -117,7 +117,7 @@ export {
   type ThreadNsType,
 } from './setns.js';
 export { processExists, sendSignal, sendThreadSignal } from './signal.js';
-export { type UnixSocketDiag, unixSockets } from './sock-diag.js';
+export { tcpListenBacklogs, type UnixSocketDiag, unixSockets } from './sock-diag.js';
 export {
   attachSocketFilter,
   bindSocket,

@@ -1,8 +1,8 @@
 /**
- * Unix sockets as the kernel's sock_diag netlink interface lists them: each
- * one's peer (the other end of a socketpair or connection), how much waits
- * in its receive queue and the inode of the file it is bound to, which
- * /proc/net/unix does not show.
+ * Sockets as the kernel's sock_diag netlink interface lists them: each unix
+ * socket's peer (the other end of a socketpair or connection), how much
+ * waits in its receive queue and the inode of the file it is bound to, and
+ * the backlog of listening sockets, which /proc/net does not show.
  */
 import { closeSync } from 'node:fs';
 import { ownNamespace, readNamespace } from '../proc/ns.js';
@@ -36,8 +36,10 @@ export interface UnixSocketDiag {
   state: number;
   /** Inode of the socket at the other end; 0 when not connected. */
   peer: number;
-  /** Bytes (stream) or datagrams waiting to be read. */
+  /** Bytes (stream) or datagrams waiting to be read; for a listener, connections waiting. */
   rqueue: number;
+  /** For a listener: its backlog (what listen(2) was given, capped at net.core.somaxconn). */
+  wqueue: number;
   /** Inode of the file bind() made (wherever it is now); 0 when not bound to a path. */
   vfsIno: number;
   /**
@@ -56,29 +58,30 @@ function openDiagSocket(): number {
 }
 
 /**
- * Every unix socket of the network namespace of `pid` (ckpt's own without
- * one), by inode. sock_diag answers for the namespace its socket was made
- * in, so for a task in another one (a container's) that socket is made
- * there.
+ * Send sock_diag `request` (its netlink header is filled in here) from a
+ * diag socket in the network namespace of `pid` (ckpt's own without one:
+ * sock_diag answers for the namespace its socket was made in) and hand
+ * each message of the dump to `each` (the buffer and the offsets of its
+ * payload and end).
  */
-export function unixSockets(pid?: number): Map<number, UnixSocketDiag> {
+function dump(
+  pid: number | undefined,
+  request: Buffer,
+  what: string,
+  each: (buf: Buffer, msg: number, end: number) => void,
+): void {
   const lib = libc();
   const elsewhere = pid !== undefined && readNamespace(pid, 'net').inode !== ownNamespace('net');
   const fd = elsewhere
     ? inNamespaceOf(pid, 'net', `of pid ${pid}`, openDiagSocket)
     : openDiagSocket();
   try {
-    const req = Buffer.alloc(HDR + 24);
+    const req = Buffer.alloc(HDR + request.length);
     req.writeUInt32LE(req.length, 0);
     req.writeUInt16LE(SOCK_DIAG_BY_FAMILY, 4);
     req.writeUInt16LE(NLM_F_REQUEST | NLM_F_DUMP, 6);
-    req.writeUInt8(AF_UNIX, HDR);
-    req.writeUInt32LE(0xffffffff, HDR + 4); // every state
-    req.writeUInt32LE(UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN, HDR + 12);
-    req.writeUInt32LE(0xffffffff, HDR + 16);
-    req.writeUInt32LE(0xffffffff, HDR + 20);
+    request.copy(req, HDR);
     if (lib.send(fd, req, req.length, 0) < 0) throw sysError('send', errno(), 'asking sock_diag');
-    const out = new Map<number, UnixSocketDiag>();
     const buf = Buffer.alloc(1 << 16);
     for (;;) {
       const n = Number(lib.recv(fd, buf, buf.length, 0));
@@ -86,31 +89,9 @@ export function unixSockets(pid?: number): Map<number, UnixSocketDiag> {
       for (let at = 0; at + HDR <= n; ) {
         const len = buf.readUInt32LE(at);
         const type = buf.readUInt16LE(at + 4);
-        if (type === NLMSG_DONE) return out;
-        if (type === NLMSG_ERROR) {
-          throw sysError('sock_diag', -buf.readInt32LE(at + HDR), 'listing unix sockets');
-        }
-        const msg = at + HDR;
-        const entry: UnixSocketDiag = {
-          type: buf.readUInt8(msg + 1),
-          state: buf.readUInt8(msg + 2),
-          peer: 0,
-          rqueue: 0,
-          vfsIno: 0,
-          shutdown: 0,
-        };
-        const ino = buf.readUInt32LE(msg + 4);
-        for (let a = msg + 16; a + 4 <= at + len; ) {
-          const alen = buf.readUInt16LE(a);
-          const atype = buf.readUInt16LE(a + 2);
-          if (alen < 4) break;
-          if (atype === UNIX_DIAG_VFS) entry.vfsIno = buf.readUInt32LE(a + 4);
-          if (atype === UNIX_DIAG_PEER) entry.peer = buf.readUInt32LE(a + 4);
-          if (atype === UNIX_DIAG_RQLEN) entry.rqueue = buf.readUInt32LE(a + 4);
-          if (atype === UNIX_DIAG_SHUTDOWN) entry.shutdown = buf.readUInt8(a + 4);
-          a += align4(alen);
-        }
-        out.set(ino, entry);
+        if (type === NLMSG_DONE) return;
+        if (type === NLMSG_ERROR) throw sysError('sock_diag', -buf.readInt32LE(at + HDR), what);
+        each(buf, at + HDR, at + len);
         if (len < HDR) break;
         at += align4(len);
       }
@@ -118,4 +99,72 @@ export function unixSockets(pid?: number): Map<number, UnixSocketDiag> {
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Every unix socket of the network namespace of `pid` (ckpt's own without
+ * one), by inode.
+ */
+export function unixSockets(pid?: number): Map<number, UnixSocketDiag> {
+  const req = Buffer.alloc(24);
+  req.writeUInt8(AF_UNIX, 0);
+  req.writeUInt32LE(0xffffffff, 4); // every state
+  req.writeUInt32LE(UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN, 12);
+  req.writeUInt32LE(0xffffffff, 16);
+  req.writeUInt32LE(0xffffffff, 20);
+  const out = new Map<number, UnixSocketDiag>();
+  dump(pid, req, 'listing unix sockets', (buf, msg, end) => {
+    const entry: UnixSocketDiag = {
+      type: buf.readUInt8(msg + 1),
+      state: buf.readUInt8(msg + 2),
+      peer: 0,
+      rqueue: 0,
+      wqueue: 0,
+      vfsIno: 0,
+      shutdown: 0,
+    };
+    for (let a = msg + 16; a + 4 <= end; ) {
+      const alen = buf.readUInt16LE(a);
+      const atype = buf.readUInt16LE(a + 2);
+      if (alen < 4) break;
+      if (atype === UNIX_DIAG_VFS) entry.vfsIno = buf.readUInt32LE(a + 4);
+      if (atype === UNIX_DIAG_PEER) entry.peer = buf.readUInt32LE(a + 4);
+      if (atype === UNIX_DIAG_RQLEN) {
+        entry.rqueue = buf.readUInt32LE(a + 4);
+        entry.wqueue = buf.readUInt32LE(a + 8);
+      }
+      if (atype === UNIX_DIAG_SHUTDOWN) entry.shutdown = buf.readUInt8(a + 4);
+      a += align4(alen);
+    }
+    out.set(buf.readUInt32LE(msg + 4), entry);
+  });
+  return out;
+}
+
+const AF_INET = 2;
+const AF_INET6 = 10;
+const IPPROTO_TCP = 6;
+const TCP_LISTEN = 10;
+/** Offset of idiag_wqueue and idiag_inode in a struct inet_diag_msg. */
+const IDIAG_WQUEUE = 60;
+const IDIAG_INODE = 68;
+
+/**
+ * The backlog of every listening TCP socket (IPv4 and IPv6) of the network
+ * namespace of `pid` (ckpt's own without one), by inode: what listen(2)
+ * was given, capped at net.core.somaxconn. No /proc file shows it.
+ */
+export function tcpListenBacklogs(pid?: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const family of [AF_INET, AF_INET6]) {
+    // struct inet_diag_req_v2: family, protocol, ext, pad, states, sockid.
+    const req = Buffer.alloc(56);
+    req.writeUInt8(family, 0);
+    req.writeUInt8(IPPROTO_TCP, 1);
+    req.writeUInt32LE(1 << TCP_LISTEN, 4);
+    dump(pid, req, 'listing listening TCP sockets', (buf, msg) => {
+      out.set(buf.readUInt32LE(msg + IDIAG_INODE), buf.readUInt32LE(msg + IDIAG_WQUEUE));
+    });
+  }
+  return out;
 }

@@ -1,0 +1,44 @@
+/**
+ * What sock_diag lists, read once per network namespace and checkpoint: a
+ * listing holds every socket of its kind in the namespace, and the pair
+ * and waiting-socket handlers ask it about many sockets.
+ */
+import {
+  type CheckpointCtx,
+  tcpListenBacklogs,
+  type UnixSocketDiag,
+  unixSockets,
+} from '@ckpt/core';
+
+const listings = new WeakMap<CheckpointCtx, Map<string, Map<number, unknown>>>();
+
+/** `read(pid)` for the network namespace `pid` is in, once per checkpoint. */
+function perNamespace<T>(
+  ctx: CheckpointCtx,
+  pid: number,
+  kind: string,
+  read: (pid: number) => Map<number, T>,
+): Map<number, T> {
+  let cache = listings.get(ctx);
+  if (!cache) {
+    cache = new Map();
+    listings.set(ctx, cache);
+  }
+  const key = `${kind} ${ctx.namespaces.inode(pid, 'net')}`;
+  let d = cache.get(key);
+  if (!d) {
+    d = read(pid);
+    cache.set(key, d);
+  }
+  return d as Map<number, T>;
+}
+
+/** The unix sockets of the network namespace `pid` is in (a container's may be its own), by inode. */
+export function unixDiag(ctx: CheckpointCtx, pid: number): Map<number, UnixSocketDiag> {
+  return perNamespace(ctx, pid, 'unix', unixSockets);
+}
+
+/** The backlogs of the listening TCP sockets of the network namespace `pid` is in, by inode. */
+export function tcpBacklogs(ctx: CheckpointCtx, pid: number): Map<number, number> {
+  return perNamespace(ctx, pid, 'tcp', tcpListenBacklogs);
+}
