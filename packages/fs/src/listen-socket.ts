@@ -61,9 +61,9 @@ import {
 import { moveAboveTable, restoringTask } from './file-object.js';
 import { reopenFlags } from './flags.js';
 import { FileKind, fileSocketRecord } from './records.js';
+import { tcpBacklogs, unixDiag } from './sock-diag.js';
 import { describeSocket, sockaddrText, socketEntry } from './socket-info.js';
 import { changedSocketOptions, settingFor } from './socket-options.js';
-import { tcpBacklogs, unixDiag } from './sock-diag.js';
 
 const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;

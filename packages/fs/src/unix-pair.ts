@@ -40,8 +40,8 @@ import {
 import { copyFromHolder, moveAboveTable, restoringTask } from './file-object.js';
 import { F_DUPFD_CLOEXEC, O_CLOEXEC, reopenFlags } from './flags.js';
 import { FileKind, fileUnixRecord, unixPairRecord } from './records.js';
-import { treeFds } from './tree-fds.js';
 import { unixDiag } from './sock-diag.js';
+import { treeFds } from './tree-fds.js';
 
 const UNIX_OBJECT = 'unix-pair';
 const AF_UNIX = 1;
