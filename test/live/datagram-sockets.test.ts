@@ -239,27 +239,36 @@ while True:
     expect(fs.readdirSync(`/proc/${child}/fd`)).toHaveLength(fdsBefore);
   });
 
-  it('SO_PASSCRED of a unix and of a netlink socket is kept (avahi-daemon)', () => {
+  it('SO_PASSCRED of a unix, a netlink socket and a socketpair end is kept (avahi-daemon), with a pair end send buffer', () => {
     const dir = tmpDir('ckpt-passcred-');
+    // The pair end with SO_PASSCRED gets each message with the sender's
+    // credentials (SCM_CREDENTIALS, type 2): "cred" when it did.
     const program = `
 import os, socket, sys, time
 u = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); u.bind(sys.argv[1] + '/u.sock')
 u.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
 n = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0); n.bind((0, 0))
 n.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+b.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 50000)
 while True:
-    v = '%d %d' % (u.getsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED), n.getsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED))
+    a.send(b'x')
+    _, anc, _, _ = b.recvmsg(10, 1024)
+    v = '%d %d %d %s %d' % (u.getsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED), n.getsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED),
+        b.getsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED), 'cred' if [c for c in anc if c[1] == 2] else 'none',
+        a.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
     open(sys.argv[1] + '/v.tmp', 'w').write(v); os.rename(sys.argv[1] + '/v.tmp', sys.argv[1] + '/v')
     time.sleep(0.05)
 `;
     const pid = python(dir, 'passcred', program, [dir]);
     const value = () => fs.readFileSync(path.join(dir, 'v'), 'utf8');
     waitFor('the values', () => fs.existsSync(path.join(dir, 'v')));
-    expect(value()).toBe('1 1');
+    expect(value()).toBe('1 1 1 cred 100000');
     killAndRestart(pid);
     fs.rmSync(path.join(dir, 'v'));
     waitFor('the values after restart', () => fs.existsSync(path.join(dir, 'v')));
-    expect(value()).toBe('1 1');
+    expect(value()).toBe('1 1 1 cred 100000');
   });
 
   it('a listening unix socket bound before chroot() keeps its file (openntpd)', async () => {

@@ -332,6 +332,8 @@ export const fileUnixRecord = defineRecord(FILE_UNIX, 'file_unix', 'unix socket 
   /** 0 or 1, in the pair's `inodes` order. */
   end: u32(),
   flags: u32('octal'),
+  /** Int options of this end that differ from a new socket's (SO_PASSCRED, SO_SNDBUF...), set again. */
+  options: array(struct({ level: u32(), name: u32(), value: i32() }), 256),
 });
 
 export const PTY = 319;

@@ -21,19 +21,21 @@
  * read, and closes the missing end, so reads give them and then the end
  * of file, and writes fail with EPIPE, as before.
  */
-import { readlinkSync, writeSync } from 'node:fs';
+import { closeSync, readlinkSync, writeSync } from 'node:fs';
 import {
   type CheckpointCtx,
   CkptError,
   closeInTask,
   type FileHandler,
   type FileInfo,
+  grabFd,
   listFds,
   type ObjectOps,
   peekSocket,
   type RestartTask,
   readComm,
   scanProcesses,
+  setSocketOption,
   socketPeer,
   withFdCopy,
 } from '@ckpt/core';
@@ -41,6 +43,7 @@ import { copyFromHolder, moveAboveTable, restoringTask } from './file-object.js'
 import { F_DUPFD_CLOEXEC, O_CLOEXEC, reopenFlags } from './flags.js';
 import { FileKind, fileUnixRecord, unixPairRecord } from './records.js';
 import { unixDiag } from './sock-diag.js';
+import { changedSocketOptions, settingFor } from './socket-options.js';
 import { treeFds } from './tree-fds.js';
 
 const UNIX_OBJECT = 'unix-pair';
@@ -245,6 +248,7 @@ export const unixPairFile: FileHandler = {
       pair: objref,
       end: ino < me.peer ? 0 : 1,
       flags: reopenFlags(file.info.flags),
+      options: withFdCopy(file.pid, file.fd, (fd) => changedSocketOptions(fd, AF_UNIX, me.type, 0)),
     });
   },
   restore(ctx, task) {
@@ -263,6 +267,18 @@ export const unixPairFile: FileHandler = {
         ? Number(task.sys.check('fcntl', [src, F_DUPFD_CLOEXEC, 0], what))
         : copyFromHolder(task, { fd: src, holder: pair.holder, holderFd: src }, src);
     task.sys.check('fcntl', [fd, F_SETFL, rec.flags & O_NONBLOCK], what);
+    if (rec.options.length > 0) {
+      // After the bytes waiting at each end were written (a smaller send
+      // buffer could not have taken them).
+      const copy = grabFd(task.pid, fd);
+      try {
+        for (const o of rec.options.map(settingFor)) {
+          setSocketOption(copy, o.level, o.name, o.value, `${what}: option ${o.level}/${o.name}`);
+        }
+      } finally {
+        closeSync(copy);
+      }
+    }
     // One open file per socket: the holder's copy is no longer needed.
     pair.fds[rec.end] = undefined;
     closeInTask(pair.holder, src);
