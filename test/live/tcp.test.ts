@@ -220,6 +220,70 @@ describe('an established TCP connection', () => {
     expect(spawnSync('nft', ['list', 'table', 'inet', 'ckpt']).status).not.toBe(0);
   });
 
+  it('loses nothing a peer sends while the tree is being saved (sweep 12: data acknowledged then lost, the connection stuck)', () => {
+    requireCommand('nft');
+    const dir = tmpDir('ckpt-tcp-');
+    // A server whose 100 MiB make its checkpoint take a while, and a
+    // client that sends a numbered line every 10 ms throughout.
+    fs.writeFileSync(
+      path.join(dir, 'server.py'),
+      `
+import os, socket, sys
+d = sys.argv[1]
+s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()
+open(d + '/port.tmp', 'w').write(str(s.getsockname()[1])); os.rename(d + '/port.tmp', d + '/port')
+c, _ = s.accept(); f = c.makefile('rb')
+big = bytearray(100 << 20)
+for i in range(0, len(big), 4096): big[i] = 1
+log = open(d + '/log', 'a', buffering=1)
+expect = 0
+for line in f:
+    n = int(line)
+    log.write(('%d\\n' % n) if n == expect else ('GAP %d %d\\n' % (expect, n)))
+    expect = n + 1
+`,
+    );
+    fs.writeFileSync(
+      path.join(dir, 'client.py'),
+      `
+import socket, sys, time
+c = socket.create_connection(('127.0.0.1', int(open(sys.argv[1] + '/port').read())))
+i = 0
+while True:
+    c.sendall(b'%d\\n' % i); i += 1; time.sleep(0.01)
+`,
+    );
+    const server = Number(
+      ckptOk(['run', '--', 'python3', path.join(dir, 'server.py'), dir]).trim(),
+    );
+    leftovers.push(server);
+    waitFor('the server to listen', () => fs.existsSync(path.join(dir, 'port')), 10_000);
+    const client = spawn('python3', [path.join(dir, 'client.py'), dir], {
+      stdio: 'ignore',
+      detached: true,
+    });
+    leftovers.push(client.pid!);
+    const lines = () =>
+      fs
+        .readFileSync(path.join(dir, 'log'), 'utf8')
+        .split('\n')
+        .filter((l) => l);
+    waitFor(
+      'lines to arrive',
+      () => fs.existsSync(path.join(dir, 'log')) && lines().length > 50,
+      20_000,
+    );
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(server), '-o', img, '--kill']);
+    waitFor('the server gone', () => !isAlive(server));
+    sleepSync(500);
+    const before = lines().length;
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(server);
+    waitFor('lines to arrive after the restart', () => lines().length > before + 100, 20_000);
+    expect(lines().filter((l) => l.startsWith('GAP'))).toEqual([]);
+    expect(lines().map(Number)).toEqual(lines().map((_, i) => i));
+  });
+
   it('without nft: the checkpoint says the peer is not held back, and the connection still comes back', () => {
     const { dir, server } = startPair();
     const img = tmpImage();

@@ -56,7 +56,9 @@ import {
   setSocketOption,
   setTcpRepair,
   shutdownReading,
+  socketName,
   socketOption,
+  socketPeer,
   TCP_ESTABLISHED,
   TcpRepair,
   tcpStateOf,
@@ -69,10 +71,14 @@ import { reopenFlags } from './flags.js';
 import { FileKind, fileTcpRecord } from './records.js';
 import { describeSocket, sockaddrText, socketEntry, tcpConnectionState } from './socket-info.js';
 import { changedSocketOptions } from './socket-options.js';
+import { treeFds } from './tree-fds.js';
 
 const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
 const SO_DOMAIN = 39;
+const SO_PROTOCOL = 38;
+const AF_INET = 2;
+const AF_INET6 = 10;
 const SOCK_STREAM = 1;
 const IPPROTO_TCP = 6;
 const O_NONBLOCK = 0o4000;
@@ -133,9 +139,9 @@ function endRepair(
 }
 
 function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
+  if (ctx.leave === 'kill') lockTreeConnections(ctx);
   const fd = grabFd(file.pid, file.fd);
   let repairing = false;
-  let conn: LockedConnection | undefined;
   // Read before repair mode, which forces it on.
   let reuseAddr = false;
   try {
@@ -161,7 +167,6 @@ function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
         s.window.writeUInt32LE(s.recvSeq, REPAIR_WINDOW_RCV_WUP);
       }
     }
-    conn = { addr: s.addr, peer: s.peer };
     const family = socketOption(fd, SOL_SOCKET, SO_DOMAIN);
     ctx.write(fileTcpRecord, {
       family,
@@ -199,9 +204,6 @@ function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
     (copy) => closeSync(copy),
     (copy) => endRepair(copy, TcpRepair.OFF_NO_PROBE, reuseAddr),
   );
-  // A connection in a network namespace of the tree's own dies with it:
-  // no peer outside can send to it, and the lock is for ckpt's namespace.
-  if (conn && inOwnNetns(file.pid)) lockWhenKilled(ctx, conn);
 }
 
 /** Whether `pid` is in ckpt's network namespace (where the network lock works). */
@@ -231,21 +233,52 @@ function gather<C extends CheckpointCtx | RestartCtx>(
   queue(ctx, conns);
 }
 
+/** The checkpoints that have locked their tree's connections. */
+const locked = new WeakSet<CheckpointCtx>();
+
 /**
- * Gather `conn`, which the kill leaves without a socket. Once the image is
- * complete, just before the kill, every gathered connection is locked.
+ * Before the first connection of a checkpoint that kills its tree is read:
+ * hold back the peers' packets for every TCP connection of the tree (in
+ * ckpt's network namespace: one of the tree's own dies with it, and the
+ * lock is for ckpt's). Bytes a peer sends from then on are not taken in
+ * and acknowledged after the socket's queues were read, which would lose
+ * them (the frozen tree's sockets still receive); the peer retransmits
+ * them to the restored socket. Should the checkpoint fail, they are let
+ * through again.
  */
-function lockWhenKilled(ctx: CheckpointCtx, conn: LockedConnection): void {
-  gather(ctx, conn, (c, conns) =>
-    c.deferqueue.add(conns, () => {
-      const why = lockConnections(conns);
-      if (why !== undefined) {
-        c.log.warn(
-          `${conns.length} TCP connection(s) not held back while the process is gone (${why}): a packet the peer sends before the restart gets a reset, which ends the connection`,
-        );
-      }
-    }),
+function lockTreeConnections(ctx: CheckpointCtx): void {
+  if (locked.has(ctx)) return;
+  locked.add(ctx);
+  const conns = new Map<string, LockedConnection>();
+  for (const { pid, fd, target } of treeFds(ctx)) {
+    if (target.kind !== 'socket' || !inOwnNetns(pid)) continue;
+    const conn = withFdCopy(pid, fd, tcpConnectionOf);
+    if (conn) conns.set(`${conn.addr.toString('hex')} ${conn.peer.toString('hex')}`, conn);
+  }
+  if (conns.size === 0) return;
+  const all = [...conns.values()];
+  const why = lockConnections(all);
+  if (why !== undefined) {
+    ctx.log.warn(
+      `${all.length} TCP connection(s) not held back while the process is gone (${why}): a packet the peer sends before the restart is lost, or gets a reset, which ends the connection`,
+    );
+    return;
+  }
+  ctx.deferqueue.add(
+    all,
+    () => {},
+    (held) => unlockConnections(held),
   );
+}
+
+/** The addresses of ckpt's copy `fd` if it is a TCP connection this checkpoint saves; else undefined. */
+function tcpConnectionOf(fd: number): LockedConnection | undefined {
+  const family = socketOption(fd, SOL_SOCKET, SO_DOMAIN);
+  if (family !== AF_INET && family !== AF_INET6) return undefined;
+  if (socketOption(fd, SOL_SOCKET, SO_PROTOCOL) !== IPPROTO_TCP) return undefined;
+  if (!isSaved(tcpStateOf(fd))) return undefined;
+  const peer = socketPeer(fd);
+  return peer ? { addr: socketName(fd), peer } : undefined;
 }
 
 /**
