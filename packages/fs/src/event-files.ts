@@ -10,7 +10,10 @@
  *   ones, restored by the signals phase.
  * - timerfd: its clock, the time left and the period (the relative model
  *   of the seed's restart blocks: the time between checkpoint and restart
- *   does not count), and expirations not read yet (TFD_IOC_SET_TICKS).
+ *   does not count), and expirations not read yet (TFD_IOC_SET_TICKS). A
+ *   timer armed with TFD_TIMER_ABSTIME keeps its deadline instead: "at
+ *   12:00" on CLOCK_REALTIME is still 12:00 (so is a CLOCK_MONOTONIC one
+ *   on the same boot), and it fires then, or at once if that has passed.
  * - epoll: every target with its events and data. fdinfo names a target by
  *   the fd number it was added with; the checkpoint checks that fd still
  *   holds that very file (inode and device), and restart adds the targets
@@ -28,6 +31,7 @@ import {
   type RestartTask,
   stage,
   statFd,
+  taskClockNs,
 } from '@ckpt/core';
 import { moveAboveTable, restoringTask, whenTableComplete } from './file-object.js';
 import { major, minor, O_CLOEXEC, reopenFlags } from './flags.js';
@@ -128,6 +132,7 @@ export const signalfdFile: FileHandler = {
 const NS = 1_000_000_000n;
 /** TFD_IOC_SET_TICKS, _IOW('T', 0, u64). */
 const TFD_IOC_SET_TICKS = 0x40085400;
+const TFD_TIMER_ABSTIME = 1;
 
 /** Nanoseconds of an fdinfo `(sec, nsec)` pair. */
 function timespecNs(file: FileInfo, key: string): bigint {
@@ -146,12 +151,23 @@ export const timerfdFile: FileHandler = {
   id: FileKind.TIMERFD,
   match: isAnon('timerfd'),
   checkpoint(ctx, _task, file) {
+    const clockid = Number(needField(file, 'clockid'));
+    const valueNs = timespecNs(file, 'it_value');
+    // Kernels before 5.x do not show the flags: a relative timer then.
+    const settimeFlags = Number.parseInt(field(file, 'settime flags') ?? '0', 8);
+    // An absolute deadline ("at 12:00") stays one: the time the tree was
+    // an image counts (for CLOCK_MONOTONIC, on this boot or in a time
+    // namespace that continues).
+    const now =
+      settimeFlags & TFD_TIMER_ABSTIME && valueNs > 0n ? taskClockNs(file.pid, clockid) : undefined;
     ctx.write(fileTimerfdRecord, {
-      clockid: Number(needField(file, 'clockid')),
+      clockid,
       flags: reopenFlags(file.info.flags),
-      valueNs: timespecNs(file, 'it_value'),
+      valueNs,
       intervalNs: timespecNs(file, 'it_interval'),
       ticks: BigInt(needField(file, 'ticks')),
+      settimeFlags,
+      deadlineNs: now === undefined ? 0n : now + valueNs,
     });
   },
   restore(ctx, task) {
@@ -165,14 +181,18 @@ export const timerfdFile: FileHandler = {
       what,
     );
     if (rec.valueNs > 0n) {
-      // struct itimerspec { it_interval, it_value }, relative to now.
+      // struct itimerspec { it_interval, it_value }: the deadline of an
+      // absolute timer, else the time left from now (the relative model).
+      const absolute = (rec.settimeFlags & TFD_TIMER_ABSTIME) !== 0 && rec.deadlineNs > 0n;
+      const value = absolute ? rec.deadlineNs : rec.valueNs;
       const spec = Buffer.alloc(32);
       spec.writeBigInt64LE(rec.intervalNs / NS, 0);
       spec.writeBigInt64LE(rec.intervalNs % NS, 8);
-      spec.writeBigInt64LE(rec.valueNs / NS, 16);
-      spec.writeBigInt64LE(rec.valueNs % NS, 24);
+      spec.writeBigInt64LE(value / NS, 16);
+      spec.writeBigInt64LE(value % NS, 24);
       const [at] = stage(task, [spec]);
-      task.sys.check('timerfd_settime', [fd, 0, at!, 0], `${what}: arming it`);
+      const flags = absolute ? rec.settimeFlags : 0;
+      task.sys.check('timerfd_settime', [fd, flags, at!, 0], `${what}: arming it`);
     }
     if (rec.ticks > 0n) {
       const ticks = Buffer.alloc(8);

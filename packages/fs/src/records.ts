@@ -266,6 +266,10 @@ export const fileTimerfdRecord = defineRecord(FILE_TIMERFD, 'file_timerfd', 'tim
   intervalNs: u64(),
   /** Expirations not read yet. */
   ticks: u64(),
+  /** timerfd_settime's flags (1 TFD_TIMER_ABSTIME, 2 TFD_TIMER_CANCEL_ON_SET). */
+  settimeFlags: u32('hex'),
+  /** With TFD_TIMER_ABSTIME: when it fires next, on its clock as the task saw it (0: not known). */
+  deadlineNs: u64(),
 });
 
 export const FILE_SOCKET = 316;

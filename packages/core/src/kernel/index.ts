@@ -171,6 +171,7 @@ export {
   tcpStateOf,
   writeTcpState,
 } from './tcp-repair.js';
+export { taskClockNs } from './timens.js';
 export {
   foregroundGroup,
   getTermios,

@@ -11,14 +11,14 @@ import { errno, errnoName, libc } from './libc.js';
 /** The clocks a time namespace offsets. */
 export type NsClock = 'monotonic' | 'boottime';
 
-const CLOCK_ID: Record<NsClock, number> = { monotonic: 1, boottime: 7 };
+const CLOCK_ID: Record<NsClock | 'realtime', number> = { realtime: 0, monotonic: 1, boottime: 7 };
 const NS_PER_S = 1_000_000_000n;
 
 /** Offsets of a time namespace from the host's clocks, in nanoseconds. */
 export type TimeNsOffsets = Record<NsClock, bigint>;
 
 /** `clock` as ckpt's own thread sees it, in nanoseconds. */
-export function clockNs(clock: NsClock): bigint {
+export function clockNs(clock: NsClock | 'realtime'): bigint {
   const ts = Buffer.alloc(16);
   if (libc().clockGettime(CLOCK_ID[clock], ts) === -1) {
     throw new CkptError('ESYS', `clock_gettime(${clock}) failed with ${errnoName(errno())}`, {
@@ -26,6 +26,26 @@ export function clockNs(clock: NsClock): bigint {
     });
   }
   return ts.readBigInt64LE(0) * NS_PER_S + ts.readBigInt64LE(8);
+}
+
+/**
+ * Clock `clockid` (CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_BOOTTIME or an
+ * alarm clock) as task `pid` sees it now, in nanoseconds: ckpt's reading
+ * moved from ckpt's time namespace to the task's. Undefined for another
+ * clock.
+ */
+export function taskClockNs(pid: number, clockid: number): bigint | undefined {
+  const byId: Record<number, NsClock | 'realtime'> = {
+    0: 'realtime',
+    1: 'monotonic',
+    7: 'boottime',
+    8: 'realtime',
+    9: 'boottime',
+  };
+  const clock = byId[clockid];
+  if (clock === undefined) return undefined;
+  if (clock === 'realtime') return clockNs('realtime');
+  return clockNs(clock) - readTimeNsOffsets('self')[clock] + readTimeNsOffsets(pid)[clock];
 }
 
 /** Parse /proc/PID/timens_offsets ("monotonic SECS NSECS" per line). */
