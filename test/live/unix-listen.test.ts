@@ -76,6 +76,33 @@ describe('a listening unix socket whose file moved', () => {
     expect(isAlive(pid)).toBe(true);
   });
 
+  it('bound with a relative path (postfix): bound again from its directory, the stale file replaced (sweep 12)', async () => {
+    const dir = tmpDir('ckpt-unix-relative-');
+    const script = [
+      'import socket, os, sys',
+      `os.chdir(${JSON.stringify(dir)})`,
+      's = socket.socket(socket.AF_UNIX)',
+      's.bind("public.sock")',
+      's.listen()',
+      'open("ready", "w").close()',
+      'while True:',
+      '    c, _ = s.accept(); c.sendall(s.getsockname().encode()); c.close()',
+    ].join('\n');
+    const pid = Number(ckptOk(['run', '--', 'python3', '-c', script]).trim());
+    leftovers.push(pid);
+    waitFor('the server to listen', () => fs.existsSync(path.join(dir, 'ready')), 10_000);
+    expect(await ask(path.join(dir, 'public.sock'))).toBe('public.sock');
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+    waitFor('the server gone', () => !isAlive(pid));
+    // The killed server's file stays behind, as postfix's do.
+    expect(fs.lstatSync(path.join(dir, 'public.sock')).isSocket()).toBe(true);
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
+    // Its own name is still the relative one, and nothing was bound where restart ran.
+    expect(await ask(path.join(dir, 'public.sock'))).toBe('public.sock');
+    expect(fs.existsSync(path.join(process.cwd(), 'public.sock'))).toBe(false);
+  });
+
   it('a --no-pids copy beside the running original is refused; the original serves on', async () => {
     const { pid, dir } = startServer('rename');
     const img = tmpImage();

@@ -31,11 +31,12 @@ import {
   lstatSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   renameSync,
   statSync,
   unlinkSync,
 } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   attachSocketFilter,
   bindToDevice,
@@ -220,7 +221,10 @@ export const listenSocketFile: FileHandler = {
       // take a port and make the program's own bind() fail later.
       const addr = isUnbound(family, name) ? Buffer.alloc(0) : name;
       const path = family === AF_UNIX ? unixPath(addr) : '';
-      const { file: now, mode } = path ? socketFileNow(ctx, file, path) : { file: '', mode: 0 };
+      const dir = path && !path.startsWith('/') ? relativeSocketDir(file, path) : '';
+      const { file: now, mode } = path
+        ? socketFileNow(ctx, file, dir ? join(dir, path) : path)
+        : { file: '', mode: 0 };
       ctx.write(fileSocketRecord, {
         family,
         type: socketOption(fd, SOL_SOCKET, SO_TYPE),
@@ -234,6 +238,7 @@ export const listenSocketFile: FileHandler = {
         flags: reopenFlags(file.info.flags),
         mode,
         file: now,
+        dir,
         options:
           family === AF_INET || family === AF_INET6 || family === AF_UNIX
             ? changedSocketOptions(
@@ -252,7 +257,10 @@ export const listenSocketFile: FileHandler = {
   restore(ctx, task) {
     const rec = ctx.read(fileSocketRecord);
     const { above } = restoringTask(ctx, 'a socket');
-    const path = rec.family === AF_UNIX ? unixPath(rec.addr) : '';
+    // A relative path is bound from its directory; the file is handled by
+    // its absolute name.
+    const bound = rec.family === AF_UNIX ? unixPath(rec.addr) : '';
+    const path = rec.dir && bound ? join(rec.dir, bound) : bound;
     const what = rec.peer.length
       ? `recreating the socket connected to ${peerText(rec)}`
       : `recreating a socket ${path ? `at ${path}` : `(family ${rec.family})`}`;
@@ -264,11 +272,12 @@ export const listenSocketFile: FileHandler = {
       return b;
     };
     const settings = rec.options.map(settingFor);
-    const [on, reuse, v6only, addr, ...values] = stage(task, [
+    const [on, reuse, v6only, addr, dir, ...values] = stage(task, [
       one(true),
       one(rec.reuseAddr),
       one(rec.v6only),
       rec.addr,
+      Buffer.from(`${rec.dir}\0`),
       ...settings.map((o) => {
         const b = Buffer.alloc(4);
         b.writeInt32LE(o.value);
@@ -316,6 +325,10 @@ export const listenSocketFile: FileHandler = {
       opt(SOL_SOCKET, SO_REUSEADDR, on!),
       ...(rec.reusePort ? [opt(SOL_SOCKET, SO_REUSEPORT, on!)] : []),
       ...(rec.family === AF_INET6 ? [opt(IPPROTO_IPV6, IPV6_V6ONLY, v6only!)] : []),
+      // The task's cwd at checkpoint: the fs phase gives it the same.
+      ...(rec.dir && bound
+        ? [{ name: 'chdir' as const, args: [dir!], what: `${what}: entering ${rec.dir}` }]
+        : []),
       {
         name: 'bind',
         args: [fd, addr!, rec.addr.length],
@@ -475,6 +488,23 @@ function socketFileNow(
   const [found, root] = outside !== undefined ? [outside, ''] : [inTask, taskRoot];
   if (found === undefined) return { file: '', mode: 0 };
   return { file: found, mode: lstatSync(`${root}${found}`).mode & 0o7777 };
+}
+
+/**
+ * The directory a unix socket bound at relative `path` names its file
+ * from: the process's cwd (where a daemon that binds relative names, as
+ * postfix's master in its queue directory, stays).
+ * @throws CkptError ENOTSUP for a chrooted process (its cwd is not a path restart could use)
+ */
+function relativeSocketDir(file: FileInfo, path: string): string {
+  if (isChrooted(file.pid)) {
+    throw new CkptError(
+      'ENOTSUP',
+      `pid ${file.pid} fd ${file.fd}: unix socket ${path} was bound with a relative path by a chrooted process, which is not supported yet`,
+      { pid: file.pid, fd: file.fd, path },
+    );
+  }
+  return readlinkSync(`/proc/${file.pid}/cwd`);
 }
 
 /** Whether `pid`'s root directory is another than ckpt's (a chroot). */

@@ -302,6 +302,13 @@ export const fileSocketRecord = defineRecord(
      * renames or removes the file the same way.
      */
     file: str(4096),
+    /**
+     * For a unix socket bound with a relative path (postfix's
+     * `public/pickup`): the directory it names the file from (the
+     * process's cwd at checkpoint); restart binds it from there. '' for an
+     * absolute path.
+     */
+    dir: str(4096),
     /** Int options that differ from a new socket's (IP_PKTINFO, buffer sizes, TCP_DEFER_ACCEPT...), set again before bind. */
     options: array(struct({ level: u32(), name: u32(), value: i32() }), 256),
     /**
