@@ -26,6 +26,8 @@
  *   holding a memfd it has not exec'd yet can exec it after the restart;
  * - a program whose working directory was deleted comes back in a deleted
  *   directory of the same name;
+ * - a python3 holding a PSI trigger (/proc/pressure/cpu written to) is
+ *   refused and runs on; one reading /proc/pressure/memory reads on;
  * - a shell pipeline through a FIFO (mkfifo) with lines waiting in it: the
  *   reader reads on, no line lost or repeated;
  * - a shell whose loops fork short-lived children all the time (children
@@ -714,6 +716,52 @@ os.execv('/proc/self/fd/%d' % fd, ['later', '-c', 'echo ran >> "$0"', sys.argv[1
     expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
     fs.writeFileSync(go, '');
     waitFor('the memfd run', () => readOr(out) === 'ready\nran\n');
+  });
+});
+
+describe('pressure stall (PSI) files', () => {
+  it('one open for writing (a trigger, as systemd-oomd sets) is refused, naming pid, fd and path, and the program runs on', () => {
+    const out = path.join(tmpDir('ckpt-psi-trigger-'), 'out');
+    const script = `
+import os, select, sys
+fd = os.open('/proc/pressure/cpu', os.O_RDWR | os.O_NONBLOCK)
+os.write(fd, b'some 10000 2000000\\0')
+open(sys.argv[1], 'w').write('armed\\n')
+p = select.poll(); p.register(fd, select.POLLPRI)
+while True: p.poll(1000)
+`;
+    const pid = Number(ckptOk(['run', '--', 'python3', '-c', script, out]).trim());
+    leftovers.push(pid);
+    waitFor('the trigger set', () => readOr(out) === 'armed\n');
+    const r = ckpt(['checkpoint', String(pid), '-o', tmpImage(), '--kill']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      `pid ${pid} fd 3: /proc/pressure/cpu is a pressure (PSI) file open for writing, so it may hold a trigger; the kernel does not show a trigger, so it cannot be read back`,
+    );
+    // Left running although --kill was asked, its trigger still set.
+    expect(isAlive(pid)).toBe(true);
+    expect(['R', 'S']).toContain(statIds(pid).state);
+    expect(fs.readlinkSync(`/proc/${pid}/fd/3`)).toBe('/proc/pressure/cpu');
+  });
+
+  it('one open read-only (the averages) is reopened and read on', () => {
+    const out = path.join(tmpDir('ckpt-psi-read-'), 'out');
+    // Each line: a count, once the file reads as PSI averages again
+    // (anything else goes to the file instead, and breaks the count).
+    const script = `
+import os, sys, time
+fd = os.open('/proc/pressure/memory', os.O_RDONLY)
+i = 0
+while True:
+    line = os.pread(fd, 4096, 0).decode().split('\\n')[0]
+    ok = line.startswith('some avg10=') and ' avg60=' in line
+    if ok: i += 1
+    with open(sys.argv[1], 'a') as f: f.write('%d\\n' % i if ok else 'read: %r\\n' % line)
+    time.sleep(0.05)
+`;
+    expectCountsOnAfterRestart(['python3', '-c', script, out], out, (pid) =>
+      expect(fs.readlinkSync(`/proc/${pid}/fd/3`)).toBe('/proc/pressure/memory'),
+    );
   });
 });
 
