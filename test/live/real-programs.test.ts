@@ -21,8 +21,13 @@
  * - a python3 whose executable and a library it loaded were deleted while
  *   it runs (as a package upgrade replaces them): both come back as the
  *   same deleted files, and the library's code runs on;
+ * - a program exec'd from a memfd it still holds open (as runc re-execs
+ *   itself) counts on, its exe and the fd the same memfd again; a program
+ *   holding a memfd it has not exec'd yet can exec it after the restart;
  * - a program whose working directory was deleted comes back in a deleted
  *   directory of the same name;
+ * - a python3 holding a PSI trigger (/proc/pressure/cpu written to) is
+ *   refused and runs on; one reading /proc/pressure/memory reads on;
  * - a shell pipeline through a FIFO (mkfifo) with lines waiting in it: the
  *   reader reads on, no line lost or repeated;
  * - a shell whose loops fork short-lived children all the time (children
@@ -651,6 +656,112 @@ while True:
     for (const [, v] of seen) expect(v).toBe(version);
     expect(fs.readlinkSync(`/proc/${pid}/exe`)).toBe(`${exe} (deleted)`);
     expect(fs.readFileSync(`/proc/${pid}/maps`, 'utf8')).toContain(`${lib} (deleted)`);
+  });
+});
+
+describe('a program run from a memfd', () => {
+  /** fd 3's flags and offset, and what fd 3 and the exe link to. */
+  function memfdState(pid: number): { exe: string; fd: string; flags: string; pos: string } {
+    const info = fs.readFileSync(`/proc/${pid}/fdinfo/3`, 'utf8');
+    return {
+      exe: fs.readlinkSync(`/proc/${pid}/exe`),
+      fd: fs.readlinkSync(`/proc/${pid}/fd/3`),
+      flags: /^flags:\s*(\d+)/m.exec(info)![1]!,
+      pos: /^pos:\s*(\d+)/m.exec(info)![1]!,
+    };
+  }
+
+  it("exec'd with the memfd still open, it counts on with its exe and fd 3 the same memfd", () => {
+    const out = path.join(tmpDir('ckpt-memfd-exe-'), 'out');
+    // memfd_create without MFD_CLOEXEC: bash runs from it with fd 3 open.
+    const script = `
+import os, sys
+fd = os.memfd_create('myprog', 0)
+os.write(fd, open('/bin/bash', 'rb').read())
+os.execv('/proc/self/fd/%d' % fd, ['myprog', '-c', 'i=0; while :; do i=$((i+1)); echo $i >> "$0"; sleep 0.05; done', sys.argv[1]])
+`;
+    let pid = 0;
+    let before: ReturnType<typeof memfdState> | undefined;
+    expectCountsOnAfterRestart(['python3', '-c', script, out], out, (p) => {
+      pid = p;
+      before = memfdState(p);
+      expect(before).toMatchObject({
+        exe: '/memfd:myprog (deleted)',
+        fd: '/memfd:myprog (deleted)',
+      });
+    });
+    expect(memfdState(pid)).toEqual(before);
+    expect(fs.readFileSync(`/proc/${pid}/fd/3`).equals(fs.readFileSync('/bin/bash'))).toBe(true);
+  });
+
+  it("a memfd held open is exec'd after the restart", () => {
+    const dir = tmpDir('ckpt-memfd-later-');
+    const out = path.join(dir, 'out');
+    const go = path.join(dir, 'go');
+    // As runc does: the copy is made first, exec'd later.
+    const script = `
+import os, sys, time
+fd = os.memfd_create('later', 0)
+os.write(fd, open('/bin/sh', 'rb').read())
+open(sys.argv[1], 'w').write('ready\\n')
+while not os.path.exists(sys.argv[2]): time.sleep(0.02)
+os.execv('/proc/self/fd/%d' % fd, ['later', '-c', 'echo ran >> "$0"', sys.argv[1]])
+`;
+    const pid = Number(ckptOk(['run', '--', 'python3', '-c', script, out, go]).trim());
+    leftovers.push(pid);
+    waitFor('the memfd made', () => readOr(out) === 'ready\n');
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+    waitFor('the original gone', () => !isAlive(pid));
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
+    fs.writeFileSync(go, '');
+    waitFor('the memfd run', () => readOr(out) === 'ready\nran\n');
+  });
+});
+
+describe('pressure stall (PSI) files', () => {
+  it('one open for writing (a trigger, as systemd-oomd sets) is refused, naming pid, fd and path, and the program runs on', () => {
+    const out = path.join(tmpDir('ckpt-psi-trigger-'), 'out');
+    const script = `
+import os, select, sys
+fd = os.open('/proc/pressure/cpu', os.O_RDWR | os.O_NONBLOCK)
+os.write(fd, b'some 10000 2000000\\0')
+open(sys.argv[1], 'w').write('armed\\n')
+p = select.poll(); p.register(fd, select.POLLPRI)
+while True: p.poll(1000)
+`;
+    const pid = Number(ckptOk(['run', '--', 'python3', '-c', script, out]).trim());
+    leftovers.push(pid);
+    waitFor('the trigger set', () => readOr(out) === 'armed\n');
+    const r = ckpt(['checkpoint', String(pid), '-o', tmpImage(), '--kill']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      `pid ${pid} fd 3: /proc/pressure/cpu is a pressure (PSI) file open for writing, so it may hold a trigger; the kernel does not show a trigger, so it cannot be read back`,
+    );
+    // Left running although --kill was asked, its trigger still set.
+    expect(isAlive(pid)).toBe(true);
+    expect(['R', 'S']).toContain(statIds(pid).state);
+    expect(fs.readlinkSync(`/proc/${pid}/fd/3`)).toBe('/proc/pressure/cpu');
+  });
+
+  it('one open read-only (the averages) is reopened and read on', () => {
+    const out = path.join(tmpDir('ckpt-psi-read-'), 'out');
+    // Each line: a count, once the file reads as PSI averages again
+    // (anything else goes to the file instead, and breaks the count).
+    const script = `
+import os, sys, time
+fd = os.open('/proc/pressure/memory', os.O_RDONLY)
+i = 0
+while True:
+    line = os.pread(fd, 4096, 0).decode().split('\\n')[0]
+    ok = line.startswith('some avg10=') and ' avg60=' in line
+    if ok: i += 1
+    with open(sys.argv[1], 'a') as f: f.write('%d\\n' % i if ok else 'read: %r\\n' % line)
+    time.sleep(0.05)
+`;
+    expectCountsOnAfterRestart(['python3', '-c', script, out], out, (pid) =>
+      expect(fs.readlinkSync(`/proc/${pid}/fd/3`)).toBe('/proc/pressure/memory'),
+    );
   });
 });
 

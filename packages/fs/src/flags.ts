@@ -16,6 +16,7 @@ const O_PATH = 0o10000000;
 /** fcntl commands and the fd flag. */
 export const F_DUPFD_CLOEXEC = 1030;
 export const F_SETFD = 2;
+export const F_SETFL = 4;
 export const FD_CLOEXEC = 1;
 export { O_CLOEXEC };
 
@@ -36,6 +37,12 @@ const REOPEN_FLAGS =
   O_DIRECTORY |
   O_NOATIME |
   O_PATH;
+
+/** The flags of {@link reopenFlags} that fcntl(F_SETFL) can change on an open file. */
+export const SETFL_FLAGS = O_APPEND | O_NONBLOCK | O_DIRECT | O_NOATIME;
+export const O_RDWR = 2;
+/** Set on every regular file a 64-bit kernel opens, whichever way. */
+export { O_LARGEFILE };
 
 /** The part of fdinfo `flags` that describes the open file and can be reopened with. */
 export function reopenFlags(flags: number): number {

@@ -18,7 +18,8 @@
  *
  * A memfd ("/memfd:NAME (deleted)") is the same kind of object, created
  * with memfd_create under its name instead of at a path, and sealed again
- * (F_ADD_SEALS) once filled.
+ * (F_ADD_SEALS) once filled. The open file memfd_create made is not a
+ * reopen: see {@link takeMemfd} for which fd gets it.
  */
 import {
   closeSync,
@@ -48,7 +49,16 @@ import {
   type RestartCtx,
   type RestartTask,
 } from '@ckpt/core';
-import { major, minor, reopenFlags } from './flags.js';
+import {
+  F_SETFL,
+  major,
+  minor,
+  O_ACCMODE,
+  O_LARGEFILE,
+  O_RDWR,
+  reopenFlags,
+  SETFL_FLAGS,
+} from './flags.js';
 import { isMessageQueue } from './path-file.js';
 import { FileKind, fileGhostRecord, ghostDataRecord, ghostFileRecord } from './records.js';
 
@@ -83,6 +93,11 @@ export interface RestoredGhost {
   fd: number;
   path: string;
   savedInode: bigint;
+  /**
+   * A memfd: ckpt's fd on the open file memfd_create made (the same as `fd`
+   * unless that one is read-only), until an fd of a task takes it.
+   */
+  created?: number;
 }
 
 /**
@@ -220,11 +235,18 @@ export const ghostObject: ObjectOps<SavedGhost | RestoredGhost> = {
     let kept = fd;
     if (rec.readOnly) {
       kept = openSync(`/proc/self/fd/${fd}`, 'r');
-      closeSync(fd);
+      // A memfd's own open file is kept for the fd that had it (takeMemfd).
+      if (memfd) ctx.deferqueue.add(fd, closeSync, closeSync);
+      else closeSync(fd);
     }
     // Closed when the restart ends, whichever way.
     ctx.deferqueue.add(kept, closeSync, closeSync);
-    return { fd: kept, path: rec.path, savedInode: rec.inode };
+    return {
+      fd: kept,
+      path: rec.path,
+      savedInode: rec.inode,
+      ...(memfd ? { created: fd } : {}),
+    };
   },
   describe(obj) {
     return 'source' in obj
@@ -261,14 +283,8 @@ export const ghostFile: FileHandler = {
   restore(ctx, task) {
     const rec = ctx.read(fileGhostRecord);
     const what = `pid ${task.savedPid}: reopening a deleted file`;
-    const { fd: copy, ghost } = ghostFdInTask(ctx, task, rec.ghost, what);
-    let fd: number;
-    try {
-      // A new open file description with the saved flags, as the task had.
-      fd = openInTask(task, `/proc/self/fd/${copy}`, rec.flags);
-    } finally {
-      closeInTask(task, copy);
-    }
+    const ghost = ctx.fetchObj<RestoredGhost>(rec.ghost, GHOST_OBJECT);
+    const fd = takeMemfd(task, ghost, rec.flags, what) ?? reopenGhost(task, ghost, rec.flags, what);
     if (rec.pos !== 0n) {
       task.sys.check(
         'lseek',
@@ -279,6 +295,47 @@ export const ghostFile: FileHandler = {
     return fd;
   },
 };
+
+/** A new open file description of `ghost` in `task` with `flags`, as the task had. */
+function reopenGhost(task: RestartTask, ghost: RestoredGhost, flags: number, what: string): number {
+  const copy = copyFdFromCkpt(task, ghost.fd, what);
+  try {
+    return openInTask(task, `/proc/self/fd/${copy}`, flags);
+  } finally {
+    closeInTask(task, copy);
+  }
+}
+
+/**
+ * The open file memfd_create made, for the first read-write fd of a memfd
+ * (flags set as saved; the caller moves the offset), or undefined.
+ *
+ * That open file does not count as a writer of the memfd (the kernel makes
+ * it without an open), while a read-write reopen through /proc does: one
+ * fails with ETXTBSY once the memfd is a task's executable (PR_SET_MM_MAP,
+ * exec), and keeps a later exec of it from running. A program that exec'd
+ * its memfd and kept it open (runc, which re-execs itself so) held that very
+ * file: a second writable one would have failed the exec. A memfd nobody
+ * executes behaves the same either way.
+ */
+function takeMemfd(
+  task: RestartTask,
+  ghost: RestoredGhost,
+  flags: number,
+  what: string,
+): number | undefined {
+  const extra = flags & ~(O_ACCMODE | O_LARGEFILE | SETFL_FLAGS);
+  if (ghost.created === undefined || (flags & O_ACCMODE) !== O_RDWR || extra !== 0) {
+    return undefined;
+  }
+  const fd = copyFdFromCkpt(task, ghost.created, what);
+  ghost.created = undefined;
+  // memfd_create's file has none of them set.
+  if ((flags & SETFL_FLAGS) !== 0) {
+    task.sys.check('fcntl', [fd, F_SETFL, flags & SETFL_FLAGS], `${what}: setting its flags`);
+  }
+  return fd;
+}
 
 /** Write the saved data of ghost `rec` into `fd`, size it, and seal a memfd. */
 function fillGhost(

@@ -4,6 +4,7 @@
  */
 import type { FileHandler } from '@ckpt/core';
 import { isMessageQueue, reopenPathFile, savePathFile } from './path-file.js';
+import { refusePressureTrigger } from './pressure.js';
 import { FileKind, PathType } from './records.js';
 
 /**
@@ -21,7 +22,9 @@ export const regularFile: FileHandler = {
     !isMessageQueue(f),
   checkpoint(ctx, _task, file) {
     const type = file.stat.type === 'directory' ? PathType.DIRECTORY : PathType.REGULAR;
-    savePathFile(ctx, file, file.target.path ?? file.target.text, type);
+    const path = file.target.path ?? file.target.text;
+    refusePressureTrigger(file, path);
+    savePathFile(ctx, file, path, type);
   },
   restore: (ctx, task) => reopenPathFile(ctx, task, true),
 };
