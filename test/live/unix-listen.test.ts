@@ -8,6 +8,7 @@
  * A connected socket still waiting to be accepted is refused saying so,
  * and the program runs on; one whose other end is closed comes back.
  */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -101,6 +102,59 @@ describe('a listening unix socket whose file moved', () => {
     // Its own name is still the relative one, and nothing was bound where restart ran.
     expect(await ask(path.join(dir, 'public.sock'))).toBe('public.sock');
     expect(fs.existsSync(path.join(process.cwd(), 'public.sock'))).toBe(false);
+  });
+
+  it("a server's own sockets on fds 0 and 1 (inetd wait-style listener, syslogd's /dev/log) come back as its sockets (sweep 12)", async () => {
+    const dir = tmpDir('ckpt-stdio-sockets-');
+    const script = [
+      'import os, socket, sys, threading',
+      `d = ${JSON.stringify(dir)}`,
+      't = socket.socket(); t.bind(("127.0.0.1", 0)); t.listen(); os.dup2(t.fileno(), 0); t.close()',
+      'u = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); u.bind(d + "/log.sock"); os.dup2(u.fileno(), 1); u.close()',
+      'l = socket.socket(fileno=0); g = socket.socket(fileno=1)',
+      'def logs():',
+      '    while True:',
+      '        data = g.recv(100); open(d + "/got", "ab").write(data + b"\\n")',
+      'threading.Thread(target=logs, daemon=True).start()',
+      'open(d + "/port.tmp", "w").write(str(l.getsockname()[1])); os.rename(d + "/port.tmp", d + "/port")',
+      'while True:',
+      // The client closes first: no TIME_WAIT of the server's holds the port.
+      '    c, _ = l.accept(); c.sendall(b"hi"); c.recv(1); c.close()',
+    ].join('\n');
+    const pid = Number(ckptOk(['run', '--', 'python3', '-c', script]).trim());
+    leftovers.push(pid);
+    waitFor('the server to listen', () => fs.existsSync(path.join(dir, 'port')), 10_000);
+    const port = Number(fs.readFileSync(path.join(dir, 'port'), 'utf8'));
+    const askTcp = () =>
+      new Promise<string>((resolve, reject) => {
+        const c = net.createConnection(port, '127.0.0.1');
+        let got = '';
+        c.on('data', (d) => {
+          got += d.toString();
+          c.end();
+        });
+        c.on('close', () => resolve(got));
+        c.on('error', reject);
+      });
+    const log = (line: string) =>
+      execFileSync('python3', [
+        '-c',
+        `import socket; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b${JSON.stringify(line)}, ${JSON.stringify(path.join(dir, 'log.sock'))})`,
+      ]);
+    expect(await askTcp()).toBe('hi');
+    log('before');
+    waitFor('the first line logged', () => fs.existsSync(path.join(dir, 'got')));
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+    waitFor('the server gone', () => !isAlive(pid));
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
+    for (const fd of [0, 1]) expect(fs.readlinkSync(`/proc/${pid}/fd/${fd}`)).toMatch(/^socket:/);
+    expect(await askTcp()).toBe('hi');
+    log('after');
+    waitFor('the line logged after the restart', () =>
+      fs.readFileSync(path.join(dir, 'got'), 'utf8').includes('after'),
+    );
+    expect(fs.readFileSync(path.join(dir, 'got'), 'utf8')).toBe('before\nafter\n');
   });
 
   it('a --no-pids copy beside the running original is refused; the original serves on', async () => {

@@ -55,7 +55,8 @@ function isTty(rdev: number): boolean {
  * ssh hands them over); elsewhere it is the program's own endpoint (a
  * listening server, a connection, a socketpair), which its own handler
  * restores or, if none can, the checkpoint refuses. (An established TCP
- * connection, and a unix socket whose peer the tree holds, are restored
+ * connection, a unix socket whose peer the tree holds, and a socket
+ * waiting for others — listening, or bound and unconnected — are restored
  * as such on fds 0-2 too: their handlers are asked first.)
  */
 export function isExternal(file: FileInfo): boolean {

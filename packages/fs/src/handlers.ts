@@ -29,11 +29,13 @@ export const fileHandlers: readonly FileHandler[] = [
   simpleDevice,
   pipeFile,
   // Before the external handler: a TCP connection on fds 0-2 (an inetd
-  // or socket-activated service's) is restored as the connection.
+  // or socket-activated service's) is restored as the connection, and a
+  // socket the program bound there itself (an inetd "wait" service's
+  // listener on fd 0, busybox syslogd's /dev/log) as its own socket.
   tcpSocketFile,
-  externalFile,
   listenSocketFile,
   netlinkSocketFile,
+  externalFile,
   unixPairFile,
   ptyFile,
   pidfdFile,
