@@ -10,10 +10,13 @@
  * everything (SO_ATTACH_FILTER); both hold after restart. The backlog
  * of IPv4, IPv6 and unix listeners (listen(3), listen(7), listen(5)) is
  * kept (it was the system's maximum after restart before; `ss` shows it).
+ * A TCP listener without SO_REUSEADDR is bound again while connections it
+ * closed wait in TIME_WAIT on its port (they are ended first).
  */
 import { execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ckptOk } from '../support/ckpt.js';
@@ -135,5 +138,47 @@ describe('the backlog of a listening socket', () => {
     waitFor('the program gone', () => !isAlive(pid));
     expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
     expect(backlogs(pid)).toEqual(['tcp 3', 'tcp 7', 'unix 5']);
+  });
+});
+
+describe('a TCP listener without SO_REUSEADDR', () => {
+  it('is bound again though connections it closed wait in TIME_WAIT on its port', async () => {
+    const dir = tmpDir('ckpt-timewait-');
+    const script = [
+      'import os, socket, sys',
+      `d = ${JSON.stringify(dir)}`,
+      's = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()',
+      'open(d + "/port.tmp", "w").write(str(s.getsockname()[1])); os.rename(d + "/port.tmp", d + "/port")',
+      // The server closes first: its end waits in TIME_WAIT.
+      'while True:',
+      '    c, _ = s.accept(); c.sendall(b"hi"); c.close()',
+    ].join('\n');
+    const pid = Number(ckptOk(['run', '--', 'python3', '-c', script]).trim());
+    leftovers.push(pid);
+    waitFor('the server to listen', () => fs.existsSync(path.join(dir, 'port')), 10_000);
+    const port = Number(fs.readFileSync(path.join(dir, 'port'), 'utf8'));
+    const ask = () =>
+      new Promise<string>((resolve, reject) => {
+        const c = net.createConnection(port, '127.0.0.1');
+        let got = '';
+        c.on('data', (d) => {
+          got += d.toString();
+        });
+        c.on('end', () => resolve(got));
+        c.on('error', reject);
+      });
+    expect(await ask()).toBe('hi');
+    const timeWait = () =>
+      execFileSync('ss', ['-Htan', 'state', 'time-wait', `( sport = :${port} )`], {
+        encoding: 'utf8',
+      }).trim();
+    // Asynchronously: the client's end closes from the event loop.
+    for (let i = 0; i < 100 && timeWait() === ''; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(timeWait()).not.toBe('');
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+    waitFor('the program gone', () => !isAlive(pid));
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
+    expect(await ask()).toBe('hi');
   });
 });

@@ -44,6 +44,7 @@ import {
   type CheckpointCtx,
   CkptError,
   connectSocket,
+  endTcpTimeWait,
   errnoText,
   type FileHandler,
   type FileInfo,
@@ -318,6 +319,12 @@ export const listenSocketFile: FileHandler = {
       reconnect(ctx, task, fd, rec, what);
       return fd;
     }
+    if (!rec.reuseAddr && rec.listens && (rec.family === AF_INET || rec.family === AF_INET6)) {
+      // The original's closed connections may still hold the port in
+      // TIME_WAIT, and SO_REUSEADDR gets a bind past them only when they
+      // had it too (from this listener): they are ended first.
+      endTcpTimeWait(task.pid, rec.addr.readUInt16BE(2));
+    }
     task.sys.checkBatch([
       ...own,
       // Bound with SO_REUSEADDR whatever it had: the original's closed
@@ -437,7 +444,7 @@ function peerText(rec: { family: number; peer: Buffer }): string {
 /** " to 127.0.0.1:5432 (still taken by the original?)" for an IPv4/IPv6 address, for bind's error. */
 function boundTo(rec: { family: number; addr: Buffer }): string {
   if (rec.family !== AF_INET && rec.family !== AF_INET6) return '';
-  return ` to ${sockaddrText(rec.addr)} (if the address is in use: is the original still running? stop it, or restart where the port is free)`;
+  return ` to ${sockaddrText(rec.addr)} (if the address is in use: is the original still running? stop it, or restart where the port is free; connections it closed may hold it for a minute in TIME_WAIT where the kernel cannot end them)`;
 }
 
 /** The backlog listening socket `file` (of `family`) was given, as sock_diag shows it; 0 if unknown. */

@@ -117,7 +117,12 @@ export {
   type ThreadNsType,
 } from './setns.js';
 export { processExists, sendSignal, sendThreadSignal } from './signal.js';
-export { tcpListenBacklogs, type UnixSocketDiag, unixSockets } from './sock-diag.js';
+export {
+  endTcpTimeWait,
+  tcpListenBacklogs,
+  type UnixSocketDiag,
+  unixSockets,
+} from './sock-diag.js';
 export {
   attachSocketFilter,
   bindSocket,

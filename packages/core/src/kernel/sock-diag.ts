@@ -57,6 +57,12 @@ function openDiagSocket(): number {
   return fd;
 }
 
+/** A diag socket in the network namespace of `pid` (ckpt's own without one). */
+function diagSocketOf(pid: number | undefined): number {
+  const elsewhere = pid !== undefined && readNamespace(pid, 'net').inode !== ownNamespace('net');
+  return elsewhere ? inNamespaceOf(pid, 'net', `of pid ${pid}`, openDiagSocket) : openDiagSocket();
+}
+
 /**
  * Send sock_diag `request` (its netlink header is filled in here) from a
  * diag socket in the network namespace of `pid` (ckpt's own without one:
@@ -71,10 +77,7 @@ function dump(
   each: (buf: Buffer, msg: number, end: number) => void,
 ): void {
   const lib = libc();
-  const elsewhere = pid !== undefined && readNamespace(pid, 'net').inode !== ownNamespace('net');
-  const fd = elsewhere
-    ? inNamespaceOf(pid, 'net', `of pid ${pid}`, openDiagSocket)
-    : openDiagSocket();
+  const fd = diagSocketOf(pid);
   try {
     const req = Buffer.alloc(HDR + request.length);
     req.writeUInt32LE(req.length, 0);
@@ -167,4 +170,62 @@ export function tcpListenBacklogs(pid?: number): Map<number, number> {
     });
   }
   return out;
+}
+
+const TCP_TIME_WAIT = 6;
+const SOCK_DESTROY = 21;
+const NLM_F_ACK = 4;
+/** Offset and size of the socket id (struct inet_diag_sockid) in a request and in a message. */
+const SOCKID_IN_REQ = 8;
+const SOCKID_IN_MSG = 4;
+const SOCKID_SIZE = 48;
+
+/**
+ * End the TIME_WAIT connections on local TCP port `port` in the network
+ * namespace of `pid` (as `ss -K` does; the kernel needs
+ * CONFIG_INET_DIAG_DESTROY). A listener that did not have SO_REUSEADDR
+ * cannot be bound again while one of its closed connections waits there:
+ * the kernel lets a bind past a TIME_WAIT only when both had it. Returns
+ * how many were ended.
+ */
+export function endTcpTimeWait(pid: number, port: number): number {
+  const ids: { family: number; id: Buffer }[] = [];
+  for (const family of [AF_INET, AF_INET6]) {
+    const req = Buffer.alloc(56);
+    req.writeUInt8(family, 0);
+    req.writeUInt8(IPPROTO_TCP, 1);
+    req.writeUInt32LE(1 << TCP_TIME_WAIT, 4);
+    dump(pid, req, 'listing TIME_WAIT TCP sockets', (buf, msg) => {
+      if (buf.readUInt16BE(msg + SOCKID_IN_MSG) !== port) return;
+      ids.push({
+        family,
+        id: Buffer.from(buf.subarray(msg + SOCKID_IN_MSG, msg + SOCKID_IN_MSG + SOCKID_SIZE)),
+      });
+    });
+  }
+  if (ids.length === 0) return 0;
+  const lib = libc();
+  const fd = diagSocketOf(pid);
+  let ended = 0;
+  try {
+    const reply = Buffer.alloc(1024);
+    for (const { family, id } of ids) {
+      const req = Buffer.alloc(HDR + 56);
+      req.writeUInt32LE(req.length, 0);
+      req.writeUInt16LE(SOCK_DESTROY, 4);
+      req.writeUInt16LE(NLM_F_REQUEST | NLM_F_ACK, 6);
+      req.writeUInt8(family, HDR);
+      req.writeUInt8(IPPROTO_TCP, HDR + 1);
+      req.writeUInt32LE(1 << TCP_TIME_WAIT, HDR + 4);
+      id.copy(req, HDR + SOCKID_IN_REQ);
+      if (lib.send(fd, req, req.length, 0) < 0) continue;
+      const n = Number(lib.recv(fd, reply, reply.length, 0));
+      // The ack: NLMSG_ERROR carrying 0 on success.
+      if (n >= HDR + 4 && reply.readUInt16LE(4) === NLMSG_ERROR && reply.readInt32LE(HDR) === 0)
+        ended++;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return ended;
 }
