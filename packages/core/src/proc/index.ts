@@ -35,7 +35,13 @@ export {
   readMaps,
   type VmaKind,
 } from './maps.js';
-export { type CgroupMount, cgroupMounts, unescapeMountinfo } from './mountinfo.js';
+export {
+  type CgroupMount,
+  cgroupMounts,
+  type Mount,
+  parseMounts,
+  unescapeMountinfo,
+} from './mountinfo.js';
 export {
   NamespaceCache,
   type NsLink,

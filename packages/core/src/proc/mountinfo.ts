@@ -1,7 +1,7 @@
 /**
- * /proc/PID/mountinfo: what of it ckpt needs — the cgroup hierarchies
- * mounted (for freezer cgroups and cgroup membership) and the unescaping of
- * its paths.
+ * /proc/PID/mountinfo: what of it ckpt needs — the mounts of a namespace,
+ * the cgroup hierarchies mounted (for freezer cgroups and cgroup
+ * membership) and the unescaping of its paths.
  */
 import { readFileSync } from 'node:fs';
 
@@ -45,6 +45,35 @@ export function cgroupMounts(
       controllers,
       root: unescapeMountinfo(fields[3] ?? '/'),
       point: unescapeMountinfo(fields[4] ?? ''),
+    });
+  }
+  return out;
+}
+
+/** One mount, as /proc/PID/mountinfo lists it. */
+export interface Mount {
+  /** Where it is mounted, as the namespace's processes see it. */
+  point: string;
+  /** What of its filesystem is mounted there (not `/` for a bind mount). */
+  root: string;
+  fstype: string;
+  /** The mount source ("tmpfs", "/dev/vda1", "none"). */
+  source: string;
+}
+
+/** Every mount listed in `mountinfo`, in order. */
+export function parseMounts(mountinfo: string): Mount[] {
+  const out: Mount[] = [];
+  for (const line of mountinfo.split('\n')) {
+    const sep = line.indexOf(' - ');
+    if (sep < 0) continue;
+    const fields = line.slice(0, sep).split(' ');
+    const [fstype = '', source = ''] = line.slice(sep + 3).split(' ');
+    out.push({
+      point: unescapeMountinfo(fields[4] ?? ''),
+      root: unescapeMountinfo(fields[3] ?? '/'),
+      fstype,
+      source: unescapeMountinfo(source),
     });
   }
   return out;
