@@ -34,6 +34,7 @@ import { locksOf, retakeLocks } from './locks.js';
 import { isTreePipe, pipeFile } from './pipe.js';
 import { isTreePty, ptyFile, restoreControllingTerminal } from './pty.js';
 import { fileDescRecord, fileLocksRecord, fileTableRecord } from './records.js';
+import { plannedIn } from './socket-tables.js';
 import { connectedUnix, unixPairFile } from './unix-pair.js';
 
 /** The largest fd close_range takes (~0U). */
@@ -75,6 +76,7 @@ function descriptionKey(ctx: CheckpointCtx, file: FileInfo): string {
 function plan(ctx: CheckpointCtx, task: CheckpointTask): PlannedFd[] {
   return readOpenFiles(task.pid).map((open) => {
     const file: FileInfo = { ...open, pid: task.pid };
+    plannedIn(ctx, file);
     // A pipe read from inside the tree is restored as a pipe; one whose
     // readers are all outside leads outside (the external handler's). A
     // unix socket connected to another in the tree is restored as a pair,

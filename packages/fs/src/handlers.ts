@@ -13,7 +13,7 @@ import { pidfdFile } from './pidfd.js';
 import { pipeFile } from './pipe.js';
 import { ptyFile } from './pty.js';
 import { regularFile } from './regular.js';
-import { describeSocket } from './socket-info.js';
+import { describeSocket } from './socket-tables.js';
 import { tcpSocketFile, whyNotTcp } from './tcp-socket.js';
 import { unixPairFile } from './unix-pair.js';
 
@@ -45,7 +45,7 @@ export const fileHandlers: readonly FileHandler[] = [
 function kindOf(file: FileInfo): string {
   const { target, stat } = file;
   if (target.anonType) return target.anonType;
-  if (target.kind === 'socket') return describeSocket(file.pid, target.inode ?? stat.ino);
+  if (target.kind === 'socket') return describeSocket(file);
   if (stat.type === 'chr' || stat.type === 'blk')
     return `${stat.type} ${major(stat.rdev)}:${minor(stat.rdev)}`;
   return target.kind === 'path' ? stat.type : (target.type ?? target.kind);

@@ -64,8 +64,9 @@ import { moveAboveTable, restoringTask } from './file-object.js';
 import { reopenFlags } from './flags.js';
 import { FileKind, fileSocketRecord } from './records.js';
 import { tcpBacklogs, unixDiag } from './sock-diag.js';
-import { describeSocket, sockaddrText, socketEntry } from './socket-info.js';
+import { sockaddrText } from './socket-info.js';
 import { changedSocketOptions, settingFor } from './socket-options.js';
+import { describeSocket, socketEntry } from './socket-tables.js';
 
 const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
@@ -119,9 +120,9 @@ function classify(file: FileInfo): Classification {
 
 function classifyNow(file: FileInfo): Classification {
   if (file.target.kind !== 'socket') return undefined;
-  const e = socketEntry(file.pid, file.target.inode ?? file.stat.ino);
+  const e = socketEntry(file);
   if (!e) return idleUnlisted(file);
-  const what = () => describeSocket(file.pid, file.target.inode ?? file.stat.ino);
+  const what = () => describeSocket(file);
   if (e.proto === 'unix') {
     if (e.listening) {
       return e.type === UNIX_STREAM || e.type === UNIX_SEQPACKET ? { listens: true } : undefined;
@@ -208,7 +209,7 @@ export const listenSocketFile: FileHandler = {
       });
     }
     if (c.pending && ctx.leave === 'kill') {
-      const socket = describeSocket(file.pid, file.target.inode ?? file.stat.ino);
+      const socket = describeSocket(file);
       ctx.log.warn(
         c.listens
           ? `pid ${file.pid} fd ${file.fd}: ${socket} has ${c.pending} connection(s) waiting to be accepted, which cannot be saved: their clients get a reset, as when a server restarts`

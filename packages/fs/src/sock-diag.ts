@@ -10,15 +10,18 @@ import {
   unixSockets,
 } from '@ckpt/core';
 
-const listings = new WeakMap<CheckpointCtx, Map<string, Map<number, unknown>>>();
+const listings = new WeakMap<CheckpointCtx, Map<string, unknown>>();
 
-/** `read(pid)` for the network namespace `pid` is in, once per checkpoint. */
-function perNamespace<T>(
+/**
+ * `read(pid)` for the network namespace `pid` is in, once per checkpoint
+ * and `kind` (also for /proc/PID/net's tables: socket-tables.ts).
+ */
+export function perNamespace<T>(
   ctx: CheckpointCtx,
   pid: number,
   kind: string,
-  read: (pid: number) => Map<number, T>,
-): Map<number, T> {
+  read: (pid: number) => T,
+): T {
   let cache = listings.get(ctx);
   if (!cache) {
     cache = new Map();
@@ -30,7 +33,7 @@ function perNamespace<T>(
     d = read(pid);
     cache.set(key, d);
   }
-  return d as Map<number, T>;
+  return d as T;
 }
 
 /** The unix sockets of the network namespace `pid` is in (a container's may be its own), by inode. */

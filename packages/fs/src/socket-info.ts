@@ -58,35 +58,58 @@ function compressIpv6(groups: readonly string[]): string {
   return `${head}::${tail}`;
 }
 
-/** Describe the socket with `inode` from the text of /proc/net/tcp{,6} or udp{,6}. */
-export function findInetSocket(text: string, inode: number, proto: string): string | undefined {
+/** Column of the inode in /proc/net/TABLE: unix 6, packet 8, the others 9. */
+function inodeColumn(table: string): number {
+  return table === 'unix' ? 6 : table === 'packet' ? 8 : 9;
+}
+
+/** The lines of a /proc/net table's text, split into fields, by inode (the first line of each). */
+function parseTable(text: string, column: number): Map<number, string[]> {
+  const byInode = new Map<number, string[]>();
   for (const line of text.split('\n').slice(1)) {
     const f = line.trim().split(/\s+/);
-    if (Number(f[9]) !== inode) continue;
-    const local = decodeInetAddress(f[1] ?? '');
-    const remote = decodeInetAddress(f[2] ?? '');
-    const state = Number.parseInt(f[3] ?? '', 16);
-    if (proto === 'TCP' && state === 10) return `TCP socket listening on ${local}`;
-    if (proto === 'TCP') return `TCP socket ${local} -> ${remote} (${TCP_STATES[state] ?? state})`;
-    return remote.startsWith('0.0.0.0:0') || remote.startsWith('[::]:0')
-      ? `${proto} socket on ${local}`
-      : `${proto} socket ${local} -> ${remote}`;
+    const inode = Number(f[column]);
+    if (!Number.isNaN(inode) && !byInode.has(inode)) byInode.set(inode, f);
   }
-  return undefined;
+  return byInode;
+}
+
+/** Describe an inet socket from its fields in /proc/net/tcp{,6}, udp{,6}, ... */
+function describeInet(f: readonly string[], proto: string): string {
+  const local = decodeInetAddress(f[1] ?? '');
+  const remote = decodeInetAddress(f[2] ?? '');
+  const state = Number.parseInt(f[3] ?? '', 16);
+  if (proto === 'TCP' && state === 10) return `TCP socket listening on ${local}`;
+  if (proto === 'TCP') return `TCP socket ${local} -> ${remote} (${TCP_STATES[state] ?? state})`;
+  return isUnconnected(remote)
+    ? `${proto} socket on ${local}`
+    : `${proto} socket ${local} -> ${remote}`;
+}
+
+/** Describe a unix socket from its fields in /proc/net/unix. */
+function describeUnix(f: readonly string[]): string {
+  const type = UNIX_TYPES[Number.parseInt(f[4] ?? '', 16)] ?? 'unix';
+  const listening = (Number.parseInt(f[3] ?? '', 16) & UNIX_ACCEPTCON) !== 0;
+  const path = f[7];
+  const where = path ? ` at ${path}` : ' (unnamed)';
+  return `unix ${type} socket${listening ? ' listening' : ''}${where}`;
+}
+
+/** A remote address that names no peer. */
+function isUnconnected(remote: string): boolean {
+  return remote.startsWith('0.0.0.0:0') || remote.startsWith('[::]:0');
+}
+
+/** Describe the socket with `inode` from the text of /proc/net/tcp{,6} or udp{,6}. */
+export function findInetSocket(text: string, inode: number, proto: string): string | undefined {
+  const f = parseTable(text, 9).get(inode);
+  return f && describeInet(f, proto);
 }
 
 /** Describe the socket with `inode` from the text of /proc/net/unix. */
 export function findUnixSocket(text: string, inode: number): string | undefined {
-  for (const line of text.split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (Number(f[6]) !== inode) continue;
-    const type = UNIX_TYPES[Number.parseInt(f[4] ?? '', 16)] ?? 'unix';
-    const listening = (Number.parseInt(f[3] ?? '', 16) & UNIX_ACCEPTCON) !== 0;
-    const path = f[7];
-    const where = path ? ` at ${path}` : ' (unnamed)';
-    return `unix ${type} socket${listening ? ' listening' : ''}${where}`;
-  }
-  return undefined;
+  const f = parseTable(text, 6).get(inode);
+  return f && describeUnix(f);
 }
 
 const INET_TABLES: readonly [string, string][] = [
@@ -110,28 +133,6 @@ export function readNet(pid: number, table: string): string {
   }
 }
 
-/**
- * A few words on the socket `inode` held by `pid`: "TCP socket listening
- * on 127.0.0.1:8080", "unix stream socket (unnamed)", or just "socket"
- * when no table lists it (netlink, packet, …).
- */
-export function describeSocket(pid: number, inode: number): string {
-  const unix = findUnixSocket(readNet(pid, 'unix'), inode);
-  if (unix) return unix;
-  for (const [table, proto] of INET_TABLES) {
-    const found = findInetSocket(readNet(pid, table), inode, proto);
-    if (found) return found;
-  }
-  for (const table of ['netlink', 'packet']) {
-    const text = readNet(pid, table);
-    const col = table === 'netlink' ? 9 : 8;
-    if (text.split('\n').some((l) => Number(l.trim().split(/\s+/)[col]) === inode)) {
-      return `${table} socket`;
-    }
-  }
-  return 'socket';
-}
-
 /** A socket's line in /proc/PID/net/*, as far as restoring it goes. */
 export type SocketEntry =
   | {
@@ -151,34 +152,71 @@ export type SocketEntry =
       path: string;
     };
 
-/** /proc/PID/net's line for socket `inode` (TCP, UDP or unix), if any lists it. */
-export function socketEntry(pid: number, inode: number): SocketEntry | undefined {
-  for (const line of readNet(pid, 'unix').split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (Number(f[6]) !== inode) continue;
-    return {
-      proto: 'unix',
-      type: Number.parseInt(f[4] ?? '', 16),
-      listening: (Number.parseInt(f[3] ?? '', 16) & UNIX_ACCEPTCON) !== 0,
-      state: Number.parseInt(f[5] ?? '', 16),
-      path: f[7] ?? '',
-    };
+/**
+ * The socket tables of the network namespace of `pid` (/proc/PID/net/unix,
+ * tcp, tcp6, udp, ...), each read and indexed by inode when first asked:
+ * one object answers about every socket of a checkpoint in that namespace
+ * (see socket-tables.ts), which reading the tables for each socket made
+ * take time in the square of their number.
+ */
+export class SocketTables {
+  private readonly tables = new Map<string, Map<number, string[]>>();
+
+  constructor(readonly pid: number) {}
+
+  /** The fields of socket `inode`'s line in /proc/PID/net/TABLE, if it lists it. */
+  private line(table: string, inode: number): string[] | undefined {
+    let byInode = this.tables.get(table);
+    if (!byInode) {
+      byInode = parseTable(readNet(this.pid, table), inodeColumn(table));
+      this.tables.set(table, byInode);
+    }
+    return byInode.get(inode);
   }
-  for (const [table, proto] of INET_TABLES) {
-    if (proto !== 'TCP' && proto !== 'UDP') continue;
-    for (const line of readNet(pid, table).split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (Number(f[9]) !== inode) continue;
-      const remote = decodeInetAddress(f[2] ?? '');
+
+  /**
+   * A few words on the socket `inode`: "TCP socket listening on
+   * 127.0.0.1:8080", "unix stream socket (unnamed)", or just "socket"
+   * when no table lists it (netlink, packet, …).
+   */
+  describe(inode: number): string {
+    const unix = this.line('unix', inode);
+    if (unix) return describeUnix(unix);
+    for (const [table, proto] of INET_TABLES) {
+      const f = this.line(table, inode);
+      if (f) return describeInet(f, proto);
+    }
+    for (const table of ['netlink', 'packet']) {
+      if (this.line(table, inode)) return `${table} socket`;
+    }
+    return 'socket';
+  }
+
+  /** The line for socket `inode` (TCP, UDP or unix), if any table lists it. */
+  entry(inode: number): SocketEntry | undefined {
+    const u = this.line('unix', inode);
+    if (u) {
+      return {
+        proto: 'unix',
+        type: Number.parseInt(u[4] ?? '', 16),
+        listening: (Number.parseInt(u[3] ?? '', 16) & UNIX_ACCEPTCON) !== 0,
+        state: Number.parseInt(u[5] ?? '', 16),
+        path: u[7] ?? '',
+      };
+    }
+    for (const [table, proto] of INET_TABLES) {
+      if (proto !== 'TCP' && proto !== 'UDP') continue;
+      const f = this.line(table, inode);
+      if (!f) continue;
       return {
         proto,
         state: Number.parseInt(f[3] ?? '', 16),
         rxQueue: Number.parseInt((f[4] ?? '').split(':')[1] ?? '0', 16),
-        connected: !(remote.startsWith('0.0.0.0:0') || remote.startsWith('[::]:0')),
+        connected: !isUnconnected(decodeInetAddress(f[2] ?? '')),
       };
     }
+    return undefined;
   }
-  return undefined;
 }
 
 /** "127.0.0.1:8080" or "[::1]:8080" for a raw sockaddr_in or sockaddr_in6, as the tables print addresses. */
@@ -191,20 +229,21 @@ export function sockaddrText(addr: Buffer): string {
 }
 
 /**
- * The state of the TCP socket (seen from `pid`'s network namespace) with
- * local address `local` and peer `peer` (as {@link sockaddrText} prints
- * them), if one exists: a connection still open there.
+ * Every TCP socket with a peer (and listener) of `pid`'s network namespace,
+ * by "local peer" (as {@link sockaddrText} prints them): its state in
+ * words. Read once, it answers about every connection a restart makes.
  */
-export function tcpConnectionState(pid: number, local: string, peer: string): string | undefined {
+export function tcpConnections(pid: number): Map<string, string> {
+  const out = new Map<string, string>();
   for (const table of ['tcp', 'tcp6']) {
     for (const line of readNet(pid, table).split('\n').slice(1)) {
       const f = line.trim().split(/\s+/);
       if (f.length < 4) continue;
-      if (decodeInetAddress(f[1]!) === local && decodeInetAddress(f[2]!) === peer) {
-        const state = Number.parseInt(f[3]!, 16);
-        return TCP_STATES[state] ?? String(state);
-      }
+      const key = `${decodeInetAddress(f[1]!)} ${decodeInetAddress(f[2]!)}`;
+      if (out.has(key)) continue;
+      const state = Number.parseInt(f[3]!, 16);
+      out.set(key, TCP_STATES[state] ?? String(state));
     }
   }
-  return undefined;
+  return out;
 }

@@ -69,8 +69,9 @@ import {
 import { moveAboveTable, restoringTask } from './file-object.js';
 import { reopenFlags } from './flags.js';
 import { FileKind, fileTcpRecord } from './records.js';
-import { describeSocket, sockaddrText, socketEntry, tcpConnectionState } from './socket-info.js';
+import { sockaddrText, tcpConnections } from './socket-info.js';
 import { changedSocketOptions } from './socket-options.js';
+import { describeSocket, socketEntry } from './socket-tables.js';
 import { treeFds } from './tree-fds.js';
 
 const SOL_SOCKET = 1;
@@ -98,7 +99,7 @@ function isSaved(state: number | undefined): boolean {
  */
 function connectionState(file: FileInfo): number | undefined {
   if (file.target.kind !== 'socket') return undefined;
-  const e = socketEntry(file.pid, file.target.inode ?? file.stat.ino);
+  const e = socketEntry(file);
   if (e?.proto !== 'TCP' || e.state === 10 || !e.connected) return undefined;
   return withFdCopy(file.pid, file.fd, tcpStateOf);
 }
@@ -107,7 +108,7 @@ function connectionState(file: FileInfo): number | undefined {
 export function whyNotTcp(file: FileInfo): string | undefined {
   const state = connectionState(file);
   if (state === undefined || isSaved(state)) return undefined;
-  return `${describeSocket(file.pid, file.target.inode ?? file.stat.ino)} is being set up or closed; only established TCP connections (and those only the peer closed) are saved`;
+  return `${describeSocket(file)} is being set up or closed; only established TCP connections (and those only the peer closed) are saved`;
 }
 
 /** The bytes at the end of a saved send queue that were never sent. */
@@ -204,6 +205,30 @@ function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
     (copy) => closeSync(copy),
     (copy) => endRepair(copy, TcpRepair.OFF_NO_PROBE, reuseAddr),
   );
+}
+
+/** The TCP connections open where each restart began, by network namespace. */
+const openAtRestart = new WeakMap<RestartCtx, Map<number, Map<string, string>>>();
+
+/**
+ * The TCP connections of `pid`'s network namespace ("local peer": state),
+ * read once per restart: an original still open was there before the
+ * restart began, and reading the tables for each of a thousand
+ * connections took most of its time.
+ */
+function openConnections(ctx: RestartCtx, pid: number): Map<string, string> {
+  let byNs = openAtRestart.get(ctx);
+  if (!byNs) {
+    byNs = new Map();
+    openAtRestart.set(ctx, byNs);
+  }
+  const ns = readNamespace(pid, 'net').inode;
+  let conns = byNs.get(ns);
+  if (!conns) {
+    conns = tcpConnections(pid);
+    byNs.set(ns, conns);
+  }
+  return conns;
 }
 
 /** Whether `pid` is in ckpt's network namespace (where the network lock works). */
@@ -324,7 +349,7 @@ export const tcpSocketFile: FileHandler = {
     const what = `restoring the TCP connection ${local} -> ${peer}`;
     // Two sockets with one address pair would both be in the kernel's
     // tables: refuse while the original's is there.
-    const existing = tcpConnectionState(task.pid, local, peer);
+    const existing = openConnections(ctx, task.pid).get(`${local} ${peer}`);
     if (existing !== undefined && existing !== 'time-wait') {
       throw new CkptError(
         'EBUSY',

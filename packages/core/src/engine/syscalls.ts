@@ -6,6 +6,7 @@
 
 import type { ArchSupport, SyscallName } from '../arch.js';
 import { CkptError, isCkptError } from '../errors.js';
+import { BATCH_ENTRY_SIZE } from '../kernel/convention.js';
 import {
   type Finish,
   type InjectorOptions,
@@ -22,21 +23,15 @@ import {
   writeScattered,
 } from '../kernel/memory.js';
 import type { PostOptions, SyscallRequest, TaskMemory, TaskSyscalls } from '../task.js';
+import { aligned, dataSize, type Post, takeFitting } from './posted-groups.js';
 
 /**
  * A batch of posted calls holds at most this many calls and this much of
- * their data (one post alone may hold more): posts beyond run first.
+ * their data (one post alone may hold more): posts beyond run first. Data
+ * beyond the scratch room runs in several groups (see `runOverflow`).
  */
 const MAX_POSTED_CALLS = 128;
 const MAX_POSTED_BYTES = 8192;
-
-/** Bytes a part of `n` bytes takes in the scratch area (8-byte aligned). */
-const aligned = (n: number) => Math.ceil(n / 8) * 8;
-
-/** Bytes the data parts of a post take in the scratch area. */
-function dataSize(data: readonly Buffer[] | undefined): number {
-  return (data ?? []).reduce((b, d) => b + aligned(d.length), 0);
-}
 
 /** Run a process_vm_*v transfer; false if the kernel refused (protected page). */
 function tryVm(fn: () => unknown): boolean {
@@ -64,7 +59,7 @@ export class InjectedSyscalls implements TaskSyscalls {
   /** The scratch area as handed out, at its largest (results may be copied there). */
   private lastScratch: { addr: bigint; size: number } | undefined;
   /** Calls posted and not run yet (see {@link post}). */
-  private readonly posted: (PostOptions & { calls: readonly SyscallRequest[] })[] = [];
+  private readonly posted: Post[] = [];
 
   constructor(
     readonly pid: number,
@@ -187,13 +182,23 @@ export class InjectedSyscalls implements TaskSyscalls {
   private startBatch(calls: readonly SyscallRequest[]): Finish<bigint[]> {
     this.settle();
     for (const c of calls) for (const at of c.resultTo ?? []) this.checkInScratch(at);
-    const posted = this.posted.splice(0);
-    // Posted calls first: their data goes above the scratch area in use,
-    // their references shift by the calls before them.
-    const all: { name: SyscallName; args: SyscallRequest['args']; resultTo?: readonly bigint[] }[] =
-      [];
+    try {
+      this.runOverflow();
+    } catch (e) {
+      // As when they all run in one batch: none is left to run later.
+      this.posted.length = 0;
+      throw e;
+    }
+    return this.startGroup(this.posted.splice(0), calls);
+  }
+
+  /**
+   * The scratch room for the data of `posts` (made if there is none yet
+   * and they have data), after the area in use.
+   */
+  private postedRoom(posts: readonly Post[]): { addr: bigint; size: number } | undefined {
     let free = this.spare();
-    if (posted.some((p) => (p.data?.length ?? 0) > 0)) {
+    if (posts.some((p) => (p.data?.length ?? 0) > 0)) {
       if (!free) {
         this.inj.scratch(1);
         free = this.spare();
@@ -201,6 +206,48 @@ export class InjectedSyscalls implements TaskSyscalls {
       if (!free)
         throw new CkptError('EINVAL', `no scratch room in pid ${this.pid}`, { pid: this.pid });
     }
+    return free;
+  }
+
+  /**
+   * While the posted calls' data does not fit the scratch room, run them
+   * in groups that fit, first so that each group's table fits beside its
+   * data (one round trip a group), else data alone. Thousands of fds'
+   * worth of structs (an epoll's targets) take a few round trips, not a
+   * failure; the common case, data that fits, runs as one batch.
+   */
+  private runOverflow(): void {
+    for (;;) {
+      const room = this.postedRoom(this.posted);
+      const bytes = this.posted.reduce((k, p) => k + dataSize(p.data), 0);
+      if (!room || bytes <= room.size) return;
+      // The table starts 64-aligned after the data, one entry more than calls.
+      const withTable = (n: number, b: number) =>
+        aligned(b) + 64 + (n + 1) * BATCH_ENTRY_SIZE <= room.size;
+      let n = takeFitting(this.posted, withTable);
+      if (n === 0) n = takeFitting(this.posted, (_n, b) => b <= room.size);
+      if (n === 0) {
+        const first = dataSize(this.posted[0]!.data);
+        throw new CkptError(
+          'EINVAL',
+          `the data of posted calls (${first} bytes) does not fit the ${room.size} bytes of scratch room left in pid ${this.pid}`,
+          { pid: this.pid },
+        );
+      }
+      this.startGroup(this.posted.splice(0, n), [])();
+    }
+  }
+
+  /**
+   * `posted` (whose data fits the scratch room), then `calls`, up to the
+   * resume of the task; the function waits and gives the results of `calls`.
+   */
+  private startGroup(posted: Post[], calls: readonly SyscallRequest[]): Finish<bigint[]> {
+    // Posted calls first: their data goes above the scratch area in use,
+    // their references shift by the calls before them.
+    const all: { name: SyscallName; args: SyscallRequest['args']; resultTo?: readonly bigint[] }[] =
+      [];
+    const free = this.postedRoom(posted);
     // Every data part, 8-byte aligned, in one write into the task.
     let used = 0;
     const offsets = posted.map((p) =>

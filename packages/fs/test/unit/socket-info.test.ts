@@ -1,5 +1,13 @@
+import { readlinkSync } from 'node:fs';
+import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { decodeInetAddress, findInetSocket, findUnixSocket } from '../../src/socket-info.js';
+import {
+  decodeInetAddress,
+  findInetSocket,
+  findUnixSocket,
+  SocketTables,
+  tcpConnections,
+} from '../../src/socket-info.js';
 
 // Lines in the layout of /proc/net/tcp, tcp6 and unix (Linux 6.18).
 const TCP = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
@@ -36,5 +44,28 @@ describe('socket descriptions from /proc/net', () => {
     expect(findUnixSocket(UNIX, 4419898)).toBe('unix stream socket (unnamed)');
     expect(findUnixSocket(UNIX, 4416363)).toBe('unix datagram socket at @abstract');
     expect(findUnixSocket(UNIX, 5)).toBeUndefined();
+  });
+
+  it("answers about this process's own sockets from one reading of the tables", async () => {
+    const server = net.createServer((c) => c.end());
+    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+    const port = (server.address() as net.AddressInfo).port;
+    const client = net.connect(port, '127.0.0.1');
+    await new Promise<void>((ok) => client.on('connect', ok));
+    try {
+      // The listener's inode, through its fd.
+      const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
+      const inode = Number(/socket:\[(\d+)\]/.exec(readlinkSync(`/proc/self/fd/${fd}`))?.[1]);
+      const tables = new SocketTables(process.pid);
+      expect(tables.describe(inode)).toBe(`TCP socket listening on 127.0.0.1:${port}`);
+      expect(tables.entry(inode)).toMatchObject({ proto: 'TCP', state: 10, connected: false });
+      expect(tables.describe(1)).toBe('socket');
+      expect(tables.entry(1)).toBeUndefined();
+      const local = `127.0.0.1:${client.localPort}`;
+      expect(tcpConnections(process.pid).get(`${local} 127.0.0.1:${port}`)).toBe('established');
+    } finally {
+      client.destroy();
+      server.close();
+    }
   });
 });
