@@ -18,7 +18,9 @@ export const checkpointCommand: Command = {
   help: `Freezes process PID, writes its whole state (memory, registers, open files,
 signal state, credentials) to FILE ('-' for standard output), then lets it
 continue (--leave-running, the default), kills it (--kill) or leaves it
-stopped (--leave-stopped). If the checkpoint fails, the process is left
+stopped (--leave-stopped: every process of the tree is stopped; resume
+them all with 'kill -CONT -- -PGID' for each process group, a 'kill -CONT
+PID' resumes that one only). If the checkpoint fails, the process is left
 running as it was and the image ends with an error record.
 
 When PID is the init of a pid namespace (a container, e.g. from

@@ -33,6 +33,10 @@ Standard input, output and error that led outside the checkpointed process
 (a terminal, a pipe) are reconnected to ckpt restart's own; --inherit-fd
 SAVED:FD connects the saved fd SAVED to this command's fd FD instead.
 
+With --frozen, every restored process is left stopped: 'kill -CONT -- -PGID'
+resumes a whole process group ('kill -CONT PID' only that process, and a
+shell then waits for its stopped children).
+
 If anything fails, every process the restart created is killed and one
 error line says why; a pid already in use is reported with a hint to use
 --no-pids, which restores under a new pid.`,
