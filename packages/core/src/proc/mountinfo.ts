@@ -28,26 +28,18 @@ export interface CgroupMount {
 export function cgroupMounts(
   mountinfo = readFileSync('/proc/self/mountinfo', 'utf8'),
 ): CgroupMount[] {
-  const out: CgroupMount[] = [];
-  for (const line of mountinfo.split('\n')) {
-    const sep = line.indexOf(' - ');
-    if (sep < 0) continue;
-    const fields = line.slice(0, sep).split(' ');
-    const [fstype, , superOptions = ''] = line.slice(sep + 3).split(' ');
-    if (fstype !== 'cgroup' && fstype !== 'cgroup2') continue;
-    const controllers = new Set(
-      superOptions
-        .split(',')
-        .filter((o) => (o !== 'rw' && o !== 'ro' && !o.includes('=')) || o.startsWith('name=')),
-    );
-    out.push({
-      version: fstype === 'cgroup2' ? 2 : 1,
-      controllers,
-      root: unescapeMountinfo(fields[3] ?? '/'),
-      point: unescapeMountinfo(fields[4] ?? ''),
-    });
-  }
-  return out;
+  return parseMounts(mountinfo)
+    .filter((m) => m.fstype === 'cgroup' || m.fstype === 'cgroup2')
+    .map((m) => ({
+      version: m.fstype === 'cgroup2' ? 2 : 1,
+      controllers: new Set(
+        m.superOptions
+          .split(',')
+          .filter((o) => (o !== 'rw' && o !== 'ro' && !o.includes('=')) || o.startsWith('name=')),
+      ),
+      root: m.root,
+      point: m.point,
+    }));
 }
 
 /** One mount, as /proc/PID/mountinfo lists it. */
@@ -59,6 +51,8 @@ export interface Mount {
   fstype: string;
   /** The mount source ("tmpfs", "/dev/vda1", "none"). */
   source: string;
+  /** The filesystem's options ("rw,size=1024k", a v1 cgroup's controllers). */
+  superOptions: string;
 }
 
 /** Every mount listed in `mountinfo`, in order. */
@@ -68,12 +62,13 @@ export function parseMounts(mountinfo: string): Mount[] {
     const sep = line.indexOf(' - ');
     if (sep < 0) continue;
     const fields = line.slice(0, sep).split(' ');
-    const [fstype = '', source = ''] = line.slice(sep + 3).split(' ');
+    const [fstype = '', source = '', superOptions = ''] = line.slice(sep + 3).split(' ');
     out.push({
       point: unescapeMountinfo(fields[4] ?? ''),
       root: unescapeMountinfo(fields[3] ?? '/'),
       fstype,
       source: unescapeMountinfo(source),
+      superOptions,
     });
   }
   return out;
