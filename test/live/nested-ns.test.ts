@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ckpt, ckptOk } from '../support/ckpt.js';
-import { isAlive, procState } from '../support/fixtures.js';
+import { isAlive, procState, python } from '../support/fixtures.js';
 import { cleanupAfterEach } from '../support/live.js';
 import { requireCommand, requireRoot } from '../support/prereq.js';
 import { childrenOf, namespaceOf, nsenter, waitFor } from '../support/procs.js';
@@ -125,7 +125,7 @@ describe('namespaces the tree made', () => {
     const dir = tmpDir('ckpt-netns-');
     fs.writeFileSync(path.join(dir, 'prog.py'), PROGRAM);
     // The init's child was cloned before restart made the namespace: it has to enter it.
-    const script = `python3 ${dir}/prog.py ${dir} & wait`;
+    const script = `${python()} ${dir}/prog.py ${dir} & wait`;
     const init = Number(ckptOk(['run', '--container', '--net', '--', 'sh', '-c', script]).trim());
     leftovers.push(init);
     const prog = programOf(init);
@@ -158,7 +158,7 @@ describe('namespaces the tree made', () => {
       'ip link set lo up',
       `ipcmk -Q > ${dir}/queue`,
       'sleep 1000 &',
-      `python3 ${dir}/prog.py ${dir} &`,
+      `${python()} ${dir}/prog.py ${dir} &`,
       'wait',
     ].join('\n');
     const outer = `unshare --ipc --uts --net sh -c '${inner}' & wait`;

@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ckpt, ckptOk } from '../support/ckpt.js';
-import { isAlive, procState, sleepSync } from '../support/fixtures.js';
+import { isAlive, procState, python, sleepSync } from '../support/fixtures.js';
 import { cleanupAfterEach } from '../support/live.js';
 import { requireCommand, requireRoot } from '../support/prereq.js';
 import { childrenOf, descendants, namespaceOf, waitFor } from '../support/procs.js';
@@ -95,7 +95,8 @@ function killWaitRestart(root: number, flags: string[] = []): string {
   waitFor('the tree to die', () => procState(root) === undefined);
   sleepSync(GAP_S * 1000);
   expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(root);
-  leftovers.push(root);
+  // The whole tree: killing the root alone leaves the program's child.
+  leftovers.push(root, ...descendants(root));
   return r.stderr;
 }
 
@@ -117,9 +118,7 @@ describe('time namespaces', () => {
   it('a container with --time keeps its clocks continuous through --kill and restart', () => {
     const dir = tmpDir('ckpt-timens-');
     const prog = writeProgram(dir);
-    const init = Number(
-      ckptOk(['run', '--container', '--time', '--', 'python3', prog, dir]).trim(),
-    );
+    const init = Number(ckptOk(['run', '--container', '--time', '--', python(), prog, dir]).trim());
     leftovers.push(init);
     waitTicking(dir);
     const mine = namespaceOf('self', 'time');
@@ -142,7 +141,7 @@ describe('time namespaces', () => {
   it("in ckpt's own time namespace the clocks show the time the image waited", () => {
     const dir = tmpDir('ckpt-timens-');
     const prog = writeProgram(dir);
-    const init = Number(ckptOk(['run', '--container', '--', 'python3', prog, dir]).trim());
+    const init = Number(ckptOk(['run', '--container', '--', python(), prog, dir]).trim());
     leftovers.push(init);
     waitTicking(dir);
     expect(namespaceOf(init, 'time')).toBe(namespaceOf('self', 'time'));
@@ -165,7 +164,7 @@ describe('time namespaces', () => {
         '--fork',
         '--monotonic',
         '86400',
-        'python3',
+        python(),
         prog,
         dir,
       ]).trim(),
@@ -194,7 +193,7 @@ describe('time namespaces', () => {
     const dir = tmpDir('ckpt-timens-');
     const prog = writeProgram(dir);
     const launcher = Number(
-      ckptOk(['run', '--', 'unshare', '--time', '--fork', 'python3', prog, dir]).trim(),
+      ckptOk(['run', '--', 'unshare', '--time', '--fork', python(), prog, dir]).trim(),
     );
     leftovers.push(launcher);
     waitTicking(dir);

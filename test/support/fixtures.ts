@@ -114,7 +114,12 @@ export function compileFixture(name: string): string {
 }
 
 let pythonExe: string | undefined;
-function python(): string {
+/**
+ * The python3 interpreter itself, not a pyenv shim: a shim may fork
+ * (while pyenv rehashes) instead of exec'ing it, and a test would then
+ * take the shim's pid for the program's.
+ */
+export function python(): string {
   if (!pythonExe) {
     // resolve pyenv-style shims to the real interpreter, so that the pid we
     // get is the interpreter's (no wrapper script in between)
