@@ -13,7 +13,6 @@ import type { ArchSupport } from '../arch.js';
 import { CkptError } from '../errors.js';
 import type { FrozenTask } from '../kernel/freeze.js';
 import { setSigmask } from '../kernel/ptrace.js';
-import { writeTimeNsOffsets } from '../kernel/timens.js';
 import type { Logger } from '../log.js';
 import {
   checkPidLevels,
@@ -36,12 +35,7 @@ import {
   type TreeEntry,
 } from './sessions.js';
 import { closeInTask, openInTask, pidSeenBy } from './task-io.js';
-import {
-  CLONE_NEWTIME,
-  makeTimeNsForChildren,
-  offsetsToContinue,
-  type SavedTimeNs,
-} from './time-ns.js';
+import { makeTimeNsForChildren, type SavedTimeNs } from './time-ns.js';
 import { zombify } from './zombie.js';
 
 /** No signal may interrupt injected syscalls; restore blocks them all (see `signals`). */
@@ -214,8 +208,11 @@ export function buildTree(
       if (entry.timeNs !== 0) {
         // Born in it: the stub that clones it makes it first.
         const what = `making the time namespace of pid ${entry.pid}`;
-        const stub = factory.unshareInStub(CLONE_NEWTIME, what);
-        writeTimeNsOffsets(stub, offsetsToContinue(timeNamespaces[entry.timeNs - 1]!));
+        makeTimeNsForChildren(
+          factory.probePid(),
+          (flags) => factory.unshareInStub(flags, what),
+          timeNamespaces[entry.timeNs - 1]!,
+        );
       }
       task = new RestoringTask(factory.create(want, entry.exitSignal, flags), entry.pid, arch);
       setSigmask(task.pid, ALL_SIGNALS); // inherited by every other task

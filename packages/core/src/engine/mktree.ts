@@ -523,10 +523,10 @@ export class TaskFactory {
   /**
    * Run unshare(2) with `flags` in the stub, before it clones the root:
    * the root is then born in the new namespaces that unshare makes for the
-   * caller's children (a time namespace). Returns the stub's pid.
+   * caller's children (a time namespace).
    * @throws CkptError ESYS with the errno, saying `what` it was for
    */
-  unshareInStub(flags: number, what: string): number {
+  unshareInStub(flags: number, what: string): void {
     const stub = this.startStub();
     const { stub: prog, convention, syscalls } = this.arch;
     const inj = new SyscallInjector(stub, convention, { syscallAddr: prog.syscallAddr });
@@ -542,7 +542,6 @@ export class TaskFactory {
     } finally {
       inj.close();
     }
-    return stub;
   }
 
   /** Kill and collect the stub (restored tasks are not affected). */

@@ -22,11 +22,19 @@
  * `unshare --fork`, waiting for it): restart would split it.
  */
 import { CkptError } from '../errors.js';
-import { clockNs, readTimeNsOffsets, writeTimeNsOffsets } from '../kernel/timens.js';
+import {
+  hostClockNs,
+  readTimeNsOffsets,
+  type TimeNsOffsets,
+  writeTimeNsOffsets,
+} from '../kernel/timens.js';
 import { ownNamespace, readNamespace } from '../proc/index.js';
 import type { NamespaceCache } from '../proc/ns.js';
 import { commForMessage } from '../proc/task.js';
 import { scanProcesses } from '../proc/tree.js';
+
+/** unshare(2)'s flag for a new time namespace (for the caller's children). */
+const CLONE_NEWTIME = 0x80;
 
 /** A saved time namespace: its clocks when the tree was frozen, in nanoseconds. */
 export interface SavedTimeNs {
@@ -45,11 +53,6 @@ export interface TreeTimeNs {
 interface Member {
   pid: number;
   ppid: number;
-}
-
-/** The host's clock: ckpt's, less ckpt's own namespace's offset. */
-function hostClockNs(clock: 'monotonic' | 'boottime'): bigint {
-  return clockNs(clock) - readTimeNsOffsets('self')[clock];
 }
 
 /**
@@ -153,7 +156,7 @@ function forChildrenOf(pid: number): number | undefined {
  * The offsets that make a new namespace's clocks read `saved`'s now: the
  * clocks continue from where they were at checkpoint.
  */
-export function offsetsToContinue(saved: SavedTimeNs): { monotonic: bigint; boottime: bigint } {
+function offsetsToContinue(saved: SavedTimeNs): TimeNsOffsets {
   return {
     monotonic: saved.monotonic - hostClockNs('monotonic'),
     boottime: saved.boottime - hostClockNs('boottime'),
@@ -162,8 +165,9 @@ export function offsetsToContinue(saved: SavedTimeNs): { monotonic: bigint; boot
 
 /**
  * Make a new time namespace for the children of `pid` (stopped, with
- * `unshare` run in it by the caller) and set its clocks to continue from
- * `saved`.
+ * `unshare` run in it by the caller: a restored task's injected call, or
+ * the restore stub's before it clones the root) and set its clocks to
+ * continue from `saved`.
  */
 export function makeTimeNsForChildren(
   pid: number,
@@ -173,6 +177,3 @@ export function makeTimeNsForChildren(
   unshare(CLONE_NEWTIME);
   writeTimeNsOffsets(pid, offsetsToContinue(saved));
 }
-
-/** unshare(2)'s flag for a new time namespace (for the caller's children). */
-export const CLONE_NEWTIME = 0x80;

@@ -45,7 +45,12 @@ export function taskClockNs(pid: number, clockid: number): bigint | undefined {
   const clock = byId[clockid];
   if (clock === undefined) return undefined;
   if (clock === 'realtime') return clockNs('realtime');
-  return clockNs(clock) - readTimeNsOffsets('self')[clock] + readTimeNsOffsets(pid)[clock];
+  return hostClockNs(clock) + readTimeNsOffsets(pid)[clock];
+}
+
+/** `clock` of the host (the initial time namespace): ckpt's, less its own namespace's offset. */
+export function hostClockNs(clock: NsClock): bigint {
+  return clockNs(clock) - readTimeNsOffsets('self')[clock];
 }
 
 /** Parse /proc/PID/timens_offsets ("monotonic SECS NSECS" per line). */
