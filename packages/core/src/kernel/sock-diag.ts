@@ -57,6 +57,16 @@ function openDiagSocket(): number {
   return fd;
 }
 
+/** `body` behind a netlink header of `type` and `flags`. */
+function netlinkMessage(type: number, flags: number, body: Buffer): Buffer {
+  const msg = Buffer.alloc(HDR + body.length);
+  msg.writeUInt32LE(msg.length, 0);
+  msg.writeUInt16LE(type, 4);
+  msg.writeUInt16LE(flags, 6);
+  body.copy(msg, HDR);
+  return msg;
+}
+
 /** A diag socket in the network namespace of `pid` (ckpt's own without one). */
 function diagSocketOf(pid: number | undefined): number {
   const elsewhere = pid !== undefined && readNamespace(pid, 'net').inode !== ownNamespace('net');
@@ -79,11 +89,7 @@ function dump(
   const lib = libc();
   const fd = diagSocketOf(pid);
   try {
-    const req = Buffer.alloc(HDR + request.length);
-    req.writeUInt32LE(req.length, 0);
-    req.writeUInt16LE(SOCK_DIAG_BY_FAMILY, 4);
-    req.writeUInt16LE(NLM_F_REQUEST | NLM_F_DUMP, 6);
-    request.copy(req, HDR);
+    const req = netlinkMessage(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, request);
     if (lib.send(fd, req, req.length, 0) < 0) throw sysError('send', errno(), 'asking sock_diag');
     const buf = Buffer.alloc(1 << 16);
     for (;;) {
@@ -152,6 +158,15 @@ const TCP_LISTEN = 10;
 const IDIAG_WQUEUE = 60;
 const IDIAG_INODE = 68;
 
+/** A struct inet_diag_req_v2 (family, protocol, ext, pad, states, sockid) for TCP sockets in `states`. */
+function tcpDiagRequest(family: number, states: number): Buffer {
+  const req = Buffer.alloc(56);
+  req.writeUInt8(family, 0);
+  req.writeUInt8(IPPROTO_TCP, 1);
+  req.writeUInt32LE(states, 4);
+  return req;
+}
+
 /**
  * The backlog of every listening TCP socket (IPv4 and IPv6) of the network
  * namespace of `pid` (ckpt's own without one), by inode: what listen(2)
@@ -160,11 +175,7 @@ const IDIAG_INODE = 68;
 export function tcpListenBacklogs(pid?: number): Map<number, number> {
   const out = new Map<number, number>();
   for (const family of [AF_INET, AF_INET6]) {
-    // struct inet_diag_req_v2: family, protocol, ext, pad, states, sockid.
-    const req = Buffer.alloc(56);
-    req.writeUInt8(family, 0);
-    req.writeUInt8(IPPROTO_TCP, 1);
-    req.writeUInt32LE(1 << TCP_LISTEN, 4);
+    const req = tcpDiagRequest(family, 1 << TCP_LISTEN);
     dump(pid, req, 'listing listening TCP sockets', (buf, msg) => {
       out.set(buf.readUInt32LE(msg + IDIAG_INODE), buf.readUInt32LE(msg + IDIAG_WQUEUE));
     });
@@ -191,10 +202,7 @@ const SOCKID_SIZE = 48;
 export function endTcpTimeWait(pid: number, port: number): number {
   const ids: { family: number; id: Buffer }[] = [];
   for (const family of [AF_INET, AF_INET6]) {
-    const req = Buffer.alloc(56);
-    req.writeUInt8(family, 0);
-    req.writeUInt8(IPPROTO_TCP, 1);
-    req.writeUInt32LE(1 << TCP_TIME_WAIT, 4);
+    const req = tcpDiagRequest(family, 1 << TCP_TIME_WAIT);
     dump(pid, req, 'listing TIME_WAIT TCP sockets', (buf, msg) => {
       if (buf.readUInt16BE(msg + SOCKID_IN_MSG) !== port) return;
       ids.push({
@@ -210,14 +218,9 @@ export function endTcpTimeWait(pid: number, port: number): number {
   try {
     const reply = Buffer.alloc(1024);
     for (const { family, id } of ids) {
-      const req = Buffer.alloc(HDR + 56);
-      req.writeUInt32LE(req.length, 0);
-      req.writeUInt16LE(SOCK_DESTROY, 4);
-      req.writeUInt16LE(NLM_F_REQUEST | NLM_F_ACK, 6);
-      req.writeUInt8(family, HDR);
-      req.writeUInt8(IPPROTO_TCP, HDR + 1);
-      req.writeUInt32LE(1 << TCP_TIME_WAIT, HDR + 4);
-      id.copy(req, HDR + SOCKID_IN_REQ);
+      const body = tcpDiagRequest(family, 1 << TCP_TIME_WAIT);
+      id.copy(body, SOCKID_IN_REQ);
+      const req = netlinkMessage(SOCK_DESTROY, NLM_F_REQUEST | NLM_F_ACK, body);
       if (lib.send(fd, req, req.length, 0) < 0) continue;
       const n = Number(lib.recv(fd, reply, reply.length, 0));
       // The ack: NLMSG_ERROR carrying 0 on success.
