@@ -5,19 +5,22 @@
  */
 import {
   type CheckpointCtx,
+  type RestartCtx,
+  readNamespace,
   tcpListenBacklogs,
   type UnixSocketDiag,
   unixSockets,
 } from '@ckpt/core';
 
-const listings = new WeakMap<CheckpointCtx, Map<string, unknown>>();
+const listings = new WeakMap<CheckpointCtx | RestartCtx, Map<string, unknown>>();
 
 /**
  * `read(pid)` for the network namespace `pid` is in, once per checkpoint
- * and `kind` (also for /proc/PID/net's tables: socket-tables.ts).
+ * or restart and `kind` (also for /proc/PID/net's tables: socket-tables.ts,
+ * and the connections open where a restart began: tcp-socket.ts).
  */
 export function perNamespace<T>(
-  ctx: CheckpointCtx,
+  ctx: CheckpointCtx | RestartCtx,
   pid: number,
   kind: string,
   read: (pid: number) => T,
@@ -27,7 +30,10 @@ export function perNamespace<T>(
     cache = new Map();
     listings.set(ctx, cache);
   }
-  const key = `${kind} ${ctx.namespaces.inode(pid, 'net')}`;
+  // A checkpoint reads the frozen tree's links once; a restart's tasks move.
+  const ns =
+    'namespaces' in ctx ? ctx.namespaces.inode(pid, 'net') : readNamespace(pid, 'net').inode;
+  const key = `${kind} ${ns}`;
   let d = cache.get(key);
   if (!d) {
     d = read(pid);

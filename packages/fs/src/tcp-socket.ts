@@ -69,6 +69,7 @@ import {
 import { moveAboveTable, restoringTask } from './file-object.js';
 import { reopenFlags } from './flags.js';
 import { FileKind, fileTcpRecord } from './records.js';
+import { perNamespace } from './sock-diag.js';
 import { sockaddrText, tcpConnections } from './socket-info.js';
 import { changedSocketOptions } from './socket-options.js';
 import { describeSocket, socketEntry } from './socket-tables.js';
@@ -207,9 +208,6 @@ function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
   );
 }
 
-/** The TCP connections open where each restart began, by network namespace. */
-const openAtRestart = new WeakMap<RestartCtx, Map<number, Map<string, string>>>();
-
 /**
  * The TCP connections of `pid`'s network namespace ("local peer": state),
  * read once per restart: an original still open was there before the
@@ -217,45 +215,12 @@ const openAtRestart = new WeakMap<RestartCtx, Map<number, Map<string, string>>>(
  * connections took most of its time.
  */
 function openConnections(ctx: RestartCtx, pid: number): Map<string, string> {
-  let byNs = openAtRestart.get(ctx);
-  if (!byNs) {
-    byNs = new Map();
-    openAtRestart.set(ctx, byNs);
-  }
-  const ns = readNamespace(pid, 'net').inode;
-  let conns = byNs.get(ns);
-  if (!conns) {
-    conns = tcpConnections(pid);
-    byNs.set(ns, conns);
-  }
-  return conns;
+  return perNamespace(ctx, pid, 'tcp-connections', tcpConnections);
 }
 
 /** Whether `pid` is in ckpt's network namespace (where the network lock works). */
 function inOwnNetns(pid: number): boolean {
   return readNamespace(pid, 'net').inode === ownNamespace('net');
-}
-
-/** The connections of each checkpoint that kills its tree, and of each restart. */
-const connections = new WeakMap<CheckpointCtx | RestartCtx, LockedConnection[]>();
-
-/**
- * Add `conn` to `ctx`'s connections; with the first one, `queue` puts
- * the work that handles them all in the deferqueue.
- */
-function gather<C extends CheckpointCtx | RestartCtx>(
-  ctx: C,
-  conn: LockedConnection,
-  queue: (ctx: C, conns: LockedConnection[]) => void,
-): void {
-  const gathered = connections.get(ctx);
-  if (gathered) {
-    gathered.push(conn);
-    return;
-  }
-  const conns = [conn];
-  connections.set(ctx, conns);
-  queue(ctx, conns);
 }
 
 /** The checkpoints that have locked their tree's connections. */
@@ -312,27 +277,35 @@ function tcpConnectionOf(fd: number): LockedConnection | undefined {
  * socket leaves repair mode (so that its window probe is answered).
  */
 function unlockWhenRestored(ctx: RestartCtx, conn: LockedConnection): void {
-  gather(ctx, conn, (c, conns) =>
-    c.deferqueue.add(
-      conns,
-      () => {
-        const why = unlockConnections(conns);
-        if (why !== undefined) {
-          c.log.warn(
-            `the peers' packets of the restored TCP connections are still dropped here (${why}); \`nft delete table inet ckpt\` lets them through`,
-          );
-        }
-      },
-      // A failed restart: still held, for the next attempt.
-      () => {
-        if (lockedConnectionCount() === 0) return;
-        c.log.warn(
-          `the peers' packets of the image's TCP connections are still held back here, for the next restart; \`nft delete table inet ckpt\` lets them through (the peers then get a reset)`,
+  const gathered = restoredConnections.get(ctx);
+  if (gathered) {
+    gathered.push(conn);
+    return;
+  }
+  const conns = [conn];
+  restoredConnections.set(ctx, conns);
+  ctx.deferqueue.add(
+    conns,
+    () => {
+      const why = unlockConnections(conns);
+      if (why !== undefined) {
+        ctx.log.warn(
+          `the peers' packets of the restored TCP connections are still dropped here (${why}); \`nft delete table inet ckpt\` lets them through`,
         );
-      },
-    ),
+      }
+    },
+    // A failed restart: still held, for the next attempt.
+    () => {
+      if (lockedConnectionCount() === 0) return;
+      ctx.log.warn(
+        `the peers' packets of the image's TCP connections are still held back here, for the next restart; \`nft delete table inet ckpt\` lets them through (the peers then get a reset)`,
+      );
+    },
   );
 }
+
+/** The connections each restart has restored so far. */
+const restoredConnections = new WeakMap<RestartCtx, LockedConnection[]>();
 
 export const tcpSocketFile: FileHandler = {
   kind: 'tcp',
