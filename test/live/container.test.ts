@@ -4,8 +4,7 @@
  * writing to a file) through checkpoint --kill and restart -d: it comes back
  * as init of a new pid namespace with the same pids at both levels, its
  * hostname, its own /proc, and keeps running; the host's hostname is not
- * touched. A container with a mount of its own is refused (restart would
- * make it without the mount).
+ * touched. Its own mounts: container-mounts.test.ts.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -158,23 +157,6 @@ describe('container checkpoint and restart', () => {
     expect(r.stderr).toMatch(/pid namespace below ckpt's|uts namespace/);
     const n = lines(out);
     waitFor('the loop to continue', () => lines(out) >= n + 2);
-  });
-
-  it('refuses a container with a mount of its own (a tmpfs: its files would be gone after restart), leaving it running (sweep 12)', () => {
-    const dir = tmpDir('ckpt-container-');
-    const mnt = path.join(dir, 'mnt');
-    fs.mkdirSync(mnt);
-    const script = `mount -t tmpfs none ${mnt} && echo data > ${mnt}/f && touch ${dir}/ready && exec sleep 1000`;
-    const init = Number(ckptOk(['run', '--container', '--', 'sh', '-c', script]).trim());
-    leftovers.push(init);
-    waitFor('the mount', () => fs.existsSync(path.join(dir, 'ready')));
-    const r = ckpt(['checkpoint', String(init), '-o', tmpImage(), '--kill']);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain(
-      `the container of pid ${init} has a mount of its own: tmpfs none at ${mnt}; mounts are not checkpointed yet`,
-    );
-    expect(isAlive(init)).toBe(true);
-    expect(nsenter(init, ['-m'], ['cat', `${mnt}/f`])).toBe('data\n');
   });
 
   it('a container started by util-linux unshare, which waits for its init, is checkpointed with a warning about it, and comes back', () => {

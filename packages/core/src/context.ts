@@ -187,11 +187,24 @@ export class RestartCtx extends CkptCtx {
    */
   sameBoot = false;
 
+  /**
+   * Mount points (as the restored tasks see them) of filesystems restart
+   * made anew and filled with their saved files (a container's tmpfs, by
+   * @ckpt/ns): their files have new device and inode numbers even on the
+   * same boot. See {@link onRecreatedMount}.
+   */
+  readonly recreatedMounts: string[] = [];
+
   constructor(
     readonly reader: ImageReader,
     opts: CtxOptions,
   ) {
     super(opts, ContextFlags.RESTART);
+  }
+
+  /** `path` lies on a filesystem restart made anew (see {@link recreatedMounts}). */
+  onRecreatedMount(path: string): boolean {
+    return this.recreatedMounts.some((m) => path === m || path.startsWith(m === '/' ? m : `${m}/`));
   }
 
   /**

@@ -158,9 +158,11 @@ function checkStillSame(ctx: RestartCtx, task: RestartTask, rec: FileName): void
     );
   }
   // Replaced since (mv and a new file, an editor's save): the task reads
-  // on in another file. Only on the same boot do the numbers still tell.
+  // on in another file. Only on the same boot do the numbers still tell,
+  // and not on a filesystem restart made again (a container's tmpfs).
   if (
     ctx.sameBoot &&
+    !ctx.onRecreatedMount(rec.path) &&
     rec.type === PathType.REGULAR &&
     (BigInt(s.dev) !== rec.dev || BigInt(s.ino) !== rec.ino)
   ) {

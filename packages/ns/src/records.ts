@@ -1,5 +1,5 @@
 /** The namespace subsystem's records (107–110, as linux-cr's). */
-import { array, bool, defineRecord, i32, RecordType, str, u32, u64 } from '@ckpt/core';
+import { array, bool, bytes, defineRecord, i32, RecordType, str, u32, u64 } from '@ckpt/core';
 
 /** __NEW_UTS_LEN + 1: the size of each field of struct new_utsname. */
 export const UTS_FIELD_LEN = 65;
@@ -91,3 +91,84 @@ export const netNsRecord = defineRecord(RecordType.NET_NS, 'net_ns', 'network na
   /** `lo` was up (with its addresses, 127.0.0.1/8 and ::1, which the kernel gives it). */
   loopbackUp: bool(),
 });
+
+/** How restart makes a container's mount again (`mount` record's `kind`). */
+export const MountKind = {
+  /** A tmpfs: mounted anew, then filled with its saved files (`mount_file` records). */
+  TMPFS: 1,
+  /** A bind mount of `source`, a path as the container saw it (the host's, or a mount before it). */
+  BIND: 2,
+  /** A new instance of a filesystem with no files of its own to save (proc, sysfs, mqueue). */
+  NEW: 3,
+} as const;
+
+/**
+ * The mounts a container made in its mount namespace (those restart's
+ * copy of its own lacks), written with its root task: `count` `mount`
+ * records follow, in the order they were mounted.
+ */
+export const mountsRecord = defineRecord(RecordType.MOUNTS, 'mounts', "a container's own mounts", {
+  count: u32(),
+});
+
+/** One mount a container made. */
+export const mountRecord = defineRecord(RecordType.MOUNT, 'mount', "a container's mount", {
+  /** MountKind: TMPFS, BIND or NEW. */
+  kind: u32(),
+  /** Where it is mounted, as the container sees it. */
+  point: str(4096),
+  fstype: str(64),
+  /** The mount source: "tmpfs", "none", or for a bind mount the path it binds. */
+  source: str(4096),
+  /** The filesystem's options, as mount(2)'s data ("size=1024k,mode=755"); empty for a bind mount. */
+  data: str(4096),
+  /** Per-mount flags (MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, atime flags). */
+  flags: u32('hex'),
+  /** The filesystem itself is read-only (a tmpfs mounted `ro`: filled first, then made so). */
+  readOnly: bool(),
+  /** What is mounted is a directory (a bind mount may mount a file on a file). */
+  dir: bool(),
+  /** `mount_file` records that follow: a tmpfs's files, its root first. */
+  files: u32(),
+});
+
+/**
+ * A file of a container's tmpfs: its path under the mount point, type and
+ * permissions, owner, times, and for a regular file `chunks`
+ * `mount_file_data` records of its data (holes are not saved). Sockets are
+ * not saved (a listener binds its own again).
+ */
+export const mountFileRecord = defineRecord(
+  RecordType.MOUNT_FILE,
+  'mount_file',
+  'a file on a tmpfs',
+  {
+    /** Relative to the mount point; "" for its root directory. */
+    path: str(4096),
+    /** st_mode: the type (S_IFDIR, S_IFREG, S_IFLNK, S_IFIFO, S_IFCHR, S_IFBLK) and permission bits. */
+    mode: u32('octal'),
+    uid: u32(),
+    gid: u32(),
+    /** A device node's device number (st_rdev). */
+    rdev: u64('hex'),
+    atimeNs: u64(),
+    mtimeNs: u64(),
+    size: u64(),
+    chunks: u32(),
+    /** A symbolic link's target. */
+    target: str(4096),
+    /** Another name of an earlier file (a hard link): its 1-based index among the mount's files; 0 if none. */
+    linkTo: u32(),
+  },
+);
+
+/** Part of a tmpfs file's data: at most 4 MiB at `offset`. */
+export const mountFileDataRecord = defineRecord(
+  RecordType.MOUNT_FILE_DATA,
+  'mount_file_data',
+  'tmpfs file data',
+  {
+    offset: u64('hex'),
+    data: bytes(4 << 20),
+  },
+);

@@ -9,7 +9,7 @@ import { ARCH_NAMES, RecordType } from './types.js';
 /** The 8 magic bytes that open every image's header payload. */
 export const IMAGE_MAGIC = Buffer.from('CKPTimg\0', 'latin1');
 /** Image format major version; a reader refuses any other major. */
-export const FORMAT_MAJOR = 11;
+export const FORMAT_MAJOR = 12;
 /** Image format minor version; additions that old readers may ignore. */
 export const FORMAT_MINOR = 0;
 

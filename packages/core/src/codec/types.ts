@@ -35,6 +35,10 @@ export const RecordType = {
   SCHED: 121,
   CGROUPS: 122,
   NET_NS: 123,
+  MOUNTS: 124,
+  MOUNT: 125,
+  MOUNT_FILE: 126,
+  MOUNT_FILE_DATA: 127,
 
   // 201-299: reserved for arch-dependent records
 

@@ -5,13 +5,10 @@
  * (see `CLONE_NEW_CONTAINER` in mktree.ts), and its mount namespace gets
  * its own /proc for the new pid namespace, as `ckpt run --container` made it.
  */
-import { readFileSync } from 'node:fs';
 import { CkptError } from '../errors.js';
 import {
-  type Mount,
   type NamespaceCache,
   ownNamespace,
-  parseMounts,
   readComm,
   readStatus,
   scanProcesses,
@@ -78,9 +75,9 @@ export function checkPidLevels(tree: readonly TreeEntry[], container: boolean): 
 /**
  * At checkpoint, before any state is saved: refuse live tasks in a mount
  * namespace other than the root's, and a subtree whose root is in one
- * other than ckpt's (`unshare -m`; a container gets a new one with its own
- * /proc). Mounts are not checkpointed yet: such a task would come back
- * seeing other files.
+ * other than ckpt's (`unshare -m`; a container gets a new one, and
+ * @ckpt/ns saves the mounts it made). Such a task would come back seeing
+ * other files.
  * @param live - pids of the tree's live tasks, root first
  * @param ns - where their namespaces are read
  * @param container - the tree is a container (its root's namespace is made anew)
@@ -101,7 +98,6 @@ export function checkMountNamespaces(
       { pid: root },
     );
   }
-  if (container && rootMnt !== mine) refuseContainerMounts(root);
   for (const pid of live.slice(1)) {
     const mnt = ns.inode(pid, 'mnt');
     if (mnt !== rootMnt) {
@@ -111,33 +107,6 @@ export function checkMountNamespaces(
         { pid },
       );
     }
-  }
-}
-
-/**
- * Refuse a container whose mount namespace has a mount ckpt's has not (a
- * tmpfs the container mounted): mounts are not checkpointed yet, and
- * restart makes the container a copy of restart's mount namespace, so the
- * mount, and every file on it, would be gone. Its own /proc, which restart
- * mounts again, matches ckpt's /proc.
- * @throws CkptError ENOTSUP naming the mount
- */
-function refuseContainerMounts(root: number): void {
-  const key = (m: Mount) => `${m.point}\0${m.root}\0${m.fstype}\0${m.source}`;
-  const host = new Set(parseMounts(readFileSync('/proc/self/mountinfo', 'utf8')).map(key));
-  let inside: Mount[];
-  try {
-    inside = parseMounts(readFileSync(`/proc/${root}/mountinfo`, 'utf8'));
-  } catch {
-    return; // gone: the checkpoint says so elsewhere
-  }
-  const made = inside.find((m) => !host.has(key(m)));
-  if (made) {
-    throw new CkptError(
-      'ENOTSUP',
-      `the container of pid ${root} has a mount of its own: ${made.fstype} ${made.source} at ${made.point}${made.root === '/' ? '' : ` (${made.root} of it)`}; mounts are not checkpointed yet, and restart would make the container without it (its files gone): unmount it, or keep its data elsewhere`,
-      { pid: root, path: made.point },
-    );
   }
 }
 

@@ -4,6 +4,8 @@
  * spawning.
  */
 export type { Marker, SyscallConvention } from './convention.js';
+export { readDirQuietly } from './dir-entries.js';
+export { setFileTimes } from './file-times.js';
 export {
   awaitFrozen,
   type FreezeOptions,
@@ -68,6 +70,7 @@ export {
   probeNetLock,
   unlockConnections,
 } from './net-lock.js';
+export { makeNode } from './nodes.js';
 export { grabFd, pidfdGetfd, pidfdOpen, withFdCopy } from './pidfd.js';
 export { F_GETPIPE_SZ, F_SETPIPE_SZ, fcntl, pipe2, SPLICE_F_NONBLOCK, tee } from './pipe.js';
 export {

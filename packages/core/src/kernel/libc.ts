@@ -188,6 +188,9 @@ function bind() {
       lib.func('int linkat(int olddirfd, str oldpath, int newdirfd, str newpath, int flags)'),
     connect: () => lib.func('int connect(int fd, void *addr, uint len)'),
     memfdCreate: () => lib.func('int memfd_create(str name, uint flags)'),
+    mknod: () => lib.func('int mknod(str path, uint mode, uint64_t dev)'),
+    getdents64: () => lib.func('long getdents64(int fd, void *buf, ulong count)'),
+    utimensat: () => lib.func('int utimensat(int dirfd, str path, void *times, int flags)'),
     ioctlBuf: () => lib.func('int ioctl(int fd, ulong request, void *arg)'),
     openByHandleAt: () => lib.func('int open_by_handle_at(int mountFd, void *handle, int flags)'),
     // SysV IPC. semctl is variadic; its union argument (a pointer for

@@ -44,6 +44,14 @@ export function cgroupMounts(
 
 /** One mount, as /proc/PID/mountinfo lists it. */
 export interface Mount {
+  /** The mount's id, unique in the system. */
+  id: number;
+  /** The id of the mount it is attached to (its own id for the namespace's root). */
+  parentId: number;
+  /** The filesystem's device, "major:minor" (a new tmpfs has a new one; a bind mount shares it). */
+  dev: string;
+  /** Per-mount options ("rw,nosuid,nodev,relatime"). */
+  options: string;
   /** Where it is mounted, as the namespace's processes see it. */
   point: string;
   /** What of its filesystem is mounted there (not `/` for a bind mount). */
@@ -64,6 +72,10 @@ export function parseMounts(mountinfo: string): Mount[] {
     const fields = line.slice(0, sep).split(' ');
     const [fstype = '', source = '', superOptions = ''] = line.slice(sep + 3).split(' ');
     out.push({
+      id: Number(fields[0]),
+      parentId: Number(fields[1]),
+      dev: fields[2] ?? '',
+      options: fields[5] ?? '',
       point: unescapeMountinfo(fields[4] ?? ''),
       root: unescapeMountinfo(fields[3] ?? '/'),
       fstype,
