@@ -99,6 +99,9 @@ const FILLED = new Set(['tmpfs', 'ramfs']);
 /** Filesystems mounted anew, empty of anything to save. */
 const FRESH = new Set(['proc', 'sysfs', 'mqueue']);
 
+/** The unit of progress (see core's Progress): pages. */
+const PAGE = 4096;
+
 /** Data of a file is saved in pieces of this size. */
 const CHUNK = 4 << 20;
 
@@ -206,6 +209,8 @@ interface FoundFile {
   rec: RecordValue<typeof mountFileRecord>;
   /** Its path through /proc/PID/root, for a regular file whose data is saved. */
   dataFrom?: string;
+  /** Bytes the file has allocated (its data, holes not counted). */
+  allocated: number;
 }
 
 const nsOf = (s: BigIntStats, what: 'atime' | 'mtime') =>
@@ -242,14 +247,14 @@ function findFiles(base: string): FoundFile[] {
     if (st.dev !== rootStat.dev) {
       // Another mount's root: only its place is saved.
       rec.mode = type === S_IFDIR ? S_IFDIR | 0o755 : S_IFREG | 0o644;
-      out.push({ rec });
+      out.push({ rec, allocated: 0 });
       return;
     }
     if (type !== S_IFDIR && st.nlink > 1n) {
       const first = links.get(st.ino);
       if (first !== undefined) {
         rec.linkTo = first;
-        out.push({ rec });
+        out.push({ rec, allocated: 0 });
         return;
       }
       links.set(st.ino, out.length + 1);
@@ -262,8 +267,8 @@ function findFiles(base: string): FoundFile[] {
     }
     if (type === S_IFREG) {
       rec.size = st.size;
-      out.push({ rec, dataFrom: full });
-    } else out.push({ rec });
+      out.push({ rec, dataFrom: full, allocated: Number(st.blocks) * 512 });
+    } else out.push({ rec, allocated: 0 });
     if (type === S_IFDIR) {
       for (const name of readDirQuietly(full).sort()) {
         const child = rel === '' ? name : `${rel}/${name}`;
@@ -286,8 +291,16 @@ function chunksOf(fd: number, size: bigint, what: string): { offset: bigint; len
   return chunks;
 }
 
-/** Write the records of one tmpfs file found at checkpoint, with its data. */
-function writeFile(ctx: CheckpointCtx, found: FoundFile, what: string): void {
+/**
+ * Write the records of one tmpfs file found at checkpoint, with its data;
+ * `saved(bytes)` after each piece.
+ */
+function writeFile(
+  ctx: CheckpointCtx,
+  found: FoundFile,
+  what: string,
+  saved: (bytes: number) => void,
+): void {
   if (found.dataFrom === undefined) {
     ctx.write(mountFileRecord, found.rec);
     return;
@@ -307,6 +320,7 @@ function writeFile(ctx: CheckpointCtx, found: FoundFile, what: string): void {
         done += n;
       }
       ctx.write(mountFileDataRecord, { offset: c.offset, data });
+      saved(c.length);
     }
   } finally {
     closeSync(fd);
@@ -345,10 +359,40 @@ function checkpointMounts(ctx: CheckpointCtx, task: CheckpointTask): void {
       readOnly,
       dir: lstatSync(at).isDirectory(),
       files: files.length,
+      dataBytes: BigInt(files.reduce((n, f) => n + f.allocated, 0)),
     });
-    for (const f of files)
-      writeFile(ctx, f, `saving ${m.point}/${f.rec.path} of the container of pid ${root}`);
+    const progress = filesProgress(
+      ctx,
+      `files of ${m.point}`,
+      files.reduce((n, f) => n + f.allocated, 0),
+    );
+    try {
+      for (const f of files) {
+        writeFile(
+          ctx,
+          f,
+          `saving ${m.point}/${f.rec.path} of the container of pid ${root}`,
+          progress,
+        );
+      }
+    } finally {
+      ctx.progress.end();
+    }
   }
+}
+
+/** Start showing progress over `bytes` of file data (in the pages progress counts); returns what counts bytes done. */
+function filesProgress(
+  ctx: CheckpointCtx | RestartCtx,
+  label: string,
+  bytes: number,
+): (n: number) => void {
+  ctx.progress.start(label, Math.ceil(bytes / PAGE));
+  let done = 0;
+  return (n) => {
+    done += n;
+    ctx.progress.update(Math.ceil(done / PAGE));
+  };
 }
 
 /** mount(2) injected in `task` (in the container's mount namespace). */
@@ -381,7 +425,12 @@ function ensurePoint(ctx: RestartCtx, at: string, rec: RecordValue<typeof mountR
 }
 
 /** Recreate the saved files of a tmpfs mounted at `at` (a path through /proc/PID/root). */
-function fillFiles(ctx: RestartCtx, at: string, rec: RecordValue<typeof mountRecord>): void {
+function fillFiles(
+  ctx: RestartCtx,
+  at: string,
+  rec: RecordValue<typeof mountRecord>,
+  restored: (bytes: number) => void,
+): void {
   const files: RecordValue<typeof mountFileRecord>[] = [];
   for (let i = 0; i < rec.files; i++) {
     const f = ctx.read(mountFileRecord);
@@ -399,7 +448,7 @@ function fillFiles(ctx: RestartCtx, at: string, rec: RecordValue<typeof mountRec
     } else if (type === S_IFLNK) {
       symlinkSync(f.target, path);
     } else if (type === S_IFREG) {
-      fillRegular(ctx, path, f, what);
+      fillRegular(ctx, path, f, what, restored);
     } else {
       makeNode(path, type | 0o600, f.rdev);
     }
@@ -424,6 +473,7 @@ function fillRegular(
   path: string,
   f: RecordValue<typeof mountFileRecord>,
   what: string,
+  restored: (bytes: number) => void,
 ): void {
   const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
   try {
@@ -443,6 +493,7 @@ function fillRegular(
           Number(chunk.offset) + done,
         );
       }
+      restored(chunk.data.length);
     }
     ftruncateSync(fd, Number(f.size));
   } finally {
@@ -478,7 +529,12 @@ function restoreMounts(ctx: RestartCtx, task: RestartTask): void {
       what,
     );
     if (!fill) continue;
-    fillFiles(ctx, at, rec);
+    const progress = filesProgress(ctx, `files of ${rec.point}`, Number(rec.dataBytes));
+    try {
+      fillFiles(ctx, at, rec, progress);
+    } finally {
+      ctx.progress.end();
+    }
     ctx.recreatedMounts.push(rec.point);
     if (rec.readOnly) {
       mountInTask(

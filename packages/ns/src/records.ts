@@ -130,6 +130,8 @@ export const mountRecord = defineRecord(RecordType.MOUNT, 'mount', "a container'
   dir: bool(),
   /** `mount_file` records that follow: a tmpfs's files, its root first. */
   files: u32(),
+  /** Bytes the files have allocated: about the data of their `mount_file_data` records (for progress). */
+  dataBytes: u64(),
 });
 
 /**
