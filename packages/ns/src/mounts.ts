@@ -157,10 +157,9 @@ export function planMounts(
     if (m.fstype === 'proc' && m.point === '/proc') continue;
     // Part of a filesystem mounted before (by the container or the host):
     // bound again from there.
-    const from =
-      plan.find(
-        (p) => p.mount.dev === m.dev && p.kind !== MountKind.NEW && under(m.root, p.mount.root),
-      ) ?? undefined;
+    const from = plan.find(
+      (p) => p.mount.dev === m.dev && p.kind !== MountKind.NEW && under(m.root, p.mount.root),
+    );
     if (from) {
       plan.push({
         mount: m,
@@ -213,9 +212,6 @@ interface FoundFile {
   allocated: number;
 }
 
-const nsOf = (s: BigIntStats, what: 'atime' | 'mtime') =>
-  what === 'atime' ? s.atimeNs : s.mtimeNs;
-
 /**
  * Every file of the tmpfs at `base` (a path through /proc/PID/root), its
  * root first, parents before children. A mount on one of its directories
@@ -237,8 +233,8 @@ function findFiles(base: string): FoundFile[] {
       uid: Number(st.uid),
       gid: Number(st.gid),
       rdev: st.rdev,
-      atimeNs: nsOf(st, 'atime'),
-      mtimeNs: nsOf(st, 'mtime'),
+      atimeNs: st.atimeNs,
+      mtimeNs: st.mtimeNs,
       size: 0n,
       chunks: 0,
       target: '',
