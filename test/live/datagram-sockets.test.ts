@@ -19,7 +19,7 @@ import { describe, expect, it } from 'vitest';
 import { ckpt, ckptOk } from '../support/ckpt.js';
 import { isAlive, procState } from '../support/fixtures.js';
 import { cleanupAfterEach } from '../support/live.js';
-import { childrenOf, waitFor } from '../support/procs.js';
+import { childrenOf, waitFor, waitForPort } from '../support/procs.js';
 
 const { leftovers, tmpDir, tmpImage } = cleanupAfterEach();
 
@@ -180,8 +180,7 @@ while True:
     c, _ = s.accept(); c.sendall(b'hello\\n'); c.close()
 `;
     const pid = python(dir, 'server', program, [dir]);
-    waitFor('the port', () => fs.existsSync(path.join(dir, 'port')));
-    const port = Number(fs.readFileSync(path.join(dir, 'port'), 'utf8'));
+    const port = waitForPort(dir, 'the port');
     const waiting = net.connect(port, '127.0.0.1');
     waiting.on('error', () => {});
     await new Promise((ok) => waiting.once('connect', ok));
@@ -315,8 +314,7 @@ while True:
     out.write(s.recv(100).decode() + '\\n')
 `;
     const pid = python(dir, 'udp', program, [dir]);
-    waitFor('the port', () => fs.existsSync(path.join(dir, 'port')));
-    const port = Number(fs.readFileSync(path.join(dir, 'port'), 'utf8'));
+    const port = waitForPort(dir, 'the port');
     const send = (text: string) =>
       new Promise<void>((ok) => {
         const c = dgram.createSocket('udp4');

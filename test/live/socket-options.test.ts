@@ -22,7 +22,7 @@ import { describe, expect, it } from 'vitest';
 import { ckptOk } from '../support/ckpt.js';
 import { isAlive } from '../support/fixtures.js';
 import { cleanupAfterEach } from '../support/live.js';
-import { waitFor } from '../support/procs.js';
+import { waitFor, waitForPort } from '../support/procs.js';
 
 const { leftovers, tmpDir, tmpImage } = cleanupAfterEach();
 
@@ -155,8 +155,7 @@ describe('a TCP listener without SO_REUSEADDR', () => {
     ].join('\n');
     const pid = Number(ckptOk(['run', '--', 'python3', '-c', script]).trim());
     leftovers.push(pid);
-    waitFor('the server to listen', () => fs.existsSync(path.join(dir, 'port')), 10_000);
-    const port = Number(fs.readFileSync(path.join(dir, 'port'), 'utf8'));
+    const port = waitForPort(dir);
     const ask = () =>
       new Promise<string>((resolve, reject) => {
         const c = net.createConnection(port, '127.0.0.1');

@@ -20,7 +20,7 @@ import { ckpt, ckptOk } from '../support/ckpt.js';
 import { isAlive, sleepSync } from '../support/fixtures.js';
 import { cleanupAfterEach } from '../support/live.js';
 import { requireCommand } from '../support/prereq.js';
-import { waitFor } from '../support/procs.js';
+import { waitFor, waitForPort } from '../support/procs.js';
 
 const { leftovers, tmpDir, tmpImage } = cleanupAfterEach();
 
@@ -370,8 +370,7 @@ while True:
     ].join('\n');
     const server = Number(ckptOk(['run', '--', 'python3', '-c', script]).trim());
     leftovers.push(server);
-    waitFor('the server to listen', () => fs.existsSync(path.join(dir, 'port')), 10_000);
-    const port = Number(fs.readFileSync(path.join(dir, 'port'), 'utf8'));
+    const port = waitForPort(dir);
     // The client outside the tree: "one" before, "two" after the restart.
     const client = [
       'import os, socket, time',
@@ -434,8 +433,7 @@ while True:
     ].join('\n');
     const pid = Number(ckptOk(['run', '--', 'python3', '-c', script]).trim());
     leftovers.push(pid);
-    waitFor('the port', () => fs.existsSync(path.join(dir, 'port')), 10_000);
-    const port = fs.readFileSync(path.join(dir, 'port'), 'utf8');
+    const port = String(waitForPort(dir, 'the port'));
     const client = `import socket; s = socket.create_connection(("127.0.0.1", ${port})); s.sendall(b"bye"); s.close()`;
     expect(spawnSync('python3', ['-c', client]).status).toBe(0);
     waitFor('close-wait', () =>

@@ -18,6 +18,17 @@ export function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): vo
   }
 }
 
+/**
+ * The port a test server publishes in `dir/port` (written whole, by a
+ * rename), once it exists: servers the tests start write it when they
+ * listen.
+ */
+export function waitForPort(dir: string, what = 'the server to listen'): number {
+  const file = `${dir}/port`;
+  waitFor(what, () => fs.existsSync(file), 10_000);
+  return Number(fs.readFileSync(file, 'utf8'));
+}
+
 /** A task's state letter and ids, as /proc/PID/stat gives them. */
 export interface StatIds {
   state: string;
