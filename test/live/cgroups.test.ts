@@ -2,17 +2,19 @@
  * cgroup membership: a process in its own cgroup (v1 `pids`, and the
  * cgroup2 hierarchy) comes back in it after checkpoint --kill and
  * restart, counted by its controllers again; a cgroup gone by the restart leaves it
- * in ckpt restart's, with a warning naming the cgroup.
+ * in ckpt restart's, with a warning naming the cgroup. A task in a cgroup
+ * namespace of its own comes back in one rooted where the first was.
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ckpt, ckptOk, ROOT } from '../support/ckpt.js';
 import { isAlive, procState } from '../support/fixtures.js';
 import { cleanupAfterEach } from '../support/live.js';
 import { requireRoot } from '../support/prereq.js';
-import { waitFor } from '../support/procs.js';
+import { namespaceOf, waitFor } from '../support/procs.js';
 
 const PIDS_ROOT = '/sys/fs/cgroup/pids';
 const UNIFIED_ROOT = '/sys/fs/cgroup/unified';
@@ -115,9 +117,7 @@ describe('cgroup membership', () => {
     made.pop();
     const r = ckpt(['restart', img, '-d']);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toContain(
-      `was in cgroup pids:/${path.basename(pidsCg)}, which does not exist here`,
-    );
+    expect(r.stderr).toContain(`its cgroup pids:/${path.basename(pidsCg)} does not exist here`);
     expect(isAlive(pid)).toBe(true);
     expect(cgroupOf(pid, 'pids')).toBe(cgroupOf(process.pid, 'pids'));
   });
@@ -142,5 +142,51 @@ describe('cgroup membership', () => {
     expect(r.stderr).toContain(`outside ckpt restart's own (pids:/${path.basename(confined)})`);
     expect(isAlive(pid)).toBe(true);
     expect(cgroupOf(pid, 'pids')).toBe(`/${path.basename(confined)}`);
+  });
+});
+
+describe('cgroup namespaces', () => {
+  it('a task in its own cgroup namespace comes back in one rooted where it was, seeing the same cgroups', () => {
+    const pidsCg = makeCgroup(PIDS_ROOT);
+    const unifiedCg = makeCgroup(UNIFIED_ROOT);
+    for (const d of [pidsCg, unifiedCg]) {
+      fs.mkdirSync(path.join(d, 'sub'));
+      made.push(path.join(d, 'sub')); // removed before its parent
+    }
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-cgns-'));
+    const view = path.join(dir, 'view');
+    // Joins the cgroups, makes its namespace there (unshare -C), then moves
+    // one level down: inside, it sees itself in /sub. It keeps writing
+    // what it sees.
+    const inner = [
+      `echo $$ > ${pidsCg}/sub/cgroup.procs`,
+      `echo $$ > ${unifiedCg}/sub/cgroup.procs`,
+      `while :; do cat /proc/self/cgroup > ${view}.tmp; mv ${view}.tmp ${view}; sleep 0.1; done`,
+    ].join('; ');
+    const script = `echo $$ > ${pidsCg}/cgroup.procs; echo $$ > ${unifiedCg}/cgroup.procs; exec unshare -C sh -c '${inner}'`;
+    const pid = Number(ckptOk(['run', '--', 'sh', '-c', script]).trim());
+    leftovers.push(pid);
+    try {
+      waitFor('the shell to see its cgroups', () => fs.existsSync(view));
+      const seen = fs.readFileSync(view, 'utf8');
+      expect(seen).toContain('pids:/sub\n');
+      expect(seen).toContain('0::/sub\n');
+      const full = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+      expect(namespaceOf(pid, 'cgroup')).not.toBe(namespaceOf('self', 'cgroup'));
+
+      const img = tmpImage();
+      ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+      waitFor('the original to go', () => procState(pid) === undefined);
+      fs.rmSync(view);
+      const r = ckpt(['restart', img, '-d']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toBe('');
+      expect(fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8')).toBe(full);
+      expect(namespaceOf(pid, 'cgroup')).not.toBe(namespaceOf('self', 'cgroup'));
+      waitFor('the shell to see its cgroups again', () => fs.existsSync(view));
+      expect(fs.readFileSync(view, 'utf8')).toBe(seen);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -172,24 +172,3 @@ describe('ipc namespace', () => {
     });
   }
 });
-
-describe('namespaces restart does not recreate', () => {
-  for (const [flags, type, what] of [[['-C'], 'cgroup', 'cgroup']] as const) {
-    it(`a task in its own ${type} namespace is refused, naming it, and left running`, () => {
-      const pid = Number(ckptOk(['run', '--', 'unshare', ...flags, 'sleep', '1000']).trim());
-      leftovers.push(pid);
-      waitFor(
-        'unshare to be in its namespace',
-        () => namespaceOf(pid, type) !== namespaceOf('self', type),
-      );
-      const r = ckpt(['checkpoint', String(pid), '-o', tmpImage(), '--kill']);
-      expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(
-        new RegExp(
-          `pid ${pid} is in a ${what} namespace other than ckpt's \\(${type}:\\[\\d+\\], ckpt's ${type}:\\[\\d+\\]\\)`,
-        ),
-      );
-      expect(isAlive(pid)).toBe(true);
-    });
-  }
-});

@@ -13,12 +13,14 @@
  * @packageDocumentation
  */
 import { type CkptPlugin, definePlugin } from '@ckpt/core';
+import { cgroupNsObject } from './cgroup-ns.js';
 import { ipcNsObject } from './ipc.js';
 import { mountsPhase } from './mounts.js';
 import { netNsObject } from './net.js';
 import { nsPhase } from './phase.js';
 import { pidNsPhase } from './pid-ns.js';
 import {
+  cgroupNsRecord,
   ipcNsRecord,
   mountFileDataRecord,
   mountFileRecord,
@@ -31,6 +33,7 @@ import {
 } from './records.js';
 import { utsNsObject } from './uts.js';
 
+export * from './cgroup-ns.js';
 export * from './ipc.js';
 export * from './ipc-sysctls.js';
 export * from './mounts.js';
@@ -46,6 +49,7 @@ export const nsPlugin: CkptPlugin = definePlugin({
   name: '@ckpt/ns',
   records: [
     taskNsRecord,
+    cgroupNsRecord,
     utsNsRecord,
     ipcNsRecord,
     netNsRecord,
@@ -55,7 +59,7 @@ export const nsPlugin: CkptPlugin = definePlugin({
     mountFileRecord,
     mountFileDataRecord,
   ],
-  objects: [utsNsObject, ipcNsObject, netNsObject],
+  objects: [utsNsObject, ipcNsObject, netNsObject, cgroupNsObject],
   phases: [nsPhase, pidNsPhase, mountsPhase],
 });
 

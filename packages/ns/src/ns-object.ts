@@ -1,5 +1,5 @@
 /**
- * What the uts, ipc and network namespaces have in common: one object per
+ * What the uts, ipc, network and cgroup namespaces have in common: one object per
  * namespace, saved as one record through the objhash (keyed by its nsfs
  * inode) and referenced by objref from each task's `ns` record.
  *
@@ -88,6 +88,7 @@ const CLONE_NEW: Record<ThreadNsType, number> = {
   ipc: 0x0800_0000,
   uts: 0x0400_0000,
   net: 0x4000_0000,
+  cgroup: 0x0200_0000,
 };
 
 /**
@@ -134,11 +135,18 @@ export function restoreNamespace<T extends SavedNs>(
   objref: number,
   object: string,
   type: ThreadNsType,
-  how: { inHost: (saved: T) => void; apply: (saved: T) => void },
+  how: {
+    inHost: (saved: T) => void;
+    /** Before a new namespace is made (by unshare). */
+    prepare?: (saved: T) => void;
+    apply: (saved: T) => void;
+  },
 ): void {
   const restored = ctx.fetchObj<RestoredNs<T>>(objref, object);
   if (restored.fd === undefined) {
-    const freshFromClone = ctx.active === 0 && ctx.has(CheckpointFlags.CONTAINER) && type !== 'net';
+    // A container's root is cloned into new uts and ipc namespaces.
+    const freshFromClone =
+      ctx.active === 0 && ctx.has(CheckpointFlags.CONTAINER) && (type === 'uts' || type === 'ipc');
     if (freshFromClone) {
       how.apply(restored.saved);
       keep(ctx, restored, openNamespace(task.pid, type));
@@ -146,6 +154,7 @@ export function restoreNamespace<T extends SavedNs>(
       how.inHost(restored.saved);
       keep(ctx, restored, openSync(`/proc/thread-self/ns/${type}`, 'r'));
     } else {
+      how.prepare?.(restored.saved);
       task.sys.check('unshare', [CLONE_NEW[type]], `making a new ${type} namespace`);
       how.apply(restored.saved);
       keep(ctx, restored, openNamespace(task.pid, type));

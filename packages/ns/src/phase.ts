@@ -1,5 +1,5 @@
 /**
- * The `ns` phase: each task's uts, ipc and network namespaces, by objref
+ * The `ns` phase: each task's uts, ipc, network and cgroup namespaces, by objref
  * (linux-cr's `ckpt_hdr_ns`), each namespace saved once through the
  * objhash. Restart gives every namespace a home (restart's own, a
  * container's new one, or one made again by unshare, see ns-object.ts)
@@ -9,8 +9,7 @@
  * in it too, or a bind mount holds it (`ip netns add`): restart would split
  * it. The container's init's own namespaces are not checked so: the
  * `unshare` that started the container is in them, outside the tree.
- * Cgroup namespaces other than ckpt's are refused (restart would put the
- * task in the host's). Time namespaces are part of the tree (core's
+ * Cgroup namespaces are saved by their roots (cgroup-ns.ts). Time namespaces are part of the tree (core's
  * time-ns.ts): a task is born in its own.
  */
 import { readFileSync } from 'node:fs';
@@ -29,37 +28,15 @@ import {
   type TaskPhase,
   type ThreadNsType,
 } from '@ckpt/core';
+import { checkpointCgroupNs, restoreCgroupNs } from './cgroup-ns.js';
 import { checkpointIpc, restoreIpc } from './ipc.js';
 import { checkpointNet, restoreNet } from './net.js';
 import { enterTaskNamespaces } from './ns-object.js';
 import { taskNsRecord } from './records.js';
 import { checkpointUts, restoreUts } from './uts.js';
 
-/**
- * Namespaces restart cannot recreate yet: a task in one of ckpt's own is
- * fine (restart puts it in restart's); one in another is refused, as it
- * would silently come back in the host's.
- */
-const NOT_RESTORED = [{ type: 'cgroup', what: 'cgroup', kind: 'cgroup' }] as const;
-
-/** Refuse a task in a namespace of a kind restart does not recreate (see NOT_RESTORED). */
-function refuseUnrestored(ctx: CheckpointCtx, task: CheckpointTask): void {
-  for (const { type, what, kind } of NOT_RESTORED) {
-    const mine = ownNamespace(type);
-    if (mine === undefined) continue;
-    const inode = ctx.namespaces.inode(task.pid, type);
-    if (inode !== mine) {
-      throw new CkptError(
-        'ENOTSUP',
-        `pid ${task.pid} is in a ${what} namespace other than ckpt's (${type}:[${inode}], ckpt's ${type}:[${mine}]); checkpointing ${kind} namespaces is not supported yet (restart would put it in the host's)`,
-        { pid: task.pid },
-      );
-    }
-  }
-}
-
 /** The namespaces saved per task, in the order they are written. */
-const NS_TYPES = ['uts', 'ipc', 'net'] as const satisfies readonly ThreadNsType[];
+const NS_TYPES = ['uts', 'ipc', 'net', 'cgroup'] as const satisfies readonly ThreadNsType[];
 
 /** The namespaces each checkpoint has checked for sharers outside its tree. */
 const checked = new WeakMap<CheckpointCtx, Set<string>>();
@@ -125,7 +102,6 @@ function refuseSharedOutside(
 }
 
 function checkpointNs(ctx: CheckpointCtx, task: CheckpointTask): void {
-  refuseUnrestored(ctx, task);
   const inodes = {} as Record<ThreadNsType, number>;
   for (const type of NS_TYPES) {
     inodes[type] = ctx.namespaces.inode(task.pid, type);
@@ -135,6 +111,7 @@ function checkpointNs(ctx: CheckpointCtx, task: CheckpointTask): void {
     uts: checkpointUts(ctx, task, inodes.uts),
     ipc: checkpointIpc(ctx, task, inodes.ipc),
     net: checkpointNet(ctx, task, inodes.net),
+    cgroup: checkpointCgroupNs(ctx, task, inodes.cgroup),
   });
 }
 
@@ -143,6 +120,7 @@ function restoreNs(ctx: RestartCtx, task: RestartTask): void {
   restoreUts(ctx, task, rec.uts);
   restoreIpc(ctx, task, rec.ipc);
   restoreNet(ctx, task, rec.net);
+  restoreCgroupNs(ctx, task, rec.cgroup);
 }
 
 /** The namespaces phase: after `task` (100), before `mm` (200), which empties the stub. */

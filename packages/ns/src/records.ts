@@ -1,5 +1,16 @@
 /** The namespace subsystem's records (107–110, as linux-cr's). */
-import { array, bool, bytes, defineRecord, i32, RecordType, str, u32, u64 } from '@ckpt/core';
+import {
+  array,
+  bool,
+  bytes,
+  defineRecord,
+  i32,
+  RecordType,
+  str,
+  struct,
+  u32,
+  u64,
+} from '@ckpt/core';
 
 /** __NEW_UTS_LEN + 1: the size of each field of struct new_utsname. */
 export const UTS_FIELD_LEN = 65;
@@ -12,6 +23,8 @@ export const taskNsRecord = defineRecord(RecordType.NS, 'ns', "a task's namespac
   ipc: u32(),
   /** Objref of its network namespace. */
   net: u32(),
+  /** Objref of its cgroup namespace. */
+  cgroup: u32(),
 });
 
 /** A uts namespace: every field of uname(2) as seen inside it. */
@@ -174,3 +187,23 @@ export const mountFileDataRecord = defineRecord(
     data: bytes(4 << 20),
   },
 );
+
+/**
+ * A cgroup namespace: the cgroup it is rooted at in each hierarchy (where
+ * the task that made it was then), as ckpt's cgroup namespace names them.
+ */
+export const cgroupNsRecord = defineRecord(RecordType.CGROUP_NS, 'cgroup_ns', 'cgroup namespace', {
+  /** It was ckpt's own namespace: restart leaves the task in restart's. */
+  host: bool(),
+  roots: array(
+    struct({
+      /** Hierarchy id at checkpoint; 0 is the cgroup2 (unified) one. */
+      hierarchy: u32(),
+      /** The v1 hierarchy's controllers; empty for cgroup2. */
+      controllers: str(256),
+      /** The namespace's root cgroup in that hierarchy. */
+      path: str(4096),
+    }),
+    64,
+  ),
+});

@@ -39,6 +39,7 @@ export const RecordType = {
   MOUNT: 125,
   MOUNT_FILE: 126,
   MOUNT_FILE_DATA: 127,
+  CGROUP_NS: 128,
 
   // 201-299: reserved for arch-dependent records
 

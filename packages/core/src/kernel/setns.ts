@@ -14,12 +14,13 @@ import { CkptError } from '../errors.js';
 import { errno, errnoName, libc } from './libc.js';
 
 /** Namespaces a single thread can enter with setns(2). */
-export type ThreadNsType = 'ipc' | 'uts' | 'net';
+export type ThreadNsType = 'ipc' | 'uts' | 'net' | 'cgroup';
 
 const CLONE_FLAG: Record<ThreadNsType, number> = {
   ipc: 0x0800_0000,
   uts: 0x0400_0000,
   net: 0x4000_0000,
+  cgroup: 0x0200_0000,
 };
 
 /**

@@ -71,10 +71,11 @@ function describe(e: CgroupEntry): string {
 }
 
 /**
- * /proc/PID/cgroup of `pid`, parsed. A tree's processes mostly share their
- * cgroups, so the text is parsed once per distinct text (read-only result).
+ * /proc/PID/cgroup of `pid`, parsed (paths as the caller's thread's cgroup
+ * namespace shows them). A tree's processes mostly share their cgroups, so
+ * the text is parsed once per distinct text (read-only result).
  */
-function readProcCgroup(pid: number): readonly CgroupEntry[] {
+export function readProcCgroup(pid: number): readonly CgroupEntry[] {
   const text = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
   let entries = parsed.get(text);
   if (!entries) {
@@ -104,18 +105,35 @@ function mountsOf(ctx: RestartCtx): CgroupMount[] {
 
 function restore(ctx: RestartCtx, task: RestartTask): void {
   const { entries } = ctx.read(cgroupsRecord);
+  moveIntoCgroups(ctx, task, entries);
+}
+
+/**
+ * Move restored `task` into `entries` (one cgroup per hierarchy, as
+ * /proc/PID/cgroup names them from ckpt's cgroup namespace) where it is not
+ * there yet. A cgroup outside ckpt restart's own, missing here or on a
+ * hierarchy not mounted is a warning: the task stays where it is.
+ */
+export function moveIntoCgroups(
+  ctx: RestartCtx,
+  task: RestartTask,
+  entries: readonly CgroupEntry[],
+  what = 'its cgroup',
+): void {
   const pid = task.pid;
   const now = readProcCgroup(pid);
+  const own = readProcCgroup(process.pid);
   for (const e of entries) {
     // By controllers: hierarchy ids are numbered at mount time and differ
     // between machines ("" is cgroup2's).
     const here = now.find((n) => n.controllers === e.controllers);
-    if (here?.path === e.path) continue; // already there (ckpt restart's own)
+    if (here?.path === e.path) continue; // already there
     // Restart never grants more than its caller holds: out of its own
     // cgroup (and its limits) into a parent or a sibling, no.
-    if (here && here.path !== '/' && !e.path.startsWith(`${here.path}/`)) {
+    const mine = own.find((n) => n.controllers === e.controllers);
+    if (mine && mine.path !== '/' && e.path !== mine.path && !e.path.startsWith(`${mine.path}/`)) {
       ctx.log.warn(
-        `pid ${task.savedPid} was in cgroup ${describe(e)}, outside ckpt restart's own (${describe(here)}): it stays there`,
+        `pid ${task.savedPid}: ${what} ${describe(e)} is outside ckpt restart's own (${describe(mine)}): it stays where it is`,
       );
       continue;
     }
@@ -123,7 +141,7 @@ function restore(ctx: RestartCtx, task: RestartTask): void {
     const where = here ? ` it stays in ${describe(here)}` : '';
     if (!dir || !existsSync(dir)) {
       ctx.log.warn(
-        `pid ${task.savedPid} was in cgroup ${describe(e)}, which ${dir ? 'does not exist here' : 'is not mounted here'}:${where}`,
+        `pid ${task.savedPid}: ${what} ${describe(e)} ${dir ? 'does not exist here' : 'is not mounted here'}:${where}`,
       );
       continue;
     }
@@ -131,7 +149,7 @@ function restore(ctx: RestartCtx, task: RestartTask): void {
       writeFileSync(join(dir, 'cgroup.procs'), String(pid));
     } catch (err) {
       ctx.log.warn(
-        `pid ${task.savedPid}: cannot move it into cgroup ${describe(e)} (${(err as Error).message}):${where}`,
+        `pid ${task.savedPid}: cannot move it into ${what} ${describe(e)} (${(err as Error).message}):${where}`,
       );
     }
   }

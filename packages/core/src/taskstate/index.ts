@@ -31,7 +31,9 @@ export {
   type CgroupEntry,
   cgroupDir,
   cgroupsPhase,
+  moveIntoCgroups,
   parseProcCgroup,
+  readProcCgroup,
 } from './cgroups.js';
 export { taskMiscPhase } from './misc.js';
 export * from './records.js';

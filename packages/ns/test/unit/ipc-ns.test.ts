@@ -50,7 +50,7 @@ describe('ipc_ns and ns records', () => {
       missing: ['kernel.msg_next_id'],
     };
     expect(ipcNsRecord.decode(ipcNsRecord.encode(ns))).toEqual(ns);
-    const rec = { uts: 1, ipc: 2, net: 3 };
+    const rec = { uts: 1, ipc: 2, net: 3, cgroup: 4 };
     expect(taskNsRecord.decode(taskNsRecord.encode(rec))).toEqual(rec);
   });
 
