@@ -450,6 +450,64 @@ while True:
     expect(fs.readFileSync(path.join(dir, 'res'), 'utf8')).toBe('bye|EOF');
   });
 
+  for (const leave of ['--kill', '--leave-running'] as const) {
+    it(`keeps every byte past an urgent mark (${leave}; sweep 13: all of it was lost after the mark)`, () => {
+      const dir = tmpDir('ckpt-tcp-urgent-');
+      // Reads (after "go") what its client sent: "abc", urgent "U", "def",
+      // then "ghi" once the checkpoint is over; the urgent byte with MSG_OOB.
+      const script = [
+        'import os, socket, time',
+        `d = ${JSON.stringify(dir)}`,
+        'srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)',
+        'open(d + "/port.tmp", "w").write(str(srv.getsockname()[1])); os.rename(d + "/port.tmp", d + "/port")',
+        'a, _ = srv.accept()',
+        'while not os.path.exists(d + "/go"): time.sleep(0.05)',
+        'try: oob = a.recv(1, socket.MSG_OOB).decode()',
+        'except OSError: oob = "-"',
+        'got = b""',
+        'a.settimeout(1)',
+        'try:',
+        '    while len(got) < 9: got += a.recv(100)',
+        'except OSError: pass',
+        'open(d + "/res.tmp", "w").write(oob + "|" + got.decode()); os.rename(d + "/res.tmp", d + "/res")',
+        'time.sleep(1000)',
+      ].join('\n');
+      const pid = Number(ckptOk(['run', '--', 'python3', '-c', script]).trim());
+      leftovers.push(pid);
+      const port = waitForPort(dir, 'the port');
+      const client = spawn(
+        'python3',
+        [
+          '-c',
+          [
+            'import os, socket, sys, time',
+            `s = socket.create_connection(("127.0.0.1", ${port}))`,
+            's.sendall(b"abc"); s.send(b"U", socket.MSG_OOB); s.sendall(b"def")',
+            `while not os.path.exists(${JSON.stringify(`${dir}/more`)}): time.sleep(0.05)`,
+            's.sendall(b"ghi"); time.sleep(60)',
+          ].join('\n'),
+        ],
+        { stdio: 'ignore' },
+      );
+      leftovers.push(client.pid!);
+      waitFor('the bytes to arrive', () => (queues(port)?.rx ?? 0) >= 7);
+      const img = tmpImage();
+      const r = ckpt(['checkpoint', String(pid), '-o', img, leave]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toContain('an urgent (out-of-band) byte (0x55)');
+      if (leave === '--kill') {
+        waitFor('the process to die', () => !isAlive(pid));
+        expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
+      }
+      fs.writeFileSync(path.join(dir, 'more'), '');
+      fs.writeFileSync(path.join(dir, 'go'), '');
+      waitFor('the result', () => fs.existsSync(path.join(dir, 'res')), 10_000);
+      // Left running, the urgent byte is still there to read out of band.
+      const oob = leave === '--kill' ? '-' : 'U';
+      expect(fs.readFileSync(path.join(dir, 'res'), 'utf8')).toBe(`${oob}|abcdefghi`);
+    });
+  }
+
   it('a thousand of them, watched by one epoll, all go on after --kill and restart', () => {
     // Sweep 12: an asyncio server with about 740 or more clients failed to
     // restart (its epoll's targets overflowed the scratch room).

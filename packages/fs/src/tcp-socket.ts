@@ -158,6 +158,11 @@ function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
       });
     }
     const s = readTcpState(fd);
+    if (s.lostUrgentByte !== undefined) {
+      ctx.log.warn(
+        `pid ${file.pid} fd ${file.fd}: an urgent (out-of-band) byte (0x${s.lostUrgentByte.toString(16)}) its TCP peer sent is not read yet; a restored connection cannot hold it as urgent data, so a restart from this image loses it (the data around it is kept)`,
+      );
+    }
     // The peer's FIN took a sequence number after the last byte: restored
     // without it (repair mode cannot queue a FIN), reading is shut instead.
     const peerClosed = state === TCP_CLOSE_WAIT;

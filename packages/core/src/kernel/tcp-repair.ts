@@ -40,8 +40,11 @@ const TCP_SEND_QUEUE = 2;
 const SIOCINQ = 0x541b;
 const SIOCOUTQ = 0x5411;
 const SIOCOUTQNSD = 0x894b;
+const MSG_OOB = 1;
 const MSG_PEEK = 2;
 const MSG_DONTWAIT = 0x40;
+const SO_OOBINLINE = 10;
+const SO_PEEK_OFF = 42;
 /** tcp_info.tcpi_options bits. */
 const TCPI_OPT_TIMESTAMPS = 1;
 const TCPI_OPT_SACK = 2;
@@ -80,6 +83,12 @@ export interface TcpState {
   sendUnsent: number;
   /** Bytes received but not read by the program. */
   recvQueue: Buffer;
+  /**
+   * An urgent (out-of-band) byte the program had not read yet, left out of
+   * {@link recvQueue}: a receive queue cannot be given an urgent mark
+   * again, so it is lost (the data around it is kept).
+   */
+  lostUrgentByte?: number;
   mss: number;
   /** tcpi_options (timestamps 1, SACK 2, window scaling 4). */
   options: number;
@@ -127,6 +136,58 @@ function peekQueue(fd: number, queue: number, length: number): { seq: number; da
 }
 
 /**
+ * Peek the whole receive queue of a socket in repair mode, past an urgent
+ * mark too. The kernel counts (SIOCINQ) and reads only up to a pending
+ * urgent byte, and a peek always starts over at the queue's head: so the
+ * urgent byte is made inline for a while (counted and read like any
+ * other) and SO_PEEK_OFF carries each peek on from the last. Unless the
+ * program reads urgent data inline itself, the byte at the mark is left
+ * out, as its reads skip it.
+ */
+function peekRecvQueue(fd: number): { seq: number; data: Buffer; lostUrgentByte?: number } {
+  // An urgent byte not read yet (recv(MSG_OOB) refuses one read already).
+  const oob = Buffer.alloc(1);
+  const unreadUrgent = Number(libc().recv(fd, oob, 1, MSG_OOB | MSG_PEEK | MSG_DONTWAIT)) === 1;
+  const inline = socketOption(fd, SOL_SOCKET, SO_OOBINLINE, 'reading SO_OOBINLINE') !== 0;
+  if (!inline) setSocketOption(fd, SOL_SOCKET, SO_OOBINLINE, 1, 'reading urgent data inline');
+  try {
+    setSocketOption(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, 'choosing a TCP queue');
+    const seq =
+      socketOption(fd, SOL_TCP, TCP_QUEUE_SEQ, 'reading a TCP queue sequence number') >>> 0;
+    const length = ioctlInt(fd, SIOCINQ, 'counting the bytes of a TCP receive queue');
+    const data = Buffer.alloc(length);
+    let got = 0;
+    /** Where the first peek stopped short: the urgent mark. */
+    let mark: number | undefined;
+    setSocketOption(fd, SOL_SOCKET, SO_PEEK_OFF, 0, 'peeking on from the last peek');
+    try {
+      while (got < length) {
+        const n = Number(
+          libc().recv(fd, data.subarray(got), length - got, MSG_PEEK | MSG_DONTWAIT),
+        );
+        if (n < 0) throw sysError('recv', errno(), 'peeking at a TCP queue');
+        if (n === 0) break;
+        got += n;
+        if (got < length) mark ??= got;
+      }
+    } finally {
+      setSocketOption(fd, SOL_SOCKET, SO_PEEK_OFF, -1, 'ending peeks at an offset');
+    }
+    if (got !== length) {
+      throw new CkptError(
+        'EAGAIN',
+        `a TCP queue held ${got} bytes where ${length} were counted; the connection changed while it was read`,
+      );
+    }
+    if (inline || mark === undefined) return { seq, data };
+    const kept = Buffer.concat([data.subarray(0, mark), data.subarray(mark + 1)]);
+    return unreadUrgent ? { seq, data: kept, lostUrgentByte: oob[0]! } : { seq, data: kept };
+  } finally {
+    if (!inline) setSocketOption(fd, SOL_SOCKET, SO_OOBINLINE, 0, 'reading urgent data inline');
+  }
+}
+
+/**
  * Read the state of the established connection on `fd`, which must be in
  * repair mode already (see {@link setTcpRepair}): nothing moves then.
  */
@@ -134,9 +195,8 @@ export function readTcpState(fd: number): TcpState {
   const info = socketOptionBytes(fd, SOL_TCP, TCP_INFO, 'reading TCP_INFO', 8);
   const outq = ioctlInt(fd, SIOCOUTQ, 'counting the bytes of a TCP send queue');
   const unsent = ioctlInt(fd, SIOCOUTQNSD, 'counting the unsent bytes of a TCP send queue');
-  const inq = ioctlInt(fd, SIOCINQ, 'counting the bytes of a TCP receive queue');
   const send = peekQueue(fd, TCP_SEND_QUEUE, outq);
-  const recv = peekQueue(fd, TCP_RECV_QUEUE, inq);
+  const recv = peekRecvQueue(fd);
   const peer = socketPeer(fd);
   if (!peer) throw new CkptError('EAGAIN', 'the TCP connection has no peer any more');
   return {
@@ -147,6 +207,7 @@ export function readTcpState(fd: number): TcpState {
     sendQueue: send.data,
     sendUnsent: Math.min(unsent, outq),
     recvQueue: recv.data,
+    ...(recv.lostUrgentByte === undefined ? {} : { lostUrgentByte: recv.lostUrgentByte }),
     mss: socketOption(fd, SOL_TCP, TCP_MAXSEG, 'reading TCP_MAXSEG'),
     options: info[5]!,
     sendWscale: info[6]! & 0xf,
