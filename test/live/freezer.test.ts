@@ -225,6 +225,30 @@ describe.each([1, 2] as const)('--freezer with cgroup v%i', (version) => {
     expect(f.waitResult()).toMatch(/^PASS/);
   });
 
+  it('a frozen cgroup: a checkpoint without --freezer says to use it; a restart into it is refused, not hung (sweep 13)', () => {
+    const cg = makeCgroup(version);
+    const f = startCounter(cg);
+    cg.freeze();
+    const name = `/${path.basename(cg.dir)}`;
+    const img = imagePath();
+    const plain = ckpt(['checkpoint', String(f.pid), '-o', img, '--kill']);
+    expect(plain.code).toBe(1);
+    expect(plain.stderr).toContain(`pid ${f.pid} is in frozen cgroup`);
+    expect(plain.stderr).toContain(`(--freezer ${name})`);
+    // Checkpointed through the cgroup, which stays frozen (the user froze it).
+    ckptOk(['checkpoint', String(f.pid), '-o', img, '--freezer', cg.dir, '--kill']);
+    expect(cg.frozen()).toBe(true);
+    waitFor('the process to die', () => !isAlive(f.pid));
+    const r = ckpt(['restart', img, '-d']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`its cgroup \\S+:${name} \\(${cg.dir}\\) is frozen here`));
+    expect(isAlive(f.pid)).toBe(false);
+    cg.thaw();
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(f.pid);
+    fs.rmSync(path.dirname(img), { recursive: true, force: true });
+    expectCounting(f);
+  });
+
   it('leaves the tasks running and the cgroup as it was when ckpt is killed midway', async () => {
     const cg = makeCgroup(version);
     const f = startCounter(cg);

@@ -22,6 +22,7 @@ import {
 import { KCMP, kcmp } from '../kernel/kcmp.js';
 import { type Logger, silentLogger } from '../log.js';
 import { collectSubtree, type ProcessInfo, readStat, threadsOf } from '../proc/index.js';
+import { frozenCgroupOf } from '../taskstate/cgroups.js';
 import { type FreezerCgroup, resolveFreezerCgroup } from './freezer.js';
 import { FreezerGuard } from './freezer-guard.js';
 
@@ -109,6 +110,27 @@ function freezeThreads(
 const PF_IO_WORKER = 0x10;
 
 /**
+ * The error for a task that did not stop (`e`, EAGAIN): when it is in a
+ * frozen cgroup, one that says so and how to checkpoint it.
+ */
+function inFrozenCgroup(pid: number, e: unknown): unknown {
+  if (!(e instanceof CkptError) || e.code !== 'EAGAIN') return e;
+  return frozenCgroupError(pid, e) ?? e;
+}
+
+/** An error for `pid` when it is in a frozen cgroup: it cannot stop there (see `--freezer`). */
+function frozenCgroupError(pid: number, cause?: unknown): CkptError | undefined {
+  const cgroup = frozenCgroupOf(pid);
+  if (!cgroup) return undefined;
+  return new CkptError(
+    'EAGAIN',
+    `pid ${pid} is in frozen cgroup ${cgroup} and cannot stop for ckpt there; checkpoint it through that cgroup (--freezer ${cgroup.slice(cgroup.indexOf(':') + 1)}), or thaw it`,
+    { pid },
+    cause === undefined ? undefined : { cause },
+  );
+}
+
+/**
  * Refuse thread `tid` of `pid` if it is an io_uring kernel thread: it never
  * runs user code, so it could not run ckpt's injected calls (ckpt would
  * wait for it for ever), and restart could not make one.
@@ -171,6 +193,9 @@ export function freezeTree(rootPid: number, options: FreezeTreeOptions = {}): Fr
       typeof options.freezer === 'string' ? resolveFreezerCgroup(options.freezer) : options.freezer;
     return freezeInCgroup(rootPid, cg, log);
   }
+  // Said at once for the root, rather than after the wait for its stop.
+  const stuck = frozenCgroupError(rootPid);
+  if (stuck) throw stuck;
   const frozen = new Map<number, FrozenTask>();
   try {
     return { members: scanUntilStable(rootPid, frozen), letGo: (releaseTree) => releaseTree() };
@@ -239,7 +264,7 @@ function scanUntilStable(rootPid: number, frozen: Map<number, FrozenTask>): Tree
         } catch (e) {
           // The next scan sees it gone or as a zombie.
           if (p.pid !== rootPid && isGone(p.pid)) continue;
-          throw e;
+          throw inFrozenCgroup(p.pid, e);
         }
       }
       const t = freezeThreads(p.pid, frozen);

@@ -66,6 +66,49 @@ export function cgroupDir(entry: CgroupEntry, mounts: readonly CgroupMount[]): s
   return undefined;
 }
 
+/**
+ * Whether the cgroup at `dir` is frozen or freezing (a v1 freezer
+ * hierarchy's `freezer.state`, cgroup2's `cgroup.freeze` or `frozen 1`):
+ * a task in it cannot reach a ptrace stop.
+ */
+export function isFrozenCgroupDir(dir: string, version: 1 | 2): boolean {
+  const read = (file: string) => {
+    try {
+      return readFileSync(join(dir, file), 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  if (version === 1) return /^(FROZEN|FREEZING)/.test(read('freezer.state'));
+  return read('cgroup.freeze').trim() === '1' || /^frozen 1$/m.test(read('cgroup.events'));
+}
+
+/** A freezer hierarchy's entry (v1 with the freezer controller, or cgroup2): its version. */
+function freezerVersion(e: CgroupEntry): 1 | 2 | undefined {
+  if (e.hierarchy === 0 && e.controllers === '') return 2;
+  return e.controllers.split(',').includes('freezer') ? 1 : undefined;
+}
+
+/**
+ * The frozen cgroup `pid` is in ("freezer:/x"), if any: it cannot stop for
+ * ckpt there (see `--freezer`).
+ */
+export function frozenCgroupOf(pid: number): string | undefined {
+  let entries: readonly CgroupEntry[];
+  try {
+    entries = readProcCgroup(pid);
+  } catch {
+    return undefined; // gone
+  }
+  const mounts = cgroupMounts();
+  for (const e of entries) {
+    const version = freezerVersion(e);
+    const dir = version && cgroupDir(e, mounts);
+    if (version && dir && isFrozenCgroupDir(dir, version)) return describe(e);
+  }
+  return undefined;
+}
+
 function describe(e: CgroupEntry): string {
   return `${e.controllers === '' ? 'cgroup2' : e.controllers}:${e.path}`;
 }
@@ -139,6 +182,15 @@ export function moveIntoCgroups(
     }
     const dir = cgroupDir(e, mountsOf(ctx));
     const where = here ? ` it stays in ${describe(here)}` : '';
+    const version = freezerVersion(e);
+    if (dir && version && isFrozenCgroupDir(dir, version)) {
+      // A task moved in would stop for good, and restart wait for it.
+      throw new CkptError(
+        'EBUSY',
+        `pid ${task.savedPid}: ${what} ${describe(e)} (${dir}) is frozen here, and a task moved into it could not be restored; thaw it first (write ${version === 1 ? 'THAWED to freezer.state' : '0 to cgroup.freeze'}) and freeze it again once the restart is done`,
+        { pid: task.savedPid, path: dir },
+      );
+    }
     if (!dir || !existsSync(dir)) {
       ctx.log.warn(
         `pid ${task.savedPid}: ${what} ${describe(e)} ${dir ? 'does not exist here' : 'is not mounted here'}:${where}`,

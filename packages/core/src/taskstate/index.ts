@@ -31,6 +31,8 @@ export {
   type CgroupEntry,
   cgroupDir,
   cgroupsPhase,
+  frozenCgroupOf,
+  isFrozenCgroupDir,
   moveIntoCgroups,
   parseProcCgroup,
   readProcCgroup,
