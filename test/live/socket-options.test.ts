@@ -12,6 +12,10 @@
  * kept (it was the system's maximum after restart before; `ss` shows it).
  * A TCP listener without SO_REUSEADDR is bound again while connections it
  * closed wait in TIME_WAIT on its port (they are ended first).
+ * Options that are not ints (SO_RCVTIMEO, SO_SNDTIMEO, SO_LINGER,
+ * TCP_CONGESTION) on a listener, both ends of a connection and a UDP
+ * socket read the same after restart, and a recv with SO_RCVTIMEO times
+ * out (it blocked for good when only int options were kept).
  */
 import { execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
@@ -20,7 +24,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ckptOk } from '../support/ckpt.js';
-import { isAlive } from '../support/fixtures.js';
+import { isAlive, python } from '../support/fixtures.js';
 import { cleanupAfterEach } from '../support/live.js';
 import { waitFor, waitForPort } from '../support/procs.js';
 
@@ -179,5 +183,93 @@ describe('a TCP listener without SO_REUSEADDR', () => {
     waitFor('the program gone', () => !isAlive(pid));
     expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
     expect(await ask()).toBe('hi');
+  });
+});
+
+/**
+ * Writes DIR/port and DIR/before, waits for DIR/go, then writes DIR/after:
+ * the options again and how long a recv waited on the UDP socket and on
+ * the client end of the connection (each with a 0.3 s SO_RCVTIMEO).
+ */
+const STRUCT_OPTIONS = `
+import json, os, socket, struct, sys, time
+d = sys.argv[1]
+SO_RCVTIMEO, SO_SNDTIMEO, SO_LINGER, TCP_CONGESTION = 20, 21, 13, 13
+def tune(s, rcv, snd, linger, cc=None):
+    s.setsockopt(socket.SOL_SOCKET, SO_RCVTIMEO, struct.pack('ll', *rcv))
+    s.setsockopt(socket.SOL_SOCKET, SO_SNDTIMEO, struct.pack('ll', *snd))
+    s.setsockopt(socket.SOL_SOCKET, SO_LINGER, struct.pack('ii', *linger))
+    if cc: s.setsockopt(socket.IPPROTO_TCP, TCP_CONGESTION, cc.encode())
+def read(s, tcp):
+    out = {'rcvtimeo': struct.unpack('ll', s.getsockopt(socket.SOL_SOCKET, SO_RCVTIMEO, 16)),
+           'sndtimeo': struct.unpack('ll', s.getsockopt(socket.SOL_SOCKET, SO_SNDTIMEO, 16)),
+           'linger': struct.unpack('ii', s.getsockopt(socket.SOL_SOCKET, SO_LINGER, 8))}
+    if tcp: out['cc'] = s.getsockopt(socket.IPPROTO_TCP, TCP_CONGESTION, 16).rstrip(b'\\0').decode()
+    return out
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+tune(u, (0, 300000), (1, 0), (1, 4))
+u.bind(('127.0.0.1', 0))
+t = socket.socket()
+tune(t, (5, 0), (6, 500000), (1, 9), 'reno')
+t.bind(('127.0.0.1', 0)); t.listen()
+c = socket.create_connection(t.getsockname())
+tune(c, (0, 300000), (2, 0), (1, 3), 'reno')
+# The accepted end inherits the listener's.
+a, _ = t.accept()
+def state():
+    return {'udp': read(u, False), 'listener': read(t, True), 'client': read(c, True),
+            'accepted': read(a, True)}
+def waited(s):
+    start = time.monotonic()
+    try:
+        s.recv(100)
+        return 'data'
+    except (BlockingIOError, TimeoutError, socket.timeout):
+        return round(time.monotonic() - start, 2)
+def put(name, value):
+    open(d + '/' + name + '.tmp', 'w').write(value); os.rename(d + '/' + name + '.tmp', d + '/' + name)
+put('before', json.dumps(state()))
+put('port', str(u.getsockname()[1]))
+while not os.path.exists(d + '/go'):
+    time.sleep(0.05)
+out = state()
+out['udpWaited'] = waited(u)
+out['clientWaited'] = waited(c)
+put('after', json.dumps(out))
+`;
+
+describe('the struct and string options of a socket', () => {
+  it('come back with it: SO_RCVTIMEO, SO_SNDTIMEO, SO_LINGER, TCP_CONGESTION (listener, connection, UDP)', () => {
+    const available = fs.readFileSync(
+      '/proc/sys/net/ipv4/tcp_available_congestion_control',
+      'utf8',
+    );
+    expect(available.split(/\s+/)).toContain('reno');
+    const dir = tmpDir('ckpt-sockopt-struct-');
+    fs.writeFileSync(path.join(dir, 'prog.py'), STRUCT_OPTIONS);
+    const pid = Number(ckptOk(['run', '--', python(), path.join(dir, 'prog.py'), dir]).trim());
+    leftovers.push(pid);
+    waitForPort(dir);
+    const before = JSON.parse(fs.readFileSync(path.join(dir, 'before'), 'utf8'));
+    expect(before).toMatchObject({
+      udp: { rcvtimeo: [0, 300000], sndtimeo: [1, 0], linger: [1, 4] },
+      listener: { rcvtimeo: [5, 0], sndtimeo: [6, 500000], linger: [1, 9], cc: 'reno' },
+      client: { rcvtimeo: [0, 300000], sndtimeo: [2, 0], linger: [1, 3], cc: 'reno' },
+      accepted: { rcvtimeo: [5, 0], sndtimeo: [6, 500000], linger: [1, 9], cc: 'reno' },
+    });
+    const img = tmpImage();
+    ckptOk(['checkpoint', String(pid), '-o', img, '--kill']);
+    waitFor('the program gone', () => !isAlive(pid));
+    expect(Number(ckptOk(['restart', img, '-d']).trim())).toBe(pid);
+    fs.writeFileSync(path.join(dir, 'go'), '');
+    // Without SO_RCVTIMEO the recv blocks for good and `after` never comes.
+    waitFor('the recvs timed out', () => fs.existsSync(path.join(dir, 'after')), 10_000);
+    const after = JSON.parse(fs.readFileSync(path.join(dir, 'after'), 'utf8'));
+    const { udpWaited, clientWaited, ...options } = after;
+    expect(options).toEqual(before);
+    for (const waited of [udpWaited, clientWaited]) {
+      expect(waited).toBeGreaterThanOrEqual(0.25);
+      expect(waited).toBeLessThan(2);
+    }
   });
 });

@@ -65,7 +65,7 @@ import { reopenFlags } from './flags.js';
 import { FileKind, fileSocketRecord } from './records.js';
 import { tcpBacklogs, unixDiag } from './sock-diag.js';
 import { sockaddrText } from './socket-info.js';
-import { changedSocketOptions, settingFor } from './socket-options.js';
+import { changedSocketOptions, optionBytes, settingFor } from './socket-options.js';
 import { describeSocket, socketEntry } from './socket-tables.js';
 
 const SOL_SOCKET = 1;
@@ -280,11 +280,7 @@ export const listenSocketFile: FileHandler = {
       one(rec.v6only),
       rec.addr,
       Buffer.from(`${rec.dir}\0`),
-      ...settings.map((o) => {
-        const b = Buffer.alloc(4);
-        b.writeInt32LE(o.value);
-        return b;
-      }),
+      ...settings.map(optionBytes),
     ]);
     const created = Number(
       task.sys.check(
@@ -302,13 +298,13 @@ export const listenSocketFile: FileHandler = {
         if (rec.filter.length > 0) attachSocketFilter(copy, rec.filter);
       });
     }
-    const opt = (level: number, name: number, value: bigint) => ({
+    const opt = (level: number, name: number, value: bigint, size = 4) => ({
       name: 'setsockopt' as const,
-      args: [fd, level, name, value, 4],
+      args: [fd, level, name, value, size],
       what: `${what}: socket option ${level}/${name}`,
     });
     // The program's own options, before bind (IP_FREEBIND, IP_TRANSPARENT act there).
-    const own = settings.map((o, i) => opt(o.level, o.name, values[i]!));
+    const own = settings.map((o, i) => opt(o.level, o.name, values[i]!, optionBytes(o).length));
     if (rec.addr.length === 0) {
       // Never bound: only its options.
       task.sys.checkBatch([

@@ -38,7 +38,7 @@ import { moveAboveTable, restoringTask } from './file-object.js';
 import { reopenFlags } from './flags.js';
 import { FileKind, fileNetlinkRecord } from './records.js';
 import { readNet } from './socket-info.js';
-import { changedSocketOptions, settingFor } from './socket-options.js';
+import { changedSocketOptions, optionBytes, settingFor } from './socket-options.js';
 
 const AF_NETLINK = 16;
 const SOL_SOCKET = 1;
@@ -141,7 +141,13 @@ export const netlinkSocketFile: FileHandler = {
     const copy = grabFd(task.pid, fd);
     try {
       for (const o of rec.options.map(settingFor)) {
-        setSocketOption(copy, o.level, o.name, o.value, `${what}: option ${o.level}/${o.name}`);
+        setSocketOption(
+          copy,
+          o.level,
+          o.name,
+          optionBytes(o),
+          `${what}: option ${o.level}/${o.name}`,
+        );
       }
       const addr = Buffer.alloc(12);
       addr.writeUInt16LE(AF_NETLINK, 0);

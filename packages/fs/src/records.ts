@@ -13,6 +13,15 @@ import {
   u64,
 } from '@ckpt/core';
 
+/**
+ * Socket options that differ from a new socket's (socket-options.ts): an
+ * int in `value`, or, for one that is not an int (SO_LINGER's struct
+ * linger, SO_RCVTIMEO's struct timeval, TCP_CONGESTION's name), the bytes
+ * getsockopt gave in `raw` (empty for an int), set again as they are.
+ */
+const socketOptionList = () =>
+  array(struct({ level: u32(), name: u32(), value: i32(), raw: bytes(64) }), 256);
+
 /** Ids of ckpt's own file handlers (the `kind` field of file records). */
 export const FileKind = {
   REGULAR: 1,
@@ -309,8 +318,8 @@ export const fileSocketRecord = defineRecord(
      * absolute path.
      */
     dir: str(4096),
-    /** Int options that differ from a new socket's (IP_PKTINFO, buffer sizes, TCP_DEFER_ACCEPT...), set again before bind. */
-    options: array(struct({ level: u32(), name: u32(), value: i32() }), 256),
+    /** Options that differ from a new socket's (IP_PKTINFO, buffer sizes, TCP_DEFER_ACCEPT, SO_RCVTIMEO...), set again before bind. */
+    options: socketOptionList(),
     /**
      * The raw sockaddr a datagram socket is connected to (a UDP peer, or a
      * named unix socket outside the tree such as syslog's /dev/log),
@@ -343,8 +352,8 @@ export const fileUnixRecord = defineRecord(FILE_UNIX, 'file_unix', 'unix socket 
   /** 0 or 1, in the pair's `inodes` order. */
   end: u32(),
   flags: u32('octal'),
-  /** Int options of this end that differ from a new socket's (SO_PASSCRED, SO_SNDBUF...), set again. */
-  options: array(struct({ level: u32(), name: u32(), value: i32() }), 256),
+  /** Options of this end that differ from a new socket's (SO_PASSCRED, SO_SNDBUF, SO_RCVTIMEO...), set again. */
+  options: socketOptionList(),
 });
 
 export const PTY = 319;
@@ -451,8 +460,8 @@ export const fileTcpRecord = defineRecord(
     sendQueue: bytes(1 << 26),
     /** Bytes received and not read yet. */
     recvQueue: bytes(1 << 26),
-    /** Int options that differ from a new socket's (TCP_NODELAY, keepalive, IP_TOS, TCP_USER_TIMEOUT...; not the buffer sizes). */
-    socketOptions: array(struct({ level: u32(), name: u32(), value: i32() }), 256),
+    /** Options that differ from a new socket's (TCP_NODELAY, keepalive, IP_TOS, TCP_USER_TIMEOUT, SO_LINGER, TCP_CONGESTION...; not the buffer sizes). */
+    socketOptions: socketOptionList(),
     /**
      * The peer had closed its end (CLOSE_WAIT): `recvSeq` stops before its
      * FIN, and restart ends reading (SHUT_RD) so that reads give the end of
@@ -480,6 +489,6 @@ export const fileNetlinkRecord = defineRecord(FILE_NETLINK, 'file_netlink', 'net
   portid: u32(),
   /** The multicast groups it had joined (NETLINK_LIST_MEMBERSHIPS: bit g-1 of word (g-1)/32 for group g). */
   groups: array(u32('hex'), 1 << 16),
-  /** Int options that differ from a new socket's (NETLINK_NO_ENOBUFS, buffer sizes...). */
-  options: array(struct({ level: u32(), name: u32(), value: i32() }), 256),
+  /** Options that differ from a new socket's (NETLINK_NO_ENOBUFS, buffer sizes...). */
+  options: socketOptionList(),
 });

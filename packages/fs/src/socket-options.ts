@@ -1,15 +1,20 @@
 /**
- * The int socket options a program set on a socket (a bound UDP or
+ * The socket options a program set on a socket (a bound UDP or
  * listening TCP socket, a TCP connection, a netlink or unix socket): what differs from a new socket
  * of the same family, type and protocol is saved, and set again on the new
  * one (before it is bound).
  * dnsmasq, for one, drops every query whose IP_PKTINFO it does not get.
  *
+ * Most are ints; the few that are not (see NOT_INT) are kept as the bytes
+ * getsockopt gives, which setsockopt takes back as they are: a recv loop
+ * with SO_RCVTIMEO (struct timeval) blocked for good after restart
+ * without it.
+ *
  * The buffer sizes read back twice what was set (the kernel's
  * bookkeeping): they are set again through SO_RCVBUFFORCE/SO_SNDBUFFORCE
  * with half, so the size is the same and fixed as it was.
  */
-import { socketOption, withNewSocket } from '@ckpt/core';
+import { socketOption, socketOptionBytes, withNewSocket } from '@ckpt/core';
 
 const SOL_SOCKET = 1;
 const SOL_IP = 0;
@@ -29,8 +34,9 @@ const SO_RCVBUFFORCE = 33;
 const SOCKET_OPTIONS = [
   // SO_SNDBUF, SO_RCVBUF, SO_KEEPALIVE, SO_OOBINLINE, SO_BROADCAST, SO_PRIORITY,
   // SO_RCVLOWAT, SO_TIMESTAMP, SO_TIMESTAMPNS, SO_MARK, SO_RXQ_OVFL, SO_BUSY_POLL,
-  // SO_PASSCRED, SO_PASSSEC (a unix or netlink socket's sender credentials)
-  [SOL_SOCKET, [7, 8, 9, 10, 6, 12, 18, 29, 35, 36, 40, 46, 16, 34]],
+  // SO_PASSCRED, SO_PASSSEC (a unix or netlink socket's sender credentials),
+  // SO_LINGER, SO_RCVTIMEO, SO_SNDTIMEO (not ints: see NOT_INT)
+  [SOL_SOCKET, [7, 8, 9, 10, 6, 12, 18, 29, 35, 36, 40, 46, 16, 34, 13, 20, 21]],
 ] as const;
 const IPV4_OPTIONS = [
   // IP_TOS, IP_TTL, IP_RECVOPTS, IP_RETOPTS, IP_PKTINFO, IP_MTU_DISCOVER, IP_RECVERR,
@@ -48,8 +54,9 @@ const IPV6_OPTIONS = [
 ] as const;
 const TCP_OPTIONS = [
   // TCP_NODELAY, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_DEFER_ACCEPT,
-  // TCP_USER_TIMEOUT, TCP_FASTOPEN, TCP_NOTSENT_LOWAT
-  [SOL_TCP, [1, 4, 5, 6, 9, 18, 23, 25]],
+  // TCP_USER_TIMEOUT, TCP_FASTOPEN, TCP_NOTSENT_LOWAT, TCP_CONGESTION (a name:
+  // see NOT_INT; a listener's connections inherit it)
+  [SOL_TCP, [1, 4, 5, 6, 9, 18, 23, 25, 13]],
 ] as const;
 
 const NETLINK_OPTIONS = [
@@ -58,12 +65,27 @@ const NETLINK_OPTIONS = [
   [SOL_NETLINK, [3, 4, 5, 8, 10, 11, 12]],
 ] as const;
 
-/** One saved option. */
+/** One saved option: an int in `value`, or (`raw` not empty) one that is not. */
 export interface SocketOptionValue {
   level: number;
   name: number;
   value: number;
+  raw: Buffer;
 }
+
+/**
+ * The options that are not an int, kept as getsockopt's bytes: SO_LINGER
+ * (struct linger), SO_RCVTIMEO and SO_SNDTIMEO (struct timeval, the size
+ * of this machine's), TCP_CONGESTION (the algorithm's name, NUL-padded).
+ */
+const NOT_INT = new Set([
+  `${SOL_SOCKET}/13`,
+  `${SOL_SOCKET}/20`,
+  `${SOL_SOCKET}/21`,
+  `${SOL_TCP}/13`,
+]);
+/** Room for any of NOT_INT (a timeval is 16 bytes, a congestion name at most 16). */
+const NOT_INT_SIZE = 64;
 
 /** Multicast options (IP_MULTICAST_TTL, _LOOP, _ALL; IPV6_MULTICAST_HOPS, _LOOP, _ALL): not a TCP socket's. */
 const MULTICAST = new Set([
@@ -91,10 +113,22 @@ function candidates(family: number, protocol: number): (readonly [number, readon
   );
 }
 
+const NO_BYTES = Buffer.alloc(0);
+
 /** An option's value, or undefined where the socket does not have it. */
-function readOption(fd: number, level: number, name: number): number | undefined {
+function readOption(
+  fd: number,
+  level: number,
+  name: number,
+): { value: number; raw: Buffer } | undefined {
   try {
-    return socketOption(fd, level, name);
+    if (NOT_INT.has(`${level}/${name}`)) {
+      return {
+        value: 0,
+        raw: Buffer.from(socketOptionBytes(fd, level, name, undefined, NOT_INT_SIZE)),
+      };
+    }
+    return { value: socketOption(fd, level, name), raw: NO_BYTES };
   } catch {
     return undefined;
   }
@@ -119,9 +153,13 @@ export function changedSocketOptions(
       for (const name of names) {
         if (!buffers && level === SOL_SOCKET && (name === SO_RCVBUF || name === SO_SNDBUF))
           continue;
-        const value = readOption(fd, level, name);
-        if (value !== undefined && value !== readOption(fresh, level, name)) {
-          out.push({ level, name, value });
+        const mine = readOption(fd, level, name);
+        const theirs = readOption(fresh, level, name);
+        if (
+          mine !== undefined &&
+          (theirs === undefined || mine.value !== theirs.value || !mine.raw.equals(theirs.raw))
+        ) {
+          out.push({ level, name, ...mine });
         }
       }
     }
@@ -136,7 +174,16 @@ export function settingFor(o: SocketOptionValue): SocketOptionValue {
       level: SOL_SOCKET,
       name: o.name === SO_RCVBUF ? SO_RCVBUFFORCE : SO_SNDBUFFORCE,
       value: o.value >> 1,
+      raw: NO_BYTES,
     };
   }
   return o;
+}
+
+/** The bytes setsockopt takes to set option `o`: its raw bytes, or its int. */
+export function optionBytes(o: SocketOptionValue): Buffer {
+  if (o.raw.length > 0) return o.raw;
+  const b = Buffer.alloc(4);
+  b.writeInt32LE(o.value);
+  return b;
 }

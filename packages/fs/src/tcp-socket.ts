@@ -71,7 +71,7 @@ import { reopenFlags } from './flags.js';
 import { FileKind, fileTcpRecord } from './records.js';
 import { perNamespace } from './sock-diag.js';
 import { sockaddrText, tcpConnections } from './socket-info.js';
-import { changedSocketOptions } from './socket-options.js';
+import { changedSocketOptions, optionBytes } from './socket-options.js';
 import { describeSocket, socketEntry } from './socket-tables.js';
 import { treeFds } from './tree-fds.js';
 
@@ -363,7 +363,7 @@ export const tcpSocketFile: FileHandler = {
       });
       for (const o of rec.socketOptions) {
         try {
-          setSocketOption(copy, o.level, o.name, o.value);
+          setSocketOption(copy, o.level, o.name, optionBytes(o));
         } catch (e) {
           // One of the program's tunings: the connection works without it.
           ctx.log.warn(`${what}: ${(e as Error).message}; the connection goes on without it`);

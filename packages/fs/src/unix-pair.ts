@@ -43,7 +43,7 @@ import { copyFromHolder, moveAboveTable, restoringTask } from './file-object.js'
 import { F_DUPFD_CLOEXEC, O_CLOEXEC, reopenFlags } from './flags.js';
 import { FileKind, fileUnixRecord, unixPairRecord } from './records.js';
 import { unixDiag } from './sock-diag.js';
-import { changedSocketOptions, settingFor } from './socket-options.js';
+import { changedSocketOptions, optionBytes, settingFor } from './socket-options.js';
 import { treeFds } from './tree-fds.js';
 
 const UNIX_OBJECT = 'unix-pair';
@@ -273,7 +273,13 @@ export const unixPairFile: FileHandler = {
       const copy = grabFd(task.pid, fd);
       try {
         for (const o of rec.options.map(settingFor)) {
-          setSocketOption(copy, o.level, o.name, o.value, `${what}: option ${o.level}/${o.name}`);
+          setSocketOption(
+            copy,
+            o.level,
+            o.name,
+            optionBytes(o),
+            `${what}: option ${o.level}/${o.name}`,
+          );
         }
       } finally {
         closeSync(copy);

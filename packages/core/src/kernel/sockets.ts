@@ -93,17 +93,23 @@ export function bindSocket(fd: number, addr: Buffer): number {
   return libc().bind(fd, addr, addr.length) === 0 ? 0 : errno();
 }
 
-/** Set an int socket option (setsockopt); `what` names it in an error. */
+/**
+ * Set a socket option (setsockopt): an int, or the bytes of one that is not
+ * (a struct linger, a name); `what` names it in an error.
+ */
 export function setSocketOption(
   fd: number,
   level: number,
   name: number,
-  value: number,
+  value: number | Buffer,
   what = `setting socket option ${level}/${name}`,
 ): void {
-  const v = Buffer.alloc(4);
-  v.writeInt32LE(value);
-  if (libc().setsockopt(fd, level, name, v, 4) < 0) {
+  let v: Buffer;
+  if (typeof value === 'number') {
+    v = Buffer.alloc(4);
+    v.writeInt32LE(value);
+  } else v = value;
+  if (libc().setsockopt(fd, level, name, v, v.length) < 0) {
     throw sysError('setsockopt', errno(), what);
   }
 }
