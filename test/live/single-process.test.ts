@@ -53,6 +53,19 @@ describe('a restored process continues with its state intact', () => {
     expect(f.waitResult(60_000)).toMatch(/^PASS/);
   });
 
+  it('sealed: mseal(2)ed regions are sealed again (also one filled through a userfaultfd)', () => {
+    const f = start('sealed');
+    const sealed = (pid: number) =>
+      (fs.readFileSync(`/proc/${pid}/smaps`, 'utf8').match(/^VmFlags:.* sl\b/gm) ?? []).length;
+    const before = sealed(f.pid);
+    expect(before).toBeGreaterThanOrEqual(3);
+    const pid = checkpointKillRestart(f.pid);
+    expect(pid).toBe(f.pid);
+    expect(sealed(pid)).toBe(before);
+    f.go();
+    expect(f.waitResult(60_000)).toMatch(/^PASS/);
+  });
+
   for (const name of ['counter', 'counter.py', 'counter.sh']) {
     it(`${name}: continues from the checkpointed value`, () => {
       const f = start(name);

@@ -27,6 +27,7 @@ export const X86_64_SYSCALLS: Readonly<Record<SyscallName, number>> = {
   madvise: NR.madvise,
   mlock: 149,
   mlock2: 325,
+  mseal: 462,
   shmat: NR.shmat,
   openat: NR.openat,
   dup3: NR.dup3,

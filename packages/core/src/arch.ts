@@ -23,6 +23,7 @@ export type SyscallName =
   | 'madvise'
   | 'mlock'
   | 'mlock2'
+  | 'mseal'
   | 'shmat'
   | 'openat'
   | 'mq_open'

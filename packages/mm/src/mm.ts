@@ -39,12 +39,15 @@ import { checkpointGhost, ghostFdInTask, major, minor } from '@ckpt/fs';
 import { type FileIdentity, mappedFileIdentity, NO_IDENTITY } from './file-identity.js';
 import { countPages, dumpPages, type PageRun, restorePages } from './pages.js';
 import { mmRecord, VmaKind, vmaRecord } from './records.js';
+import { refusedMemory, refuseMemoryOf } from './refused-memory.js';
 import { restoringMemoryOf } from './shmem.js';
 import { closeTaskUffd, fillRegion } from './uffd-fill.js';
 import {
+  isSealed,
   markKeepApart,
   type ObjectVmaHandler,
   restoreMadvise,
+  restoreSeals,
   unsupported,
   withPagemap,
 } from './vmas.js';
@@ -81,6 +84,9 @@ function plan(ctx: CheckpointCtx, task: CheckpointTask): PlannedVma[] {
   // areas are not the task's.
   const vmas = readSmapsFlags(task.pid).filter((v) => v.kind !== 'vsyscall');
   for (const vma of own.length === 0 ? vmas : vmas.flatMap((v) => outside(v, own))) {
+    // Before the handlers: these would pass for deleted files.
+    const refused = refusedMemory(task.pid, vma);
+    if (refused) throw refused;
     const handler = ctx.registry.vmaHandlerFor(vma);
     if (!handler) throw unsupported(task, vma);
     const runs = handler.pages(task, vma);
@@ -306,17 +312,23 @@ function restoreMm(ctx: RestartCtx, task: RestartTask): void {
  * with the final mappings (see mmMapCalls).
  */
 function restoreVmas(ctx: RestartCtx, task: RestartTask, mm: MmRecord): void {
+  let sealed: SavedVma[];
   try {
-    restoreEachVma(ctx, task, mm);
+    sealed = restoreEachVma(ctx, task, mm);
   } finally {
     closeTaskUffd(task);
   }
+  // Last: nothing may change a sealed region after (see restoreSeals).
+  restoreSeals(task, sealed);
 }
 
-function restoreEachVma(ctx: RestartCtx, task: RestartTask, mm: MmRecord): void {
+/** Recreate every VMA of `mm`; returns those to seal once all are done. */
+function restoreEachVma(ctx: RestartCtx, task: RestartTask, mm: MmRecord): SavedVma[] {
   const held = new HeldPages(task);
+  const sealed: SavedVma[] = [];
   for (let i = 0; i < mm.layout.length; i++) {
     const vma = ctx.read(vmaRecord);
+    if (isSealed(vma)) sealed.push(vma);
     const handler = ctx.registry.vmaHandlerById(vma.kind);
     if (!handler) {
       throw new CkptError('EBADREC', `VMA record of unknown kind ${vma.kind} (missing plugin?)`, {
@@ -344,6 +356,7 @@ function restoreEachVma(ctx: RestartCtx, task: RestartTask, mm: MmRecord): void 
   // The last round trip runs while ckpt goes on with the next phases and
   // tasks; whatever next needs this task stopped completes it.
   held.launch(calls, check);
+  return sealed;
 }
 
 /** Pages held back at most, per region and in all (bytes: 4 KiB pages). */
@@ -515,7 +528,12 @@ function checkMmMap(task: RestartTask, mm: MmRecord, opened: bigint, r: bigint):
 export const mmPhase: TaskPhase = {
   name: 'mm',
   order: 200,
-  prepare: (_ctx, task) => brkRead.post(task),
+  prepare(_ctx, task) {
+    // Refused while nothing of the tree is saved yet (maps is cheap to
+    // read; plan() checks the smaps flags again, for what maps cannot name).
+    refuseMemoryOf(task, readMaps(task.pid));
+    brkRead.post(task);
+  },
   checkpoint: checkpointMm,
   restore: restoreMm,
 };

@@ -73,7 +73,8 @@ export const vmaRecord = defineRecord(RecordType.VMA, 'vma', 'memory region', {
   /**
    * madvise and mlock state: 1 MADV_DONTFORK, 2 MADV_DONTDUMP, 4
    * MADV_WIPEONFORK, 8 MADV_HUGEPAGE, 16 MADV_NOHUGEPAGE, 32 locked
-   * (mlock), 64 locked on fault (mlock2 MLOCK_ONFAULT; with 32).
+   * (mlock), 64 locked on fault (mlock2 MLOCK_ONFAULT; with 32), 128
+   * sealed (mseal).
    */
   madv: u32('hex'),
   path: str(4096),

@@ -71,13 +71,49 @@ const MADV_STATE = [
 const MADV_LOCKED = 32;
 const MADV_LOCK_ON_FAULT = 64;
 const MLOCK_ONFAULT = 1;
+/** mseal state in the same field: VmFlags `sl`. */
+const MADV_SEALED = 128;
 
 function madvOf(vma: VmaInfo): number {
   let bits = 0;
   for (const m of MADV_STATE) if (vma.vmFlags.has(m.letters)) bits |= m.bit;
   if (vma.vmFlags.has('lo')) bits |= MADV_LOCKED;
   if (vma.vmFlags.has('lf')) bits |= MADV_LOCK_ON_FAULT;
+  if (vma.vmFlags.has('sl')) bits |= MADV_SEALED;
   return bits;
+}
+
+/**
+ * Whether restart seals region `vma` again (mseal). Not the kernel's own
+ * areas: a kernel that seals those (CONFIG_MSEAL_SYSTEM_MAPPINGS) does so
+ * itself, and ckpt has to move them first.
+ */
+export function isSealed(vma: SavedVma): boolean {
+  return (
+    (vma.madv & MADV_SEALED) !== 0 &&
+    vma.kind !== VmaKind.VDSO &&
+    vma.kind !== VmaKind.VVAR &&
+    vma.kind !== VmaKind.VVAR_VCLOCK
+  );
+}
+
+/**
+ * Seal `sealed` again, posted. Only once the address space is final: a
+ * sealed region can no longer be unmapped, remapped, have its protection
+ * or advice changed, so every region's mapping, pages, madvise state and
+ * userfaultfd must be done with, and PR_SET_MM_MAP posted before.
+ * Nothing later in restart changes the task's own regions (the restorer it
+ * unmaps at the end is a VMA of its own).
+ */
+export function restoreSeals(task: RestartTask, sealed: readonly SavedVma[]): void {
+  if (sealed.length === 0) return;
+  task.sys.postChecked(
+    sealed.map((v) => ({
+      name: 'mseal' as const,
+      args: [v.start, v.end - v.start, 0],
+      what: `mseal of 0x${v.start.toString(16)}-0x${v.end.toString(16)}, sealed at checkpoint (mseal needs Linux 6.10)`,
+    })),
+  );
 }
 
 /**
