@@ -18,7 +18,8 @@ import { waitFor, waitForPort } from '../support/procs.js';
 const { leftovers, tmpDir, tmpImage } = cleanupAfterEach();
 
 /**
- * Sets up the pipe and the UDP socket, publishes the port in ARGV[1]/port,
+ * Sets up the pipe (owned by init instead with ARGV[2] 'init') and the
+ * UDP socket, publishes the port in ARGV[1]/port,
  * then every 50 ms writes ARGV[1]/status: its pid and group, each file's
  * owner (F_GETOWN_EX: a group as -pgid, as F_GETOWN shows it), F_GETSIG
  * and O_ASYNC, and the signals counted (and bytes drained) so far.
@@ -44,7 +45,7 @@ def on_udp(sig, frame):
         except BlockingIOError:
             break
 signal.signal(34, on_pipe); signal.signal(35, on_udp)
-fcntl.fcntl(r, fcntl.F_SETOWN, os.getpid()); fcntl.fcntl(r, fcntl.F_SETSIG, 34)
+fcntl.fcntl(r, fcntl.F_SETOWN, 1 if sys.argv[2:] == ['init'] else os.getpid()); fcntl.fcntl(r, fcntl.F_SETSIG, 34)
 fcntl.fcntl(r, fcntl.F_SETFL, fcntl.fcntl(r, fcntl.F_GETFL) | os.O_ASYNC)
 fcntl.fcntl(u.fileno(), fcntl.F_SETOWN, -os.getpgrp()); fcntl.fcntl(u.fileno(), fcntl.F_SETSIG, 35)
 fcntl.fcntl(u.fileno(), fcntl.F_SETFL, fcntl.fcntl(u.fileno(), fcntl.F_GETFL) | os.O_ASYNC)
@@ -149,11 +150,7 @@ async function expectSignals(dir: string, pid: number, port: number): Promise<vo
 
 async function roundTrip(noPids: boolean): Promise<void> {
   const dir = tmpDir('ckpt-async-');
-  const file = path.join(dir, 'async.py');
-  fs.writeFileSync(file, PROGRAM);
-  const pid = Number(ckptOk(['run', '--', python(), file, dir]).trim());
-  leftovers.push(pid);
-  const port = waitForPort(dir);
+  const { pid, port } = start(dir);
   const saved = statusOf(dir, pid);
   expect(saved.pipe).toEqual({ owner: pid, sig: 34, async: 1 });
   expect(saved.udp).toEqual({ owner: -saved.pgrp, sig: 35, async: 1 });
@@ -178,6 +175,14 @@ async function roundTrip(noPids: boolean): Promise<void> {
   await expectSignals(dir, copy, port);
 }
 
+/** Start the program with `ckpt run`; returns its pid and the UDP port. */
+function start(dir: string, args: string[] = []): { pid: number; port: number } {
+  const file = path.join(dir, 'async.py');
+  fs.writeFileSync(file, PROGRAM);
+  const pid = Number(ckptOk(['run', '--', python(), file, dir, ...args]).trim());
+  leftovers.push(pid);
+  return { pid, port: waitForPort(dir) };
+}
 describe('signal-driven I/O', () => {
   it('O_ASYNC, F_SETOWN and F_SETSIG on a pipe and a UDP socket survive --kill and restart', async () => {
     await roundTrip(false);
@@ -185,5 +190,25 @@ describe('signal-driven I/O', () => {
 
   it('under --no-pids the owner is the restored process (and its group)', async () => {
     await roundTrip(true);
+  });
+
+  it('an owner outside the tree is dropped with a warning naming the fd; the signal and O_ASYNC stay', () => {
+    const dir = tmpDir('ckpt-async-');
+    const { pid } = start(dir, ['init']);
+    expect(statusOf(dir, pid).pipe).toEqual({ owner: 1, sig: 34, async: 1 });
+    const img = tmpImage();
+    const c = ckpt(['checkpoint', String(pid), '-o', img, '--kill']);
+    expect(c.code, c.stderr).toBe(0);
+    expect(c.stderr).toMatch(
+      new RegExp(
+        `pid ${pid} fd \\d+: its signal-driven I/O owner, process 1, is not part of the checkpointed tree`,
+      ),
+    );
+    waitFor('the process to die', () => procState(pid) === undefined);
+    const r = ckpt(['restart', img, '-d']);
+    expect(r.code, r.stderr).toBe(0);
+    const now = statusOf(dir, pid);
+    expect(now.pipe).toEqual({ owner: 0, sig: 34, async: 1 });
+    expect(now.udp).toEqual({ owner: -now.pgrp, sig: 35, async: 1 });
   });
 });
