@@ -195,6 +195,13 @@ export class RestartCtx extends CkptCtx {
    */
   readonly recreatedMounts: string[] = [];
 
+  /**
+   * Saved pid → restored pid of every process of the tree (they differ
+   * under --no-pids), known once every task exists, before any is
+   * restored: for state that names another process of the tree.
+   */
+  pidMap: ReadonlyMap<number, number> = new Map();
+
   constructor(
     readonly reader: ImageReader,
     opts: CtxOptions,

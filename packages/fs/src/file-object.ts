@@ -2,7 +2,8 @@
  * The `file` shared-object type: one open file description, saved once
  * however many fds refer to it (dup, F_DUPFD) and restored as one open
  * file, so the fds share their offset and flags again. Its records are a
- * generic `file` record naming the handler, then the handler's own.
+ * generic `file` record naming the handler, then the handler's own, then
+ * (only when set) its signal-driven I/O owner (file-owner.ts).
  */
 import { closeSync } from 'node:fs';
 import {
@@ -19,6 +20,7 @@ import {
   type RestartCtx,
   type RestartTask,
 } from '@ckpt/core';
+import { checkpointOwner, restoreOwner } from './file-owner.js';
 import { F_DUPFD_CLOEXEC, O_CLOEXEC } from './flags.js';
 import { fileRecord } from './records.js';
 
@@ -202,6 +204,8 @@ export const fileObject: ObjectOps<SavedFile | RestoredFile> = {
     const { task, file, handler } = obj as SavedFile;
     ctx.write(fileRecord, { kind: handler.id, fd: file.fd, target: file.target.text });
     handler.checkpoint(ctx, task, file);
+    // Signal-driven I/O (F_SETOWN, F_SETSIG, O_ASYNC), for any kind of file.
+    checkpointOwner(ctx, file);
   },
   restore(ctx, objref) {
     const rec = ctx.read(fileRecord);
@@ -225,7 +229,9 @@ export const fileObject: ObjectOps<SavedFile | RestoredFile> = {
       );
     }
     try {
-      return { fd: handler.restore(ctx, task), holder: task };
+      const fd = handler.restore(ctx, task);
+      restoreOwner(ctx, task, fd, rec.fd);
+      return { fd, holder: task };
     } catch (e) {
       // Handlers know their own record, not which fd it was saved for. An
       // error that names an address is a memory call posted earlier that

@@ -492,3 +492,22 @@ export const fileNetlinkRecord = defineRecord(FILE_NETLINK, 'file_netlink', 'net
   /** Options that differ from a new socket's (NETLINK_NO_ENOBUFS, buffer sizes...). */
   options: socketOptionList(),
 });
+
+export const FILE_OWNER = 325;
+
+/**
+ * Signal-driven I/O of an open file description (file-owner.ts): who gets
+ * its SIGIO/SIGURG (F_SETOWN_EX), which signal (F_SETSIG) and whether
+ * O_ASYNC is on. Right after the handler's records of a `file` object,
+ * only when any of them is set.
+ */
+export const fileOwnerRecord = defineRecord(FILE_OWNER, 'file_owner', 'signal-driven I/O owner', {
+  /** F_OWNER_TID 0, F_OWNER_PID 1, F_OWNER_PGRP 2. */
+  type: u32(),
+  /** The thread, process or process group, by its pid as ckpt saw it (0: no owner). */
+  pid: u32(),
+  /** F_SETSIG's signal (0: SIGIO). */
+  sig: u32(),
+  /** O_ASYNC was set: the owner gets the signal when I/O is possible. */
+  async: bool(),
+});

@@ -125,6 +125,7 @@ export function restart(opts: RestartOptions): RestartResult {
     built = b;
     factory.closeStub();
     ctx.pids = b.pids;
+    ctx.pidMap = new Map(tree.map((e, i) => [e.pid, b.pids[i]!]));
     const phases = registry.phases();
     for (const [i, entry] of tree.entries()) {
       ctx.active = i;
@@ -186,7 +187,7 @@ export function restart(opts: RestartOptions): RestartResult {
   return {
     root: pids[0]!,
     pids,
-    pidMap: new Map(tree.map((e, i) => [e.pid, pids[i]!])),
+    pidMap: new Map(ctx.pidMap),
     records: reader.records,
     bytes: reader.offset,
     pages: ctx.stats.pages,

@@ -6,6 +6,7 @@
 export type { Marker, SyscallConvention } from './convention.js';
 export { readDirQuietly } from './dir-entries.js';
 export { setFileTimes } from './file-times.js';
+export { F_OWNER_PGRP, F_OWNER_PID, F_OWNER_TID, type FileOwner, fileOwner } from './fown.js';
 export {
   awaitFrozen,
   type FreezeOptions,

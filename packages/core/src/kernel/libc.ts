@@ -104,6 +104,8 @@ function bind() {
     tee: () => lib.func('long tee(int fdIn, int fdOut, ulong len, uint flags)'),
     // fcntl is variadic; an int third argument goes in the same register.
     fcntl: () => lib.func('int fcntl(int fd, int cmd, int arg)'),
+    // The same, its third argument a pointer to our memory (F_GETOWN_EX).
+    fcntlBuf: () => lib.func('int fcntl(int fd, int cmd, void *arg)'),
     tgkill: () => lib.func('int tgkill(int tgid, int tid, int sig)'),
     processVmReadv: () =>
       lib.func(
