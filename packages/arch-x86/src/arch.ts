@@ -88,6 +88,7 @@ export const X86_64_SYSCALLS: Readonly<Record<SyscallName, number>> = {
   bind: 49,
   connect: 42,
   listen: 50,
+  accept4: 288,
   setsockopt: 54,
   socketpair: 53,
   mq_open: 240,

@@ -85,6 +85,7 @@ export type SyscallName =
   | 'bind'
   | 'connect'
   | 'listen'
+  | 'accept4'
   | 'setsockopt'
   | 'socketpair'
   | 'userfaultfd'

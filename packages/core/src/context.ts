@@ -16,6 +16,7 @@ import { type Logger, type Progress, silentLogger, silentProgress } from './log.
 import { ObjHash } from './objhash.js';
 import { NamespaceCache } from './proc/ns.js';
 import type { Registry } from './registry.js';
+import type { RestartTask } from './task.js';
 
 /** Counters reported by `--json` summaries. */
 export interface CkptStats {
@@ -201,6 +202,14 @@ export class RestartCtx extends CkptCtx {
    * restored: for state that names another process of the tree.
    */
   pidMap: ReadonlyMap<number, number> = new Map();
+
+  /**
+   * Every live task of the tree by its saved pid, known once every task
+   * exists: for state that must be made in another task than the one
+   * being restored (the peer credentials of a unix connection). Each is
+   * stopped until the end of the restart.
+   */
+  liveTasks: ReadonlyMap<number, RestartTask> = new Map();
 
   constructor(
     readonly reader: ImageReader,

@@ -38,7 +38,7 @@ import { moveAboveTable, restoringTask } from './file-object.js';
 import { reopenFlags } from './flags.js';
 import { FileKind, fileNetlinkRecord } from './records.js';
 import { readNet } from './socket-info.js';
-import { changedSocketOptions, optionBytes, settingFor } from './socket-options.js';
+import { changedSocketOptions, setSavedOptions } from './socket-options.js';
 
 const AF_NETLINK = 16;
 const SOL_SOCKET = 1;
@@ -140,15 +140,7 @@ export const netlinkSocketFile: FileHandler = {
     const fd = moveAboveTable(task, created, above, what);
     const copy = grabFd(task.pid, fd);
     try {
-      for (const o of rec.options.map(settingFor)) {
-        setSocketOption(
-          copy,
-          o.level,
-          o.name,
-          optionBytes(o),
-          `${what}: option ${o.level}/${o.name}`,
-        );
-      }
+      setSavedOptions(copy, rec.options, what);
       const addr = Buffer.alloc(12);
       addr.writeUInt16LE(AF_NETLINK, 0);
       addr.writeUInt32LE(rec.portid, 4);

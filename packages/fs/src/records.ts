@@ -344,6 +344,12 @@ export const unixPairRecord = defineRecord(UNIX_PAIR, 'unix_pair', 'connected un
   inodes: array(u64(), 2),
   /** Bytes waiting in each end's receive queue, in `inodes` order. */
   queues: array(bytes(1 << 26), 2),
+  /**
+   * Each end's SO_PEERCRED, in `inodes` order: the process (as ckpt saw
+   * it) and effective ids of whoever made the other side (socketpair(2),
+   * connect(2) or listen(2)); zeros for a missing end.
+   */
+  peerCreds: array(struct({ pid: u32(), uid: u32(), gid: u32() }), 2),
 });
 
 /** One end of a unix socket pair (objref of a `unix-pair` object) and its flags. */

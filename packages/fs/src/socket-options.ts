@@ -14,7 +14,7 @@
  * bookkeeping): they are set again through SO_RCVBUFFORCE/SO_SNDBUFFORCE
  * with half, so the size is the same and fixed as it was.
  */
-import { socketOption, socketOptionBytes, withNewSocket } from '@ckpt/core';
+import { setSocketOption, socketOption, socketOptionBytes, withNewSocket } from '@ckpt/core';
 
 const SOL_SOCKET = 1;
 const SOL_IP = 0;
@@ -186,4 +186,18 @@ export function optionBytes(o: SocketOptionValue): Buffer {
   const b = Buffer.alloc(4);
   b.writeInt32LE(o.value);
   return b;
+}
+
+/**
+ * Set the saved `options` (record values) on ckpt's copy `fd` of a
+ * restored socket, each as `settingFor` says; a failure names the option.
+ */
+export function setSavedOptions(
+  fd: number,
+  options: readonly SocketOptionValue[],
+  what: string,
+): void {
+  for (const o of options.map(settingFor)) {
+    setSocketOption(fd, o.level, o.name, optionBytes(o), `${what}: option ${o.level}/${o.name}`);
+  }
 }

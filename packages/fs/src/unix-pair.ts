@@ -4,14 +4,16 @@
  * or a connection accepted inside it. Like a pipe (see pipe.ts), it is one
  * `unix-pair` object holding both ends and the bytes waiting in each end's
  * receive queue (peeked from a copy of the fd: nothing is consumed from a
- * tree left running). Restart makes a socketpair in the first task that
- * holds an end, writes each end's bytes into the other end so that they
- * wait where they did, and hands each end to the task that had it.
+ * tree left running), and each end's peer credentials. Restart makes the
+ * pair for the first task that holds an end, so that each end reports the
+ * saved credentials (unix-peer-creds.ts), writes each end's bytes into the
+ * other end so that they wait where they did, and hands each end to the
+ * task that had it.
  *
  * sock_diag (not /proc) tells each socket's peer. A pair with an end
  * outside the tree, a datagram or seqpacket pair with messages queued, and
- * file descriptors in flight (not visible; assumed absent) are not handled:
- * the first two are refused. A connection accepted from a listening socket
+ * file descriptors in flight (SCM_RIGHTS not received yet, seen while
+ * peeking) are refused. A connection accepted from a listening socket
  * comes back as a socketpair: the same bytes and peer, without the
  * listener's name on the accepted end.
  *
@@ -31,20 +33,20 @@ import {
   grabFd,
   listFds,
   type ObjectOps,
-  peekSocket,
+  peekUnixQueue,
   type RestartTask,
   readComm,
   scanProcesses,
-  setSocketOption,
   socketPeer,
   withFdCopy,
 } from '@ckpt/core';
 import { copyFromHolder, moveAboveTable, restoringTask } from './file-object.js';
-import { F_DUPFD_CLOEXEC, O_CLOEXEC, reopenFlags } from './flags.js';
+import { F_DUPFD_CLOEXEC, reopenFlags } from './flags.js';
 import { FileKind, fileUnixRecord, unixPairRecord } from './records.js';
 import { unixDiag } from './sock-diag.js';
-import { changedSocketOptions, optionBytes, settingFor } from './socket-options.js';
+import { changedSocketOptions, setSavedOptions } from './socket-options.js';
 import { treeFds } from './tree-fds.js';
+import { makePairWithCreds, readPeerCred } from './unix-peer-creds.js';
 
 const UNIX_OBJECT = 'unix-pair';
 const AF_UNIX = 1;
@@ -104,14 +106,26 @@ function hasNamedPeer(file: FileInfo): boolean {
   return withFdCopy(file.pid, file.fd, (fd) => (socketPeer(fd)?.length ?? 0) > 2);
 }
 
-/** The bytes waiting in socket `fd` of `pid` (`count` of them), peeked. */
+/**
+ * The bytes waiting in socket `fd` of `pid` (`count` of them), peeked.
+ * @throws CkptError ENOTSUP when file descriptors wait with them (SCM_RIGHTS
+ *   sent, not received yet): ckpt cannot save those, and the receiver would
+ *   get the bytes without them
+ */
 function peekQueue(pid: number, fd: number, count: number, what: string): Buffer {
   if (count === 0) return Buffer.alloc(0);
   return withFdCopy(pid, fd, (mine) => {
     const buf = Buffer.alloc(count);
-    const n = peekSocket(mine, buf);
-    if (n !== count) {
-      throw new CkptError('EUNEXPECTED', `${what}: peeked ${n} of its ${count} queued bytes`, {
+    const { bytes, fdsInFlight } = peekUnixQueue(mine, buf);
+    if (fdsInFlight > 0) {
+      throw new CkptError(
+        'ENOTSUP',
+        `${what} has ${fdsInFlight} file descriptor${fdsInFlight === 1 ? '' : 's'} in flight (sent with SCM_RIGHTS, not received yet), which ckpt cannot save; checkpoint once the receiver has taken ${fdsInFlight === 1 ? 'it' : 'them'}`,
+        { pid, fd },
+      );
+    }
+    if (bytes !== count) {
+      throw new CkptError('EUNEXPECTED', `${what}: peeked ${bytes} of its ${count} queued bytes`, {
         pid,
         fd,
       });
@@ -135,16 +149,19 @@ export const unixPairObject: ObjectOps<SavedPair | RestoredPair> = {
       type,
       inodes: ends.map((e) => BigInt(e.inode)),
       queues,
+      peerCreds: ends.map((e) =>
+        e.inode === CLOSED_END ? { pid: 0, uid: 0, gid: 0 } : readPeerCred(e.pid, e.fd),
+      ),
     });
   },
   restore(ctx) {
     const rec = ctx.read(unixPairRecord);
     const { task, above } = restoringTask(ctx, `unix socket pair ${rec.inodes.join('-')}`);
     const what = `recreating unix socket pair ${rec.inodes.join('-')}`;
-    const addr = task.sys.scratch(8);
-    task.sys.check('socketpair', [AF_UNIX, rec.type | O_CLOEXEC, 0, addr], what);
-    const pair = task.mem.read(addr, 8);
-    const fds = [pair.readInt32LE(0), pair.readInt32LE(4)].map((fd) =>
+    // A missing end's credentials do not matter: the live end's count.
+    const live = rec.peerCreds[rec.inodes[0] === BigInt(CLOSED_END) ? 1 : 0]!;
+    const creds = rec.inodes.includes(BigInt(CLOSED_END)) ? [live, live] : rec.peerCreds;
+    const fds = makePairWithCreds(ctx, task, rec.type, creds, what).map((fd) =>
       moveAboveTable(task, fd, above, what),
     );
     // End i's queued bytes are written by the other end, so they wait at i.
@@ -272,15 +289,7 @@ export const unixPairFile: FileHandler = {
       // buffer could not have taken them).
       const copy = grabFd(task.pid, fd);
       try {
-        for (const o of rec.options.map(settingFor)) {
-          setSocketOption(
-            copy,
-            o.level,
-            o.name,
-            optionBytes(o),
-            `${what}: option ${o.level}/${o.name}`,
-          );
-        }
+        setSavedOptions(copy, rec.options, what);
       } finally {
         closeSync(copy);
       }

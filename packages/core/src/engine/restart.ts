@@ -126,6 +126,7 @@ export function restart(opts: RestartOptions): RestartResult {
     factory.closeStub();
     ctx.pids = b.pids;
     ctx.pidMap = new Map(tree.map((e, i) => [e.pid, b.pids[i]!]));
+    ctx.liveTasks = new Map([...b.tasks.values()].map((t) => [t.savedPid, t]));
     const phases = registry.phases();
     for (const [i, entry] of tree.entries()) {
       ctx.active = i;

@@ -136,6 +136,7 @@ export {
   connectSocket,
   interfaceIsUp,
   peekSocket,
+  peekUnixQueue,
   setSocketOption,
   shutdownReading,
   socketFilter,

@@ -179,6 +179,7 @@ function bind() {
     shutdown: () => lib.func('int shutdown(int fd, int how)'),
     send: () => lib.func('long send(int fd, void *buf, ulong len, int flags)'),
     recv: () => lib.func('long recv(int fd, void *buf, ulong len, int flags)'),
+    recvmsg: () => lib.func('long recvmsg(int fd, void *msg, int flags)'),
     getsockname: () => lib.func('int getsockname(int fd, void *addr, void *len)'),
     getpeername: () => lib.func('int getpeername(int fd, void *addr, void *len)'),
     getsockopt: () =>
@@ -252,6 +253,7 @@ const ERRNO_NAMES: Record<number, string> = {
   3: 'ESRCH',
   4: 'EINTR',
   5: 'EIO',
+  8: 'ENOEXEC',
   9: 'EBADF',
   10: 'ECHILD',
   11: 'EAGAIN',

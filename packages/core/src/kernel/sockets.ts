@@ -117,6 +117,75 @@ export function setSocketOption(
 const MSG_PEEK = 2;
 const MSG_DONTWAIT = 0x40;
 
+const MSG_CTRUNC = 8;
+const MSG_CMSG_CLOEXEC = 0x40000000;
+const SO_PEEK_OFF = 42;
+const SCM_RIGHTS = 1;
+/** struct msghdr and struct iovec on 64-bit Linux. */
+const MSGHDR_SIZE = 56;
+const IOVEC_SIZE = 16;
+
+/**
+ * Copy the bytes waiting in unix socket `fd`'s receive queue into `into`
+ * (all of them: SO_PEEK_OFF carries each peek on past the boundaries where
+ * a read stops), leaving them queued, and count the file descriptors sent
+ * with them (SCM_RIGHTS) that wait too. Peeking installs those in ckpt:
+ * they are closed at once.
+ */
+export function peekUnixQueue(fd: number, into: Buffer): { bytes: number; fdsInFlight: number } {
+  const before = getIntOption(fd, SOL_SOCKET_LEVEL, SO_PEEK_OFF);
+  setSocketOption(fd, SOL_SOCKET_LEVEL, SO_PEEK_OFF, 0, 'peeking on from the last peek');
+  const control = Buffer.alloc(4096);
+  const iov = Buffer.alloc(IOVEC_SIZE);
+  const msg = Buffer.alloc(MSGHDR_SIZE);
+  let got = 0;
+  let fdsInFlight = 0;
+  try {
+    while (got < into.length) {
+      iov.writeBigUInt64LE(addressOf(into) + BigInt(got), 0);
+      iov.writeBigUInt64LE(BigInt(into.length - got), 8);
+      msg.fill(0);
+      msg.writeBigUInt64LE(addressOf(iov), 16);
+      msg.writeBigUInt64LE(1n, 24);
+      msg.writeBigUInt64LE(addressOf(control), 32);
+      msg.writeBigUInt64LE(BigInt(control.length), 40);
+      const n = Number(libc().recvmsg(fd, msg, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC));
+      if (n < 0) throw sysError('recvmsg', errno(), 'peeking at a socket queue');
+      if (n === 0) break;
+      got += n;
+      if ((msg.readInt32LE(48) & MSG_CTRUNC) !== 0) fdsInFlight++;
+      // struct cmsghdr: len (8), level (4), type (4), then the data.
+      const controlLen = Number(msg.readBigUInt64LE(40));
+      for (let at = 0; at + 16 <= controlLen; ) {
+        const len = Number(control.readBigUInt64LE(at));
+        if (len < 16) break;
+        if (
+          control.readInt32LE(at + 8) === SOL_SOCKET_LEVEL &&
+          control.readInt32LE(at + 12) === SCM_RIGHTS
+        ) {
+          for (let f = at + 16; f + 4 <= at + len; f += 4) {
+            fdsInFlight++;
+            closeSync(control.readInt32LE(f));
+          }
+        }
+        at += (len + 7) & ~7;
+      }
+    }
+  } finally {
+    setSocketOption(fd, SOL_SOCKET_LEVEL, SO_PEEK_OFF, before, 'restoring SO_PEEK_OFF');
+  }
+  return { bytes: got, fdsInFlight };
+}
+
+/** An int socket option, or -1 when the socket has none such. */
+function getIntOption(fd: number, level: number, name: number): number {
+  try {
+    return socketOption(fd, level, name);
+  } catch {
+    return -1;
+  }
+}
+
 /** Copy what waits in socket `fd`'s receive queue into `into`, leaving it queued; the bytes copied. */
 export function peekSocket(fd: number, into: Buffer): number {
   const n = Number(libc().recv(fd, into, into.length, MSG_PEEK | MSG_DONTWAIT));
