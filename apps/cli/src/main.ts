@@ -3,6 +3,7 @@
  * command table.
  */
 import { parseArgs } from 'node:util';
+import { CkptError, readStatus } from '@ckpt/core';
 import pkg from '../package.json' with { type: 'json' };
 import { checkCommand } from './commands/check.js';
 import { checkpointCommand } from './commands/checkpoint.js';
@@ -95,6 +96,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(commandHelp(command));
       return ExitCode.OK;
     }
+    if (command.privileged) requirePrivileges(command.name);
     const registry = await loadRegistry((values.plugin as string[] | undefined) ?? []);
     try {
       return await command.run({ positionals: positionals.slice(1), values, registry });
@@ -105,5 +107,27 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (e) {
     return reportError(e, json);
+  }
+}
+
+const CAP_SYS_PTRACE = 19n;
+const CAP_SYS_ADMIN = 21n;
+
+/**
+ * Refuse to start a command that needs root without it: it would fail
+ * midway on some EPERM that does not say why.
+ */
+function requirePrivileges(name: string): void {
+  const capEff = readStatus(process.pid).capEff;
+  const needed: [bigint, string][] = [
+    [CAP_SYS_ADMIN, 'CAP_SYS_ADMIN'],
+    [CAP_SYS_PTRACE, 'CAP_SYS_PTRACE'],
+  ];
+  const missing = needed.filter(([bit]) => ((capEff >> bit) & 1n) === 0n).map(([, n]) => n);
+  if (missing.length > 0) {
+    throw new CkptError(
+      'EPERM',
+      `ckpt ${name} needs root: it ptraces processes and reads their memory maps (${missing.join(' and ')} missing); run it as root, e.g. with sudo`,
+    );
   }
 }

@@ -103,7 +103,23 @@ export function writeHeader(writer: ImageWriter, header: ImageHeader): void {
  * a format major version we understand.
  */
 export function readHeader(reader: ImageReader): ImageHeader {
-  const h = reader.next();
+  let h: ReturnType<ImageReader['next']>;
+  try {
+    h = reader.next();
+  } catch (e) {
+    // A header cut short is a truncated image; anything else there is not
+    // even a record's framing.
+    if (e instanceof CkptError && e.code === 'ETRUNC') {
+      e.message = `not a ckpt image, or one cut short at its start: ${e.message}`;
+      throw e;
+    }
+    throw new CkptError(
+      'EBADMAGIC',
+      `not a ckpt image: its first bytes are not a ckpt record (${(e as Error).message})`,
+      { offset: 0 },
+      { cause: e },
+    );
+  }
   if (!h) throw new CkptError('EBADMAGIC', 'not a ckpt image: empty stream', { offset: 0 });
   if (h.type !== RecordType.HEADER) {
     throw new CkptError(

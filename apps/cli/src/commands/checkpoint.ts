@@ -56,6 +56,7 @@ thawed. The same holds if the checkpoint fails, or if ckpt is killed.`,
       description: 'freeze through this freezer cgroup (path, or name in the hierarchy)',
     },
   },
+  privileged: true,
   run({ positionals, values, registry }) {
     const pidArg = positionals[0];
     if (!pidArg || positionals.length > 1 || !values.output) throw new Error('usage');

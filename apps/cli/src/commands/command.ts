@@ -24,6 +24,8 @@ export interface Command {
   usage: string;
   help: string;
   options: Record<string, OptionSpec>;
+  /** It needs CAP_SYS_ADMIN and CAP_SYS_PTRACE (root): said before it starts. */
+  privileged?: boolean;
   /** Returns the exit code. Throw `Error('usage')` for a wrong command line. */
   run(input: CommandInput): number | Promise<number>;
 }

@@ -59,6 +59,7 @@ error line says why; a pid already in use is reported with a hint to use
       description: 'SAVED:FD — connect saved external fd to our fd',
     },
   },
+  privileged: true,
   async run({ positionals, values, registry }) {
     const file = positionals[0];
     if (!file || positionals.length > 1) throw new Error('usage');

@@ -10,6 +10,7 @@ import { CkptError } from '../errors.js';
 import { errnoName, libc } from './libc.js';
 
 /** posix_spawnattr flags. */
+const ENOEXEC = 8;
 const POSIX_SPAWN_SETSIGDEF = 0x04;
 const POSIX_SPAWN_SETSIGMASK = 0x08;
 const POSIX_SPAWN_SETSID = 0x80;
@@ -92,7 +93,7 @@ export function spawnProcess(argv: readonly string[], options: SpawnOptions = {}
     if (err !== 0) {
       throw new CkptError(
         err === 2 ? 'ENOENT' : 'ESYS',
-        `cannot start ${file}: posix_spawn failed with ${errnoName(err)}`,
+        `cannot start ${file}: posix_spawn failed with ${errnoName(err)}${err === ENOEXEC ? ' (not a program this kernel can run: a binary for another architecture, or a 32-bit one on a kernel without 32-bit support)' : ''}`,
         { path: file, syscall: 'posix_spawn', errno: err },
       );
     }
