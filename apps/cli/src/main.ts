@@ -112,18 +112,23 @@ export async function main(argv: string[]): Promise<number> {
 
 const CAP_SYS_PTRACE = 19n;
 const CAP_SYS_ADMIN = 21n;
+const CAP_CHECKPOINT_RESTORE = 40n;
 
 /**
- * Refuse to start a command that needs root without it: it would fail
- * midway on some EPERM that does not say why.
+ * Refuse to start a command that needs privileges without them (it would
+ * fail midway on some EPERM that does not say why): CAP_SYS_PTRACE, and
+ * CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN (for /proc/PID/map_files, pids
+ * set with clone3).
  */
 function requirePrivileges(name: string): void {
   const capEff = readStatus(process.pid).capEff;
-  const needed: [bigint, string][] = [
-    [CAP_SYS_ADMIN, 'CAP_SYS_ADMIN'],
-    [CAP_SYS_PTRACE, 'CAP_SYS_PTRACE'],
-  ];
-  const missing = needed.filter(([bit]) => ((capEff >> bit) & 1n) === 0n).map(([, n]) => n);
+  const has = (bit: bigint) => ((capEff >> bit) & 1n) === 1n;
+  const missing = [
+    has(CAP_SYS_PTRACE) ? '' : 'CAP_SYS_PTRACE',
+    has(CAP_CHECKPOINT_RESTORE) || has(CAP_SYS_ADMIN)
+      ? ''
+      : 'CAP_CHECKPOINT_RESTORE (or CAP_SYS_ADMIN)',
+  ].filter((m) => m !== '');
   if (missing.length > 0) {
     throw new CkptError(
       'EPERM',

@@ -44,7 +44,9 @@ import {
   CkptError,
   type FileHandler,
   type FileInfo,
+  type GuardedSocket,
   grabFd,
+  guardLockedConnections,
   type LockedConnection,
   lockConnections,
   lockedConnectionCount,
@@ -204,12 +206,28 @@ function checkpointTcp(ctx: CheckpointCtx, file: FileInfo): void {
     endRepair(fd, TcpRepair.OFF_NO_PROBE, reuseAddr);
     return;
   }
-  // Killed with the tree: closed by the task's death, still in repair
-  // mode. Should the checkpoint fail, the tree goes on: repair ends.
+  // Killed with the tree, it must then be in repair mode, so that its
+  // close sends the peer nothing. Until then it is not: its state is read,
+  // and the lock keeps the peer's packets out meanwhile, but should ckpt
+  // itself be killed, the tree goes on at once, before anyone could take
+  // the socket out of repair mode again (the guardian only unlocks).
+  try {
+    setTcpRepair(fd, TcpRepair.OFF_NO_PROBE);
+    if (reuseAddr) setSocketOption(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
   ctx.deferqueue.add(
     fd,
+    (copy) => {
+      try {
+        setTcpRepair(copy, TcpRepair.ON);
+      } finally {
+        closeSync(copy);
+      }
+    },
     (copy) => closeSync(copy),
-    (copy) => endRepair(copy, TcpRepair.OFF_NO_PROBE, reuseAddr),
   );
 }
 
@@ -245,13 +263,18 @@ function lockTreeConnections(ctx: CheckpointCtx): void {
   if (locked.has(ctx)) return;
   locked.add(ctx);
   const conns = new Map<string, LockedConnection>();
+  const sockets: GuardedSocket[] = [];
   for (const { pid, fd, target } of treeFds(ctx)) {
     if (target.kind !== 'socket' || !inOwnNetns(pid)) continue;
     const conn = withFdCopy(pid, fd, tcpConnectionOf);
-    if (conn) conns.set(`${conn.addr.toString('hex')} ${conn.peer.toString('hex')}`, conn);
+    if (!conn) continue;
+    conns.set(`${conn.addr.toString('hex')} ${conn.peer.toString('hex')}`, conn);
+    sockets.push({ pid, fd });
   }
   if (conns.size === 0) return;
   const all = [...conns.values()];
+  // Should ckpt itself be killed from now on, the guardian undoes this.
+  guardLockedConnections(all, sockets);
   const why = lockConnections(all);
   if (why !== undefined) {
     ctx.log.warn(

@@ -38,6 +38,7 @@ export {
   sameFile,
 } from './kcmp.js';
 export { errnoName, errnoText } from './libc.js';
+export { type GuardedSocket, guardLockedConnections, startTimeOf } from './lock-guardian.js';
 export { addSeals, getSeals, memfdCreate } from './memfd.js';
 export {
   type MemRange,
