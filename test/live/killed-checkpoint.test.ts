@@ -6,7 +6,7 @@
  * no process behind (every task it created dies with it: no restore stub
  * keeps a saved pid), and the next restart works.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -21,7 +21,7 @@ import {
   startFixture,
 } from '../support/fixtures.js';
 import { requireRoot } from '../support/prereq.js';
-import { tracerPid, vdsoTail } from '../support/procs.js';
+import { tracerPid, vdsoTail, waitFor } from '../support/procs.js';
 
 let fixture: FixtureHandle;
 
@@ -127,6 +127,32 @@ describe('an image at the path a checkpoint writes to', () => {
       expect(sha(img)).not.toBe(good);
       expect(fs.readdirSync(dir)).toEqual([path.basename(img)]);
     } finally {
+      f.dispose();
+    }
+  });
+});
+
+describe('a full disk', () => {
+  it('fails naming ENOSPC, leaves no image and gives the space back; the target runs on (sweep 13: a truncated image filled it)', () => {
+    const f = startFixture('counter');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=32k', 'ckpt-full', dir]);
+    try {
+      const img = path.join(dir, 'image.img');
+      const r = ckpt(['checkpoint', String(f.pid), '-o', img]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/ENOSPC|no space left/i);
+      expect(fs.readdirSync(dir)).toEqual([]);
+      const used = execFileSync('df', ['--output=used', dir], { encoding: 'utf8' })
+        .trim()
+        .split('\n')[1];
+      expect(Number(used)).toBe(0);
+      expect(tracerPid(f.pid)).toBe(0);
+      const before = f.count!();
+      waitFor('the counter to go on', () => f.count!() > before);
+    } finally {
+      execFileSync('umount', [dir]);
+      fs.rmdirSync(dir);
       f.dispose();
     }
   });

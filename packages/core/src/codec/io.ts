@@ -163,6 +163,8 @@ export class FdSink implements ByteSink {
   /** For a path: where the image goes, and how the file being written gets there. */
   private target?: { path: string; named?: string; hadFile: boolean };
   private committed = false;
+  /** A write failed (a full disk): the image is not kept. */
+  private writeFailed = false;
   /**
    * The image the committed one replaced, held open until close: freeing
    * its page cache takes a while (0.35 s per GiB on the development VM),
@@ -185,7 +187,8 @@ export class FdSink implements ByteSink {
    * hidden temporary name), which {@link commit} puts at the path with a
    * rename. A checkpoint that fails or is killed leaves an image that was
    * there as it was; where there was none, a failed image still appears,
-   * ending with its error record, so `ckpt info` says why. Anything else
+   * ending with its error record, so `ckpt info` says why (unless writing
+   * it failed: a full disk gets its space back). Anything else
    * at the path (a FIFO, a device) is written directly.
    */
   static open(path: string): FdSink {
@@ -238,6 +241,7 @@ export class FdSink implements ByteSink {
           waitBriefly();
           continue;
         }
+        this.writeFailed = true;
         throw new CkptError('EIO', `writing ${this.name}: ${(e as Error).message}`);
       }
     }
@@ -255,9 +259,11 @@ export class FdSink implements ByteSink {
     try {
       const t = this.target;
       if (t && !this.committed) {
-        // A failed image shows why only where it replaces nothing.
+        // A failed image shows why only where it replaces nothing, and
+        // only if it could be written (not a full disk: its error record
+        // could not follow, and the space is better given back).
         if (t.hadFile) this.keptPrevious = true;
-        else this.publish();
+        else if (!this.writeFailed) this.publish();
       }
     } finally {
       fs.closeSync(this.fd);

@@ -19,6 +19,7 @@
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import type { LockedConnection } from './net-lock.js';
 
 /** A socket of the tree: a process (with its start time, against pid reuse) and the fd. */
@@ -102,5 +103,5 @@ export function guardLockedConnections(
   // ckpt's end of the pipe stays open until ckpt ends, however it ends;
   // nothing else keeps ckpt's event loop alive for it.
   child.unref();
-  (child.stdin as unknown as { unref?: () => void }).unref?.();
+  (child.stdin as Socket | null)?.unref();
 }
