@@ -165,8 +165,15 @@ function connectAs(
     asCred(listener, c0, what, () => listener.sys.check('listen', [ls, 1], what));
     const [cat] = stage(connector, [name]);
     const cs = Number(connector.sys.check('socket', [AF_UNIX, type | SOCK_CLOEXEC, 0], what));
-    asCred(connector, c1, what, () => connector.sys.check('connect', [cs, cat!, len], what));
-    const as = Number(listener.sys.check('accept4', [ls, 0, 0, SOCK_CLOEXEC], what));
+    let as: number;
+    try {
+      asCred(connector, c1, what, () => connector.sys.check('connect', [cs, cat!, len], what));
+      as = Number(listener.sys.check('accept4', [ls, 0, 0, SOCK_CLOEXEC], what));
+    } catch (e) {
+      // Not left in the task's fd table for the fallback's pair.
+      closeInTask(connector, cs);
+      throw e;
+    }
     return [intoHolder(holder, connector, cs, what), intoHolder(holder, listener, as, what)];
   } finally {
     closeInTask(listener, ls);
