@@ -4,7 +4,7 @@
  * them, never ptrace directly, so the engine can batch and undo its work.
  */
 import type { ArchSupport, SyscallName } from './arch.js';
-import type { OpenFile, ProcStat, ProcStatus, SmapsFlagsEntry } from './proc/index.js';
+import type { MapsEntry, OpenFile, ProcStat, ProcStatus, SmapsFlagsEntry } from './proc/index.js';
 
 /** An argument of a batched call that is the result of an earlier call of the batch (its index). */
 export interface ResultOf {
@@ -140,6 +140,8 @@ export interface CheckpointTask {
   readonly regs: Buffer;
   readonly stat: ProcStat;
   readonly status: ProcStatus;
+  /** /proc/PID/maps as read when the task was frozen, before ckpt mapped anything in it. */
+  readonly maps: readonly MapsEntry[];
   readonly sys: TaskSyscalls;
   readonly mem: TaskMemory;
   /**

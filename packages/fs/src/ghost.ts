@@ -28,9 +28,7 @@ import {
   fstatSync,
   ftruncateSync,
   openSync,
-  readSync,
   unlinkSync,
-  writeSync,
 } from 'node:fs';
 import { basename, join } from 'node:path';
 import {
@@ -39,7 +37,7 @@ import {
   CkptError,
   closeInTask,
   copyFdFromCkpt,
-  dataRanges,
+  dataChunks,
   type FileHandler,
   getSeals,
   memfdCreate,
@@ -48,6 +46,8 @@ import {
   type RecordValue,
   type RestartCtx,
   type RestartTask,
+  readAt,
+  writeAt,
 } from '@ckpt/core';
 import {
   F_SETFL,
@@ -178,23 +178,14 @@ export const ghostObject: ObjectOps<SavedGhost | RestoredGhost> = {
     try {
       const st = fstatSync(fd);
       const size = BigInt(st.size);
-      const ranges = dataRanges(fd, size, what);
-      const total = ranges.reduce((n, r) => n + (r.end - r.start), 0n);
+      const chunks = dataChunks(fd, size, what, CHUNK);
+      const total = chunks.reduce((n, c) => n + BigInt(c.length), 0n);
       if (total > BigInt(GHOST_LIMIT)) {
         throw new CkptError(
           'ENOTSUP',
           `${what}: it holds ${total} bytes of data, more than the ${GHOST_LIMIT} bytes ckpt saves of a deleted file`,
           { pid, path },
         );
-      }
-      const chunks: { offset: bigint; length: number }[] = [];
-      for (const r of ranges) {
-        for (let at = r.start; at < r.end; at += BigInt(CHUNK)) {
-          chunks.push({
-            offset: at,
-            length: Number(r.end - at < CHUNK ? r.end - at : BigInt(CHUNK)),
-          });
-        }
       }
       ctx.write(ghostFileRecord, {
         inode: BigInt(st.ino),
@@ -206,14 +197,8 @@ export const ghostObject: ObjectOps<SavedGhost | RestoredGhost> = {
         readOnly: readOnly === true,
       });
       for (const c of chunks) {
-        const data = Buffer.alloc(c.length);
-        let done = 0;
-        while (done < c.length) {
-          const n = readSync(fd, data, done, c.length - done, Number(c.offset) + done);
-          if (n === 0) break; // truncated meanwhile: the rest reads as zeros
-          done += n;
-        }
-        ctx.write(ghostDataRecord, { offset: c.offset, data });
+        // Truncated meanwhile: the rest reads as zeros.
+        ctx.write(ghostDataRecord, { offset: c.offset, data: readAt(fd, c.offset, c.length) });
       }
     } finally {
       closeSync(fd);
@@ -353,16 +338,7 @@ function fillGhost(
         recordType: ghostDataRecord.type,
       });
     }
-    let done = 0;
-    while (done < chunk.data.length) {
-      done += writeSync(
-        fd,
-        chunk.data,
-        done,
-        chunk.data.length - done,
-        Number(chunk.offset) + done,
-      );
-    }
+    writeAt(fd, chunk.data, chunk.offset);
   }
   ftruncateSync(fd, Number(rec.size));
   // Sealed last: a seal may forbid the writes that filled it.

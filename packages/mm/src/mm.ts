@@ -529,9 +529,10 @@ export const mmPhase: TaskPhase = {
   name: 'mm',
   order: 200,
   prepare(_ctx, task) {
-    // Refused while nothing of the tree is saved yet (maps is cheap to
-    // read; plan() checks the smaps flags again, for what maps cannot name).
-    refuseMemoryOf(task, readMaps(task.pid));
+    // Refused while nothing of the tree is saved yet, from the maps read
+    // at freeze (plan() checks the smaps flags again, for what maps cannot
+    // name).
+    refuseMemoryOf(task, task.maps);
     brkRead.post(task);
   },
   checkpoint: checkpointMm,

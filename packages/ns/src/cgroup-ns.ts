@@ -16,7 +16,6 @@
  * task's own cgroup in that hierarchy.
  */
 
-import { readFileSync } from 'node:fs';
 import {
   type CgroupEntry,
   type CheckpointCtx,
@@ -26,7 +25,6 @@ import {
   moveIntoCgroups,
   type ObjectOps,
   ownNamespace,
-  parseProcCgroup,
   type RecordValue,
   type RestartCtx,
   type RestartTask,
@@ -58,9 +56,8 @@ export function namespaceRoot(full: string, inner: string): string | undefined {
 /** The roots of the cgroup namespace of `pid`, read from ckpt and from inside it. */
 function readRoots(pid: number): CgroupEntry[] {
   const full = readProcCgroup(pid);
-  const inner = inNamespaceOf(pid, 'cgroup', `of pid ${pid}`, () =>
-    parseProcCgroup(readFileSync(`/proc/${pid}/cgroup`, 'utf8')),
-  );
+  // The same file, read from inside its namespace, names cgroups from its root.
+  const inner = inNamespaceOf(pid, 'cgroup', `of pid ${pid}`, () => readProcCgroup(pid));
   return full.map((e) => {
     const seen = inner.find((i) => i.hierarchy === e.hierarchy);
     const root = seen && namespaceRoot(e.path, seen.path);

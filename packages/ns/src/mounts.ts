@@ -38,9 +38,7 @@ import {
   openSync,
   readFileSync,
   readlinkSync,
-  readSync,
   symlinkSync,
-  writeSync,
 } from 'node:fs';
 import { dirname } from 'node:path';
 import {
@@ -49,17 +47,19 @@ import {
   type CheckpointTask,
   CkptError,
   cString,
-  dataRanges,
+  dataChunks,
   type Mount,
   makeNode,
   parseMounts,
   type RecordValue,
   type RestartCtx,
   type RestartTask,
+  readAt,
   readDirQuietly,
   setFileTimes,
   stage,
   type TaskPhase,
+  writeAt,
 } from '@ckpt/core';
 import {
   MountKind,
@@ -276,17 +276,6 @@ function findFiles(base: string): FoundFile[] {
   return out;
 }
 
-/** The pieces of data of the regular file `path` (holes skipped). */
-function chunksOf(fd: number, size: bigint, what: string): { offset: bigint; length: number }[] {
-  const chunks: { offset: bigint; length: number }[] = [];
-  for (const r of dataRanges(fd, size, what)) {
-    for (let at = r.start; at < r.end; at += BigInt(CHUNK)) {
-      chunks.push({ offset: at, length: Number(r.end - at < CHUNK ? r.end - at : BigInt(CHUNK)) });
-    }
-  }
-  return chunks;
-}
-
 /**
  * Write the records of one tmpfs file found at checkpoint, with its data;
  * `saved(bytes)` after each piece.
@@ -305,17 +294,10 @@ function writeFile(
   // container sees (nor the one saved).
   const fd = openSync(found.dataFrom, constants.O_RDONLY | constants.O_NOATIME);
   try {
-    const chunks = chunksOf(fd, found.rec.size, what);
+    const chunks = dataChunks(fd, found.rec.size, what, CHUNK);
     ctx.write(mountFileRecord, { ...found.rec, chunks: chunks.length });
     for (const c of chunks) {
-      const data = Buffer.alloc(c.length);
-      let done = 0;
-      while (done < c.length) {
-        const n = readSync(fd, data, done, c.length - done, Number(c.offset) + done);
-        if (n === 0) break; // cannot shrink while frozen; zeros otherwise
-        done += n;
-      }
-      ctx.write(mountFileDataRecord, { offset: c.offset, data });
+      ctx.write(mountFileDataRecord, { offset: c.offset, data: readAt(fd, c.offset, c.length) });
       saved(c.length);
     }
   } finally {
@@ -343,6 +325,7 @@ function checkpointMounts(ctx: CheckpointCtx, task: CheckpointTask): void {
     const m = p.mount;
     const at = `/proc/${root}/root${m.point}`;
     const files = p.kind === MountKind.TMPFS ? findFiles(at) : [];
+    const allocated = files.reduce((n, f) => n + f.allocated, 0);
     const { data, readOnly } =
       p.kind === MountKind.BIND ? { data: '', readOnly: false } : dataOf(m);
     ctx.write(mountRecord, {
@@ -355,13 +338,9 @@ function checkpointMounts(ctx: CheckpointCtx, task: CheckpointTask): void {
       readOnly,
       dir: lstatSync(at).isDirectory(),
       files: files.length,
-      dataBytes: BigInt(files.reduce((n, f) => n + f.allocated, 0)),
+      dataBytes: BigInt(allocated),
     });
-    const progress = filesProgress(
-      ctx,
-      `files of ${m.point}`,
-      files.reduce((n, f) => n + f.allocated, 0),
-    );
+    const progress = filesProgress(ctx, `files of ${m.point}`, allocated);
     try {
       for (const f of files) {
         writeFile(
@@ -428,17 +407,19 @@ function fillFiles(
   restored: (bytes: number) => void,
 ): void {
   const files: RecordValue<typeof mountFileRecord>[] = [];
+  const pathOf = (f: RecordValue<typeof mountFileRecord>) =>
+    f.path === '' ? at : `${at}/${f.path}`;
   for (let i = 0; i < rec.files; i++) {
     const f = ctx.read(mountFileRecord);
     files.push(f);
-    const path = f.path === '' ? at : `${at}/${f.path}`;
+    const path = pathOf(f);
     const what = `restoring ${rec.point}/${f.path}`;
     const type = f.mode & S_IFMT;
     if (f.linkTo > 0) {
       const first = files[f.linkTo - 1];
       if (!first)
         throw new CkptError('EBADREC', `${what}: a link to file ${f.linkTo}, not seen before`);
-      linkSync(first.path === '' ? at : `${at}/${first.path}`, path);
+      linkSync(pathOf(first), path);
     } else if (type === S_IFDIR) {
       if (f.path !== '') mkdirSync(path, { mode: 0o700 });
     } else if (type === S_IFLNK) {
@@ -453,14 +434,11 @@ function fillFiles(
   // children first (making an entry changes its directory's times).
   for (const f of files) {
     if (f.linkTo > 0) continue;
-    const path = f.path === '' ? at : `${at}/${f.path}`;
-    lchownSync(path, f.uid, f.gid);
-    if ((f.mode & S_IFMT) !== S_IFLNK) chmodSync(path, f.mode & 0o7777);
+    lchownSync(pathOf(f), f.uid, f.gid);
+    if ((f.mode & S_IFMT) !== S_IFLNK) chmodSync(pathOf(f), f.mode & 0o7777);
   }
   for (const f of [...files].reverse()) {
-    if (f.linkTo > 0) continue;
-    const path = f.path === '' ? at : `${at}/${f.path}`;
-    setFileTimes(path, f.atimeNs, f.mtimeNs);
+    if (f.linkTo === 0) setFileTimes(pathOf(f), f.atimeNs, f.mtimeNs);
   }
 }
 
@@ -480,15 +458,7 @@ function fillRegular(
           recordType: mountFileDataRecord.type,
         });
       }
-      for (let done = 0; done < chunk.data.length; ) {
-        done += writeSync(
-          fd,
-          chunk.data,
-          done,
-          chunk.data.length - done,
-          Number(chunk.offset) + done,
-        );
-      }
+      writeAt(fd, chunk.data, chunk.offset);
       restored(chunk.data.length);
     }
     ftruncateSync(fd, Number(f.size));

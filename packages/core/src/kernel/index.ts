@@ -5,6 +5,7 @@
  */
 export type { Marker, SyscallConvention } from './convention.js';
 export { readDirQuietly } from './dir-entries.js';
+export { readAt, writeAt } from './file-io.js';
 export { setFileTimes } from './file-times.js';
 export { F_OWNER_PGRP, F_OWNER_PID, F_OWNER_TID, type FileOwner, fileOwner } from './fown.js';
 export {
@@ -113,7 +114,7 @@ export {
   singlestep,
   syscallStep,
 } from './ptrace.js';
-export { dataRanges, type FileRange } from './seek.js';
+export { dataChunks, dataRanges, type FileChunk, type FileRange } from './seek.js';
 export {
   inNamespace,
   inNamespaceOf,

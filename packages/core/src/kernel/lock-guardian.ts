@@ -18,8 +18,8 @@
  * through.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import { readStatBrief } from '../proc/stat.js';
 import type { LockedConnection } from './net-lock.js';
 
 /** A socket of the tree: a process (with its start time, against pid reuse) and the fd. */
@@ -29,14 +29,13 @@ export interface GuardedSocket {
 }
 
 /**
- * Start time of `pid` (field 22 of /proc/PID/stat), or undefined when it
+ * Start time of `pid` (/proc/PID/stat's starttime), or undefined when it
  * is gone or a zombie (dead, waiting for its parent).
  */
-export function startTimeOf(pid: number): string | undefined {
+export function startTimeOf(pid: number): number | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[0] === 'Z' || fields[0] === 'X' ? undefined : fields[19];
+    const s = readStatBrief(pid);
+    return s.state === 'Z' || s.state === 'X' ? undefined : s.starttime;
   } catch {
     return undefined;
   }
@@ -48,7 +47,7 @@ interface GuardianSpec {
   conns: { addr: string; peer: string }[];
   sockets: GuardedSocket[];
   /** Pid → start time of every process the sockets are in. */
-  starts: Record<string, string>;
+  starts: Record<string, number>;
 }
 
 /** The guardian's program (an ES module, run with `--input-type=module -e`). */
@@ -84,7 +83,7 @@ export function guardLockedConnections(
   conns: readonly LockedConnection[],
   sockets: readonly GuardedSocket[],
 ): void {
-  const starts: Record<string, string> = {};
+  const starts: Record<string, number> = {};
   for (const s of sockets) {
     const start = startTimeOf(s.pid);
     if (start !== undefined) starts[s.pid] = start;

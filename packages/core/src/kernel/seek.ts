@@ -43,3 +43,24 @@ export function dataRanges(fd: number, size: bigint, what: string): FileRange[] 
   }
   return out;
 }
+
+/** A piece of a file's data: `length` bytes at `offset`. */
+export interface FileChunk {
+  offset: bigint;
+  length: number;
+}
+
+/**
+ * The data of `fd` below `size` (see {@link dataRanges}) cut into pieces
+ * of at most `max` bytes: records of bounded size, holes left out.
+ */
+export function dataChunks(fd: number, size: bigint, what: string, max: number): FileChunk[] {
+  const chunks: FileChunk[] = [];
+  for (const r of dataRanges(fd, size, what)) {
+    for (let at = r.start; at < r.end; at += BigInt(max)) {
+      const left = r.end - at;
+      chunks.push({ offset: at, length: left < BigInt(max) ? Number(left) : max });
+    }
+  }
+  return chunks;
+}

@@ -135,15 +135,15 @@ function checkpoint(ctx: CheckpointCtx, task: CheckpointTask): void {
   ctx.write(cgroupsRecord, { entries });
 }
 
-/** The cgroup mounts here, read once per restart (on the first move). */
-const mountsByRestart = new WeakMap<RestartCtx, CgroupMount[]>();
-function mountsOf(ctx: RestartCtx): CgroupMount[] {
-  let mounts = mountsByRestart.get(ctx);
-  if (!mounts) {
-    mounts = cgroupMounts();
-    mountsByRestart.set(ctx, mounts);
+/** The cgroup mounts here and ckpt restart's own cgroups, read once per restart (on the first move). */
+const byRestart = new WeakMap<RestartCtx, { mounts: CgroupMount[]; own: readonly CgroupEntry[] }>();
+function cgroupsHere(ctx: RestartCtx): { mounts: CgroupMount[]; own: readonly CgroupEntry[] } {
+  let here = byRestart.get(ctx);
+  if (!here) {
+    here = { mounts: cgroupMounts(), own: readProcCgroup(process.pid) };
+    byRestart.set(ctx, here);
   }
-  return mounts;
+  return here;
 }
 
 function restore(ctx: RestartCtx, task: RestartTask): void {
@@ -165,12 +165,12 @@ export function moveIntoCgroups(
 ): void {
   const pid = task.pid;
   const now = readProcCgroup(pid);
-  const own = readProcCgroup(process.pid);
   for (const e of entries) {
     // By controllers: hierarchy ids are numbered at mount time and differ
     // between machines ("" is cgroup2's).
     const here = now.find((n) => n.controllers === e.controllers);
     if (here?.path === e.path) continue; // already there
+    const { mounts, own } = cgroupsHere(ctx);
     // Restart never grants more than its caller holds: out of its own
     // cgroup (and its limits) into a parent or a sibling, no.
     const mine = own.find((n) => n.controllers === e.controllers);
@@ -180,7 +180,7 @@ export function moveIntoCgroups(
       );
       continue;
     }
-    const dir = cgroupDir(e, mountsOf(ctx));
+    const dir = cgroupDir(e, mounts);
     const where = here ? ` it stays in ${describe(here)}` : '';
     const version = freezerVersion(e);
     if (dir && version && isFrozenCgroupDir(dir, version)) {
